@@ -1,0 +1,94 @@
+//! The [`Exporter`] trait: where spans go.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::span::SpanRecord;
+
+/// An exporter could not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Worth trying again later (the backend is unreachable or overloaded).
+    #[error("retryable export failure: {0}")]
+    Retryable(String),
+    /// Trying again would fail the same way (the data or the configuration is wrong).
+    #[error("permanent export failure: {0}")]
+    Permanent(String),
+}
+
+/// Takes batches of finished spans. Duplicates (same trace and span id) may arrive; they are identical and an
+/// exporter may keep either.
+#[async_trait]
+pub trait Exporter: Send + Sync {
+    /// A short name for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Exports one batch.
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError>;
+
+    /// Makes everything exported so far durable or delivered. Called at shutdown.
+    async fn flush(&self) -> Result<(), ExportError> {
+        Ok(())
+    }
+}
+
+/// Drops every span. For benchmarks and dry runs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DiscardExporter;
+
+#[async_trait]
+impl Exporter for DiscardExporter {
+    fn name(&self) -> &str {
+        "discard"
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+}
+
+/// Keeps every span in memory, up to a capacity, for tests and small tools.
+#[derive(Debug)]
+pub struct MemoryExporter {
+    capacity: usize,
+    spans: Mutex<Vec<SpanRecord>>,
+}
+
+impl MemoryExporter {
+    /// Keeps at most `capacity` spans; beyond that, export fails permanently.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            spans: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A copy of the spans kept so far.
+    pub fn spans(&self) -> Vec<SpanRecord> {
+        self.spans.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Exporter for MemoryExporter {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        let mut spans = self
+            .spans
+            .lock()
+            .map_err(|_| ExportError::Permanent("memory exporter poisoned".into()))?;
+        if spans.len() + batch.len() > self.capacity {
+            return Err(ExportError::Permanent(format!(
+                "memory exporter full ({} spans)",
+                self.capacity
+            )));
+        }
+        spans.extend_from_slice(batch);
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! Object identity: [`ObjectKey`], [`ObjectRef`] and [`Object`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Identity of one Kubernetes object: cluster, API group, resource, namespace and name.
+///
+/// The group is `""` for the core group, the resource is the lowercase plural (`deployments`), the namespace is
+/// `""` for cluster-scoped objects. The API version is not part of the identity (see [`ObjectRef`]).
+///
+/// The canonical text is `cluster/group/resource/namespace/name`, always five fields:
+///
+/// ```
+/// use kelemetry_core::ObjectKey;
+/// let key = ObjectKey::new("prod", "apps", "deployments", "default", "web");
+/// assert_eq!(key.to_string(), "prod/apps/deployments/default/web");
+/// assert_eq!(key.to_string().parse::<ObjectKey>().unwrap(), key);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct ObjectKey {
+    /// Name of the cluster the object lives in.
+    pub cluster: String,
+    /// API group, `""` for the core group.
+    pub group: String,
+    /// Lowercase plural resource name, e.g. `pods`.
+    pub resource: String,
+    /// Namespace, `""` for cluster-scoped objects.
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key from its five fields.
+    pub fn new(
+        cluster: impl Into<String>,
+        group: impl Into<String>,
+        resource: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            cluster: cluster.into(),
+            group: group.into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The five fields in canonical order.
+    pub fn fields(&self) -> [&str; 5] {
+        [
+            &self.cluster,
+            &self.group,
+            &self.resource,
+            &self.namespace,
+            &self.name,
+        ]
+    }
+
+    /// `resource/name`, the operation name of object spans (reference §2.3).
+    pub fn operation_name(&self) -> String {
+        format!("{}/{}", self.resource, self.name)
+    }
+
+    /// `resource.group` (or just `resource` for the core group), as kubectl prints it.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}/{}",
+            self.cluster, self.group, self.resource, self.namespace, self.name
+        )
+    }
+}
+
+/// Why a text is not a canonical [`ObjectKey`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("object key {text:?} must have five '/'-separated fields (cluster/group/resource/namespace/name), found {found}")]
+pub struct ParseKeyError {
+    /// The text that was parsed.
+    pub text: String,
+    /// How many fields it had.
+    pub found: usize,
+}
+
+impl std::str::FromStr for ObjectKey {
+    type Err = ParseKeyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fields: Vec<&str> = text.split('/').collect();
+        match fields.as_slice() {
+            [cluster, group, resource, namespace, name] => {
+                Ok(Self::new(*cluster, *group, *resource, *namespace, *name))
+            }
+            _ => Err(ParseKeyError {
+                text: text.to_owned(),
+                found: fields.len(),
+            }),
+        }
+    }
+}
+
+/// An [`ObjectKey`] with the API version and uid a source saw. Neither is part of the identity.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct ObjectRef {
+    /// The identity.
+    pub key: ObjectKey,
+    /// API version without the group, e.g. `v1`; may be empty when unknown.
+    pub version: String,
+    /// The object's uid when known.
+    pub uid: Option<String>,
+}
+
+impl ObjectRef {
+    /// A reference from a key, a version and an optional uid.
+    pub fn new(key: ObjectKey, version: impl Into<String>, uid: Option<String>) -> Self {
+        Self {
+            key,
+            version: version.into(),
+            uid,
+        }
+    }
+
+    /// `group/version`, or just `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.key.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.key.group, self.version)
+        }
+    }
+}
+
+/// An [`ObjectRef`] with the body (the JSON object) the source saw, if any. Cloning is cheap.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Object {
+    /// Which object.
+    pub object_ref: ObjectRef,
+    /// The full object as JSON, when the source had it.
+    pub body: Option<Arc<serde_json::Value>>,
+}
+
+impl Object {
+    /// An object without a body.
+    pub fn new(object_ref: ObjectRef) -> Self {
+        Self {
+            object_ref,
+            body: None,
+        }
+    }
+
+    /// An object with a body.
+    pub fn with_body(object_ref: ObjectRef, body: Arc<serde_json::Value>) -> Self {
+        Self {
+            object_ref,
+            body: Some(body),
+        }
+    }
+
+    /// The identity of the object.
+    pub fn key(&self) -> &ObjectKey {
+        &self.object_ref.key
+    }
+}
+
+/// Splits an `apiVersion` such as `apps/v1` into group and version (`("apps", "v1")`; `v1` gives `("", "v1")`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.rsplit_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", api_version),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rejects_wrong_field_count() {
+        let err = "a/b/c".parse::<ObjectKey>().unwrap_err();
+        assert_eq!(err.found, 3);
+        assert!(err.to_string().contains("five"));
+    }
+
+    #[test]
+    fn cluster_scoped_key_round_trips() {
+        let key = ObjectKey::new("c", "", "nodes", "", "n1");
+        assert_eq!(key.to_string(), "c//nodes//n1");
+        assert_eq!("c//nodes//n1".parse::<ObjectKey>().unwrap(), key);
+    }
+
+    #[test]
+    fn api_version_split() {
+        assert_eq!(split_api_version("apps/v1"), ("apps", "v1"));
+        assert_eq!(split_api_version("v1"), ("", "v1"));
+    }
+}

@@ -1,0 +1,65 @@
+//! # kelemetry-core
+//!
+//! The model and the engine of Kelemetry for Rust: every Kubernetes object is a span, what happened to it are its
+//! children, and relations between objects nest the object spans into one tree.
+//!
+//! This crate has no Kubernetes client, no network and no storage engine. It holds:
+//!
+//! - the model: [`ObjectKey`], [`ObjectRef`], [`Object`], [`Activity`], [`Windowing`] and deterministic
+//!   [`TraceId`]/[`SpanId`]s ([`ids`] documents the algorithm);
+//! - spans as data: [`SpanRecord`] and how objects, links and activities become spans ([`span`]);
+//! - the extension points: [`Source`]/[`ActivitySink`], [`Decorator`], [`Linker`]/[`ObjectLookup`], [`Exporter`],
+//!   [`SpanLedger`];
+//! - the mappings from outside data: apiserver audit events ([`audit`]), Kubernetes Events ([`kube_event`]), field
+//!   diffs ([`diff`]) with redaction ([`redact`]), kinds to resources ([`resource_map`]);
+//! - the [`Pipeline`] that wires sources through filter, decorators, windowing, linkers and exporters.
+//!
+//! ```
+//! use kelemetry_core::{Activity, Object, ObjectKey, ObjectRef, SourceKind, TraceId, Windowing};
+//!
+//! let key = ObjectKey::new("prod", "apps", "deployments", "default", "web");
+//! let at: jiff::Timestamp = "2024-05-01T12:34:56Z".parse().unwrap();
+//! let window = Windowing::default().window_of(at);
+//! // Any process computes the same trace for this object and window.
+//! let trace = TraceId::for_object(&key, window);
+//! let activity = Activity::new(Object::new(ObjectRef::new(key, "v1", None)), SourceKind::Audit, at, "alice update", "audit-1");
+//! let span = kelemetry_core::span::activity_span(&activity, window);
+//! assert_eq!(span.trace_id, trace);
+//! assert_eq!(span.parent_span_id, Some(trace.object_span()));
+//! ```
+
+pub mod activity;
+pub mod audit;
+pub mod body_cache;
+pub mod decorate;
+pub mod diff;
+pub mod exporter;
+pub mod filter;
+pub mod ids;
+pub mod key;
+pub mod kube_event;
+pub mod ledger;
+pub mod link;
+pub mod pipeline;
+pub mod redact;
+pub mod resource_map;
+pub mod source;
+pub mod span;
+pub mod vocabulary;
+pub mod window;
+
+pub use activity::{Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind};
+pub use body_cache::BodyCache;
+pub use decorate::Decorator;
+pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
+pub use filter::Filter;
+pub use ids::{SpanId, TraceId};
+pub use key::{Object, ObjectKey, ObjectRef};
+pub use ledger::{BoundedLedger, SpanLedger};
+pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineReport};
+pub use redact::Redactor;
+pub use resource_map::ResourceMap;
+pub use source::{ActivitySink, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError};
+pub use span::{SpanKind, SpanLog, SpanRecord};
+pub use window::{Window, Windowing};

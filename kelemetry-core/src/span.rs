@@ -1,0 +1,239 @@
+//! [`SpanRecord`]: spans built as data (DESIGN §5.2), and how objects, links and activities become spans.
+
+use std::borrow::Cow;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{Activity, Attributes};
+use crate::ids::{SpanId, TraceId};
+use crate::key::{ObjectKey, ObjectRef};
+use crate::link::{Link, LinkRole};
+use crate::vocabulary as v;
+use crate::window::Window;
+
+/// What a span stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpanKind {
+    /// An object in one window: the root of its trace.
+    Object,
+    /// A relation to another object, under an object span.
+    Link,
+    /// An activity, under an object span; the value is its source (`audit`, `event`, ...).
+    Activity(String),
+}
+
+impl SpanKind {
+    /// The OpenTelemetry service name of spans of this kind (reference §2.3).
+    pub fn service_name(&self) -> &str {
+        match self {
+            Self::Object => "object",
+            Self::Link => "link",
+            Self::Activity(source) => source,
+        }
+    }
+}
+
+/// A log (OpenTelemetry span event) on a span.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanLog {
+    /// When.
+    pub time: Timestamp,
+    /// The text (the span event's name, as the original writes it).
+    pub message: String,
+    /// Attributes, including `zzz-logType`.
+    pub attributes: Attributes,
+}
+
+/// A finished span, as data. Exporters convert it to their wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanRecord {
+    /// The trace: the object's trace of the window.
+    pub trace_id: TraceId,
+    /// This span.
+    pub span_id: SpanId,
+    /// The parent span, `None` for object spans.
+    pub parent_span_id: Option<SpanId>,
+    /// What it stands for; gives the service name.
+    pub kind: SpanKind,
+    /// The operation name.
+    pub name: String,
+    /// Start.
+    pub start: Timestamp,
+    /// End.
+    pub end: Timestamp,
+    /// Attributes.
+    pub attributes: Attributes,
+    /// Logs.
+    pub logs: Vec<SpanLog>,
+}
+
+impl SpanRecord {
+    /// The OpenTelemetry service name.
+    pub fn service_name(&self) -> &str {
+        self.kind.service_name()
+    }
+
+    /// The value of an attribute, if set.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, val)| val.as_str())
+    }
+
+    /// The object this span belongs to, read back from its identity attributes (all five must be present).
+    pub fn object_key(&self) -> Option<ObjectKey> {
+        Some(ObjectKey::new(
+            self.attribute(v::CLUSTER)?,
+            self.attribute(v::GROUP)?,
+            self.attribute(v::RESOURCE)?,
+            self.attribute(v::NAMESPACE)?,
+            self.attribute(v::NAME)?,
+        ))
+    }
+
+    /// For a link span, the other object, read back from the `linked*` attributes.
+    pub fn linked_key(&self) -> Option<ObjectKey> {
+        Some(ObjectKey::new(
+            self.attribute(v::LINKED_CLUSTER)?,
+            self.attribute(v::LINKED_GROUP)?,
+            self.attribute(v::LINKED_RESOURCE)?,
+            self.attribute(v::LINKED_NAMESPACE)?,
+            self.attribute(v::LINKED_NAME)?,
+        ))
+    }
+
+    /// For a link span, the role of the other object.
+    pub fn link_role(&self) -> Option<LinkRole> {
+        LinkRole::from_name(self.attribute(v::LINK_ROLE)?)
+    }
+}
+
+/// The duration written for an activity whose end is unknown (the original's `DummyDuration`).
+pub const DEFAULT_ACTIVITY_DURATION: SignedDuration = SignedDuration::from_secs(1);
+
+fn identity_attributes(object: &ObjectRef, capacity: usize) -> Attributes {
+    let key = &object.key;
+    let mut attrs: Attributes = Vec::with_capacity(capacity + 8);
+    attrs.push((Cow::Borrowed(v::CLUSTER), key.cluster.clone()));
+    attrs.push((Cow::Borrowed(v::GROUP), key.group.clone()));
+    attrs.push((Cow::Borrowed(v::VERSION), object.version.clone()));
+    attrs.push((Cow::Borrowed(v::RESOURCE), key.resource.clone()));
+    attrs.push((Cow::Borrowed(v::NAMESPACE), key.namespace.clone()));
+    attrs.push((Cow::Borrowed(v::NAME), key.name.clone()));
+    attrs
+}
+
+/// The object span of `object` in `window`: the root of the window's trace, spanning the whole window.
+pub fn object_span(object: &ObjectRef, window: Window) -> SpanRecord {
+    let trace_id = TraceId::for_object(&object.key, window);
+    let mut attributes = identity_attributes(object, 8);
+    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), v::OBJECT.to_owned()));
+    attributes.push((Cow::Borrowed(v::PSEUDO_TYPE), v::OBJECT.to_owned()));
+    attributes.push((Cow::Borrowed(v::TIME_STAMP), window.start().to_string()));
+    attributes.push((Cow::Borrowed(v::K8S_CLUSTER_NAME), object.key.cluster.clone()));
+    if !object.key.namespace.is_empty() {
+        attributes.push((Cow::Borrowed(v::K8S_NAMESPACE_NAME), object.key.namespace.clone()));
+    }
+    let kind = semconv_kind(&object.key.resource);
+    if let Some(kind) = kind {
+        attributes.push((Cow::Owned(format!("k8s.{kind}.name")), object.key.name.clone()));
+    }
+    if let Some(uid) = &object.uid {
+        attributes.push((Cow::Borrowed(v::UID), uid.clone()));
+        if let Some(kind) = kind {
+            attributes.push((Cow::Owned(format!("k8s.{kind}.uid")), uid.clone()));
+        }
+    }
+    SpanRecord {
+        trace_id,
+        span_id: trace_id.object_span(),
+        parent_span_id: None,
+        kind: SpanKind::Object,
+        name: object.key.operation_name(),
+        start: window.start(),
+        end: window.end(),
+        attributes,
+        logs: Vec::new(),
+    }
+}
+
+/// The OpenTelemetry semantic-convention name of the kinds it covers (`k8s.<kind>.name`).
+fn semconv_kind(resource: &str) -> Option<&'static str> {
+    Some(match resource {
+        "pods" => "pod",
+        "deployments" => "deployment",
+        "replicasets" => "replicaset",
+        "statefulsets" => "statefulset",
+        "daemonsets" => "daemonset",
+        "jobs" => "job",
+        "cronjobs" => "cronjob",
+        "nodes" => "node",
+        "namespaces" => "namespace",
+        _ => return None,
+    })
+}
+
+/// The link span written under `owner`'s object span in `window`, describing `link` (the other object).
+pub fn link_span(owner: &ObjectRef, window: Window, link: &Link) -> SpanRecord {
+    let trace_id = TraceId::for_object(&owner.key, window);
+    let other = &link.object.key;
+    let mut attributes = identity_attributes(owner, 12);
+    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), v::OBJECT.to_owned()));
+    attributes.push((Cow::Borrowed(v::PSEUDO_TYPE), v::LINK.to_owned()));
+    attributes.push((Cow::Borrowed(v::TIME_STAMP), window.start().to_string()));
+    attributes.push((Cow::Borrowed(v::LINKED_CLUSTER), other.cluster.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_GROUP), other.group.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_RESOURCE), other.resource.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_NAMESPACE), other.namespace.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_NAME), other.name.clone()));
+    attributes.push((Cow::Borrowed(v::LINK_ROLE), link.role.as_str().to_owned()));
+    attributes.push((Cow::Borrowed(v::LINK_CLASS), link.class.clone()));
+    attributes.push((Cow::Borrowed(v::LINKER), link.dedup_id.clone()));
+    SpanRecord {
+        trace_id,
+        span_id: trace_id.link_span(&link.dedup_id, other),
+        parent_span_id: Some(trace_id.object_span()),
+        kind: SpanKind::Link,
+        name: owner.key.operation_name(),
+        start: window.start(),
+        end: window.end(),
+        attributes,
+        logs: Vec::new(),
+    }
+}
+
+/// The span of `activity`, under its object's span of `window` (the window that holds `activity.start`).
+pub fn activity_span(activity: &Activity, window: Window) -> SpanRecord {
+    let object = &activity.object.object_ref;
+    let trace_id = TraceId::for_object(&object.key, window);
+    let mut attributes = identity_attributes(object, activity.attributes.len() + 2);
+    attributes.push((Cow::Borrowed(v::NOT_PSEUDO), v::NOT_PSEUDO.to_owned()));
+    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), activity.source.as_str().to_owned()));
+    attributes.extend(activity.attributes.iter().cloned());
+    let logs = activity
+        .logs
+        .iter()
+        .map(|log| SpanLog {
+            time: activity.start,
+            message: log.message.clone(),
+            attributes: vec![(Cow::Borrowed(v::LOG_TYPE), log.kind.as_str().to_owned())],
+        })
+        .collect();
+    let end = activity
+        .end
+        .filter(|end| *end >= activity.start)
+        .unwrap_or_else(|| activity.start.saturating_add(DEFAULT_ACTIVITY_DURATION).unwrap_or(activity.start));
+    SpanRecord {
+        trace_id,
+        span_id: trace_id.activity_span(&activity.dedup_key),
+        parent_span_id: Some(trace_id.object_span()),
+        kind: SpanKind::Activity(activity.source.as_str().to_owned()),
+        name: activity.title.clone(),
+        start: activity.start,
+        end,
+        attributes,
+        logs,
+    }
+}
