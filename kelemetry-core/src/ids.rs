@@ -236,10 +236,10 @@ mod tests {
         assert_eq!(trace.link_span("ownerReference", &rs).to_string(), PINNED_LINK_SPAN);
     }
 
-    const PINNED_TRACE: &str = "PIN";
-    const PINNED_OBJECT_SPAN: &str = "PIN";
-    const PINNED_ACTIVITY_SPAN: &str = "PIN";
-    const PINNED_LINK_SPAN: &str = "PIN";
+    const PINNED_TRACE: &str = "41a889b2b708ffd2038c1a4fef841c7e";
+    const PINNED_OBJECT_SPAN: &str = "045c44c0a5a5b7b5";
+    const PINNED_ACTIVITY_SPAN: &str = "dcfbf81877ebf1ab";
+    const PINNED_LINK_SPAN: &str = "b03c873ffab6cc7c";
 
     #[test]
     fn hex_round_trip() {

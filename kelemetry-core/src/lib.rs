@@ -52,14 +52,10 @@ pub use activity::{Activity, Attributes, Change, ChangeKind, LogKind, LogLine, O
 pub use body_cache::BodyCache;
 pub use decorate::Decorator;
 pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
-pub use filter::Filter;
 pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineReport};
-pub use redact::Redactor;
-pub use resource_map::ResourceMap;
 pub use source::{ActivitySink, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError};
 pub use span::{SpanKind, SpanLog, SpanRecord};
 pub use window::{Window, Windowing};
