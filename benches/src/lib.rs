@@ -1,0 +1,1 @@
+//! Benchmarks and the throughput harness of Kelemetry for Rust.

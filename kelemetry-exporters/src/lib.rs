@@ -1,0 +1,3 @@
+//! # kelemetry-exporters
+//!
+//! Exporters for Kelemetry: the embedded store, OTLP/JSON lines, OTLP.

@@ -1,0 +1,3 @@
+//! # kelemetry-linkers
+//!
+//! Linkers for Kelemetry: how Kubernetes objects relate (owner references, annotations, rules).
