@@ -82,6 +82,12 @@ impl TraceId {
         self.span_id("activity", dedup_key.as_bytes())
     }
 
+    /// A private marker id in this trace: "the linkers ran with the object's body in this window". Never
+    /// exported; only a [`SpanLedger`](crate::SpanLedger) key.
+    pub(crate) fn body_marker(self) -> SpanId {
+        self.span_id("marker", b"linked-with-body")
+    }
+
     fn span_id(self, kind: &str, discriminator: &[u8]) -> SpanId {
         let mut buf = Vec::with_capacity(SPAN_DOMAIN.len() + 16 + 8 + kind.len() + discriminator.len());
         buf.extend_from_slice(SPAN_DOMAIN);
