@@ -56,6 +56,7 @@ pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
+pub use resource_map::{ResourceInfo, ResourceMap, ResourceScope};
 pub use source::{ActivitySink, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError};
 pub use span::{SpanKind, SpanLog, SpanRecord};
 pub use window::{Window, Windowing};
