@@ -48,15 +48,22 @@ pub mod span;
 pub mod vocabulary;
 pub mod window;
 
-pub use activity::{Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind};
+pub use activity::{
+    Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind,
+};
 pub use body_cache::BodyCache;
 pub use decorate::Decorator;
 pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
+pub use filter::Filter;
 pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineReport, PipelineStats, RetryPolicy};
+pub use redact::Redactor;
 pub use resource_map::{ResourceInfo, ResourceMap, ResourceScope};
-pub use source::{ActivitySink, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError};
+pub use source::{
+    ActivitySink, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError,
+};
 pub use span::{SpanKind, SpanLog, SpanRecord};
 pub use window::{Window, Windowing};
