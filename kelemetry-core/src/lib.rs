@@ -51,8 +51,10 @@ pub mod window;
 pub use activity::{
     Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind,
 };
+pub use audit::{AuditEvent, AuditMapping, AuditOutcome};
 pub use body_cache::BodyCache;
-pub use decorate::Decorator;
+pub use decorate::{Decorator, DiffDecorator};
+pub use diff::DiffEntry;
 pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
 pub use filter::Filter;
 pub use ids::{SpanId, TraceId};
