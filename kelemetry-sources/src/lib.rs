@@ -1,3 +1,74 @@
 //! # kelemetry-sources
 //!
-//! Sources of activities for Kelemetry: audit logs and webhooks, Kubernetes Events, recorded object streams.
+//! Sources of activities for Kelemetry: where [`Record`](kelemetry_core::Record)s come from. Each implements
+//! [`kelemetry_core::Source`] and pushes into an [`ActivitySink`](kelemetry_core::ActivitySink), which applies
+//! backpressure; a record a source cannot use is reported through
+//! [`ActivitySink::reject`](kelemetry_core::ActivitySink::reject) with its `file:line`, and the reading goes on.
+//!
+//! - [`ObjectFileSource`]: recorded Kubernetes objects and Events (YAML streams, JSON streams, lists, watch
+//!   events) → Event activities and object observations.
+//! - [`AuditFileSource`]: apiserver audit logs (JSON lines, `EventList` documents) → audit activities.
+//! - [`ReadReport`]/[`ReadCounters`]: what a file source read, skipped and rejected.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! use kelemetry_core::{ActivitySink, Record, Rejection, Shutdown, SinkClosed, Source};
+//! use kelemetry_sources::ObjectFileSource;
+//!
+//! /// Keeps what it is sent.
+//! #[derive(Default)]
+//! struct Collect(Mutex<Vec<Record>>);
+//!
+//! #[async_trait::async_trait]
+//! impl ActivitySink for Collect {
+//!     async fn send(&self, record: Record) -> Result<(), SinkClosed> {
+//!         self.0.lock().unwrap().push(record);
+//!         Ok(())
+//!     }
+//!     fn reject(&self, rejection: Rejection) {
+//!         eprintln!("{rejection}");
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("objects.yaml");
+//! std::fs::write(&path, "\
+//! ## {\"time\": \"2024-05-01T12:00:00Z\"}
+//! apiVersion: apps/v1
+//! kind: Deployment
+//! metadata: {name: web, namespace: default}
+//! ")?;
+//!
+//! let source = ObjectFileSource::new(&path, "prod");
+//! let counters = source.counters();
+//! let sink = Arc::new(Collect::default());
+//! let (_trigger, shutdown) = Shutdown::new();
+//! Box::new(source).run(sink.clone(), shutdown).await?;
+//!
+//! let records = sink.0.lock().unwrap();
+//! let Record::Observation(seen) = &records[0] else { panic!("an observation") };
+//! assert_eq!(seen.object.key().to_string(), "prod/apps/deployments/default/web");
+//! assert_eq!(seen.time.to_string(), "2024-05-01T12:00:00Z");
+//! assert_eq!(counters.snapshot().sent, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod audit_file;
+mod json_stream;
+mod lines;
+mod object_file;
+mod outlet;
+pub mod report;
+mod yaml_stream;
+
+pub use audit_file::AuditFileSource;
+pub use object_file::ObjectFileSource;
+pub use report::{ReadCounters, ReadReport};
+
+/// The largest document (one YAML document, one JSON object or one JSON line) a file source holds by default:
+/// 16 MiB. Larger ones are rejected as `document too large`.
+pub const DEFAULT_DOCUMENT_LIMIT: usize = 16 * 1024 * 1024;

@@ -1,0 +1,110 @@
+//! Where a file source's records go: the sink, the counters, and the rejections with their file and line.
+
+use std::sync::Arc;
+
+use kelemetry_core::{ActivitySink, Record, Rejection, Shutdown};
+
+use crate::report::ReadCounters;
+
+/// How often (in bytes of input) progress is reported to the sink.
+const PROGRESS_STEP: u64 = 64 * 1024;
+
+/// Whether to go on reading.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Go on.
+    Continue,
+    /// Shutdown was requested or the pipeline closed: stop reading.
+    Stop,
+}
+
+/// The sink, the counters and the name of the input, as one source run uses them.
+pub(crate) struct Outlet {
+    sink: Arc<dyn ActivitySink>,
+    counters: Arc<ReadCounters>,
+    origin: String,
+    shutdown: Shutdown,
+    unreported_bytes: u64,
+}
+
+impl Outlet {
+    pub(crate) fn new(
+        sink: Arc<dyn ActivitySink>,
+        counters: Arc<ReadCounters>,
+        origin: String,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            sink,
+            counters,
+            origin,
+            shutdown,
+            unreported_bytes: 0,
+        }
+    }
+
+    /// Whether shutdown was requested.
+    pub(crate) fn stopping(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
+    /// Counts a record found in the input.
+    pub(crate) fn found(&self) {
+        self.counters.record_found();
+    }
+
+    /// Sends a record, waiting for room in the pipeline unless shutdown comes first.
+    pub(crate) async fn send(&mut self, record: Record) -> Flow {
+        if self.shutdown.is_requested() {
+            return Flow::Stop;
+        }
+        let sink = Arc::clone(&self.sink);
+        tokio::select! {
+            sent = sink.send(record) => match sent {
+                Ok(()) => {
+                    self.counters.record_sent();
+                    Flow::Continue
+                }
+                Err(closed) => {
+                    tracing::debug!(origin = %self.origin, "{closed}: stop reading");
+                    Flow::Stop
+                }
+            },
+            () = self.shutdown.requested() => Flow::Stop,
+        }
+    }
+
+    /// Counts a record deliberately not sent.
+    pub(crate) fn skip(&self, reason: &str) {
+        self.counters.record_skipped(reason);
+    }
+
+    /// Reports a record that could not be used, found at `line` of the input.
+    pub(crate) fn reject(&self, line: u64, reason: &str, detail: impl Into<String>) {
+        self.counters.record_rejected(reason);
+        let rejection = Rejection {
+            origin: format!("{}:{line}", self.origin),
+            reason: reason.to_owned(),
+            detail: detail.into(),
+        };
+        tracing::debug!(%rejection, "record rejected");
+        self.sink.reject(rejection);
+    }
+
+    /// Counts consumed input; reports it to the sink every [`PROGRESS_STEP`] bytes.
+    pub(crate) fn consumed(&mut self, bytes: u64) {
+        self.counters.add_bytes(bytes);
+        self.unreported_bytes += bytes;
+        if self.unreported_bytes >= PROGRESS_STEP {
+            self.flush_progress();
+        }
+    }
+
+    /// Reports the consumed input not yet reported.
+    pub(crate) fn flush_progress(&mut self) {
+        if self.unreported_bytes > 0 {
+            self.sink.progress(self.unreported_bytes);
+            self.unreported_bytes = 0;
+        }
+    }
+}
