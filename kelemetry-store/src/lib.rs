@@ -1,3 +1,48 @@
 //! # kelemetry-store
 //!
-//! The embedded span store of Kelemetry (redb): written by the exporter, read by the query side.
+//! The embedded span store of Kelemetry (redb): written by the exporter, read by the query side. It exists as a
+//! crate of its own so that `kelemetry-exporters` (which writes it) and `kelemetry-query` (which reads it) do not
+//! depend on each other.
+//!
+//! - [`SpanStore`]: a store directory holding one redb file, [`STORE_FILE_NAME`]. Spans are keyed by (trace id,
+//!   span id); an index maps each object to its windows and traces, filled from object spans; writes are
+//!   idempotent and batched in one transaction ([`PreparedBatch`], [`WriteDurability`]).
+//! - Reads: [`SpanStore::spans_of_trace`], [`SpanStore::windows_of`] ([`StoredWindow`]),
+//!   [`SpanStore::find_objects`] and [`SpanStore::search_objects`] ([`ObjectFilter`]), counts, and every span
+//!   through [`SpanStore::spans`] ([`AllSpans`]).
+//! - [`codec`]: the stored, versioned binary form of a span.
+//! - [`StoreError`]: every error names the store file.
+//!
+//! ```
+//! use kelemetry_core::{ObjectKey, ObjectRef, Windowing};
+//! use kelemetry_store::SpanStore;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SpanStore::create(dir.path()).unwrap();
+//! let key = ObjectKey::new("prod", "apps", "deployments", "default", "nginx");
+//! let at: jiff::Timestamp = "2024-05-01T12:34:56Z".parse().unwrap();
+//! let window = Windowing::default().window_of(at);
+//! let span = kelemetry_core::span::object_span(&ObjectRef::new(key.clone(), "v1", None), window);
+//! store.write_spans(&[span.clone(), span.clone()]).unwrap();
+//! assert_eq!(store.span_count().unwrap(), 1);
+//!
+//! // Without knowing the cluster or the group:
+//! let found = store.find_objects(None, None, "deployments", "default", "nginx").unwrap();
+//! assert_eq!(found, vec![key.clone()]);
+//! let windows = store.windows_of(&key, at, at).unwrap();
+//! assert_eq!(windows[0].trace_id, span.trace_id);
+//! assert_eq!(store.spans_of_trace(span.trace_id).unwrap(), vec![span]);
+//! ```
+
+pub mod codec;
+mod error;
+mod store;
+
+pub use error::StoreError;
+pub use store::{
+    AllSpans, LAYOUT_VERSION, ObjectFilter, PreparedBatch, STORE_FILE_NAME, SpanStore,
+    StoreOptions, StoredWindow, WriteDurability,
+};
+
+#[cfg(test)]
+mod tests;

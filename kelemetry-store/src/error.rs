@@ -1,0 +1,92 @@
+//! [`StoreError`]: what can go wrong with a span store, naming its file.
+
+use std::path::PathBuf;
+
+use kelemetry_core::{SpanId, TraceId};
+
+use crate::codec::DecodeError;
+
+/// A span store operation failed. Every variant names the store file (or directory) involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store directory could not be created or read.
+    #[error("span store directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `open` was asked for a store that does not exist.
+    #[error("no span store at {path} (create one first)")]
+    Missing {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// A write was asked of a store opened read-only.
+    #[error("span store {path} is open read-only")]
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The database could not be opened or created (locked by another process, not a redb file, ...).
+    #[error("span store {path}: cannot open: {source}")]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// The underlying error.
+        source: redb::DatabaseError,
+    },
+    /// A read or write failed in the storage engine.
+    #[error("span store {path}: {operation} failed: {source}")]
+    Storage {
+        /// The store file.
+        path: PathBuf,
+        /// What was being done.
+        operation: &'static str,
+        /// The underlying error.
+        source: Box<redb::Error>,
+    },
+    /// The store was written in a layout this build does not read.
+    #[error("span store {path} has layout version {found}; this build reads version {supported}")]
+    UnsupportedLayout {
+        /// The store file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// A stored span cannot be decoded.
+    #[error("span store {path}: span {trace_id}/{span_id} is corrupt: {source}")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// Trace of the span.
+        trace_id: TraceId,
+        /// The span.
+        span_id: SpanId,
+        /// What is wrong.
+        source: DecodeError,
+    },
+    /// A key in the store holds a zero id, which no writer produces.
+    #[error("span store {path}: a {table} entry has a zero id")]
+    ZeroId {
+        /// The store file.
+        path: PathBuf,
+        /// The table holding it.
+        table: &'static str,
+    },
+}
+
+impl StoreError {
+    /// Whether trying the same operation again may succeed: an I/O failure (disk full, a transient device error)
+    /// rather than a property of the data or of the store.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Directory { .. } => true,
+            Self::Storage { source, .. } => matches!(**source, redb::Error::Io(_)),
+            _ => false,
+        }
+    }
+}

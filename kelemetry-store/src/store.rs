@@ -1,0 +1,702 @@
+//! [`SpanStore`]: spans and the object index in one redb file.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kelemetry_core::{ObjectKey, SpanId, SpanKind, SpanRecord, TraceId};
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
+
+use crate::codec::{decode_span, encode_span};
+use crate::error::StoreError;
+
+/// The name of the store file inside the store directory.
+pub const STORE_FILE_NAME: &str = "spans.redb";
+
+/// The table layout written and read by this build. A store with another layout is refused, not guessed at.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// `"layout"` → [`LAYOUT_VERSION`].
+const META: TableDefinition<'_, &str, u32> = TableDefinition::new("meta");
+/// (trace id, span id) → encoded span ([`crate::codec`]).
+const SPANS: TableDefinition<'_, (u128, u64), &[u8]> = TableDefinition::new("spans");
+/// Every trace id that holds at least one span.
+const TRACES: TableDefinition<'_, u128, ()> = TableDefinition::new("traces");
+/// (cluster, group, resource, namespace, name, window start secs) → (trace id, window length secs).
+type WindowKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, i64);
+const WINDOWS: TableDefinition<'_, WindowKey<'_>, (u128, u64)> =
+    TableDefinition::new("object_windows");
+/// (resource, namespace, name, cluster, group): every object with an object span, ordered for lookups that
+/// know the resource, namespace and name but not the cluster or the group.
+type ObjectIndexKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+const OBJECTS: TableDefinition<'_, ObjectIndexKey<'_>, ()> = TableDefinition::new("objects");
+
+/// Tuning of a [`SpanStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bytes of page cache the store may hold in memory.
+    pub cache_bytes: usize,
+    /// Let other processes open the store with [`SpanStore::open_read_only`] while this one writes (for example
+    /// a `serve` process beside a `run` process). Every write is then durable at once
+    /// ([`WriteDurability::Deferred`] acts as `Immediate`), because a deferred commit would be invisible to
+    /// them. When off (the default), this process has the store to itself.
+    pub shared_with_readers: bool,
+}
+
+impl Default for StoreOptions {
+    /// 256 MiB of page cache, not shared with other processes.
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 * 1024 * 1024,
+            shared_with_readers: false,
+        }
+    }
+}
+
+/// When a write becomes durable.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum WriteDurability {
+    /// On disk when the write returns (one fsync per write).
+    #[default]
+    Immediate,
+    /// Visible to readers at once, on disk at the next [`SpanStore::sync`] or `Immediate` write. A crash may
+    /// lose deferred writes, never corrupt the store. For bulk loads such as a replay. Acts as `Immediate` in a
+    /// store opened with [`StoreOptions::shared_with_readers`].
+    Deferred,
+}
+
+/// Spans encoded and indexed, ready to be written by [`SpanStore::write`].
+///
+/// Preparing does the CPU work (encoding) without touching the store, so an async caller can prepare on its own
+/// thread and hand only the write to a blocking thread. Entries are sorted by key, which makes the B-tree
+/// inserts local.
+#[derive(Clone, Debug, Default)]
+pub struct PreparedBatch {
+    bytes: Vec<u8>,
+    spans: Vec<(u128, u64, Range<usize>)>,
+    windows: Vec<(ObjectKey, i64, u128, u64)>,
+}
+
+impl PreparedBatch {
+    /// Encodes `spans` and extracts the object index entries of their object spans.
+    pub fn new(spans: &[SpanRecord]) -> Self {
+        let mut batch = Self {
+            bytes: Vec::with_capacity(spans.len() * 256),
+            spans: Vec::with_capacity(spans.len()),
+            windows: Vec::new(),
+        };
+        for span in spans {
+            batch.push(span);
+        }
+        batch
+            .spans
+            .sort_unstable_by_key(|(trace, span, _)| (*trace, *span));
+        batch
+    }
+
+    fn push(&mut self, span: &SpanRecord) {
+        let begin = self.bytes.len();
+        encode_span(span, &mut self.bytes);
+        let trace = span.trace_id.to_u128();
+        self.spans
+            .push((trace, span.span_id.to_u64(), begin..self.bytes.len()));
+        if span.kind == SpanKind::Object
+            && let Some(key) = span.object_key()
+        {
+            let start = floor_secs(span.start);
+            let length = floor_secs(span.end).saturating_sub(start).max(1);
+            self.windows
+                .push((key, start, trace, u64::try_from(length).unwrap_or(1)));
+        }
+    }
+
+    /// How many spans the batch holds.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether the batch holds no span.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// One window of an object, as the index knows it: when it starts and ends, and the trace that holds it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct StoredWindow {
+    /// Start of the window (the start of its object span).
+    pub start: Timestamp,
+    /// End of the window (exclusive).
+    pub end: Timestamp,
+    /// The trace whose root is the object span of this window.
+    pub trace_id: TraceId,
+}
+
+/// Which objects [`SpanStore::search_objects`] returns. Every field left `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectFilter {
+    /// Cluster name.
+    pub cluster: Option<String>,
+    /// API group (`""` for the core group).
+    pub group: Option<String>,
+    /// Resource (plural). Lookups that name it read only the matching part of the index.
+    pub resource: Option<String>,
+    /// Namespace (`""` for cluster-scoped objects).
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: Option<String>,
+}
+
+impl ObjectFilter {
+    fn matches(&self, key: &ObjectKey) -> bool {
+        let field =
+            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|want| want == have);
+        field(&self.cluster, &key.cluster)
+            && field(&self.group, &key.group)
+            && field(&self.resource, &key.resource)
+            && field(&self.namespace, &key.namespace)
+            && field(&self.name, &key.name)
+    }
+}
+
+enum Handle {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+struct Inner {
+    path: PathBuf,
+    handle: Handle,
+    shared: bool,
+}
+
+/// The embedded span store: one redb file, `spans.redb`, inside a store directory.
+///
+/// It holds the spans keyed by (trace id, span id), and an index from each object to its windows (filled from
+/// object spans) that answers "which traces hold this object between these times" and "which objects are called
+/// `deployments/default/nginx`" without a scan. Writes are idempotent: a span written twice (same trace and span
+/// id) is kept once, so replaying the same input leaves the same store.
+///
+/// Cloning is cheap and shares the open database. Reads run on a snapshot (redb's MVCC) and proceed while a
+/// writer writes, in this process or, through [`SpanStore::open_read_only`], in another one. The methods block on
+/// disk I/O; call them from a blocking thread in async code.
+#[derive(Clone)]
+pub struct SpanStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SpanStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanStore")
+            .field("path", &self.inner.path)
+            .field(
+                "read_only",
+                &matches!(self.inner.handle, Handle::ReadOnly(_)),
+            )
+            .finish()
+    }
+}
+
+fn builder(options: &StoreOptions) -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(options.cache_bytes);
+    if options.shared_with_readers {
+        // One writing process, any number of reading processes following its commits.
+        builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    }
+    builder
+}
+
+impl SpanStore {
+    /// Opens the store in directory `dir`, creating the directory and an empty store if missing.
+    pub fn create(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::create_with(dir, &StoreOptions::default())
+    }
+
+    /// [`SpanStore::create`] with explicit options.
+    pub fn create_with(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(STORE_FILE_NAME);
+        let db = builder(options)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        Self::writable(path, db, options.shared_with_readers)
+    }
+
+    /// Opens the existing store in directory `dir` for reading and writing.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// [`SpanStore::open`] with explicit options.
+    pub fn open_with(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
+        let path = existing_file(dir.as_ref())?;
+        let db = builder(options)
+            .open(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        Self::writable(path, db, options.shared_with_readers)
+    }
+
+    /// Opens the existing store in directory `dir` for reading only. Works while another process writes it if
+    /// that process opened it with [`StoreOptions::shared_with_readers`]; a writer that has the store to itself
+    /// makes this fail with [`StoreError::Open`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = existing_file(dir.as_ref())?;
+        let options = StoreOptions {
+            shared_with_readers: true,
+            ..StoreOptions::default()
+        };
+        let db = builder(&options)
+            .open_read_only(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                path,
+                handle: Handle::ReadOnly(db),
+                shared: true,
+            }),
+        };
+        let txn = store.begin_read()?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| store.storage("open the meta table", e))?;
+        let layout = meta
+            .get("layout")
+            .map_err(|e| store.storage("read the layout version", e))?
+            .map(|v| v.value());
+        store.check_layout(layout)?;
+        Ok(store)
+    }
+
+    fn writable(path: PathBuf, db: Database, shared: bool) -> Result<Self, StoreError> {
+        let store = Self {
+            inner: Arc::new(Inner {
+                path,
+                handle: Handle::Writable(db),
+                shared,
+            }),
+        };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    /// Creates the tables of a new store and checks the layout version of an existing one.
+    fn initialise(&self) -> Result<(), StoreError> {
+        let db = self.writer()?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| self.storage("begin a write", e))?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| self.storage("open the meta table", e))?;
+            let layout = meta
+                .get("layout")
+                .map_err(|e| self.storage("read the layout version", e))?
+                .map(|v| v.value());
+            match layout {
+                None => {
+                    meta.insert("layout", LAYOUT_VERSION)
+                        .map_err(|e| self.storage("write the layout version", e))?;
+                }
+                found => self.check_layout(found)?,
+            }
+            txn.open_table(SPANS)
+                .map_err(|e| self.storage("create the spans table", e))?;
+            txn.open_table(TRACES)
+                .map_err(|e| self.storage("create the traces table", e))?;
+            txn.open_table(WINDOWS)
+                .map_err(|e| self.storage("create the windows table", e))?;
+            txn.open_table(OBJECTS)
+                .map_err(|e| self.storage("create the objects table", e))?;
+        }
+        txn.commit().map_err(|e| self.storage("commit", e))
+    }
+
+    fn check_layout(&self, found: Option<u32>) -> Result<(), StoreError> {
+        match found {
+            Some(LAYOUT_VERSION) => Ok(()),
+            other => Err(StoreError::UnsupportedLayout {
+                path: self.inner.path.clone(),
+                found: other.unwrap_or(0),
+                supported: LAYOUT_VERSION,
+            }),
+        }
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn storage(&self, operation: &'static str, error: impl Into<redb::Error>) -> StoreError {
+        StoreError::Storage {
+            path: self.inner.path.clone(),
+            operation,
+            source: Box::new(error.into()),
+        }
+    }
+
+    fn writer(&self) -> Result<&Database, StoreError> {
+        match &self.inner.handle {
+            Handle::Writable(db) => Ok(db),
+            Handle::ReadOnly(_) => Err(StoreError::ReadOnly {
+                path: self.inner.path.clone(),
+            }),
+        }
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        let txn = match &self.inner.handle {
+            Handle::Writable(db) => db.begin_read(),
+            Handle::ReadOnly(db) => db.begin_read(),
+        };
+        txn.map_err(|e| self.storage("begin a read", e))
+    }
+
+    /// Writes `spans` in one transaction, durable when it returns.
+    pub fn write_spans(&self, spans: &[SpanRecord]) -> Result<(), StoreError> {
+        self.write(&PreparedBatch::new(spans), WriteDurability::Immediate)
+    }
+
+    /// Writes a prepared batch in one transaction. A span already stored (same trace and span id) is replaced
+    /// by the new copy, so writing the same spans again changes nothing.
+    pub fn write(
+        &self,
+        batch: &PreparedBatch,
+        durability: WriteDurability,
+    ) -> Result<(), StoreError> {
+        let db = self.writer()?;
+        let mut txn = db
+            .begin_write()
+            .map_err(|e| self.storage("begin a write", e))?;
+        if durability == WriteDurability::Deferred && !self.inner.shared {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.storage("defer durability", e))?;
+        }
+        {
+            let mut spans = txn
+                .open_table(SPANS)
+                .map_err(|e| self.storage("open the spans table", e))?;
+            let mut traces = txn
+                .open_table(TRACES)
+                .map_err(|e| self.storage("open the traces table", e))?;
+            let mut last_trace = None;
+            for (trace, span, range) in &batch.spans {
+                let bytes = batch.bytes.get(range.clone()).unwrap_or_default();
+                spans
+                    .insert((*trace, *span), bytes)
+                    .map_err(|e| self.storage("write a span", e))?;
+                // Entries are sorted by trace: insert each trace once per batch.
+                if last_trace != Some(*trace) {
+                    traces
+                        .insert(*trace, ())
+                        .map_err(|e| self.storage("write a trace", e))?;
+                    last_trace = Some(*trace);
+                }
+            }
+            let mut windows = txn
+                .open_table(WINDOWS)
+                .map_err(|e| self.storage("open the windows table", e))?;
+            let mut objects = txn
+                .open_table(OBJECTS)
+                .map_err(|e| self.storage("open the objects table", e))?;
+            for (key, start, trace, length) in &batch.windows {
+                let [cluster, group, resource, namespace, name] = key.fields();
+                windows
+                    .insert(
+                        (cluster, group, resource, namespace, name, *start),
+                        (*trace, *length),
+                    )
+                    .map_err(|e| self.storage("write a window", e))?;
+                objects
+                    .insert((resource, namespace, name, cluster, group), ())
+                    .map_err(|e| self.storage("write an object", e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.storage("commit", e))
+    }
+
+    /// Makes every write so far durable (the deferred ones included).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let db = self.writer()?;
+        let txn = db
+            .begin_write()
+            .map_err(|e| self.storage("begin a write", e))?;
+        txn.commit().map_err(|e| self.storage("commit", e))
+    }
+
+    /// Every span of `trace`, ordered by span id. Empty when the trace is unknown.
+    pub fn spans_of_trace(&self, trace: TraceId) -> Result<Vec<SpanRecord>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(SPANS)
+            .map_err(|e| self.storage("open the spans table", e))?;
+        let t = trace.to_u128();
+        let range = table
+            .range((t, 0u64)..=(t, u64::MAX))
+            .map_err(|e| self.storage("read spans", e))?;
+        let mut out = Vec::new();
+        for entry in range {
+            let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
+            let (_, span) = key.value();
+            out.push(self.decode(t, span, value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One span, if stored.
+    pub fn span(&self, trace: TraceId, span: SpanId) -> Result<Option<SpanRecord>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(SPANS)
+            .map_err(|e| self.storage("open the spans table", e))?;
+        let value = table
+            .get((trace.to_u128(), span.to_u64()))
+            .map_err(|e| self.storage("read a span", e))?;
+        value
+            .map(|v| self.decode(trace.to_u128(), span.to_u64(), v.value()))
+            .transpose()
+    }
+
+    fn decode(&self, trace: u128, span: u64, bytes: &[u8]) -> Result<SpanRecord, StoreError> {
+        let (Some(trace_id), Some(span_id)) = (TraceId::from_u128(trace), SpanId::from_u64(span))
+        else {
+            return Err(StoreError::ZeroId {
+                path: self.inner.path.clone(),
+                table: "spans",
+            });
+        };
+        decode_span(trace_id, span_id, bytes).map_err(|source| StoreError::Corrupt {
+            path: self.inner.path.clone(),
+            trace_id,
+            span_id,
+            source,
+        })
+    }
+
+    /// The windows of `key` that overlap `[from, to]` and the trace of each, oldest first.
+    ///
+    /// A window overlaps when it starts at or before `to` and ends after `from`. The search walks back from `to`
+    /// and stops at the first window that ended by `from`, which is exact when the store was written with one
+    /// window length (the normal case).
+    pub fn windows_of(
+        &self,
+        key: &ObjectKey,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StoredWindow>, StoreError> {
+        if to < from {
+            return Ok(Vec::new());
+        }
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(WINDOWS)
+            .map_err(|e| self.storage("open the windows table", e))?;
+        let [cluster, group, resource, namespace, name] = key.fields();
+        let lower = (cluster, group, resource, namespace, name, i64::MIN);
+        let upper = (cluster, group, resource, namespace, name, floor_secs(to));
+        let range = table
+            .range(lower..=upper)
+            .map_err(|e| self.storage("read windows", e))?;
+        let mut out = Vec::new();
+        for entry in range.rev() {
+            let (key, value) = entry.map_err(|e| self.storage("read windows", e))?;
+            let start_secs = key.value().5;
+            let (trace, length) = value.value();
+            let start = Timestamp::from_second(start_secs).unwrap_or(Timestamp::MIN);
+            let end = i64::try_from(length)
+                .ok()
+                .and_then(|length| start_secs.checked_add(length))
+                .and_then(|end| Timestamp::from_second(end).ok())
+                .unwrap_or(Timestamp::MAX);
+            if end <= from {
+                break;
+            }
+            let trace_id = TraceId::from_u128(trace).ok_or_else(|| StoreError::ZeroId {
+                path: self.inner.path.clone(),
+                table: "object_windows",
+            })?;
+            out.push(StoredWindow {
+                start,
+                end,
+                trace_id,
+            });
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The objects called `resource`/`namespace`/`name`, in any cluster and group unless given. This is how
+    /// `show deployments/default/nginx` finds the object without knowing its group or cluster.
+    pub fn find_objects(
+        &self,
+        cluster: Option<&str>,
+        group: Option<&str>,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<ObjectKey>, StoreError> {
+        let filter = ObjectFilter {
+            cluster: cluster.map(str::to_owned),
+            group: group.map(str::to_owned),
+            resource: Some(resource.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            name: Some(name.to_owned()),
+        };
+        self.search_objects(&filter, usize::MAX)
+    }
+
+    /// Up to `limit` objects that match `filter`, in index order (resource, namespace, name, cluster, group).
+    ///
+    /// The index is ordered by resource, then namespace, then name: a filter that fixes a prefix of these reads
+    /// only that part of the index; otherwise the whole object index is scanned (one entry per object, not per
+    /// span).
+    pub fn search_objects(
+        &self,
+        filter: &ObjectFilter,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(OBJECTS)
+            .map_err(|e| self.storage("open the objects table", e))?;
+        let prefix: Vec<&str> = [&filter.resource, &filter.namespace, &filter.name]
+            .into_iter()
+            .map_while(|f| f.as_deref())
+            .collect();
+        let field = |i: usize| prefix.get(i).copied().unwrap_or("");
+        let lower = (field(0), field(1), field(2), "", "");
+        let range = table
+            .range(lower..)
+            .map_err(|e| self.storage("read objects", e))?;
+        let mut out = Vec::new();
+        for entry in range {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(|e| self.storage("read objects", e))?;
+            let (resource, namespace, name, cluster, group) = key.value();
+            let leading = [resource, namespace, name];
+            if prefix.iter().zip(leading).any(|(want, have)| *want != have) {
+                break;
+            }
+            let key = ObjectKey::new(cluster, group, resource, namespace, name);
+            if filter.matches(&key) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many spans are stored.
+    pub fn span_count(&self) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(SPANS)
+            .map_err(|e| self.storage("open the spans table", e))?;
+        table.len().map_err(|e| self.storage("count spans", e))
+    }
+
+    /// How many traces hold at least one span.
+    pub fn trace_count(&self) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(TRACES)
+            .map_err(|e| self.storage("open the traces table", e))?;
+        table.len().map_err(|e| self.storage("count traces", e))
+    }
+
+    /// How many objects have at least one window.
+    pub fn object_count(&self) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(OBJECTS)
+            .map_err(|e| self.storage("open the objects table", e))?;
+        table.len().map_err(|e| self.storage("count objects", e))
+    }
+
+    /// Every stored span, ordered by trace id then span id, read from one snapshot taken now.
+    pub fn spans(&self) -> Result<AllSpans, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(SPANS)
+            .map_err(|e| self.storage("open the spans table", e))?;
+        let range = table
+            .range_owned::<(u128, u64)>(..)
+            .map_err(|e| self.storage("read spans", e))?;
+        Ok(AllSpans {
+            store: self.clone(),
+            range,
+        })
+    }
+}
+
+/// Iterator over every stored span, from [`SpanStore::spans`]. Holds its snapshot until dropped.
+pub struct AllSpans {
+    store: SpanStore,
+    range: redb::OwnedRange<(u128, u64), &'static [u8]>,
+}
+
+impl std::fmt::Debug for AllSpans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AllSpans")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl Iterator for AllSpans {
+    type Item = Result<SpanRecord, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = self.range.next()?;
+        Some(
+            entry
+                .map_err(|e| self.store.storage("read spans", e))
+                .and_then(|(key, value)| {
+                    let (trace, span) = key.value();
+                    self.store.decode(trace, span, value.value())
+                }),
+        )
+    }
+}
+
+fn existing_file(dir: &Path) -> Result<PathBuf, StoreError> {
+    let path = dir.join(STORE_FILE_NAME);
+    match path.try_exists() {
+        Ok(true) => Ok(path),
+        Ok(false) => Err(StoreError::Missing { path }),
+        Err(source) => Err(StoreError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Whole Unix seconds at or before `t`.
+fn floor_secs(t: Timestamp) -> i64 {
+    let secs = t.as_second();
+    if t.subsec_nanosecond() < 0 {
+        secs - 1
+    } else {
+        secs
+    }
+}

@@ -1,0 +1,390 @@
+use jiff::Timestamp;
+use kelemetry_core::span::{activity_span, link_span, object_span};
+use kelemetry_core::{
+    Activity, Link, LinkRole, LogKind, LogLine, Object, ObjectKey, ObjectRef, SourceKind,
+    SpanRecord, TraceId, Window, Windowing,
+};
+
+use crate::{
+    ObjectFilter, PreparedBatch, STORE_FILE_NAME, SpanStore, StoreError, StoreOptions,
+    WriteDurability,
+};
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+fn window(text: &str) -> Window {
+    Windowing::default().window_of(at(text))
+}
+
+fn object(cluster: &str, group: &str, resource: &str, ns: &str, name: &str) -> ObjectRef {
+    ObjectRef::new(
+        ObjectKey::new(cluster, group, resource, ns, name),
+        "v1",
+        Some("uid-1".into()),
+    )
+}
+
+/// An object span, a link span and two activity spans (one with logs) in one window of one deployment.
+fn trace_of(object_ref: &ObjectRef, when: &str) -> Vec<SpanRecord> {
+    let w = window(when);
+    let link = Link {
+        object: object("prod", "apps", "replicasets", "default", "nginx-1"),
+        role: LinkRole::Child,
+        class: "children".into(),
+        dedup_id: "ownerReference".into(),
+    };
+    let mut update = Activity::new(
+        Object::new(object_ref.clone()),
+        SourceKind::Audit,
+        at(when),
+        "alice update",
+        format!("audit-{when}"),
+    );
+    update.attribute("username", "alice");
+    update.attribute("custom.attribute", "not in the dictionary");
+    update
+        .logs
+        .push(LogLine::new(LogKind::ObjectDiff, "spec.replicas 1 -> 3"));
+    let event = Activity::new(
+        Object::new(object_ref.clone()),
+        SourceKind::Event,
+        at(when),
+        "ScalingReplicaSet",
+        format!("event-{when}"),
+    );
+    vec![
+        object_span(object_ref, w),
+        link_span(object_ref, w, &link),
+        activity_span(&update, w),
+        activity_span(&event, w),
+    ]
+}
+
+fn sorted(mut spans: Vec<SpanRecord>) -> Vec<SpanRecord> {
+    spans.sort_by_key(|s| (s.trace_id, s.span_id));
+    spans
+}
+
+fn all(store: &SpanStore) -> Vec<SpanRecord> {
+    store.spans().unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[test]
+fn spans_round_trip_through_a_reopened_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let spans = trace_of(&nginx, "2024-05-01T12:34:56.5Z");
+    let trace = spans[0].trace_id;
+    {
+        let store = SpanStore::create(dir.path()).unwrap();
+        store.write_spans(&spans).unwrap();
+    }
+    assert!(dir.path().join(STORE_FILE_NAME).is_file());
+    let store = SpanStore::open(dir.path()).unwrap();
+    assert_eq!(store.spans_of_trace(trace).unwrap(), sorted(spans.clone()));
+    assert_eq!(
+        store.span(trace, spans[2].span_id).unwrap().as_ref(),
+        Some(&spans[2])
+    );
+    assert_eq!(store.span_count().unwrap(), 4);
+    assert_eq!(store.trace_count().unwrap(), 1);
+    assert_eq!(store.object_count().unwrap(), 1);
+    let other = TraceId::from_u128(7).unwrap();
+    assert!(store.spans_of_trace(other).unwrap().is_empty());
+    assert_eq!(store.span(other, spans[0].span_id).unwrap(), None);
+}
+
+#[test]
+fn writing_the_same_spans_twice_keeps_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let mut spans = trace_of(&nginx, "2024-05-01T12:00:00Z");
+    spans.extend(trace_of(&nginx, "2024-05-01T12:45:00Z"));
+    // Duplicates inside one batch, then the whole replay again in other batch sizes.
+    let mut first = spans.clone();
+    first.extend(spans[..3].iter().cloned());
+    store.write_spans(&first).unwrap();
+    let after_one = all(&store);
+    for chunk in spans.chunks(3) {
+        store
+            .write(&PreparedBatch::new(chunk), WriteDurability::Deferred)
+            .unwrap();
+    }
+    store.sync().unwrap();
+    assert_eq!(all(&store), after_one);
+    assert_eq!(after_one, sorted(spans));
+    assert_eq!(store.span_count().unwrap(), 8);
+    assert_eq!(store.trace_count().unwrap(), 2);
+    let key = &nginx.key;
+    assert_eq!(
+        store
+            .windows_of(key, at("2024-05-01T00:00:00Z"), at("2024-05-02T00:00:00Z"))
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn windows_of_returns_overlapping_windows_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let times = [
+        "2024-05-01T10:10:00Z",
+        "2024-05-01T11:10:00Z",
+        "2024-05-01T11:40:00Z",
+        "2024-05-01T14:00:00Z",
+    ];
+    for when in times {
+        store.write_spans(&trace_of(&nginx, when)).unwrap();
+    }
+    // Another object sharing a prefix of the key must not leak in.
+    store
+        .write_spans(&trace_of(
+            &object("prod", "apps", "deployments", "default", "nginx2"),
+            times[1],
+        ))
+        .unwrap();
+    let key = &nginx.key;
+    let starts = |from: &str, to: &str| -> Vec<String> {
+        store
+            .windows_of(key, at(from), at(to))
+            .unwrap()
+            .iter()
+            .map(|w| w.start.to_string())
+            .collect()
+    };
+    assert_eq!(
+        starts("2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z").len(),
+        4
+    );
+    // 10:30 is the end of the 10:00 window (exclusive); 11:30 is the start of the third window (inclusive).
+    assert_eq!(
+        starts("2024-05-01T10:30:00Z", "2024-05-01T11:30:00Z"),
+        ["2024-05-01T11:00:00Z", "2024-05-01T11:30:00Z"]
+    );
+    assert_eq!(
+        starts("2024-05-01T10:29:59Z", "2024-05-01T11:05:00Z"),
+        ["2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z"]
+    );
+    assert!(starts("2024-05-01T12:00:00Z", "2024-05-01T13:59:59Z").is_empty());
+    assert!(starts("2024-05-01T12:00:00Z", "2024-05-01T10:00:00Z").is_empty());
+    let found = store
+        .windows_of(key, at("2024-05-01T14:15:00Z"), at("2024-05-01T14:15:00Z"))
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].trace_id,
+        TraceId::for_object(key, window(times[3]))
+    );
+    assert_eq!(found[0].end.to_string(), "2024-05-01T14:30:00Z");
+}
+
+#[test]
+fn find_objects_without_group_or_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let when = "2024-05-01T12:00:00Z";
+    let objects = [
+        object("prod", "apps", "deployments", "default", "nginx"),
+        object("staging", "apps", "deployments", "default", "nginx"),
+        object("prod", "example.com", "deployments", "default", "nginx"),
+        object("prod", "apps", "deployments", "default", "nginx-canary"),
+        object("prod", "apps", "deployments", "other", "nginx"),
+        object("prod", "", "pods", "default", "nginx"),
+    ];
+    for o in &objects {
+        store.write_spans(&trace_of(o, when)).unwrap();
+    }
+    let names =
+        |found: Vec<ObjectKey>| -> Vec<String> { found.iter().map(ToString::to_string).collect() };
+    assert_eq!(
+        names(
+            store
+                .find_objects(None, None, "deployments", "default", "nginx")
+                .unwrap()
+        ),
+        [
+            "prod/apps/deployments/default/nginx",
+            "prod/example.com/deployments/default/nginx",
+            "staging/apps/deployments/default/nginx",
+        ]
+    );
+    assert_eq!(
+        names(
+            store
+                .find_objects(Some("prod"), None, "deployments", "default", "nginx")
+                .unwrap()
+        ),
+        [
+            "prod/apps/deployments/default/nginx",
+            "prod/example.com/deployments/default/nginx"
+        ]
+    );
+    assert_eq!(
+        names(
+            store
+                .find_objects(None, Some("apps"), "deployments", "default", "nginx")
+                .unwrap()
+        ),
+        [
+            "prod/apps/deployments/default/nginx",
+            "staging/apps/deployments/default/nginx"
+        ]
+    );
+    assert!(
+        store
+            .find_objects(None, None, "deployments", "default", "ngin")
+            .unwrap()
+            .is_empty()
+    );
+    let everything = store
+        .search_objects(&ObjectFilter::default(), usize::MAX)
+        .unwrap();
+    assert_eq!(everything.len(), objects.len());
+    let in_default = ObjectFilter {
+        resource: Some("deployments".into()),
+        namespace: Some("default".into()),
+        ..ObjectFilter::default()
+    };
+    assert_eq!(
+        store.search_objects(&in_default, usize::MAX).unwrap().len(),
+        4
+    );
+    assert_eq!(store.search_objects(&in_default, 2).unwrap().len(), 2);
+    let by_name = ObjectFilter {
+        name: Some("nginx".into()),
+        ..ObjectFilter::default()
+    };
+    assert_eq!(store.search_objects(&by_name, usize::MAX).unwrap().len(), 5);
+}
+
+#[test]
+fn readers_see_a_snapshot_while_a_writer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = StoreOptions {
+        shared_with_readers: true,
+        ..StoreOptions::default()
+    };
+    let store = SpanStore::create_with(dir.path(), &shared).unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    store
+        .write_spans(&trace_of(&nginx, "2024-05-01T12:00:00Z"))
+        .unwrap();
+    let snapshot = store.spans().unwrap();
+    let reader = store.clone();
+    let writer = std::thread::spawn(move || {
+        for hour in 13..20 {
+            let batch = PreparedBatch::new(&trace_of(&nginx, &format!("2024-05-01T{hour}:00:00Z")));
+            // Deferred acts as immediate in a shared store.
+            store.write(&batch, WriteDurability::Deferred).unwrap();
+        }
+    });
+    writer.join().unwrap();
+    assert_eq!(snapshot.count(), 4, "the iterator keeps its snapshot");
+    assert_eq!(reader.span_count().unwrap(), 32);
+    let read_only = SpanStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_only.trace_count().unwrap(), 8);
+    let err = read_only.write_spans(&[]).unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
+}
+
+#[test]
+fn opening_a_missing_store_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SpanStore::open(dir.path().join("nothing")).unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }));
+    assert!(err.to_string().contains(STORE_FILE_NAME), "{err}");
+}
+
+#[test]
+fn corrupt_span_and_wrong_layout_are_reported_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let spans = trace_of(&nginx, "2024-05-01T12:00:00Z");
+    drop(SpanStore::create(dir.path()).unwrap());
+    let path = dir.path().join(STORE_FILE_NAME);
+    let raw_spans: redb::TableDefinition<'_, (u128, u64), &[u8]> =
+        redb::TableDefinition::new("spans");
+    let raw_meta: redb::TableDefinition<'_, &str, u32> = redb::TableDefinition::new("meta");
+    let raw = redb::Database::open(&path).unwrap();
+    let txn = raw.begin_write().unwrap();
+    txn.open_table(raw_spans)
+        .unwrap()
+        .insert(
+            (spans[0].trace_id.to_u128(), spans[0].span_id.to_u64()),
+            &[1u8, 2, 3][..],
+        )
+        .unwrap();
+    txn.commit().unwrap();
+    drop(raw);
+
+    let store = SpanStore::open(dir.path()).unwrap();
+    let err = store.spans_of_trace(spans[0].trace_id).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&spans[0].span_id.to_string()),
+        "{err}"
+    );
+    drop(store);
+
+    let raw = redb::Database::open(&path).unwrap();
+    let txn = raw.begin_write().unwrap();
+    txn.open_table(raw_meta)
+        .unwrap()
+        .insert("layout", 99)
+        .unwrap();
+    txn.commit().unwrap();
+    drop(raw);
+    let err = SpanStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnsupportedLayout { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_large_batch_is_written_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let w = window("2024-05-01T12:00:00Z");
+    let spans: Vec<SpanRecord> = (0..20_000)
+        .map(|i| {
+            let activity = Activity::new(
+                Object::new(nginx.clone()),
+                SourceKind::Audit,
+                w.start(),
+                "get",
+                format!("audit-{i}"),
+            );
+            activity_span(&activity, w)
+        })
+        .collect();
+    let batch = PreparedBatch::new(&spans);
+    assert_eq!(batch.len(), 20_000);
+    store.write(&batch, WriteDurability::Immediate).unwrap();
+    assert_eq!(store.span_count().unwrap(), 20_000);
+    assert_eq!(store.trace_count().unwrap(), 1);
+    // Activity spans alone do not make an object known to the index.
+    assert_eq!(store.object_count().unwrap(), 0);
+}
+
+#[test]
+fn a_writer_that_has_the_store_to_itself_refuses_other_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let err = SpanStore::open_read_only(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    drop(store);
+    let read_only = SpanStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_only.span_count().unwrap(), 0);
+}
