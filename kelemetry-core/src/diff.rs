@@ -149,7 +149,7 @@ impl<'e> Walk<'e> {
         for key in keys {
             if let Some(list) = fields.as_mut() {
                 list.push(key);
-                let skip = self.excluded.iter().any(|ex| *ex == list.as_slice());
+                let skip = self.excluded.contains(&list.as_slice());
                 if skip {
                     list.pop();
                     continue;

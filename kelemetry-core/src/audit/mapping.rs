@@ -20,7 +20,7 @@ pub enum AuditOutcome {
 }
 
 /// Why a well-formed audit event is not traced. Callers count these by [`SkipReason::as_str`].
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
     /// The verb is not `create`, `update`, `patch` or `delete` (reads, watches, `deletecollection`...).
     UnsupportedVerb,
