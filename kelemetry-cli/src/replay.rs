@@ -1,0 +1,250 @@
+//! `kelemetry replay` and `kelemetry demo`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use kelemetry_core::decorate::DiffDecorator;
+use kelemetry_core::{Pipeline, PipelineReport, ResourceMap, Shutdown, Source};
+use kelemetry_exporters::StoreExporter;
+use kelemetry_linkers::OwnerLinker;
+use kelemetry_sources::{AuditFileSource, ObjectFileSource, ReadCounters, ReadReport};
+use kelemetry_store::SpanStore;
+
+use crate::inputs::{self, InputKind};
+use crate::show::{self, ShowArgs};
+use crate::{CliError, DEFAULT_STORE};
+
+/// Arguments of `kelemetry replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Files or folders to replay (a folder stands for every file below it).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The name of the cluster the recordings come from.
+    #[arg(long, default_value = "local")]
+    pub cluster: String,
+    /// The store folder (created if missing).
+    #[arg(long, env = "KELEMETRY_STORE", default_value = DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// What the files hold; `auto` looks at each file.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: InputKind,
+    /// Print no progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `kelemetry demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Recordings to replay instead of the default demo data.
+    pub files: Vec<PathBuf>,
+    /// The object to show, as RESOURCE/NAMESPACE/NAME.
+    #[arg(long, default_value = "deployments/default/px")]
+    pub object: String,
+}
+
+/// The recorded real-cluster data the demo replays when no file is given: a 2-replica Deployment rollout recorded
+/// from a kind cluster (Events and objects), beside the repository in `../shared/fixtures`.
+fn default_demo_files() -> Vec<PathBuf> {
+    let root = std::env::var_os("KELEMETRY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    vec![root.join("events/kspan-kind-2021/deployment-2-pods.yaml")]
+}
+
+struct PlannedSource {
+    source: Box<dyn Source>,
+    counters: Arc<ReadCounters>,
+    path: PathBuf,
+    kind: InputKind,
+}
+
+fn plan(files: &[PathBuf], cluster: &str, format: InputKind) -> Result<Vec<PlannedSource>, CliError> {
+    let resources = Arc::new(ResourceMap::builtin());
+    let mut planned = Vec::new();
+    for path in inputs::expand(files)? {
+        let kind = match format {
+            InputKind::Auto => inputs::detect(&path)?,
+            other => other,
+        };
+        if kind == InputKind::AuditPolicy {
+            eprintln!("skipping {}: an audit policy, not a recording", path.display());
+            continue;
+        }
+        let (source, counters): (Box<dyn Source>, _) = match kind {
+            InputKind::Audit => {
+                let source = AuditFileSource::new(&path, cluster);
+                let counters = source.counters();
+                (Box::new(source), counters)
+            }
+            _ => {
+                let source = ObjectFileSource::new(&path, cluster).with_resource_map(resources.clone());
+                let counters = source.counters();
+                (Box::new(source), counters)
+            }
+        };
+        planned.push(PlannedSource {
+            source,
+            counters,
+            path,
+            kind,
+        });
+    }
+    Ok(planned)
+}
+
+/// Replays files into the store and returns the pipeline's report and what each file read.
+pub async fn run_replay(
+    files: &[PathBuf],
+    cluster: &str,
+    format: InputKind,
+    store_dir: &Path,
+    quiet: bool,
+) -> Result<(PipelineReport, Vec<(PathBuf, InputKind, ReadReport)>), CliError> {
+    let planned = plan(files, cluster, format)?;
+    let total_bytes: u64 = planned
+        .iter()
+        .filter_map(|p| std::fs::metadata(&p.path).ok())
+        .map(|m| m.len())
+        .sum();
+    let store = SpanStore::create(store_dir).map_err(|source| CliError::Store {
+        path: store_dir.to_owned(),
+        source,
+    })?;
+    let resources = Arc::new(ResourceMap::builtin());
+    let mut builder = Pipeline::builder()
+        .decorator(Arc::new(DiffDecorator))
+        .linker(Arc::new(OwnerLinker::new(resources)))
+        .exporter(Arc::new(StoreExporter::new(store)));
+    let mut files_read = Vec::new();
+    for planned in planned {
+        files_read.push((planned.path, planned.kind, planned.counters));
+        builder = builder.source(planned.source);
+    }
+    let pipeline = builder.build();
+    let stats = pipeline.stats();
+    let progress = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} replaying [{bar:30}] {bytes}/{total_bytes} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let ticker = {
+        let progress = progress.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            loop {
+                let report = stats.report();
+                progress.set_position(stats.bytes_read.load(std::sync::atomic::Ordering::Relaxed));
+                progress.set_message(format!("{} records, {} spans", report.records, report.spans()));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let (_trigger, shutdown) = Shutdown::new();
+    let report = pipeline.run(shutdown).await;
+    ticker.abort();
+    progress.finish_and_clear();
+    let files_read = files_read
+        .into_iter()
+        .map(|(path, kind, counters)| (path, kind, counters.snapshot()))
+        .collect();
+    Ok((report, files_read))
+}
+
+/// `kelemetry replay`.
+pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {
+    let (report, files) = run_replay(&args.files, &args.cluster, args.format, &args.store, args.quiet).await?;
+    print_summary(&report, &files, &args.store);
+    if !report.source_errors.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} file(s) could not be read",
+            report.source_errors.len()
+        )));
+    }
+    Ok(())
+}
+
+fn print_summary(report: &PipelineReport, files: &[(PathBuf, InputKind, ReadReport)], store: &Path) {
+    let read: u64 = files.iter().map(|(_, _, r)| r.records).sum();
+    let skipped: u64 = files.iter().map(|(_, _, r)| r.skipped_total()).sum();
+    println!(
+        "replayed {} file(s): {read} records read, {} activities, {} object observations, {skipped} skipped, {} filtered, {} rejected",
+        files.len(),
+        report.activities,
+        report.observations,
+        report.filtered,
+        report.rejected,
+    );
+    println!(
+        "spans written: {} ({} object, {} link, {} activity) to {}",
+        report.spans(),
+        report.object_spans,
+        report.link_spans,
+        report.activity_spans,
+        store.display()
+    );
+    let mut skipped_by_reason = std::collections::BTreeMap::<&str, u64>::new();
+    for (_, _, r) in files {
+        for (reason, count) in &r.skipped {
+            *skipped_by_reason.entry(reason).or_default() += count;
+        }
+    }
+    if !skipped_by_reason.is_empty() {
+        let reasons: Vec<String> = skipped_by_reason.iter().map(|(r, c)| format!("{r}: {c}")).collect();
+        println!("skipped (not traced by design): {}", reasons.join(", "));
+    }
+    if report.rejected > 0 {
+        println!("rejected:");
+        for (reason, count) in &report.rejections_by_reason {
+            println!("  {reason}: {count}");
+        }
+        for example in &report.rejection_examples {
+            println!("  {example}");
+        }
+    }
+    if report.link_errors > 0 {
+        println!("linker errors: {} (run with KELEMETRY_LOG=warn to see them)", report.link_errors);
+    }
+    if report.spans_dropped > 0 {
+        println!("spans that could not be stored: {}", report.spans_dropped);
+    }
+    for (name, error) in &report.source_errors {
+        println!("failed: {name}: {error}");
+    }
+}
+
+/// `kelemetry demo`.
+pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
+    let files = if args.files.is_empty() {
+        default_demo_files()
+    } else {
+        args.files
+    };
+    for file in &files {
+        if !file.exists() {
+            return Err(CliError::Usage(format!(
+                "demo data {} not found; pass recordings to replay: kelemetry demo FILE...",
+                file.display()
+            )));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("kelemetry-demo-{}", std::process::id()));
+    let result = async {
+        let (report, read) = run_replay(&files, "local", InputKind::Auto, &dir, true).await?;
+        print_summary(&report, &read, &dir);
+        println!();
+        show::show(ShowArgs::for_demo(&args.object, &dir)).await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,181 @@
+//! `kelemetry show`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use jiff::Timestamp;
+use kelemetry_query::display::{BaseMode, Modifier};
+use kelemetry_query::text::{self, TextOptions};
+use kelemetry_query::{DisplayMode, ObjectPattern, Reader, StoreReader, ViewRequest, assemble, display};
+use kelemetry_store::SpanStore;
+
+use crate::{CliError, DEFAULT_STORE};
+
+/// Arguments of `kelemetry show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The object: RESOURCE/NAMESPACE/NAME, or RESOURCE/NAME for cluster-scoped objects. RESOURCE may name its
+    /// group: `deployments.apps/default/web`.
+    pub object: String,
+    /// The cluster, when the store holds several with this object.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Start of the time range (RFC 3339, e.g. 2024-05-01T12:00:00Z); default: the beginning.
+    #[arg(long)]
+    pub from: Option<Timestamp>,
+    /// End of the time range (RFC 3339); default: the end.
+    #[arg(long)]
+    pub to: Option<Timestamp>,
+    /// Include ancestors and descendants (owners, owned objects...).
+    #[arg(long, conflicts_with_all = ["ancestors", "owned"])]
+    pub full_tree: bool,
+    /// Include the owners of the object.
+    #[arg(long, conflicts_with = "owned")]
+    pub ancestors: bool,
+    /// Include the objects it owns.
+    #[arg(long)]
+    pub owned: bool,
+    /// The store folder.
+    #[arg(long, env = "KELEMETRY_STORE", default_value = DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Longest snapshot printed, in characters.
+    #[arg(long, default_value_t = 160)]
+    pub snapshot_chars: usize,
+}
+
+impl ShowArgs {
+    /// The demo's view: the full tree of `object` in `store`.
+    pub fn for_demo(object: &str, store: &Path) -> Self {
+        Self {
+            object: object.to_owned(),
+            cluster: None,
+            from: None,
+            to: None,
+            full_tree: true,
+            ancestors: false,
+            owned: false,
+            store: store.to_owned(),
+            snapshot_chars: 160,
+        }
+    }
+}
+
+/// Parses `RESOURCE[.GROUP]/NAMESPACE/NAME` or `RESOURCE[.GROUP]/NAME`.
+fn parse_object(text: &str, cluster: Option<String>) -> Result<ObjectPattern, CliError> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let (resource, namespace, name) = match parts.as_slice() {
+        [resource, namespace, name] => (*resource, *namespace, *name),
+        [resource, name] => (*resource, "", *name),
+        _ => {
+            return Err(CliError::Usage(format!(
+                "{text:?} is not RESOURCE/NAMESPACE/NAME (or RESOURCE/NAME for a cluster-scoped object)"
+            )));
+        }
+    };
+    if resource.is_empty() || name.is_empty() {
+        return Err(CliError::Usage(format!("{text:?}: resource and name must not be empty")));
+    }
+    let (resource, group) = match resource.split_once('.') {
+        Some((resource, group)) => (resource, Some(group.to_owned())),
+        None => (resource, None),
+    };
+    Ok(ObjectPattern {
+        cluster,
+        group,
+        resource: resource.to_lowercase(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+/// `kelemetry show`.
+pub async fn show(args: ShowArgs) -> Result<(), CliError> {
+    let pattern = parse_object(&args.object, args.cluster.clone())?;
+    if !args.store.exists() {
+        return Err(CliError::Usage(format!(
+            "no store at {}; replay recordings first (kelemetry replay FILE...) or pass --store",
+            args.store.display()
+        )));
+    }
+    let store = SpanStore::open_read_only(&args.store).map_err(|source| CliError::Store {
+        path: args.store.clone(),
+        source,
+    })?;
+    let reader = StoreReader::new(Arc::new(store));
+    let found = reader
+        .find_objects(&pattern)
+        .await
+        .map_err(|err| CliError::Query(err.to_string()))?;
+    let key = match found.as_slice() {
+        [] => {
+            return Err(CliError::Query(format!(
+                "no object {} in the store at {}",
+                args.object,
+                args.store.display()
+            )));
+        }
+        [key] => key.clone(),
+        several => {
+            let names: Vec<String> = several.iter().map(ToString::to_string).collect();
+            return Err(CliError::Query(format!(
+                "{} matches several objects; name the group (RESOURCE.GROUP/...) or --cluster: {}",
+                args.object,
+                names.join(", ")
+            )));
+        }
+    };
+    let modifier = if args.full_tree {
+        Some(Modifier::FullTree)
+    } else if args.ancestors {
+        Some(Modifier::Ancestors)
+    } else if args.owned {
+        Some(Modifier::OwnedObjects)
+    } else {
+        None
+    };
+    let mode = DisplayMode {
+        base: BaseMode::Tracing,
+        modifier,
+    };
+    let mut request = ViewRequest::new(key);
+    request.selector = mode.selector();
+    if let Some(from) = args.from {
+        request.from = from;
+    }
+    if let Some(to) = args.to {
+        request.to = to;
+    }
+    let view = assemble(&reader, &request)
+        .await
+        .map_err(|err| CliError::Query(err.to_string()))?;
+    let trace = display(&view, mode);
+    print!(
+        "{}",
+        text::render(
+            &trace,
+            TextOptions {
+                max_snapshot_chars: args.snapshot_chars
+            }
+        )
+    );
+    if view.truncated > 0 {
+        println!("({} linked objects left out: budget exhausted)", view.truncated);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_parse() {
+        let p = parse_object("deployments.apps/default/web", None).unwrap();
+        assert_eq!((p.resource.as_str(), p.group.as_deref(), p.namespace.as_str()), ("deployments", Some("apps"), "default"));
+        let p = parse_object("nodes/n1", None).unwrap();
+        assert_eq!((p.namespace.as_str(), p.name.as_str()), ("", "n1"));
+        assert!(parse_object("a/b/c/d", None).is_err());
+        assert!(parse_object("/ns/", None).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! Conformance over real recorded data (`../shared/fixtures`): the `kelemetry` binary replays recordings made by
+//! real clusters, and the store and the printed tree must say what happened.
+//!
+//! The folder is found through `KELEMETRY_FIXTURES`, else beside the repository. Without it the tests say so and
+//! pass, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kelemetry_core::{ObjectKey, SpanKind};
+use kelemetry_query::display::{BaseMode, Modifier};
+use kelemetry_query::{DisplayMode, StoreReader, ViewNode, ViewRequest, assemble, display};
+use kelemetry_store::SpanStore;
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("KELEMETRY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("KELEMETRY_REQUIRE_FIXTURES").as_deref() == Ok("1") {
+        panic!("fixtures required but not found at {}", dir.display());
+    }
+    eprintln!("fixtures not found at {}; skipping", dir.display());
+    None
+}
+
+fn kelemetry(args: &[&str], store: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .expect("run kelemetry");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn replay(files: &[PathBuf], store: &Path) -> String {
+    let mut args = vec!["replay", "--quiet"];
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let (ok, stdout, stderr) = kelemetry(&args, store);
+    assert!(ok, "replay failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
+fn names(node: &ViewNode) -> Vec<String> {
+    node.children.iter().map(|c| c.history.key.name.clone()).collect()
+}
+
+fn titles(node: &ViewNode) -> BTreeSet<String> {
+    node.history.activities.iter().map(|a| a.name.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kspan_deployment_tree() {
+    let Some(fixtures) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let summary = replay(&[fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml")], &store);
+    assert!(summary.contains("0 rejected"), "{summary}");
+
+    let (ok, stdout, stderr) = kelemetry(&["show", "deployments/default/px", "--full-tree"], &store);
+    assert!(ok, "{stderr}");
+    for expected in [
+        "local deployments px",
+        "├── replicasets px-5d567cc74c  (children)",
+        "└── replicasets px-7df978b9bf  (children)",
+        "pods px-5d567cc74c-ss4lb",
+        "pods px-7df978b9bf-bfdrj",
+        "event ScalingReplicaSet",
+        "message: Scaled up replica set px-5d567cc74c to 1",
+        "event Killing",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+
+    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(&store).unwrap()));
+    let mode = DisplayMode {
+        base: BaseMode::Tracing,
+        modifier: Some(Modifier::FullTree),
+    };
+    let mut request = ViewRequest::new(ObjectKey::new("local", "apps", "deployments", "default", "px"));
+    request.selector = mode.selector();
+    let view = assemble(&reader, &request).await.unwrap();
+    let root = &view.root;
+    assert_eq!(root.history.key.resource, "deployments");
+    assert_eq!(titles(root), BTreeSet::from(["ScalingReplicaSet".to_owned()]));
+    assert_eq!(root.history.activities.len(), 4);
+    assert_eq!(names(root), ["px-5d567cc74c", "px-7df978b9bf"]);
+    let new_rs = &root.children[0];
+    let old_rs = &root.children[1];
+    assert_eq!(titles(new_rs), BTreeSet::from(["SuccessfulCreate".to_owned()]));
+    assert_eq!(titles(old_rs), BTreeSet::from(["SuccessfulDelete".to_owned()]));
+    assert_eq!(names(new_rs), ["px-5d567cc74c-ss4lb", "px-5d567cc74c-pmvzr"]);
+    assert_eq!(names(old_rs), ["px-7df978b9bf-jm22q", "px-7df978b9bf-bfdrj"]);
+    let started = &new_rs.children[0];
+    for title in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
+        assert!(titles(started).contains(title), "{title} missing under the pod");
+    }
+    for pod in &old_rs.children {
+        assert_eq!(titles(pod), BTreeSet::from(["Killing".to_owned()]));
+    }
+
+    // The display-mode id travels in the trace id; the tracing mode puts events as logs on one span per object.
+    let trace = display(&view, mode);
+    assert!(format!("{:032x}", trace.trace_id).starts_with("ff21000000e1e3e7"));
+    assert_eq!(trace.spans.len(), 7);
+    assert_eq!(trace.spans.iter().filter(|s| s.parent.is_none()).count(), 1);
+    assert_eq!(trace.spans[0].logs.len(), 4);
+
+    // Without --full-tree, the Deployment alone.
+    let (ok, stdout, _) = kelemetry(&["show", "deployments/default/px"], &store);
+    assert!(ok);
+    assert!(!stdout.contains("replicasets"), "{stdout}");
+    // From a Pod, its ancestors.
+    let (ok, stdout, _) = kelemetry(&["show", "pods/default/px-7df978b9bf-bfdrj", "--ancestors"], &store);
+    assert!(ok);
+    assert!(stdout.starts_with("local deployments px"), "{stdout}");
+    assert!(stdout.contains("replicasets px-7df978b9bf") && !stdout.contains("replicasets px-5d567cc74c"), "{stdout}");
+}
+
+fn audit_files(fixtures: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["audit/falco-minikube-2018", "audit/audit2rbac-2017"] {
+        for entry in std::fs::read_dir(fixtures.join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_audit_fixture_replays_and_nothing_is_lost() {
+    let Some(fixtures) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let summary = replay(&[fixtures.join("audit")], &store);
+    // The one malformed record is reported with its file and line; nothing else is rejected.
+    assert!(summary.contains("1 rejected"), "{summary}");
+    assert!(summary.contains("fal_01_003.json:1"), "{summary}");
+
+    // The deployment create and delete appear under the Deployment.
+    let (ok, stdout, stderr) = kelemetry(&["show", "deployments/default/nginx-deployment"], &store);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("audit minikube-user create"), "{stdout}");
+    assert!(stdout.contains("audit minikube-user delete"), "{stdout}");
+    // Where the audit level carried the response, a create carries the object it made.
+    let (ok, stdout, stderr) = kelemetry(&["show", "configmaps/default/my-config"], &store);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("snapshot: {"), "{stdout}");
+
+    // No value of a Secret's data reaches the store.
+    let store = SpanStore::open_read_only(&store).unwrap();
+    let everything: String = store
+        .spans()
+        .unwrap()
+        .map(|s| serde_json::to_string(&s.unwrap()).unwrap())
+        .collect();
+    let mut secret_values = Vec::new();
+    for file in audit_files(&fixtures) {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            for body in ["requestObject", "responseObject"] {
+                let object = &event[body];
+                if object["kind"] == "Secret" {
+                    for field in ["data", "stringData"] {
+                        if let Some(map) = object[field].as_object() {
+                            secret_values.extend(map.values().filter_map(|v| v.as_str()).map(str::to_owned));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for value in &secret_values {
+        assert!(!everything.contains(value.as_str()), "secret value {value:?} reached the store");
+    }
+    assert!(everything.contains("nginx-deployment"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_twice_leaves_the_same_spans() {
+    let Some(fixtures) = fixtures() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let files = [fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml"), fixtures.join("audit")];
+    let ids = |store: &Path| {
+        let store = SpanStore::open_read_only(store).unwrap();
+        let spans: Vec<_> = store.spans().unwrap().map(Result::unwrap).collect();
+        let ids: Vec<_> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
+        (spans.len(), ids, spans.iter().filter(|s| s.kind == SpanKind::Object).count())
+    };
+    replay(&files, &store_dir);
+    let first = ids(&store_dir);
+    replay(&files, &store_dir);
+    let second = ids(&store_dir);
+    assert!(first.0 > 50, "{}", first.0);
+    assert_eq!(first, second);
+}
+
+#[test]
+fn errors_name_the_file_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (ok, _, stderr) = kelemetry(&["replay", "--quiet", "no/such/file.log"], &store);
+    assert!(!ok);
+    assert!(stderr.contains("no/such/file.log"), "{stderr}");
+    let (ok, _, stderr) = kelemetry(&["show", "deployments/default/x"], &store);
+    assert!(!ok);
+    assert!(stderr.contains("no store at"), "{stderr}");
+    let (ok, _, stderr) = kelemetry(&["show", "a/b/c/d"], &store);
+    assert!(!ok);
+    assert!(stderr.contains("RESOURCE/NAMESPACE/NAME"), "{stderr}");
+}

@@ -1,0 +1,76 @@
+//! [`StoreReader`]: the [`Reader`] over the embedded store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kelemetry_core::{ObjectKey, SpanRecord, TraceId};
+use kelemetry_store::{SpanStore, StoreError};
+
+use crate::reader::{ObjectPattern, ReadError, Reader};
+
+/// Reads the embedded store. Store reads are short and local; they run on a blocking thread.
+#[derive(Clone, Debug)]
+pub struct StoreReader {
+    store: Arc<SpanStore>,
+}
+
+impl StoreReader {
+    /// A reader over `store`.
+    pub fn new(store: Arc<SpanStore>) -> Self {
+        Self { store }
+    }
+}
+
+fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
+    let what = what.into();
+    move |err| ReadError::Backend {
+        what,
+        message: err.to_string(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    what: String,
+    job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ReadError> {
+    match tokio::task::spawn_blocking(job).await {
+        Ok(result) => result.map_err(backend(what)),
+        Err(err) => Err(ReadError::Backend {
+            what,
+            message: format!("store task failed: {err}"),
+        }),
+    }
+}
+
+#[async_trait]
+impl Reader for StoreReader {
+    async fn object_traces(&self, key: &ObjectKey, from: Timestamp, to: Timestamp) -> Result<Vec<TraceId>, ReadError> {
+        let store = self.store.clone();
+        let key = key.clone();
+        let what = format!("windows of {key}");
+        let windows = blocking(what, move || store.windows_of(&key, from, to)).await?;
+        Ok(windows.into_iter().map(|w| w.trace_id).collect())
+    }
+
+    async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ReadError> {
+        let store = self.store.clone();
+        blocking(format!("trace {id}"), move || store.spans_of_trace(id)).await
+    }
+
+    async fn find_objects(&self, pattern: &ObjectPattern) -> Result<Vec<ObjectKey>, ReadError> {
+        let store = self.store.clone();
+        let pattern = pattern.clone();
+        let what = format!("objects {}/{}/{}", pattern.resource, pattern.namespace, pattern.name);
+        blocking(what, move || {
+            store.find_objects(
+                pattern.cluster.as_deref(),
+                pattern.group.as_deref(),
+                &pattern.resource,
+                &pattern.namespace,
+                &pattern.name,
+            )
+        })
+        .await
+    }
+}
