@@ -42,7 +42,11 @@ impl BodyCache {
     }
 
     /// Stores `body` as the latest of `key`; returns the body it replaces.
-    pub fn insert(&self, key: ObjectKey, body: Arc<serde_json::Value>) -> Option<Arc<serde_json::Value>> {
+    pub fn insert(
+        &self,
+        key: ObjectKey,
+        body: Arc<serde_json::Value>,
+    ) -> Option<Arc<serde_json::Value>> {
         self.inner.lock().ok().and_then(|mut c| c.put(key, body))
     }
 
@@ -78,11 +82,22 @@ mod tests {
     fn keeps_at_most_capacity_objects() {
         let cache = BodyCache::new(2);
         for name in ["a", "b", "c"] {
-            cache.insert(ObjectKey::new("c", "", "pods", "ns", name), Arc::new(serde_json::json!({"n": name})));
+            cache.insert(
+                ObjectKey::new("c", "", "pods", "ns", name),
+                Arc::new(serde_json::json!({"n": name})),
+            );
         }
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&ObjectKey::new("c", "", "pods", "ns", "a")).is_none());
-        assert!(cache.get(&ObjectKey::new("c", "", "pods", "ns", "c")).is_some());
+        assert!(
+            cache
+                .get(&ObjectKey::new("c", "", "pods", "ns", "a"))
+                .is_none()
+        );
+        assert!(
+            cache
+                .get(&ObjectKey::new("c", "", "pods", "ns", "c"))
+                .is_some()
+        );
         assert_eq!(cache.hits_and_misses(), (1, 1));
     }
 }

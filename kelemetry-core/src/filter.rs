@@ -30,10 +30,13 @@ pub struct Filter {
 impl Filter {
     /// Whether records about `key` may pass.
     pub fn admits_object(&self, key: &ObjectKey) -> bool {
-        let resource_excluded = self.exclude_resources.iter().any(|excluded| match excluded.split_once('.') {
-            Some((resource, group)) => resource == key.resource && group == key.group,
-            None => *excluded == key.resource,
-        });
+        let resource_excluded =
+            self.exclude_resources
+                .iter()
+                .any(|excluded| match excluded.split_once('.') {
+                    Some((resource, group)) => resource == key.resource && group == key.group,
+                    None => *excluded == key.resource,
+                });
         !resource_excluded && !self.exclude_namespaces.contains(&key.namespace)
     }
 
@@ -51,7 +54,10 @@ impl Filter {
                     return false;
                 }
                 if let Some(agent) = activity.attribute_value(v::USER_AGENT)
-                    && self.exclude_user_agents.iter().any(|a| agent.contains(a.as_str()))
+                    && self
+                        .exclude_user_agents
+                        .iter()
+                        .any(|a| agent.contains(a.as_str()))
                 {
                     return false;
                 }
@@ -73,7 +79,13 @@ mod tests {
 
     fn activity(user: &str, agent: &str) -> Record {
         let key = ObjectKey::new("c", "", "pods", "ns", "p");
-        let mut a = Activity::new(Object::new(ObjectRef::new(key, "v1", None)), SourceKind::Audit, jiff::Timestamp::UNIX_EPOCH, "t", "k");
+        let mut a = Activity::new(
+            Object::new(ObjectRef::new(key, "v1", None)),
+            SourceKind::Audit,
+            jiff::Timestamp::UNIX_EPOCH,
+            "t",
+            "k",
+        );
         a.attribute(v::USERNAME, user);
         a.attribute(v::USER_AGENT, agent);
         a.into()

@@ -89,7 +89,8 @@ impl TraceId {
     }
 
     fn span_id(self, kind: &str, discriminator: &[u8]) -> SpanId {
-        let mut buf = Vec::with_capacity(SPAN_DOMAIN.len() + 16 + 8 + kind.len() + discriminator.len());
+        let mut buf =
+            Vec::with_capacity(SPAN_DOMAIN.len() + 16 + 8 + kind.len() + discriminator.len());
         buf.extend_from_slice(SPAN_DOMAIN);
         buf.extend_from_slice(&self.0.to_be_bytes());
         push_field(&mut buf, kind.as_bytes());
@@ -237,9 +238,15 @@ mod tests {
         let trace = TraceId::for_object(&key, window_at(1_684_000_000));
         assert_eq!(trace.to_string(), PINNED_TRACE);
         assert_eq!(trace.object_span().to_string(), PINNED_OBJECT_SPAN);
-        assert_eq!(trace.activity_span("audit:abc").to_string(), PINNED_ACTIVITY_SPAN);
+        assert_eq!(
+            trace.activity_span("audit:abc").to_string(),
+            PINNED_ACTIVITY_SPAN
+        );
         let rs = ObjectKey::new("tracetest", "apps", "replicasets", "default", "demo-1");
-        assert_eq!(trace.link_span("ownerReference", &rs).to_string(), PINNED_LINK_SPAN);
+        assert_eq!(
+            trace.link_span("ownerReference", &rs).to_string(),
+            PINNED_LINK_SPAN
+        );
     }
 
     const PINNED_TRACE: &str = "41a889b2b708ffd2038c1a4fef841c7e";
@@ -259,7 +266,13 @@ mod tests {
     }
 
     fn arb_key() -> impl Strategy<Value = ObjectKey> {
-        ("[a-z]{0,6}", "[a-z.]{0,6}", "[a-z]{1,6}", "[a-z-]{0,6}", "[a-z0-9-]{1,8}")
+        (
+            "[a-z]{0,6}",
+            "[a-z.]{0,6}",
+            "[a-z]{1,6}",
+            "[a-z-]{0,6}",
+            "[a-z0-9-]{1,8}",
+        )
             .prop_map(|(c, g, r, ns, n)| ObjectKey::new(c, g, r, ns, n))
     }
 

@@ -88,7 +88,9 @@ impl fmt::Display for ObjectKey {
 
 /// Why a text is not a canonical [`ObjectKey`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("object key {text:?} must have five '/'-separated fields (cluster/group/resource/namespace/name), found {found}")]
+#[error(
+    "object key {text:?} must have five '/'-separated fields (cluster/group/resource/namespace/name), found {found}"
+)]
 pub struct ParseKeyError {
     /// The text that was parsed.
     pub text: String,

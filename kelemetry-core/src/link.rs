@@ -115,5 +115,9 @@ pub trait Linker: Send + Sync {
     fn name(&self) -> &str;
 
     /// The links of `object`. Its body is set when the pipeline has one; `lookup` finds other bodies.
-    async fn link(&self, object: &Object, lookup: &dyn ObjectLookup) -> Result<Vec<Link>, LinkError>;
+    async fn link(
+        &self,
+        object: &Object,
+        lookup: &dyn ObjectLookup,
+    ) -> Result<Vec<Link>, LinkError>;
 }

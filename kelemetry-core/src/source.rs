@@ -66,7 +66,11 @@ pub trait Source: Send {
     fn name(&self) -> &str;
 
     /// Runs the source. Returns when the input is exhausted, or soon after `shutdown` fires.
-    async fn run(self: Box<Self>, sink: Arc<dyn ActivitySink>, shutdown: Shutdown) -> Result<(), SourceError>;
+    async fn run(
+        self: Box<Self>,
+        sink: Arc<dyn ActivitySink>,
+        shutdown: Shutdown,
+    ) -> Result<(), SourceError>;
 }
 
 /// A shutdown signal that many tasks can watch.

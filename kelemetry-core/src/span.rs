@@ -132,13 +132,22 @@ pub fn object_span(object: &ObjectRef, window: Window) -> SpanRecord {
     attributes.push((Cow::Borrowed(v::TRACE_SOURCE), v::OBJECT.to_owned()));
     attributes.push((Cow::Borrowed(v::PSEUDO_TYPE), v::OBJECT.to_owned()));
     attributes.push((Cow::Borrowed(v::TIME_STAMP), window.start().to_string()));
-    attributes.push((Cow::Borrowed(v::K8S_CLUSTER_NAME), object.key.cluster.clone()));
+    attributes.push((
+        Cow::Borrowed(v::K8S_CLUSTER_NAME),
+        object.key.cluster.clone(),
+    ));
     if !object.key.namespace.is_empty() {
-        attributes.push((Cow::Borrowed(v::K8S_NAMESPACE_NAME), object.key.namespace.clone()));
+        attributes.push((
+            Cow::Borrowed(v::K8S_NAMESPACE_NAME),
+            object.key.namespace.clone(),
+        ));
     }
     let kind = semconv_kind(&object.key.resource);
     if let Some(kind) = kind {
-        attributes.push((Cow::Owned(format!("k8s.{kind}.name")), object.key.name.clone()));
+        attributes.push((
+            Cow::Owned(format!("k8s.{kind}.name")),
+            object.key.name.clone(),
+        ));
     }
     if let Some(uid) = &object.uid {
         attributes.push((Cow::Borrowed(v::UID), uid.clone()));
@@ -210,7 +219,10 @@ pub fn activity_span(activity: &Activity, window: Window) -> SpanRecord {
     let trace_id = TraceId::for_object(&object.key, window);
     let mut attributes = identity_attributes(object, activity.attributes.len() + 2);
     attributes.push((Cow::Borrowed(v::NOT_PSEUDO), v::NOT_PSEUDO.to_owned()));
-    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), activity.source.as_str().to_owned()));
+    attributes.push((
+        Cow::Borrowed(v::TRACE_SOURCE),
+        activity.source.as_str().to_owned(),
+    ));
     attributes.extend(activity.attributes.iter().cloned());
     let logs = activity
         .logs
@@ -224,7 +236,12 @@ pub fn activity_span(activity: &Activity, window: Window) -> SpanRecord {
     let end = activity
         .end
         .filter(|end| *end >= activity.start)
-        .unwrap_or_else(|| activity.start.saturating_add(DEFAULT_ACTIVITY_DURATION).unwrap_or(activity.start));
+        .unwrap_or_else(|| {
+            activity
+                .start
+                .saturating_add(DEFAULT_ACTIVITY_DURATION)
+                .unwrap_or(activity.start)
+        });
     SpanRecord {
         trace_id,
         span_id: trace_id.activity_span(&activity.dedup_key),

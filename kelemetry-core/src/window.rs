@@ -59,7 +59,11 @@ impl Windowing {
     }
 
     /// Every window that overlaps `[from, to]`, oldest first. Empty when `to < from`.
-    pub fn windows_between(&self, from: Timestamp, to: Timestamp) -> impl Iterator<Item = Window> + use<> {
+    pub fn windows_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Iterator<Item = Window> + use<> {
         let first = self.window_of(from);
         let last = self.window_of(to);
         let len = self.length_secs as i64;
