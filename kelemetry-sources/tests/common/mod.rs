@@ -1,0 +1,116 @@
+//! Shared by the integration tests: a sink that collects what it gets, and the fixture folder.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kelemetry_core::{
+    Activity, ActivitySink, Observation, Record, Rejection, Shutdown, SinkClosed, Source,
+};
+
+/// Keeps every record, rejection and progress report.
+#[derive(Default)]
+pub struct CollectingSink {
+    /// Records sent.
+    pub records: Mutex<Vec<Record>>,
+    /// Rejections reported.
+    pub rejections: Mutex<Vec<Rejection>>,
+    /// Bytes reported as progress.
+    pub progress: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl ActivitySink for CollectingSink {
+    async fn send(&self, record: Record) -> Result<(), SinkClosed> {
+        self.records.lock().expect("lock").push(record);
+        Ok(())
+    }
+
+    fn reject(&self, rejection: Rejection) {
+        self.rejections.lock().expect("lock").push(rejection);
+    }
+
+    fn progress(&self, bytes: u64) {
+        self.progress.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl CollectingSink {
+    /// The activities sent, in order.
+    pub fn activities(&self) -> Vec<Activity> {
+        self.records
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|record| match record {
+                Record::Activity(activity) => Some((**activity).clone()),
+                Record::Observation(_) => None,
+            })
+            .collect()
+    }
+
+    /// The observations sent, in order.
+    pub fn observations(&self) -> Vec<Observation> {
+        self.records
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|record| match record {
+                Record::Observation(observation) => Some((**observation).clone()),
+                Record::Activity(_) => None,
+            })
+            .collect()
+    }
+
+    /// The rejections reported, in order.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.rejections.lock().expect("lock").clone()
+    }
+}
+
+/// Runs a source to its end into a new collecting sink.
+pub async fn run(source: Box<dyn Source>) -> Arc<CollectingSink> {
+    let sink = Arc::new(CollectingSink::default());
+    let (_trigger, shutdown) = Shutdown::new();
+    source
+        .run(sink.clone(), shutdown)
+        .await
+        .expect("the source runs");
+    sink
+}
+
+/// The shared fixture folder, or `None` (after saying so) when it is not there.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("KELEMETRY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/fixtures"
+            ))
+        });
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("fixtures not found at {}: skipping", dir.display());
+        None
+    }
+}
+
+/// The `response_body` strings of an apiserver replay file (a JSON array of request/response pairs).
+pub fn replay_bodies(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("replay file");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).expect("replay JSON");
+    entries
+        .iter()
+        .map(|entry| {
+            entry["response_body"]
+                .as_str()
+                .expect("response_body")
+                .to_owned()
+        })
+        .collect()
+}
