@@ -27,7 +27,7 @@ use crate::yaml_stream::{YamlPiece, YamlSplitter};
 ///   document (as kspan's recordings write) gives the time it was recorded;
 /// - a JSON stream: one object per line, or pretty-printed objects one after another (as
 ///   `kubectl get -w -o json` writes);
-/// - in either: single objects, `List` kinds (`items`; items without `apiVersion`/`kind` take them from the
+/// - in either: single objects, arrays of them, `List` kinds (`items`; items without `apiVersion`/`kind` take them from the
 ///   list, so `PodList` works), and watch events `{"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK", "object":
 ///   {...}}`.
 ///
@@ -348,6 +348,19 @@ impl ObjectConverter {
         recorded_time: Option<Timestamp>,
         out: &mut Vec<Outcome>,
     ) {
+        if let Value::Array(elements) = value {
+            // A JSON array of documents (`[{...}, {...}]`), e.g. a saved collection of objects.
+            for (index, element) in elements.into_iter().enumerate() {
+                let before = out.len();
+                self.convert(element, recorded_time, out);
+                for outcome in &mut out[before..] {
+                    if let Outcome::Rejected { detail, .. } = outcome {
+                        *detail = format!("element {index}: {detail}");
+                    }
+                }
+            }
+            return;
+        }
         if !value.is_object() {
             out.push(rejected(
                 "not an object",
@@ -604,8 +617,16 @@ mod tests {
 
     #[test]
     fn bad_objects_are_rejected() {
+        let out = convert(
+            json!([1, {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "creationTimestamp": "2024-01-01T00:00:00Z"}}]),
+            None,
+        );
+        assert!(
+            matches!(&out[0], Outcome::Rejected { reason: "not an object", detail } if detail.starts_with("element 0: "))
+        );
+        assert_eq!(observation(&out[1]).object.key().name, "p");
         assert!(matches!(
-            convert(json!([1]), None)[0],
+            convert(json!("text"), None)[0],
             Outcome::Rejected {
                 reason: "not an object",
                 ..
