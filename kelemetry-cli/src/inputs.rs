@@ -73,7 +73,8 @@ pub fn detect(path: &Path) -> Result<InputKind, CliError> {
     let audit_group = text.contains("audit.k8s.io/");
     if text.contains("\"auditID\"") {
         Ok(InputKind::Audit)
-    } else if audit_group && (text.contains("kind: Policy") || text.contains("\"kind\":\"Policy\"")) {
+    } else if audit_group && (text.contains("kind: Policy") || text.contains("\"kind\":\"Policy\""))
+    {
         Ok(InputKind::AuditPolicy)
     } else if audit_group {
         Ok(InputKind::Audit)

@@ -63,11 +63,16 @@ pub enum CliError {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KELEMETRY_LOG").unwrap_or_else(|_| EnvFilter::new("error")))
+        .with_env_filter(
+            EnvFilter::try_from_env("KELEMETRY_LOG").unwrap_or_else(|_| EnvFilter::new("error")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("kelemetry: cannot start the async runtime: {err}");

@@ -63,7 +63,11 @@ struct PlannedSource {
     kind: InputKind,
 }
 
-fn plan(files: &[PathBuf], cluster: &str, format: InputKind) -> Result<Vec<PlannedSource>, CliError> {
+fn plan(
+    files: &[PathBuf],
+    cluster: &str,
+    format: InputKind,
+) -> Result<Vec<PlannedSource>, CliError> {
     let resources = Arc::new(ResourceMap::builtin());
     let mut planned = Vec::new();
     for path in inputs::expand(files)? {
@@ -72,7 +76,10 @@ fn plan(files: &[PathBuf], cluster: &str, format: InputKind) -> Result<Vec<Plann
             other => other,
         };
         if kind == InputKind::AuditPolicy {
-            eprintln!("skipping {}: an audit policy, not a recording", path.display());
+            eprintln!(
+                "skipping {}: an audit policy, not a recording",
+                path.display()
+            );
             continue;
         }
         let (source, counters): (Box<dyn Source>, _) = match kind {
@@ -82,7 +89,8 @@ fn plan(files: &[PathBuf], cluster: &str, format: InputKind) -> Result<Vec<Plann
                 (Box::new(source), counters)
             }
             _ => {
-                let source = ObjectFileSource::new(&path, cluster).with_resource_map(resources.clone());
+                let source =
+                    ObjectFileSource::new(&path, cluster).with_resource_map(resources.clone());
                 let counters = source.counters();
                 (Box::new(source), counters)
             }
@@ -132,8 +140,10 @@ pub async fn run_replay(
     } else {
         let bar = ProgressBar::new(total_bytes);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} replaying [{bar:30}] {bytes}/{total_bytes} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} replaying [{bar:30}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
     };
@@ -144,7 +154,11 @@ pub async fn run_replay(
             loop {
                 let report = stats.report();
                 progress.set_position(stats.bytes_read.load(std::sync::atomic::Ordering::Relaxed));
-                progress.set_message(format!("{} records, {} spans", report.records, report.spans()));
+                progress.set_message(format!(
+                    "{} records, {} spans",
+                    report.records,
+                    report.spans()
+                ));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -162,7 +176,14 @@ pub async fn run_replay(
 
 /// `kelemetry replay`.
 pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let (report, files) = run_replay(&args.files, &args.cluster, args.format, &args.store, args.quiet).await?;
+    let (report, files) = run_replay(
+        &args.files,
+        &args.cluster,
+        args.format,
+        &args.store,
+        args.quiet,
+    )
+    .await?;
     print_summary(&report, &files, &args.store);
     if !report.source_errors.is_empty() {
         return Err(CliError::Usage(format!(
@@ -173,7 +194,11 @@ pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn print_summary(report: &PipelineReport, files: &[(PathBuf, InputKind, ReadReport)], store: &Path) {
+fn print_summary(
+    report: &PipelineReport,
+    files: &[(PathBuf, InputKind, ReadReport)],
+    store: &Path,
+) {
     let read: u64 = files.iter().map(|(_, _, r)| r.records).sum();
     let skipped: u64 = files.iter().map(|(_, _, r)| r.skipped_total()).sum();
     println!(
@@ -199,7 +224,10 @@ fn print_summary(report: &PipelineReport, files: &[(PathBuf, InputKind, ReadRepo
         }
     }
     if !skipped_by_reason.is_empty() {
-        let reasons: Vec<String> = skipped_by_reason.iter().map(|(r, c)| format!("{r}: {c}")).collect();
+        let reasons: Vec<String> = skipped_by_reason
+            .iter()
+            .map(|(r, c)| format!("{r}: {c}"))
+            .collect();
         println!("skipped (not traced by design): {}", reasons.join(", "));
     }
     if report.rejected > 0 {
@@ -212,7 +240,10 @@ fn print_summary(report: &PipelineReport, files: &[(PathBuf, InputKind, ReadRepo
         }
     }
     if report.link_errors > 0 {
-        println!("linker errors: {} (run with KELEMETRY_LOG=warn to see them)", report.link_errors);
+        println!(
+            "linker errors: {} (run with KELEMETRY_LOG=warn to see them)",
+            report.link_errors
+        );
     }
     if report.spans_dropped > 0 {
         println!("spans that could not be stored: {}", report.spans_dropped);

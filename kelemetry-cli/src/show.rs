@@ -7,7 +7,9 @@ use clap::Args;
 use jiff::Timestamp;
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::text::{self, TextOptions};
-use kelemetry_query::{DisplayMode, ObjectPattern, Reader, StoreReader, ViewRequest, assemble, display};
+use kelemetry_query::{
+    DisplayMode, ObjectPattern, Reader, StoreReader, ViewRequest, assemble, display,
+};
 use kelemetry_store::SpanStore;
 
 use crate::{CliError, DEFAULT_STORE};
@@ -74,7 +76,9 @@ fn parse_object(text: &str, cluster: Option<String>) -> Result<ObjectPattern, Cl
         }
     };
     if resource.is_empty() || name.is_empty() {
-        return Err(CliError::Usage(format!("{text:?}: resource and name must not be empty")));
+        return Err(CliError::Usage(format!(
+            "{text:?}: resource and name must not be empty"
+        )));
     }
     let (resource, group) = match resource.split_once('.') {
         Some((resource, group)) => (resource, Some(group.to_owned())),
@@ -160,7 +164,10 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
         )
     );
     if view.truncated > 0 {
-        println!("({} linked objects left out: budget exhausted)", view.truncated);
+        println!(
+            "({} linked objects left out: budget exhausted)",
+            view.truncated
+        );
     }
     Ok(())
 }
@@ -172,7 +179,14 @@ mod tests {
     #[test]
     fn object_names_parse() {
         let p = parse_object("deployments.apps/default/web", None).unwrap();
-        assert_eq!((p.resource.as_str(), p.group.as_deref(), p.namespace.as_str()), ("deployments", Some("apps"), "default"));
+        assert_eq!(
+            (
+                p.resource.as_str(),
+                p.group.as_deref(),
+                p.namespace.as_str()
+            ),
+            ("deployments", Some("apps"), "default")
+        );
         let p = parse_object("nodes/n1", None).unwrap();
         assert_eq!((p.namespace.as_str(), p.name.as_str()), ("", "n1"));
         assert!(parse_object("a/b/c/d", None).is_err());

@@ -4,6 +4,8 @@
 //! The folder is found through `KELEMETRY_FIXTURES`, else beside the repository. Without it the tests say so and
 //! pass, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,11 +54,18 @@ fn replay(files: &[PathBuf], store: &Path) -> String {
 }
 
 fn names(node: &ViewNode) -> Vec<String> {
-    node.children.iter().map(|c| c.history.key.name.clone()).collect()
+    node.children
+        .iter()
+        .map(|c| c.history.key.name.clone())
+        .collect()
 }
 
 fn titles(node: &ViewNode) -> BTreeSet<String> {
-    node.history.activities.iter().map(|a| a.name.clone()).collect()
+    node.history
+        .activities
+        .iter()
+        .map(|a| a.name.clone())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -64,10 +73,14 @@ async fn kspan_deployment_tree() {
     let Some(fixtures) = fixtures() else { return };
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let summary = replay(&[fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml")], &store);
+    let summary = replay(
+        &[fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml")],
+        &store,
+    );
     assert!(summary.contains("0 rejected"), "{summary}");
 
-    let (ok, stdout, stderr) = kelemetry(&["show", "deployments/default/px", "--full-tree"], &store);
+    let (ok, stdout, stderr) =
+        kelemetry(&["show", "deployments/default/px", "--full-tree"], &store);
     assert!(ok, "{stderr}");
     for expected in [
         "local deployments px",
@@ -79,7 +92,10 @@ async fn kspan_deployment_tree() {
         "message: Scaled up replica set px-5d567cc74c to 1",
         "event Killing",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 
     let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(&store).unwrap()));
@@ -87,23 +103,47 @@ async fn kspan_deployment_tree() {
         base: BaseMode::Tracing,
         modifier: Some(Modifier::FullTree),
     };
-    let mut request = ViewRequest::new(ObjectKey::new("local", "apps", "deployments", "default", "px"));
+    let mut request = ViewRequest::new(ObjectKey::new(
+        "local",
+        "apps",
+        "deployments",
+        "default",
+        "px",
+    ));
     request.selector = mode.selector();
     let view = assemble(&reader, &request).await.unwrap();
     let root = &view.root;
     assert_eq!(root.history.key.resource, "deployments");
-    assert_eq!(titles(root), BTreeSet::from(["ScalingReplicaSet".to_owned()]));
+    assert_eq!(
+        titles(root),
+        BTreeSet::from(["ScalingReplicaSet".to_owned()])
+    );
     assert_eq!(root.history.activities.len(), 4);
     assert_eq!(names(root), ["px-5d567cc74c", "px-7df978b9bf"]);
     let new_rs = &root.children[0];
     let old_rs = &root.children[1];
-    assert_eq!(titles(new_rs), BTreeSet::from(["SuccessfulCreate".to_owned()]));
-    assert_eq!(titles(old_rs), BTreeSet::from(["SuccessfulDelete".to_owned()]));
-    assert_eq!(names(new_rs), ["px-5d567cc74c-ss4lb", "px-5d567cc74c-pmvzr"]);
-    assert_eq!(names(old_rs), ["px-7df978b9bf-jm22q", "px-7df978b9bf-bfdrj"]);
+    assert_eq!(
+        titles(new_rs),
+        BTreeSet::from(["SuccessfulCreate".to_owned()])
+    );
+    assert_eq!(
+        titles(old_rs),
+        BTreeSet::from(["SuccessfulDelete".to_owned()])
+    );
+    assert_eq!(
+        names(new_rs),
+        ["px-5d567cc74c-ss4lb", "px-5d567cc74c-pmvzr"]
+    );
+    assert_eq!(
+        names(old_rs),
+        ["px-7df978b9bf-jm22q", "px-7df978b9bf-bfdrj"]
+    );
     let started = &new_rs.children[0];
     for title in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
-        assert!(titles(started).contains(title), "{title} missing under the pod");
+        assert!(
+            titles(started).contains(title),
+            "{title} missing under the pod"
+        );
     }
     for pod in &old_rs.children {
         assert_eq!(titles(pod), BTreeSet::from(["Killing".to_owned()]));
@@ -121,10 +161,17 @@ async fn kspan_deployment_tree() {
     assert!(ok);
     assert!(!stdout.contains("replicasets"), "{stdout}");
     // From a Pod, its ancestors.
-    let (ok, stdout, _) = kelemetry(&["show", "pods/default/px-7df978b9bf-bfdrj", "--ancestors"], &store);
+    let (ok, stdout, _) = kelemetry(
+        &["show", "pods/default/px-7df978b9bf-bfdrj", "--ancestors"],
+        &store,
+    );
     assert!(ok);
     assert!(stdout.starts_with("local deployments px"), "{stdout}");
-    assert!(stdout.contains("replicasets px-7df978b9bf") && !stdout.contains("replicasets px-5d567cc74c"), "{stdout}");
+    assert!(
+        stdout.contains("replicasets px-7df978b9bf")
+            && !stdout.contains("replicasets px-5d567cc74c"),
+        "{stdout}"
+    );
 }
 
 fn audit_files(fixtures: &Path) -> Vec<PathBuf> {
@@ -169,13 +216,16 @@ async fn every_audit_fixture_replays_and_nothing_is_lost() {
     for file in audit_files(&fixtures) {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         for line in text.lines() {
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             for body in ["requestObject", "responseObject"] {
                 let object = &event[body];
                 if object["kind"] == "Secret" {
                     for field in ["data", "stringData"] {
                         if let Some(map) = object[field].as_object() {
-                            secret_values.extend(map.values().filter_map(|v| v.as_str()).map(str::to_owned));
+                            secret_values
+                                .extend(map.values().filter_map(|v| v.as_str()).map(str::to_owned));
                         }
                     }
                 }
@@ -183,7 +233,10 @@ async fn every_audit_fixture_replays_and_nothing_is_lost() {
         }
     }
     for value in &secret_values {
-        assert!(!everything.contains(value.as_str()), "secret value {value:?} reached the store");
+        assert!(
+            !everything.contains(value.as_str()),
+            "secret value {value:?} reached the store"
+        );
     }
     assert!(everything.contains("nginx-deployment"));
 }
@@ -193,12 +246,19 @@ async fn replaying_twice_leaves_the_same_spans() {
     let Some(fixtures) = fixtures() else { return };
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    let files = [fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml"), fixtures.join("audit")];
+    let files = [
+        fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml"),
+        fixtures.join("audit"),
+    ];
     let ids = |store: &Path| {
         let store = SpanStore::open_read_only(store).unwrap();
         let spans: Vec<_> = store.spans().unwrap().map(Result::unwrap).collect();
         let ids: Vec<_> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
-        (spans.len(), ids, spans.iter().filter(|s| s.kind == SpanKind::Object).count())
+        (
+            spans.len(),
+            ids,
+            spans.iter().filter(|s| s.kind == SpanKind::Object).count(),
+        )
     };
     replay(&files, &store_dir);
     let first = ids(&store_dir);

@@ -1,13 +1,16 @@
 //! The pipeline end to end, in memory.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use kelemetry_core::pipeline::RetryPolicy;
 use kelemetry_core::{
-    Activity, ExportError, Exporter, Link, LinkError, LinkRole, Linker, MemoryExporter, Object, ObjectKey,
-    ObjectLookup, ObjectRef, Observation, Pipeline, Record, Rejection, Shutdown, SourceKind, SpanKind, SpanRecord,
+    Activity, ExportError, Exporter, Link, LinkError, LinkRole, Linker, MemoryExporter, Object,
+    ObjectKey, ObjectLookup, ObjectRef, Observation, Pipeline, Record, Rejection, Shutdown,
+    SourceKind, SpanKind, SpanRecord,
 };
 use serde_json::json;
 
@@ -19,7 +22,11 @@ impl Linker for LabelLinker {
     fn name(&self) -> &str {
         "label"
     }
-    async fn link(&self, object: &Object, lookup: &dyn ObjectLookup) -> Result<Vec<Link>, LinkError> {
+    async fn link(
+        &self,
+        object: &Object,
+        lookup: &dyn ObjectLookup,
+    ) -> Result<Vec<Link>, LinkError> {
         let body = match &object.body {
             Some(b) => b.clone(),
             None => match lookup.body(&object.object_ref).await {
@@ -28,12 +35,19 @@ impl Linker for LabelLinker {
             },
         };
         let key = object.key();
-        let Some(owner) = body.pointer("/metadata/labels/owner").and_then(|v| v.as_str()) else {
+        let Some(owner) = body
+            .pointer("/metadata/labels/owner")
+            .and_then(|v| v.as_str())
+        else {
             return Ok(vec![]);
         };
         let (resource, name) = owner.split_once('/').unwrap_or(("", owner));
         Ok(vec![Link {
-            object: ObjectRef::new(ObjectKey::new(&key.cluster, "apps", resource, &key.namespace, name), "v1", None),
+            object: ObjectRef::new(
+                ObjectKey::new(&key.cluster, "apps", resource, &key.namespace, name),
+                "v1",
+                None,
+            ),
             role: LinkRole::Parent,
             class: "children".into(),
             dedup_id: "label".into(),
@@ -42,7 +56,13 @@ impl Linker for LabelLinker {
 }
 
 fn object(resource: &str, name: &str, owner: Option<&str>) -> Object {
-    let key = ObjectKey::new("c", if resource == "pods" { "" } else { "apps" }, resource, "ns", name);
+    let key = ObjectKey::new(
+        "c",
+        if resource == "pods" { "" } else { "apps" },
+        resource,
+        "ns",
+        name,
+    );
     let body = match owner {
         Some(owner) => json!({"metadata": {"name": name, "labels": {"owner": owner}}}),
         None => json!({"metadata": {"name": name}}),
@@ -51,10 +71,21 @@ fn object(resource: &str, name: &str, owner: Option<&str>) -> Object {
 }
 
 fn activity(object: Object, at: &str, id: &str) -> Record {
-    Activity::new(object, SourceKind::Audit, at.parse().unwrap(), format!("alice {id}"), id).into()
+    Activity::new(
+        object,
+        SourceKind::Audit,
+        at.parse().unwrap(),
+        format!("alice {id}"),
+        id,
+    )
+    .into()
 }
 
-async fn run(records: Vec<Record>, exporter: Arc<dyn Exporter>, depth: usize) -> kelemetry_core::PipelineReport {
+async fn run(
+    records: Vec<Record>,
+    exporter: Arc<dyn Exporter>,
+    depth: usize,
+) -> kelemetry_core::PipelineReport {
     let pipeline = Pipeline::builder()
         .linker(Arc::new(LabelLinker))
         .exporter(exporter)
@@ -84,10 +115,22 @@ fn chain() -> Vec<Record> {
             time: "2024-01-01T10:00:00Z".parse().unwrap(),
         }
         .into(),
-        activity(object("pods", "p", Some("replicasets/rs")), "2024-01-01T10:01:00Z", "a1"),
-        activity(object("pods", "p", Some("replicasets/rs")), "2024-01-01T10:02:00Z", "a2"),
+        activity(
+            object("pods", "p", Some("replicasets/rs")),
+            "2024-01-01T10:01:00Z",
+            "a1",
+        ),
+        activity(
+            object("pods", "p", Some("replicasets/rs")),
+            "2024-01-01T10:02:00Z",
+            "a2",
+        ),
         // A later window: a new object span, linked again.
-        activity(object("pods", "p", Some("replicasets/rs")), "2024-01-01T10:31:00Z", "a3"),
+        activity(
+            object("pods", "p", Some("replicasets/rs")),
+            "2024-01-01T10:31:00Z",
+            "a3",
+        ),
     ]
 }
 
@@ -125,7 +168,10 @@ async fn links_are_written_both_ways_and_cascade() {
         assert_eq!(link.parent_span_id, Some(link.trace_id.object_span()));
     }
     // Activities hang under their object span of the right window.
-    for span in spans.iter().filter(|s| matches!(s.kind, SpanKind::Activity(_))) {
+    for span in spans
+        .iter()
+        .filter(|s| matches!(s.kind, SpanKind::Activity(_)))
+    {
         let root = spans
             .iter()
             .find(|s| s.kind == SpanKind::Object && s.trace_id == span.trace_id)
@@ -138,7 +184,11 @@ async fn links_are_written_both_ways_and_cascade() {
 async fn the_depth_limit_stops_cascades() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     // A pod seen without its ReplicaSet's body: depth 1 allows the pod -> rs hop only.
-    let records = vec![activity(object("pods", "p", Some("replicasets/rs")), "2024-01-01T10:01:00Z", "a1")];
+    let records = vec![activity(
+        object("pods", "p", Some("replicasets/rs")),
+        "2024-01-01T10:01:00Z",
+        "a1",
+    )];
     run(records, exporter.clone(), 1).await;
     let spans = exporter.spans();
     assert_eq!(by_kind(&spans, &SpanKind::Object), 2);
@@ -207,7 +257,13 @@ async fn retryable_failures_are_retried_and_permanent_ones_counted() {
     let sink = pipeline.sink();
     let (_t, shutdown) = Shutdown::new();
     let running = tokio::spawn(pipeline.run(shutdown));
-    sink.send(activity(object("pods", "p", None), "2024-01-01T10:01:00Z", "a1")).await.unwrap();
+    sink.send(activity(
+        object("pods", "p", None),
+        "2024-01-01T10:01:00Z",
+        "a1",
+    ))
+    .await
+    .unwrap();
     drop(sink);
     let report = running.await.unwrap();
     assert_eq!(report.spans_dropped, 0);
@@ -222,7 +278,13 @@ async fn retryable_failures_are_retried_and_permanent_ones_counted() {
     let sink = pipeline.sink();
     let (_t, shutdown) = Shutdown::new();
     let running = tokio::spawn(pipeline.run(shutdown));
-    sink.send(activity(object("pods", "p", None), "2024-01-01T10:01:00Z", "a1")).await.unwrap();
+    sink.send(activity(
+        object("pods", "p", None),
+        "2024-01-01T10:01:00Z",
+        "a1",
+    ))
+    .await
+    .unwrap();
     drop(sink);
     let report = running.await.unwrap();
     assert_eq!(report.spans_dropped, 2);
@@ -235,12 +297,26 @@ async fn shutdown_drains_what_was_accepted() {
     let sink = pipeline.sink();
     let (trigger, shutdown) = Shutdown::new();
     for i in 0..10 {
-        sink.send(activity(object("pods", "p", None), "2024-01-01T10:01:00Z", &format!("a{i}"))).await.unwrap();
+        sink.send(activity(
+            object("pods", "p", None),
+            "2024-01-01T10:01:00Z",
+            &format!("a{i}"),
+        ))
+        .await
+        .unwrap();
     }
     trigger.fire();
     // The sink is still held: shutdown alone must end the run, after draining the ten buffered records.
     let report = pipeline.run(shutdown).await;
     assert_eq!(report.activities, 10);
     assert_eq!(exporter.spans().len(), 11);
-    assert!(sink.send(activity(object("pods", "p", None), "2024-01-01T10:01:00Z", "late")).await.is_err());
+    assert!(
+        sink.send(activity(
+            object("pods", "p", None),
+            "2024-01-01T10:01:00Z",
+            "late"
+        ))
+        .await
+        .is_err()
+    );
 }

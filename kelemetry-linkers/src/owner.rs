@@ -41,7 +41,11 @@ impl Linker for OwnerLinker {
         "owner"
     }
 
-    async fn link(&self, object: &Object, lookup: &dyn ObjectLookup) -> Result<Vec<Link>, LinkError> {
+    async fn link(
+        &self,
+        object: &Object,
+        lookup: &dyn ObjectLookup,
+    ) -> Result<Vec<Link>, LinkError> {
         let body = match &object.body {
             Some(body) => body.clone(),
             None => match lookup.body(&object.object_ref).await {
@@ -61,7 +65,12 @@ impl Linker for OwnerLinker {
             if owner.get("controller").and_then(Value::as_bool) != Some(true) {
                 continue;
             }
-            let field = |name: &str| owner.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+            let field = |name: &str| {
+                owner
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
             let (Some(api_version), Some(kind), Some(name)) =
                 (field("apiVersion"), field("kind"), field("name"))
             else {
@@ -73,7 +82,11 @@ impl Linker for OwnerLinker {
             let info = self.resources.resolve(api_version, kind);
             let parent = info.object_key(&key.cluster, &key.namespace, name);
             links.push(Link {
-                object: ObjectRef::new(parent, info.version.clone(), field("uid").map(str::to_owned)),
+                object: ObjectRef::new(
+                    parent,
+                    info.version.clone(),
+                    field("uid").map(str::to_owned),
+                ),
                 role: LinkRole::Parent,
                 class: OWNER_CLASS.to_owned(),
                 dedup_id: OWNER_DEDUP_ID.to_owned(),
@@ -110,9 +123,15 @@ mod tests {
             {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1", "controller": true},
             {"apiVersion": "v1", "kind": "ConfigMap", "name": "not-a-controller", "uid": "u2"}
         ]}}));
-        let links = OwnerLinker::default().link(&object, &NoLookup).await.unwrap();
+        let links = OwnerLinker::default()
+            .link(&object, &NoLookup)
+            .await
+            .unwrap();
         assert_eq!(links.len(), 1);
-        assert_eq!(links[0].object.key, ObjectKey::new("c", "apps", "replicasets", "ns", "rs"));
+        assert_eq!(
+            links[0].object.key,
+            ObjectKey::new("c", "apps", "replicasets", "ns", "rs")
+        );
         assert_eq!(links[0].object.uid.as_deref(), Some("u1"));
         assert_eq!(links[0].role, LinkRole::Parent);
         assert_eq!(links[0].class, "children");
@@ -123,19 +142,31 @@ mod tests {
         let object = pod(json!({"metadata": {"ownerReferences": [
             {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u", "controller": true}
         ]}}));
-        let links = OwnerLinker::default().link(&object, &NoLookup).await.unwrap();
-        assert_eq!(links[0].object.key, ObjectKey::new("c", "", "nodes", "", "n1"));
+        let links = OwnerLinker::default()
+            .link(&object, &NoLookup)
+            .await
+            .unwrap();
+        assert_eq!(
+            links[0].object.key,
+            ObjectKey::new("c", "", "nodes", "", "n1")
+        );
     }
 
     #[tokio::test]
     async fn malformed_owner_references_are_errors_that_name_the_object() {
         let err = OwnerLinker::default()
-            .link(&pod(json!({"metadata": {"ownerReferences": {"a": 1}}})), &NoLookup)
+            .link(
+                &pod(json!({"metadata": {"ownerReferences": {"a": 1}}})),
+                &NoLookup,
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("c//pods/ns/p"), "{err}");
         let err = OwnerLinker::default()
-            .link(&pod(json!({"metadata": {"ownerReferences": [{"controller": true, "kind": "X"}]}})), &NoLookup)
+            .link(
+                &pod(json!({"metadata": {"ownerReferences": [{"controller": true, "kind": "X"}]}})),
+                &NoLookup,
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("ownerReferences[0]"), "{err}");
@@ -143,7 +174,17 @@ mod tests {
 
     #[tokio::test]
     async fn no_body_no_links() {
-        let object = Object::new(ObjectRef::new(ObjectKey::new("c", "", "pods", "ns", "p"), "v1", None));
-        assert!(OwnerLinker::default().link(&object, &NoLookup).await.unwrap().is_empty());
+        let object = Object::new(ObjectRef::new(
+            ObjectKey::new("c", "", "pods", "ns", "p"),
+            "v1",
+            None,
+        ));
+        assert!(
+            OwnerLinker::default()
+                .link(&object, &NoLookup)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -82,7 +82,10 @@ pub struct ObjectHistory {
 impl ObjectHistory {
     /// The value of an attribute of the object's spans (the latest window that has it).
     pub fn attribute(&self, name: &str) -> Option<&str> {
-        self.object_spans.iter().rev().find_map(|span| span.attribute(name))
+        self.object_spans
+            .iter()
+            .rev()
+            .find_map(|span| span.attribute(name))
     }
 }
 
@@ -158,23 +161,32 @@ pub async fn read_history(
                     }
                 }
                 SpanKind::Activity(_) => {
-                    if span.start >= from && span.start <= to && seen_activities.insert(span.span_id) {
+                    if span.start >= from
+                        && span.start <= to
+                        && seen_activities.insert(span.span_id)
+                    {
                         history.activities.push(span);
                     }
                 }
             }
         }
     }
-    if history.object_spans.is_empty() && history.activities.is_empty() && history.links.is_empty() {
+    if history.object_spans.is_empty() && history.activities.is_empty() && history.links.is_empty()
+    {
         return Ok(None);
     }
     history.object_spans.sort_by_key(|s| s.start);
-    history.activities.sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
+    history
+        .activities
+        .sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
     Ok(Some(history))
 }
 
 /// Assembles the trace view of `request.root`.
-pub async fn assemble(reader: &dyn Reader, request: &ViewRequest) -> Result<TraceView, AssembleError> {
+pub async fn assemble(
+    reader: &dyn Reader,
+    request: &ViewRequest,
+) -> Result<TraceView, AssembleError> {
     let (from, to) = (request.from, request.to);
     let root = read_history(reader, &request.root, from, to)
         .await?
@@ -232,7 +244,9 @@ fn build_tree(queried: &ObjectKey, known: &HashMap<ObjectKey, ObjectHistory>) ->
     let mut keys: Vec<&ObjectKey> = known.keys().collect();
     keys.sort();
     for key in keys {
-        let Some(history) = known.get(key) else { continue };
+        let Some(history) = known.get(key) else {
+            continue;
+        };
         for link in &history.links {
             let Some((other, _)) = known.get_key_value(&link.other) else {
                 continue;
@@ -242,7 +256,10 @@ fn build_tree(queried: &ObjectKey, known: &HashMap<ObjectKey, ObjectHistory>) ->
                 LinkRole::Child => (key, other),
             };
             if edges.insert((parent, child)) {
-                children.entry(parent).or_default().push((child, link.class.as_str()));
+                children
+                    .entry(parent)
+                    .or_default()
+                    .push((child, link.class.as_str()));
                 parents.entry(child).or_insert(parent);
             }
         }
@@ -282,9 +299,14 @@ fn place<'a>(
         if placed.contains(child) {
             continue;
         }
-        node.children.push(place(child, child_class, known, children, placed));
+        node.children
+            .push(place(child, child_class, known, children, placed));
     }
-    node.children.sort_by(|a, b| first_time(a).cmp(&first_time(b)).then(a.history.key.cmp(&b.history.key)));
+    node.children.sort_by(|a, b| {
+        first_time(a)
+            .cmp(&first_time(b))
+            .then(a.history.key.cmp(&b.history.key))
+    });
     node
 }
 

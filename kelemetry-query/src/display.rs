@@ -140,7 +140,10 @@ pub struct DisplayLog {
 impl DisplayLog {
     /// The value of a field.
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, val)| val.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, val)| val.as_str())
     }
 }
 
@@ -208,7 +211,12 @@ pub fn display(view: &TraceView, mode: DisplayMode) -> DisplayTrace {
 }
 
 /// Tracing mode: one span per object, activities as logs, each span shrunk to its activity and its children.
-fn tracing_spans(node: &ViewNode, parent: Option<u64>, parent_cluster: Option<&str>, out: &mut Vec<DisplaySpan>) {
+fn tracing_spans(
+    node: &ViewNode,
+    parent: Option<u64>,
+    parent_cluster: Option<&str>,
+    out: &mut Vec<DisplaySpan>,
+) {
     let history = &node.history;
     let key = &history.key;
     let span_id = history
@@ -226,7 +234,15 @@ fn tracing_spans(node: &ViewNode, parent: Option<u64>, parent_cluster: Option<&s
         format!("{} {}", key.namespace, key.name)
     };
     let mut tags: Vec<Field> = Vec::new();
-    for name in [v::CLUSTER, v::GROUP, v::VERSION, v::RESOURCE, v::NAMESPACE, v::NAME, v::UID] {
+    for name in [
+        v::CLUSTER,
+        v::GROUP,
+        v::VERSION,
+        v::RESOURCE,
+        v::NAMESPACE,
+        v::NAME,
+        v::UID,
+    ] {
         if let Some(value) = history.attribute(name) {
             tags.push((name.to_owned(), value.to_owned()));
         }
@@ -253,7 +269,11 @@ fn tracing_spans(node: &ViewNode, parent: Option<u64>, parent_cluster: Option<&s
     let (mut start, mut end) = (Timestamp::MAX, Timestamp::MIN);
     for log in &out[index].logs {
         start = start.min(log.time);
-        end = end.max(log.time.saturating_add(SignedDuration::from_secs(1)).unwrap_or(log.time));
+        end = end.max(
+            log.time
+                .saturating_add(SignedDuration::from_secs(1))
+                .unwrap_or(log.time),
+        );
     }
     for span in &out[index + 1..] {
         if span.start <= span.end {
@@ -263,7 +283,11 @@ fn tracing_spans(node: &ViewNode, parent: Option<u64>, parent_cluster: Option<&s
     }
     if start > end {
         // Nothing happened in the range: keep the object's window.
-        start = history.object_spans.first().map(|s| s.start).unwrap_or(Timestamp::UNIX_EPOCH);
+        start = history
+            .object_spans
+            .first()
+            .map(|s| s.start)
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         end = history.object_spans.last().map(|s| s.end).unwrap_or(start);
     }
     out[index].start = start;
@@ -282,7 +306,9 @@ fn diff_class(line: &str) -> Option<&'static str> {
     let path = line.split_once(' ').map_or(line, |(path, _)| path);
     if path.starts_with("metadata.managedFields") {
         None
-    } else if path.starts_with("metadata.resourceVersion") || path.starts_with("metadata.generation") {
+    } else if path.starts_with("metadata.resourceVersion")
+        || path.starts_with("metadata.generation")
+    {
         Some("verbose diff")
     } else {
         Some("diff")
@@ -295,7 +321,12 @@ fn collapse(activity: &SpanRecord) -> DisplayLog {
     let mut fields: Vec<Field> = vec![(source.clone(), activity.name.clone())];
     let mapped: &[&str] = match source.as_str() {
         "audit" => &[v::USER_AGENT, v::SOURCE_IP, v::RESPONSE_CODE],
-        "event" => &[v::EVENT_ACTION, v::EVENT_SOURCE, v::EVENT_TYPE, v::EVENT_COUNT],
+        "event" => &[
+            v::EVENT_ACTION,
+            v::EVENT_SOURCE,
+            v::EVENT_TYPE,
+            v::EVENT_COUNT,
+        ],
         _ => &[],
     };
     for name in mapped {
@@ -347,7 +378,12 @@ mod tests {
 
     #[test]
     fn mode_ids_round_trip_through_trace_ids() {
-        for modifier in [None, Some(Modifier::FullTree), Some(Modifier::Ancestors), Some(Modifier::OwnedObjects)] {
+        for modifier in [
+            None,
+            Some(Modifier::FullTree),
+            Some(Modifier::Ancestors),
+            Some(Modifier::OwnedObjects),
+        ] {
             let mode = DisplayMode {
                 base: BaseMode::Tracing,
                 modifier,
@@ -362,7 +398,13 @@ mod tests {
     #[test]
     fn diff_lines_are_classified() {
         assert_eq!(diff_class("spec.replicas 2 -> 4"), Some("diff"));
-        assert_eq!(diff_class("metadata.generation 1 -> 2"), Some("verbose diff"));
-        assert_eq!(diff_class("metadata.managedFields[0].time \"a\" -> \"b\""), None);
+        assert_eq!(
+            diff_class("metadata.generation 1 -> 2"),
+            Some("verbose diff")
+        );
+        assert_eq!(
+            diff_class("metadata.managedFields[0].time \"a\" -> \"b\""),
+            None
+        );
     }
 }

@@ -37,7 +37,12 @@ pub struct ObjectPattern {
 #[async_trait]
 pub trait Reader: Send + Sync {
     /// The traces (one per window) that hold spans of `key` and overlap `[from, to]`, oldest first.
-    async fn object_traces(&self, key: &ObjectKey, from: Timestamp, to: Timestamp) -> Result<Vec<TraceId>, ReadError>;
+    async fn object_traces(
+        &self,
+        key: &ObjectKey,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<TraceId>, ReadError>;
 
     /// Every span of one trace; empty when the trace is unknown.
     async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ReadError>;

@@ -101,20 +101,41 @@ mod tests {
     #[test]
     fn full_tree_is_monotonic_and_bounded() {
         let s = LinkSelector::full_tree();
-        let up = s.admit(PathState::default(), Direction::Up, "children").unwrap();
-        assert!(s.admit(up, Direction::Down, "children").is_none(), "no siblings");
+        let up = s
+            .admit(PathState::default(), Direction::Up, "children")
+            .unwrap();
+        assert!(
+            s.admit(up, Direction::Down, "children").is_none(),
+            "no siblings"
+        );
         let up3 = s
             .admit(s.admit(up, Direction::Up, "").unwrap(), Direction::Up, "")
             .unwrap();
-        assert!(s.admit(up3, Direction::Up, "").is_none(), "at most three up");
+        assert!(
+            s.admit(up3, Direction::Up, "").is_none(),
+            "at most three up"
+        );
     }
 
     #[test]
     fn ancestors_follow_owner_links_upwards_only() {
         let s = LinkSelector::ancestors();
-        assert!(s.admit(PathState::default(), Direction::Up, "children").is_some());
-        assert!(s.admit(PathState::default(), Direction::Down, "children").is_none());
-        assert!(s.admit(PathState::default(), Direction::Up, "node").is_none());
-        assert!(LinkSelector::none().admit(PathState::default(), Direction::Up, "").is_none());
+        assert!(
+            s.admit(PathState::default(), Direction::Up, "children")
+                .is_some()
+        );
+        assert!(
+            s.admit(PathState::default(), Direction::Down, "children")
+                .is_none()
+        );
+        assert!(
+            s.admit(PathState::default(), Direction::Up, "node")
+                .is_none()
+        );
+        assert!(
+            LinkSelector::none()
+                .admit(PathState::default(), Direction::Up, "")
+                .is_none()
+        );
     }
 }

@@ -45,7 +45,12 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl Reader for StoreReader {
-    async fn object_traces(&self, key: &ObjectKey, from: Timestamp, to: Timestamp) -> Result<Vec<TraceId>, ReadError> {
+    async fn object_traces(
+        &self,
+        key: &ObjectKey,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<TraceId>, ReadError> {
         let store = self.store.clone();
         let key = key.clone();
         let what = format!("windows of {key}");
@@ -61,7 +66,10 @@ impl Reader for StoreReader {
     async fn find_objects(&self, pattern: &ObjectPattern) -> Result<Vec<ObjectKey>, ReadError> {
         let store = self.store.clone();
         let pattern = pattern.clone();
-        let what = format!("objects {}/{}/{}", pattern.resource, pattern.namespace, pattern.name);
+        let what = format!(
+            "objects {}/{}/{}",
+            pattern.resource, pattern.namespace, pattern.name
+        );
         blocking(what, move || {
             store.find_objects(
                 pattern.cluster.as_deref(),

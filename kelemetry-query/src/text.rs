@@ -47,7 +47,13 @@ pub fn render(trace: &DisplayTrace, options: TextOptions) -> String {
     out
 }
 
-fn render_body(trace: &DisplayTrace, span: &DisplaySpan, prefix: &str, options: TextOptions, out: &mut String) {
+fn render_body(
+    trace: &DisplayTrace,
+    span: &DisplaySpan,
+    prefix: &str,
+    options: TextOptions,
+    out: &mut String,
+) {
     let children: Vec<&DisplaySpan> = trace.children_of(span.span_id).collect();
     let gutter = if children.is_empty() { "  " } else { "│ " };
     for log in &span.logs {
@@ -55,14 +61,22 @@ fn render_body(trace: &DisplayTrace, span: &DisplaySpan, prefix: &str, options: 
     }
     for (i, child) in children.iter().enumerate() {
         let last = i + 1 == children.len();
-        let (branch, next) = if last { ("└── ", "    ") } else { ("├── ", "│   ") };
+        let (branch, next) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
         let class = child
             .tags
             .iter()
             .find(|(k, _)| k == kelemetry_core::vocabulary::LINK_CLASS)
             .map(|(_, c)| format!("  ({c})"))
             .unwrap_or_default();
-        let _ = writeln!(out, "{prefix}{branch}{} {}{class}", child.service, child.operation);
+        let _ = writeln!(
+            out,
+            "{prefix}{branch}{} {}{class}",
+            child.service, child.operation
+        );
         render_body(trace, child, &format!("{prefix}{next}"), options, out);
     }
 }
