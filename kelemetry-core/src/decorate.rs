@@ -33,7 +33,7 @@ pub const REDACTED_MESSAGE: &str = "Sensitive object content has been redacted";
 /// - update or patch: when the new resource version equals the one the request was based on, a `realVerbose`
 ///   "No-op update" log and nothing else; otherwise the attribute `newResourceVersion` and, when an earlier body
 ///   of the object was seen, one `audit/objectDiff` log with a line `path old -> new` per changed field
-///   ([`audit_diff`](crate::diff::audit_diff): `metadata.managedFields` and `metadata.resourceVersion` never
+///   ([`audit_diff`]: `metadata.managedFields` and `metadata.resourceVersion` never
 ///   appear). Without an earlier body nothing is added: the first write seen of an object has nothing to compare
 ///   with, and saying so on every such activity would be noise;
 /// - delete (not of a subresource): a snapshot of the deleted object, from the response, else the previous body;
