@@ -235,15 +235,16 @@ pub async fn assemble(
     })
 }
 
-/// Nests the known objects: from the top ancestor of `queried`, children by links, each object placed once.
+/// Nests the known objects: from the top ancestor of `queried` (following ownership first), children by links,
+/// each object placed once. Objects only reachable against the direction of their links (a Node that is the
+/// parent of a Pod in the tree) are placed under the object they link to, so every fetched object appears.
 fn build_tree(queried: &ObjectKey, known: &HashMap<ObjectKey, ObjectHistory>) -> ViewNode {
-    // Edges (parent, child) -> class, from the link spans of either side.
-    let mut children: HashMap<&ObjectKey, Vec<(&ObjectKey, &str)>> = HashMap::new();
-    let mut parents: HashMap<&ObjectKey, &ObjectKey> = HashMap::new();
-    let mut edges = HashSet::new();
     let mut keys: Vec<&ObjectKey> = known.keys().collect();
     keys.sort();
-    for key in keys {
+    // (parent, child) edges with their class, from the link spans of either side.
+    let mut edges: Vec<(&ObjectKey, &ObjectKey, &str)> = Vec::new();
+    let mut seen = HashSet::new();
+    for &key in &keys {
         let Some(history) = known.get(key) else {
             continue;
         };
@@ -255,59 +256,100 @@ fn build_tree(queried: &ObjectKey, known: &HashMap<ObjectKey, ObjectHistory>) ->
                 LinkRole::Parent => (other, key),
                 LinkRole::Child => (key, other),
             };
-            if edges.insert((parent, child)) {
-                children
-                    .entry(parent)
-                    .or_default()
-                    .push((child, link.class.as_str()));
-                parents.entry(child).or_insert(parent);
+            if seen.insert((parent, child)) {
+                edges.push((parent, child, link.class.as_str()));
             }
         }
     }
+    let parent_of = |child: &ObjectKey| {
+        let mut parents = edges.iter().filter(|(_, c, _)| *c == child);
+        let all: Vec<_> = parents.by_ref().collect();
+        all.iter()
+            .find(|(_, _, class)| *class == OWNERSHIP_CLASS)
+            .or_else(|| all.first())
+            .map(|(parent, _, _)| *parent)
+    };
     let mut top = queried;
     let mut visited = HashSet::from([top]);
-    while let Some(parent) = parents.get(top) {
-        if !visited.insert(*parent) {
+    while let Some(parent) = parent_of(top) {
+        if !visited.insert(parent) {
             break;
         }
         top = parent;
     }
 
-    let mut placed = HashSet::new();
-    place(top, "", known, &children, &mut placed)
+    // Breadth first from the top along child edges; then attach what is left to a placed neighbour.
+    let mut assigned: HashMap<&ObjectKey, (&ObjectKey, &str)> = HashMap::new();
+    let mut order = vec![top];
+    let mut placed = HashSet::from([top]);
+    let mut next = 0;
+    loop {
+        while next < order.len() {
+            let parent = order[next];
+            next += 1;
+            for (p, child, class) in &edges {
+                if *p == parent && placed.insert(*child) {
+                    assigned.insert(child, (parent, class));
+                    order.push(child);
+                }
+            }
+        }
+        let attach = keys.iter().find_map(|&key| {
+            if placed.contains(key) {
+                return None;
+            }
+            edges.iter().find_map(|(parent, child, class)| {
+                (*parent == key && placed.contains(child)).then_some((key, *child, *class))
+            })
+        });
+        match attach {
+            Some((key, under, class)) => {
+                placed.insert(key);
+                assigned.insert(key, (under, class));
+                order.push(key);
+            }
+            None => break,
+        }
+    }
+
+    // Build nodes children first.
+    let mut nodes: HashMap<&ObjectKey, ViewNode> = HashMap::new();
+    for &key in order.iter().rev() {
+        let mut node = nodes.remove(key).unwrap_or_else(|| empty_node(known, key));
+        node.children.sort_by(|a, b| {
+            first_time(a)
+                .cmp(&first_time(b))
+                .then(a.history.key.cmp(&b.history.key))
+        });
+        match assigned.get(key) {
+            Some((parent, class)) => {
+                node.class = (*class).to_owned();
+                nodes
+                    .entry(parent)
+                    .or_insert_with(|| empty_node(known, parent))
+                    .children
+                    .push(node);
+            }
+            None => return node,
+        }
+    }
+    empty_node(known, top)
 }
 
-fn place<'a>(
-    key: &'a ObjectKey,
-    class: &str,
-    known: &'a HashMap<ObjectKey, ObjectHistory>,
-    children: &HashMap<&'a ObjectKey, Vec<(&'a ObjectKey, &'a str)>>,
-    placed: &mut HashSet<&'a ObjectKey>,
-) -> ViewNode {
-    placed.insert(key);
-    let mut node = ViewNode {
+/// The link class of ownership, preferred when an object has several parents.
+const OWNERSHIP_CLASS: &str = "children";
+
+fn empty_node(known: &HashMap<ObjectKey, ObjectHistory>, key: &ObjectKey) -> ViewNode {
+    ViewNode {
         history: known.get(key).cloned().unwrap_or_else(|| ObjectHistory {
             key: key.clone(),
             object_spans: Vec::new(),
             activities: Vec::new(),
             links: Vec::new(),
         }),
-        class: class.to_owned(),
+        class: String::new(),
         children: Vec::new(),
-    };
-    for (child, child_class) in children.get(key).map(Vec::as_slice).unwrap_or_default() {
-        if placed.contains(child) {
-            continue;
-        }
-        node.children
-            .push(place(child, child_class, known, children, placed));
     }
-    node.children.sort_by(|a, b| {
-        first_time(a)
-            .cmp(&first_time(b))
-            .then(a.history.key.cmp(&b.history.key))
-    });
-    node
 }
 
 fn first_time(node: &ViewNode) -> Option<Timestamp> {
