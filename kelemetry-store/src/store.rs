@@ -119,6 +119,11 @@ impl PreparedBatch {
         self.spans.len()
     }
 
+    /// Bytes of encoded spans in the batch.
+    pub fn encoded_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Whether the batch holds no span.
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()

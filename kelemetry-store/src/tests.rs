@@ -388,3 +388,63 @@ fn a_writer_that_has_the_store_to_itself_refuses_other_readers() {
     let read_only = SpanStore::open_read_only(dir.path()).unwrap();
     assert_eq!(read_only.span_count().unwrap(), 0);
 }
+
+/// Throughput check, not part of the normal run:
+/// `cargo test -p kelemetry-store --release -- --ignored --nocapture million`.
+#[test]
+#[ignore = "slow; run by hand in release mode"]
+fn a_million_spans() {
+    let durability = if std::env::var_os("IMMEDIATE").is_some() {
+        WriteDurability::Immediate
+    } else {
+        WriteDurability::Deferred
+    };
+    let mut encoded = 0usize;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let objects: Vec<ObjectRef> = (0..10_000)
+        .map(|i| object("prod", "", "pods", "default", &format!("pod-{i}")))
+        .collect();
+    let started = std::time::Instant::now();
+    let mut written = 0usize;
+    let mut batch = Vec::with_capacity(1000);
+    for (i, o) in objects.iter().enumerate() {
+        let w = window("2024-05-01T12:00:00Z");
+        batch.push(object_span(o, w));
+        for j in 0..99 {
+            let mut a = Activity::new(
+                Object::new(o.clone()),
+                SourceKind::Audit,
+                w.start(),
+                "update",
+                format!("{i}-{j}"),
+            );
+            a.attribute(
+                "username",
+                "system:serviceaccount:kube-system:replicaset-controller",
+            );
+            a.attribute("userAgent", "kube-controller-manager/v1.34.0");
+            batch.push(activity_span(&a, w));
+        }
+        if batch.len() >= 1000 {
+            let prepared = PreparedBatch::new(&batch);
+            encoded += prepared.encoded_bytes();
+            store.write(&prepared, durability).unwrap();
+            written += batch.len();
+            batch.clear();
+        }
+    }
+    store.sync().unwrap();
+    let elapsed = started.elapsed();
+    let size = std::fs::metadata(store.path()).unwrap().len();
+    println!(
+        "{written} spans in {elapsed:?} ({:.0} spans/s), file {} MiB",
+        written as f64 / elapsed.as_secs_f64(),
+        size / (1024 * 1024)
+    );
+    assert_eq!(store.span_count().unwrap(), written as u64);
+    println!("encoded {} bytes per span", encoded / written);
+    let read_started = std::time::Instant::now();
+    let read = store.spans().unwrap().count();
+    println!("read back {read} spans in {:?}", read_started.elapsed());
+}

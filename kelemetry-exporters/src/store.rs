@@ -1,0 +1,86 @@
+//! [`StoreExporter`]: spans into the embedded [`SpanStore`].
+
+use async_trait::async_trait;
+use kelemetry_core::{ExportError, Exporter, SpanRecord};
+use kelemetry_store::{PreparedBatch, SpanStore, StoreError, WriteDurability};
+
+/// Writes each batch into a [`SpanStore`] in one transaction. Idempotent: a batch exported twice leaves the store
+/// as after the first time.
+///
+/// redb's writes block on disk I/O, so each write runs on Tokio's blocking pool (`spawn_blocking`) rather than
+/// with `block_in_place`: `block_in_place` panics on a current-thread runtime and stalls the other tasks of its
+/// worker, while `spawn_blocking` works on any runtime. The batch is encoded first, on the calling task
+/// ([`PreparedBatch`]), so only the encoded bytes move to the blocking thread and no span is cloned.
+///
+/// By default every batch is durable when `export` returns, so a source may checkpoint after it. With
+/// [`StoreExporter::with_durability`]`(`[`WriteDurability::Deferred`]`)` batches are durable only at
+/// [`Exporter::flush`], which is much faster for bulk loads (a replay that flushes at the end).
+#[derive(Debug, Clone)]
+pub struct StoreExporter {
+    store: SpanStore,
+    durability: WriteDurability,
+}
+
+impl StoreExporter {
+    /// Exports into `store`, durably per batch.
+    pub fn new(store: SpanStore) -> Self {
+        Self {
+            store,
+            durability: WriteDurability::Immediate,
+        }
+    }
+
+    /// Chooses when batches become durable.
+    pub fn with_durability(mut self, durability: WriteDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The store written to.
+    pub fn store(&self) -> &SpanStore {
+        &self.store
+    }
+}
+
+fn export_error(error: StoreError) -> ExportError {
+    if error.is_transient() {
+        ExportError::Retryable(error.to_string())
+    } else {
+        ExportError::Permanent(error.to_string())
+    }
+}
+
+async fn run_blocking(
+    store: &SpanStore,
+    work: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), ExportError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(export_error),
+        Err(join) => Err(ExportError::Permanent(format!(
+            "span store {}: the write task failed: {join}",
+            store.path().display()
+        ))),
+    }
+}
+
+#[async_trait]
+impl Exporter for StoreExporter {
+    fn name(&self) -> &str {
+        "store"
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let prepared = PreparedBatch::new(batch);
+        let store = self.store.clone();
+        let durability = self.durability;
+        run_blocking(&self.store, move || store.write(&prepared, durability)).await
+    }
+
+    async fn flush(&self) -> Result<(), ExportError> {
+        let store = self.store.clone();
+        run_blocking(&self.store, move || store.sync()).await
+    }
+}
