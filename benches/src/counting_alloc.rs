@@ -1,0 +1,99 @@
+//! [`CountingAllocator`]: the system allocator, counting the bytes currently allocated.
+//!
+//! The throughput harness installs it as the global allocator to measure how much memory the pipeline keeps per
+//! tracked object-window. It counts the sizes Rust asks for (`Layout::size`), not what the system allocator
+//! spends on top of that (per-block headers, rounding to size classes), so real resident memory is somewhat
+//! higher.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Wraps [`System`] and counts live bytes and the peak of live bytes.
+///
+/// ```
+/// use kelemetry_benches::counting_alloc::CountingAllocator;
+/// // In a binary: #[global_allocator] static ALLOCATOR: CountingAllocator = CountingAllocator::new();
+/// let allocator = CountingAllocator::new();
+/// assert_eq!(allocator.live_bytes(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct CountingAllocator {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl CountingAllocator {
+    /// An allocator that has counted nothing yet.
+    pub const fn new() -> Self {
+        Self {
+            live: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes allocated and not yet freed.
+    pub fn live_bytes(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    /// The most bytes that were live at once since the last [`CountingAllocator::reset_peak`].
+    pub fn peak_bytes(&self) -> usize {
+        self.peak.load(Relaxed)
+    }
+
+    /// Starts a new peak from the bytes live now.
+    pub fn reset_peak(&self) {
+        self.peak.store(self.live_bytes(), Relaxed);
+    }
+
+    fn grew(&self, bytes: usize) {
+        let live = self.live.fetch_add(bytes, Relaxed) + bytes;
+        self.peak.fetch_max(live, Relaxed);
+    }
+
+    fn shrank(&self, bytes: usize) {
+        self.live.fetch_sub(bytes, Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s guarantees hold;
+// the counting only reads sizes and touches atomics, and never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            self.grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            self.grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is; `ptr` was allocated by this allocator (so by `System`) with `layout`.
+        unsafe { System.dealloc(ptr, layout) };
+        self.shrank(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::realloc`'s contract.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            if new_size >= layout.size() {
+                self.grew(new_size - layout.size());
+            } else {
+                self.shrank(layout.size() - new_size);
+            }
+        }
+        new
+    }
+}
