@@ -11,7 +11,7 @@ use kelemetry_core::{Pipeline, PipelineReport, ResourceMap, Shutdown, Source};
 use kelemetry_exporters::StoreExporter;
 use kelemetry_linkers::OwnerLinker;
 use kelemetry_sources::{AuditFileSource, ObjectFileSource, ReadCounters, ReadReport};
-use kelemetry_store::SpanStore;
+use kelemetry_store::{SpanStore, WriteDurability};
 
 use crate::inputs::{self, InputKind};
 use crate::show::{self, ShowArgs};
@@ -127,7 +127,10 @@ pub async fn run_replay(
     let mut builder = Pipeline::builder()
         .decorator(Arc::new(DiffDecorator))
         .linker(Arc::new(OwnerLinker::new(resources)))
-        .exporter(Arc::new(StoreExporter::new(store)));
+        .exporter(Arc::new(
+            // A replay can be repeated: batches reach the disk together when the pipeline flushes at the end.
+            StoreExporter::new(store).with_durability(WriteDurability::Deferred),
+        ));
     let mut files_read = Vec::new();
     for planned in planned {
         files_read.push((planned.path, planned.kind, planned.counters));

@@ -1,7 +1,7 @@
 //! [`ResourceMap`]: API version and kind to resource (the lowercase plural) and back.
 //!
 //! Kubernetes Events name their object by `apiVersion` and `kind` (`involvedObject`, `regarding`), and so do owner
-//! references; an [`ObjectKey`](crate::ObjectKey) needs the group and the resource. The map ships a table of the
+//! references; an [`ObjectKey`] needs the group and the resource. The map ships a table of the
 //! built-in kinds ([`ResourceMap::builtin`]), accepts more at run time ([`ResourceMap::insert`], e.g. from the
 //! apiserver's discovery or from CRDs), and for a kind nobody registered falls back to the plural that Kubernetes
 //! itself guesses ([`guess_plural`]), marking the answer as [`guessed`](ResourceInfo::guessed).

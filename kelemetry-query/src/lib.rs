@@ -4,9 +4,9 @@
 //! result.
 //!
 //! - [`reader`]: the [`Reader`] trait, and its implementation over the embedded store ([`StoreReader`]);
-//! - [`assemble`]: merge an object's windows, follow links through a [`LinkSelector`], clip to a time range, nest
+//! - [`assemble`](mod@assemble): merge an object's windows, follow links through a [`LinkSelector`], clip to a time range, nest
 //!   into a [`TraceView`];
-//! - [`display`]: display modes and their ids ([`DisplayMode`]), and the `tracing` mode's shape ([`DisplayTrace`]);
+//! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), and the `tracing` mode's shape ([`DisplayTrace`]);
 //! - [`text`]: a terminal rendering of a displayed trace.
 
 pub mod assemble;
