@@ -1,13 +1,15 @@
 //! [`CountingAllocator`]: the system allocator, counting the bytes currently allocated.
 //!
 //! The throughput harness installs it as the global allocator to measure how much memory the pipeline keeps per
-//! tracked object-window. It counts the sizes Rust asks for (`Layout::size`), not what the system allocator
+//! tracked object-window. Counting is off until [`CountingAllocator::start_counting`], so that timed runs do not
+//! pay for it (two atomic operations per allocation); bytes freed while counting that were allocated before it
+//! started make the count lower, so compare counts taken within one counting period. It counts the sizes Rust asks for (`Layout::size`), not what the system allocator
 //! spends on top of that (per-block headers, rounding to size classes), so real resident memory is somewhat
 //! higher.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
 
 /// Wraps [`System`] and counts live bytes and the peak of live bytes.
 ///
@@ -19,26 +21,40 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 /// ```
 #[derive(Debug, Default)]
 pub struct CountingAllocator {
-    live: AtomicUsize,
-    peak: AtomicUsize,
+    counting: AtomicBool,
+    live: AtomicIsize,
+    peak: AtomicIsize,
 }
 
 impl CountingAllocator {
     /// An allocator that has counted nothing yet.
     pub const fn new() -> Self {
         Self {
-            live: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
+            counting: AtomicBool::new(false),
+            live: AtomicIsize::new(0),
+            peak: AtomicIsize::new(0),
         }
     }
 
-    /// Bytes allocated and not yet freed.
-    pub fn live_bytes(&self) -> usize {
+    /// Starts counting (from zero).
+    pub fn start_counting(&self) {
+        self.live.store(0, Relaxed);
+        self.peak.store(0, Relaxed);
+        self.counting.store(true, Relaxed);
+    }
+
+    /// Stops counting.
+    pub fn stop_counting(&self) {
+        self.counting.store(false, Relaxed);
+    }
+
+    /// Bytes allocated and not yet freed while counting.
+    pub fn live_bytes(&self) -> isize {
         self.live.load(Relaxed)
     }
 
     /// The most bytes that were live at once since the last [`CountingAllocator::reset_peak`].
-    pub fn peak_bytes(&self) -> usize {
+    pub fn peak_bytes(&self) -> isize {
         self.peak.load(Relaxed)
     }
 
@@ -48,12 +64,17 @@ impl CountingAllocator {
     }
 
     fn grew(&self, bytes: usize) {
-        let live = self.live.fetch_add(bytes, Relaxed) + bytes;
-        self.peak.fetch_max(live, Relaxed);
+        if self.counting.load(Relaxed) {
+            let bytes = bytes as isize;
+            let live = self.live.fetch_add(bytes, Relaxed) + bytes;
+            self.peak.fetch_max(live, Relaxed);
+        }
     }
 
     fn shrank(&self, bytes: usize) {
-        self.live.fetch_sub(bytes, Relaxed);
+        if self.counting.load(Relaxed) {
+            self.live.fetch_sub(bytes as isize, Relaxed);
+        }
     }
 }
 
