@@ -1,4 +1,5 @@
-//! [`CountingAllocator`]: the system allocator, counting the bytes currently allocated.
+//! [`CountingAllocator`]: mimalloc (the allocator the `kelemetry` binary uses), counting the bytes currently
+//! allocated.
 //!
 //! The throughput harness installs it as the global allocator to measure how much memory the pipeline keeps per
 //! tracked object-window. Counting is off until [`CountingAllocator::start_counting`], so that timed runs do not
@@ -8,10 +9,12 @@
 //! higher.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed};
 
-/// Wraps [`System`] and counts live bytes and the peak of live bytes.
+/// Wraps [`MiMalloc`] and counts live bytes and the peak of live bytes.
 ///
 /// ```
 /// use kelemetry_benches::counting_alloc::CountingAllocator;
@@ -78,12 +81,12 @@ impl CountingAllocator {
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s guarantees hold;
+// SAFETY: every method forwards to `MiMalloc` with the caller's arguments unchanged, so its guarantees hold;
 // the counting only reads sizes and touches atomics, and never allocates.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
-        let ptr = unsafe { System.alloc(layout) };
+        let ptr = unsafe { MiMalloc.alloc(layout) };
         if !ptr.is_null() {
             self.grew(layout.size());
         }
@@ -92,7 +95,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
+        let ptr = unsafe { MiMalloc.alloc_zeroed(layout) };
         if !ptr.is_null() {
             self.grew(layout.size());
         }
@@ -100,14 +103,14 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is; `ptr` was allocated by this allocator (so by `System`) with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
+        // SAFETY: forwarded as is; `ptr` was allocated by this allocator (so by `MiMalloc`) with `layout`.
+        unsafe { MiMalloc.dealloc(ptr, layout) };
         self.shrank(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::realloc`'s contract.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        let new = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             if new_size >= layout.size() {
                 self.grew(new_size - layout.size());

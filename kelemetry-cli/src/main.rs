@@ -11,6 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the pipeline allocates many short-lived strings and JSON values; glibc's allocator spent a third of
+/// the replay's time in `malloc`/`free` (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The default store folder, relative to the working directory.
 const DEFAULT_STORE: &str = ".kelemetry/store";
 

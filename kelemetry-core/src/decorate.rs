@@ -115,14 +115,16 @@ impl DiffDecorator {
                         .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
                     return;
                 }
-                let lines: Vec<String> = audit_diff(&previous, &body)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                if !lines.is_empty() {
-                    activity
-                        .logs
-                        .push(LogLine::new(LogKind::ObjectDiff, lines.join("\n")));
+                let mut text = String::new();
+                for entry in audit_diff(&previous, &body) {
+                    use std::fmt::Write as _;
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    let _ = write!(text, "{entry}");
+                }
+                if !text.is_empty() {
+                    activity.logs.push(LogLine::new(LogKind::ObjectDiff, text));
                 }
             }
         }

@@ -29,29 +29,27 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// One difference between two documents: where, and the value on each side (`None` when the side lacks it).
+/// One difference between two documents: where, and the value on each side (`None` when the side lacks it). The
+/// values are borrowed from the documents compared: a diff costs no copy of what changed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DiffEntry {
+pub struct DiffEntry<'a> {
     /// The rendered path of the field, e.g. `spec.template.spec.containers[0].image`.
     pub path: String,
     /// The old value, `None` when the old document did not have the field.
-    pub old: Option<Value>,
+    pub old: Option<&'a Value>,
     /// The new value, `None` when the new document does not have the field.
-    pub new: Option<Value>,
+    pub new: Option<&'a Value>,
 }
 
-impl fmt::Display for DiffEntry {
+impl fmt::Display for DiffEntry<'_> {
     /// `<path> <old JSON or null> -> <new JSON or null>`, e.g. `spec.replicas 2 -> 4`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn side(value: &Option<Value>) -> &Value {
-            value.as_ref().unwrap_or(&Value::Null)
-        }
         write!(
             f,
             "{} {} -> {}",
             self.path,
-            side(&self.old),
-            side(&self.new)
+            self.old.unwrap_or(&Value::Null),
+            self.new.unwrap_or(&Value::Null)
         )
     }
 }
@@ -63,20 +61,24 @@ pub const AUDIT_EXCLUDED_FIELDS: &[&[&str]] = &[
 ];
 
 /// Every difference between `old` and `new`, in path order (see the module documentation for the rules).
-pub fn diff(old: &Value, new: &Value) -> Vec<DiffEntry> {
+pub fn diff<'a>(old: &'a Value, new: &'a Value) -> Vec<DiffEntry<'a>> {
     diff_excluding(old, new, &[])
 }
 
 /// The differences shown on an audit activity: [`diff`] without the subtrees named in
 /// [`AUDIT_EXCLUDED_FIELDS`] (`metadata.managedFields` and `metadata.resourceVersion`), which never appear.
 /// `metadata.generation` and `status` are kept.
-pub fn audit_diff(old: &Value, new: &Value) -> Vec<DiffEntry> {
+pub fn audit_diff<'a>(old: &'a Value, new: &'a Value) -> Vec<DiffEntry<'a>> {
     diff_excluding(old, new, AUDIT_EXCLUDED_FIELDS)
 }
 
 /// [`diff`] without the given subtrees. Each excluded field is a list of object field names from the root
 /// (array elements cannot be named).
-pub fn diff_excluding(old: &Value, new: &Value, excluded: &[&[&str]]) -> Vec<DiffEntry> {
+pub fn diff_excluding<'a>(
+    old: &'a Value,
+    new: &'a Value,
+    excluded: &[&[&str]],
+) -> Vec<DiffEntry<'a>> {
     let mut walk = Walk {
         excluded,
         out: Vec::new(),
@@ -111,15 +113,15 @@ pub fn push_field(path: &mut String, name: &str) {
     }
 }
 
-struct Walk<'e> {
+struct Walk<'e, 'v> {
     excluded: &'e [&'e [&'e str]],
-    out: Vec<DiffEntry>,
+    out: Vec<DiffEntry<'v>>,
 }
 
-impl<'e> Walk<'e> {
+impl<'e, 'v> Walk<'e, 'v> {
     /// Compares two values at `path`. `fields` is the list of object field names from the root while the path has
     /// gone only through objects (so exclusions can match), `None` once it went through an array.
-    fn value<'v>(
+    fn value(
         &mut self,
         old: &'v Value,
         new: &'v Value,
@@ -127,6 +129,10 @@ impl<'e> Walk<'e> {
         fields: &mut Option<Vec<&'v str>>,
     ) {
         match (old, new) {
+            // Most of an updated object is unchanged: an equality check is much cheaper than a walk that renders
+            // paths, so equal subtrees are skipped before descending.
+            (Value::Object(a), Value::Object(b)) if a == b => {}
+            (Value::Array(a), Value::Array(b)) if a == b => {}
             (Value::Object(old), Value::Object(new)) => self.objects(old, new, path, fields),
             (Value::Array(old), Value::Array(new)) => self.arrays(old, new, path),
             (Value::Null, Value::Null) => {}
@@ -137,7 +143,7 @@ impl<'e> Walk<'e> {
         }
     }
 
-    fn objects<'v>(
+    fn objects(
         &mut self,
         old: &'v Map<String, Value>,
         new: &'v Map<String, Value>,
@@ -167,7 +173,7 @@ impl<'e> Walk<'e> {
         }
     }
 
-    fn arrays(&mut self, old: &[Value], new: &[Value], path: &mut String) {
+    fn arrays(&mut self, old: &'v [Value], new: &'v [Value], path: &mut String) {
         let base = path.len();
         for index in 0..old.len().max(new.len()) {
             use fmt::Write as _;
@@ -181,11 +187,11 @@ impl<'e> Walk<'e> {
         }
     }
 
-    fn push(&mut self, path: &str, old: Option<&Value>, new: Option<&Value>) {
+    fn push(&mut self, path: &str, old: Option<&'v Value>, new: Option<&'v Value>) {
         self.out.push(DiffEntry {
             path: path.to_owned(),
-            old: old.cloned(),
-            new: new.cloned(),
+            old,
+            new,
         });
     }
 }
@@ -235,7 +241,7 @@ mod tests {
             DiffEntry {
                 path: "added".into(),
                 old: None,
-                new: Some(json!([1, 2]))
+                new: Some(&json!([1, 2]))
             }
         );
         assert_eq!(entries[1].to_string(), r#"gone {"deep":1} -> null"#);
@@ -286,9 +292,10 @@ mod tests {
     #[test]
     fn null_against_a_value_is_a_difference_but_null_against_null_is_not() {
         assert_eq!(lines(json!({"a": null}), json!({"a": 3})), ["a null -> 3"]);
-        let entries = diff(&json!({"a": null}), &json!({"a": 3}));
+        let (old, new) = (json!({"a": null}), json!({"a": 3}));
+        let entries = diff(&old, &new);
         // The old side had the field, holding null: that is not the same as not having it.
-        assert_eq!(entries[0].old, Some(Value::Null));
+        assert_eq!(entries[0].old, Some(&Value::Null));
         assert!(diff(&json!({"a": null}), &json!({"a": null})).is_empty());
     }
 

@@ -1,6 +1,7 @@
 //! [`SpanLedger`]: remembers which spans were already emitted, so each is written once per process.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use crate::ids::SpanId;
@@ -32,8 +33,28 @@ pub struct BoundedLedger {
 
 #[derive(Debug, Default)]
 struct LedgerInner {
-    known: HashSet<u64>,
+    known: HashSet<u64, BuildHasherDefault<IdHasher>>,
     order: VecDeque<u64>,
+}
+
+/// Span ids are already uniform hashes: the set uses them as they are instead of hashing them again.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 impl BoundedLedger {

@@ -400,6 +400,12 @@ impl Pipeline {
         self.stats.clone()
     }
 
+    /// The bounded cache of the latest body per object, which the diff decorator and the linkers' lookups read
+    /// first; [`BodyCache::hits_and_misses`] tells how often a linker found a body there.
+    pub fn body_cache(&self) -> Arc<BodyCache> {
+        self.stage.bodies.clone()
+    }
+
     /// A sink to push records into the pipeline. The pipeline runs until shutdown, or until its sources are done
     /// and every sink taken here is dropped.
     pub fn sink(&self) -> Arc<dyn ActivitySink> {
@@ -609,13 +615,13 @@ impl Stage {
                 }
                 let window = self.windowing.window_of(activity.start);
                 self.ensure_object(&activity.object, window).await;
-                self.batch.push(span::activity_span(&activity, window));
-                self.stats.activity_spans.fetch_add(1, Relaxed);
-                self.stats.activities.fetch_add(1, Relaxed);
                 if let Some(body) = &activity.object.body {
                     self.bodies
                         .insert(activity.object.key().clone(), body.clone());
                 }
+                self.batch.push(span::activity_into_span(*activity, window));
+                self.stats.activity_spans.fetch_add(1, Relaxed);
+                self.stats.activities.fetch_add(1, Relaxed);
             }
             Record::Observation(mut observation) => {
                 self.redact(&mut observation.object);

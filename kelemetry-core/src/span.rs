@@ -215,6 +215,11 @@ pub fn link_span(owner: &ObjectRef, window: Window, link: &Link) -> SpanRecord {
 
 /// The span of `activity`, under its object's span of `window` (the window that holds `activity.start`).
 pub fn activity_span(activity: &Activity, window: Window) -> SpanRecord {
+    activity_into_span(activity.clone(), window)
+}
+
+/// [`activity_span`], taking the activity: its title, attributes and logs move into the span without copies.
+pub fn activity_into_span(activity: Activity, window: Window) -> SpanRecord {
     let object = &activity.object.object_ref;
     let trace_id = TraceId::for_object(&object.key, window);
     let mut attributes = identity_attributes(object, activity.attributes.len() + 2);
@@ -223,32 +228,29 @@ pub fn activity_span(activity: &Activity, window: Window) -> SpanRecord {
         Cow::Borrowed(v::TRACE_SOURCE),
         activity.source.as_str().to_owned(),
     ));
-    attributes.extend(activity.attributes.iter().cloned());
+    attributes.extend(activity.attributes);
+    let start = activity.start;
     let logs = activity
         .logs
-        .iter()
+        .into_iter()
         .map(|log| SpanLog {
-            time: activity.start,
-            message: log.message.clone(),
+            time: start,
+            message: log.message,
             attributes: vec![(Cow::Borrowed(v::LOG_TYPE), log.kind.as_str().to_owned())],
         })
         .collect();
-    let end = activity
-        .end
-        .filter(|end| *end >= activity.start)
-        .unwrap_or_else(|| {
-            activity
-                .start
-                .saturating_add(DEFAULT_ACTIVITY_DURATION)
-                .unwrap_or(activity.start)
-        });
+    let end = activity.end.filter(|end| *end >= start).unwrap_or_else(|| {
+        start
+            .saturating_add(DEFAULT_ACTIVITY_DURATION)
+            .unwrap_or(start)
+    });
     SpanRecord {
         trace_id,
         span_id: trace_id.activity_span(&activity.dedup_key),
         parent_span_id: Some(trace_id.object_span()),
         kind: SpanKind::Activity(activity.source.as_str().to_owned()),
-        name: activity.title.clone(),
-        start: activity.start,
+        name: activity.title,
+        start,
         end,
         attributes,
         logs,

@@ -72,6 +72,11 @@ impl JsonSplitter {
         }
     }
 
+    /// Whether no document is in progress (the next non-space byte starts a new one).
+    pub(crate) fn is_between_documents(&self) -> bool {
+        self.depth == 0
+    }
+
     fn reset(&mut self) {
         self.depth = 0;
         self.in_string = false;
