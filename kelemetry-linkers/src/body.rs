@@ -1,0 +1,54 @@
+//! Reading an object's body: where a linker gets it ([`body_of`]) and the metadata it reads most ([`label_of`],
+//! [`annotation_of`]).
+
+use std::sync::Arc;
+
+use kelemetry_core::{Object, ObjectLookup};
+use serde_json::Value;
+
+/// The body of `object`: the one it carries, else the one `lookup` finds (the pipeline's body cache, then any
+/// lookup configured on the pipeline, such as an apiserver GET). `None` when neither has it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kelemetry_core::{NoLookup, Object, ObjectKey, ObjectRef};
+/// use kelemetry_linkers::body::body_of;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let key = ObjectKey::new("c", "", "pods", "ns", "p");
+/// let object = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(serde_json::json!({"spec": {}})));
+/// assert!(body_of(&object, &NoLookup).await.is_some());
+/// # });
+/// ```
+pub async fn body_of(object: &Object, lookup: &dyn ObjectLookup) -> Option<Arc<Value>> {
+    match &object.body {
+        Some(body) => Some(body.clone()),
+        None => lookup.body(&object.object_ref).await,
+    }
+}
+
+/// The value of label `key` in `body.metadata.labels`, if it is a string.
+pub fn label_of<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get("metadata")?.get("labels")?.get(key)?.as_str()
+}
+
+/// The value of annotation `key` in `body.metadata.annotations`, if it is a string.
+pub fn annotation_of<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metadata_lookups() {
+        let body = json!({"metadata": {"labels": {"a": "1", "n": 2}, "annotations": {"x": "y"}}});
+        assert_eq!(label_of(&body, "a"), Some("1"));
+        assert_eq!(label_of(&body, "n"), None);
+        assert_eq!(label_of(&body, "missing"), None);
+        assert_eq!(annotation_of(&body, "x"), Some("y"));
+        assert_eq!(annotation_of(&json!({}), "x"), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! Test access to the shared recorded data (`../shared/fixtures`, or `KELEMETRY_FIXTURES`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+/// The fixtures folder, or `None` (with a line saying so) when it is not there.
+pub fn folder() -> Option<PathBuf> {
+    let dir = std::env::var_os("KELEMETRY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("fixtures not found at {}; skipping", dir.display());
+        None
+    }
+}
+
+/// The first response body of a recorded apiserver replay (a JSON array of request/response pairs), parsed.
+pub fn replay_body(relative: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(folder()?.join(relative)).unwrap();
+    let pairs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let body = pairs[0]["response_body"].as_str().unwrap();
+    Some(serde_json::from_str(body).unwrap())
+}

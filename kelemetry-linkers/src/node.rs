@@ -1,0 +1,155 @@
+//! [`PodNodeLinker`]: a Pod is a child of the Node it was scheduled to.
+
+use async_trait::async_trait;
+use kelemetry_core::{
+    Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef,
+};
+
+use crate::body::body_of;
+use crate::link_error;
+
+/// The class of pod-to-node links; the tree views show a `node` grouping span.
+pub const NODE_CLASS: &str = "node";
+/// The dedup id of pod-to-node links.
+pub const NODE_DEDUP_ID: &str = "node";
+
+/// Links a Pod to the Node named in its `spec.nodeName`, the Node being the parent (class `node`).
+///
+/// Why the Node is the parent: a Node's full tree then lists the pods that ran on it (downwards), and a Pod's full
+/// tree reaches its Node (upwards), while the tree of a Deployment, which only goes down, is not cluttered with
+/// nodes. The query side nests ownership first, so in a Pod's tree the Node is placed under the Pod it was reached
+/// from, not above the Deployment.
+///
+/// Pods not yet scheduled have no `spec.nodeName` and no link; the link appears in the window where the Pod's
+/// body first shows a node (the pipeline runs linkers again when a body first becomes known).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PodNodeLinker;
+
+#[async_trait]
+impl Linker for PodNodeLinker {
+    fn name(&self) -> &str {
+        "pod-node"
+    }
+
+    async fn link(
+        &self,
+        object: &Object,
+        lookup: &dyn ObjectLookup,
+    ) -> Result<Vec<Link>, LinkError> {
+        let key = object.key();
+        if !key.group.is_empty() || key.resource != "pods" {
+            return Ok(Vec::new());
+        }
+        let Some(body) = body_of(object, lookup).await else {
+            return Ok(Vec::new());
+        };
+        let node = match body.pointer("/spec/nodeName") {
+            None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+            Some(serde_json::Value::String(node)) if node.is_empty() => return Ok(Vec::new()),
+            Some(serde_json::Value::String(node)) if !node.contains('/') => node,
+            Some(other) => {
+                return Err(link_error(
+                    self.name(),
+                    object,
+                    format!("spec.nodeName is not a node name: {other}"),
+                ));
+            }
+        };
+        let node = ObjectKey::new(&key.cluster, "", "nodes", "", node);
+        Ok(vec![Link {
+            object: ObjectRef::new(node, "v1", None),
+            role: LinkRole::Parent,
+            class: NODE_CLASS.to_owned(),
+            dedup_id: NODE_DEDUP_ID.to_owned(),
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use kelemetry_core::NoLookup;
+    use serde_json::{Value, json};
+
+    fn object(resource: &str, body: Value) -> Object {
+        let key = ObjectKey::new("kind", "", resource, "default", "p");
+        Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(body))
+    }
+
+    #[tokio::test]
+    async fn scheduled_pod_is_a_child_of_its_node() {
+        let links = PodNodeLinker
+            .link(
+                &object("pods", json!({"spec": {"nodeName": "kind-control-plane"}})),
+                &NoLookup,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            links,
+            vec![Link {
+                object: ObjectRef::new(
+                    ObjectKey::new("kind", "", "nodes", "", "kind-control-plane"),
+                    "v1",
+                    None
+                ),
+                role: LinkRole::Parent,
+                class: "node".into(),
+                dedup_id: "node".into(),
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn unscheduled_pods_and_other_resources_have_no_node() {
+        for (resource, body) in [
+            ("pods", json!({"spec": {}})),
+            ("pods", json!({"spec": {"nodeName": ""}})),
+            ("services", json!({"spec": {"nodeName": "n"}})),
+        ] {
+            assert!(
+                PodNodeLinker
+                    .link(&object(resource, body), &NoLookup)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_node_name_is_an_error() {
+        let err = PodNodeLinker
+            .link(&object("pods", json!({"spec": {"nodeName": 7}})), &NoLookup)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("kind//pods/default/p"), "{err}");
+        assert!(err.to_string().contains("spec.nodeName"), "{err}");
+    }
+
+    /// Real Pods listed from a Kubernetes 1.36 kind cluster: every scheduled Pod links to its Node.
+    #[tokio::test]
+    async fn recorded_pod_list() {
+        let Some(list) =
+            crate::fixtures::replay_body("apiserver-replays/k8s-openapi-v1-36/pod-list.json")
+        else {
+            return;
+        };
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 8);
+        for item in items {
+            let name = item["metadata"]["name"].as_str().unwrap();
+            let key = ObjectKey::new("kind", "", "pods", "kube-system", name);
+            let pod = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(item.clone()));
+            let links = PodNodeLinker.link(&pod, &NoLookup).await.unwrap();
+            assert_eq!(links.len(), 1, "{name}");
+            assert_eq!(links[0].object.key.resource, "nodes");
+            assert_eq!(
+                links[0].object.key.name,
+                item["spec"]["nodeName"].as_str().unwrap()
+            );
+        }
+    }
+}
