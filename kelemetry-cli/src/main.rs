@@ -3,6 +3,7 @@
 
 mod inputs;
 mod replay;
+mod rules;
 mod show;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Replay the recorded demo data into a fresh store and print the tree of its Deployment.
     Demo(replay::DemoArgs),
+    /// Check linking rule files, print the built-in rules.
+    Rules(rules::RulesArgs),
 }
 
 /// What can go wrong, said so that the user knows which file or object and what to do.
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => replay::replay(args).await,
             Command::Show(args) => show::show(args).await,
             Command::Demo(args) => replay::demo(args).await,
+            Command::Rules(args) => rules::rules(args),
         }
     });
     match result {

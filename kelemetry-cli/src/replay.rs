@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kelemetry_core::decorate::DiffDecorator;
 use kelemetry_core::{Pipeline, PipelineReport, ResourceMap, Shutdown, Source};
 use kelemetry_exporters::StoreExporter;
-use kelemetry_linkers::OwnerLinker;
 use kelemetry_sources::{AuditFileSource, ObjectFileSource, ReadCounters, ReadReport};
 use kelemetry_store::{SpanStore, WriteDurability};
 
@@ -35,6 +34,9 @@ pub struct ReplayArgs {
     /// Print no progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Linking rules to use instead of the built-in ones (`kelemetry rules default` prints those).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 /// Arguments of `kelemetry demo`.
@@ -113,6 +115,19 @@ pub async fn run_replay(
     store_dir: &Path,
     quiet: bool,
 ) -> Result<(PipelineReport, Vec<(PathBuf, InputKind, ReadReport)>), CliError> {
+    run_replay_with_rules(files, cluster, format, store_dir, quiet, None).await
+}
+
+/// [`run_replay`] linking with the rules of `rules_file` instead of the built-in ones.
+pub async fn run_replay_with_rules(
+    files: &[PathBuf],
+    cluster: &str,
+    format: InputKind,
+    store_dir: &Path,
+    quiet: bool,
+    rules_file: Option<&Path>,
+) -> Result<(PipelineReport, Vec<(PathBuf, InputKind, ReadReport)>), CliError> {
+    let linkers = crate::rules::replay_linkers(Arc::new(ResourceMap::builtin()), rules_file)?;
     let planned = plan(files, cluster, format)?;
     let total_bytes: u64 = planned
         .iter()
@@ -123,14 +138,16 @@ pub async fn run_replay(
         path: store_dir.to_owned(),
         source,
     })?;
-    let resources = Arc::new(ResourceMap::builtin());
     let mut builder = Pipeline::builder()
         .decorator(Arc::new(DiffDecorator))
-        .linker(Arc::new(OwnerLinker::new(resources)))
         .exporter(Arc::new(
             // A replay can be repeated: batches reach the disk together when the pipeline flushes at the end.
             StoreExporter::new(store).with_durability(WriteDurability::Deferred),
         ));
+    // Owner references, the parent-link annotation, Pod to Node, and the linking rules.
+    for linker in linkers {
+        builder = builder.linker(linker);
+    }
     let mut files_read = Vec::new();
     for planned in planned {
         files_read.push((planned.path, planned.kind, planned.counters));
@@ -179,12 +196,13 @@ pub async fn run_replay(
 
 /// `kelemetry replay`.
 pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let (report, files) = run_replay(
+    let (report, files) = run_replay_with_rules(
         &args.files,
         &args.cluster,
         args.format,
         &args.store,
         args.quiet,
+        args.rules.as_deref(),
     )
     .await?;
     print_summary(&report, &files, &args.store);
