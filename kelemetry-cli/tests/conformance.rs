@@ -174,17 +174,6 @@ async fn kspan_deployment_tree() {
     );
 }
 
-fn audit_files(fixtures: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["audit/falco-minikube-2018", "audit/audit2rbac-2017"] {
-        for entry in std::fs::read_dir(fixtures.join(dir)).unwrap() {
-            files.push(entry.unwrap().path());
-        }
-    }
-    files.sort();
-    files
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_audit_fixture_replays_and_nothing_is_lost() {
     let Some(fixtures) = fixtures() else { return };
