@@ -8,12 +8,16 @@ use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, vocabulary as v}
 
 use crate::reader::{ReadError, Reader};
 use crate::selector::{Direction, LinkSelector, PathState};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// What to assemble.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViewRequest {
     /// The object asked about.
     pub root: ObjectKey,
+    /// Further objects asked about: the other matches of a search that fall in the same connected component as
+    /// `root`. Their links are followed like the root's; the tree still grows from the top ancestor of `root`.
+    pub also_queried: Vec<ObjectKey>,
     /// Start of the time range.
     pub from: Timestamp,
     /// End of the time range.
@@ -29,11 +33,33 @@ impl ViewRequest {
     pub fn new(root: ObjectKey) -> Self {
         Self {
             root,
+            also_queried: Vec::new(),
             from: Timestamp::MIN,
             to: Timestamp::MAX,
             selector: LinkSelector::none(),
             budget: 2_000,
         }
+    }
+
+    /// The low half of the trace ids of this request's views: a hash of the objects asked about and the range,
+    /// independent of the display mode (see [`TraceView::low_half`]).
+    pub fn low_half(&self) -> u64 {
+        view_low_half(&self.root, &self.also_queried, self.from, self.to)
+    }
+}
+
+/// `xxh3_64` of `kelemetry.view.v1`, the root's key, the other queried keys sorted, and the range; never zero.
+fn view_low_half(root: &ObjectKey, also: &[ObjectKey], from: Timestamp, to: Timestamp) -> u64 {
+    let mut also: Vec<String> = also.iter().map(ToString::to_string).collect();
+    also.sort();
+    also.dedup();
+    let text = format!(
+        "kelemetry.view.v1\n{root}\n{}\n{from}\n{to}",
+        also.join("\n")
+    );
+    match xxh3_64(text.as_bytes()) {
+        0 => 1,
+        low => low,
     }
 }
 
@@ -120,6 +146,8 @@ impl ViewNode {
 pub struct TraceView {
     /// The object asked about.
     pub queried: ObjectKey,
+    /// The other objects asked about that the tree holds (see [`ViewRequest::also_queried`]).
+    pub also_queried: Vec<ObjectKey>,
     /// The top of the tree (the queried object or its top ancestor).
     pub root: ViewNode,
     /// Range start.
@@ -128,6 +156,26 @@ pub struct TraceView {
     pub to: Timestamp,
     /// Objects that were linked but left out because the budget ran out.
     pub truncated: usize,
+}
+
+impl TraceView {
+    /// The low half of this view's trace ids: the same objects asked about over the same range give the same
+    /// value in every display mode, so a trace id can be resolved back into a [`ViewRequest`].
+    pub fn low_half(&self) -> u64 {
+        view_low_half(&self.queried, &self.also_queried, self.from, self.to)
+    }
+
+    /// The request that assembles this view again, following `selector`.
+    pub fn request(&self, selector: LinkSelector) -> ViewRequest {
+        ViewRequest {
+            root: self.queried.clone(),
+            also_queried: self.also_queried.clone(),
+            from: self.from,
+            to: self.to,
+            selector,
+            budget: ViewRequest::new(self.queried.clone()).budget,
+        }
+    }
 }
 
 /// Reads one object's windows in `[from, to]` and merges them. `None` when nothing is stored.
@@ -182,25 +230,37 @@ pub async fn read_history(
     Ok(Some(history))
 }
 
-/// Assembles the trace view of `request.root`.
-pub async fn assemble(
-    reader: &dyn Reader,
-    request: &ViewRequest,
-) -> Result<TraceView, AssembleError> {
-    let (from, to) = (request.from, request.to);
-    let root = read_history(reader, &request.root, from, to)
-        .await?
-        .ok_or_else(|| AssembleError::NotFound {
-            object: request.root.to_string(),
-            from,
-            to,
-        })?;
+/// The objects reached from some starting objects, with their histories.
+struct Reached {
+    known: HashMap<ObjectKey, ObjectHistory>,
+    truncated: usize,
+}
 
+/// Reads the starting objects and follows their links through `selector`, each start with its own path state,
+/// fetching at most `budget` further objects in all. A link the selector refuses costs nothing (the original
+/// spends budget on it, reference §14.13).
+async fn reach(
+    reader: &dyn Reader,
+    starts: &[ObjectKey],
+    from: Timestamp,
+    to: Timestamp,
+    selector: &LinkSelector,
+    budget: usize,
+) -> Result<Reached, ReadError> {
     let mut known: HashMap<ObjectKey, ObjectHistory> = HashMap::new();
-    let mut queue = VecDeque::from([(request.root.clone(), PathState::default())]);
-    known.insert(request.root.clone(), root);
-    let mut budget = request.budget;
+    let mut queue = VecDeque::new();
+    for start in starts {
+        if known.contains_key(start) {
+            continue;
+        }
+        if let Some(history) = read_history(reader, start, from, to).await? {
+            known.insert(start.clone(), history);
+            queue.push_back((start.clone(), PathState::default()));
+        }
+    }
+    let mut budget = budget;
     let mut truncated = 0;
+    let mut refused: HashSet<ObjectKey> = HashSet::new();
     while let Some((key, state)) = queue.pop_front() {
         let links = known.get(&key).map(|h| h.links.clone()).unwrap_or_default();
         for link in links {
@@ -211,11 +271,13 @@ pub async fn assemble(
                 LinkRole::Parent => Direction::Up,
                 LinkRole::Child => Direction::Down,
             };
-            let Some(next) = request.selector.admit(state, direction, &link.class) else {
+            let Some(next) = selector.admit(state, direction, &link.class) else {
                 continue;
             };
             if budget == 0 {
-                truncated += 1;
+                if refused.insert(link.other.clone()) {
+                    truncated += 1;
+                }
                 continue;
             }
             budget -= 1;
@@ -225,51 +287,128 @@ pub async fn assemble(
             }
         }
     }
-    let root = build_tree(&request.root, &known);
+    Ok(Reached { known, truncated })
+}
+
+/// Assembles the trace view of `request.root` (and of `request.also_queried`).
+pub async fn assemble(
+    reader: &dyn Reader,
+    request: &ViewRequest,
+) -> Result<TraceView, AssembleError> {
+    let (from, to) = (request.from, request.to);
+    let mut starts = vec![request.root.clone()];
+    starts.extend(request.also_queried.iter().cloned());
+    let mut reached = reach(reader, &starts, from, to, &request.selector, request.budget).await?;
+    if !reached.known.contains_key(&request.root) {
+        return Err(AssembleError::NotFound {
+            object: request.root.to_string(),
+            from,
+            to,
+        });
+    }
+    let (root, placed) = build_tree(&request.root, &mut reached.known);
+    let also_queried = request
+        .also_queried
+        .iter()
+        .filter(|key| placed.contains(*key))
+        .cloned()
+        .collect();
     Ok(TraceView {
         queried: request.root.clone(),
+        also_queried,
         root,
         from,
         to,
-        truncated,
+        truncated: reached.truncated,
     })
 }
 
-/// Nests the known objects: from the top ancestor of `queried` (following ownership first), children by links,
-/// each object placed once. Objects only reachable against the direction of their links (a Node that is the
-/// parent of a Pod in the tree) are placed under the object they link to, so every fetched object appears.
-fn build_tree(queried: &ObjectKey, known: &HashMap<ObjectKey, ObjectHistory>) -> ViewNode {
-    let mut keys: Vec<&ObjectKey> = known.keys().collect();
+/// The views of a search (reference §6.3): the `found` objects with something in `[from, to]`, their links
+/// followed through `selector` (`budget` objects in all), one view per connected component, in the order of
+/// each component's first found object; at most `limit` views.
+pub async fn assemble_components(
+    reader: &dyn Reader,
+    found: &[ObjectKey],
+    from: Timestamp,
+    to: Timestamp,
+    selector: &LinkSelector,
+    budget: usize,
+    limit: usize,
+) -> Result<Vec<TraceView>, ReadError> {
+    let mut reached = reach(reader, found, from, to, selector, budget).await?;
+    let mut views = Vec::new();
+    for (index, start) in found.iter().enumerate() {
+        if views.len() >= limit {
+            break;
+        }
+        if !reached.known.contains_key(start) {
+            continue;
+        }
+        let (root, placed) = build_tree(start, &mut reached.known);
+        let also_queried = found[index + 1..]
+            .iter()
+            .filter(|key| placed.contains(*key))
+            .cloned()
+            .collect();
+        views.push(TraceView {
+            queried: start.clone(),
+            also_queried,
+            root,
+            from,
+            to,
+            truncated: reached.truncated,
+        });
+    }
+    Ok(views)
+}
+
+/// Nests the connected component of `queried` among the `known` objects, taking their histories out of `known`:
+/// from the top ancestor of `queried` (following ownership first), children by links, each object placed once.
+/// Objects only reachable against the direction of their links (a Node that is the parent of a Pod in the tree)
+/// are placed under the object they link to, so every object of the component appears. Returns the tree and the
+/// objects placed.
+fn build_tree(
+    queried: &ObjectKey,
+    known: &mut HashMap<ObjectKey, ObjectHistory>,
+) -> (ViewNode, HashSet<ObjectKey>) {
+    let mut keys: Vec<ObjectKey> = known.keys().cloned().collect();
     keys.sort();
-    // (parent, child) edges with their class, from the link spans of either side.
-    let mut edges: Vec<(&ObjectKey, &ObjectKey, &str)> = Vec::new();
+    let index: HashMap<&ObjectKey, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let count = keys.len();
+    // Edges from the link spans of either side, without duplicates: (other end, class).
+    let mut children_of: Vec<Vec<(usize, String)>> = vec![Vec::new(); count];
+    let mut parents_of: Vec<Vec<(usize, String)>> = vec![Vec::new(); count];
     let mut seen = HashSet::new();
-    for &key in &keys {
+    for (i, key) in keys.iter().enumerate() {
         let Some(history) = known.get(key) else {
             continue;
         };
         for link in &history.links {
-            let Some((other, _)) = known.get_key_value(&link.other) else {
+            let Some(&j) = index.get(&link.other) else {
                 continue;
             };
             let (parent, child) = match link.role {
-                LinkRole::Parent => (other, key),
-                LinkRole::Child => (key, other),
+                LinkRole::Parent => (j, i),
+                LinkRole::Child => (i, j),
             };
             if seen.insert((parent, child)) {
-                edges.push((parent, child, link.class.as_str()));
+                children_of[parent].push((child, link.class.clone()));
+                parents_of[child].push((parent, link.class.clone()));
             }
         }
     }
-    let parent_of = |child: &ObjectKey| {
-        let mut parents = edges.iter().filter(|(_, c, _)| *c == child);
-        let all: Vec<_> = parents.by_ref().collect();
-        all.iter()
-            .find(|(_, _, class)| *class == OWNERSHIP_CLASS)
-            .or_else(|| all.first())
-            .map(|(parent, _, _)| *parent)
+    let Some(&start) = index.get(queried) else {
+        return (empty_node(queried.clone(), None), HashSet::new());
     };
-    let mut top = queried;
+    let parent_of = |child: usize| {
+        let parents = &parents_of[child];
+        parents
+            .iter()
+            .find(|(_, class)| class == OWNERSHIP_CLASS)
+            .or_else(|| parents.first())
+            .map(|(parent, _)| *parent)
+    };
+    let mut top = start;
     let mut visited = HashSet::from([top]);
     while let Some(parent) = parent_of(top) {
         if !visited.insert(parent) {
@@ -279,70 +418,84 @@ fn build_tree(queried: &ObjectKey, known: &HashMap<ObjectKey, ObjectHistory>) ->
     }
 
     // Breadth first from the top along child edges; then attach what is left to a placed neighbour.
-    let mut assigned: HashMap<&ObjectKey, (&ObjectKey, &str)> = HashMap::new();
+    let mut assigned: Vec<Option<(usize, String)>> = vec![None; count];
+    let mut placed = vec![false; count];
     let mut order = vec![top];
-    let mut placed = HashSet::from([top]);
+    placed[top] = true;
     let mut next = 0;
     loop {
         while next < order.len() {
             let parent = order[next];
             next += 1;
-            for (p, child, class) in &edges {
-                if *p == parent && placed.insert(*child) {
-                    assigned.insert(child, (parent, class));
-                    order.push(child);
+            for (child, class) in &children_of[parent] {
+                if !placed[*child] {
+                    placed[*child] = true;
+                    assigned[*child] = Some((parent, class.clone()));
+                    order.push(*child);
                 }
             }
         }
-        let attach = keys.iter().find_map(|&key| {
-            if placed.contains(key) {
+        let attach = (0..count).find_map(|i| {
+            if placed[i] {
                 return None;
             }
-            edges.iter().find_map(|(parent, child, class)| {
-                (*parent == key && placed.contains(child)).then_some((key, *child, *class))
-            })
+            children_of[i]
+                .iter()
+                .find(|(child, _)| placed[*child])
+                .map(|(child, class)| (i, *child, class.clone()))
         });
         match attach {
-            Some((key, under, class)) => {
-                placed.insert(key);
-                assigned.insert(key, (under, class));
-                order.push(key);
+            Some((i, under, class)) => {
+                placed[i] = true;
+                assigned[i] = Some((under, class));
+                order.push(i);
             }
             None => break,
         }
     }
 
-    // Build nodes children first.
-    let mut nodes: HashMap<&ObjectKey, ViewNode> = HashMap::new();
-    for &key in order.iter().rev() {
-        let mut node = nodes.remove(key).unwrap_or_else(|| empty_node(known, key));
+    // Build nodes children first, moving each history out of `known`.
+    let mut nodes: Vec<Option<ViewNode>> = vec![None; count];
+    let mut placed_keys = HashSet::with_capacity(order.len());
+    for &i in order.iter().rev() {
+        let key = &keys[i];
+        let history = known.remove(key);
+        let mut node = match nodes[i].take() {
+            Some(mut node) => {
+                if let Some(history) = history {
+                    node.history = history;
+                }
+                node
+            }
+            None => empty_node(key.clone(), history),
+        };
+        placed_keys.insert(key.clone());
         node.children.sort_by(|a, b| {
             first_time(a)
                 .cmp(&first_time(b))
                 .then(a.history.key.cmp(&b.history.key))
         });
-        match assigned.get(key) {
+        match assigned[i].take() {
             Some((parent, class)) => {
-                node.class = (*class).to_owned();
-                nodes
-                    .entry(parent)
-                    .or_insert_with(|| empty_node(known, parent))
+                node.class = class;
+                nodes[parent]
+                    .get_or_insert_with(|| empty_node(keys[parent].clone(), None))
                     .children
                     .push(node);
             }
-            None => return node,
+            None => return (node, placed_keys),
         }
     }
-    empty_node(known, top)
+    (empty_node(queried.clone(), None), placed_keys)
 }
 
 /// The link class of ownership, preferred when an object has several parents.
 const OWNERSHIP_CLASS: &str = "children";
 
-fn empty_node(known: &HashMap<ObjectKey, ObjectHistory>, key: &ObjectKey) -> ViewNode {
+fn empty_node(key: ObjectKey, history: Option<ObjectHistory>) -> ViewNode {
     ViewNode {
-        history: known.get(key).cloned().unwrap_or_else(|| ObjectHistory {
-            key: key.clone(),
+        history: history.unwrap_or_else(|| ObjectHistory {
+            key,
             object_spans: Vec::new(),
             activities: Vec::new(),
             links: Vec::new(),

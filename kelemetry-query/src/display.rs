@@ -1,20 +1,71 @@
 //! Display modes (reference §6.6, §2.7): how an assembled [`TraceView`] is shown, and the display-mode ids encoded
 //! in the trace ids the read side hands out.
+//!
+//! A displayed trace is a Jaeger-like span tree ([`DisplayTrace`]). The four bases shape it:
+//!
+//! - `tree` (`00000000`): every object is a span; its activities are child spans with their tags; objects nest
+//!   under their parent through a virtual span named after the link class (`children`);
+//! - `timeline` (`10000000`): the queried tree's root alone, every activity of every object as its direct child;
+//! - `tracing` (`20000000`, the default): one span per object, nested by relation, activities collapsed into
+//!   logs on the object span, each span shrunk to what happened in it;
+//! - `grouped` (`30000000`): like `tracing`, but the logs of every source other than Kubernetes Events move into
+//!   one child span per source (`audit`), and link-class spans stay.
+//!
+//! A modifier adds related objects: `full tree` (`01000000`), `ancestors` (`02000000`), `owned objects`
+//! (`04000000`). The mode id sits in bits 24..56 of the trace id, so editing those hex digits of a trace id
+//! switches the mode of the same view.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{LogKind, SpanRecord, vocabulary as v};
+use kelemetry_core::{LogKind, SpanLog, SpanRecord, vocabulary as v};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::assemble::{TraceView, ViewNode};
 use crate::selector::LinkSelector;
 
-/// The shape of the tree. Only `tracing` is built so far.
+/// The shape of the tree.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BaseMode {
+    /// Every object a span, activities as child spans, link classes as virtual spans.
+    Tree,
+    /// The root object and every activity of the view as its children.
+    Timeline,
     /// One span per object, hierarchy = relations, activities as logs on the object span (the default).
     Tracing,
+    /// `tracing`, with the logs of each source but Kubernetes Events moved into a child span per source.
+    Grouped,
+}
+
+impl BaseMode {
+    /// Every base, the default (`tracing`) first.
+    pub const ALL: [Self; 4] = [Self::Tracing, Self::Grouped, Self::Tree, Self::Timeline];
+
+    /// The base's part of a display-mode id.
+    pub fn id(self) -> u32 {
+        match self {
+            Self::Tree => 0x0000_0000,
+            Self::Timeline => 0x1000_0000,
+            Self::Tracing => 0x2000_0000,
+            Self::Grouped => 0x3000_0000,
+        }
+    }
+
+    /// The name shown to people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tree => "tree",
+            Self::Timeline => "timeline",
+            Self::Tracing => "tracing",
+            Self::Grouped => "grouped",
+        }
+    }
+
+    /// Whether activities collapse into logs on their object span.
+    fn collapses(self) -> bool {
+        matches!(self, Self::Tracing | Self::Grouped)
+    }
 }
 
 /// Which related objects a view includes besides the queried one.
@@ -28,7 +79,31 @@ pub enum Modifier {
     OwnedObjects,
 }
 
-/// A display mode: a base and at most one relation modifier. Its id follows the original's numbering.
+impl Modifier {
+    /// Every modifier.
+    pub const ALL: [Self; 3] = [Self::FullTree, Self::Ancestors, Self::OwnedObjects];
+
+    /// The modifier's bit in a display-mode id.
+    pub fn id(self) -> u32 {
+        match self {
+            Self::FullTree => 0x0100_0000,
+            Self::Ancestors => 0x0200_0000,
+            Self::OwnedObjects => 0x0400_0000,
+        }
+    }
+
+    /// The name shown to people, in brackets after the base.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FullTree => "full tree",
+            Self::Ancestors => "ancestors",
+            Self::OwnedObjects => "owned objects",
+        }
+    }
+}
+
+/// A display mode: a base and at most one relation modifier (the original's modifiers of class `owner-ref` are
+/// mutually exclusive). Its id follows the original's numbering.
 ///
 /// ```
 /// use kelemetry_query::display::{BaseMode, DisplayMode, Modifier};
@@ -36,6 +111,7 @@ pub enum Modifier {
 /// assert_eq!(mode.id(), 0x2100_0000);
 /// assert_eq!(mode.to_string(), "tracing [full tree]");
 /// assert_eq!(DisplayMode::from_id(0x2100_0000), Some(mode));
+/// assert_eq!(DisplayMode::from_name("* tracing [full tree]"), Some(mode));
 /// assert!(format!("{:032x}", mode.trace_id(7)).starts_with("ff21000000e1e3e7"));
 /// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -55,31 +131,54 @@ impl DisplayMode {
         modifier: None,
     };
 
-    /// The 32-bit id: `20000000` tracing, `01000000` full tree, `02000000` ancestors, `04000000` owned objects.
-    pub fn id(&self) -> u32 {
-        let base = match self.base {
-            BaseMode::Tracing => 0x2000_0000,
-        };
-        base | match self.modifier {
-            None => 0,
-            Some(Modifier::FullTree) => 0x0100_0000,
-            Some(Modifier::Ancestors) => 0x0200_0000,
-            Some(Modifier::OwnedObjects) => 0x0400_0000,
+    /// The default mode (`tracing`).
+    pub const DEFAULT: Self = Self::TRACING;
+
+    /// Every mode, the default first: each base alone, then each base with each modifier.
+    pub fn all() -> Vec<Self> {
+        let mut modes: Vec<Self> = BaseMode::ALL
+            .iter()
+            .map(|&base| Self {
+                base,
+                modifier: None,
+            })
+            .collect();
+        for base in BaseMode::ALL {
+            for modifier in Modifier::ALL {
+                modes.push(Self {
+                    base,
+                    modifier: Some(modifier),
+                });
+            }
         }
+        modes
+    }
+
+    /// The mode called `name` (as [`Display`](fmt::Display) writes it; a leading `"* "` is ignored).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.trim();
+        let name = name.strip_prefix("* ").unwrap_or(name);
+        Self::all()
+            .into_iter()
+            .find(|mode| mode.to_string() == name)
+    }
+
+    /// The 32-bit id: base `00000000` tree, `10000000` timeline, `20000000` tracing, `30000000` grouped; modifier
+    /// `01000000` full tree, `02000000` ancestors, `04000000` owned objects.
+    pub fn id(&self) -> u32 {
+        self.base.id() | self.modifier.map_or(0, Modifier::id)
     }
 
     /// The mode with this id, if it is one this build knows.
     pub fn from_id(id: u32) -> Option<Self> {
-        let base = match id & 0xF000_0000 {
-            0x2000_0000 => BaseMode::Tracing,
-            _ => return None,
-        };
-        let modifier = match id & 0x0FFF_FFFF {
-            0 => None,
-            0x0100_0000 => Some(Modifier::FullTree),
-            0x0200_0000 => Some(Modifier::Ancestors),
-            0x0400_0000 => Some(Modifier::OwnedObjects),
-            _ => return None,
+        let base = BaseMode::ALL
+            .into_iter()
+            .find(|base| base.id() == id & 0xF000_0000)?;
+        let rest = id & 0x0FFF_FFFF;
+        let modifier = if rest == 0 {
+            None
+        } else {
+            Some(Modifier::ALL.into_iter().find(|m| m.id() == rest)?)
         };
         Some(Self { base, modifier })
     }
@@ -90,7 +189,7 @@ impl DisplayMode {
         (u128::from(high) << 64) | u128::from(low)
     }
 
-    /// The mode encoded in a trace id minted by [`DisplayMode::trace_id`], and its low half.
+    /// The mode and the low half of a trace id handed out by [`DisplayMode::trace_id`].
     pub fn from_trace_id(trace_id: u128) -> Option<(Self, u64)> {
         let high = (trace_id >> 64) as u64;
         if high & !(0xFFFF_FFFF << 24) != TRACE_ID_MASK {
@@ -111,24 +210,26 @@ impl DisplayMode {
     }
 }
 
+impl Default for DisplayMode {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 impl fmt::Display for DisplayMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.base {
-            BaseMode::Tracing => "tracing",
-        })?;
+        f.write_str(self.base.name())?;
         match self.modifier {
             None => Ok(()),
-            Some(Modifier::FullTree) => f.write_str(" [full tree]"),
-            Some(Modifier::Ancestors) => f.write_str(" [ancestors]"),
-            Some(Modifier::OwnedObjects) => f.write_str(" [owned objects]"),
+            Some(modifier) => write!(f, " [{}]", modifier.name()),
         }
     }
 }
 
-/// One field of a display log.
+/// One field of a display log or a tag of a display span.
 pub type Field = (String, String);
 
-/// A log on a display span: an activity collapsed into fields.
+/// A log on a display span: an activity collapsed into fields, or a log line of an activity span.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisplayLog {
     /// When.
@@ -147,6 +248,19 @@ impl DisplayLog {
     }
 }
 
+/// What a display span stands for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DisplayKind {
+    /// An object (its windows merged).
+    Object,
+    /// A virtual span between a parent object and its children of one link class (`tree`, `grouped`).
+    LinkClass,
+    /// A virtual span holding the collapsed activities of one source (`grouped`).
+    SourceGroup,
+    /// An activity (`tree`, `timeline`).
+    Activity,
+}
+
 /// A span of a displayed trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisplaySpan {
@@ -154,9 +268,12 @@ pub struct DisplaySpan {
     pub span_id: u64,
     /// Parent span id.
     pub parent: Option<u64>,
-    /// Service name (the resource, with the cluster where it changes).
+    /// What the span stands for.
+    pub kind: DisplayKind,
+    /// Service name (the resource, with the cluster where it changes; the source of an activity; the link
+    /// class of a link-class span).
     pub service: String,
-    /// Operation name (namespace and name).
+    /// Operation name (namespace and name of an object, title of an activity).
     pub operation: String,
     /// Start.
     pub start: Timestamp,
@@ -166,6 +283,18 @@ pub struct DisplaySpan {
     pub tags: Vec<Field>,
     /// Logs, by time.
     pub logs: Vec<DisplayLog>,
+    /// Notes for the reader (objects left out, ...).
+    pub warnings: Vec<String>,
+}
+
+impl DisplaySpan {
+    /// The value of a tag.
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, val)| val.as_str())
+    }
 }
 
 /// A displayed trace: spans in depth-first order, the root first.
@@ -184,39 +313,83 @@ impl DisplayTrace {
     pub fn children_of(&self, span_id: u64) -> impl Iterator<Item = &DisplaySpan> {
         self.spans.iter().filter(move |s| s.parent == Some(span_id))
     }
+
+    /// The root span.
+    pub fn root(&self) -> Option<&DisplaySpan> {
+        self.spans.first()
+    }
 }
 
-/// Shows `view` in `mode`. The trace id's low half is a hash of the queried object and range, so the same
-/// question gets the same id.
+/// Shows `view` in `mode`. The trace id's low half is [`TraceView::low_half`]: the same question (objects and
+/// range) gets the same id in every mode.
 pub fn display(view: &TraceView, mode: DisplayMode) -> DisplayTrace {
-    let low = xxh3_64(format!("{}\n{}\n{}", view.queried, view.from, view.to).as_bytes());
+    let range = Range {
+        from: view.from,
+        to: view.to,
+    };
+    let mut root = match mode.base {
+        BaseMode::Timeline => timeline_root(&view.root, range),
+        base => object_node(&view.root, base, range, true)
+            .unwrap_or_else(|| bare_node(&view.root, range)),
+    };
+    if mode.base.collapses() {
+        compact(&mut root);
+        pad(&mut root.span);
+    }
+    if view.truncated > 0 {
+        root.span.warnings.push(format!(
+            "{} linked objects left out: the budget of objects to fetch ran out",
+            view.truncated
+        ));
+    }
+    root.span.operation = format!(
+        "{} / {}..{}",
+        root.span.operation,
+        root.span.start.strftime("%H:%M:%S"),
+        root.span.end.strftime("%H:%M:%S")
+    );
     let mut spans = Vec::new();
-    match mode.base {
-        BaseMode::Tracing => tracing_spans(&view.root, None, None, &mut spans),
-    }
-    if let Some(root) = spans.first_mut() {
-        pad_root(root);
-        root.operation = format!(
-            "{} / {}..{}",
-            root.operation,
-            root.start.strftime("%H:%M:%S"),
-            root.end.strftime("%H:%M:%S")
-        );
-    }
+    flatten(root, None, None, &mut spans);
     DisplayTrace {
-        trace_id: mode.trace_id(low),
+        trace_id: mode.trace_id(view.low_half()),
         mode,
         spans,
     }
 }
 
-/// Tracing mode: one span per object, activities as logs, each span shrunk to its activity and its children.
-fn tracing_spans(
-    node: &ViewNode,
-    parent: Option<u64>,
-    parent_cluster: Option<&str>,
-    out: &mut Vec<DisplaySpan>,
-) {
+/// The time range of the view.
+#[derive(Copy, Clone, Debug)]
+struct Range {
+    from: Timestamp,
+    to: Timestamp,
+}
+
+/// A span under construction, with its children.
+#[derive(Debug)]
+struct Node {
+    span: DisplaySpan,
+    /// Whether it is a pseudo span (object, link class, source group): compaction recomputes its interval.
+    pseudo: bool,
+    children: Vec<Node>,
+}
+
+/// The interval an object span shows before compaction: its windows, clipped to the range (reference §6.7 sets it
+/// to the range; clipping to the windows keeps "all time" views finite).
+fn object_interval(node: &ViewNode, range: Range) -> (Timestamp, Timestamp) {
+    let spans = &node.history.object_spans;
+    let first = spans.iter().map(|s| s.start).min();
+    let last = spans.iter().map(|s| s.end).max();
+    let activity_first = node.history.activities.first().map(|a| a.start);
+    let activity_last = node.history.activities.iter().map(|a| a.end).max();
+    let start = first
+        .or(activity_first)
+        .unwrap_or(range.from)
+        .max(range.from);
+    let end = last.or(activity_last).unwrap_or(start).min(range.to);
+    (start, end.max(start))
+}
+
+fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
     let history = &node.history;
     let key = &history.key;
     let span_id = history
@@ -224,10 +397,6 @@ fn tracing_spans(
         .first()
         .map(|s| s.span_id.to_u64())
         .unwrap_or_else(|| xxh3_64(key.to_string().as_bytes()));
-    let mut service = key.resource.clone();
-    if parent_cluster != Some(key.cluster.as_str()) {
-        service = format!("{} {}", key.cluster, service);
-    }
     let operation = if key.namespace.is_empty() || key.namespace == "default" {
         key.name.clone()
     } else {
@@ -247,27 +416,201 @@ fn tracing_spans(
             tags.push((name.to_owned(), value.to_owned()));
         }
     }
+    if tags.is_empty() {
+        for (name, value) in [v::CLUSTER, v::GROUP, v::RESOURCE, v::NAMESPACE, v::NAME]
+            .into_iter()
+            .zip(key.fields())
+        {
+            tags.push((name.to_owned(), value.to_owned()));
+        }
+    }
     if !node.class.is_empty() {
         tags.push((v::LINK_CLASS.to_owned(), node.class.clone()));
     }
-    let logs: Vec<DisplayLog> = history.activities.iter().map(collapse).collect();
-    let index = out.len();
-    out.push(DisplaySpan {
+    let (start, end) = object_interval(node, range);
+    DisplaySpan {
         span_id,
-        parent,
-        service,
+        parent: None,
+        kind: DisplayKind::Object,
+        service: key.resource.clone(),
         operation,
-        start: Timestamp::MAX,
-        end: Timestamp::MIN,
+        start,
+        end,
         tags,
-        logs,
-    });
-    for child in &node.children {
-        tracing_spans(child, Some(span_id), Some(&key.cluster), out);
+        logs: Vec::new(),
+        warnings: Vec::new(),
     }
-    // Compact: the span covers its logs (one second each) and its descendants.
+}
+
+/// The root object with nothing under it: what a view shows when every step pruned it.
+fn bare_node(node: &ViewNode, range: Range) -> Node {
+    Node {
+        span: object_span(node, range),
+        pseudo: true,
+        children: Vec::new(),
+    }
+}
+
+/// A virtual span under `parent` (a link class or a source group).
+fn virtual_node(parent: &DisplaySpan, kind: DisplayKind, name: &str) -> Node {
+    let marker = match kind {
+        DisplayKind::LinkClass => "linkClass",
+        _ => "group",
+    };
+    let id = xxh3_64(format!("{:016x}\n{marker}\n{name}", parent.span_id).as_bytes());
+    Node {
+        span: DisplaySpan {
+            span_id: if id == 0 { 1 } else { id },
+            parent: None,
+            kind,
+            service: name.to_owned(),
+            operation: if kind == DisplayKind::SourceGroup {
+                name.to_owned()
+            } else {
+                String::new()
+            },
+            start: parent.start,
+            end: parent.end,
+            tags: Vec::new(),
+            logs: Vec::new(),
+            warnings: Vec::new(),
+        },
+        pseudo: true,
+        children: Vec::new(),
+    }
+}
+
+/// The object `node` in a `tree`, `tracing` or `grouped` view, its related objects under it; `None` when it is
+/// pruned (reference §6.6 `PruneChildless`: a non-root object with nothing in the range and no children).
+fn object_node(node: &ViewNode, base: BaseMode, range: Range, is_root: bool) -> Option<Node> {
+    let children: Vec<(String, Node)> = node
+        .children
+        .iter()
+        .filter_map(|child| Some((child.class.clone(), object_node(child, base, range, false)?)))
+        .collect();
+    if !is_root && children.is_empty() && node.history.activities.is_empty() {
+        return None;
+    }
+    let mut out = Node {
+        span: object_span(node, range),
+        pseudo: true,
+        children: Vec::new(),
+    };
+    match base {
+        BaseMode::Tree | BaseMode::Timeline => {
+            out.children
+                .extend(node.history.activities.iter().map(activity_node));
+        }
+        BaseMode::Tracing => {
+            out.span.logs = node.history.activities.iter().map(collapse).collect();
+        }
+        BaseMode::Grouped => {
+            // Kubernetes Events stay as logs on the object; every other source gets a child span.
+            let mut groups: BTreeMap<&str, Node> = BTreeMap::new();
+            for activity in &node.history.activities {
+                let source = activity.service_name();
+                if source == "event" {
+                    out.span.logs.push(collapse(activity));
+                } else {
+                    groups
+                        .entry(source)
+                        .or_insert_with(|| {
+                            virtual_node(&out.span, DisplayKind::SourceGroup, source)
+                        })
+                        .span
+                        .logs
+                        .push(collapse(activity));
+                }
+            }
+            out.children.extend(groups.into_values());
+        }
+    }
+    if base == BaseMode::Tracing {
+        // Link classes are extracted: children hang directly under their parent object.
+        out.children
+            .extend(children.into_iter().map(|(_, child)| child));
+    } else {
+        // One virtual span per class under each parent (the original makes one per child link, §14.13).
+        let mut classes: Vec<Node> = Vec::new();
+        for (class, child) in children {
+            if class.is_empty() {
+                out.children.push(child);
+                continue;
+            }
+            match classes.iter_mut().find(|c| c.span.service == class) {
+                Some(group) => group.children.push(child),
+                None => {
+                    let mut group = virtual_node(&out.span, DisplayKind::LinkClass, &class);
+                    group.children.push(child);
+                    classes.push(group);
+                }
+            }
+        }
+        out.children.extend(classes);
+    }
+    Some(out)
+}
+
+/// `timeline`: the root object, every activity of the view under it by time (non-root object spans and link
+/// classes extracted; the original leaves link-class spans, §14.13).
+fn timeline_root(root: &ViewNode, range: Range) -> Node {
+    let mut activities: Vec<&SpanRecord> = root
+        .walk()
+        .into_iter()
+        .flat_map(|(_, node)| node.history.activities.iter())
+        .collect();
+    activities.sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
+    let mut out = bare_node(root, range);
+    out.children = activities.into_iter().map(activity_node).collect();
+    out
+}
+
+/// An activity as a child span (`tree`, `timeline`): its tags without internal markers, its log lines.
+fn activity_node(activity: &SpanRecord) -> Node {
+    let tags = activity
+        .attributes
+        .iter()
+        .filter(|(k, _)| !k.starts_with(v::INTERNAL_PREFIX))
+        .map(|(k, value)| (k.to_string(), value.clone()))
+        .collect();
+    let logs = activity
+        .logs
+        .iter()
+        .map(|log| DisplayLog {
+            time: log.time,
+            fields: log_fields(log),
+        })
+        .filter(|log| !log.fields.is_empty())
+        .collect();
+    Node {
+        span: DisplaySpan {
+            span_id: activity.span_id.to_u64(),
+            parent: None,
+            kind: DisplayKind::Activity,
+            service: activity.service_name().to_owned(),
+            operation: activity.name.clone(),
+            start: activity.start,
+            end: activity.end.max(activity.start),
+            tags,
+            logs,
+            warnings: Vec::new(),
+        },
+        pseudo: false,
+        children: Vec::new(),
+    }
+}
+
+/// Compaction (reference §6.6 `CompactDurationVisitor`): each pseudo span covers its children and its logs (one
+/// second each); a span with neither keeps its interval.
+fn compact(node: &mut Node) {
+    for child in &mut node.children {
+        compact(child);
+    }
+    if !node.pseudo {
+        return;
+    }
     let (mut start, mut end) = (Timestamp::MAX, Timestamp::MIN);
-    for log in &out[index].logs {
+    for log in &node.span.logs {
         start = start.min(log.time);
         end = end.max(
             log.time
@@ -275,47 +618,131 @@ fn tracing_spans(
                 .unwrap_or(log.time),
         );
     }
-    for span in &out[index + 1..] {
-        if span.start <= span.end {
-            start = start.min(span.start);
-            end = end.max(span.end);
-        }
+    for child in &node.children {
+        start = start.min(child.span.start);
+        end = end.max(child.span.end);
     }
-    if start > end {
-        // Nothing happened in the range: keep the object's window.
-        start = history
-            .object_spans
-            .first()
-            .map(|s| s.start)
-            .unwrap_or(Timestamp::UNIX_EPOCH);
-        end = history.object_spans.last().map(|s| s.end).unwrap_or(start);
+    if start <= end {
+        node.span.start = start;
+        node.span.end = end;
     }
-    out[index].start = start;
-    out[index].end = end;
 }
 
-fn pad_root(root: &mut DisplaySpan) {
+/// The root gets 5% of its length on each side.
+fn pad(root: &mut DisplaySpan) {
     let length = root.end.duration_since(root.start);
     let pad = length / 20;
     root.start = root.start.saturating_sub(pad).unwrap_or(root.start);
     root.end = root.end.saturating_add(pad).unwrap_or(root.end);
 }
 
-/// Which diff class a line belongs to (reference §6.6): `None` when hidden.
-fn diff_class(line: &str) -> Option<&'static str> {
-    let path = line.split_once(' ').map_or(line, |(path, _)| path);
-    if path.starts_with("metadata.managedFields") {
-        None
-    } else if path.starts_with("metadata.resourceVersion")
-        || path.starts_with("metadata.generation")
+/// Depth first into `out`; prefixes the service with the cluster where it differs from the nearest ancestor's
+/// (reference §6.6 `ClusterNameVisitor`).
+fn flatten(
+    node: Node,
+    parent: Option<u64>,
+    parent_cluster: Option<&str>,
+    out: &mut Vec<DisplaySpan>,
+) {
+    let Node {
+        mut span, children, ..
+    } = node;
+    span.parent = parent;
+    let cluster = span.tag(v::CLUSTER).map(str::to_owned);
+    if let Some(cluster) = &cluster
+        && parent_cluster != Some(cluster.as_str())
     {
-        Some("verbose diff")
-    } else {
-        Some("diff")
+        span.service = format!("{cluster} {}", span.service);
+    }
+    let id = span.span_id;
+    out.push(span);
+    let inherited = cluster.as_deref().or(parent_cluster).map(str::to_owned);
+    for child in children {
+        flatten(child, Some(id), inherited.as_deref(), out);
     }
 }
 
-/// An activity span collapsed into one log (reference §6.6, `CollapseNestingVisitor`).
+/// A diff class (reference §6.6): lines of an object diff are classified by their path; each class becomes one
+/// field of the log.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DiffClass {
+    /// What changed in the object (`diff`).
+    Diff,
+    /// Bookkeeping that changes with every write: `metadata.resourceVersion`, `metadata.generation`
+    /// (`verbose diff`).
+    Verbose,
+    /// Not shown: `metadata.managedFields`.
+    Hidden,
+}
+
+impl DiffClass {
+    /// The class of one diff line (`path old -> new`): the longest configured prefix of its path decides.
+    pub fn of_line(line: &str) -> Self {
+        let path = line.split_once(' ').map_or(line, |(path, _)| path);
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        };
+        if under("metadata.managedFields") {
+            Self::Hidden
+        } else if under("metadata.resourceVersion") || under("metadata.generation") {
+            Self::Verbose
+        } else {
+            Self::Diff
+        }
+    }
+
+    /// The field name of the class, `None` when hidden.
+    pub fn field_name(self) -> Option<&'static str> {
+        match self {
+            Self::Diff => Some("diff"),
+            Self::Verbose => Some("verbose diff"),
+            Self::Hidden => None,
+        }
+    }
+}
+
+/// The fields of one log line of an activity, by its log type: diffs split into classes (in ascending priority:
+/// `diff`, then `verbose diff`), `event/message` → `message`, `audit/objectSnapshot` → `snapshot`, `realError`
+/// → `error`, `realVerbose` → `""`, `kelemetryError` → `_debug`; unknown types are dropped.
+fn log_fields(log: &SpanLog) -> Vec<Field> {
+    let kind = log
+        .attributes
+        .iter()
+        .find(|(k, _)| k == v::LOG_TYPE)
+        .and_then(|(_, value)| LogKind::from_name(value));
+    let name = match kind {
+        Some(LogKind::ObjectDiff) => {
+            let mut diff = Vec::new();
+            let mut verbose = Vec::new();
+            for line in log.message.lines() {
+                match DiffClass::of_line(line) {
+                    DiffClass::Diff => diff.push(line),
+                    DiffClass::Verbose => verbose.push(line),
+                    DiffClass::Hidden => {}
+                }
+            }
+            let mut fields = Vec::new();
+            if !diff.is_empty() {
+                fields.push(("diff".to_owned(), diff.join("\n")));
+            }
+            if !verbose.is_empty() {
+                fields.push(("verbose diff".to_owned(), verbose.join("\n")));
+            }
+            return fields;
+        }
+        Some(LogKind::EventMessage) => "message",
+        Some(LogKind::ObjectSnapshot) => "snapshot",
+        Some(LogKind::RealError) => "error",
+        Some(LogKind::RealVerbose) => "",
+        Some(LogKind::KelemetryError) => "_debug",
+        None => return Vec::new(),
+    };
+    vec![(name.to_owned(), log.message.clone())]
+}
+
+/// An activity span collapsed into one log (reference §6.6, `CollapseNestingVisitor`): `<source>: <title>`, the
+/// mapped tags, the diff classes (`diff` before `verbose diff`), the other log lines by type.
 fn collapse(activity: &SpanRecord) -> DisplayLog {
     let source = activity.service_name().to_owned();
     let mut fields: Vec<Field> = vec![(source.clone(), activity.name.clone())];
@@ -334,38 +761,29 @@ fn collapse(activity: &SpanRecord) -> DisplayLog {
             fields.push(((*name).to_owned(), value.to_owned()));
         }
     }
-    let mut diff = Vec::new();
-    let mut verbose = Vec::new();
+    let mut diffs: Vec<Field> = Vec::new();
+    let mut others: Vec<Field> = Vec::new();
     for log in &activity.logs {
-        let kind = log
-            .attributes
-            .iter()
-            .find(|(k, _)| k == v::LOG_TYPE)
-            .and_then(|(_, value)| LogKind::from_name(value));
-        match kind {
-            Some(LogKind::ObjectDiff) => {
-                for line in log.message.lines() {
-                    match diff_class(line) {
-                        Some("diff") => diff.push(line),
-                        Some(_) => verbose.push(line),
-                        None => {}
-                    }
-                }
+        for field in log_fields(log) {
+            if field.0 == "diff" || field.0 == "verbose diff" {
+                diffs.push(field);
+            } else {
+                others.push(field);
             }
-            Some(LogKind::EventMessage) => fields.push(("message".into(), log.message.clone())),
-            Some(LogKind::ObjectSnapshot) => fields.push(("snapshot".into(), log.message.clone())),
-            Some(LogKind::RealError) => fields.push(("error".into(), log.message.clone())),
-            Some(LogKind::RealVerbose) => fields.push((String::new(), log.message.clone())),
-            Some(LogKind::KelemetryError) => fields.push(("_debug".into(), log.message.clone())),
-            None => {}
         }
     }
-    if !diff.is_empty() {
-        fields.push(("diff".into(), diff.join("\n")));
+    // Diff classes in ascending priority, each class one field even when several diff logs exist.
+    for class in ["diff", "verbose diff"] {
+        let lines: Vec<&str> = diffs
+            .iter()
+            .filter(|(k, _)| k == class)
+            .map(|(_, value)| value.as_str())
+            .collect();
+        if !lines.is_empty() {
+            fields.push((class.to_owned(), lines.join("\n")));
+        }
     }
-    if !verbose.is_empty() {
-        fields.push(("verbose diff".into(), verbose.join("\n")));
-    }
+    fields.extend(others);
     DisplayLog {
         time: activity.start,
         fields,
@@ -378,33 +796,75 @@ mod tests {
 
     #[test]
     fn mode_ids_round_trip_through_trace_ids() {
-        for modifier in [
-            None,
-            Some(Modifier::FullTree),
-            Some(Modifier::Ancestors),
-            Some(Modifier::OwnedObjects),
-        ] {
-            let mode = DisplayMode {
-                base: BaseMode::Tracing,
-                modifier,
-            };
+        for mode in DisplayMode::all() {
             let id = mode.trace_id(0xdead_beef);
             assert_eq!(DisplayMode::from_trace_id(id), Some((mode, 0xdead_beef)));
+            assert_eq!(DisplayMode::from_name(&mode.to_string()), Some(mode));
         }
+        assert_eq!(DisplayMode::all().len(), 16);
+        assert_eq!(DisplayMode::all()[0], DisplayMode::DEFAULT);
         assert_eq!(DisplayMode::from_trace_id(1), None);
         assert_eq!(DisplayMode::from_id(0x2800_0000), None);
+        assert_eq!(DisplayMode::from_id(0x4000_0000), None);
+        assert_eq!(
+            DisplayMode::from_id(0x2300_0000),
+            None,
+            "modifiers are exclusive"
+        );
+        let grouped_owned = DisplayMode::from_id(0x3400_0000);
+        assert_eq!(
+            grouped_owned.map(|m| m.to_string()).as_deref(),
+            Some("grouped [owned objects]")
+        );
+        assert_eq!(DisplayMode::from_name("tree").map(|m| m.id()), Some(0));
+        assert_eq!(DisplayMode::from_name("tracing [everything]"), None);
     }
 
     #[test]
     fn diff_lines_are_classified() {
-        assert_eq!(diff_class("spec.replicas 2 -> 4"), Some("diff"));
+        assert_eq!(DiffClass::of_line("spec.replicas 2 -> 4"), DiffClass::Diff);
         assert_eq!(
-            diff_class("metadata.generation 1 -> 2"),
-            Some("verbose diff")
+            DiffClass::of_line("metadata.generation 1 -> 2"),
+            DiffClass::Verbose
         );
         assert_eq!(
-            diff_class("metadata.managedFields[0].time \"a\" -> \"b\""),
-            None
+            DiffClass::of_line("metadata.managedFields[0].time \"a\" -> \"b\""),
+            DiffClass::Hidden
         );
+        assert_eq!(
+            DiffClass::of_line("metadata.generationX 1 -> 2"),
+            DiffClass::Diff,
+            "a prefix matches whole path components only"
+        );
+    }
+
+    #[test]
+    fn collapsed_diffs_split_into_classes() {
+        let key = kelemetry_core::ObjectKey::new("c", "apps", "deployments", "ns", "d");
+        let at: Timestamp = "2024-01-01T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let window = kelemetry_core::Windowing::default().window_of(at);
+        let mut activity = kelemetry_core::Activity::new(
+            kelemetry_core::Object::new(kelemetry_core::ObjectRef::new(key, "v1", None)),
+            kelemetry_core::SourceKind::Audit,
+            at,
+            "alice update",
+            "a1",
+        );
+        activity.logs.push(kelemetry_core::LogLine {
+            kind: LogKind::ObjectDiff,
+            message: "metadata.generation 1 -> 2\nspec.replicas 2 -> 4\nmetadata.managedFields[0].time a -> b"
+                .into(),
+        });
+        let span = kelemetry_core::span::activity_span(&activity, window);
+        let log = collapse(&span);
+        assert_eq!(log.fields[0], ("audit".into(), "alice update".into()));
+        assert_eq!(log.field("diff"), Some("spec.replicas 2 -> 4"));
+        assert_eq!(
+            log.field("verbose diff"),
+            Some("metadata.generation 1 -> 2")
+        );
+        assert!(!log.fields.iter().any(|(_, v)| v.contains("managedFields")));
     }
 }

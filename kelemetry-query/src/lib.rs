@@ -16,8 +16,12 @@ pub mod selector;
 pub mod store_reader;
 pub mod text;
 
-pub use assemble::{AssembleError, ObjectHistory, TraceView, ViewNode, ViewRequest, assemble};
-pub use display::{DisplayMode, DisplayTrace, display};
+pub use assemble::{
+    AssembleError, ObjectHistory, TraceView, ViewNode, ViewRequest, assemble, assemble_components,
+};
+pub use display::{
+    BaseMode, DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, Modifier, display,
+};
 pub use reader::{ObjectPattern, ReadError, Reader};
 pub use selector::LinkSelector;
 pub use store_reader::StoreReader;
