@@ -69,6 +69,16 @@ pub enum StoreError {
         /// What is wrong.
         source: DecodeError,
     },
+    /// A stored view ([`crate::ViewStore`]) cannot be decoded.
+    #[error("view store {path}: view {id:016x} is corrupt: {reason}")]
+    CorruptView {
+        /// The views file.
+        path: PathBuf,
+        /// The view id.
+        id: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A key in the store holds a zero id, which no writer produces.
     #[error("span store {path}: a {table} entry has a zero id")]
     ZeroId {

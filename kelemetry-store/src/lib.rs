@@ -10,6 +10,8 @@
 //! - Reads: [`SpanStore::spans_of_trace`], [`SpanStore::windows_of`] ([`StoredWindow`]),
 //!   [`SpanStore::find_objects`] and [`SpanStore::search_objects`] ([`ObjectFilter`]), counts, and every span
 //!   through [`SpanStore::spans`] ([`AllSpans`]).
+//! - [`ViewStore`]: the bounded, persistent map from the view ids in the read side's trace ids to the questions
+//!   they answered ([`StoredView`], [`ViewLimits`]), in its own file beside the spans ([`SpanStore::views`]).
 //! - [`codec`]: the stored, versioned binary form of a span.
 //! - [`StoreError`]: every error names the store file.
 //!
@@ -37,12 +39,14 @@
 pub mod codec;
 mod error;
 mod store;
+mod views;
 
 pub use error::StoreError;
 pub use store::{
     AllSpans, LAYOUT_VERSION, ObjectFilter, PreparedBatch, STORE_FILE_NAME, SpanStore,
     StoreOptions, StoredWindow, WriteDurability,
 };
+pub use views::{StoredView, VIEWS_FILE_NAME, ViewLimits, ViewStore};
 
 #[cfg(test)]
 mod tests;
