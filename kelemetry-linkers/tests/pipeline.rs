@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use kelemetry_core::{
-    MemoryExporter, Object, ObjectKey, ObjectRef, Observation, Pipeline, PipelineReport, ResourceMap,
-    Shutdown, SpanKind, SpanRecord, TraceId, Windowing,
+    MemoryExporter, Object, ObjectKey, ObjectRef, Observation, Pipeline, PipelineReport,
+    ResourceMap, Shutdown, SpanKind, SpanRecord, TraceId, Windowing,
 };
 use serde_json::{Value, json};
 
@@ -56,16 +56,24 @@ fn links_of(spans: &[SpanRecord], key: &ObjectKey) -> Vec<(String, String, Strin
 }
 
 fn has_object_span(spans: &[SpanRecord], key: &ObjectKey) -> bool {
-    spans
-        .iter()
-        .any(|s| s.kind == SpanKind::Object && s.name == key.operation_name() && s.attribute("cluster") == Some(&key.cluster))
+    spans.iter().any(|s| {
+        s.kind == SpanKind::Object
+            && s.name == key.operation_name()
+            && s.attribute("cluster") == Some(&key.cluster)
+    })
 }
 
 #[tokio::test]
 async fn pod_node_and_cross_cluster_parent_both_ways() {
     let pod = ObjectKey::new("member", "", "pods", "default", "web-1");
     let node = ObjectKey::new("member", "", "nodes", "", "worker-3");
-    let parent = ObjectKey::new("host", "types.kubefed.io", "federateddeployments", "default", "web");
+    let parent = ObjectKey::new(
+        "host",
+        "types.kubefed.io",
+        "federateddeployments",
+        "default",
+        "web",
+    );
     let annotation = r#"{"cluster":"host","group":"types.kubefed.io","version":"v1beta1","resource":"federateddeployments","namespace":"default","name":"web"}"#;
     let (report, spans) = run(vec![observation(
         pod.clone(),
@@ -78,13 +86,27 @@ async fn pod_node_and_cross_cluster_parent_both_ways() {
         links_of(&spans, &pod),
         [
             (parent.to_string(), "parent".into(), "".into()),
-            ("member//nodes//worker-3".into(), "parent".into(), "node".into()),
-            ("member//serviceaccounts/default/default".into(), "parent".into(), "serviceaccount".into()),
+            (
+                "member//nodes//worker-3".into(),
+                "parent".into(),
+                "node".into()
+            ),
+            (
+                "member//serviceaccounts/default/default".into(),
+                "parent".into(),
+                "serviceaccount".into()
+            ),
         ]
     );
     // The backward links, in the other objects' own traces (the parent's in another cluster).
-    assert_eq!(links_of(&spans, &node), [(pod.to_string(), "child".into(), "node".into())]);
-    assert_eq!(links_of(&spans, &parent), [(pod.to_string(), "child".into(), "".into())]);
+    assert_eq!(
+        links_of(&spans, &node),
+        [(pod.to_string(), "child".into(), "node".into())]
+    );
+    assert_eq!(
+        links_of(&spans, &parent),
+        [(pod.to_string(), "child".into(), "".into())]
+    );
     assert!(has_object_span(&spans, &node));
     assert!(has_object_span(&spans, &parent));
 }
@@ -103,6 +125,10 @@ async fn malformed_annotation_is_counted_and_the_object_still_traced() {
     // The other linkers still did their work.
     assert_eq!(
         links_of(&spans, &pod),
-        [("member//nodes//worker-3".into(), "parent".into(), "node".into())]
+        [(
+            "member//nodes//worker-3".into(),
+            "parent".into(),
+            "node".into()
+        )]
     );
 }

@@ -372,9 +372,17 @@ impl Reader {
             Ok(path) => Some(Query { text, path }),
             Err(err) => {
                 let near: String = text.chars().skip(err.position()).take(40).collect();
+                let hint = if text.contains('/') {
+                    " (write keys with '/' or '.' in brackets: $.metadata.labels['example.com/name'])"
+                } else {
+                    ""
+                };
                 self.fail(
                     node,
-                    format!("invalid JSONPath {text:?}: {} near {near:?}", err.message()),
+                    format!(
+                        "invalid JSONPath {text:?}: {} near {near:?}{hint}",
+                        err.message()
+                    ),
                 );
                 None
             }

@@ -382,7 +382,8 @@ rules:
         errors,
         [
             "rules.yaml:12:20: rule 2 (endpointslices→services): invalid JSONPath \
-             \"$.metadata.labels[kubernetes.io/service-name\": parser error near \"[kubernetes.io/service-name\"",
+             \"$.metadata.labels[kubernetes.io/service-name\": parser error near \"[kubernetes.io/service-name\" (write keys with '/' or '.' in brackets: \
+             $.metadata.labels['example.com/name'])",
             "rules.yaml:14:23: rule 3 (Service→endpoints): resource \"Service\" is not a resource name: write the \
              lowercase plural (services, not Service)",
             "rules.yaml:15:52: rule 3 (Service→endpoints): expected exactly one of {path: ...}, {label: ...} or \
