@@ -63,11 +63,15 @@ mod lines;
 mod object_file;
 mod outlet;
 pub mod report;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 mod yaml_stream;
 
 pub use audit_file::AuditFileSource;
 pub use object_file::ObjectFileSource;
 pub use report::{ReadCounters, ReadReport};
+#[cfg(feature = "webhook")]
+pub use webhook::{AuditWebhook, WebhookConfig, WebhookMetrics};
 
 /// The largest document (one YAML document, one JSON object or one JSON line) a file source holds by default:
 /// 16 MiB. Larger ones are rejected as `document too large`.
