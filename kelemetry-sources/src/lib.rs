@@ -58,6 +58,8 @@
 //! ```
 
 mod audit_file;
+pub mod audit_follow;
+pub mod checkpoint;
 mod json_stream;
 mod lines;
 mod object_file;
@@ -68,6 +70,8 @@ pub mod webhook;
 mod yaml_stream;
 
 pub use audit_file::AuditFileSource;
+pub use audit_follow::{AuditLogFollower, StartPosition};
+pub use checkpoint::{CheckpointFile, FileCheckpoint};
 pub use object_file::ObjectFileSource;
 pub use report::{ReadCounters, ReadReport};
 #[cfg(feature = "webhook")]

@@ -1,0 +1,528 @@
+//! [`AuditLogFollower`]: tails the apiserver's audit log file (`--audit-log-path`) through rotations, and resumes
+//! where it stopped.
+//!
+//! The log is JSON lines, one audit `Event` per line (an `EventList` on one line is taken too). The follower reads
+//! what is there, then polls for more:
+//!
+//! - **rotation by rename** (the apiserver's own `--audit-log-maxsize` rotation, or logrotate without
+//!   `copytruncate`): when the path names a new file, the old one is read to its end first (the apiserver may
+//!   have written its last lines after our last read), then the new one from its start;
+//! - **copytruncate**: when the file becomes shorter than what was read, it was truncated; reading starts again at
+//!   its beginning;
+//! - a line is only handled once its `\n` arrived; a line longer than the limit is rejected (with `file:line`)
+//!   and skipped.
+//!
+//! With a [`CheckpointFile`], the follower stores the inode of the file being read and the offset just past the
+//! last line whose activities the pipeline accepted (every `checkpoint_interval`, on rotation and on shutdown).
+//! On start it resumes there: in the same file if the path still names that inode (from the beginning if the file
+//! is now shorter: it was truncated), else in the rotated file that still has that inode in the same folder (read
+//! to its end, then the current file from its start). A line is handled at least once: a crash between accepting
+//! and storing the checkpoint re-reads a few lines, whose activities have the same ids, so nothing is duplicated in
+//! the traces. Without a checkpoint the follower starts at [`StartPosition`] (default: the beginning).
+//!
+//! Limitation, as with any copytruncate reader: lines written between logrotate's copy and its truncation, and a
+//! file truncated and rewritten past our offset between two polls, cannot be told apart from data already read.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kelemetry_core::audit::{AuditMapping, AuditOutcome, parse_document};
+use kelemetry_core::{ActivitySink, Shutdown, Source, SourceError};
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
+use tracing::{debug, info, warn};
+
+use crate::DEFAULT_DOCUMENT_LIMIT;
+use crate::checkpoint::{CheckpointFile, FileCheckpoint};
+use crate::outlet::{Flow, Outlet};
+use crate::report::ReadCounters;
+
+/// Where to start when there is no checkpoint.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum StartPosition {
+    /// Read the whole file.
+    #[default]
+    Beginning,
+    /// Only what is written from now on.
+    End,
+}
+
+/// Tails an apiserver audit log. See the module documentation.
+#[derive(Debug)]
+pub struct AuditLogFollower {
+    path: PathBuf,
+    cluster: String,
+    mapping: AuditMapping,
+    checkpoint: Option<CheckpointFile>,
+    start: StartPosition,
+    poll_interval: Duration,
+    checkpoint_interval: Duration,
+    line_limit: usize,
+    counters: Arc<ReadCounters>,
+}
+
+impl AuditLogFollower {
+    /// Follows `path`, whose events come from `cluster`; no checkpoint, from the beginning, polling every 200 ms.
+    pub fn new(path: impl Into<PathBuf>, cluster: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            cluster: cluster.into(),
+            mapping: AuditMapping::default(),
+            checkpoint: None,
+            start: StartPosition::default(),
+            poll_interval: Duration::from_millis(200),
+            checkpoint_interval: Duration::from_secs(1),
+            line_limit: DEFAULT_DOCUMENT_LIMIT,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Stores progress in, and resumes from, this checkpoint.
+    pub fn with_checkpoint(mut self, checkpoint: CheckpointFile) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    /// Where to start without a checkpoint.
+    pub fn with_start(mut self, start: StartPosition) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How often to look for new lines and rotations.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How often to store the checkpoint while reading (it is also stored on rotation and shutdown).
+    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
+    /// Uses this mapping of audit events to activities.
+    pub fn with_mapping(mut self, mapping: AuditMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// Rejects lines longer than `bytes`.
+    pub fn with_line_limit(mut self, bytes: usize) -> Self {
+        self.line_limit = bytes.max(1);
+        self
+    }
+
+    /// The counters this source updates while it runs.
+    pub fn counters(&self) -> Arc<ReadCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+/// One file being read.
+struct Reading {
+    reader: BufReader<tokio::fs::File>,
+    path: PathBuf,
+    inode: u64,
+    /// Offset just past the last complete line handled.
+    committed: u64,
+    /// Lines handled.
+    line: u64,
+    /// The line being assembled (bytes after `committed`), at most the line limit.
+    pending: Vec<u8>,
+    /// Bytes of the line being assembled read so far (more than `pending` holds when it is too long).
+    pending_bytes: u64,
+    /// Discard everything up to the next line end (started in the middle of a line).
+    skip_partial: bool,
+    outlet: Outlet,
+}
+
+impl Reading {
+    fn read_offset(&self) -> u64 {
+        self.committed + self.pending_bytes
+    }
+
+    fn checkpoint(&self, followed: &Path) -> FileCheckpoint {
+        FileCheckpoint {
+            path: followed.to_owned(),
+            inode: self.inode,
+            offset: self.committed,
+            line: self.line,
+        }
+    }
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io {
+        origin: path.display().to_string(),
+        source,
+    }
+}
+
+/// The file in `dir` whose inode is `inode`, if any (a rotated log keeps its inode when renamed).
+async fn find_by_inode(dir: &Path, inode: u64) -> Option<PathBuf> {
+    let mut entries = tokio::fs::read_dir(dir).await.ok()?;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if let Ok(meta) = entry.metadata().await
+            && meta.is_file()
+            && meta.ino() == inode
+        {
+            return Some(entry.path());
+        }
+    }
+    None
+}
+
+impl AuditLogFollower {
+    fn outlet(&self, path: &Path, sink: &Arc<dyn ActivitySink>, shutdown: &Shutdown) -> Outlet {
+        Outlet::new(
+            Arc::clone(sink),
+            Arc::clone(&self.counters),
+            path.display().to_string(),
+            shutdown.clone(),
+        )
+    }
+
+    /// Opens `path` at `offset`.
+    async fn open_at(
+        &self,
+        path: &Path,
+        offset: u64,
+        line: u64,
+        sink: &Arc<dyn ActivitySink>,
+        shutdown: &Shutdown,
+    ) -> Result<Reading, SourceError> {
+        let mut file = tokio::fs::File::open(path).await.map_err(io_error(path))?;
+        let inode = file.metadata().await.map_err(io_error(path))?.ino();
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(io_error(path))?;
+        Ok(Reading {
+            reader: BufReader::with_capacity(64 * 1024, file),
+            path: path.to_owned(),
+            inode,
+            committed: offset,
+            line,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            skip_partial: false,
+            outlet: self.outlet(path, sink, shutdown),
+        })
+    }
+
+    /// Waits until the followed file exists; `None` if shutdown comes first.
+    async fn wait_for_file(&self, shutdown: &mut Shutdown) -> Option<std::fs::Metadata> {
+        let mut logged = false;
+        loop {
+            if let Ok(meta) = tokio::fs::metadata(&self.path).await {
+                return Some(meta);
+            }
+            if !logged {
+                info!(path = %self.path.display(), "audit log does not exist yet; waiting for it");
+                logged = true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.poll_interval) => {}
+                () = shutdown.requested() => return None,
+            }
+        }
+    }
+
+    /// The first file to read: from the checkpoint, else from the start position. The second value is the
+    /// current file to switch to once a rotated file found through the checkpoint is read to its end.
+    async fn open_first(
+        &self,
+        sink: &Arc<dyn ActivitySink>,
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<(Reading, bool)>, SourceError> {
+        let stored = match &self.checkpoint {
+            Some(file) => file
+                .load()
+                .await
+                .map_err(|err| SourceError::Other(err.to_string()))?,
+            None => None,
+        };
+        let Some(current) = self.wait_for_file(shutdown).await else {
+            return Ok(None);
+        };
+        if let Some(stored) = stored {
+            if stored.path != self.path {
+                warn!(
+                    checkpoint = %stored.path.display(),
+                    path = %self.path.display(),
+                    "the checkpoint is of another file; ignoring it"
+                );
+            } else if stored.inode == current.ino() {
+                let (offset, line) = if current.len() >= stored.offset {
+                    (stored.offset, stored.line)
+                } else {
+                    info!(path = %self.path.display(), "the audit log was truncated since the checkpoint");
+                    (0, 0)
+                };
+                let reading = self
+                    .open_at(&self.path, offset, line, sink, shutdown)
+                    .await?;
+                return Ok(Some((reading, false)));
+            } else {
+                let dir = self
+                    .path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if let Some(rotated) = find_by_inode(dir, stored.inode).await {
+                    info!(rotated = %rotated.display(), "resuming in the rotated audit log");
+                    let reading = self
+                        .open_at(&rotated, stored.offset, stored.line, sink, shutdown)
+                        .await?;
+                    return Ok(Some((reading, true)));
+                }
+                warn!(
+                    path = %self.path.display(),
+                    "the file of the checkpoint is gone (rotated away); reading the current file from its start"
+                );
+                let reading = self.open_at(&self.path, 0, 0, sink, shutdown).await?;
+                return Ok(Some((reading, false)));
+            }
+        }
+        match self.start {
+            StartPosition::Beginning => Ok(Some((
+                self.open_at(&self.path, 0, 0, sink, shutdown).await?,
+                false,
+            ))),
+            StartPosition::End => {
+                let len = current.len();
+                let mut reading = self.open_at(&self.path, len, 0, sink, shutdown).await?;
+                if len > 0 {
+                    let mut probe = tokio::fs::File::open(&self.path)
+                        .await
+                        .map_err(io_error(&self.path))?;
+                    probe
+                        .seek(std::io::SeekFrom::Start(len - 1))
+                        .await
+                        .map_err(io_error(&self.path))?;
+                    let mut last = [0u8; 1];
+                    use tokio::io::AsyncReadExt;
+                    probe
+                        .read_exact(&mut last)
+                        .await
+                        .map_err(io_error(&self.path))?;
+                    reading.skip_partial = last[0] != b'\n';
+                }
+                Ok(Some((reading, false)))
+            }
+        }
+    }
+
+    async fn store_checkpoint(&self, reading: &Reading, last: &mut Option<FileCheckpoint>) {
+        let Some(file) = &self.checkpoint else {
+            return;
+        };
+        let checkpoint = reading.checkpoint(&self.path);
+        if last.as_ref() == Some(&checkpoint) {
+            return;
+        }
+        match file.store(&checkpoint).await {
+            Ok(()) => *last = Some(checkpoint),
+            Err(err) => warn!(%err, "could not store the audit log checkpoint"),
+        }
+    }
+
+    /// Reads and handles complete lines until the end of what is written.
+    async fn read_available(
+        &self,
+        reading: &mut Reading,
+        last_store: &mut Instant,
+        stored: &mut Option<FileCheckpoint>,
+    ) -> Result<Flow, SourceError> {
+        loop {
+            let chunk = reading
+                .reader
+                .fill_buf()
+                .await
+                .map_err(io_error(&reading.path))?;
+            if chunk.is_empty() {
+                return Ok(Flow::Continue);
+            }
+            let (content, used, complete) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(end) => (&chunk[..end], end + 1, true),
+                None => (chunk, chunk.len(), false),
+            };
+            if !reading.skip_partial {
+                let room = self.line_limit.saturating_sub(reading.pending.len());
+                reading
+                    .pending
+                    .extend_from_slice(&content[..content.len().min(room)]);
+            }
+            reading.pending_bytes += used as u64;
+            reading.reader.consume(used);
+            if !complete {
+                continue;
+            }
+            let bytes = reading.pending_bytes;
+            let number = reading.line + 1;
+            if reading.skip_partial {
+                reading.skip_partial = false;
+            } else if self.handle_line(reading, number, bytes).await == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+            reading.committed += bytes;
+            reading.line = number;
+            reading.pending.clear();
+            reading.pending_bytes = 0;
+            if last_store.elapsed() >= self.checkpoint_interval {
+                self.store_checkpoint(reading, stored).await;
+                *last_store = Instant::now();
+            }
+        }
+    }
+
+    async fn handle_line(&self, reading: &mut Reading, number: u64, bytes: u64) -> Flow {
+        reading.outlet.consumed(bytes);
+        let too_long = bytes > self.line_limit as u64 + 2;
+        let line = reading.pending.trim_ascii();
+        if line.is_empty() && !too_long {
+            return Flow::Continue;
+        }
+        reading.outlet.found();
+        if too_long {
+            reading.outlet.reject(
+                number,
+                "document too large",
+                format!(
+                    "line of {bytes} bytes exceeds the limit of {} bytes",
+                    self.line_limit
+                ),
+            );
+            return Flow::Continue;
+        }
+        let events = match parse_document(line) {
+            Ok(events) => events,
+            Err(err) => {
+                let class = if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err() {
+                    "invalid JSON"
+                } else {
+                    "not an audit event"
+                };
+                reading.outlet.reject(number, class, err.to_string());
+                return Flow::Continue;
+            }
+        };
+        for (index, event) in events.into_iter().enumerate() {
+            if index > 0 {
+                reading.outlet.found();
+            }
+            match self.mapping.map(event, &self.cluster) {
+                Ok(AuditOutcome::Activity(activity)) => {
+                    if reading.outlet.send((*activity).into()).await == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
+                Ok(AuditOutcome::Skipped(reason)) => reading.outlet.skip(reason.as_str()),
+                Err(err) => reading
+                    .outlet
+                    .reject(number, "invalid audit event", err.to_string()),
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[async_trait]
+impl Source for AuditLogFollower {
+    fn name(&self) -> &str {
+        "audit-log-follower"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        sink: Arc<dyn ActivitySink>,
+        mut shutdown: Shutdown,
+    ) -> Result<(), SourceError> {
+        let Some((mut reading, mut draining_rotated)) =
+            self.open_first(&sink, &mut shutdown).await?
+        else {
+            return Ok(());
+        };
+        let mut stored = None;
+        let mut last_store = Instant::now();
+        loop {
+            if self
+                .read_available(&mut reading, &mut last_store, &mut stored)
+                .await?
+                == Flow::Stop
+            {
+                break;
+            }
+            reading.outlet.flush_progress();
+            if draining_rotated {
+                // The rotated file found through the checkpoint is read to its end: on to the current file.
+                self.finish_file(&mut reading);
+                reading = self.open_at(&self.path, 0, 0, &sink, &shutdown).await?;
+                draining_rotated = false;
+                self.store_checkpoint(&reading, &mut stored).await;
+                continue;
+            }
+            self.store_checkpoint(&reading, &mut stored).await;
+            match tokio::fs::metadata(&self.path).await {
+                Ok(meta) if meta.ino() != reading.inode => {
+                    // Renamed away and replaced: read what the old file got last, then switch.
+                    if self
+                        .read_available(&mut reading, &mut last_store, &mut stored)
+                        .await?
+                        == Flow::Stop
+                    {
+                        break;
+                    }
+                    self.finish_file(&mut reading);
+                    info!(path = %self.path.display(), "audit log rotated; following the new file");
+                    reading = self.open_at(&self.path, 0, 0, &sink, &shutdown).await?;
+                    self.store_checkpoint(&reading, &mut stored).await;
+                    continue;
+                }
+                Ok(meta) if meta.len() < reading.read_offset() => {
+                    info!(path = %self.path.display(), "audit log truncated; reading it from its start");
+                    reading
+                        .reader
+                        .seek(std::io::SeekFrom::Start(0))
+                        .await
+                        .map_err(io_error(&self.path))?;
+                    reading.committed = 0;
+                    reading.line = 0;
+                    reading.pending.clear();
+                    reading.pending_bytes = 0;
+                    reading.skip_partial = false;
+                    self.store_checkpoint(&reading, &mut stored).await;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    debug!(%err, path = %self.path.display(), "audit log not there (rotating?)")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.poll_interval) => {}
+                () = shutdown.requested() => break,
+            }
+        }
+        reading.outlet.flush_progress();
+        self.store_checkpoint(&reading, &mut stored).await;
+        Ok(())
+    }
+}
+
+impl AuditLogFollower {
+    /// A file is done: a line without its end at that point will never be completed.
+    fn finish_file(&self, reading: &mut Reading) {
+        if reading.pending_bytes > 0 && !reading.skip_partial {
+            reading.outlet.found();
+            reading.outlet.reject(
+                reading.line + 1,
+                "truncated JSON",
+                "the file ends in the middle of a line",
+            );
+        }
+        reading.outlet.flush_progress();
+    }
+}
