@@ -4,6 +4,7 @@
 mod inputs;
 mod replay;
 mod rules;
+mod serve;
 mod show;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
     Demo(replay::DemoArgs),
     /// Check linking rule files, print the built-in rules.
     Rules(rules::RulesArgs),
+    /// Serve the Jaeger-shaped HTTP API over the store.
+    Serve(serve::ServeArgs),
 }
 
 /// What can go wrong, said so that the user knows which file or object and what to do.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             Command::Show(args) => show::show(args).await,
             Command::Demo(args) => replay::demo(args).await,
             Command::Rules(args) => rules::rules(args),
+            Command::Serve(args) => serve::serve(args).await,
         }
     });
     match result {

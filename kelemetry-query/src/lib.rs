@@ -6,15 +6,23 @@
 //! - [`reader`]: the [`Reader`] trait, and its implementation over the embedded store ([`StoreReader`]);
 //! - [`assemble`](mod@assemble): merge an object's windows, follow links through a [`LinkSelector`], clip to a time range, nest
 //!   into a [`TraceView`];
-//! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), and the `tracing` mode's shape ([`DisplayTrace`]);
-//! - [`text`]: a terminal rendering of a displayed trace.
+//! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), the four bases and three modifiers, the displayed span tree ([`DisplayTrace`]);
+//! - [`text`]: a terminal rendering of a displayed trace;
+//! - [`trace_query`]: [`TraceQuery`], search and fetch by trace id for the serving side, remembering handed-out
+//!   views in the store's bounded view table;
+//! - [`jaeger_json`]: Jaeger's HTTP JSON model; `http` (feature `http`, on by default): the axum router of the
+//!   Jaeger-shaped HTTP API.
 
 pub mod assemble;
 pub mod display;
+#[cfg(feature = "http")]
+pub mod http;
+pub mod jaeger_json;
 pub mod reader;
 pub mod selector;
 pub mod store_reader;
 pub mod text;
+pub mod trace_query;
 
 pub use assemble::{
     AssembleError, ObjectHistory, TraceView, ViewNode, ViewRequest, assemble, assemble_components,
@@ -22,6 +30,7 @@ pub use assemble::{
 pub use display::{
     BaseMode, DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, Modifier, display,
 };
-pub use reader::{ObjectPattern, ReadError, Reader};
+pub use reader::{ObjectPattern, ObjectSearch, ReadError, Reader};
 pub use selector::LinkSelector;
 pub use store_reader::StoreReader;
+pub use trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery};

@@ -15,6 +15,12 @@ pub enum ReadError {
         /// The backend's error.
         message: String,
     },
+    /// The reader cannot answer this kind of question.
+    #[error("this reader does not support {what}")]
+    Unsupported {
+        /// The question.
+        what: String,
+    },
 }
 
 /// A partial object key: empty fields match anything.
@@ -30,6 +36,21 @@ pub struct ObjectPattern {
     pub namespace: String,
     /// Name.
     pub name: String,
+}
+
+/// Which objects a search wants: every field left `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectSearch {
+    /// Cluster.
+    pub cluster: Option<String>,
+    /// Group (`""` for the core group).
+    pub group: Option<String>,
+    /// Resource (plural, lowercase).
+    pub resource: Option<String>,
+    /// Namespace (`""` for cluster-scoped).
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: Option<String>,
 }
 
 /// Spans by trace id, and the objects a store knows. Because ids are deterministic, the read side computes which
@@ -49,4 +70,35 @@ pub trait Reader: Send + Sync {
 
     /// The objects whose key matches `pattern`.
     async fn find_objects(&self, pattern: &ObjectPattern) -> Result<Vec<ObjectKey>, ReadError>;
+
+    /// Up to `limit` objects matching `search`. By default only searches that name the resource, the namespace
+    /// and the name are answered (through [`Reader::find_objects`]); a reader with an index answers any.
+    async fn search_objects(
+        &self,
+        search: &ObjectSearch,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, ReadError> {
+        let (Some(resource), Some(namespace), Some(name)) =
+            (&search.resource, &search.namespace, &search.name)
+        else {
+            return Err(ReadError::Unsupported {
+                what: "a search that does not name the resource, namespace and name".into(),
+            });
+        };
+        let pattern = ObjectPattern {
+            cluster: search.cluster.clone(),
+            group: search.group.clone(),
+            resource: resource.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let mut found = self.find_objects(&pattern).await?;
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    /// The clusters the reader holds objects of; empty when it cannot tell.
+    async fn clusters(&self) -> Result<Vec<String>, ReadError> {
+        Ok(Vec::new())
+    }
 }

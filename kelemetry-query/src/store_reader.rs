@@ -5,9 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, SpanRecord, TraceId};
-use kelemetry_store::{SpanStore, StoreError};
+use kelemetry_store::{ObjectFilter, SpanStore, StoreError};
 
-use crate::reader::{ObjectPattern, ReadError, Reader};
+use crate::reader::{ObjectPattern, ObjectSearch, ReadError, Reader};
 
 /// Reads the embedded store. Store reads are short and local; they run on a blocking thread.
 #[derive(Clone, Debug)]
@@ -80,5 +80,37 @@ impl Reader for StoreReader {
             )
         })
         .await
+    }
+
+    async fn search_objects(
+        &self,
+        search: &ObjectSearch,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, ReadError> {
+        let store = self.store.clone();
+        let filter = ObjectFilter {
+            cluster: search.cluster.clone(),
+            group: search.group.clone(),
+            resource: search.resource.clone(),
+            namespace: search.namespace.clone(),
+            name: search.name.clone(),
+        };
+        blocking("object search".into(), move || {
+            store.search_objects(&filter, limit)
+        })
+        .await
+    }
+
+    /// Read from the object index: one entry per object, so this is a scan of every object.
+    async fn clusters(&self) -> Result<Vec<String>, ReadError> {
+        let store = self.store.clone();
+        let objects = blocking("clusters".into(), move || {
+            store.search_objects(&ObjectFilter::default(), usize::MAX)
+        })
+        .await?;
+        let mut clusters: Vec<String> = objects.into_iter().map(|key| key.cluster).collect();
+        clusters.sort();
+        clusters.dedup();
+        Ok(clusters)
     }
 }

@@ -1,0 +1,291 @@
+//! Jaeger's HTTP JSON model (the one the Jaeger UI's query service speaks), as our own serde types, and the
+//! conversion of a [`DisplayTrace`] into it.
+//!
+//! Ids are lowercase hex (trace ids 32 digits, span ids 16), times and durations are microseconds since the Unix
+//! epoch, every tag and log field here is a string.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::display::DisplayTrace;
+
+/// The envelope of every answer: `{"data": ..., "total": N, "limit": 0, "offset": 0, "errors": null}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response<T> {
+    /// The answer; `null` when the request failed.
+    pub data: Option<T>,
+    /// How many items `data` holds.
+    pub total: usize,
+    /// Always 0 (no paging).
+    pub limit: usize,
+    /// Always 0 (no paging).
+    pub offset: usize,
+    /// What went wrong, `null` when nothing did.
+    pub errors: Option<Vec<ResponseError>>,
+}
+
+impl<T> Response<T> {
+    /// A successful answer with `total` items.
+    pub fn ok(data: T, total: usize) -> Self {
+        Self {
+            data: Some(data),
+            total,
+            limit: 0,
+            offset: 0,
+            errors: None,
+        }
+    }
+
+    /// A failed answer.
+    pub fn error(code: u16, msg: impl Into<String>) -> Self {
+        Self {
+            data: None,
+            total: 0,
+            limit: 0,
+            offset: 0,
+            errors: Some(vec![ResponseError {
+                code,
+                msg: msg.into(),
+                trace_id: None,
+            }]),
+        }
+    }
+}
+
+/// One error of a [`Response`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseError {
+    /// The HTTP status code.
+    pub code: u16,
+    /// What went wrong.
+    pub msg: String,
+    /// The trace concerned, if one.
+    #[serde(rename = "traceID", default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+/// A trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// 32 hex digits.
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// The spans, parents before children.
+    pub spans: Vec<Span>,
+    /// The processes the spans refer to by [`Span::process_id`].
+    pub processes: BTreeMap<String, Process>,
+    /// Notes about the whole trace.
+    #[serde(default)]
+    pub warnings: Option<Vec<String>>,
+}
+
+/// A span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Span {
+    /// 32 hex digits.
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// 16 hex digits.
+    #[serde(rename = "spanID")]
+    pub span_id: String,
+    /// Sampling flags.
+    #[serde(default)]
+    pub flags: u32,
+    /// The operation name.
+    pub operation_name: String,
+    /// The parent, as a `CHILD_OF` reference.
+    #[serde(default)]
+    pub references: Vec<Reference>,
+    /// Start, microseconds since the Unix epoch.
+    pub start_time: u64,
+    /// Duration in microseconds.
+    pub duration: u64,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<KeyValue>,
+    /// Logs.
+    #[serde(default)]
+    pub logs: Vec<Log>,
+    /// Key into [`Trace::processes`].
+    #[serde(rename = "processID")]
+    pub process_id: String,
+    /// Notes about the span.
+    #[serde(default)]
+    pub warnings: Option<Vec<String>>,
+}
+
+/// A reference from a span to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reference {
+    /// The relation.
+    pub ref_type: RefType,
+    /// The other span's trace.
+    #[serde(rename = "traceID")]
+    pub trace_id: String,
+    /// The other span.
+    #[serde(rename = "spanID")]
+    pub span_id: String,
+}
+
+/// The kind of a [`Reference`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefType {
+    /// The other span is the parent.
+    #[serde(rename = "CHILD_OF")]
+    ChildOf,
+    /// The other span caused this one but does not wait for it.
+    #[serde(rename = "FOLLOWS_FROM")]
+    FollowsFrom,
+}
+
+/// A tag or a log field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// The type of `value`.
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    /// The value.
+    pub value: serde_json::Value,
+}
+
+impl KeyValue {
+    /// A string tag.
+    pub fn string(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value_type: ValueType::String,
+            value: serde_json::Value::String(value.into()),
+        }
+    }
+}
+
+/// The type of a [`KeyValue`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    /// A string.
+    String,
+    /// A boolean.
+    Bool,
+    /// A 64-bit integer.
+    Int64,
+    /// A 64-bit float.
+    Float64,
+    /// Bytes (base64).
+    Binary,
+}
+
+/// A log of a span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Log {
+    /// When, microseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// The fields.
+    pub fields: Vec<KeyValue>,
+}
+
+/// A process: the service that emitted spans.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    /// The service name.
+    pub service_name: String,
+    /// Process tags.
+    #[serde(default)]
+    pub tags: Vec<KeyValue>,
+}
+
+/// An operation of a service, as `/api/operations` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// The operation name.
+    pub name: String,
+    /// The span kind (empty: unspecified).
+    pub span_kind: String,
+}
+
+/// Microseconds since the Unix epoch; 0 before it.
+pub fn micros(t: Timestamp) -> u64 {
+    u64::try_from(t.as_microsecond()).unwrap_or(0)
+}
+
+/// The trace id as Jaeger prints it.
+pub fn trace_id_hex(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+impl From<&DisplayTrace> for Trace {
+    /// One process per service name, numbered `p1`, `p2`, ... in the order of first use.
+    fn from(trace: &DisplayTrace) -> Self {
+        let trace_id = trace_id_hex(trace.trace_id);
+        let mut processes: BTreeMap<String, Process> = BTreeMap::new();
+        let mut process_of: BTreeMap<&str, String> = BTreeMap::new();
+        let mut spans = Vec::with_capacity(trace.spans.len());
+        for span in &trace.spans {
+            let next = process_of.len() + 1;
+            let process_id = process_of
+                .entry(span.service.as_str())
+                .or_insert_with(|| {
+                    let id = format!("p{next}");
+                    processes.insert(
+                        id.clone(),
+                        Process {
+                            service_name: span.service.clone(),
+                            tags: Vec::new(),
+                        },
+                    );
+                    id
+                })
+                .clone();
+            spans.push(Span {
+                trace_id: trace_id.clone(),
+                span_id: format!("{:016x}", span.span_id),
+                flags: 1,
+                operation_name: span.operation.clone(),
+                references: span
+                    .parent
+                    .map(|parent| Reference {
+                        ref_type: RefType::ChildOf,
+                        trace_id: trace_id.clone(),
+                        span_id: format!("{parent:016x}"),
+                    })
+                    .into_iter()
+                    .collect(),
+                start_time: micros(span.start),
+                duration: micros(span.end).saturating_sub(micros(span.start)),
+                tags: span
+                    .tags
+                    .iter()
+                    .map(|(k, value)| KeyValue::string(k, value))
+                    .collect(),
+                logs: span
+                    .logs
+                    .iter()
+                    .map(|log| Log {
+                        timestamp: micros(log.time),
+                        fields: log
+                            .fields
+                            .iter()
+                            .map(|(k, value)| KeyValue::string(k, value))
+                            .collect(),
+                    })
+                    .collect(),
+                process_id,
+                warnings: (!span.warnings.is_empty()).then(|| span.warnings.clone()),
+            });
+        }
+        Self {
+            trace_id,
+            spans,
+            processes,
+            warnings: None,
+        }
+    }
+}

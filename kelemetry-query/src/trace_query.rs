@@ -1,0 +1,371 @@
+//! [`TraceQuery`]: the questions the serving side answers — find the views matching a search, show the view a
+//! trace id stands for — over a [`Reader`] and a [`ViewStore`].
+//!
+//! A trace id handed out is `DisplayMode::trace_id(low)` where `low` is [`TraceView::low_half`], a hash of the
+//! objects asked about and the time range. The [`ViewStore`] remembers, per `low`, that question (bounded in
+//! size and age), so `/api/traces/{id}` re-assembles the view from the current data in the mode the id's digits
+//! name: editing those digits switches the mode of the same view.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use kelemetry_core::{ObjectKey, vocabulary as v};
+use kelemetry_store::{StoreError, StoredView, ViewStore};
+
+use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
+use crate::display::{DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, display};
+use crate::reader::{ObjectSearch, ReadError, Reader};
+
+/// A query failed. [`QueryError::status`] says which HTTP status fits.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing is known under that id, or nothing matches.
+    #[error("{0}")]
+    NotFound(String),
+    /// Reading spans failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The view store failed.
+    #[error(transparent)]
+    Views(#[from] StoreError),
+}
+
+impl QueryError {
+    /// The HTTP status code that fits.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::Read(ReadError::Unsupported { .. }) => 400,
+            Self::Read(_) | Self::Views(_) => 500,
+        }
+    }
+}
+
+/// A search (Jaeger's search form mapped as in reference §6.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindQuery {
+    /// The display mode (Jaeger's "service").
+    pub mode: DisplayMode,
+    /// The cluster (Jaeger's "operation"), or any.
+    pub cluster: Option<String>,
+    /// Tag filters. Searchable: `cluster`, `group`, `resource`, `namespace`, `name`.
+    pub tags: BTreeMap<String, String>,
+    /// Start of the range.
+    pub from: Timestamp,
+    /// End of the range.
+    pub to: Timestamp,
+    /// At most this many results (0: the default, 20).
+    pub limit: usize,
+}
+
+/// What `/redirect` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedirectTarget {
+    /// Exactly one view: its trace id.
+    One(u128),
+    /// None: a placeholder trace naming the object, with the warning "no events found".
+    None(DisplayTrace),
+    /// Several views: how many.
+    Many(usize),
+}
+
+/// The tags a search may filter on.
+pub const SEARCHABLE_TAGS: [&str; 5] = [v::CLUSTER, v::GROUP, v::RESOURCE, v::NAMESPACE, v::NAME];
+
+/// How many objects a search may start from at most, whatever its limit.
+const MAX_SEARCH_STARTS: usize = 500;
+/// How long the list of clusters is reused.
+const CLUSTERS_TTL: Duration = Duration::from_secs(60);
+
+/// Finds and shows trace views for the serving side (HTTP, remote storage).
+pub struct TraceQuery {
+    reader: Arc<dyn Reader>,
+    views: Arc<ViewStore>,
+    budget: usize,
+    clusters: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+impl std::fmt::Debug for TraceQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceQuery")
+            .field("views", &self.views)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+impl TraceQuery {
+    /// Answers from `reader`, remembering handed-out views in `views`. Each view fetches at most 2,000 linked
+    /// objects.
+    pub fn new(reader: Arc<dyn Reader>, views: Arc<ViewStore>) -> Self {
+        Self {
+            reader,
+            views,
+            budget: 2_000,
+            clusters: Mutex::new(None),
+        }
+    }
+
+    /// The same, with another budget of linked objects per view.
+    pub fn with_budget(mut self, budget: usize) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The clusters of the stored objects (Jaeger's "operations"), reused for a minute.
+    pub async fn clusters(&self) -> Result<Vec<String>, QueryError> {
+        if let Ok(cached) = self.clusters.lock()
+            && let Some((at, clusters)) = cached.as_ref()
+            && at.elapsed() < CLUSTERS_TTL
+        {
+            return Ok(clusters.clone());
+        }
+        let clusters = self.reader.clusters().await?;
+        if let Ok(mut cached) = self.clusters.lock() {
+            *cached = Some((Instant::now(), clusters.clone()));
+        }
+        Ok(clusters)
+    }
+
+    /// The views matching `query`, one per connected component of the matching objects and their links (as the
+    /// mode follows them), each remembered so that its trace id can be fetched later.
+    pub async fn find(&self, query: &FindQuery) -> Result<Vec<DisplayTrace>, QueryError> {
+        let mut search = ObjectSearch {
+            cluster: query.cluster.clone().filter(|c| !c.is_empty()),
+            ..ObjectSearch::default()
+        };
+        for (tag, value) in &query.tags {
+            let slot = match tag.as_str() {
+                v::CLUSTER => &mut search.cluster,
+                v::GROUP => &mut search.group,
+                v::RESOURCE => &mut search.resource,
+                v::NAMESPACE => &mut search.namespace,
+                v::NAME => &mut search.name,
+                other => {
+                    return Err(QueryError::BadRequest(format!(
+                        "tag {other:?} cannot be searched; searchable tags: {}",
+                        SEARCHABLE_TAGS.join(", ")
+                    )));
+                }
+            };
+            *slot = Some(value.clone());
+        }
+        if query.from > query.to {
+            return Err(QueryError::BadRequest(format!(
+                "the range starts ({}) after it ends ({})",
+                query.from, query.to
+            )));
+        }
+        let limit = if query.limit == 0 { 20 } else { query.limit };
+        let candidates = self
+            .reader
+            .search_objects(&search, MAX_SEARCH_STARTS)
+            .await?;
+        // Only objects with a window in the range start a view; at most a few per result asked for.
+        let mut starts: Vec<ObjectKey> = Vec::new();
+        for key in candidates {
+            if starts.len() >= limit.saturating_mul(5).min(MAX_SEARCH_STARTS) {
+                break;
+            }
+            if !self
+                .reader
+                .object_traces(&key, query.from, query.to)
+                .await?
+                .is_empty()
+            {
+                starts.push(key);
+            }
+        }
+        let views = assemble_components(
+            self.reader.as_ref(),
+            &starts,
+            query.from,
+            query.to,
+            &query.mode.selector(),
+            self.budget,
+            limit,
+        )
+        .await?;
+        let mut traces = Vec::with_capacity(views.len());
+        for view in views {
+            self.remember(&view).await?;
+            traces.push(display(&view, query.mode));
+        }
+        Ok(traces)
+    }
+
+    /// The view a trace id handed out by [`TraceQuery::find`] stands for, assembled now in the mode its digits
+    /// name.
+    pub async fn get(&self, trace_id: u128) -> Result<DisplayTrace, QueryError> {
+        let Some((mode, low)) = DisplayMode::from_trace_id(trace_id) else {
+            return Err(QueryError::BadRequest(format!(
+                "{trace_id:032x} is not a trace id of this service (ff<mode>e1e3e7<view>, mode one of {})",
+                DisplayMode::all()
+                    .iter()
+                    .map(|m| format!("{:08x} {m}", m.id()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let views = self.views.clone();
+        let stored = tokio::task::spawn_blocking(move || views.get(low, Timestamp::now()))
+            .await
+            .map_err(|err| {
+                QueryError::Read(ReadError::Backend {
+                    what: "the view store".into(),
+                    message: err.to_string(),
+                })
+            })??;
+        let Some(stored) = stored else {
+            return Err(QueryError::NotFound(format!(
+                "trace {trace_id:032x} is unknown or expired; search again"
+            )));
+        };
+        let mut objects = stored.objects.into_iter();
+        let Some(root) = objects.next() else {
+            return Err(QueryError::NotFound(format!(
+                "trace {trace_id:032x} names no object"
+            )));
+        };
+        let request = ViewRequest {
+            root,
+            also_queried: objects.collect(),
+            from: stored.from,
+            to: stored.to,
+            selector: mode.selector(),
+            budget: self.budget,
+        };
+        let asked = request.also_queried.len();
+        let view = match assemble(self.reader.as_ref(), &request).await {
+            Ok(view) => view,
+            Err(AssembleError::NotFound { object, from, to }) => {
+                return Err(QueryError::NotFound(format!(
+                    "nothing stored of {object} between {from} and {to} any more"
+                )));
+            }
+            Err(AssembleError::Read(err)) => return Err(err.into()),
+        };
+        let mut trace = display(&view, mode);
+        // The id asked for, even when this mode connects fewer of the objects asked about.
+        trace.trace_id = mode.trace_id(low);
+        if view.also_queried.len() < asked
+            && let Some(root) = trace.spans.first_mut()
+        {
+            root.warnings.push(format!(
+                "{} of the objects found by the search are not connected to this one in this display mode",
+                asked - view.also_queried.len()
+            ));
+        }
+        Ok(trace)
+    }
+
+    /// `/redirect` (reference §6.11): the views of `resource`/`namespace`/`name` in `cluster` within 30 minutes of
+    /// `at`, in the default mode.
+    pub async fn redirect(
+        &self,
+        cluster: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        at: Timestamp,
+    ) -> Result<RedirectTarget, QueryError> {
+        let clusters = self.clusters().await?;
+        if !clusters.is_empty() && !clusters.iter().any(|c| c == cluster) {
+            return Err(QueryError::BadRequest(format!(
+                "unknown cluster {cluster:?}; known: {}",
+                clusters.join(", ")
+            )));
+        }
+        let half_hour = SignedDuration::from_mins(30);
+        let mut tags = BTreeMap::from([
+            (v::RESOURCE.to_owned(), resource.to_owned()),
+            (v::NAME.to_owned(), name.to_owned()),
+        ]);
+        if !namespace.is_empty() {
+            tags.insert(v::NAMESPACE.to_owned(), namespace.to_owned());
+        }
+        let query = FindQuery {
+            mode: DisplayMode::DEFAULT,
+            cluster: Some(cluster.to_owned()),
+            tags,
+            from: at.saturating_sub(half_hour).unwrap_or(at),
+            to: at.saturating_add(half_hour).unwrap_or(at),
+            limit: 2,
+        };
+        let found = self.find(&query).await?;
+        Ok(match found.as_slice() {
+            [] => RedirectTarget::None(placeholder(cluster, resource, namespace, name, at)),
+            [one] => RedirectTarget::One(one.trace_id),
+            many => RedirectTarget::Many(many.len()),
+        })
+    }
+
+    async fn remember(&self, view: &TraceView) -> Result<(), QueryError> {
+        let stored = StoredView {
+            objects: std::iter::once(view.queried.clone())
+                .chain(view.also_queried.iter().cloned())
+                .collect(),
+            from: view.from,
+            to: view.to,
+        };
+        let low = view.low_half();
+        let views = self.views.clone();
+        tokio::task::spawn_blocking(move || views.put(low, &stored, Timestamp::now()))
+            .await
+            .map_err(|err| {
+                QueryError::Read(ReadError::Backend {
+                    what: "the view store".into(),
+                    message: err.to_string(),
+                })
+            })??;
+        Ok(())
+    }
+}
+
+/// A trace of one span naming the object, with the warning "no events found".
+fn placeholder(
+    cluster: &str,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    at: Timestamp,
+) -> DisplayTrace {
+    let key = ObjectKey::new(cluster, "", resource, namespace, name);
+    let low = ViewRequest::new(key).low_half();
+    let mode = DisplayMode::DEFAULT;
+    let tags = [
+        (v::CLUSTER, cluster),
+        (v::RESOURCE, resource),
+        (v::NAMESPACE, namespace),
+        (v::NAME, name),
+    ]
+    .into_iter()
+    .map(|(k, value)| (k.to_owned(), value.to_owned()))
+    .collect();
+    DisplayTrace {
+        trace_id: mode.trace_id(low),
+        mode,
+        spans: vec![DisplaySpan {
+            span_id: low,
+            parent: None,
+            kind: DisplayKind::Object,
+            service: format!("{cluster} {resource}"),
+            operation: if namespace.is_empty() || namespace == "default" {
+                name.to_owned()
+            } else {
+                format!("{namespace} {name}")
+            },
+            start: at,
+            end: at,
+            tags,
+            logs: Vec::new(),
+            warnings: vec!["no events found".to_owned()],
+        }],
+    }
+}
