@@ -9,6 +9,10 @@ use serde_json::Value;
 /// The body of `object`: the one it carries, else the one `lookup` finds (the pipeline's body cache, then any
 /// lookup configured on the pipeline, such as an apiserver GET). `None` when neither has it.
 ///
+/// The pipeline hands a linker the body whenever it has one (it asked its lookup already), so inside a pipeline
+/// the lookup here mostly hears about bodies nobody has; put a slow lookup behind a
+/// [`CachingLookup`](crate::CachingLookup), which remembers absences too.
+///
 /// ```
 /// use std::sync::Arc;
 /// use kelemetry_core::{NoLookup, Object, ObjectKey, ObjectRef};

@@ -222,6 +222,8 @@ impl ObjectMatch {
             && self.resource.as_ref().is_none_or(|r| *r == key.resource)
     }
 
+    /// Whether the labels and the `when`/`unless` conditions admit `body`. A rule with a name source asks this
+    /// after finding a name, so that a rule for every resource (`"*"`) costs one lookup on most objects.
     fn admits(&self, body: &Value) -> bool {
         self.selector.as_ref().is_none_or(|s| s.matches(body))
             && self
@@ -306,9 +308,6 @@ impl Rule {
         body: &Value,
         resources: &ResourceMap,
     ) -> Result<Vec<Link>, String> {
-        if !self.matcher.admits(body) {
-            return Ok(Vec::new());
-        }
         let key = object.key();
         let mut links = Vec::new();
         match &self.target {
@@ -321,6 +320,12 @@ impl Rule {
                 namespace,
                 cluster,
             } => {
+                // Names first: they are cheap to look for and usually absent.
+                let names = name.values(body);
+                if matches!(&names, Ok(found) if found.is_empty()) || !self.matcher.admits(body) {
+                    return Ok(links);
+                }
+                let names = names?;
                 let cluster = first_or(cluster.as_ref(), body, &key.cluster)?;
                 let scope = scope.or_else(|| resources.scope_of(group, resource));
                 let namespace = if scope == Some(ResourceScope::Cluster) {
@@ -332,12 +337,15 @@ impl Rule {
                     Some(version) => version.clone(),
                     None => preferred_version(resources, group, resource),
                 };
-                for name in name.values(body)? {
+                for name in names {
                     let target = ObjectKey::new(&cluster, group, resource, &namespace, name);
                     links.push(self.link(ObjectRef::new(target, version.clone(), None)));
                 }
             }
             Target::Reference { path, cluster } => {
+                if !self.matcher.admits(body) {
+                    return Ok(links);
+                }
                 let cluster = first_or(cluster.as_ref(), body, &key.cluster)?;
                 for node in path.path.query(body).all() {
                     let target = reference(node, &path.text, resources)?;
