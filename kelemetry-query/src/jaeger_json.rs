@@ -289,3 +289,82 @@ impl From<&DisplayTrace> for Trace {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::display::{DisplayKind, DisplayLog, DisplayMode, DisplaySpan};
+
+    fn span(id: u64, parent: Option<u64>, service: &str) -> DisplaySpan {
+        DisplaySpan {
+            span_id: id,
+            parent,
+            kind: DisplayKind::Object,
+            service: service.into(),
+            operation: format!("op{id}"),
+            start: "2024-01-01T10:00:00Z".parse().unwrap(),
+            end: "2024-01-01T10:00:02.5Z".parse().unwrap(),
+            tags: vec![("cluster".into(), "c".into())],
+            logs: vec![DisplayLog {
+                time: "2024-01-01T10:00:01Z".parse().unwrap(),
+                fields: vec![("event".into(), "Scheduled".into())],
+            }],
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_display_trace_becomes_jaeger_json() {
+        let trace = DisplayTrace {
+            trace_id: DisplayMode::DEFAULT.trace_id(0xab),
+            mode: DisplayMode::DEFAULT,
+            spans: vec![
+                span(1, None, "c deployments"),
+                span(2, Some(1), "replicasets"),
+                span(3, Some(1), "replicasets"),
+            ],
+        };
+        let json = serde_json::to_value(Response::ok(vec![Trace::from(&trace)], 1)).unwrap();
+        assert_eq!(json["total"], 1);
+        assert!(json["errors"].is_null());
+        let t = &json["data"][0];
+        assert_eq!(t["traceID"], "ff20000000e1e3e700000000000000ab");
+        let root = &t["spans"][0];
+        assert_eq!(root["spanID"], "0000000000000001");
+        assert_eq!(root["operationName"], "op1");
+        assert_eq!(root["references"], serde_json::json!([]));
+        assert_eq!(root["startTime"], 1_704_103_200_000_000u64);
+        assert_eq!(root["duration"], 2_500_000);
+        assert_eq!(
+            root["tags"][0],
+            serde_json::json!({"key": "cluster", "type": "string", "value": "c"})
+        );
+        assert_eq!(root["logs"][0]["timestamp"], 1_704_103_201_000_000u64);
+        assert_eq!(root["logs"][0]["fields"][0]["key"], "event");
+        assert!(root["warnings"].is_null());
+        let child = &t["spans"][1];
+        assert_eq!(
+            child["references"][0],
+            serde_json::json!({"refType": "CHILD_OF", "traceID": "ff20000000e1e3e700000000000000ab", "spanID": "0000000000000001"})
+        );
+        // One process per service.
+        assert_eq!(t["processes"].as_object().unwrap().len(), 2);
+        assert_eq!(t["spans"][2]["processID"], child["processID"]);
+        assert_eq!(t["processes"]["p1"]["serviceName"], "c deployments");
+        // And back: the model reads what it writes (and what Jaeger writes).
+        let back: Response<Vec<Trace>> = serde_json::from_value(json).unwrap();
+        assert_eq!(back.data.unwrap()[0], Trace::from(&trace));
+    }
+
+    #[test]
+    fn errors_have_the_jaeger_shape() {
+        let json = serde_json::to_value(Response::<()>::error(404, "trace not found")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"data": null, "total": 0, "limit": 0, "offset": 0,
+                               "errors": [{"code": 404, "msg": "trace not found"}]})
+        );
+    }
+}

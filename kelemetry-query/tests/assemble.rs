@@ -13,8 +13,8 @@ use kelemetry_core::{
 };
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{
-    DisplayMode, LinkSelector, ObjectPattern, ReadError, Reader, ViewNode, ViewRequest, assemble,
-    display,
+    DisplayKind, DisplayMode, LinkSelector, ObjectPattern, ReadError, Reader, ViewNode,
+    ViewRequest, assemble, assemble_components, display,
 };
 
 /// Spans in memory, by trace.
@@ -280,4 +280,170 @@ async fn tracing_mode_shows_one_span_per_object_with_logs() {
         assert!(parent.start <= span.start && span.end <= parent.end);
         assert!(span.start < span.end);
     }
+}
+
+impl Spans {
+    fn audit(&mut self, key: &ObjectKey, at: &str, title: &str) {
+        let at: Timestamp = at.parse().unwrap();
+        let window = Windowing::default().window_of(at);
+        let object = ObjectRef::new(key.clone(), "v1", None);
+        let activity = Activity::new(
+            Object::new(object),
+            SourceKind::Audit,
+            at,
+            title,
+            format!("audit-{key}{at}{title}"),
+        );
+        self.add(activity_span(&activity, window));
+    }
+}
+
+fn full_tree(base: BaseMode) -> DisplayMode {
+    DisplayMode {
+        base,
+        modifier: Some(Modifier::FullTree),
+    }
+}
+
+async fn shown(spans: &Spans, mode: DisplayMode) -> kelemetry_query::DisplayTrace {
+    let view = assemble(spans, &request(key("deployments", "d"), mode.selector()))
+        .await
+        .unwrap();
+    display(&view, mode)
+}
+
+#[tokio::test]
+async fn grouped_mode_moves_audit_logs_into_an_audit_span() {
+    let mut spans = cluster();
+    spans.audit(
+        &key("deployments", "d"),
+        "2024-01-01T10:06:00Z",
+        "alice update",
+    );
+    spans.audit(
+        &key("deployments", "d"),
+        "2024-01-01T10:07:00Z",
+        "bob patch",
+    );
+    let trace = shown(&spans, full_tree(BaseMode::Grouped)).await;
+    let root = &trace.spans[0];
+    // Kubernetes Events stay on the object; the audit logs moved into one `audit` child.
+    assert_eq!(root.logs.len(), 2);
+    assert!(root.logs.iter().all(|l| l.field("event").is_some()));
+    let audit: Vec<_> = trace
+        .children_of(root.span_id)
+        .filter(|s| s.kind == DisplayKind::SourceGroup)
+        .collect();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].service.as_str(), audit[0].operation.as_str()),
+        ("audit", "audit")
+    );
+    assert_eq!(audit[0].logs.len(), 2);
+    assert_eq!(audit[0].logs[0].field("audit"), Some("alice update"));
+    // Compacted to its logs.
+    assert_eq!(audit[0].start, "2024-01-01T10:06:00Z".parse().unwrap());
+    // Link classes stay in grouped mode.
+    let class = trace
+        .children_of(root.span_id)
+        .find(|s| s.kind == DisplayKind::LinkClass)
+        .unwrap();
+    assert_eq!(class.service, "children");
+    assert_eq!(trace.children_of(class.span_id).count(), 2);
+    // In tracing mode the same audit records are logs on the Deployment, and there are no virtual spans.
+    let tracing = shown(&spans, full_tree(BaseMode::Tracing)).await;
+    assert_eq!(tracing.spans[0].logs.len(), 4);
+    assert!(tracing.spans.iter().all(|s| s.kind == DisplayKind::Object));
+}
+
+#[tokio::test]
+async fn tree_and_timeline_keep_activities_as_spans() {
+    let spans = cluster();
+    let tree = shown(&spans, full_tree(BaseMode::Tree)).await;
+    let count = |trace: &kelemetry_query::DisplayTrace, kind| {
+        trace.spans.iter().filter(|s| s.kind == kind).count()
+    };
+    // 7 objects with 2 activities each (one per window).
+    assert_eq!(count(&tree, DisplayKind::Object), 7);
+    assert_eq!(count(&tree, DisplayKind::Activity), 14);
+    assert_eq!(count(&tree, DisplayKind::LinkClass), 3);
+    for span in &tree.spans {
+        if span.kind == DisplayKind::Activity {
+            let parent = tree
+                .spans
+                .iter()
+                .find(|p| Some(p.span_id) == span.parent)
+                .unwrap();
+            assert_eq!(
+                parent.kind,
+                DisplayKind::Object,
+                "activities sit under their object"
+            );
+        }
+    }
+    // The root spans the two windows, not a compacted interval.
+    assert_eq!(tree.spans[0].start, "2024-01-01T10:00:00Z".parse().unwrap());
+
+    let timeline = shown(&spans, full_tree(BaseMode::Timeline)).await;
+    assert_eq!(count(&timeline, DisplayKind::Object), 1);
+    assert_eq!(count(&timeline, DisplayKind::LinkClass), 0);
+    assert_eq!(count(&timeline, DisplayKind::Activity), 14);
+    let root = timeline.spans[0].span_id;
+    assert!(timeline.spans[1..].iter().all(|s| s.parent == Some(root)));
+    let starts: Vec<_> = timeline.spans[1..].iter().map(|s| s.start).collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "by time");
+
+    // The same view has the same low half in every mode; only the mode digits differ.
+    let low = |t: &kelemetry_query::DisplayTrace| t.trace_id as u64;
+    assert_eq!(low(&tree), low(&timeline));
+    assert_eq!(format!("{:032x}", timeline.trace_id)[..10], *"ff11000000");
+}
+
+#[tokio::test]
+async fn objects_with_nothing_in_the_range_are_pruned() {
+    let spans = cluster();
+    let mut req = request(key("deployments", "d"), LinkSelector::full_tree());
+    // Only the Deployment's own activity of the second window is in range: its children have nothing then.
+    req.from = "2024-01-01T10:35:00Z".parse().unwrap();
+    req.to = "2024-01-01T10:35:00Z".parse().unwrap();
+    let view = assemble(&spans, &req).await.unwrap();
+    assert_eq!(all_keys(&view.root).len(), 7, "assembled...");
+    let trace = display(&view, full_tree(BaseMode::Tracing));
+    // ...but every object has one activity at 10:35, so nothing is pruned; narrow to a time with none.
+    assert_eq!(trace.spans.len(), 7);
+    req.from = "2024-01-01T10:40:00Z".parse().unwrap();
+    req.to = "2024-01-01T10:50:00Z".parse().unwrap();
+    let view = assemble(&spans, &req).await.unwrap();
+    let trace = display(&view, full_tree(BaseMode::Tracing));
+    assert_eq!(
+        trace.spans.len(),
+        1,
+        "children with nothing in the range are pruned, the root stays"
+    );
+}
+
+#[tokio::test]
+async fn a_search_splits_into_connected_components() {
+    let spans = cluster();
+    let pods: Vec<ObjectKey> = ["r1-a", "r2-b", "r1-b"]
+        .iter()
+        .map(|p| key("pods", p))
+        .collect();
+    let (from, to) = (Timestamp::MIN, Timestamp::MAX);
+    let alone = assemble_components(&spans, &pods, from, to, &LinkSelector::none(), 100, 20)
+        .await
+        .unwrap();
+    assert_eq!(alone.len(), 3);
+    let joined = assemble_components(&spans, &pods, from, to, &LinkSelector::full_tree(), 100, 20)
+        .await
+        .unwrap();
+    assert_eq!(joined.len(), 1, "the pods meet at their Deployment");
+    assert_eq!(joined[0].root.history.key.name, "d");
+    assert_eq!(joined[0].also_queried.len(), 2);
+    // The view's request assembles it again, with the same id.
+    let again = assemble(&spans, &joined[0].request(LinkSelector::full_tree()))
+        .await
+        .unwrap();
+    assert_eq!(again.low_half(), joined[0].low_half());
+    assert_eq!(all_keys(&again.root), all_keys(&joined[0].root));
 }
