@@ -85,3 +85,11 @@ cluster_free_port() {
   done
   cluster_die "no free port on 127.0.0.1 after $tries tries"
 }
+
+# True when DIR is missing, empty, or was made by `up` (it has pids/ or cluster.env): only such a dir may be wiped.
+cluster_run_dir_is_ours() {
+  local dir="$1"
+  [[ ! -e "$dir" ]] && return 0
+  [[ -d "$dir" ]] || return 1
+  [[ -z "$(ls -A "$dir")" || -d "$dir/pids" || -f "$dir/cluster.env" ]]
+}
