@@ -7,6 +7,8 @@
 //! - [`JsonLinesExporter`] ([`json_lines`]): OTLP/JSON lines, one `ExportTraceServiceRequest` per line, readable
 //!   by the OpenTelemetry Collector's file receiver and by people.
 //! - [`otlp`]: [`kelemetry_core::SpanRecord`]s as OTLP messages, shared by every OTLP-speaking exporter.
+//! - `OtlpExporter` (`otlp_exporter`, feature `otlp`): OTLP over gRPC or HTTP/protobuf to Jaeger, Tempo, a
+//!   Collector or a vendor, with a bounded buffer, retry with backoff, TLS, headers and gzip.
 //!
 //! ```
 //! use kelemetry_core::{Exporter, ObjectKey, ObjectRef, Windowing};
@@ -35,9 +37,15 @@
 
 pub mod json_lines;
 pub mod otlp;
+#[cfg(feature = "otlp")]
+pub mod otlp_exporter;
 pub mod store;
 
 pub use json_lines::{JsonLinesExporter, OpenJsonLinesError};
+#[cfg(feature = "otlp")]
+pub use otlp_exporter::{
+    OtlpConfig, OtlpConfigError, OtlpExporter, OtlpProtocol, OtlpReport, OtlpStats, OtlpTls,
+};
 pub use store::StoreExporter;
 
 #[cfg(test)]
