@@ -19,6 +19,10 @@ pub enum InputKind {
     AuditPolicy,
 }
 
+/// File name endings skipped when a folder is expanded: documentation, not recordings. A file named on the
+/// command line is always read.
+const NOT_RECORDINGS: &[&str] = &[".md", ".txt", ".sh"];
+
 /// Files named on the command line; a folder stands for every file below it, in name order.
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut files = Vec::new();
@@ -48,7 +52,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
         let entry = entry.map_err(io)?;
         let path = entry.path();
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+        let name = name.to_string_lossy();
+        // Hidden files and notes beside the recordings (a README) are not recordings.
+        if name.starts_with('.') || NOT_RECORDINGS.iter().any(|ext| name.ends_with(ext)) {
             continue;
         }
         if entry.file_type().map_err(io)?.is_dir() {

@@ -1,53 +1,142 @@
-//! [`BodyCache`]: the latest body seen per object, bounded, least recently used first out.
+//! [`BodyCache`]: the latest bodies seen per object, bounded, least recently used object first out.
 
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lru::LruCache;
+use serde_json::Value;
 
 use crate::key::{ObjectKey, ObjectRef};
 use crate::link::ObjectLookup;
 
-/// The latest body seen per object, holding at most `capacity` objects. The diff decorator compares new bodies with
-/// it; linkers look bodies up in it.
+/// How many versions of one object the cache keeps by default.
+pub const DEFAULT_VERSIONS_PER_OBJECT: usize = 4;
+
+/// The latest bodies seen per object: at most `capacity` objects, and for each at most a few versions ordered by
+/// `metadata.resourceVersion`. The diff decorator compares a new body with the version just before it; linkers look
+/// up the newest.
+///
+/// Records of one object can arrive out of order when several sources report it (an audit log and a watch stream
+/// read side by side, a webhook and a watch): keeping a short history ordered by resource version lets a diff be
+/// taken against the right predecessor instead of against whatever arrived last. Resource versions are compared as
+/// numbers when both are (what etcd-backed apiservers write); a body without a numeric resource version is taken as
+/// the newest.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kelemetry_core::{BodyCache, ObjectKey};
+/// use serde_json::json;
+///
+/// let cache = BodyCache::new(100);
+/// let key = ObjectKey::new("c", "apps", "deployments", "ns", "web");
+/// for rv in ["12", "10", "11"] {
+///     cache.insert(key.clone(), Arc::new(json!({"metadata": {"resourceVersion": rv}})));
+/// }
+/// assert_eq!(cache.get(&key).unwrap()["metadata"]["resourceVersion"], "12");
+/// assert_eq!(cache.before(&key, Some("12")).unwrap()["metadata"]["resourceVersion"], "11");
+/// assert_eq!(cache.before(&key, Some("11")).unwrap()["metadata"]["resourceVersion"], "10");
+/// assert!(cache.before(&key, Some("10")).is_none());
+/// ```
 #[derive(Debug)]
 pub struct BodyCache {
-    inner: Mutex<LruCache<ObjectKey, Arc<serde_json::Value>>>,
-    hits: std::sync::atomic::AtomicU64,
-    misses: std::sync::atomic::AtomicU64,
+    inner: Mutex<LruCache<ObjectKey, Versions>>,
+    versions_per_object: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Versions of one object, oldest first.
+type Versions = VecDeque<(Option<u64>, Arc<Value>)>;
+
+/// The numeric resource version of a body, if it has one.
+pub fn numeric_resource_version(body: &Value) -> Option<u64> {
+    body.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
 }
 
 impl BodyCache {
-    /// A cache of at most `capacity` objects (at least one).
+    /// A cache of at most `capacity` objects (at least one), each with [`DEFAULT_VERSIONS_PER_OBJECT`] versions.
     pub fn new(capacity: usize) -> Self {
+        Self::with_versions(capacity, DEFAULT_VERSIONS_PER_OBJECT)
+    }
+
+    /// A cache of at most `capacity` objects with at most `versions` versions each (both at least one).
+    pub fn with_versions(capacity: usize, versions: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             inner: Mutex::new(LruCache::new(capacity)),
-            hits: 0.into(),
-            misses: 0.into(),
+            versions_per_object: versions.max(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
-    /// The latest body of `key`, if cached.
-    pub fn get(&self, key: &ObjectKey) -> Option<Arc<serde_json::Value>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let found = self.inner.lock().ok().and_then(|mut c| c.get(key).cloned());
-        if found.is_some() {
+    fn count(&self, found: bool) {
+        if found {
             self.hits.fetch_add(1, Relaxed);
         } else {
             self.misses.fetch_add(1, Relaxed);
         }
+    }
+
+    /// The newest body of `key`, if cached.
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+        let found = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(key).and_then(|v| v.back().map(|(_, b)| b.clone())));
+        self.count(found.is_some());
         found
     }
 
-    /// Stores `body` as the latest of `key`; returns the body it replaces.
-    pub fn insert(
-        &self,
-        key: ObjectKey,
-        body: Arc<serde_json::Value>,
-    ) -> Option<Arc<serde_json::Value>> {
-        self.inner.lock().ok().and_then(|mut c| c.put(key, body))
+    /// The newest body of `key` older than `resource_version`: the version a change to `resource_version` was
+    /// made from. Without a numeric `resource_version` (or with no numeric versions cached), the newest body.
+    pub fn before(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<Arc<Value>> {
+        let target = resource_version.and_then(|rv| rv.parse::<u64>().ok());
+        let found = self.inner.lock().ok().and_then(|mut c| {
+            let versions = c.get(key)?;
+            match target {
+                Some(target) => versions
+                    .iter()
+                    .rev()
+                    .find(|(rv, _)| rv.is_some_and(|rv| rv < target))
+                    .map(|(_, body)| body.clone()),
+                None => versions.back().map(|(_, body)| body.clone()),
+            }
+        });
+        self.count(found.is_some());
+        found
+    }
+
+    /// Stores `body` as a version of `key`, in resource-version order. A version already held is not stored twice.
+    pub fn insert(&self, key: ObjectKey, body: Arc<Value>) {
+        let rv = numeric_resource_version(&body);
+        let Ok(mut cache) = self.inner.lock() else {
+            return;
+        };
+        let versions = cache.get_or_insert_mut(key, VecDeque::new);
+        let position = match rv {
+            Some(rv) => {
+                if versions.iter().any(|(held, _)| *held == Some(rv)) {
+                    return;
+                }
+                // After every older numeric version; unnumbered bodies stay at the end.
+                versions
+                    .iter()
+                    .position(|(held, _)| held.is_none_or(|held| held > rv))
+                    .unwrap_or(versions.len())
+            }
+            None => versions.len(),
+        };
+        versions.insert(position, (rv, body));
+        while versions.len() > self.versions_per_object {
+            versions.pop_front();
+        }
     }
 
     /// How many objects are cached.
@@ -62,14 +151,13 @@ impl BodyCache {
 
     /// Lookups that found a body, and lookups that did not.
     pub fn hits_and_misses(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
         (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 }
 
 #[async_trait]
 impl ObjectLookup for BodyCache {
-    async fn body(&self, object: &ObjectRef) -> Option<Arc<serde_json::Value>> {
+    async fn body(&self, object: &ObjectRef) -> Option<Arc<Value>> {
         self.get(&object.key)
     }
 }
@@ -77,27 +165,49 @@ impl ObjectLookup for BodyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("c", "", "pods", "ns", name)
+    }
+
+    fn body(rv: &str) -> Arc<Value> {
+        Arc::new(json!({"metadata": {"resourceVersion": rv}}))
+    }
 
     #[test]
     fn keeps_at_most_capacity_objects() {
         let cache = BodyCache::new(2);
         for name in ["a", "b", "c"] {
-            cache.insert(
-                ObjectKey::new("c", "", "pods", "ns", name),
-                Arc::new(serde_json::json!({"n": name})),
-            );
+            cache.insert(key(name), Arc::new(json!({"n": name})));
         }
         assert_eq!(cache.len(), 2);
-        assert!(
-            cache
-                .get(&ObjectKey::new("c", "", "pods", "ns", "a"))
-                .is_none()
-        );
-        assert!(
-            cache
-                .get(&ObjectKey::new("c", "", "pods", "ns", "c"))
-                .is_some()
-        );
+        assert!(cache.get(&key("a")).is_none());
+        assert!(cache.get(&key("c")).is_some());
         assert_eq!(cache.hits_and_misses(), (1, 1));
+    }
+
+    #[test]
+    fn keeps_a_bounded_ordered_history() {
+        let cache = BodyCache::with_versions(10, 3);
+        for rv in ["5", "3", "4", "3", "6"] {
+            cache.insert(key("p"), body(rv));
+        }
+        let rv = |b: Option<Arc<Value>>| {
+            b.map(|b| {
+                b["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        };
+        assert_eq!(rv(cache.get(&key("p"))).as_deref(), Some("6"));
+        assert_eq!(rv(cache.before(&key("p"), Some("6"))).as_deref(), Some("5"));
+        assert_eq!(rv(cache.before(&key("p"), Some("5"))).as_deref(), Some("4"));
+        // Only three versions are kept: 3 was dropped.
+        assert_eq!(rv(cache.before(&key("p"), Some("4"))), None);
+        // Without a number, the newest.
+        assert_eq!(rv(cache.before(&key("p"), None)).as_deref(), Some("6"));
+        assert_eq!(rv(cache.before(&key("p"), Some("x"))).as_deref(), Some("6"));
     }
 }

@@ -100,7 +100,7 @@ impl DiffDecorator {
                 if let Some(rv) = new_rv {
                     activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv.to_owned());
                 }
-                let Some(previous) = bodies.get(activity.object.key()) else {
+                let Some(previous) = bodies.before(activity.object.key(), new_rv) else {
                     return;
                 };
                 if Arc::ptr_eq(&previous, &body)
