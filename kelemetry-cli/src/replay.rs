@@ -45,17 +45,15 @@ pub struct DemoArgs {
     /// Recordings to replay instead of the default demo data.
     pub files: Vec<PathBuf>,
     /// The object to show, as RESOURCE/NAMESPACE/NAME.
-    #[arg(long, default_value = "deployments/default/px")]
+    #[arg(long, default_value = "deployments/default/demo")]
     pub object: String,
 }
 
-/// The recorded real-cluster data the demo replays when no file is given: a 2-replica Deployment rollout recorded
-/// from a kind cluster (Events and objects), beside the repository in `../shared/fixtures`.
+/// The recording the demo replays when no file is given: the original Kelemetry's deployment scenario, recorded
+/// from the project's real test cluster (`fixtures/recorded/deployment-lifecycle`: audit log, Events, watched
+/// objects).
 fn default_demo_files() -> Vec<PathBuf> {
-    let root = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    vec![root.join("events/kspan-kind-2021/deployment-2-pods.yaml")]
+    vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recorded/deployment-lifecycle")]
 }
 
 struct PlannedSource {

@@ -92,7 +92,9 @@ fn render_log(log: &DisplayLog, prefix: &str, options: TextOptions, out: &mut St
     let mut rest = Vec::new();
     for (name, value) in fields {
         match name.as_str() {
-            "userAgent" | "sourceIP" | "responseCode" | "action" | "source" | "type" | "count" => {
+            // Said by the title already ("(Conflict)") or too long for a terminal line; kept in the data.
+            "userAgent" | "sourceIP" | "responseCode" | "count" => {}
+            "action" | "source" | "type" => {
                 let _ = write!(head, "  {name}={value}");
             }
             "snapshot" => {
