@@ -61,10 +61,17 @@ mod audit_file;
 pub mod audit_follow;
 pub mod checkpoint;
 mod json_stream;
+#[cfg(feature = "kube")]
+pub mod kube_discovery;
+#[cfg(feature = "kube")]
+pub mod kube_events;
 mod lines;
 mod object_file;
+#[cfg(feature = "kube")]
+pub mod object_watch;
 mod outlet;
 pub mod report;
+pub mod watch_store;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 mod yaml_stream;
@@ -72,8 +79,13 @@ mod yaml_stream;
 pub use audit_file::AuditFileSource;
 pub use audit_follow::{AuditLogFollower, StartPosition};
 pub use checkpoint::{CheckpointFile, FileCheckpoint};
+#[cfg(feature = "kube")]
+pub use kube_events::{KubeEventOptions, KubeEventSource};
 pub use object_file::ObjectFileSource;
+#[cfg(feature = "kube")]
+pub use object_watch::{ObjectWatchOptions, ObjectWatchSource};
 pub use report::{ReadCounters, ReadReport};
+pub use watch_store::{WatchDiffDecorator, WatchStore, WatchStoreLimits, WatchWait};
 #[cfg(feature = "webhook")]
 pub use webhook::{AuditWebhook, WebhookConfig, WebhookMetrics};
 

@@ -1,0 +1,496 @@
+//! [`ObjectWatchSource`]: watches the objects of the cluster and files their diffs and snapshots in a
+//! [`WatchStore`] (reference §3.4), for [`WatchDiffDecorator`](crate::watch_store::WatchDiffDecorator) to attach
+//! to audit activities.
+//!
+//! - **What is watched**: every resource the apiserver serves that can be listed and watched (kube discovery,
+//!   preferred versions, all namespaces), narrowed by [`ObjectWatchOptions::include`] (when not empty) and
+//!   [`ObjectWatchOptions::exclude`] (default: Events and Leases, which change all the time and are traced
+//!   otherwise or not at all), at most [`ObjectWatchOptions::max_watches`] resources. Names are `resource` (any
+//!   group) or `resource.group`, as in the pipeline's filter.
+//! - **Bounded concurrency**: at most [`ObjectWatchOptions::concurrent_lists`] resources list their objects at the
+//!   same time (the list is paged by kube's watcher); the watches themselves are multiplexed on one task.
+//! - **Versions**: the first list of a resource only fills the store; afterwards an added object gets a creation
+//!   snapshot, a modified one a diff against its previous version, a deleted one a deletion snapshot. After an
+//!   interrupted watch, the re-list is compared with what the store knew: changed objects get diffs, new ones
+//!   creation snapshots, vanished ones deletion snapshots.
+//! - **Watch-only activities** ([`ObjectWatchOptions::emit_activities`], off by default): each change also becomes
+//!   an activity of source [`SourceKind::Watch`] titled `watch create|update|delete`, with the diff or snapshot as
+//!   its log and dedup key `watch:<uid>:<resourceVersion>`. Meant for clusters whose audit records cannot be had:
+//!   with an audit source as well, each write would appear twice (once as the request, once as the change), so the
+//!   default leaves changes to decorate the audit activities only.
+//!
+//! Bodies are redacted (Secrets, configured fields) by the store before they are kept or diffed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use jiff::Timestamp;
+use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine, SourceKind};
+use kelemetry_core::decorate::REDACTED_MESSAGE;
+use kelemetry_core::{
+    ActivitySink, Object, ObjectKey, ObjectRef, Shutdown, Source, SourceError, vocabulary,
+};
+use kube::api::{Api, DynamicObject};
+use kube::core::TypeMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::kube_discovery::{DiscoveredResource, discover_resources};
+use crate::watch_store::{ChangeContent, WatchPhase, WatchStore, WatchedChange};
+
+/// Resources left out by default: Events (the Events source traces them) and Leases (renewed every few seconds).
+pub const DEFAULT_EXCLUDED: &[&str] = &[
+    "events",
+    "events.events.k8s.io",
+    "leases.coordination.k8s.io",
+];
+
+/// What an [`ObjectWatchSource`] watches and does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectWatchOptions {
+    /// Only these resources (`resource` or `resource.group`); all when empty.
+    pub include: Vec<String>,
+    /// Not these resources.
+    pub exclude: Vec<String>,
+    /// Watch at most this many resources (the first ones by group and name); the rest is reported and left out.
+    pub max_watches: usize,
+    /// At most this many resources list their objects at once.
+    pub concurrent_lists: usize,
+    /// Also send each change as a watch activity.
+    pub emit_activities: bool,
+}
+
+impl Default for ObjectWatchOptions {
+    fn default() -> Self {
+        Self {
+            include: Vec::new(),
+            exclude: DEFAULT_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
+            max_watches: 200,
+            concurrent_lists: 4,
+            emit_activities: false,
+        }
+    }
+}
+
+fn names(list: &[String], resource: &DiscoveredResource) -> bool {
+    list.iter().any(|name| match name.split_once('.') {
+        Some((plural, group)) => plural == resource.api.plural && group == resource.api.group,
+        None => *name == resource.api.plural,
+    })
+}
+
+impl ObjectWatchOptions {
+    /// Whether `resource` is to be watched (ignoring the count limit).
+    pub fn selects(&self, resource: &DiscoveredResource) -> bool {
+        resource.watchable
+            && (self.include.is_empty() || names(&self.include, resource))
+            && !names(&self.exclude, resource)
+    }
+}
+
+/// Watches objects and files their changes in a [`WatchStore`]. See the module documentation.
+pub struct ObjectWatchSource {
+    client: Client,
+    cluster: String,
+    store: Arc<WatchStore>,
+    options: ObjectWatchOptions,
+    resources: Option<Vec<DiscoveredResource>>,
+}
+
+impl std::fmt::Debug for ObjectWatchSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectWatchSource")
+            .field("cluster", &self.cluster)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectWatchSource {
+    /// Watches the cluster `client` talks to, named `cluster`, filing changes in `store`.
+    pub fn new(
+        client: Client,
+        cluster: impl Into<String>,
+        store: Arc<WatchStore>,
+        options: ObjectWatchOptions,
+    ) -> Self {
+        Self {
+            client,
+            cluster: cluster.into(),
+            store,
+            options,
+            resources: None,
+        }
+    }
+
+    /// Uses these discovered resources instead of discovering them when it starts.
+    pub fn with_resources(mut self, resources: Vec<DiscoveredResource>) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
+    /// The store it fills.
+    pub fn store(&self) -> Arc<WatchStore> {
+        Arc::clone(&self.store)
+    }
+}
+
+type Item = (usize, Result<watcher::Event<DynamicObject>, watcher::Error>);
+
+/// The watch of one resource, which waits for a list slot and gives it back once its first list is complete.
+fn bounded_watch(
+    index: usize,
+    api: Api<DynamicObject>,
+    lists: Arc<Semaphore>,
+) -> BoxStream<'static, Item> {
+    let start = async move {
+        let permit = lists.acquire_owned().await.ok();
+        (
+            permit,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        )
+    };
+    stream::once(start)
+        .flat_map(move |(permit, events)| {
+            let mut permit = permit;
+            events.map(move |event| {
+                if matches!(event, Ok(watcher::Event::InitDone)) {
+                    permit.take();
+                }
+                (index, event)
+            })
+        })
+        .boxed()
+}
+
+/// Where one watched resource is.
+struct Watched {
+    resource: DiscoveredResource,
+    types: TypeMeta,
+    listed_once: bool,
+    relisted: Option<HashSet<ObjectKey>>,
+}
+
+impl Watched {
+    fn object(&self, cluster: &str, object: &DynamicObject) -> ObjectRef {
+        let namespace = if self.resource.namespaced {
+            object.namespace().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        ObjectRef::new(
+            ObjectKey::new(
+                cluster,
+                &self.resource.api.group,
+                &self.resource.api.plural,
+                namespace,
+                object.name_any(),
+            ),
+            self.resource.api.version.clone(),
+            object.uid(),
+        )
+    }
+}
+
+fn watch_activity(change: &WatchedChange, body: Option<Arc<serde_json::Value>>) -> Activity {
+    let verb = match change.kind {
+        ChangeKind::Create => "create",
+        ChangeKind::Update => "update",
+        ChangeKind::Delete => "delete",
+    };
+    let identity = change
+        .object
+        .uid
+        .clone()
+        .unwrap_or_else(|| change.object.key.to_string());
+    let rv = change.resource_version.clone().unwrap_or_default();
+    let dedup_key = match change.kind {
+        ChangeKind::Delete => format!("watch:{identity}:{rv}:delete"),
+        _ => format!("watch:{identity}:{rv}"),
+    };
+    let object = match body {
+        Some(body) => Object::with_body(change.object.clone(), body),
+        None => Object::new(change.object.clone()),
+    };
+    let mut activity = Activity::new(
+        object,
+        SourceKind::Watch,
+        change.seen_at,
+        format!("watch {verb}"),
+        dedup_key,
+    );
+    if !rv.is_empty() {
+        activity.attribute(vocabulary::RESOURCE_VERSION, rv);
+    }
+    match &change.content {
+        ChangeContent::Diff(text) if text.is_empty() => {}
+        ChangeContent::Diff(text) => activity
+            .logs
+            .push(LogLine::new(LogKind::ObjectDiff, text.clone())),
+        ChangeContent::Snapshot(text) => {
+            activity
+                .logs
+                .push(LogLine::new(LogKind::ObjectSnapshot, text.clone()));
+        }
+        ChangeContent::Redacted => {
+            activity
+                .logs
+                .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
+        }
+    }
+    activity
+}
+
+#[async_trait]
+impl Source for ObjectWatchSource {
+    fn name(&self) -> &str {
+        "object-watch"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        sink: Arc<dyn ActivitySink>,
+        mut shutdown: Shutdown,
+    ) -> Result<(), SourceError> {
+        let discovered = match self.resources.clone() {
+            Some(resources) => resources,
+            None => discover_resources(&self.client).await.map_err(|err| {
+                SourceError::Other(format!("object watch: discovery failed: {err}"))
+            })?,
+        };
+        let mut selected: Vec<DiscoveredResource> = discovered
+            .into_iter()
+            .filter(|r| self.options.selects(r))
+            .collect();
+        if selected.len() > self.options.max_watches {
+            let left_out: Vec<String> = selected[self.options.max_watches..]
+                .iter()
+                .map(DiscoveredResource::qualified_name)
+                .collect();
+            warn!(
+                limit = self.options.max_watches,
+                left_out = %left_out.join(", "),
+                "object watch: more resources than the watch limit"
+            );
+            selected.truncate(self.options.max_watches);
+        }
+        info!(
+            resources = selected.len(),
+            "object watch: watching {}",
+            selected
+                .iter()
+                .map(DiscoveredResource::qualified_name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let lists = Arc::new(Semaphore::new(self.options.concurrent_lists.max(1)));
+        let mut watched = Vec::with_capacity(selected.len());
+        let mut streams = Vec::with_capacity(selected.len());
+        for (index, resource) in selected.into_iter().enumerate() {
+            self.store
+                .watching(&resource.api.group, &resource.api.plural);
+            let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource.api);
+            streams.push(bounded_watch(index, api, lists.clone()));
+            watched.push(Watched {
+                types: TypeMeta {
+                    api_version: resource.api.api_version.clone(),
+                    kind: resource.api.kind.clone(),
+                },
+                resource,
+                listed_once: false,
+                relisted: None,
+            });
+        }
+        if streams.is_empty() {
+            warn!("object watch: no resource to watch");
+            shutdown.requested().await;
+            return Ok(());
+        }
+        let mut events = stream::select_all(streams);
+        loop {
+            let (index, event) = tokio::select! {
+                () = shutdown.requested() => break,
+                item = events.next() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let Some(state) = watched.get_mut(index) else {
+                continue;
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    warn!(resource = %state.resource.qualified_name(), %err, "object watch failed; retrying");
+                    continue;
+                }
+            };
+            let now = Timestamp::now();
+            let changes: Vec<Arc<WatchedChange>> = match event {
+                watcher::Event::Init => {
+                    if state.listed_once {
+                        state.relisted = Some(HashSet::new());
+                    }
+                    Vec::new()
+                }
+                watcher::Event::InitDone => {
+                    if !state.listed_once {
+                        state.listed_once = true;
+                        self.store
+                            .listed(&state.resource.api.group, &state.resource.api.plural);
+                        Vec::new()
+                    } else if let Some(listed) = state.relisted.take() {
+                        self.store.relisted(
+                            &state.resource.api.group,
+                            &state.resource.api.plural,
+                            &listed,
+                            now,
+                        )
+                    } else {
+                        Vec::new()
+                    }
+                }
+                watcher::Event::InitApply(mut object) => {
+                    let object_ref = state.object(&self.cluster, &object);
+                    if let Some(listed) = &mut state.relisted {
+                        listed.insert(object_ref.key.clone());
+                    }
+                    let phase = if state.listed_once {
+                        WatchPhase::Relist
+                    } else {
+                        WatchPhase::InitialList
+                    };
+                    object.types.get_or_insert_with(|| state.types.clone());
+                    match serde_json::to_value(&object) {
+                        Ok(body) => self
+                            .store
+                            .seen(object_ref, body, phase, now)
+                            .into_iter()
+                            .collect(),
+                        Err(err) => {
+                            warn!(%err, "object watch: unserialisable object");
+                            Vec::new()
+                        }
+                    }
+                }
+                watcher::Event::Apply(mut object) => {
+                    let object_ref = state.object(&self.cluster, &object);
+                    object.types.get_or_insert_with(|| state.types.clone());
+                    match serde_json::to_value(&object) {
+                        Ok(body) => self
+                            .store
+                            .seen(object_ref, body, WatchPhase::Live, now)
+                            .into_iter()
+                            .collect(),
+                        Err(err) => {
+                            warn!(%err, "object watch: unserialisable object");
+                            Vec::new()
+                        }
+                    }
+                }
+                watcher::Event::Delete(mut object) => {
+                    let object_ref = state.object(&self.cluster, &object);
+                    object.types.get_or_insert_with(|| state.types.clone());
+                    match serde_json::to_value(&object) {
+                        Ok(body) => vec![self.store.deleted(object_ref, body, now)],
+                        Err(err) => {
+                            warn!(%err, "object watch: unserialisable object");
+                            Vec::new()
+                        }
+                    }
+                }
+            };
+            if !self.options.emit_activities {
+                continue;
+            }
+            for change in changes {
+                let body = match change.kind {
+                    ChangeKind::Delete => None,
+                    _ => self.store.body(&change.object.key),
+                };
+                let activity = watch_activity(&change, body);
+                let sent = tokio::select! {
+                    sent = sink.send(activity.into()) => sent,
+                    () = shutdown.requested() => return Ok(()),
+                };
+                if sent.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::discovery::ApiResource;
+
+    use super::*;
+
+    fn resource(group: &str, plural: &str, watchable: bool) -> DiscoveredResource {
+        DiscoveredResource {
+            api: ApiResource {
+                group: group.into(),
+                version: "v1".into(),
+                api_version: if group.is_empty() {
+                    "v1".into()
+                } else {
+                    format!("{group}/v1")
+                },
+                kind: "Kind".into(),
+                plural: plural.into(),
+            },
+            namespaced: true,
+            watchable,
+        }
+    }
+
+    #[test]
+    fn selection_by_resource_and_group() {
+        let options = ObjectWatchOptions::default();
+        assert!(options.selects(&resource("apps", "deployments", true)));
+        assert!(!options.selects(&resource("apps", "deployments", false)));
+        assert!(!options.selects(&resource("", "events", true)));
+        assert!(!options.selects(&resource("events.k8s.io", "events", true)));
+        assert!(!options.selects(&resource("coordination.k8s.io", "leases", true)));
+        let only = ObjectWatchOptions {
+            include: vec!["deployments.apps".into(), "pods".into()],
+            ..ObjectWatchOptions::default()
+        };
+        assert!(only.selects(&resource("apps", "deployments", true)));
+        assert!(only.selects(&resource("", "pods", true)));
+        assert!(!only.selects(&resource("extensions", "deployments", true)));
+        assert!(!only.selects(&resource("apps", "replicasets", true)));
+    }
+
+    #[test]
+    fn watch_activities_carry_the_change() {
+        let object = ObjectRef::new(
+            ObjectKey::new("c", "apps", "deployments", "default", "web"),
+            "v1",
+            Some("u1".into()),
+        );
+        let change = WatchedChange {
+            object,
+            kind: ChangeKind::Update,
+            resource_version: Some("12".into()),
+            old_resource_version: Some("11".into()),
+            seen_at: "2024-05-01T12:00:00Z".parse().unwrap_or_default(),
+            content: ChangeContent::Diff("spec.replicas 2 -> 4".into()),
+        };
+        let activity = watch_activity(&change, None);
+        assert_eq!(activity.title, "watch update");
+        assert_eq!(activity.source, SourceKind::Watch);
+        assert_eq!(activity.dedup_key, "watch:u1:12");
+        assert_eq!(activity.logs[0].message, "spec.replicas 2 -> 4");
+        assert_eq!(
+            activity.attribute_value(vocabulary::RESOURCE_VERSION),
+            Some("12")
+        );
+    }
+}

@@ -1,0 +1,684 @@
+//! [`WatchStore`]: what the object watch saw, for the audit activities that did not carry it (reference §3.3–§3.5),
+//! and [`WatchDiffDecorator`], which attaches it to them.
+//!
+//! The object watch ([`ObjectWatchSource`](crate::object_watch::ObjectWatchSource), feature `kube`) hands every
+//! version of every watched object to the store. The store keeps, bounded by count and by an estimate of their
+//! memory, least recently used first out:
+//!
+//! - the **latest body** of each object (redacted with the configured [`Redactor`]), which is also an
+//!   [`ObjectLookup`] for linkers;
+//! - the **changes**: for an update, the field diff between the previous and the new version (core's
+//!   [`audit_diff`]: `metadata.managedFields` and `metadata.resourceVersion` never appear), indexed by the new
+//!   resource version *and* by the old one (so audit records of level `Metadata`, which only know the version the
+//!   request was based on, still match); for a creation seen after the initial list and for a deletion, a
+//!   snapshot of the object (without `managedFields`).
+//!
+//! [`WatchDiffDecorator`] runs after core's [`DiffDecorator`](kelemetry_core::DiffDecorator) in the pipeline: an
+//! audit write that got no diff or snapshot from its own response body (level `Metadata` or `Request`, or the
+//! first write seen of an object since the start) gets the watch's, matched by resource version. As in the
+//! original, the watch may lag behind the audit record: it tries at once, then polls (every second by default)
+//! until `stageTimestamp + 15 s`, and never waits more than 10 s for one activity; it only waits for resources the
+//! watch covers and has listed. A miss adds nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine};
+use kelemetry_core::decorate::{Decorator, REDACTED_MESSAGE};
+use kelemetry_core::diff::audit_diff;
+use kelemetry_core::redact::{Redactor, is_redacted_whole};
+use kelemetry_core::{BodyCache, ObjectKey, ObjectLookup, ObjectRef, vocabulary};
+use lru::LruCache;
+use serde_json::Value;
+
+/// Where a change is filed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeSlot {
+    /// The update that produced this resource version.
+    NewVersion(String),
+    /// The update that was based on this resource version.
+    OldVersion(String),
+    /// The creation of the object.
+    Creation,
+    /// The deletion of the object.
+    Deletion,
+}
+
+/// What a watched change holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeContent {
+    /// Lines `path old -> new`, one per changed field; empty when only ignored fields changed.
+    Diff(String),
+    /// The object as JSON, without `metadata.managedFields`.
+    Snapshot(String),
+    /// The object is redacted whole: only that fact may be shown.
+    Redacted,
+}
+
+/// One change the watch saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedChange {
+    /// The object, with its API version and uid.
+    pub object: ObjectRef,
+    /// Created, updated or deleted.
+    pub kind: ChangeKind,
+    /// The resource version after the change (for a deletion: the last one).
+    pub resource_version: Option<String>,
+    /// The resource version before the change (updates only).
+    pub old_resource_version: Option<String>,
+    /// When the watch saw it.
+    pub seen_at: Timestamp,
+    /// The diff or snapshot.
+    pub content: ChangeContent,
+}
+
+impl WatchedChange {
+    fn approximate_size(&self) -> usize {
+        let content = match &self.content {
+            ChangeContent::Diff(text) | ChangeContent::Snapshot(text) => text.len(),
+            ChangeContent::Redacted => 0,
+        };
+        content + 256
+    }
+}
+
+/// How a version of an object was seen.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WatchPhase {
+    /// Listed when the watch of its resource started: nothing to compare with, no creation.
+    InitialList,
+    /// Listed again after the watch was interrupted: compared with what was known; unknown objects were created
+    /// meanwhile.
+    Relist,
+    /// Seen by the live watch.
+    Live,
+}
+
+/// Bounds of a [`WatchStore`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WatchStoreLimits {
+    /// Objects whose latest body is kept.
+    pub max_objects: usize,
+    /// Estimated memory of the kept bodies, in bytes.
+    pub max_body_bytes: usize,
+    /// Changes (diffs and snapshots) kept.
+    pub max_changes: usize,
+    /// Estimated memory of the kept changes, in bytes.
+    pub max_change_bytes: usize,
+}
+
+impl Default for WatchStoreLimits {
+    fn default() -> Self {
+        Self {
+            max_objects: 50_000,
+            max_body_bytes: 256 * 1024 * 1024,
+            max_changes: 100_000,
+            max_change_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// Counters of a [`WatchStore`] and of the decorators reading it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchStoreCounts {
+    /// Object versions handed to the store.
+    pub versions_seen: u64,
+    /// Diffs filed.
+    pub diffs: u64,
+    /// Creation snapshots filed.
+    pub creations: u64,
+    /// Deletion snapshots filed.
+    pub deletions: u64,
+    /// Bodies dropped to stay within the bounds.
+    pub bodies_evicted: u64,
+    /// Changes dropped to stay within the bounds.
+    pub changes_evicted: u64,
+    /// Objects whose body is kept now.
+    pub objects: u64,
+    /// Estimated memory of the kept bodies now.
+    pub body_bytes: u64,
+    /// Changes kept now.
+    pub changes: u64,
+    /// Activities that found their change.
+    pub decorator_hits: u64,
+    /// Activities that did not, after waiting.
+    pub decorator_misses: u64,
+    /// Total time decorators waited, in milliseconds.
+    pub decorator_wait_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    versions_seen: AtomicU64,
+    diffs: AtomicU64,
+    creations: AtomicU64,
+    deletions: AtomicU64,
+    bodies_evicted: AtomicU64,
+    changes_evicted: AtomicU64,
+    decorator_hits: AtomicU64,
+    decorator_misses: AtomicU64,
+    decorator_wait_ms: AtomicU64,
+}
+
+struct Bodies {
+    entries: LruCache<ObjectKey, (Arc<Value>, usize)>,
+    bytes: usize,
+}
+
+struct Changes {
+    entries: LruCache<(ObjectKey, ChangeSlot), (Arc<WatchedChange>, usize)>,
+    bytes: usize,
+}
+
+/// The latest bodies and the recent changes of watched objects. See the module documentation.
+pub struct WatchStore {
+    limits: WatchStoreLimits,
+    redactor: Redactor,
+    bodies: Mutex<Bodies>,
+    changes: Mutex<Changes>,
+    /// (group, resource) → whether its first list is complete.
+    resources: RwLock<HashMap<(String, String), bool>>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for WatchStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStore")
+            .field("limits", &self.limits)
+            .field("counts", &self.counts())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An estimate of the memory a JSON value takes.
+pub fn approximate_size(value: &Value) -> usize {
+    const NODE: usize = 32;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
+        Value::String(text) => NODE + text.len(),
+        Value::Array(items) => NODE + items.iter().map(approximate_size).sum::<usize>(),
+        Value::Object(map) => {
+            NODE + map
+                .iter()
+                .map(|(k, v)| NODE + k.len() + approximate_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+fn resource_version(body: &Value) -> Option<&str> {
+    body.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The object as JSON without `metadata.managedFields`.
+fn snapshot_text(body: &Value) -> String {
+    let mut copy = body.clone();
+    if let Some(metadata) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    copy.to_string()
+}
+
+fn diff_text(old: &Value, new: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for entry in audit_diff(old, new) {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let _ = write!(text, "{entry}");
+    }
+    text
+}
+
+impl WatchStore {
+    /// An empty store with these bounds, redacting bodies with `redactor`.
+    pub fn new(limits: WatchStoreLimits, redactor: Redactor) -> Self {
+        let capacity = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            limits,
+            redactor,
+            bodies: Mutex::new(Bodies {
+                entries: LruCache::new(capacity(limits.max_objects)),
+                bytes: 0,
+            }),
+            changes: Mutex::new(Changes {
+                entries: LruCache::new(capacity(limits.max_changes)),
+                bytes: 0,
+            }),
+            resources: RwLock::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Notes that objects of `group`/`resource` are watched (not listed yet).
+    pub fn watching(&self, group: &str, resource: &str) {
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((group.to_owned(), resource.to_owned()))
+            .or_insert(false);
+    }
+
+    /// Notes that the first list of `group`/`resource` is complete.
+    pub fn listed(&self, group: &str, resource: &str) {
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((group.to_owned(), resource.to_owned()), true);
+    }
+
+    /// Whether changes of objects like `key` are watched and their resource was listed once.
+    pub fn covers(&self, key: &ObjectKey) -> bool {
+        self.resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(key.group.clone(), key.resource.clone()))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The latest body seen of `key` (redacted).
+    pub fn body(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+        lock(&self.bodies)
+            .entries
+            .get(key)
+            .map(|(body, _)| body.clone())
+    }
+
+    /// The change filed for `key` in `slot`.
+    pub fn change(&self, key: &ObjectKey, slot: &ChangeSlot) -> Option<Arc<WatchedChange>> {
+        lock(&self.changes)
+            .entries
+            .get(&(key.clone(), slot.clone()))
+            .map(|(change, _)| change.clone())
+    }
+
+    /// Takes a version of an object seen by the watch: files the diff against the previous version (or the
+    /// creation snapshot) and keeps it as the latest body. Returns the change filed, if any.
+    pub fn seen(
+        &self,
+        object: ObjectRef,
+        mut body: Value,
+        phase: WatchPhase,
+        now: Timestamp,
+    ) -> Option<Arc<WatchedChange>> {
+        self.counters.versions_seen.fetch_add(1, Relaxed);
+        if self.redactor.applies_to(&object.key, &body) {
+            self.redactor.redact(&object.key, &mut body);
+        }
+        let body = Arc::new(body);
+        let size = approximate_size(&body);
+        let previous = self.remember(object.key.clone(), body.clone(), size);
+        let new_rv = resource_version(&body).map(str::to_owned);
+        let change = match (previous, phase) {
+            (Some(previous), _) => {
+                let old_rv = resource_version(&previous).map(str::to_owned);
+                if old_rv == new_rv {
+                    return None;
+                }
+                let content = if is_redacted_whole(&previous) || is_redacted_whole(&body) {
+                    ChangeContent::Redacted
+                } else {
+                    ChangeContent::Diff(diff_text(&previous, &body))
+                };
+                WatchedChange {
+                    object,
+                    kind: ChangeKind::Update,
+                    resource_version: new_rv,
+                    old_resource_version: old_rv,
+                    seen_at: now,
+                    content,
+                }
+            }
+            (None, WatchPhase::InitialList) => return None,
+            (None, WatchPhase::Relist | WatchPhase::Live) => WatchedChange {
+                object,
+                kind: ChangeKind::Create,
+                resource_version: new_rv,
+                old_resource_version: None,
+                seen_at: now,
+                content: snapshot_content(&body),
+            },
+        };
+        Some(self.file(change))
+    }
+
+    /// Takes the deletion of an object (`last` is its final body): files the deletion snapshot and forgets it.
+    pub fn deleted(
+        &self,
+        object: ObjectRef,
+        mut last: Value,
+        now: Timestamp,
+    ) -> Arc<WatchedChange> {
+        if self.redactor.applies_to(&object.key, &last) {
+            self.redactor.redact(&object.key, &mut last);
+        }
+        let mut bodies = lock(&self.bodies);
+        if let Some((_, size)) = bodies.entries.pop(&object.key) {
+            bodies.bytes = bodies.bytes.saturating_sub(size);
+        }
+        drop(bodies);
+        self.file(WatchedChange {
+            object,
+            kind: ChangeKind::Delete,
+            resource_version: resource_version(&last).map(str::to_owned),
+            old_resource_version: None,
+            seen_at: now,
+            content: snapshot_content(&last),
+        })
+    }
+
+    /// After a re-list of `group`/`resource`: the kept objects of it that were not listed were deleted while the
+    /// watch was interrupted. Files their deletion snapshots (from their last known body) and returns them.
+    pub fn relisted(
+        &self,
+        group: &str,
+        resource: &str,
+        listed: &HashSet<ObjectKey>,
+        now: Timestamp,
+    ) -> Vec<Arc<WatchedChange>> {
+        let gone: Vec<(ObjectKey, Arc<Value>)> = lock(&self.bodies)
+            .entries
+            .iter()
+            .filter(|(key, _)| {
+                key.group == group && key.resource == resource && !listed.contains(*key)
+            })
+            .map(|(key, (body, _))| (key.clone(), body.clone()))
+            .collect();
+        gone.into_iter()
+            .map(|(key, body)| {
+                let version = body
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .map(|v| kelemetry_core::key::split_api_version(v).1.to_owned())
+                    .unwrap_or_default();
+                let uid = body
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let last = Arc::unwrap_or_clone(body);
+                self.deleted(ObjectRef::new(key, version, uid), last, now)
+            })
+            .collect()
+    }
+
+    fn remember(&self, key: ObjectKey, body: Arc<Value>, size: usize) -> Option<Arc<Value>> {
+        let mut bodies = lock(&self.bodies);
+        let previous = match bodies.entries.push(key.clone(), (body, size)) {
+            Some((old_key, (old_body, old_size))) => {
+                bodies.bytes = bodies.bytes.saturating_sub(old_size);
+                if old_key == key {
+                    Some(old_body)
+                } else {
+                    self.counters.bodies_evicted.fetch_add(1, Relaxed);
+                    None
+                }
+            }
+            None => None,
+        };
+        bodies.bytes += size;
+        while bodies.bytes > self.limits.max_body_bytes && bodies.entries.len() > 1 {
+            let Some((_, (_, evicted))) = bodies.entries.pop_lru() else {
+                break;
+            };
+            bodies.bytes = bodies.bytes.saturating_sub(evicted);
+            self.counters.bodies_evicted.fetch_add(1, Relaxed);
+        }
+        previous
+    }
+
+    fn file(&self, change: WatchedChange) -> Arc<WatchedChange> {
+        let key = change.object.key.clone();
+        let mut slots = Vec::with_capacity(2);
+        match change.kind {
+            ChangeKind::Update => {
+                self.counters.diffs.fetch_add(1, Relaxed);
+                if let Some(rv) = &change.resource_version {
+                    slots.push(ChangeSlot::NewVersion(rv.clone()));
+                }
+                if let Some(rv) = &change.old_resource_version {
+                    slots.push(ChangeSlot::OldVersion(rv.clone()));
+                }
+            }
+            ChangeKind::Create => {
+                self.counters.creations.fetch_add(1, Relaxed);
+                slots.push(ChangeSlot::Creation);
+            }
+            ChangeKind::Delete => {
+                self.counters.deletions.fetch_add(1, Relaxed);
+                slots.push(ChangeSlot::Deletion);
+            }
+        }
+        let size = change.approximate_size();
+        let change = Arc::new(change);
+        let mut changes = lock(&self.changes);
+        for slot in slots {
+            let filed = (key.clone(), slot);
+            if let Some((replaced, (_, old))) =
+                changes.entries.push(filed.clone(), (change.clone(), size))
+            {
+                changes.bytes = changes.bytes.saturating_sub(old);
+                if replaced != filed {
+                    self.counters.changes_evicted.fetch_add(1, Relaxed);
+                }
+            }
+            changes.bytes += size;
+        }
+        while changes.bytes > self.limits.max_change_bytes && changes.entries.len() > 1 {
+            let Some((_, (_, evicted))) = changes.entries.pop_lru() else {
+                break;
+            };
+            changes.bytes = changes.bytes.saturating_sub(evicted);
+            self.counters.changes_evicted.fetch_add(1, Relaxed);
+        }
+        change
+    }
+
+    /// The counters.
+    pub fn counts(&self) -> WatchStoreCounts {
+        let (objects, body_bytes) = {
+            let bodies = lock(&self.bodies);
+            (bodies.entries.len() as u64, bodies.bytes as u64)
+        };
+        let changes = lock(&self.changes).entries.len() as u64;
+        let c = &self.counters;
+        WatchStoreCounts {
+            versions_seen: c.versions_seen.load(Relaxed),
+            diffs: c.diffs.load(Relaxed),
+            creations: c.creations.load(Relaxed),
+            deletions: c.deletions.load(Relaxed),
+            bodies_evicted: c.bodies_evicted.load(Relaxed),
+            changes_evicted: c.changes_evicted.load(Relaxed),
+            objects,
+            body_bytes,
+            changes,
+            decorator_hits: c.decorator_hits.load(Relaxed),
+            decorator_misses: c.decorator_misses.load(Relaxed),
+            decorator_wait_ms: c.decorator_wait_ms.load(Relaxed),
+        }
+    }
+}
+
+fn snapshot_content(body: &Value) -> ChangeContent {
+    if is_redacted_whole(body) {
+        ChangeContent::Redacted
+    } else {
+        ChangeContent::Snapshot(snapshot_text(body))
+    }
+}
+
+#[async_trait]
+impl ObjectLookup for WatchStore {
+    async fn body(&self, object: &ObjectRef) -> Option<Arc<Value>> {
+        WatchStore::body(self, &object.key)
+    }
+}
+
+/// How long [`WatchDiffDecorator`] waits for the watch (reference §3.3).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WatchWait {
+    /// Pause between two tries (default 1 s).
+    pub poll: Duration,
+    /// Give up at the request's `stageTimestamp` plus this (default 15 s).
+    pub after_stage: Duration,
+    /// Never wait longer than this for one activity (default 10 s).
+    pub total: Duration,
+}
+
+impl Default for WatchWait {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(1),
+            after_stage: Duration::from_secs(15),
+            total: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Attaches the watch's diff or snapshot to audit writes that have none. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct WatchDiffDecorator {
+    store: Arc<WatchStore>,
+    wait: WatchWait,
+}
+
+impl WatchDiffDecorator {
+    /// Reads `store`, waiting as `wait` says.
+    pub fn new(store: Arc<WatchStore>, wait: WatchWait) -> Self {
+        Self { store, wait }
+    }
+
+    /// The slot whose change this activity wants, or `None` when it wants none.
+    fn wanted(activity: &Activity) -> Option<ChangeSlot> {
+        let change = activity.change.as_ref()?;
+        let done = activity.logs.iter().any(|l| {
+            matches!(l.kind, LogKind::ObjectDiff | LogKind::ObjectSnapshot)
+                || (l.kind == LogKind::RealVerbose && l.message == "No-op update")
+                || l.message == REDACTED_MESSAGE
+        });
+        let failed = activity
+            .attribute_value(vocabulary::RESPONSE_CODE)
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code >= 300);
+        if done || failed {
+            return None;
+        }
+        let subresource = change.subresource.as_deref();
+        match change.kind {
+            ChangeKind::Create if subresource.is_none() => Some(ChangeSlot::Creation),
+            ChangeKind::Delete if subresource.is_none() => Some(ChangeSlot::Deletion),
+            ChangeKind::Update => {
+                let new_rv = activity
+                    .attribute_value(vocabulary::NEW_RESOURCE_VERSION)
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        activity
+                            .object
+                            .body
+                            .as_deref()
+                            .and_then(resource_version)
+                            .map(str::to_owned)
+                    });
+                match (new_rv, &change.old_resource_version) {
+                    (Some(new), Some(old)) if &new == old => None,
+                    (Some(new), _) => Some(ChangeSlot::NewVersion(new)),
+                    (None, Some(old)) => Some(ChangeSlot::OldVersion(old.clone())),
+                    (None, None) => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn attach(activity: &mut Activity, change: &WatchedChange) {
+        match &change.content {
+            ChangeContent::Diff(text) if text.is_empty() => {}
+            ChangeContent::Diff(text) => activity
+                .logs
+                .push(LogLine::new(LogKind::ObjectDiff, text.clone())),
+            ChangeContent::Snapshot(text) => activity
+                .logs
+                .push(LogLine::new(LogKind::ObjectSnapshot, text.clone())),
+            ChangeContent::Redacted => activity
+                .logs
+                .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE)),
+        }
+        if change.kind == ChangeKind::Update
+            && activity
+                .attribute_value(vocabulary::NEW_RESOURCE_VERSION)
+                .is_none()
+            && let Some(rv) = &change.resource_version
+        {
+            activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Decorator for WatchDiffDecorator {
+    fn name(&self) -> &str {
+        "watch-diff"
+    }
+
+    async fn decorate(&self, activity: &mut Activity, _bodies: &BodyCache) {
+        let Some(slot) = Self::wanted(activity) else {
+            return;
+        };
+        let key = activity.object.key().clone();
+        if let Some(change) = self.store.change(&key, &slot) {
+            self.store.counters.decorator_hits.fetch_add(1, Relaxed);
+            Self::attach(activity, &change);
+            return;
+        }
+        if !self.store.covers(&key) {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let stage = activity.end.unwrap_or(activity.start);
+        let until_stage_deadline = stage
+            .checked_add(self.wait.after_stage)
+            .ok()
+            .and_then(|deadline| Duration::try_from(deadline.duration_since(Timestamp::now())).ok())
+            .unwrap_or(Duration::ZERO);
+        let deadline = started + until_stage_deadline.min(self.wait.total);
+        let mut found = None;
+        while tokio::time::Instant::now() < deadline {
+            let pause = self
+                .wait
+                .poll
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            tokio::time::sleep(pause).await;
+            if let Some(change) = self.store.change(&key, &slot) {
+                found = Some(change);
+                break;
+            }
+        }
+        let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.store
+            .counters
+            .decorator_wait_ms
+            .fetch_add(waited, Relaxed);
+        match found {
+            Some(change) => {
+                self.store.counters.decorator_hits.fetch_add(1, Relaxed);
+                Self::attach(activity, &change);
+            }
+            None => {
+                self.store.counters.decorator_misses.fetch_add(1, Relaxed);
+                tracing::debug!(object = %key, ?slot, "no watched change for this write");
+            }
+        }
+    }
+}
