@@ -11,14 +11,22 @@
 //! - [`trace_query`]: [`TraceQuery`], search and fetch by trace id for the serving side, remembering handed-out
 //!   views in the store's bounded view table;
 //! - [`jaeger_json`]: Jaeger's HTTP JSON model; `http` (feature `http`, on by default): the axum router of the
-//!   Jaeger-shaped HTTP API.
+//!   Jaeger-shaped HTTP API;
+//! - `jaeger_reader` (feature `jaeger-reader`): `JaegerReader`, the [`Reader`] over a Jaeger that received the spans
+//!   over OTLP;
+//! - `remote_storage` (feature `remote-storage`): Jaeger's remote storage gRPC API over [`TraceQuery`], so that a
+//!   Jaeger Query and its UI show the assembled traces.
 
 pub mod assemble;
 pub mod display;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod jaeger_json;
+#[cfg(feature = "jaeger-reader")]
+pub mod jaeger_reader;
 pub mod reader;
+#[cfg(feature = "remote-storage")]
+pub mod remote_storage;
 pub mod selector;
 pub mod store_reader;
 pub mod text;
