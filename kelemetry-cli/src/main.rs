@@ -1,9 +1,11 @@
 //! `kelemetry`: replay recorded audit logs and Kubernetes Events into an embedded store, and show the object tree
 //! that explains what happened.
 
+mod config;
 mod inputs;
 mod replay;
 mod rules;
+mod run;
 mod serve;
 mod show;
 
@@ -41,6 +43,8 @@ enum Command {
     Rules(rules::RulesArgs),
     /// Serve the Jaeger-shaped HTTP API over the store.
     Serve(serve::ServeArgs),
+    /// Run a live pipeline from a configuration file (audit webhook, audit log, Events, object watch).
+    Run(run::RunArgs),
 }
 
 /// What can go wrong, said so that the user knows which file or object and what to do.
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => replay::demo(args).await,
             Command::Rules(args) => rules::rules(args),
             Command::Serve(args) => serve::serve(args).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {
