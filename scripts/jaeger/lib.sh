@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared settings of the scripts under scripts/jaeger. Sourced, never run.
 #
 # Pinned version (one place to change it):
