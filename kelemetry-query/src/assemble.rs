@@ -1,10 +1,10 @@
 //! Assembly of a [`TraceView`]: an object's windows merged, links followed through a [`LinkSelector`], clipped to a
 //! time range, nested into one tree (reference §6.4, §6.5, §6.7).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
-use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, vocabulary as v};
+use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, TraceId, vocabulary as v};
 
 use crate::reader::{ReadError, Reader};
 use crate::selector::{Direction, LinkSelector, PathState};
@@ -185,7 +185,35 @@ pub async fn read_history(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Option<ObjectHistory>, ReadError> {
-    let traces = reader.object_traces(key, from, to).await?;
+    let mut histories = read_histories(reader, std::slice::from_ref(key), from, to).await?;
+    Ok(histories.pop().flatten())
+}
+
+/// [`read_history`] of several objects, in two batched reads (their windows, then the spans of those windows).
+pub async fn read_histories(
+    reader: &dyn Reader,
+    keys: &[ObjectKey],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<Option<ObjectHistory>>, ReadError> {
+    let windows = reader.object_traces_many(keys, from, to).await?;
+    let all: Vec<TraceId> = windows.iter().flatten().copied().collect();
+    let mut spans = reader.traces(&all).await?.into_iter();
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, traces) in keys.iter().zip(&windows) {
+        let traces: Vec<Vec<SpanRecord>> = spans.by_ref().take(traces.len()).collect();
+        out.push(merge_history(key, traces, from, to));
+    }
+    Ok(out)
+}
+
+/// Merges the spans of an object's windows (reference §6.4).
+fn merge_history(
+    key: &ObjectKey,
+    traces: Vec<Vec<SpanRecord>>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Option<ObjectHistory> {
     let mut history = ObjectHistory {
         key: key.clone(),
         object_spans: Vec::new(),
@@ -194,40 +222,35 @@ pub async fn read_history(
     };
     let mut seen_links = HashSet::new();
     let mut seen_activities = HashSet::new();
-    for trace in traces {
-        for span in reader.trace(trace).await? {
-            match &span.kind {
-                SpanKind::Object => history.object_spans.push(span),
-                SpanKind::Link => {
-                    let (Some(other), Some(role)) = (span.linked_key(), span.link_role()) else {
-                        continue;
-                    };
-                    let class = span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned();
-                    let link = LinkRef { other, role, class };
-                    if seen_links.insert(link.clone()) {
-                        history.links.push(link);
-                    }
+    for span in traces.into_iter().flatten() {
+        match &span.kind {
+            SpanKind::Object => history.object_spans.push(span),
+            SpanKind::Link => {
+                let (Some(other), Some(role)) = (span.linked_key(), span.link_role()) else {
+                    continue;
+                };
+                let class = span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned();
+                let link = LinkRef { other, role, class };
+                if seen_links.insert(link.clone()) {
+                    history.links.push(link);
                 }
-                SpanKind::Activity(_) => {
-                    if span.start >= from
-                        && span.start <= to
-                        && seen_activities.insert(span.span_id)
-                    {
-                        history.activities.push(span);
-                    }
+            }
+            SpanKind::Activity(_) => {
+                if span.start >= from && span.start <= to && seen_activities.insert(span.span_id) {
+                    history.activities.push(span);
                 }
             }
         }
     }
     if history.object_spans.is_empty() && history.activities.is_empty() && history.links.is_empty()
     {
-        return Ok(None);
+        return None;
     }
     history.object_spans.sort_by_key(|s| s.start);
     history
         .activities
         .sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
-    Ok(Some(history))
+    Some(history)
 }
 
 /// The objects reached from some starting objects, with their histories.
@@ -248,42 +271,62 @@ async fn reach(
     budget: usize,
 ) -> Result<Reached, ReadError> {
     let mut known: HashMap<ObjectKey, ObjectHistory> = HashMap::new();
-    let mut queue = VecDeque::new();
+    let mut unique_starts: Vec<ObjectKey> = Vec::new();
     for start in starts {
-        if known.contains_key(start) {
-            continue;
+        if !unique_starts.contains(start) {
+            unique_starts.push(start.clone());
         }
-        if let Some(history) = read_history(reader, start, from, to).await? {
-            known.insert(start.clone(), history);
-            queue.push_back((start.clone(), PathState::default()));
+    }
+    let mut frontier = Vec::new();
+    for (key, history) in unique_starts
+        .iter()
+        .zip(read_histories(reader, &unique_starts, from, to).await?)
+    {
+        if let Some(history) = history {
+            known.insert(key.clone(), history);
+            frontier.push((key.clone(), PathState::default()));
         }
     }
     let mut budget = budget;
     let mut truncated = 0;
     let mut refused: HashSet<ObjectKey> = HashSet::new();
-    while let Some((key, state)) = queue.pop_front() {
-        let links = known.get(&key).map(|h| h.links.clone()).unwrap_or_default();
-        for link in links {
-            if known.contains_key(&link.other) {
-                continue;
-            }
-            let direction = match link.role {
-                LinkRole::Parent => Direction::Up,
-                LinkRole::Child => Direction::Down,
-            };
-            let Some(next) = selector.admit(state, direction, &link.class) else {
+    // Breadth first, one batched read per level.
+    while !frontier.is_empty() {
+        let mut next: Vec<(ObjectKey, PathState)> = Vec::new();
+        let mut wanted: HashSet<ObjectKey> = HashSet::new();
+        for (key, state) in &frontier {
+            let Some(history) = known.get(key) else {
                 continue;
             };
-            if budget == 0 {
-                if refused.insert(link.other.clone()) {
-                    truncated += 1;
+            for link in &history.links {
+                if known.contains_key(&link.other) || wanted.contains(&link.other) {
+                    continue;
                 }
-                continue;
+                let direction = match link.role {
+                    LinkRole::Parent => Direction::Up,
+                    LinkRole::Child => Direction::Down,
+                };
+                let Some(after) = selector.admit(*state, direction, &link.class) else {
+                    continue;
+                };
+                if budget == 0 {
+                    if refused.insert(link.other.clone()) {
+                        truncated += 1;
+                    }
+                    continue;
+                }
+                budget -= 1;
+                wanted.insert(link.other.clone());
+                next.push((link.other.clone(), after));
             }
-            budget -= 1;
-            if let Some(history) = read_history(reader, &link.other, from, to).await? {
-                known.insert(link.other.clone(), history);
-                queue.push_back((link.other, next));
+        }
+        let keys: Vec<ObjectKey> = next.iter().map(|(key, _)| key.clone()).collect();
+        let histories = read_histories(reader, &keys, from, to).await?;
+        frontier = Vec::with_capacity(next.len());
+        for ((key, state), history) in next.into_iter().zip(histories) {
+            if let Some(history) = history {
+                known.insert(key.clone(), history);
+                frontier.push((key, state));
             }
         }
     }

@@ -97,6 +97,29 @@ pub trait Reader: Send + Sync {
         Ok(found)
     }
 
+    /// [`Reader::object_traces`] of several objects at once (a reader may answer in one round trip).
+    async fn object_traces_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<TraceId>>, ReadError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.object_traces(key, from, to).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Reader::trace`] of several traces at once (a reader may answer in one round trip).
+    async fn traces(&self, ids: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, ReadError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.trace(*id).await?);
+        }
+        Ok(out)
+    }
+
     /// The clusters the reader holds objects of; empty when it cannot tell.
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {
         Ok(Vec::new())

@@ -82,6 +82,38 @@ impl Reader for StoreReader {
         .await
     }
 
+    /// One blocking task for all the objects.
+    async fn object_traces_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<TraceId>>, ReadError> {
+        let store = self.store.clone();
+        let keys = keys.to_vec();
+        let what = format!("windows of {} objects", keys.len());
+        blocking(what, move || {
+            keys.iter()
+                .map(|key| {
+                    let windows = store.windows_of(key, from, to)?;
+                    Ok(windows.into_iter().map(|w| w.trace_id).collect())
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// One blocking task for all the traces.
+    async fn traces(&self, ids: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, ReadError> {
+        let store = self.store.clone();
+        let ids = ids.to_vec();
+        let what = format!("{} traces", ids.len());
+        blocking(what, move || {
+            ids.iter().map(|id| store.spans_of_trace(*id)).collect()
+        })
+        .await
+    }
+
     async fn search_objects(
         &self,
         search: &ObjectSearch,

@@ -168,20 +168,17 @@ impl TraceQuery {
             .search_objects(&search, MAX_SEARCH_STARTS)
             .await?;
         // Only objects with a window in the range start a view; at most a few per result asked for.
-        let mut starts: Vec<ObjectKey> = Vec::new();
-        for key in candidates {
-            if starts.len() >= limit.saturating_mul(5).min(MAX_SEARCH_STARTS) {
-                break;
-            }
-            if !self
-                .reader
-                .object_traces(&key, query.from, query.to)
-                .await?
-                .is_empty()
-            {
-                starts.push(key);
-            }
-        }
+        let windows = self
+            .reader
+            .object_traces_many(&candidates, query.from, query.to)
+            .await?;
+        let starts: Vec<ObjectKey> = candidates
+            .into_iter()
+            .zip(windows)
+            .filter(|(_, windows)| !windows.is_empty())
+            .map(|(key, _)| key)
+            .take(limit.saturating_mul(5).min(MAX_SEARCH_STARTS))
+            .collect();
         let views = assemble_components(
             self.reader.as_ref(),
             &starts,
