@@ -92,15 +92,11 @@ impl Reader for StoreReader {
         let store = self.store.clone();
         let keys = keys.to_vec();
         let what = format!("windows of {} objects", keys.len());
-        blocking(what, move || {
-            keys.iter()
-                .map(|key| {
-                    let windows = store.windows_of(key, from, to)?;
-                    Ok(windows.into_iter().map(|w| w.trace_id).collect())
-                })
-                .collect()
-        })
-        .await
+        let windows = blocking(what, move || store.windows_of_many(&keys, from, to)).await?;
+        Ok(windows
+            .into_iter()
+            .map(|windows| windows.into_iter().map(|w| w.trace_id).collect())
+            .collect())
     }
 
     /// One blocking task for all the traces.
@@ -108,10 +104,7 @@ impl Reader for StoreReader {
         let store = self.store.clone();
         let ids = ids.to_vec();
         let what = format!("{} traces", ids.len());
-        blocking(what, move || {
-            ids.iter().map(|id| store.spans_of_trace(*id)).collect()
-        })
-        .await
+        blocking(what, move || store.spans_of_traces(&ids)).await
     }
 
     async fn search_objects(

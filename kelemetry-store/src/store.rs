@@ -450,21 +450,32 @@ impl SpanStore {
 
     /// Every span of `trace`, ordered by span id. Empty when the trace is unknown.
     pub fn spans_of_trace(&self, trace: TraceId) -> Result<Vec<SpanRecord>, StoreError> {
+        let mut all = self.spans_of_traces(&[trace])?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// The spans of each trace of `traces` (in the same order), read from one snapshot in one transaction: what the
+    /// read side asks for when it follows the links of a whole level of a tree.
+    pub fn spans_of_traces(&self, traces: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
         let txn = self.begin_read()?;
         let table = txn
             .open_table(SPANS)
             .map_err(|e| self.storage("open the spans table", e))?;
-        let t = trace.to_u128();
-        let range = table
-            .range((t, 0u64)..=(t, u64::MAX))
-            .map_err(|e| self.storage("read spans", e))?;
-        let mut out = Vec::new();
-        for entry in range {
-            let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
-            let (_, span) = key.value();
-            out.push(self.decode(t, span, value.value())?);
+        let mut all = Vec::with_capacity(traces.len());
+        for trace in traces {
+            let t = trace.to_u128();
+            let range = table
+                .range((t, 0u64)..=(t, u64::MAX))
+                .map_err(|e| self.storage("read spans", e))?;
+            let mut out = Vec::new();
+            for entry in range {
+                let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
+                let (_, span) = key.value();
+                out.push(self.decode(t, span, value.value())?);
+            }
+            all.push(out);
         }
-        Ok(out)
+        Ok(all)
     }
 
     /// One span, if stored.
@@ -508,13 +519,36 @@ impl SpanStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<StoredWindow>, StoreError> {
+        let mut all = self.windows_of_many(std::slice::from_ref(key), from, to)?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`SpanStore::windows_of`] for each of `keys` (in the same order), from one snapshot in one transaction.
+    pub fn windows_of_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<StoredWindow>>, StoreError> {
         if to < from {
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); keys.len()]);
         }
         let txn = self.begin_read()?;
         let table = txn
             .open_table(WINDOWS)
             .map_err(|e| self.storage("open the windows table", e))?;
+        keys.iter()
+            .map(|key| self.windows_in(&table, key, from, to))
+            .collect()
+    }
+
+    fn windows_in(
+        &self,
+        table: &redb::ReadOnlyTable<WindowKey<'static>, (u128, u64)>,
+        key: &ObjectKey,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StoredWindow>, StoreError> {
         let [cluster, group, resource, namespace, name] = key.fields();
         let lower = (cluster, group, resource, namespace, name, i64::MIN);
         let upper = (cluster, group, resource, namespace, name, floor_secs(to));
