@@ -1,0 +1,342 @@
+//! End to end on a live test cluster (`KELEMETRY_E2E=1`; see kelemetry-testkit): the apiserver sends its audit
+//! batches to the webhook of a `kelemetry run` process, which also watches Kubernetes Events and objects; the
+//! original's two scenarios (reference §10.3) run with kubectl; then the process is stopped with SIGTERM and our
+//! own trace views of the store must say what the original's end-to-end tests assert.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kelemetry_core::ObjectKey;
+use kelemetry_query::display::{BaseMode, Modifier};
+use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
+use kelemetry_store::SpanStore;
+use kelemetry_testkit::{ClusterOptions, TestCluster, e2e_enabled, free_loopback_port, wait_until};
+
+/// The cluster of this test binary and the port its apiserver sends audit batches to.
+fn cluster() -> Option<&'static (TestCluster, u16)> {
+    static CLUSTER: OnceLock<Result<(TestCluster, u16), String>> = OnceLock::new();
+    if !e2e_enabled() {
+        eprintln!("skipped: set KELEMETRY_E2E=1 to run against a live test cluster");
+        return None;
+    }
+    let started = CLUSTER.get_or_init(|| {
+        let port = free_loopback_port().map_err(|err| err.to_string())?;
+        let options = ClusterOptions {
+            audit_webhook_url: Some(format!("http://127.0.0.1:{port}/audit/tracetest")),
+            ..ClusterOptions::default()
+        };
+        TestCluster::start_with(options)
+            .map(|cluster| (cluster, port))
+            .map_err(|err| err.to_string())
+    });
+    match started {
+        Ok(cluster) => Some(cluster),
+        Err(err) => panic!("the test cluster did not start: {err}"),
+    }
+}
+
+/// A `kelemetry run` child process.
+struct Kelemetry {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Kelemetry {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("KELEMETRY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let mut text = collected.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let mut process = Self { child, stderr };
+        let started = Instant::now();
+        while !process.stderr().contains("kelemetry: running") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "kelemetry did not start:\n{}",
+                process.stderr()
+            );
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("kelemetry exited with {status}:\n{}", process.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        process
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the summary it printed.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stdout = String::new();
+                std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout)
+                    .unwrap();
+                assert!(
+                    status.success(),
+                    "kelemetry failed: {status}\n{stdout}\n{}",
+                    self.stderr()
+                );
+                return stdout;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "kelemetry did not stop:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Kelemetry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, cluster: &TestCluster, port: u16) -> PathBuf {
+    let config = dir.join("kelemetry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster: tracetest\n\
+             kubernetes:\n  kubeconfig: {kubeconfig}\n\
+             sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n  events:\n    watermark:\n      name: e2e-{port}\n  objectWatch: {{}}\n\
+             exporters:\n  store:\n    path: store\n",
+            kubeconfig = cluster.kubeconfig().display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+async fn view(store: &Path, key: ObjectKey, modifier: Modifier) -> DisplayTrace {
+    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(store).unwrap()));
+    let mode = DisplayMode {
+        base: BaseMode::Tracing,
+        modifier: Some(modifier),
+    };
+    let mut request = ViewRequest::new(key);
+    request.selector = mode.selector();
+    display(&assemble(&reader, &request).await.unwrap(), mode)
+}
+
+fn fields<'a>(trace: &'a DisplayTrace, name: &str) -> Vec<&'a str> {
+    trace
+        .spans
+        .iter()
+        .flat_map(|span| span.logs.iter().filter_map(|log| log.field(name)))
+        .collect()
+}
+
+fn root_fields<'a>(trace: &'a DisplayTrace, name: &str) -> Vec<&'a str> {
+    trace.spans[0]
+        .logs
+        .iter()
+        .filter_map(|log| log.field(name))
+        .collect()
+}
+
+fn pause(seconds: u64) {
+    std::thread::sleep(Duration::from_secs(seconds));
+}
+
+/// The script of the original's `e2e/deployment`.
+fn deployment_script(cluster: &TestCluster) {
+    cluster
+        .kubectl([
+            "create",
+            "deployment",
+            "demo",
+            "--image=alpine:3.16",
+            "--replicas=2",
+        ])
+        .unwrap();
+    pause(5);
+    cluster
+        .kubectl(["scale", "deployment", "demo", "--replicas=4"])
+        .unwrap();
+    pause(5);
+    cluster
+        .kubectl(["set", "image", "deployment/demo", "alpine=alpine:3.17"])
+        .unwrap();
+    pause(5);
+    cluster
+        .kubectl(["scale", "deployment", "demo", "--replicas=2"])
+        .unwrap();
+    pause(5);
+    cluster.kubectl(["delete", "deployment", "demo"]).unwrap();
+}
+
+/// The script of the original's `e2e/ancestors`; returns the name of the first ReplicaSet.
+fn ancestors_script(cluster: &TestCluster) -> String {
+    cluster
+        .kubectl([
+            "create",
+            "deployment",
+            "ancestors",
+            "--image=alpine:3.16",
+            "--replicas=2",
+        ])
+        .unwrap();
+    let first = wait_until(
+        "the first ReplicaSet of ancestors",
+        Duration::from_secs(30),
+        || {
+            let list = cluster.kubectl_json(["get", "replicasets", "--selector=app=ancestors"])?;
+            Ok(list["items"][0]["metadata"]["name"]
+                .as_str()
+                .map(str::to_owned))
+        },
+    )
+    .unwrap();
+    pause(5);
+    cluster
+        .kubectl(["set", "image", "deployment/ancestors", "alpine=alpine:3.17"])
+        .unwrap();
+    pause(10);
+    cluster
+        .kubectl(["delete", "deployment", "ancestors"])
+        .unwrap();
+    first
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers() {
+    let Some((cluster, port)) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), cluster, *port);
+    let kelemetry = Kelemetry::start(&config);
+    // Let the watches list once, as a long-running process would have.
+    pause(3);
+
+    let deployment = std::thread::scope(|scope| {
+        let deployment = scope.spawn(|| deployment_script(cluster));
+        let ancestors = scope.spawn(|| ancestors_script(cluster));
+        deployment.join().unwrap();
+        ancestors.join().unwrap()
+    });
+    let first_replicaset = deployment;
+    // The apiserver sends batches every second; give the last ones and the watch time to arrive.
+    pause(8);
+    let summary = kelemetry.stop();
+    eprintln!("{summary}");
+    assert!(summary.contains(" 0 lost"), "{summary}");
+    assert!(summary.contains("0 not exported"), "{summary}");
+
+    let store = dir.path().join("store");
+    let demo = ObjectKey::new("tracetest", "apps", "deployments", "default", "demo");
+    let trace = view(&store, demo, Modifier::FullTree).await;
+    // 1. One root: the Deployment.
+    let roots: Vec<_> = trace.spans.iter().filter(|s| s.parent.is_none()).collect();
+    assert_eq!(roots.len(), 1);
+    assert!(
+        roots[0]
+            .tags
+            .contains(&("resource".into(), "deployments".into()))
+    );
+    assert!(roots[0].tags.contains(&("name".into(), "demo".into())));
+    // 2, 3. The delete, with the deleted object's snapshot.
+    let delete = trace.spans[0]
+        .logs
+        .iter()
+        .find(|log| log.field("audit").is_some_and(|a| a.ends_with(" delete")))
+        .unwrap_or_else(|| panic!("no delete on the root: {:?}", root_fields(&trace, "audit")));
+    let snapshot: serde_json::Value = serde_json::from_str(
+        delete
+            .field("snapshot")
+            .expect("the delete carries a snapshot"),
+    )
+    .unwrap();
+    assert_eq!(snapshot["metadata"]["name"], "demo");
+    // 4. The deployment controller's status write (it authenticates as its service account here).
+    let audits = root_fields(&trace, "audit");
+    assert!(
+        audits.contains(&"system:serviceaccount:kube-system:deployment-controller update status"),
+        "{audits:?}"
+    );
+    // 5. Its diff.
+    let diffs = fields(&trace, "diff");
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.contains("status.observedGeneration 1 -> 2")),
+        "{diffs:#?}"
+    );
+    assert!(diffs.iter().any(|d| {
+        d.contains(r#"spec.template.spec.containers[0].image "alpine:3.16" -> "alpine:3.17""#)
+    }));
+    // 6. No diff shows managedFields.
+    assert!(diffs.iter().all(|d| !d.contains("metadata.managedFields")));
+    // The Kubernetes Events of the Deployment are there too.
+    let events = root_fields(&trace, "event");
+    assert!(events.contains(&"ScalingReplicaSet"), "{events:?}");
+    // 7. Exactly two ReplicaSets under the root.
+    let children: Vec<_> = trace.children_of(trace.spans[0].span_id).collect();
+    assert_eq!(children.len(), 2, "{children:#?}");
+    assert!(children.iter().all(|c| c.service == "replicasets"));
+    let pods: usize = children
+        .iter()
+        .map(|c| trace.children_of(c.span_id).count())
+        .sum();
+    assert!(pods >= 4, "Pods nest under their ReplicaSets: {pods}");
+
+    // The ancestors view of the first ReplicaSet: its Deployment as root, and only it below.
+    let first = ObjectKey::new(
+        "tracetest",
+        "apps",
+        "replicasets",
+        "default",
+        &first_replicaset,
+    );
+    let trace = view(&store, first, Modifier::Ancestors).await;
+    let roots: Vec<_> = trace.spans.iter().filter(|s| s.parent.is_none()).collect();
+    assert_eq!(roots.len(), 1);
+    assert!(
+        roots[0]
+            .tags
+            .contains(&("resource".into(), "deployments".into()))
+    );
+    assert!(roots[0].tags.contains(&("name".into(), "ancestors".into())));
+    let children: Vec<_> = trace.children_of(roots[0].span_id).collect();
+    assert_eq!(children.len(), 1, "{children:#?}");
+    assert!(
+        children[0]
+            .tags
+            .contains(&("name".into(), first_replicaset.clone()))
+    );
+}
