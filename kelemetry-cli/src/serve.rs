@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Most trace ids remembered; the oldest are forgotten first.
     #[arg(long, default_value_t = ViewLimits::default().max_entries)]
     pub max_views: u64,
+    /// Also serve Jaeger's remote storage gRPC API (`jaeger.storage.v2`) on this address, so that a Jaeger Query
+    /// configured with a `grpc` remote storage shows Kelemetry's assembled traces.
+    #[arg(long)]
+    pub remote_storage_listen: Option<SocketAddr>,
 }
 
 /// `kelemetry serve`.
@@ -52,13 +56,32 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .local_addr()
         .map_err(|source| CliError::Usage(format!("cannot listen on {}: {source}", args.listen)))?;
     println!("listening on http://{address}");
+    let query = Arc::new(query);
+    if let Some(grpc) = args.remote_storage_listen {
+        let listener = tokio::net::TcpListener::bind(grpc)
+            .await
+            .map_err(|source| CliError::Usage(format!("cannot listen on {grpc}: {source}")))?;
+        let grpc = listener
+            .local_addr()
+            .map_err(|source| CliError::Usage(format!("cannot listen on {grpc}: {source}")))?;
+        println!("remote storage gRPC on {grpc}");
+        let query = query.clone();
+        tokio::spawn(async move {
+            if let Err(err) =
+                kelemetry_query::remote_storage::serve(listener, query, std::future::pending())
+                    .await
+            {
+                tracing::error!(%err, "the remote storage gRPC server stopped");
+            }
+        });
+    }
     let shutdown = async {
         // Without a signal handler the server runs until killed.
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    kelemetry_query::http::serve(listener, Arc::new(query), shutdown)
+    kelemetry_query::http::serve(listener, query, shutdown)
         .await
         .map_err(|source| CliError::Usage(format!("serving on {address} failed: {source}")))
 }
