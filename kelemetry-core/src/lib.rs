@@ -31,6 +31,7 @@
 pub mod activity;
 pub mod audit;
 pub mod body_cache;
+pub mod context;
 pub mod decorate;
 pub mod diff;
 pub mod exporter;
@@ -53,6 +54,7 @@ pub use activity::{
 };
 pub use audit::{AuditEvent, AuditMapping, AuditOutcome};
 pub use body_cache::BodyCache;
+pub use context::ObjectSpanContext;
 pub use decorate::{Decorator, DiffDecorator};
 pub use diff::DiffEntry;
 pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
