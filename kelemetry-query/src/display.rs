@@ -15,11 +15,11 @@
 //! (`04000000`). The mode id sits in bits 24..56 of the trace id, so editing those hex digits of a trace id
 //! switches the mode of the same view.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{LogKind, SpanLog, SpanRecord, vocabulary as v};
+use kelemetry_core::{LogKind, SpanId, SpanLog, SpanRecord, vocabulary as v};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::assemble::{TraceView, ViewNode};
@@ -499,7 +499,7 @@ fn object_node(node: &ViewNode, base: BaseMode, range: Range, is_root: bool) -> 
     match base {
         BaseMode::Tree | BaseMode::Timeline => {
             out.children
-                .extend(node.history.activities.iter().map(activity_node));
+                .extend(nested_activities(&node.history.activities));
         }
         BaseMode::Tracing => {
             out.span.logs = node.history.activities.iter().map(collapse).collect();
@@ -563,6 +563,64 @@ fn timeline_root(root: &ViewNode, range: Range) -> Node {
     let mut out = bare_node(root, range);
     out.children = activities.into_iter().map(activity_node).collect();
     out
+}
+
+/// The activities of one object as child spans, each under its parent when that is another of them (a
+/// controller's spans inside its reconcile span, exported by `kelemetry-tracing`), else under the object.
+fn nested_activities(activities: &[SpanRecord]) -> Vec<Node> {
+    let ids: HashSet<SpanId> = activities.iter().map(|a| a.span_id).collect();
+    let mut children: HashMap<SpanId, Vec<&SpanRecord>> = HashMap::new();
+    let mut top = Vec::new();
+    for activity in activities {
+        match activity.parent_span_id {
+            Some(parent) if parent != activity.span_id && ids.contains(&parent) => {
+                children.entry(parent).or_default().push(activity);
+            }
+            _ => top.push(activity),
+        }
+    }
+    let mut placed: HashSet<SpanId> = HashSet::new();
+    let mut out: Vec<Node> = top
+        .into_iter()
+        .filter_map(|activity| nest(activity, &children, &mut placed, 0))
+        .collect();
+    // Spans whose parents form a cycle (never written so, but read from outside) stay visible, flat.
+    for activity in activities {
+        if placed.insert(activity.span_id) {
+            out.push(activity_node(activity));
+        }
+    }
+    out
+}
+
+/// How deep activities nest in a view; deeper descendants are shown flat under the deepest nested one.
+const MAX_ACTIVITY_NESTING: usize = 32;
+
+fn nest(
+    activity: &SpanRecord,
+    children: &HashMap<SpanId, Vec<&SpanRecord>>,
+    placed: &mut HashSet<SpanId>,
+    depth: usize,
+) -> Option<Node> {
+    if !placed.insert(activity.span_id) {
+        return None;
+    }
+    let mut node = activity_node(activity);
+    for child in children.get(&activity.span_id).into_iter().flatten() {
+        if depth < MAX_ACTIVITY_NESTING {
+            node.children
+                .extend(nest(child, children, placed, depth + 1));
+            continue;
+        }
+        let mut stack = vec![*child];
+        while let Some(span) = stack.pop() {
+            if placed.insert(span.span_id) {
+                node.children.push(activity_node(span));
+                stack.extend(children.get(&span.span_id).into_iter().flatten());
+            }
+        }
+    }
+    Some(node)
 }
 
 /// An activity as a child span (`tree`, `timeline`): its tags without internal markers, its log lines.
@@ -866,5 +924,45 @@ mod tests {
             Some("metadata.generation 1 -> 2")
         );
         assert!(!log.fields.iter().any(|(_, v)| v.contains("managedFields")));
+    }
+
+    #[test]
+    fn activities_nest_under_their_parent_activity() {
+        let key = kelemetry_core::ObjectKey::new("c", "example.io", "syncs", "ns", "s");
+        let at: Timestamp = "2024-01-01T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let window = kelemetry_core::Windowing::default().window_of(at);
+        let span_of = |dedup: &str| {
+            let activity = kelemetry_core::Activity::new(
+                kelemetry_core::Object::new(kelemetry_core::ObjectRef::new(
+                    key.clone(),
+                    "v1",
+                    None,
+                )),
+                kelemetry_core::SourceKind::Custom("sync-controller".into()),
+                at,
+                dedup,
+                dedup,
+            );
+            kelemetry_core::span::activity_span(&activity, window)
+        };
+        let reconcile = span_of("reconcile");
+        let mut apply = span_of("apply");
+        apply.parent_span_id = Some(reconcile.span_id);
+        let mut patch = span_of("patch");
+        patch.parent_span_id = Some(apply.span_id);
+        let audit = span_of("audit");
+        let mut cycle_a = span_of("cycle a");
+        let mut cycle_b = span_of("cycle b");
+        cycle_a.parent_span_id = Some(cycle_b.span_id);
+        cycle_b.parent_span_id = Some(cycle_a.span_id);
+        let nodes = nested_activities(&[reconcile, apply, audit, patch, cycle_a, cycle_b]);
+        let names: Vec<&str> = nodes.iter().map(|n| n.span.operation.as_str()).collect();
+        assert_eq!(names, ["reconcile", "audit", "cycle a", "cycle b"]);
+        assert_eq!(nodes[0].children.len(), 1);
+        assert_eq!(nodes[0].children[0].span.operation, "apply");
+        assert_eq!(nodes[0].children[0].children[0].span.operation, "patch");
+        assert!(nodes[1].children.is_empty());
     }
 }
