@@ -448,30 +448,58 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
         && same_secret(value[7..].trim_ascii(), token.as_bytes())
 }
 
+/// Reads and drops a request body (at most `limit` bytes, within `timeout`), so that a refusal reaches a client
+/// still sending it and the connection stays usable; memory use does not grow with the body.
+async fn discard(mut body: Body, limit: usize, timeout: Duration) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > limit {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 async fn receive(shared: Arc<Shared>, cluster: String, request: Request) -> Response {
     let metrics = &shared.metrics;
     metrics.requests.fetch_add(1, Relaxed);
+    let (parts, body) = request.into_parts();
+    let (limit, timeout) = (shared.body_limit, shared.read_timeout);
+    let refuse = |response: Response, body: Body| async move {
+        discard(body, limit, timeout).await;
+        response
+    };
     if !shared.accepting.load(Relaxed) {
         metrics.unavailable.fetch_add(1, Relaxed);
-        return retry_later(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return refuse(
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+            body,
+        )
+        .await;
     }
     if let Some(token) = &shared.token
-        && !authorized(request.headers(), token)
+        && !authorized(&parts.headers, token)
     {
         metrics.unauthorized.fetch_add(1, Relaxed);
         let mut response = plain(StatusCode::UNAUTHORIZED, "a bearer token is required");
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return refuse(response, body).await;
     }
-    let peer = request
-        .extensions()
+    let peer = parts
+        .extensions
         .get::<PeerAddr>()
         .map(|p| p.0.to_string())
         .unwrap_or_else(|| "unknown client".to_owned());
-    let declared = request
-        .headers()
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -482,16 +510,23 @@ async fn receive(shared: Arc<Shared>, cluster: String, request: Request) -> Resp
             format!("body over the limit of {} bytes", shared.body_limit),
         );
     }
-    // Full already: say so before reading the body.
+    // Full already: say so without keeping the body.
     if shared.event_room.available_permits() == 0 || shared.byte_room.available_permits() == 0 {
         metrics.throttled.fetch_add(1, Relaxed);
-        return retry_later(StatusCode::TOO_MANY_REQUESTS, "queue full");
+        return refuse(
+            retry_later(StatusCode::TOO_MANY_REQUESTS, "queue full"),
+            body,
+        )
+        .await;
     }
     let Ok(_reading) = shared.reads.clone().try_acquire_owned() else {
         metrics.throttled.fetch_add(1, Relaxed);
-        return retry_later(StatusCode::TOO_MANY_REQUESTS, "too many batches being read");
+        return refuse(
+            retry_later(StatusCode::TOO_MANY_REQUESTS, "too many batches being read"),
+            body,
+        )
+        .await;
     };
-    let body = request.into_body();
     let bytes = match tokio::time::timeout(
         shared.read_timeout,
         axum::body::to_bytes(body, shared.body_limit),
