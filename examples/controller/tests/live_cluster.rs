@@ -1,0 +1,390 @@
+//! End to end on a live test cluster (`KELEMETRY_E2E=1`; see kelemetry-testkit): the apiserver sends its audit
+//! batches to a `kelemetry run` process (webhook, Events, object watch, embedded store); the example controller
+//! runs against the cluster with its spans exported through `SpanRecordExporter`; a `ConfigMapSync` is created and
+//! changed with kubectl. Then kelemetry is stopped, the controller's spans are written into the same store (a
+//! store has one writer at a time; in production both write to Jaeger or Tempo over OTLP), and the trace view of
+//! the `ConfigMapSync` must show the controller's reconcile spans inside the resource's span, next to the audit
+//! records of the same writes, and the ConfigMap it writes under it with the controller's activity.
+//!
+//! The `kelemetry` binary is taken from the target dir of this test (built by `cargo test --workspace`), or built
+//! with cargo first.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use configmap_sync::FIELD_MANAGER;
+use kelemetry_core::{MemoryExporter, ObjectKey, Windowing};
+use kelemetry_query::display::{BaseMode, DisplayKind, Modifier};
+use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
+use kelemetry_store::SpanStore;
+use kelemetry_testkit::{ClusterOptions, TestCluster, e2e_enabled, free_loopback_port, wait_until};
+use kelemetry_tracing::{ActivityRecorder, ObjectTracing, SpanRecordExporter};
+use opentelemetry::trace::TracerProvider;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The `kelemetry` binary of this workspace's target dir, built when missing.
+fn kelemetry_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/kelemetry
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("kelemetry");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "kelemetry-cli", "--bin", "kelemetry"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building kelemetry failed");
+    }
+    assert!(
+        binary.exists(),
+        "no kelemetry binary at {}",
+        binary.display()
+    );
+    binary
+}
+
+/// A `kelemetry run` child process.
+struct Kelemetry {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Kelemetry {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(kelemetry_binary())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("KELEMETRY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        let collected = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let mut text = collected.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let mut process = Self { child, stderr };
+        let started = Instant::now();
+        while !process.stderr().contains("kelemetry: running") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "kelemetry did not start:\n{}",
+                process.stderr()
+            );
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("kelemetry exited with {status}:\n{}", process.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        process
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the summary it printed.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stdout = String::new();
+                std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout)
+                    .unwrap();
+                assert!(
+                    status.success(),
+                    "kelemetry failed: {status}\n{stdout}\n{}",
+                    self.stderr()
+                );
+                return stdout;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "kelemetry did not stop:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Kelemetry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn client(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+fn synced_generation(cluster: &TestCluster, name: &str) -> Option<i64> {
+    let sync = cluster
+        .kubectl_json(["get", "configmapsyncs.example.kelemetry.io", name])
+        .ok()?;
+    sync["status"]["syncedGeneration"].as_i64()
+}
+
+fn wait_synced(cluster: &TestCluster, generation: i64) {
+    wait_until(
+        &format!("the controller synced generation {generation}"),
+        Duration::from_secs(60),
+        || Ok((synced_generation(cluster, "demo-sync") == Some(generation)).then_some(())),
+    )
+    .unwrap();
+}
+
+fn view(trace: &kelemetry_query::TraceView, base: BaseMode) -> DisplayTrace {
+    display(
+        trace,
+        DisplayMode {
+            base,
+            modifier: Some(Modifier::FullTree),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_records() {
+    if !e2e_enabled() {
+        eprintln!("skipped: set KELEMETRY_E2E=1 to run against a live test cluster");
+        return;
+    }
+    let port = free_loopback_port().unwrap();
+    let cluster = TestCluster::start_with(ClusterOptions {
+        audit_webhook_url: Some(format!("http://127.0.0.1:{port}/audit/tracetest")),
+        ..ClusterOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kelemetry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster: tracetest\n\
+             kubernetes:\n  kubeconfig: {kubeconfig}\n\
+             sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n  events:\n    watermark:\n      name: e2e-controller\n  objectWatch: {{}}\n\
+             exporters:\n  store:\n    path: store\n",
+            kubeconfig = cluster.kubeconfig().display(),
+        ),
+    )
+    .unwrap();
+
+    // The CRD first, so that kelemetry's discovery knows the resource.
+    let crd = serde_json::to_string(&configmap_sync::crd()).unwrap();
+    cluster
+        .kubectl_with_input(["apply", "-f", "-"], &crd)
+        .unwrap();
+    cluster
+        .kubectl([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/configmapsyncs.example.kelemetry.io",
+        ])
+        .unwrap();
+    let kelemetry = Kelemetry::start(&config);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The controller, in this process, its spans into memory through Kelemetry span records.
+    let spans = Arc::new(MemoryExporter::new(100_000));
+    let provider = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(FIELD_MANAGER).build())
+        .with_batch_exporter(SpanRecordExporter::new(
+            spans.clone(),
+            tokio::runtime::Handle::current(),
+        ))
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(FIELD_MANAGER)));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let objects = ObjectTracing::new("tracetest", FIELD_MANAGER).with_activities(
+        ActivityRecorder::exporter(spans.clone(), Windowing::default()),
+    );
+    let controller = tokio::spawn(configmap_sync::run(
+        client(cluster.kubeconfig()).await,
+        objects,
+    ));
+
+    // Create, then change, the custom resource.
+    let resource = serde_json::json!({
+        "apiVersion": "example.kelemetry.io/v1",
+        "kind": "ConfigMapSync",
+        "metadata": {"name": "demo-sync", "namespace": "default"},
+        "spec": {"configMap": "demo-settings", "data": {"color": "blue"}},
+    });
+    let cluster_ref = &cluster;
+    let resource_text = resource.to_string();
+    tokio::task::block_in_place(|| {
+        cluster_ref
+            .kubectl_with_input(["apply", "-f", "-"], &resource_text)
+            .unwrap();
+        wait_synced(cluster_ref, 1);
+        std::thread::sleep(Duration::from_secs(3));
+        cluster_ref
+            .kubectl([
+                "patch",
+                "configmapsyncs.example.kelemetry.io",
+                "demo-sync",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"data":{"color":"green","size":"large"}}}"#,
+            ])
+            .unwrap();
+        wait_synced(cluster_ref, 2);
+        let data = cluster_ref
+            .kubectl_json(["get", "configmap", "demo-settings"])
+            .unwrap();
+        assert_eq!(data["data"]["size"], "large");
+        // The apiserver sends audit batches every second; let the last ones and the watch arrive.
+        std::thread::sleep(Duration::from_secs(8));
+    });
+
+    controller.abort();
+    let _ = controller.await;
+    let flushing = provider.clone();
+    tokio::task::spawn_blocking(move || flushing.force_flush())
+        .await
+        .unwrap()
+        .unwrap();
+    let summary = tokio::task::block_in_place(|| kelemetry.stop());
+    eprintln!("{summary}");
+    assert!(summary.contains(" 0 lost"), "{summary}");
+
+    // The controller's spans join kelemetry's in the store.
+    let controller_spans = spans.spans();
+    assert!(
+        controller_spans
+            .iter()
+            .filter(|s| s.name == "reconcile")
+            .count()
+            >= 2,
+        "{controller_spans:#?}"
+    );
+    let store_dir = dir.path().join("store");
+    {
+        let store = SpanStore::open(&store_dir).unwrap();
+        store.write_spans(&controller_spans).unwrap();
+        store.sync().unwrap();
+    }
+    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(&store_dir).unwrap()));
+    let key = ObjectKey::new(
+        "tracetest",
+        "example.kelemetry.io",
+        "configmapsyncs",
+        "default",
+        "demo-sync",
+    );
+    let mut request = ViewRequest::new(key);
+    request.selector = DisplayMode {
+        base: BaseMode::Tree,
+        modifier: Some(Modifier::FullTree),
+    }
+    .selector();
+    let assembled = assemble(&reader, &request).await.unwrap();
+
+    // tree: the reconcile spans are children of the resource's span, with the spans they opened under them, next
+    // to the audit records of the creation, the change and the controller's own status writes.
+    let tree = view(&assembled, BaseMode::Tree);
+    let root = tree.root().unwrap();
+    assert_eq!(root.tag("name"), Some("demo-sync"), "{tree:#?}");
+    let children: Vec<_> = tree.children_of(root.span_id).collect();
+    let reconciles: Vec<_> = children
+        .iter()
+        .filter(|s| s.service == FIELD_MANAGER && s.operation == "reconcile")
+        .collect();
+    assert!(reconciles.len() >= 2, "{children:#?}");
+    let opened: Vec<&str> = reconciles
+        .iter()
+        .flat_map(|r| tree.children_of(r.span_id))
+        .map(|s| s.operation.as_str())
+        .collect();
+    assert!(opened.contains(&"apply ConfigMap"), "{opened:?}");
+    assert!(opened.contains(&"update status"), "{opened:?}");
+    let audits: Vec<&str> = children
+        .iter()
+        .filter(|s| s.service == "audit")
+        .map(|s| s.operation.as_str())
+        .collect();
+    assert!(audits.iter().any(|a| a.ends_with(" create")), "{audits:?}");
+    assert!(audits.iter().any(|a| a.ends_with(" patch")), "{audits:?}");
+    assert!(audits.iter().any(|a| a.ends_with(" status")), "{audits:?}");
+    let told: Vec<&str> = children
+        .iter()
+        .filter(|s| s.service == FIELD_MANAGER && s.kind == DisplayKind::Activity)
+        .map(|s| s.operation.as_str())
+        .collect();
+    assert!(
+        told.contains(&"synced generation 2 into ConfigMap demo-settings"),
+        "{told:?}"
+    );
+    // Each reconcile lies inside the resource's span.
+    for reconcile in &reconciles {
+        assert!(reconcile.start >= root.start && reconcile.end <= root.end);
+    }
+
+    // The ConfigMap it writes hangs under the resource (owner reference), with the controller's activity next to
+    // the audit record of the write.
+    let config_map = tree
+        .spans
+        .iter()
+        .find(|s| s.kind == DisplayKind::Object && s.tag("name") == Some("demo-settings"))
+        .unwrap_or_else(|| panic!("no ConfigMap in the full tree: {tree:#?}"));
+    let under_config_map: Vec<(&str, &str)> = tree
+        .children_of(config_map.span_id)
+        .map(|s| (s.service.as_str(), s.operation.as_str()))
+        .collect();
+    assert!(
+        under_config_map
+            .iter()
+            .any(|(service, title)| *service == FIELD_MANAGER
+                && title.starts_with("synced 2 keys from default/demo-sync")),
+        "{under_config_map:?}"
+    );
+    assert!(
+        under_config_map
+            .iter()
+            .any(|(service, title)| *service == "audit" && title.ends_with(" patch")),
+        "{under_config_map:?}"
+    );
+
+    // tracing: the same, collapsed into logs of the resource's span.
+    let tracing_view = view(&assembled, BaseMode::Tracing);
+    let logs = &tracing_view.spans[0].logs;
+    assert!(
+        logs.iter()
+            .any(|l| l.field(FIELD_MANAGER) == Some("reconcile"))
+    );
+    assert!(logs.iter().any(|l| l.field("audit").is_some()));
+}
