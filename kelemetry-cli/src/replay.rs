@@ -1,5 +1,7 @@
 //! `kelemetry replay` and `kelemetry demo`.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kelemetry_core::decorate::DiffDecorator;
 use kelemetry_core::{Pipeline, PipelineReport, ResourceMap, Shutdown, Source};
 use kelemetry_exporters::StoreExporter;
+use kelemetry_query::display::{BaseMode, Modifier};
+use kelemetry_query::{DisplayMode, FindQuery, StoreReader, TraceQuery};
 use kelemetry_sources::{AuditFileSource, ObjectFileSource, ReadCounters, ReadReport};
-use kelemetry_store::{SpanStore, WriteDurability};
+use kelemetry_store::{SpanStore, ViewLimits, WriteDurability};
 
 use crate::inputs::{self, InputKind};
 use crate::show::{self, ShowArgs};
@@ -47,6 +51,12 @@ pub struct DemoArgs {
     /// The object to show, as RESOURCE/NAMESPACE/NAME.
     #[arg(long, default_value = "deployments/default/demo")]
     pub object: String,
+    /// Where the web viewer and the HTTP API listen after the tree is printed; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Print the tree and stop, without serving the viewer.
+    #[arg(long)]
+    pub no_serve: bool,
 }
 
 /// The recording the demo replays when no file is given: the original Kelemetry's deployment scenario, recorded
@@ -272,12 +282,14 @@ fn print_summary(
     }
 }
 
-/// `kelemetry demo`.
+/// `kelemetry demo`: replays the recordings into a temporary store, prints the object's tree, then (unless
+/// `--no-serve`) serves the web viewer and the HTTP API on `--listen` until Ctrl-C, with the link to the object's
+/// trace printed. The temporary store is removed at the end.
 pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
     let files = if args.files.is_empty() {
         default_demo_files()
     } else {
-        args.files
+        args.files.clone()
     };
     for file in &files {
         if !file.exists() {
@@ -292,9 +304,98 @@ pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
         let (report, read) = run_replay(&files, "local", InputKind::Auto, &dir, true).await?;
         print_summary(&report, &read, &dir);
         println!();
-        show::show(ShowArgs::for_demo(&args.object, &dir)).await
+        show::show(ShowArgs::for_demo(&args.object, &dir)).await?;
+        if args.no_serve {
+            return Ok(());
+        }
+        serve_demo(&dir, &args.object, args.listen).await
     }
     .await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// The mode the demo's link opens: the object with its owners and the objects it owns.
+const DEMO_MODE: DisplayMode = DisplayMode {
+    base: BaseMode::Tracing,
+    modifier: Some(Modifier::FullTree),
+};
+
+/// The search tags of `RESOURCE[.GROUP]/NAMESPACE/NAME` or `RESOURCE[.GROUP]/NAME`.
+fn object_tags(object: &str) -> Result<BTreeMap<String, String>, CliError> {
+    let parts: Vec<&str> = object.split('/').collect();
+    let (resource, namespace, name) = match parts.as_slice() {
+        [resource, namespace, name] => (*resource, *namespace, *name),
+        [resource, name] => (*resource, "", *name),
+        _ => {
+            return Err(CliError::Usage(format!(
+                "{object:?} is not RESOURCE/NAMESPACE/NAME (or RESOURCE/NAME)"
+            )));
+        }
+    };
+    let mut tags = BTreeMap::new();
+    match resource.split_once('.') {
+        Some((resource, group)) => {
+            tags.insert("resource".to_owned(), resource.to_owned());
+            tags.insert("group".to_owned(), group.to_owned());
+        }
+        None => {
+            tags.insert("resource".to_owned(), resource.to_owned());
+        }
+    }
+    if !namespace.is_empty() {
+        tags.insert("namespace".to_owned(), namespace.to_owned());
+    }
+    tags.insert("name".to_owned(), name.to_owned());
+    Ok(tags)
+}
+
+/// Serves the viewer and the API over the demo's store until Ctrl-C, printing the link to `object`'s trace.
+async fn serve_demo(dir: &Path, object: &str, listen: SocketAddr) -> Result<(), CliError> {
+    let store_error = |source| CliError::Store {
+        path: dir.to_owned(),
+        source,
+    };
+    let store = SpanStore::open_read_only(dir).map_err(store_error)?;
+    let views = store.views(ViewLimits::default()).map_err(store_error)?;
+    let query = Arc::new(TraceQuery::new(
+        Arc::new(StoreReader::new(Arc::new(store))),
+        Arc::new(views),
+    ));
+    let found = query
+        .find(&FindQuery {
+            mode: DEMO_MODE,
+            cluster: None,
+            tags: object_tags(object)?,
+            from: jiff::Timestamp::MIN,
+            to: jiff::Timestamp::MAX,
+            limit: 1,
+        })
+        .await
+        .map_err(|err| CliError::Query(format!("searching {object} for the viewer: {err}")))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| {
+        CliError::Usage(format!(
+            "cannot listen on {listen}: {source}; pick another address with --listen (port 0 picks a free one) or pass --no-serve"
+        ))
+    })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| CliError::Usage(format!("cannot listen on {listen}: {source}")))?;
+    println!();
+    match found.first() {
+        Some(trace) => println!(
+            "open http://{address}/#/trace/{:032x}   (the web viewer; Ctrl-C stops the demo)",
+            trace.trace_id
+        ),
+        None => println!("open http://{address}/   (the web viewer; Ctrl-C stops the demo)"),
+    }
+    let shutdown = async {
+        // Without a signal handler the server runs until killed.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    kelemetry_query::http::serve(listener, query, shutdown)
+        .await
+        .map_err(|source| CliError::Usage(format!("serving on {address} failed: {source}")))
 }

@@ -6,7 +6,8 @@
 //!   sends it, or repeated `tag=key:value`; `start`/`end` in microseconds);
 //! - `GET /api/traces/{id}`: one trace, in the mode its digits 3–10 name;
 //! - `GET /redirect?cluster=&resource=&namespace=&name=&ts=`: `302` to `/trace/<id>` when exactly one view
-//!   matches, a placeholder trace when none, `409` when several.
+//!   matches, a placeholder trace when none, `409` when several;
+//! - `GET /`, `/trace/{id}`, `/viewer.js`, `/viewer.css`: the web viewer ([`crate::viewer`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::display::DisplayMode;
 use crate::jaeger_json::{Operation, Response, Trace};
 use crate::trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery};
 
-/// The router of the API. Serve it with `axum::serve`.
+/// The router of the API and the web viewer. Serve it with `axum::serve`.
 pub fn router(query: Arc<TraceQuery>) -> Router {
     Router::new()
         .route("/api/services", get(services))
@@ -36,6 +37,7 @@ pub fn router(query: Arc<TraceQuery>) -> Router {
         .route("/api/traces/{id}", get(get_trace))
         .route("/redirect", get(redirect))
         .with_state(query)
+        .merge(crate::viewer::router())
 }
 
 type Params = Vec<(String, String)>;

@@ -11,7 +11,7 @@
 //! - [`trace_query`]: [`TraceQuery`], search and fetch by trace id for the serving side, remembering handed-out
 //!   views in the store's bounded view table;
 //! - [`jaeger_json`]: Jaeger's HTTP JSON model; `http` (feature `http`, on by default): the axum router of the
-//!   Jaeger-shaped HTTP API;
+//!   Jaeger-shaped HTTP API; `viewer` (feature `http`): the web viewer's embedded page, served by that router;
 //! - `jaeger_reader` (feature `jaeger-reader`): `JaegerReader`, the [`Reader`] over a Jaeger that received the spans
 //!   over OTLP;
 //! - `remote_storage` (feature `remote-storage`): Jaeger's remote storage gRPC API over [`TraceQuery`], so that a
@@ -31,6 +31,8 @@ pub mod selector;
 pub mod store_reader;
 pub mod text;
 pub mod trace_query;
+#[cfg(feature = "http")]
+pub mod viewer;
 
 pub use assemble::{
     AssembleError, ObjectHistory, TraceView, ViewNode, ViewRequest, assemble, assemble_components,

@@ -1,0 +1,777 @@
+// Kelemetry viewer: a plain page over the Jaeger-shaped JSON API of `kelemetry serve`.
+//
+// Routes (in the URL's hash, so every view can be shared as a link):
+//   #/search?cluster=&resource=&namespace=&name=&range=&from=&to=&mode=   search form and its results
+//   #/trace/<trace id>?span=<span id>&mark=<n>                           one trace, with a selection
+// A server path /trace/<id> (what /redirect answers) is turned into #/trace/<id>.
+//
+// A trace is drawn as a timeline: one row per object span (depth first, indented by relation), the object's
+// activities as marks on its row. Activities come from the logs of object spans (modes `tracing`, `grouped`) or
+// from activity child spans (`tree`, `timeline`). Rows are virtualized: only the rows in view are in the DOM.
+"use strict";
+
+(function () {
+  const ROW_HEIGHT = 24;
+  const OVERSCAN = 8;
+  const KNOWN_SOURCES = ["audit", "event", "watch"];
+  const BASES = { tree: "0", timeline: "1", tracing: "2", grouped: "3" };
+  const MODIFIERS = { "": "0", "full tree": "1", ancestors: "2", "owned objects": "4" };
+  const DEFAULT_MODE = "tracing [full tree]";
+
+  const $ = (id) => document.getElementById(id);
+  const form = $("search");
+
+  /** Element builder: el("a", {href: "#"}, "text", child...). Text is always set as text, never as HTML. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  async function api(path) {
+    const response = await fetch(path, { headers: { Accept: "application/json" } });
+    let body;
+    try {
+      body = await response.json();
+    } catch (e) {
+      throw new Error(`${path}: HTTP ${response.status}, not JSON`);
+    }
+    if (!response.ok || (body.errors && body.errors.length)) {
+      const msg = body.errors && body.errors.length ? body.errors.map((e) => e.msg).join("; ") : `HTTP ${response.status}`;
+      throw new Error(msg);
+    }
+    return body.data;
+  }
+
+  // ---- display modes and trace ids ----
+
+  /** The 8 hex digits of a display mode's id, e.g. "tracing [full tree]" -> "21000000". */
+  function modeDigits(name) {
+    const match = /^(\w+)(?: \[(.+)\])?$/.exec(name.trim());
+    if (!match || !(match[1] in BASES) || !((match[2] || "") in MODIFIERS)) return null;
+    return BASES[match[1]] + MODIFIERS[match[2] || ""] + "000000";
+  }
+
+  /** The mode name a trace id's digits 3..10 carry. */
+  function modeOfTrace(traceId) {
+    const digits = traceId.slice(2, 10);
+    return state.modes.find((name) => modeDigits(name) === digits) || null;
+  }
+
+  /** The same view in another mode: the trace id with its mode digits rewritten. */
+  function withMode(traceId, name) {
+    const digits = modeDigits(name);
+    return digits ? traceId.slice(0, 2) + digits + traceId.slice(10) : traceId;
+  }
+
+  // ---- times ----
+
+  const pad2 = (n) => String(n).padStart(2, "0");
+  function clock(micros, withMillis) {
+    const d = new Date(micros / 1000);
+    const base = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())}`;
+    return withMillis ? `${base}.${String(d.getUTCMilliseconds()).padStart(3, "0")}` : base;
+  }
+  const isoTime = (micros) => new Date(micros / 1000).toISOString();
+  const RANGES = { "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400 };
+
+  // ---- state ----
+
+  const state = {
+    modes: [],
+    trace: null, // { id, mode, rows, visible, from, to, spanCount, markCount }
+    selected: null, // { row, mark } indexes into trace.rows
+    collapsed: new Set(), // span ids of collapsed rows
+    filter: "",
+    timings: {},
+  };
+  window.kelemetryViewer = state; // for tests and for the curious
+
+  function setBusy(what) {
+    document.body.dataset.state = what;
+  }
+
+  function showMessage(text, isError) {
+    const message = $("message");
+    message.textContent = text;
+    message.className = isError ? "message error" : "message";
+    message.hidden = !text;
+  }
+
+  // ---- routing ----
+
+  function parseHash() {
+    const hash = location.hash.replace(/^#/, "") || "/";
+    const [path, query] = hash.split("?");
+    return { path, params: new URLSearchParams(query || "") };
+  }
+
+  function navigate(hash, replace) {
+    if (replace) history.replaceState(null, "", hash);
+    else history.pushState(null, "", hash);
+    route();
+  }
+
+  async function route() {
+    const { path, params } = parseHash();
+    showMessage("");
+    const trace = /^\/trace\/([0-9a-fA-F]{1,32})$/.exec(path);
+    if (trace) {
+      const id = trace[1].toLowerCase().padStart(32, "0");
+      if (state.trace && state.trace.id === id) {
+        applySelectionFromParams(params);
+      } else {
+        await openTrace(id, params);
+      }
+      return;
+    }
+    $("trace").hidden = true;
+    if (path === "/search") {
+      fillForm(params);
+      await search(params);
+      return;
+    }
+    fillForm(new URLSearchParams());
+    $("results").hidden = true;
+    showMessage("Search for an object: a resource (deployments), a namespace and a name. Every field may be left empty.");
+    setBusy("ready");
+  }
+
+  // ---- search ----
+
+  function fillForm(params) {
+    for (const name of ["resource", "namespace", "name", "from", "to"]) {
+      form.elements[name].value = params.get(name) || "";
+    }
+    form.elements.cluster.value = params.get("cluster") || "";
+    form.elements.range.value = params.get("range") || "all";
+    form.elements.mode.value = params.get("mode") || DEFAULT_MODE;
+    form.querySelector(".custom-range").hidden = form.elements.range.value !== "custom";
+  }
+
+  function formParams() {
+    const params = new URLSearchParams();
+    for (const name of ["cluster", "resource", "namespace", "name", "range", "mode"]) {
+      const value = form.elements[name].value.trim();
+      if (value && !(name === "range" && value === "all")) params.set(name, value);
+    }
+    if (form.elements.range.value === "custom") {
+      for (const name of ["from", "to"]) {
+        if (form.elements[name].value) params.set(name, form.elements[name].value);
+      }
+    }
+    return params;
+  }
+
+  /** The microseconds of a datetime-local value, read as UTC. */
+  function micros(local) {
+    const ms = Date.parse(local.length === 16 ? `${local}:00Z` : `${local}Z`);
+    return Number.isNaN(ms) ? null : Math.round(ms * 1000);
+  }
+
+  async function search(params) {
+    const mode = params.get("mode") || DEFAULT_MODE;
+    const query = new URLSearchParams({ service: mode, limit: "20" });
+    if (params.get("cluster")) query.set("operation", params.get("cluster"));
+    const tags = {};
+    for (const name of ["resource", "namespace", "name"]) {
+      if (params.get(name)) tags[name] = params.get(name);
+    }
+    if (params.get("cluster")) tags.cluster = params.get("cluster");
+    if (Object.keys(tags).length) query.set("tags", JSON.stringify(tags));
+    const range = params.get("range") || "all";
+    if (range in RANGES) {
+      const now = Date.now() * 1000;
+      query.set("start", String(now - RANGES[range] * 1e6));
+      query.set("end", String(now));
+    } else if (range === "custom") {
+      const from = params.get("from") && micros(params.get("from"));
+      const to = params.get("to") && micros(params.get("to"));
+      if (from) query.set("start", String(from));
+      if (to) query.set("end", String(to));
+    }
+    const results = $("results");
+    results.hidden = false;
+    results.replaceChildren(el("p", { class: "message" }, "Searching…"));
+    setBusy("loading");
+    let traces;
+    try {
+      traces = await api(`/api/traces?${query}`);
+    } catch (e) {
+      results.replaceChildren(el("p", { class: "message error" }, `Search failed: ${e.message}`));
+      setBusy("error");
+      return;
+    }
+    if (params.get("open") === "1" && traces.length === 1) {
+      navigate(`#/trace/${traces[0].traceID}`, true);
+      return;
+    }
+    const items = traces.map((trace) => {
+      const root = trace.spans[0] || { operationName: "(empty)", tags: [], startTime: 0, duration: 0 };
+      const objects = trace.spans.filter((span) => spanKind(trace, span) === "object").length;
+      const service = trace.processes[root.processID] ? trace.processes[root.processID].serviceName : "";
+      return el("li", { class: "result" },
+        el("a", { href: `#/trace/${trace.traceID}`, "data-trace": trace.traceID }, `${service} ${root.operationName}`),
+        el("div", { class: "meta" },
+          `${objects} object${objects === 1 ? "" : "s"} · ${trace.spans.length} spans · `,
+          `${isoTime(root.startTime)} .. ${isoTime(root.startTime + root.duration)} · ${mode}`));
+    });
+    results.replaceChildren(
+      el("p", { class: "message" }, traces.length ? `${traces.length} trace${traces.length === 1 ? "" : "s"} found` : "Nothing found: widen the time range or clear a field."),
+      el("ol", {}, items));
+    setBusy("ready");
+  }
+
+  // ---- building the rows of a trace ----
+
+  function tagMap(list) {
+    const map = {};
+    for (const kv of list || []) map[kv.key] = String(kv.value);
+    return map;
+  }
+
+  /** object | linkClass | group | activity, from the span's tags and service name. */
+  function spanKind(trace, span) {
+    const service = serviceOf(trace, span);
+    const tags = span._tags || (span._tags = tagMap(span.tags));
+    const bare = service.split(" ").pop();
+    if (tags.resource && bare === tags.resource && !tags.auditId && !tags.eventName) return "object";
+    if (tags.resource) return "activity";
+    if (!span.operationName) return "linkClass";
+    return "group";
+  }
+
+  function serviceOf(trace, span) {
+    const process = trace.processes[span.processID];
+    return process ? process.serviceName : "";
+  }
+
+  function sourceClass(source) {
+    return KNOWN_SOURCES.includes(source) ? source : "other";
+  }
+
+  /** A mark from a collapsed log: its first field is `<source>: <title>`. */
+  function markFromLog(log) {
+    const [first, ...rest] = log.fields;
+    return newMark(log.timestamp, log.timestamp, first ? first.key : "?", first ? String(first.value) : "", rest.map((f) => [f.key, String(f.value)]));
+  }
+
+  /** A mark from an activity span: its tags and its log fields. */
+  function markFromSpan(trace, span) {
+    const source = serviceOf(trace, span).split(" ").pop();
+    const fields = (span.tags || []).filter((t) => !["cluster", "group", "version", "resource", "namespace", "name"].includes(t.key)).map((t) => [t.key, String(t.value)]);
+    for (const log of span.logs || []) for (const f of log.fields) fields.push([f.key, String(f.value)]);
+    return newMark(span.startTime, span.startTime + span.duration, source, span.operationName, fields);
+  }
+
+  function newMark(start, end, source, title, fields) {
+    const get = (name) => { const f = fields.find(([k]) => k === name); return f ? f[1] : undefined; };
+    const code = Number(get("responseCode"));
+    return {
+      start, end, source, title, fields,
+      failed: (Number.isFinite(code) && code >= 400) || get("error") !== undefined,
+      warning: source === "event" && get("type") === "Warning",
+      hasDiff: get("diff") !== undefined || get("verbose diff") !== undefined,
+    };
+  }
+
+  function buildRows(trace) {
+    const rows = [];
+    const rowOf = new Map(); // span id -> row index for object spans
+    const parentOf = new Map(); // span id -> parent span id
+    const byId = new Map();
+    for (const span of trace.spans) {
+      byId.set(span.spanID, span);
+      const ref = (span.references || []).find((r) => r.refType === "CHILD_OF");
+      if (ref) parentOf.set(span.spanID, ref.spanID);
+    }
+    const nearestRow = (spanId) => {
+      let id = parentOf.get(spanId);
+      let linkClass = "";
+      while (id !== undefined) {
+        if (rowOf.has(id)) return { row: rowOf.get(id), linkClass };
+        const span = byId.get(id);
+        if (span && spanKind(trace, span) === "linkClass" && !linkClass) linkClass = serviceOf(trace, span);
+        id = parentOf.get(id);
+      }
+      return { row: -1, linkClass };
+    };
+    let markCount = 0;
+    for (const span of trace.spans) {
+      const kind = spanKind(trace, span);
+      if (kind === "object") {
+        const tags = span._tags;
+        const { row: parent, linkClass } = nearestRow(span.spanID);
+        const row = {
+          index: rows.length,
+          spanId: span.spanID,
+          parent,
+          children: [],
+          depth: parent >= 0 ? rows[parent].depth + 1 : 0,
+          resource: tags.resource,
+          name: tags.name || span.operationName,
+          namespace: tags.namespace || "",
+          cluster: tags.cluster || "",
+          group: tags.group || "",
+          tags: span.tags || [],
+          linkClass: tags.linkClass || linkClass,
+          start: span.startTime,
+          end: span.startTime + span.duration,
+          operation: span.operationName,
+          warnings: span.warnings || [],
+          marks: (span.logs || []).map(markFromLog),
+        };
+        rowOf.set(span.spanID, row.index);
+        if (parent >= 0) rows[parent].children.push(row.index);
+        rows.push(row);
+      } else if (kind === "group" || kind === "activity") {
+        const { row } = nearestRow(span.spanID);
+        if (row < 0) continue;
+        if (kind === "group") rows[row].marks.push(...(span.logs || []).map(markFromLog));
+        else rows[row].marks.push(markFromSpan(trace, span));
+      }
+    }
+    for (const row of rows) {
+      row.marks.sort((a, b) => a.start - b.start);
+      markCount += row.marks.length;
+    }
+    let from = Infinity;
+    let to = -Infinity;
+    for (const span of trace.spans) {
+      from = Math.min(from, span.startTime);
+      to = Math.max(to, span.startTime + span.duration);
+    }
+    if (!Number.isFinite(from)) { from = 0; to = 1; }
+    if (to <= from) to = from + 1e6;
+    return { rows, from, to, markCount };
+  }
+
+  // ---- the trace page ----
+
+  let loads = 0;
+
+  async function openTrace(id, params) {
+    $("results").hidden = true;
+    $("trace").hidden = true;
+    showMessage("Loading trace…");
+    setBusy("loading");
+    const started = performance.now();
+    const token = ++loads;
+    let data;
+    try {
+      data = await api(`/api/traces/${id}`);
+    } catch (e) {
+      if (token !== loads) return;
+      showMessage(`Trace ${id}: ${e.message}`, true);
+      setBusy("error");
+      return;
+    }
+    if (token !== loads) return; // a later navigation won
+    const fetched = performance.now();
+    const trace = data[0];
+    const built = buildRows(trace);
+    state.trace = {
+      id: trace.traceID,
+      mode: modeOfTrace(trace.traceID),
+      rows: built.rows,
+      from: built.from,
+      to: built.to,
+      spanCount: trace.spans.length,
+      markCount: built.markCount,
+      warnings: trace.warnings || [],
+      viewFrom: built.from,
+      viewTo: built.to,
+    };
+    state.collapsed = new Set();
+    state.selected = null;
+    state.filter = "";
+    $("row-filter").value = "";
+    showMessage("");
+    $("trace").hidden = false;
+    const root = built.rows[0];
+    $("trace-title").textContent = root ? `${root.resource} ${root.operation}` : "(no objects)";
+    document.title = root ? `${root.resource} ${root.name} · Kelemetry` : "Kelemetry";
+    $("mode-switch").value = state.trace.mode || "";
+    $("trace-stats").textContent = `${built.rows.length} objects · ${built.markCount} activities · ${isoTime(built.from)} .. ${isoTime(built.to)}`;
+    if (root && !form.elements.name.value) {
+      form.elements.resource.value = root.resource;
+      form.elements.namespace.value = root.namespace;
+      form.elements.name.value = root.name;
+      form.elements.mode.value = state.trace.mode || DEFAULT_MODE;
+    }
+    computeVisible();
+    $("rows").scrollTop = 0;
+    applySelectionFromParams(params);
+    drawRows();
+    const drawn = performance.now();
+    // The browser lays out and paints after this task; the next frame is when a person sees the rows.
+    requestAnimationFrame(() => setTimeout(() => {
+      state.timings = { fetchMs: fetched - started, buildMs: drawn - fetched, totalMs: performance.now() - started };
+      setBusy("ready");
+    }, 0));
+  }
+
+  /** The rows shown: collapsed subtrees and rows that match no filter (nor have a matching descendant) left out. */
+  function computeVisible() {
+    const { rows } = state.trace;
+    const filter = state.filter.toLowerCase();
+    const keep = new Uint8Array(rows.length);
+    if (filter) {
+      for (let i = rows.length - 1; i >= 0; i--) {
+        const row = rows[i];
+        if (`${row.resource} ${row.namespace} ${row.name}`.toLowerCase().includes(filter)) keep[i] = 1;
+        if (keep[i] && row.parent >= 0) keep[row.parent] = 1;
+      }
+    }
+    const visible = [];
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      if (filter && !keep[i]) continue;
+      let hidden = false;
+      for (let p = row.parent; p >= 0; p = rows[p].parent) {
+        if (state.collapsed.has(rows[p].spanId)) { hidden = true; break; }
+      }
+      if (!hidden) visible.push(i);
+    }
+    state.trace.visible = visible;
+    $("rows-spacer").style.height = `${visible.length * ROW_HEIGHT}px`;
+  }
+
+  /** Where a time sits in the lanes, in percent of the zoomed range. */
+  function position(micros) {
+    const { viewFrom, viewTo } = state.trace;
+    return `${(((micros - viewFrom) / (viewTo - viewFrom)) * 100).toFixed(3)}%`;
+  }
+
+  /** Shows `from..to` of the trace (both clamped to it); without arguments the whole trace. */
+  function zoom(from, to, updateUrl = true) {
+    const trace = state.trace;
+    const lo = Math.max(trace.from, Math.min(from ?? trace.from, to ?? trace.to));
+    const hi = Math.min(trace.to, Math.max(from ?? trace.from, to ?? trace.to));
+    [trace.viewFrom, trace.viewTo] = hi - lo >= 1000 ? [lo, hi] : [trace.from, trace.to];
+    $("reset-zoom").hidden = trace.viewFrom === trace.from && trace.viewTo === trace.to;
+    if (updateUrl) history.replaceState(null, "", selectionHash(state.selected && state.selected.row, state.selected && state.selected.mark));
+    drawAxis();
+    drawRows();
+  }
+
+  function drawAxis() {
+    const { viewFrom: from, viewTo: to } = state.trace;
+    const span = to - from;
+    const steps = [1e3, 5e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 5e6, 1e7, 15e6, 3e7, 6e7, 12e7, 3e8, 6e8, 9e8, 18e8, 36e8, 72e8, 216e8, 864e8];
+    const step = steps.find((s) => span / s <= 8) || steps[steps.length - 1];
+    const ticks = [];
+    for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
+      ticks.push(el("span", { class: "tick", style: `left:${position(t)}` }, clock(t, step < 1e6)));
+    }
+    $("axis-ticks").replaceChildren(...ticks);
+  }
+
+  function markClass(mark) {
+    let cls = `mark ${sourceClass(mark.source)}`;
+    if (mark.warning) cls += " warning";
+    if (mark.hasDiff) cls += " has-diff";
+    if (mark.failed) cls += " failed";
+    return cls;
+  }
+
+  let drawQueued = false;
+  function queueDraw() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(() => { drawQueued = false; drawRows(); });
+  }
+
+  /** Draws the rows in view (and a few around them) into the spacer; the rest are not in the DOM. */
+  function drawRows() {
+    const trace = state.trace;
+    if (!trace) return;
+    const container = $("rows");
+    const first = Math.max(0, Math.floor(container.scrollTop / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(trace.visible.length, Math.ceil((container.scrollTop + container.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+    const nodes = [];
+    for (let v = first; v < last; v++) {
+      const index = trace.visible[v];
+      const row = trace.rows[index];
+      const selectedRow = state.selected && state.selected.row === index;
+      const caret = row.children.length ? (state.collapsed.has(row.spanId) ? "▸" : "▾") : "";
+      const lane = el("div", { class: "lane" },
+        el("div", { class: "span-bar", style: `left:${position(row.start)};width:calc(${position(row.end)} - ${position(row.start)})` }));
+      row.marks.forEach((mark, m) => {
+        if (mark.start < trace.viewFrom || mark.start > trace.viewTo) return;
+        const selectedMark = selectedRow && state.selected.mark === m;
+        lane.append(el("span", {
+          class: markClass(mark) + (selectedMark ? " selected" : ""),
+          style: `left:${position(mark.start)}`,
+          "data-row": index,
+          "data-mark": m,
+          "data-source": mark.source,
+          title: `${clock(mark.start, true)} ${mark.source}: ${mark.title}`,
+        }));
+      });
+      const failed = row.marks.filter((m) => m.failed).length;
+      nodes.push(el("div", {
+        class: `row${selectedRow && state.selected.mark === undefined ? " selected" : ""}`,
+        style: `top:${v * ROW_HEIGHT}px`,
+        "data-row": index,
+        "data-resource": row.resource,
+        "data-name": row.name,
+      },
+      el("div", { class: "row-label", style: `padding-left:${6 + row.depth * 16}px`, "data-row": index, title: `${row.resource} ${row.namespace}/${row.name}` },
+        el("span", { class: "caret", "data-toggle": index }, caret),
+        el("span", { class: "resource" }, row.resource),
+        el("span", { class: "object-name" }, row.namespace && row.namespace !== "default" ? `${row.namespace}/${row.name}` : row.name),
+        el("span", { class: "count" }, failed ? `${row.marks.length} (${failed} failed)` : String(row.marks.length))),
+      lane));
+    }
+    $("rows-spacer").replaceChildren(...nodes);
+  }
+
+  // ---- selection and the side panel ----
+
+  function applySelectionFromParams(params) {
+    const trace = state.trace;
+    const from = Number(params.get("from"));
+    const to = Number(params.get("to"));
+    zoom(params.get("from") && from, params.get("to") && to, false);
+    const span = params.get("span");
+    const row = span ? trace.rows.findIndex((r) => r.spanId === span) : -1;
+    if (row < 0) {
+      state.selected = null;
+      $("panel").hidden = true;
+      drawRows();
+      return;
+    }
+    const markText = params.get("mark");
+    const mark = markText !== null && trace.rows[row].marks[Number(markText)] ? Number(markText) : undefined;
+    select(row, mark, false);
+  }
+
+  function selectionHash(row, mark) {
+    const params = new URLSearchParams();
+    if (row !== undefined && row >= 0) params.set("span", state.trace.rows[row].spanId);
+    if (mark !== undefined) params.set("mark", String(mark));
+    const trace = state.trace;
+    if (trace.viewFrom !== trace.from || trace.viewTo !== trace.to) {
+      params.set("from", String(Math.round(trace.viewFrom)));
+      params.set("to", String(Math.round(trace.viewTo)));
+    }
+    const query = params.toString();
+    return `#/trace/${state.trace.id}${query ? `?${query}` : ""}`;
+  }
+
+  function select(row, mark, updateUrl = true) {
+    state.selected = { row, mark };
+    if (updateUrl) history.replaceState(null, "", selectionHash(row, mark));
+    // Make sure the row is shown and in view.
+    for (let p = state.trace.rows[row].parent; p >= 0; p = state.trace.rows[p].parent) state.collapsed.delete(state.trace.rows[p].spanId);
+    computeVisible();
+    const v = state.trace.visible.indexOf(row);
+    const container = $("rows");
+    if (v >= 0 && (v * ROW_HEIGHT < container.scrollTop || (v + 1) * ROW_HEIGHT > container.scrollTop + container.clientHeight)) {
+      container.scrollTop = Math.max(0, v * ROW_HEIGHT - container.clientHeight / 3);
+    }
+    drawRows();
+    if (mark === undefined) showObject(row);
+    else showMark(row, mark);
+  }
+
+  function objectLink(index, text) {
+    const row = state.trace.rows[index];
+    return el("a", { href: selectionHash(index), class: "object-link", "data-select": index }, text || `${row.resource} ${row.namespace ? `${row.namespace}/` : ""}${row.name}`);
+  }
+
+  function openPanel(...children) {
+    const panel = $("panel");
+    panel.hidden = false;
+    panel.replaceChildren(el("button", { class: "close", type: "button", onclick: () => { state.selected = null; panel.hidden = true; history.replaceState(null, "", selectionHash()); drawRows(); } }, "×"), ...children.flat().filter(Boolean));
+    panel.scrollTop = 0;
+  }
+
+  function fieldTable(pairs) {
+    return el("table", {}, pairs.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
+  }
+
+  function showObject(index) {
+    const row = state.trace.rows[index];
+    const ownSearch = new URLSearchParams({ resource: row.resource, name: row.name, mode: state.trace.mode || DEFAULT_MODE, open: "1" });
+    if (row.namespace) ownSearch.set("namespace", row.namespace);
+    if (row.cluster) ownSearch.set("cluster", row.cluster);
+    const counts = {};
+    for (const mark of row.marks) counts[mark.source] = (counts[mark.source] || 0) + 1;
+    const children = row.children.slice(0, 200);
+    openPanel(
+      el("h2", {}, `${row.resource} ${row.namespace ? `${row.namespace}/` : ""}${row.name}`),
+      fieldTable([
+        ...row.tags.map((t) => [t.key, String(t.value)]),
+        ["time", `${isoTime(row.start)} .. ${isoTime(row.end)}`],
+        ["activities", Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ") || "none"],
+      ]),
+      row.warnings.length ? el("p", { class: "failed-note" }, row.warnings.join("; ")) : null,
+      el("h3", {}, "Parent"),
+      row.parent >= 0 ? el("p", {}, objectLink(row.parent), row.linkClass ? ` (${row.linkClass})` : "") : el("p", {}, "none in this view"),
+      el("h3", {}, `Children (${row.children.length})`),
+      children.length ? el("ul", {}, children.map((c) => el("li", {}, objectLink(c)))) : el("p", {}, "none in this view"),
+      row.children.length > children.length ? el("p", {}, `and ${row.children.length - children.length} more`) : null,
+      el("p", {}, el("a", { href: `#/search?${ownSearch}`, class: "own-trace" }, "Open the trace of this object alone")),
+      el("h3", {}, `Activities (${row.marks.length})`),
+      el("ol", { class: "activities" }, row.marks.slice(0, 500).map((mark, m) =>
+        el("li", {},
+          el("a", { href: selectionHash(index, m), class: `activity${mark.hasDiff ? " has-diff" : ""}${mark.failed ? " failed" : ""}`, "data-select": index, "data-mark": m },
+            el("i", { class: markClass(mark) }),
+            `${clock(mark.start, true)} ${mark.source}: ${mark.title}`)))),
+      row.marks.length > 500 ? el("p", {}, `and ${row.marks.length - 500} more`) : null);
+  }
+
+  function diffBlock(text) {
+    return el("pre", { class: "diff" }, text.split("\n").map((line) => {
+      const match = /^(\S+) (.*) -> (.*)$/.exec(line);
+      if (!match) return el("div", { class: "diff-line" }, line);
+      return el("div", { class: "diff-line" }, el("span", { class: "path" }, match[1]), " ", el("span", { class: "old" }, match[2]), " -> ", el("span", { class: "new" }, match[3]));
+    }));
+  }
+
+  function snapshotBlock(text) {
+    let pretty = text;
+    try { pretty = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON: as it is */ }
+    return el("details", { open: true }, el("summary", {}, `${text.length} characters`), el("pre", { class: "snapshot" }, pretty));
+  }
+
+  function showMark(index, m) {
+    const row = state.trace.rows[index];
+    const mark = row.marks[m];
+    const source = sourceClass(mark.source);
+    const plain = mark.fields.filter(([k]) => !["diff", "verbose diff", "snapshot", "message", "error"].includes(k));
+    const blocks = [];
+    for (const [key, value] of mark.fields) {
+      if (key === "diff" || key === "verbose diff") blocks.push(el("h3", {}, key), diffBlock(value));
+      else if (key === "snapshot") blocks.push(el("h3", {}, "snapshot"), snapshotBlock(value));
+      else if (key === "message" || key === "error") blocks.push(el("h3", {}, key), el("pre", { class: key }, value));
+    }
+    openPanel(
+      el("h2", {},
+        el("span", { class: `badge ${mark.warning ? "warning" : source}` }, mark.source),
+        mark.failed ? el("span", { class: "badge failed" }, "failed") : null,
+        mark.title),
+      el("p", {}, `${isoTime(mark.start)} on `, objectLink(index)),
+      fieldTable(plain),
+      blocks,
+      el("p", {},
+        m > 0 ? el("a", { href: selectionHash(index, m - 1), "data-select": index, "data-mark": m - 1 }, "← previous") : null,
+        " ",
+        m + 1 < row.marks.length ? el("a", { href: selectionHash(index, m + 1), "data-select": index, "data-mark": m + 1 }, "next →") : null));
+  }
+
+  // ---- events ----
+
+  // Zoom: drag on the axis to pick a time range, double-click it (or Reset zoom) to see everything.
+  const ticks = $("axis-ticks");
+  ticks.addEventListener("mousedown", (down) => {
+    if (!state.trace || down.button !== 0) return;
+    const box = ticks.getBoundingClientRect();
+    const at = (x) => Math.min(box.width, Math.max(0, x - box.left));
+    const brush = el("div", { class: "brush", style: `left:${at(down.clientX)}px;width:0` });
+    ticks.append(brush);
+    const move = (event) => {
+      const [a, b] = [at(down.clientX), at(event.clientX)].sort((x, y) => x - y);
+      brush.style.left = `${a}px`;
+      brush.style.width = `${b - a}px`;
+    };
+    const up = (event) => {
+      window.removeEventListener("mousemove", move);
+      window.removeEventListener("mouseup", up);
+      brush.remove();
+      const [a, b] = [at(down.clientX), at(event.clientX)].sort((x, y) => x - y);
+      if (b - a < 4) return;
+      const { viewFrom, viewTo } = state.trace;
+      const time = (x) => viewFrom + (x / box.width) * (viewTo - viewFrom);
+      zoom(time(a), time(b));
+    };
+    window.addEventListener("mousemove", move);
+    window.addEventListener("mouseup", up);
+  });
+  ticks.addEventListener("dblclick", () => { if (state.trace) zoom(); });
+  $("reset-zoom").addEventListener("click", () => zoom());
+  $("rows").addEventListener("scroll", queueDraw, { passive: true });
+  window.addEventListener("resize", queueDraw);
+  $("rows").addEventListener("click", (event) => {
+    const toggle = event.target.closest("[data-toggle]");
+    if (toggle && toggle.textContent) {
+      const row = state.trace.rows[Number(toggle.dataset.toggle)];
+      if (state.collapsed.has(row.spanId)) state.collapsed.delete(row.spanId);
+      else state.collapsed.add(row.spanId);
+      computeVisible();
+      drawRows();
+      return;
+    }
+    const mark = event.target.closest(".mark");
+    if (mark) { select(Number(mark.dataset.row), Number(mark.dataset.mark)); return; }
+    const label = event.target.closest(".row-label");
+    if (label) select(Number(label.dataset.row), undefined);
+  });
+  $("panel").addEventListener("click", (event) => {
+    const link = event.target.closest("[data-select]");
+    if (!link) return;
+    event.preventDefault();
+    select(Number(link.dataset.select), link.dataset.mark === undefined ? undefined : Number(link.dataset.mark));
+  });
+  $("mode-switch").addEventListener("change", (event) => {
+    if (state.trace) navigate(`#/trace/${withMode(state.trace.id, event.target.value)}`);
+  });
+  $("row-filter").addEventListener("input", (event) => {
+    state.filter = event.target.value.trim();
+    computeVisible();
+    $("rows").scrollTop = 0;
+    drawRows();
+  });
+  $("copy-link").addEventListener("click", async () => {
+    const button = $("copy-link");
+    try {
+      await navigator.clipboard.writeText(location.href);
+      button.textContent = "Copied";
+    } catch (e) {
+      window.prompt("Link to this view:", location.href);
+    }
+    setTimeout(() => { button.textContent = "Copy link"; }, 1500);
+  });
+  form.elements.range.addEventListener("change", () => {
+    form.querySelector(".custom-range").hidden = form.elements.range.value !== "custom";
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.trace = null;
+    navigate(`#/search?${formParams()}`);
+  });
+  // Links and back/forward change the hash; pushState/replaceState (navigate, selections) do not fire this.
+  window.addEventListener("hashchange", route);
+
+  // ---- start ----
+
+  async function start() {
+    const serverTrace = /^\/trace\/([0-9a-fA-F]+)$/.exec(location.pathname);
+    if (serverTrace) history.replaceState(null, "", `/#/trace/${serverTrace[1]}`);
+    try {
+      const [modes, clusters] = await Promise.all([api("/api/services"), api("/api/operations")]);
+      state.modes = modes;
+      const options = modes.map((name) => el("option", { value: name }, name));
+      form.elements.mode.replaceChildren(...options);
+      $("mode-switch").replaceChildren(...options.map((o) => o.cloneNode(true)));
+      form.elements.cluster.append(...clusters.map((c) => el("option", { value: c.name }, c.name)));
+    } catch (e) {
+      showMessage(`The API does not answer: ${e.message}`, true);
+      setBusy("error");
+      return;
+    }
+    await route();
+  }
+  start();
+})();

@@ -1,0 +1,242 @@
+// The web viewer in headless Chromium, against `kelemetry demo` (the project's recording of a Deployment rollout)
+// and against a generated rollout of 1,000 Pods. Run by scripts/browser-test, which installs Debian's chromium and
+// playwright-core (outside the work tree) and says where they are:
+//   KELEMETRY_BIN            the kelemetry binary
+//   KELEMETRY_NODE_MODULES   the node_modules folder holding playwright-core
+//   KELEMETRY_ARTIFACTS      where screenshots go
+//   CHROMIUM                 the browser (default /usr/bin/chromium)
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+
+import { bigRollout } from "./big-rollout.mjs";
+
+const require = createRequire(
+  process.env.KELEMETRY_NODE_MODULES ? path.resolve(process.env.KELEMETRY_NODE_MODULES, "..", "package.json") : import.meta.url,
+);
+const { chromium } = require("playwright-core");
+
+const BIN = process.env.KELEMETRY_BIN;
+const ARTIFACTS = process.env.KELEMETRY_ARTIFACTS || mkdtempSync(path.join(tmpdir(), "kelemetry-viewer-"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const PODS = 1000;
+
+/** `kelemetry demo ARGS --listen 127.0.0.1:0`: resolves with the printed link once the viewer is served. */
+function startDemo(args) {
+  const child = spawn(BIN, ["demo", ...args, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk) => { stderr += chunk; });
+  const lines = createInterface({ input: child.stdout });
+  const printed = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill(); reject(new Error(`no link printed in 120 s:\n${printed.slice(-5).join("\n")}\n${stderr}`)); }, 120_000);
+    lines.on("line", (line) => {
+      printed.push(line);
+      const match = /^open (http:\/\/\S+)/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1], base: new URL(match[1]).origin, printed });
+      }
+    });
+    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`kelemetry demo exited (${code}) before printing a link:\n${printed.join("\n")}\n${stderr}`)); });
+  });
+}
+
+let browser;
+let demo;
+
+before(async () => {
+  assert.ok(BIN, "KELEMETRY_BIN names the kelemetry binary");
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // The sandbox's closed network: no background connections, no first-run work.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  demo = await startDemo([]);
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (demo) demo.child.kill("SIGINT");
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+  page.on("console", (msg) => { if (msg.type() === "error") problems.push(`console: ${msg.text()}`); });
+  page.on("request", (req) => { if (!req.url().startsWith("http://127.0.0.1:")) problems.push(`request outside the server: ${req.url()}`); });
+  return { page, problems };
+}
+
+const ready = (page) => page.waitForSelector("body[data-state=ready]", { timeout: 30_000 });
+
+/** The rows on the page: resource, name, and the sources of the marks on them. */
+async function rows(page) {
+  return page.$$eval(".row", (nodes) => nodes.map((row) => ({
+    resource: row.dataset.resource,
+    name: row.dataset.name,
+    marks: [...row.querySelectorAll(".mark")].map((m) => ({ source: m.dataset.source, cls: m.className })),
+  })));
+}
+
+test("the demo prints a link, and the search finds the Deployment's tree", async () => {
+  assert.ok(demo.printed.some((line) => line.includes("deployments demo")), "the tree was printed first");
+  const { page, problems } = await newPage();
+  await page.goto(`${demo.base}/`);
+  await ready(page);
+  await page.fill("#search [name=resource]", "deployments");
+  await page.fill("#search [name=namespace]", "default");
+  await page.fill("#search [name=name]", "demo");
+  await page.selectOption("#search [name=mode]", "tracing [full tree]");
+  await page.click("#search button[type=submit]");
+  await ready(page);
+  assert.match(page.url(), /#\/search\?.*name=demo/, "the search is in the URL");
+  const results = page.locator(".result a");
+  assert.equal(await results.count(), 1, "one view matches");
+  await results.first().click();
+  await ready(page);
+  assert.match(page.url(), /#\/trace\/ff21000000e1e3e7[0-9a-f]{16}$/);
+
+  const shown = await rows(page);
+  const deployment = shown.filter((r) => r.resource === "deployments");
+  const replicaSets = shown.filter((r) => r.resource === "replicasets");
+  const pods = shown.filter((r) => r.resource === "pods");
+  assert.deepEqual(deployment.map((r) => r.name), ["demo"]);
+  assert.equal(replicaSets.length, 2, "the rollout made two ReplicaSets");
+  assert.ok(replicaSets.every((r) => r.name.startsWith("demo-")));
+  assert.ok(pods.length >= 4, `the ReplicaSets' Pods are rows (${pods.length})`);
+  for (const pod of pods) {
+    assert.ok(replicaSets.some((rs) => pod.name.startsWith(`${rs.name}-`)), `${pod.name} belongs to a ReplicaSet`);
+    assert.ok(pod.marks.some((m) => m.source === "audit"), `${pod.name} has audit marks`);
+  }
+  const sources = new Set(deployment[0].marks.map((m) => m.source));
+  assert.ok(sources.has("audit") && sources.has("event"), `the Deployment has audit and event marks (${[...sources]})`);
+  assert.ok(replicaSets.every((rs) => rs.marks.some((m) => m.source === "event")), "each ReplicaSet has Events");
+  assert.ok(shown.some((r) => r.marks.some((m) => m.cls.includes("failed"))), "failed requests are highlighted");
+  // Events and audit requests look different.
+  const look = async (selector) => page.$eval(selector, (m) => { const s = getComputedStyle(m); return `${s.backgroundColor} ${s.borderRadius}`; });
+  assert.notEqual(await look(".row .mark.audit:not(.failed)"), await look(".row .mark.event:not(.warning)"));
+  assert.deepEqual(problems, []);
+});
+
+test("a diff opens in the side panel, with a link to share", async () => {
+  const { page, problems } = await newPage();
+  await page.goto(demo.url);
+  await ready(page);
+  // The Deployment's row lists its activities in the side panel; the ones with a diff are marked.
+  await page.locator('.row[data-resource="deployments"] .row-label').click();
+  const withDiff = page.locator("#panel a.activity.has-diff");
+  const count = await withDiff.count();
+  assert.ok(count > 0, "the Deployment has activities with diffs");
+  let found = null;
+  for (let i = 0; i < count && !found; i++) {
+    await page.locator('.row[data-resource="deployments"] .row-label').click();
+    await withDiff.nth(i).click();
+    const text = await page.locator("#panel").innerText();
+    if (/spec\.replicas 2 -> 4|status\.observedGeneration 1 -> 2/.test(text)) found = text;
+  }
+  assert.ok(found, "some diff of the Deployment shows spec.replicas 2 -> 4 or status.observedGeneration 1 -> 2");
+  assert.match(found, /audit/);
+  assert.match(page.url(), /\?span=[0-9a-f]{16}&mark=\d+$/, "the selection is in the URL");
+  const screenshot = path.join(ARTIFACTS, "viewer-demo.png");
+  await page.screenshot({ path: screenshot });
+  console.log(`screenshot: ${screenshot}`);
+
+  // The link opens the same selection in another tab.
+  const { page: other } = await newPage();
+  await other.goto(page.url());
+  await ready(other);
+  assert.equal(await other.locator("#panel").innerText(), await page.locator("#panel").innerText());
+
+  // From the panel to the parent object and back down to a child.
+  await page.locator('.row[data-resource="pods"] .row-label').first().click();
+  const panel = page.locator("#panel");
+  await panel.locator(".object-link").first().click();
+  assert.match(await panel.locator("h2").innerText(), /^replicasets default\/demo-/);
+  assert.ok((await panel.locator("li .object-link").count()) >= 2, "the ReplicaSet lists its Pods");
+  assert.deepEqual(problems, []);
+});
+
+test("the display-mode switch rewrites the trace id's mode digits", async () => {
+  const { page, problems } = await newPage();
+  await page.goto(demo.url);
+  await ready(page);
+  const id = /#\/trace\/([0-9a-f]{32})/.exec(page.url())[1];
+  const before = await rows(page);
+  const activities = before.reduce((n, r) => n + r.marks.length, 0);
+
+  await page.selectOption("#mode-switch", "tree [full tree]");
+  await ready(page);
+  await page.waitForURL(/ff01000000/);
+  assert.equal(page.url().split("#/trace/")[1], `ff01000000${id.slice(10)}`);
+  const tree = await rows(page);
+  assert.deepEqual(tree.map((r) => `${r.resource} ${r.name}`).sort(), before.map((r) => `${r.resource} ${r.name}`).sort(),
+    "tree mode shows the same objects");
+  assert.equal(tree.reduce((n, r) => n + r.marks.length, 0), activities, "and the same activities, from child spans");
+
+  await page.selectOption("#mode-switch", "timeline [full tree]");
+  await ready(page);
+  await page.waitForURL(/ff11000000/);
+  const timeline = await rows(page);
+  assert.equal(timeline.length, 1, "timeline: the root alone");
+  assert.equal(timeline[0].marks.length, activities, "with every activity of the tree");
+
+  await page.goBack();
+  await ready(page);
+  await page.waitForURL(/ff01000000/);
+  assert.equal((await rows(page)).length, before.length, "back to the tree mode");
+  assert.deepEqual(problems, []);
+});
+
+test(`a Deployment with ${PODS} Pods loads fast and scrolls`, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "kelemetry-big-"));
+  const file = path.join(dir, "audit.log");
+  writeFileSync(file, bigRollout(PODS));
+  const big = await startDemo([file, "--object", "deployments/default/big"]);
+  try {
+    const { page, problems } = await newPage();
+    await page.goto(`${big.base}/`);
+    await ready(page);
+    const started = Date.now();
+    await page.goto(big.url);
+    await ready(page);
+    const loadMs = Date.now() - started;
+    const timings = await page.evaluate(() => window.kelemetryViewer.timings);
+    const trace = await page.evaluate(() => ({ rows: window.kelemetryViewer.trace.rows.length, marks: window.kelemetryViewer.trace.markCount }));
+    console.log(`${trace.rows} objects, ${trace.marks} activities: page ready in ${loadMs} ms (API ${timings.fetchMs.toFixed(0)} ms, rows ${timings.buildMs.toFixed(0)} ms, total in page ${timings.totalMs.toFixed(0)} ms)`);
+    assert.equal(trace.rows, PODS + 3, "the Deployment, two ReplicaSets, every Pod");
+    assert.ok(trace.marks >= PODS * 2, "every Pod's requests are marks");
+    const inDom = await page.locator(".row").count();
+    assert.ok(inDom < 100, `only the rows in view are in the DOM (${inDom})`);
+    await page.screenshot({ path: path.join(ARTIFACTS, "viewer-1000-pods.png") });
+
+    // Scroll to the end: the last Pod is drawn, quickly.
+    const scrolled = Date.now();
+    await page.$eval("#rows", (rows) => { rows.scrollTop = rows.scrollHeight; });
+    await page.waitForSelector('.row[data-name="big-bbbb2-p0999"]', { timeout: 5_000 });
+    console.log(`scrolled to the last Pod in ${Date.now() - scrolled} ms`);
+    // Collapse a ReplicaSet: its 500 Pods leave the list.
+    await page.$eval("#rows", (rows) => { rows.scrollTop = 0; });
+    await page.locator('.row[data-name="big-aaaa1"] .caret').click();
+    const visible = await page.evaluate(() => window.kelemetryViewer.trace.visible.length);
+    assert.equal(visible, PODS / 2 + 3);
+    // The filter finds one Pod among a thousand.
+    await page.fill("#row-filter", "p0421");
+    assert.deepEqual((await rows(page)).map((r) => r.name), ["big", "big-bbbb2", "big-bbbb2-p0421"]);
+    assert.ok(loadMs < 15_000, `the page is ready in ${loadMs} ms`);
+    assert.deepEqual(problems, []);
+  } finally {
+    big.child.kill("SIGINT");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
