@@ -332,6 +332,8 @@ impl Source for ObjectWatchSource {
             let now = Timestamp::now();
             let changes: Vec<Arc<WatchedChange>> = match event {
                 watcher::Event::Init => {
+                    self.store
+                        .listing(&state.resource.api.group, &state.resource.api.plural, now);
                     if state.listed_once {
                         state.relisted = Some(HashSet::new());
                     }

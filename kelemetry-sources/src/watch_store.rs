@@ -18,7 +18,9 @@
 //! first write seen of an object since the start) gets the watch's, matched by resource version. As in the
 //! original, the watch may lag behind the audit record: it tries at once, then polls (every second by default)
 //! until `stageTimestamp + 15 s`, and never waits more than 10 s for one activity; it only waits for resources the
-//! watch covers and has listed. A miss adds nothing.
+//! watch covers and has listed, and not for writes that finished before that list started (the apiserver may
+//! deliver old audit batches after a restart; their changes were never watched). A miss adds nothing. An update
+//! or patch that created its object (server-side apply) gets the creation snapshot.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -175,14 +177,27 @@ struct Changes {
     bytes: usize,
 }
 
+/// How far the watch of one resource is.
+#[derive(Copy, Clone, Debug, Default)]
+struct ResourceWatch {
+    /// Its first list is complete.
+    listed: bool,
+    /// When its first list started: writes that finished before were not seen as changes, and never will be.
+    since: Option<Timestamp>,
+}
+
+/// How much earlier than the start of a resource's first list a write must have finished for the decorator not
+/// to wait for it (allows for clock skew between the apiserver and this process).
+const CLOCK_SKEW: Duration = Duration::from_secs(1);
+
 /// The latest bodies and the recent changes of watched objects. See the module documentation.
 pub struct WatchStore {
     limits: WatchStoreLimits,
     redactor: Redactor,
     bodies: Mutex<Bodies>,
     changes: Mutex<Changes>,
-    /// (group, resource) → whether its first list is complete.
-    resources: RwLock<HashMap<(String, String), bool>>,
+    /// (group, resource) → how far its watch is.
+    resources: RwLock<HashMap<(String, String), ResourceWatch>>,
     counters: Counters,
 }
 
@@ -268,7 +283,19 @@ impl WatchStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .entry((group.to_owned(), resource.to_owned()))
-            .or_insert(false);
+            .or_default();
+    }
+
+    /// Notes that the first list of `group`/`resource` starts `at` (later calls change nothing).
+    pub fn listing(&self, group: &str, resource: &str, at: Timestamp) {
+        let mut resources = self
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let watch = resources
+            .entry((group.to_owned(), resource.to_owned()))
+            .or_default();
+        watch.since.get_or_insert(at);
     }
 
     /// Notes that the first list of `group`/`resource` is complete.
@@ -276,17 +303,35 @@ impl WatchStore {
         self.resources
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((group.to_owned(), resource.to_owned()), true);
+            .entry((group.to_owned(), resource.to_owned()))
+            .or_default()
+            .listed = true;
     }
 
-    /// Whether changes of objects like `key` are watched and their resource was listed once.
-    pub fn covers(&self, key: &ObjectKey) -> bool {
+    fn watch_of(&self, key: &ObjectKey) -> Option<ResourceWatch> {
         self.resources
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(key.group.clone(), key.resource.clone()))
             .copied()
-            .unwrap_or(false)
+    }
+
+    /// Whether changes of objects like `key` are watched and their resource was listed once.
+    pub fn covers(&self, key: &ObjectKey) -> bool {
+        self.watch_of(key).is_some_and(|watch| watch.listed)
+    }
+
+    /// Whether a write on an object like `key` that finished at `stage` can still show up as a watched change:
+    /// its resource is watched and listed, and the write did not finish before the first list started.
+    pub fn may_still_see(&self, key: &ObjectKey, stage: Timestamp) -> bool {
+        match self.watch_of(key) {
+            Some(watch) if watch.listed => watch.since.is_none_or(|since| {
+                since
+                    .checked_sub(CLOCK_SKEW)
+                    .is_ok_and(|earliest| stage >= earliest)
+            }),
+            _ => false,
+        }
     }
 
     /// The latest body seen of `key` (redacted).
@@ -455,6 +500,10 @@ impl WatchStore {
             ChangeKind::Create => {
                 self.counters.creations.fetch_add(1, Relaxed);
                 slots.push(ChangeSlot::Creation);
+                // A patch or update can create the object (server-side apply): it asks by the new version.
+                if let Some(rv) = &change.resource_version {
+                    slots.push(ChangeSlot::NewVersion(rv.clone()));
+                }
             }
             ChangeKind::Delete => {
                 self.counters.deletions.fetch_add(1, Relaxed);
@@ -642,11 +691,14 @@ impl Decorator for WatchDiffDecorator {
             Self::attach(activity, &change);
             return;
         }
-        if !self.store.covers(&key) {
+        let stage = activity.end.unwrap_or(activity.start);
+        if !self.store.may_still_see(&key, stage) {
+            if self.store.covers(&key) {
+                self.store.counters.decorator_misses.fetch_add(1, Relaxed);
+            }
             return;
         }
         let started = tokio::time::Instant::now();
-        let stage = activity.end.unwrap_or(activity.start);
         let until_stage_deadline = stage
             .checked_add(self.wait.after_stage)
             .ok()

@@ -504,3 +504,43 @@ async fn writes_that_need_nothing_are_left_alone() {
     }
     assert!(started.elapsed() < Duration::from_millis(100));
 }
+
+#[tokio::test]
+async fn writes_from_before_the_first_list_are_not_waited_for() {
+    let store = store();
+    let list_start: Timestamp = "2026-05-01T12:00:10Z".parse().unwrap();
+    store.listing("apps", "deployments", list_start);
+    store.listed("apps", "deployments");
+    let decorator = WatchDiffDecorator::new(store.clone(), quick());
+    // Finished 10 s before the list started (an old batch the apiserver delivered late): tried once.
+    let mut old = write("web", ChangeKind::Update, Some("3"), None);
+    old.end = Some("2026-05-01T12:00:00Z".parse().unwrap());
+    let started = std::time::Instant::now();
+    decorator.decorate(&mut old, &BodyCache::new(1)).await;
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert_eq!(store.counts().decorator_misses, 1);
+    // Finished after the list started: waited for.
+    let mut recent = write("web", ChangeKind::Create, None, None);
+    let started = std::time::Instant::now();
+    decorator.decorate(&mut recent, &BodyCache::new(1)).await;
+    assert!(started.elapsed() >= Duration::from_millis(550));
+}
+
+#[tokio::test]
+async fn a_patch_that_created_its_object_gets_the_creation_snapshot() {
+    let store = store();
+    store.listed("apps", "deployments");
+    store.seen(
+        object("applied"),
+        deployment("applied", "41", 1, None),
+        WatchPhase::Live,
+        now(),
+    );
+    let mut patch = write("applied", ChangeKind::Update, None, None);
+    patch.attribute(vocabulary::NEW_RESOURCE_VERSION, "41");
+    WatchDiffDecorator::new(store, quick())
+        .decorate(&mut patch, &BodyCache::new(1))
+        .await;
+    assert_eq!(patch.logs.len(), 1);
+    assert_eq!(patch.logs[0].kind, LogKind::ObjectSnapshot);
+}
