@@ -5,10 +5,22 @@
 //! backpressure; a record a source cannot use is reported through
 //! [`ActivitySink::reject`](kelemetry_core::ActivitySink::reject) with its `file:line`, and the reading goes on.
 //!
+//! Recordings:
 //! - [`ObjectFileSource`]: recorded Kubernetes objects and Events (YAML streams, JSON streams, lists, watch
 //!   events) → Event activities and object observations.
 //! - [`AuditFileSource`]: apiserver audit logs (JSON lines, `EventList` documents) → audit activities.
-//! - [`ReadReport`]/[`ReadCounters`]: what a file source read, skipped and rejected.
+//! - [`ReadReport`]/[`ReadCounters`]: what a source read, skipped and rejected.
+//!
+//! Live:
+//! - [`AuditLogFollower`]: tails the apiserver's audit log through rotations, resuming from a [`CheckpointFile`].
+//! - `webhook::AuditWebhook` (feature `webhook`): the apiserver's audit webhook backend, with a bounded queue that
+//!   answers 429 when full, a body limit, TLS and a bearer token.
+//! - `kube_events::KubeEventSource` (feature `kube`): Kubernetes Events from the watch API, with a restart
+//!   watermark in a ConfigMap.
+//! - `object_watch::ObjectWatchSource` (feature `kube`): watches objects and files their field diffs and
+//!   snapshots in a [`WatchStore`], which [`WatchDiffDecorator`] attaches to audit activities by resource version.
+//! - `kube_discovery` (feature `kube`): the resources the apiserver serves, and teaching a
+//!   [`ResourceMap`](kelemetry_core::ResourceMap) their kinds.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! [`WatchStore`]: what the object watch saw, for the audit activities that did not carry it (reference §3.3–§3.5),
 //! and [`WatchDiffDecorator`], which attaches it to them.
 //!
-//! The object watch ([`ObjectWatchSource`](crate::object_watch::ObjectWatchSource), feature `kube`) hands every
+//! The object watch (`object_watch::ObjectWatchSource`, feature `kube`) hands every
 //! version of every watched object to the store. The store keeps, bounded by count and by an estimate of their
 //! memory, least recently used first out:
 //!

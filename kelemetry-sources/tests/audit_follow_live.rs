@@ -1,0 +1,121 @@
+//! `AuditLogFollower` on the audit log of a live test cluster (`KELEMETRY_E2E=1`; see kelemetry-testkit): writes
+//! made with kubectl arrive as activities, with their response bodies; a restart from the checkpoint sends only
+//! what was written meanwhile.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kelemetry_core::{
+    Activity, ActivitySink, LogKind, Record, Rejection, Shutdown, SinkClosed, Source,
+};
+use kelemetry_sources::{AuditLogFollower, CheckpointFile, StartPosition};
+use kelemetry_testkit::{TestCluster, e2e_enabled};
+
+#[derive(Default)]
+struct Collect {
+    activities: Mutex<Vec<Activity>>,
+    rejections: Mutex<Vec<Rejection>>,
+}
+
+#[async_trait::async_trait]
+impl ActivitySink for Collect {
+    async fn send(&self, record: Record) -> Result<(), SinkClosed> {
+        if let Record::Activity(activity) = record {
+            self.activities.lock().unwrap().push(*activity);
+        }
+        Ok(())
+    }
+
+    fn reject(&self, rejection: Rejection) {
+        self.rejections.lock().unwrap().push(rejection);
+    }
+}
+
+impl Collect {
+    /// Titles of the activities on ConfigMap `name`.
+    fn titles(&self, name: &str) -> Vec<String> {
+        self.activities
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.object.key().resource == "configmaps" && a.object.key().name == name)
+            .map(|a| a.title.clone())
+            .collect()
+    }
+}
+
+async fn wait_for(sink: &Collect, name: &str, count: usize) {
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while sink.titles(name).len() < count {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "expected {count} activities on {name}, got {:?}",
+        sink.titles(name)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
+    if !e2e_enabled() {
+        eprintln!("skipped: set KELEMETRY_E2E=1 to run against a live test cluster");
+        return;
+    }
+    let cluster = TestCluster::shared().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("audit.checkpoint");
+    let follower = || {
+        AuditLogFollower::new(cluster.audit_log(), "tracetest")
+            .with_checkpoint(CheckpointFile::new(&checkpoint))
+            .with_start(StartPosition::End)
+            .with_poll_interval(Duration::from_millis(100))
+    };
+
+    let first = Arc::new(Collect::default());
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(Box::new(follower()).run(first.clone(), shutdown));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster
+        .kubectl(["create", "configmap", "followed", "--from-literal=a=1"])
+        .unwrap();
+    cluster
+        .kubectl(["label", "configmap", "followed", "step=two"])
+        .unwrap();
+    wait_for(&first, "followed", 2).await;
+    trigger.fire();
+    task.await.unwrap().unwrap();
+    let titles = first.titles("followed");
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert!(titles[0].ends_with(" create"), "{titles:?}");
+    assert!(titles[1].ends_with(" patch"), "{titles:?}");
+    // Level RequestResponse: the create carries the object, so the core decorator can snapshot it.
+    let created = first.activities.lock().unwrap()[0].clone();
+    let body = created.object.body.as_ref().expect("the response body");
+    assert_eq!(body["data"]["a"], "1");
+    assert!(first.rejections.lock().unwrap().is_empty());
+    assert!(
+        created
+            .logs
+            .iter()
+            .all(|log| log.kind != LogKind::RealError)
+    );
+
+    // Written while stopped: only that comes after the restart.
+    cluster
+        .kubectl(["delete", "configmap", "followed"])
+        .unwrap();
+    let second = Arc::new(Collect::default());
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(Box::new(follower()).run(second.clone(), shutdown));
+    wait_for(&second, "followed", 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.fire();
+    task.await.unwrap().unwrap();
+    let titles = second.titles("followed");
+    assert_eq!(titles.len(), 1, "{titles:?}");
+    assert!(titles[0].ends_with(" delete"), "{titles:?}");
+}
