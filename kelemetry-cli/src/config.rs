@@ -49,10 +49,30 @@ pub struct DurationText(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(DurationText)
-            .map_err(de::Error::custom)
+        struct DurationVisitor;
+
+        impl de::Visitor<'_> for DurationVisitor {
+            type Value = DurationText;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration like 250ms, 5s, 2m or 1h")
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<DurationText, E> {
+                self.visit_str(&n.to_string())
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationText, E> {
+                self.visit_str(&n.to_string())
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationText, E> {
+                parse_duration(text).map(DurationText).map_err(E::custom)
+            }
+        }
+
+        // Errors raised while the parser is on the value carry its line.
+        deserializer.deserialize_any(DurationVisitor)
     }
 }
 
