@@ -7,8 +7,8 @@
 //!
 //! - [`ObjectSpanContext`]: trace id, span id and the sampled flag, as plain data; also as a W3C `traceparent`
 //!   header and, with the feature `opentelemetry`, as an `opentelemetry::trace::SpanContext` or `Context`.
-//! - With the feature `kube`: [`object_ref_of`] and [`object_ref_of_dynamic`] read the [`ObjectRef`] of any kube
-//!   `Resource` (typed, custom, or dynamic), with the cluster name Kelemetry was configured with.
+//! - With the feature `kube`: `object_ref_of` and `object_ref_of_dynamic` read the [`ObjectRef`](crate::ObjectRef)
+//!   of any kube `Resource` (typed, custom, or dynamic), with the cluster name Kelemetry was configured with.
 //!
 //! ```
 //! use kelemetry_core::context::ObjectSpanContext;

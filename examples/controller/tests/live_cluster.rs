@@ -317,6 +317,13 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
     // tree: the reconcile spans are children of the resource's span, with the spans they opened under them, next
     // to the audit records of the creation, the change and the controller's own status writes.
     let tree = view(&assembled, BaseMode::Tree);
+    for span in &tree.spans {
+        let depth = std::iter::successors(span.parent, |parent| {
+            tree.spans.iter().find(|s| s.span_id == *parent)?.parent
+        })
+        .count();
+        eprintln!("{}{} {}", "  ".repeat(depth), span.service, span.operation);
+    }
     let root = tree.root().unwrap();
     assert_eq!(root.tag("name"), Some("demo-sync"), "{tree:#?}");
     let children: Vec<_> = tree.children_of(root.span_id).collect();
