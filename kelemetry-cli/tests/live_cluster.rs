@@ -51,7 +51,10 @@ impl Kelemetry {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
             .args(["run", "--config"])
             .arg(config)
-            .env("KELEMETRY_LOG", "warn")
+            .env(
+                "KELEMETRY_LOG",
+                std::env::var("KELEMETRY_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -102,6 +105,9 @@ impl Kelemetry {
                 let mut stdout = String::new();
                 std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout)
                     .unwrap();
+                if std::env::var_os("KELEMETRY_TEST_LOG").is_some() {
+                    eprintln!("{}", self.stderr());
+                }
                 assert!(
                     status.success(),
                     "kelemetry failed: {status}\n{stdout}\n{}",

@@ -332,8 +332,6 @@ impl Source for ObjectWatchSource {
             let now = Timestamp::now();
             let changes: Vec<Arc<WatchedChange>> = match event {
                 watcher::Event::Init => {
-                    self.store
-                        .listing(&state.resource.api.group, &state.resource.api.plural, now);
                     if state.listed_once {
                         state.relisted = Some(HashSet::new());
                     }
@@ -342,8 +340,11 @@ impl Source for ObjectWatchSource {
                 watcher::Event::InitDone => {
                     if !state.listed_once {
                         state.listed_once = true;
-                        self.store
-                            .listed(&state.resource.api.group, &state.resource.api.plural);
+                        self.store.listed(
+                            &state.resource.api.group,
+                            &state.resource.api.plural,
+                            now,
+                        );
                         Vec::new()
                     } else if let Some(listed) = state.relisted.take() {
                         self.store.relisted(

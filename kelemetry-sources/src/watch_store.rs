@@ -18,9 +18,10 @@
 //! first write seen of an object since the start) gets the watch's, matched by resource version. As in the
 //! original, the watch may lag behind the audit record: it tries at once, then polls (every second by default)
 //! until `stageTimestamp + 15 s`, and never waits more than 10 s for one activity; it only waits for resources the
-//! watch covers and has listed, and not for writes that finished before that list started (the apiserver may
-//! deliver old audit batches after a restart; their changes were never watched). A miss adds nothing. An update
-//! or patch that created its object (server-side apply) gets the creation snapshot.
+//! watch covers and has listed, not for writes that finished before that list (the apiserver may deliver old
+//! audit batches after a restart; their changes were never watched), and not when the latest version watched is
+//! already the one written (a patch that changed nothing). A miss adds nothing. An update or patch that created
+//! its object (server-side apply) gets the creation snapshot.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -182,12 +183,13 @@ struct Changes {
 struct ResourceWatch {
     /// Its first list is complete.
     listed: bool,
-    /// When its first list started: writes that finished before were not seen as changes, and never will be.
+    /// When its first list was complete: writes that finished before are in the list, not seen as changes (those
+    /// that finished while it was read may be either).
     since: Option<Timestamp>,
 }
 
-/// How much earlier than the start of a resource's first list a write must have finished for the decorator not
-/// to wait for it (allows for clock skew between the apiserver and this process).
+/// How much earlier than the end of a resource's first list a write must have finished for the decorator not to
+/// wait for it (allows for clock skew between the apiserver and this process).
 const CLOCK_SKEW: Duration = Duration::from_secs(1);
 
 /// The latest bodies and the recent changes of watched objects. See the module documentation.
@@ -286,8 +288,8 @@ impl WatchStore {
             .or_default();
     }
 
-    /// Notes that the first list of `group`/`resource` starts `at` (later calls change nothing).
-    pub fn listing(&self, group: &str, resource: &str, at: Timestamp) {
+    /// Notes that the first list of `group`/`resource` was complete at `at` (later calls change nothing).
+    pub fn listed(&self, group: &str, resource: &str, at: Timestamp) {
         let mut resources = self
             .resources
             .write()
@@ -295,17 +297,8 @@ impl WatchStore {
         let watch = resources
             .entry((group.to_owned(), resource.to_owned()))
             .or_default();
+        watch.listed = true;
         watch.since.get_or_insert(at);
-    }
-
-    /// Notes that the first list of `group`/`resource` is complete.
-    pub fn listed(&self, group: &str, resource: &str) {
-        self.resources
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((group.to_owned(), resource.to_owned()))
-            .or_default()
-            .listed = true;
     }
 
     fn watch_of(&self, key: &ObjectKey) -> Option<ResourceWatch> {
@@ -322,7 +315,7 @@ impl WatchStore {
     }
 
     /// Whether a write on an object like `key` that finished at `stage` can still show up as a watched change:
-    /// its resource is watched and listed, and the write did not finish before the first list started.
+    /// its resource is watched and listed, and the write did not finish before that list.
     pub fn may_still_see(&self, key: &ObjectKey, stage: Timestamp) -> bool {
         match self.watch_of(key) {
             Some(watch) if watch.listed => watch.since.is_none_or(|since| {
@@ -692,7 +685,16 @@ impl Decorator for WatchDiffDecorator {
             return;
         }
         let stage = activity.end.unwrap_or(activity.start);
-        if !self.store.may_still_see(&key, stage) {
+        let current = match &slot {
+            // The latest version seen is the one written, and no change was filed for it: the write changed
+            // nothing (a no-op patch), or it is in the first list. Nothing will come.
+            ChangeSlot::NewVersion(rv) => self
+                .store
+                .body(&key)
+                .is_some_and(|body| resource_version(&body) == Some(rv.as_str())),
+            _ => false,
+        };
+        if current || !self.store.may_still_see(&key, stage) {
             if self.store.covers(&key) {
                 self.store.counters.decorator_misses.fetch_add(1, Relaxed);
             }

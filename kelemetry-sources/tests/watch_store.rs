@@ -325,7 +325,7 @@ fn bodies_and_changes_are_bounded() {
 #[tokio::test]
 async fn metadata_level_writes_get_the_watched_diff_by_old_version() {
     let store = store();
-    store.listed("apps", "deployments");
+    store.listed("apps", "deployments", now());
     store.seen(
         object("web"),
         deployment("web", "12", 2, Some(1)),
@@ -355,7 +355,7 @@ async fn metadata_level_writes_get_the_watched_diff_by_old_version() {
 #[tokio::test]
 async fn the_first_write_seen_gets_the_watched_diff_by_new_version_after_the_core_decorator() {
     let store = store();
-    store.listed("apps", "deployments");
+    store.listed("apps", "deployments", now());
     store.seen(
         object("web"),
         deployment("web", "12", 2, Some(1)),
@@ -383,7 +383,7 @@ async fn the_first_write_seen_gets_the_watched_diff_by_new_version_after_the_cor
 #[tokio::test]
 async fn the_decorator_waits_for_a_lagging_watch() {
     let store = store();
-    store.listed("apps", "deployments");
+    store.listed("apps", "deployments", now());
     store.seen(
         object("web"),
         deployment("web", "20", 1, None),
@@ -418,7 +418,7 @@ async fn the_decorator_waits_for_a_lagging_watch() {
 #[tokio::test]
 async fn the_decorator_gives_up_within_its_bounds() {
     let store = store();
-    store.listed("apps", "deployments");
+    store.listed("apps", "deployments", now());
     let decorator = WatchDiffDecorator::new(store.clone(), quick());
     // The total bound.
     let mut activity = write("nothing", ChangeKind::Create, None, None);
@@ -452,7 +452,7 @@ async fn the_decorator_gives_up_within_its_bounds() {
 #[tokio::test]
 async fn writes_that_need_nothing_are_left_alone() {
     let store = store();
-    store.listed("apps", "deployments");
+    store.listed("apps", "deployments", now());
     store.seen(
         object("web"),
         deployment("web", "1", 1, None),
@@ -508,18 +508,17 @@ async fn writes_that_need_nothing_are_left_alone() {
 #[tokio::test]
 async fn writes_from_before_the_first_list_are_not_waited_for() {
     let store = store();
-    let list_start: Timestamp = "2026-05-01T12:00:10Z".parse().unwrap();
-    store.listing("apps", "deployments", list_start);
-    store.listed("apps", "deployments");
+    let list_done: Timestamp = "2026-05-01T12:00:10Z".parse().unwrap();
+    store.listed("apps", "deployments", list_done);
     let decorator = WatchDiffDecorator::new(store.clone(), quick());
-    // Finished 10 s before the list started (an old batch the apiserver delivered late): tried once.
+    // Finished 10 s before the list (an old batch the apiserver delivered late): tried once.
     let mut old = write("web", ChangeKind::Update, Some("3"), None);
     old.end = Some("2026-05-01T12:00:00Z".parse().unwrap());
     let started = std::time::Instant::now();
     decorator.decorate(&mut old, &BodyCache::new(1)).await;
     assert!(started.elapsed() < Duration::from_millis(100));
     assert_eq!(store.counts().decorator_misses, 1);
-    // Finished after the list started: waited for.
+    // Finished after the list: waited for.
     let mut recent = write("web", ChangeKind::Create, None, None);
     let started = std::time::Instant::now();
     decorator.decorate(&mut recent, &BodyCache::new(1)).await;
@@ -529,7 +528,7 @@ async fn writes_from_before_the_first_list_are_not_waited_for() {
 #[tokio::test]
 async fn a_patch_that_created_its_object_gets_the_creation_snapshot() {
     let store = store();
-    store.listed("apps", "deployments");
+    store.listed("apps", "deployments", now());
     store.seen(
         object("applied"),
         deployment("applied", "41", 1, None),
@@ -543,4 +542,26 @@ async fn a_patch_that_created_its_object_gets_the_creation_snapshot() {
         .await;
     assert_eq!(patch.logs.len(), 1);
     assert_eq!(patch.logs[0].kind, LogKind::ObjectSnapshot);
+}
+
+#[tokio::test]
+async fn a_patch_that_changed_nothing_is_not_waited_for() {
+    let store = store();
+    store.listed("apps", "deployments", now());
+    store.seen(
+        object("web"),
+        deployment("web", "7", 1, None),
+        WatchPhase::InitialList,
+        now(),
+    );
+    // A patch (no old version in the request) answered with the version already watched.
+    let mut patch = write("web", ChangeKind::Update, None, Some("status"));
+    patch.attribute(vocabulary::NEW_RESOURCE_VERSION, "7");
+    let started = std::time::Instant::now();
+    WatchDiffDecorator::new(store.clone(), quick())
+        .decorate(&mut patch, &BodyCache::new(1))
+        .await;
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(patch.logs.is_empty());
+    assert_eq!(store.counts().decorator_misses, 1);
 }
