@@ -464,6 +464,9 @@ pub struct LimitsConfig {
     pub flush_interval: Option<DurationText>,
     /// How long a shutdown may take to hand over what the sources accepted (default 30s).
     pub shutdown_grace: Option<DurationText>,
+    /// A memory ceiling: above 85% of it (resident memory), the webhook answers 429 to new batches while its queue
+    /// holds something, until the process is back under 75% (default: none; the queue bounds still hold).
+    pub memory: Option<ByteSize>,
 }
 
 impl RunConfig {

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::Args;
@@ -61,6 +62,66 @@ struct Plan {
     sources: Vec<Box<dyn Source>>,
     reports: SourceReports,
     shutdown_grace: Duration,
+    memory: Option<MemoryWatch>,
+}
+
+/// Watches the process's resident memory against a ceiling and raises the webhook's pressure flag near it.
+struct MemoryWatch {
+    ceiling: u64,
+    pressure: Arc<AtomicBool>,
+    times_pressed: Arc<AtomicU64>,
+}
+
+/// Resident memory (`VmRSS`) and its peak (`VmHWM`) of this process, in bytes.
+fn resident_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let kib = status
+            .lines()
+            .find(|line| line.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+impl MemoryWatch {
+    /// Samples every 20 ms: pressure on at 85% of the ceiling, off again under 75%.
+    fn spawn(&self) -> JoinHandle<()> {
+        let (ceiling, pressure, times) = (
+            self.ceiling,
+            self.pressure.clone(),
+            self.times_pressed.clone(),
+        );
+        tokio::spawn(async move {
+            let high = ceiling / 100 * 85;
+            let low = ceiling / 100 * 75;
+            loop {
+                if let Some((resident, _)) = resident_memory() {
+                    let pressed = pressure.load(Relaxed);
+                    if !pressed && resident >= high {
+                        pressure.store(true, Relaxed);
+                        times.fetch_add(1, Relaxed);
+                        tracing::warn!(
+                            resident_mib = resident >> 20,
+                            ceiling_mib = ceiling >> 20,
+                            "memory near the ceiling: the webhook answers 429"
+                        );
+                    } else if pressed && resident < low {
+                        pressure.store(false, Relaxed);
+                        tracing::info!(
+                            resident_mib = resident >> 20,
+                            "memory back under the ceiling"
+                        );
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    }
 }
 
 fn resolve(base: &Path, path: &Path) -> PathBuf {
@@ -145,6 +206,11 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     let mut reports = SourceReports::default();
     let cluster = config.cluster.clone();
+    let memory = limits.memory.map(|ceiling| MemoryWatch {
+        ceiling: ceiling.0 as u64,
+        pressure: Arc::default(),
+        times_pressed: Arc::default(),
+    });
 
     if let Some(section) = &config.sources.webhook {
         let mut webhook = WebhookConfig::new(section.listen, cluster.clone());
@@ -185,6 +251,7 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         if let Some(timeout) = section.read_timeout {
             webhook.read_timeout = timeout.0;
         }
+        webhook.memory_pressure = memory.as_ref().map(|watch| watch.pressure.clone());
         let webhook =
             AuditWebhook::bind(webhook).map_err(|err| setup_error(file, "sources.webhook", err))?;
         eprintln!(
@@ -371,6 +438,7 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         shutdown_grace: limits
             .shutdown_grace
             .map_or(Duration::from_secs(30), |d| d.0),
+        memory,
     })
 }
 
@@ -409,7 +477,9 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
         sources,
         reports,
         shutdown_grace,
+        memory,
     } = plan(&config, &args.config).await?;
+    let memory_task = memory.as_ref().map(MemoryWatch::spawn);
 
     let (stop_sources, source_shutdown) = Shutdown::new();
     let (stop_pipeline, pipeline_shutdown) = Shutdown::new();
@@ -484,7 +554,21 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
         }
     };
     let report = report.unwrap_or_else(|| stats.report());
+    if let Some(task) = memory_task {
+        task.abort();
+    }
     print_summary(&report, &reports);
+    if let Some((_, peak)) = resident_memory() {
+        match &memory {
+            Some(watch) => println!(
+                "memory: peak {} MiB resident, ceiling {} MiB, near it {} times",
+                peak >> 20,
+                watch.ceiling >> 20,
+                watch.times_pressed.load(Relaxed)
+            ),
+            None => println!("memory: peak {} MiB resident", peak >> 20),
+        }
+    }
     if !failures.is_empty() {
         let text: Vec<String> = failures
             .iter()

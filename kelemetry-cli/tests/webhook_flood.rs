@@ -1,6 +1,7 @@
 //! A flood of audit batches against the webhook of a `kelemetry run` process whose pipeline drains slowly (the
-//! store syncs to disk for every span): the process must stay under its memory ceiling, answer 429 for what does
-//! not fit, and lose nothing it accepted. Prints the figures.
+//! store syncs to disk for every span): the process must stay under its memory ceiling (`limits.memory`), answer
+//! 429 for what does not fit, and lose nothing it accepted; once with a queue small enough to hold the ceiling by
+//! itself, once with a queue too large, where the memory watch must. Prints the figures.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,8 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// The ceiling the process must stay under.
-const CEILING_BYTES: u64 = 256 * 1024 * 1024;
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(12);
 /// Audit events per request.
@@ -94,8 +93,28 @@ fn number_after(text: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number before {label:?} in {text}"))
 }
 
+/// One flood at a time: they measure the process's memory and compete for the same cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_stays_under_the_memory_ceiling_and_loses_nothing_accepted() {
+    // The queue bounds alone keep the process well under the ceiling.
+    flood("queueEvents: 2000\n    queueBytes: 16MiB", 256).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_ceiling_holds_when_the_queue_alone_would_not() {
+    // A queue of 50,000 activities would hold more than a GiB of these; the memory watch stops the webhook first.
+    let summary = flood("queueEvents: 50000\n    queueBytes: 2GiB", 160).await;
+    let memory = summary.lines().find(|l| l.starts_with("memory:")).unwrap();
+    assert!(!memory.ends_with("near it 0 times"), "{memory}");
+}
+
+/// Floods a `kelemetry run` whose webhook queue is configured by `queue` and whose memory ceiling is
+/// `ceiling_mib`; checks the ceiling, the 429s and that nothing accepted is lost; returns the summary.
+async fn flood(queue: &str, ceiling_mib: u64) -> String {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let ceiling = ceiling_mib << 20;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let port = free_port();
     let config = dir.path().join("flood.yaml");
@@ -103,10 +122,10 @@ async fn a_flood_stays_under_the_memory_ceiling_and_loses_nothing_accepted() {
         &config,
         format!(
             "cluster: flood\n\
-             sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n    queueEvents: 2000\n    queueBytes: 16MiB\n    bodyLimit: 4MiB\n    concurrentReads: 4\n\
+             sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n    {queue}\n    bodyLimit: 4MiB\n    concurrentReads: 4\n\
              linkers:\n  rules: none\n\
              exporters:\n  store:\n    path: store\n\
-             limits:\n  channel: 256\n  batchSize: 1\n  exporterQueue: 4\n  shutdownGrace: 120s\n"
+             limits:\n  channel: 256\n  batchSize: 1\n  exporterQueue: 4\n  shutdownGrace: 300s\n  memory: {ceiling_mib}MiB\n"
         ),
     )
     .unwrap();
@@ -215,7 +234,7 @@ async fn a_flood_stays_under_the_memory_ceiling_and_loses_nothing_accepted() {
         idle_rss >> 20,
         peak_sampled.load(Relaxed) >> 20,
         peak_during_flood >> 20,
-        CEILING_BYTES >> 20,
+        ceiling >> 20,
     );
     assert!(throttled > 0, "the flood must meet a full queue");
     assert!(
@@ -223,7 +242,7 @@ async fn a_flood_stays_under_the_memory_ceiling_and_loses_nothing_accepted() {
         "the flood must offer at least 10 times what the pipeline drains"
     );
     assert!(
-        peak_during_flood < CEILING_BYTES,
+        peak_during_flood < ceiling,
         "peak {peak_during_flood} bytes"
     );
     // Nothing accepted is lost: the webhook delivered all it accepted, and every activity became an exported span.
@@ -243,6 +262,7 @@ async fn a_flood_stays_under_the_memory_ceiling_and_loses_nothing_accepted() {
     assert_eq!(number_after(pipeline, " activity)"), accepted, "{pipeline}");
     assert_eq!(number_after(pipeline, " not exported"), 0, "{pipeline}");
     assert!(Path::new(&dir.path().join("store")).exists());
+    summary
 }
 
 fn bytes_of(text: String) -> Vec<u8> {

@@ -6,8 +6,9 @@
 //!
 //! - answers **200 only once every activity of the batch is in its bounded queue**, from where a forwarder hands
 //!   them to the pipeline's sink in order: an accepted event is never dropped, even when the pipeline is slow;
-//! - answers **429** (`Retry-After: 1`) when the queue has no room for the batch, before reading the body when it
-//!   is already full; the apiserver's webhook backend retries with backoff. The queue is bounded twice: by
+//! - answers **429** (`Retry-After: 1`) when the queue has no room for the batch, without keeping the body when it
+//!   is already full or when [`WebhookConfig::memory_pressure`] says so; the apiserver's webhook backend retries
+//!   with backoff. The queue is bounded twice: by
 //!   activities ([`WebhookConfig::queue_events`]) and by the bytes of the request bodies they came from
 //!   ([`WebhookConfig::queue_bytes`]), an estimate of the memory they hold;
 //! - answers **413** for a body over [`WebhookConfig::body_limit`], **400** for a body that is not an audit
@@ -103,6 +104,10 @@ pub struct WebhookConfig {
     pub read_timeout: Duration,
     /// How audit events become activities.
     pub mapping: AuditMapping,
+    /// Memory pressure: while it reads `true` and activities wait in the queue, new batches get 429 without their
+    /// body being read into memory. Whoever watches the process's memory sets it (the `kelemetry` binary does,
+    /// with `limits.memory`).
+    pub memory_pressure: Option<Arc<AtomicBool>>,
 }
 
 impl WebhookConfig {
@@ -120,6 +125,7 @@ impl WebhookConfig {
             concurrent_reads: DEFAULT_CONCURRENT_READS,
             read_timeout: Duration::from_secs(30),
             mapping: AuditMapping::default(),
+            memory_pressure: None,
         }
     }
 }
@@ -370,6 +376,7 @@ struct Shared {
     body_limit: usize,
     read_timeout: Duration,
     mapping: AuditMapping,
+    memory_pressure: Option<Arc<AtomicBool>>,
     queue: mpsc::Sender<QueuedBatch>,
     event_room: Arc<Semaphore>,
     byte_room: Arc<Semaphore>,
@@ -510,8 +517,18 @@ async fn receive(shared: Arc<Shared>, cluster: String, request: Request) -> Resp
             format!("body over the limit of {} bytes", shared.body_limit),
         );
     }
-    // Full already: say so without keeping the body.
-    if shared.event_room.available_permits() == 0 || shared.byte_room.available_permits() == 0 {
+    // Full already, or short of memory: say so without keeping the body.
+    // Only while something waits in the queue: memory that draining cannot give back (the allocator may keep
+    // what was freed) must not keep the webhook refusing forever.
+    let pressed = shared
+        .memory_pressure
+        .as_ref()
+        .is_some_and(|pressure| pressure.load(Relaxed))
+        && metrics.queued_events.load(Relaxed) > 0;
+    if pressed
+        || shared.event_room.available_permits() == 0
+        || shared.byte_room.available_permits() == 0
+    {
         metrics.throttled.fetch_add(1, Relaxed);
         return refuse(
             retry_later(StatusCode::TOO_MANY_REQUESTS, "queue full"),
@@ -730,6 +747,7 @@ impl Source for AuditWebhook {
             body_limit: config.body_limit,
             read_timeout: config.read_timeout,
             mapping: config.mapping.clone(),
+            memory_pressure: config.memory_pressure.clone(),
             queue,
             event_room: Arc::new(Semaphore::new(config.queue_events)),
             byte_room: Arc::new(Semaphore::new(config.queue_bytes)),

@@ -582,3 +582,29 @@ async fn serves_https_with_the_configured_certificate() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn memory_pressure_answers_429_while_the_queue_holds_something() {
+    let sink = GatedSink::new(false);
+    let pressure = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut config = WebhookConfig::new(loopback(), "c");
+    config.memory_pressure = Some(pressure.clone());
+    let running = start(config, sink.clone());
+    let url = format!("http://{}/audit/c", running.address);
+    let client = client();
+    let body = |id: &str| event_list(vec![event(id, "create", "w")]);
+    // Under pressure, but nothing queued: the batch is taken (the pressure may be memory draining cannot free).
+    let first = client.post(&url).body(body("m1")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    // Something waits in the queue (the pipeline is stalled): refused.
+    let refused = client.post(&url).body(body("m2")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    pressure.store(false, std::sync::atomic::Ordering::Relaxed);
+    let accepted = client.post(&url).body(body("m3")).send().await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    sink.open();
+    let metrics = running.metrics.clone();
+    stop(running).await;
+    assert_eq!(metrics.snapshot().throttled, 1);
+    assert_eq!(sink.titles().len(), 2);
+}
