@@ -346,3 +346,67 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
             .contains(&("name".into(), first_replicaset.clone()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_audit_the_watch_traces_the_changes() {
+    let Some((cluster, _)) = cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kelemetry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "cluster: tracetest\n\
+             kubernetes:\n  kubeconfig: {}\n\
+             sources:\n  objectWatch:\n    include: [deployments.apps, replicasets.apps]\n    watchActivities: true\n\
+             exporters:\n  store:\n    path: store\n",
+            cluster.kubeconfig().display()
+        ),
+    )
+    .unwrap();
+    let kelemetry = Kelemetry::start(&config);
+    pause(3);
+    cluster
+        .kubectl([
+            "create",
+            "deployment",
+            "watched",
+            "--image=alpine:3.16",
+            "--replicas=1",
+        ])
+        .unwrap();
+    pause(3);
+    cluster
+        .kubectl(["scale", "deployment", "watched", "--replicas=2"])
+        .unwrap();
+    pause(3);
+    cluster
+        .kubectl(["delete", "deployment", "watched"])
+        .unwrap();
+    pause(3);
+    let summary = kelemetry.stop();
+    assert!(summary.contains("0 not exported"), "{summary}");
+
+    let key = ObjectKey::new("tracetest", "apps", "deployments", "default", "watched");
+    let trace = view(&dir.path().join("store"), key, Modifier::FullTree).await;
+    let titles = root_fields(&trace, "watch");
+    assert!(titles.contains(&"watch create"), "{titles:?}");
+    assert!(titles.contains(&"watch update"), "{titles:?}");
+    assert!(titles.contains(&"watch delete"), "{titles:?}");
+    let diffs = fields(&trace, "diff");
+    assert!(
+        diffs.iter().any(|d| d.contains("spec.replicas 1 -> 2")),
+        "{diffs:#?}"
+    );
+    assert!(diffs.iter().all(|d| !d.contains("metadata.managedFields")));
+    let snapshots = fields(&trace, "snapshot");
+    assert!(
+        snapshots.len() >= 2,
+        "creation and deletion snapshots: {snapshots:?}"
+    );
+    // The ReplicaSet is linked under its Deployment from the watched bodies.
+    let children: Vec<_> = trace.children_of(trace.spans[0].span_id).collect();
+    assert_eq!(children.len(), 1, "{children:#?}");
+    assert_eq!(children[0].service, "replicasets");
+}
