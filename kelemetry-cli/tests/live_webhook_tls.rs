@@ -88,6 +88,19 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (crt.into(), key.into(), ca_crt.into())
 }
 
+/// Kills the process `0` if the test panics before stopping it (so a failed test leaves nothing running).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
 #[test]
 fn the_apiserver_posts_over_tls_with_a_token() {
     if !e2e_enabled() {
@@ -125,6 +138,7 @@ fn the_apiserver_posts_over_tls_with_a_token() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id());
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("kelemetry: running") {

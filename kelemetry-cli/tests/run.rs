@@ -84,6 +84,20 @@ fn the_example_configuration_checks() {
 struct Running {
     child: Child,
     stderr: std::thread::JoinHandle<String>,
+    _guard: KillOnPanic,
+}
+
+/// Kills the process `0` if the test panics before stopping it (so a failed test leaves nothing running).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
 }
 
 fn start(config: &Path) -> Running {
@@ -114,7 +128,12 @@ fn start(config: &Path) -> Running {
         }
         rest
     });
-    Running { child, stderr }
+    let guard = KillOnPanic(child.id());
+    Running {
+        child,
+        stderr,
+        _guard: guard,
+    }
 }
 
 fn stop(running: Running, signal: &str) -> (String, String) {

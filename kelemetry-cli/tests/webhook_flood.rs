@@ -137,6 +137,7 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
         .spawn()
         .unwrap();
     let pid = child.id();
+    let _guard = KillOnPanic(pid);
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("kelemetry: running") {
@@ -263,6 +264,19 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
     assert_eq!(number_after(pipeline, " not exported"), 0, "{pipeline}");
     assert!(Path::new(&dir.path().join("store")).exists());
     summary
+}
+
+/// Kills the process `0` if the test panics before stopping it (so a failed test leaves nothing running).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
 }
 
 fn bytes_of(text: String) -> Vec<u8> {
