@@ -13,7 +13,9 @@ use kelemetry_core::{Pipeline, PipelineReport, ResourceMap, Shutdown, Source};
 use kelemetry_exporters::StoreExporter;
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{DisplayMode, FindQuery, StoreReader, TraceQuery};
-use kelemetry_sources::{AuditFileSource, ObjectFileSource, ReadCounters, ReadReport};
+use kelemetry_sources::{
+    AuditFileSource, ObjectFileSource, ReadCounters, ReadReport, TimeOrderedSources,
+};
 use kelemetry_store::{SpanStore, ViewLimits, WriteDurability};
 
 use crate::inputs::{self, InputKind};
@@ -157,11 +159,16 @@ pub async fn run_replay_with_rules(
         builder = builder.linker(linker);
     }
     let mut files_read = Vec::new();
+    let mut sources = Vec::with_capacity(planned.len());
     for planned in planned {
         files_read.push((planned.path, planned.kind, planned.counters));
-        builder = builder.source(planned.source);
+        sources.push(planned.source);
     }
-    let pipeline = builder.build();
+    // The files of one recording (audit log, Events, watched objects) interleave as they happened, the same way on
+    // every replay: diffs and links then do not depend on which file was read faster.
+    let pipeline = builder
+        .source(Box::new(TimeOrderedSources::new(sources)))
+        .build();
     let stats = pipeline.stats();
     let progress = if quiet {
         ProgressBar::hidden()

@@ -78,6 +78,7 @@ pub mod kube_discovery;
 #[cfg(feature = "kube")]
 pub mod kube_events;
 mod lines;
+pub mod merge;
 mod object_file;
 #[cfg(feature = "kube")]
 pub mod object_watch;
@@ -93,6 +94,7 @@ pub use audit_follow::{AuditLogFollower, StartPosition};
 pub use checkpoint::{CheckpointFile, FileCheckpoint};
 #[cfg(feature = "kube")]
 pub use kube_events::{KubeEventOptions, KubeEventSource};
+pub use merge::TimeOrderedSources;
 pub use object_file::ObjectFileSource;
 #[cfg(feature = "kube")]
 pub use object_watch::{ObjectWatchOptions, ObjectWatchSource};
