@@ -120,8 +120,16 @@ async fn a_pods_full_tree_reaches_its_node_and_the_node_lists_its_pods() {
         ]
     );
     // The displayed tree leaves out related objects with nothing in the range and nothing under them (the
-    // original's PruneChildless): the recording has no activity of the Node itself, so the text shows it only as
-    // the root of its own view.
+    // original's PruneChildless), except the queried object's direct relations: the Pod's quiet Node is shown.
+    let (ok, stdout, stderr) = kelemetry(
+        &["show", "pods/default/px-5d567cc74c-ss4lb", "--full-tree"],
+        &store,
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("── nodes kind-control-plane  (node)"),
+        "{stdout}"
+    );
     let (ok, stdout, stderr) =
         kelemetry(&["show", "nodes/kind-control-plane", "--full-tree"], &store);
     assert!(ok, "{stderr}");

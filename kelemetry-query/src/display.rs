@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{LogKind, SpanId, SpanLog, SpanRecord, vocabulary as v};
+use kelemetry_core::{LogKind, ObjectKey, SpanId, SpanLog, SpanRecord, vocabulary as v};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::assemble::{TraceView, ViewNode};
@@ -327,9 +327,10 @@ pub fn display(view: &TraceView, mode: DisplayMode) -> DisplayTrace {
         from: view.from,
         to: view.to,
     };
+    let kept = kept_objects(view);
     let mut root = match mode.base {
         BaseMode::Timeline => timeline_root(&view.root, range),
-        base => object_node(&view.root, base, range, true)
+        base => object_node(&view.root, base, range, true, &kept)
             .unwrap_or_else(|| bare_node(&view.root, range)),
     };
     if mode.base.collapses() {
@@ -480,15 +481,47 @@ fn virtual_node(parent: &DisplaySpan, kind: DisplayKind, name: &str) -> Node {
     }
 }
 
+/// The objects a view shows even when nothing happened to them in the range: the queried objects and the objects
+/// they are directly related to (a Pod's Node, a ReplicaSet's Deployment). Without this, a relation the user asked
+/// for would vanish whenever the related object was quiet.
+fn kept_objects(view: &TraceView) -> HashSet<&ObjectKey> {
+    let queried: HashSet<&ObjectKey> = std::iter::once(&view.queried)
+        .chain(&view.also_queried)
+        .collect();
+    let mut kept = queried.clone();
+    for (_, node) in view.root.walk() {
+        if queried.contains(&node.history.key) {
+            kept.extend(node.history.links.iter().map(|link| &link.other));
+        }
+    }
+    kept
+}
+
 /// The object `node` in a `tree`, `tracing` or `grouped` view, its related objects under it; `None` when it is
-/// pruned (reference §6.6 `PruneChildless`: a non-root object with nothing in the range and no children).
-fn object_node(node: &ViewNode, base: BaseMode, range: Range, is_root: bool) -> Option<Node> {
+/// pruned (reference §6.6 `PruneChildless`: a non-root object with nothing in the range and no children, unless it
+/// is one of the `kept` objects).
+fn object_node(
+    node: &ViewNode,
+    base: BaseMode,
+    range: Range,
+    is_root: bool,
+    kept: &HashSet<&ObjectKey>,
+) -> Option<Node> {
     let children: Vec<(String, Node)> = node
         .children
         .iter()
-        .filter_map(|child| Some((child.class.clone(), object_node(child, base, range, false)?)))
+        .filter_map(|child| {
+            Some((
+                child.class.clone(),
+                object_node(child, base, range, false, kept)?,
+            ))
+        })
         .collect();
-    if !is_root && children.is_empty() && node.history.activities.is_empty() {
+    if !is_root
+        && children.is_empty()
+        && node.history.activities.is_empty()
+        && !kept.contains(&node.history.key)
+    {
         return None;
     }
     let mut out = Node {
@@ -660,12 +693,10 @@ fn activity_node(activity: &SpanRecord) -> Node {
 
 /// Compaction (reference §6.6 `CompactDurationVisitor`): each pseudo span covers its children and its logs (one
 /// second each); a span with neither keeps its interval.
-fn compact(node: &mut Node) {
-    for child in &mut node.children {
-        compact(child);
-    }
+fn compact(node: &mut Node) -> bool {
+    let busy: Vec<bool> = node.children.iter_mut().map(compact).collect();
     if !node.pseudo {
-        return;
+        return true;
     }
     let (mut start, mut end) = (Timestamp::MAX, Timestamp::MIN);
     for log in &node.span.logs {
@@ -676,13 +707,32 @@ fn compact(node: &mut Node) {
                 .unwrap_or(log.time),
         );
     }
-    for child in &node.children {
-        start = start.min(child.span.start);
-        end = end.max(child.span.end);
+    for (child, busy) in node.children.iter().zip(&busy) {
+        // A quiet related object (kept because it was asked for) does not stretch its parent over its window.
+        if *busy {
+            start = start.min(child.span.start);
+            end = end.max(child.span.end);
+        }
     }
-    if start <= end {
+    let has_content = start <= end;
+    if has_content {
         node.span.start = start;
         node.span.end = end;
+    }
+    for (child, busy) in node.children.iter_mut().zip(busy) {
+        if !busy {
+            fit(child, node.span.start, node.span.end);
+        }
+    }
+    has_content
+}
+
+/// Gives a quiet subtree the interval of the span it hangs under.
+fn fit(node: &mut Node, start: Timestamp, end: Timestamp) {
+    node.span.start = start;
+    node.span.end = end;
+    for child in &mut node.children {
+        fit(child, start, end);
     }
 }
 

@@ -415,10 +415,18 @@ async fn objects_with_nothing_in_the_range_are_pruned() {
     req.to = "2024-01-01T10:50:00Z".parse().unwrap();
     let view = assemble(&spans, &req).await.unwrap();
     let trace = display(&view, full_tree(BaseMode::Tracing));
+    // The queried Deployment and its direct relations (the two ReplicaSets) stay even when quiet; the Pods, with
+    // nothing in the range and nothing under them, are pruned.
     assert_eq!(
         trace.spans.len(),
-        1,
-        "children with nothing in the range are pruned, the root stays"
+        3,
+        "quiet grandchildren are pruned, the root and its direct relations stay"
+    );
+    assert!(
+        trace
+            .spans
+            .iter()
+            .all(|s| s.service.ends_with("deployments") || s.service == "replicasets")
     );
 }
 
