@@ -423,6 +423,36 @@ pub struct ExportersConfig {
     pub store: Option<StoreSection>,
     /// OTLP/JSON lines to a file.
     pub json_lines: Option<JsonLinesSection>,
+    /// OTLP to a collector, Jaeger or Tempo.
+    pub otlp: Option<OtlpSection>,
+}
+
+/// `exporters.otlp:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OtlpSection {
+    /// The endpoint, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318` (HTTP).
+    pub endpoint: String,
+    /// `grpc` (default) or `http` (HTTP/protobuf).
+    #[serde(default)]
+    pub protocol: OtlpProtocolName,
+    /// Headers sent with every request (e.g. a tenant or an API key).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Compress request bodies with gzip.
+    #[serde(default)]
+    pub gzip: bool,
+}
+
+/// The OTLP transport named in the configuration.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocolName {
+    /// OTLP/gRPC.
+    #[default]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
 }
 
 /// `exporters.store:`.
@@ -511,10 +541,13 @@ impl RunConfig {
                 "configure at least one of webhook, auditLog, events, objectWatch".to_owned(),
             ));
         }
-        if self.exporters.store.is_none() && self.exporters.json_lines.is_none() {
+        if self.exporters.store.is_none()
+            && self.exporters.json_lines.is_none()
+            && self.exporters.otlp.is_none()
+        {
             return Err(fail(
                 &["exporters"],
-                "configure at least one of store, jsonLines".to_owned(),
+                "configure at least one of store, jsonLines, otlp".to_owned(),
             ));
         }
         if let Some(webhook) = &sources.webhook {

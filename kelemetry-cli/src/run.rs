@@ -21,7 +21,7 @@ use kelemetry_core::{
     ActivitySink, Linker, Pipeline, PipelineReport, ResourceMap, Shutdown, Source, SourceError,
     Windowing,
 };
-use kelemetry_exporters::{JsonLinesExporter, StoreExporter};
+use kelemetry_exporters::{JsonLinesExporter, OtlpConfig, OtlpExporter, StoreExporter};
 use kelemetry_linkers::{AnnotationLinker, OwnerLinker, PodNodeLinker, RuleSet};
 use kelemetry_sources::kube_events::{EventApiChoice, KubeEventOptions, KubeEventSource};
 use kelemetry_sources::object_watch::{ObjectWatchOptions, ObjectWatchSource};
@@ -34,7 +34,7 @@ use kelemetry_store::SpanStore;
 use tokio::task::JoinHandle;
 
 use crate::CliError;
-use crate::config::{EventApiText, KubernetesConfig, RunConfig, StartText};
+use crate::config::{EventApiText, KubernetesConfig, OtlpProtocolName, RunConfig, StartText};
 
 /// Arguments of `kelemetry run`.
 #[derive(Debug, Args)]
@@ -428,6 +428,20 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
             JsonLinesExporter::create(&path).await
         }
         .map_err(|err| setup_error(file, "exporters.jsonLines", err))?;
+        builder = builder.exporter(Arc::new(exporter));
+    }
+
+    if let Some(otlp) = &config.exporters.otlp {
+        let mut settings = match otlp.protocol {
+            OtlpProtocolName::Grpc => OtlpConfig::grpc(otlp.endpoint.clone()),
+            OtlpProtocolName::Http => OtlpConfig::http(otlp.endpoint.clone()),
+        }
+        .with_gzip(otlp.gzip);
+        for (name, value) in &otlp.headers {
+            settings = settings.with_header(name.clone(), value.clone());
+        }
+        let exporter =
+            OtlpExporter::new(settings).map_err(|err| setup_error(file, "exporters.otlp", err))?;
         builder = builder.exporter(Arc::new(exporter));
     }
 

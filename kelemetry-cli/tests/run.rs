@@ -48,7 +48,7 @@ fn configuration_errors_name_file_line_and_field() {
         ),
         (
             "cluster: c\nsources:\n  webhook: {}\nexporters:\n  stor: {path: s}\n",
-            "run.yaml:5: exporters: unknown field `stor`, expected `store` or `jsonLines`",
+            "run.yaml:5: exporters: unknown field `stor`, expected one of `store`, `jsonLines`, `otlp`",
         ),
         (
             "cluster: c\nsources: {}\nexporters:\n  store: {path: s}\n",
