@@ -13,7 +13,7 @@ use crate::key::{ObjectKey, ObjectRef};
 use crate::link::ObjectLookup;
 
 /// How many versions of one object the cache keeps by default.
-pub const DEFAULT_VERSIONS_PER_OBJECT: usize = 4;
+pub const DEFAULT_VERSIONS_PER_OBJECT: usize = 3;
 
 /// The latest bodies seen per object: at most `capacity` objects, and for each at most a few versions ordered by
 /// `metadata.resourceVersion`. The diff decorator compares a new body with the version just before it; linkers look
