@@ -6,43 +6,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::{fixtures, kelemetry};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use kelemetry_core::{ObjectKey, SpanKind};
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{DisplayMode, StoreReader, ViewNode, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("KELEMETRY_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-        panic!("fixtures required but not found at {}", dir.display());
-    }
-    eprintln!("fixtures not found at {}; skipping", dir.display());
-    None
-}
-
-fn kelemetry(args: &[&str], store: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .output()
-        .expect("run kelemetry");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn replay(files: &[PathBuf], store: &Path) -> String {
     let mut args = vec!["replay", "--quiet"];

@@ -4,26 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::fixtures;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("KELEMETRY_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-        panic!("fixtures required but not found at {}", dir.display());
-    }
-    eprintln!("fixtures not found at {}; skipping", dir.display());
-    None
-}
 
 /// A `kelemetry serve` process, killed on drop.
 struct Server {
