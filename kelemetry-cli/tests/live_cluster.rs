@@ -5,17 +5,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use kelemetry_core::ObjectKey;
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
-use kelemetry_testkit::{ClusterOptions, TestCluster, e2e_enabled, free_loopback_port, wait_until};
+use kelemetry_testkit::{
+    ClusterOptions, KelemetryProcess, TestCluster, e2e_enabled, free_loopback_port, wait_until,
+};
 
 /// The cluster of this test binary and the port its apiserver sends audit batches to.
 fn cluster() -> Option<&'static (TestCluster, u16)> {
@@ -37,98 +37,6 @@ fn cluster() -> Option<&'static (TestCluster, u16)> {
     match started {
         Ok(cluster) => Some(cluster),
         Err(err) => panic!("the test cluster did not start: {err}"),
-    }
-}
-
-/// A `kelemetry run` child process.
-struct Kelemetry {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Kelemetry {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env(
-                "KELEMETRY_LOG",
-                std::env::var("KELEMETRY_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        let collected = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let mut text = collected.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        let mut process = Self { child, stderr };
-        let started = Instant::now();
-        while !process.stderr().contains("kelemetry: running") {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "kelemetry did not start:\n{}",
-                process.stderr()
-            );
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("kelemetry exited with {status}:\n{}", process.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        process
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then the summary it printed.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stdout = String::new();
-                std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout)
-                    .unwrap();
-                if std::env::var_os("KELEMETRY_TEST_LOG").is_some() {
-                    eprintln!("{}", self.stderr());
-                }
-                assert!(
-                    status.success(),
-                    "kelemetry failed: {status}\n{stdout}\n{}",
-                    self.stderr()
-                );
-                return stdout;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "kelemetry did not stop:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Kelemetry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -246,7 +154,11 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
     };
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), cluster, *port);
-    let kelemetry = Kelemetry::start(&config);
+    let kelemetry = KelemetryProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_kelemetry")),
+        &config,
+        &std::env::var("KELEMETRY_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+    );
     // Let the watches list once, as a long-running process would have.
     pause(3);
 
@@ -365,7 +277,11 @@ async fn without_audit_the_watch_traces_the_changes() {
         ),
     )
     .unwrap();
-    let kelemetry = Kelemetry::start(&config);
+    let kelemetry = KelemetryProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_kelemetry")),
+        &config,
+        &std::env::var("KELEMETRY_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+    );
     pause(3);
     cluster
         .kubectl([

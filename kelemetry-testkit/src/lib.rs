@@ -40,8 +40,10 @@
 
 mod cluster;
 mod error;
+mod process;
 
 pub use cluster::{
     ClusterOptions, E2E_ENV, TestCluster, e2e_enabled, free_loopback_port, wait_until,
 };
 pub use error::ClusterError;
+pub use process::KelemetryProcess;

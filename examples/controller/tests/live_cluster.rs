@@ -11,18 +11,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
 
 use configmap_sync::FIELD_MANAGER;
 use kelemetry_core::{MemoryExporter, ObjectKey, Windowing};
 use kelemetry_query::display::{BaseMode, DisplayKind, Modifier};
 use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
-use kelemetry_testkit::{ClusterOptions, TestCluster, e2e_enabled, free_loopback_port, wait_until};
+use kelemetry_testkit::{
+    ClusterOptions, KelemetryProcess, TestCluster, e2e_enabled, free_loopback_port, wait_until,
+};
 use kelemetry_tracing::{ActivityRecorder, ObjectTracing, SpanRecordExporter};
 use opentelemetry::trace::TracerProvider;
 use opentelemetry_sdk::Resource;
@@ -50,92 +51,6 @@ fn kelemetry_binary() -> PathBuf {
         binary.display()
     );
     binary
-}
-
-/// A `kelemetry run` child process.
-struct Kelemetry {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Kelemetry {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(kelemetry_binary())
-            .args(["run", "--config"])
-            .arg(config)
-            .env("KELEMETRY_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        let collected = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let mut text = collected.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        let mut process = Self { child, stderr };
-        let started = Instant::now();
-        while !process.stderr().contains("kelemetry: running") {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "kelemetry did not start:\n{}",
-                process.stderr()
-            );
-            if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("kelemetry exited with {status}:\n{}", process.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        process
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then the summary it printed.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stdout = String::new();
-                std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut stdout)
-                    .unwrap();
-                assert!(
-                    status.success(),
-                    "kelemetry failed: {status}\n{stdout}\n{}",
-                    self.stderr()
-                );
-                return stdout;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "kelemetry did not stop:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Kelemetry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn client(kubeconfig: &Path) -> kube::Client {
@@ -214,7 +129,7 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
             "crd/configmapsyncs.example.kelemetry.io",
         ])
         .unwrap();
-    let kelemetry = Kelemetry::start(&config);
+    let kelemetry = KelemetryProcess::start(&kelemetry_binary(), &config, "warn");
     std::thread::sleep(Duration::from_secs(3));
 
     // The controller, in this process, its spans into memory through Kelemetry span records.
