@@ -93,7 +93,15 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     assert!(titles[0].ends_with(" create"), "{titles:?}");
     assert!(titles[1].ends_with(" patch"), "{titles:?}");
     // Level RequestResponse: the create carries the object, so the core decorator can snapshot it.
-    let created = first.activities.lock().unwrap()[0].clone();
+    // The first activity of the ConfigMap (other objects' writes of the same moments may come before it).
+    let created = first
+        .activities
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|a| a.object.key().resource == "configmaps" && a.object.key().name == "followed")
+        .cloned()
+        .expect("the ConfigMap's create");
     let body = created.object.body.as_ref().expect("the response body");
     assert_eq!(body["data"]["a"], "1");
     assert!(first.rejections.lock().unwrap().is_empty());
