@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
 use kelemetry_core::span::{activity_span, link_span, object_span};
 use kelemetry_core::{
-    Activity, Link, LinkRole, Object, ObjectKey, ObjectRef, SourceKind, SpanRecord, Windowing,
+    Activity, Link, Object, ObjectKey, ObjectRef, SourceKind, SpanRecord, Windowing,
 };
 use kelemetry_query::display::{BaseMode, DisplayMode, Modifier};
 use kelemetry_query::{Reader, StoreReader, ViewRequest, assemble, display};
@@ -30,18 +30,12 @@ fn owner_links(
     parent: &ObjectRef,
     window: kelemetry_core::Window,
 ) -> [SpanRecord; 2] {
-    let up = Link {
-        object: parent.clone(),
-        role: LinkRole::Parent,
-        class: "children".into(),
-        dedup_id: "owner".into(),
-    };
-    let down = Link {
-        object: child.clone(),
-        role: LinkRole::Child,
-        class: "children".into(),
-        dedup_id: "owner".into(),
-    };
+    let up = Link::parent(parent.clone())
+        .with_class("children")
+        .with_dedup_id("owner");
+    let down = Link::child(child.clone())
+        .with_class("children")
+        .with_dedup_id("owner");
     [
         link_span(child, window, &up),
         link_span(parent, window, &down),

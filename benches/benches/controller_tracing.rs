@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kelemetry_core::{DiscardExporter, Windowing};
+use kelemetry_core::DiscardExporter;
 use kelemetry_tracing::{ActivityRecorder, ObjectTracing, SpanRecordExporter, span_record};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState, TracerProvider,
@@ -84,9 +84,8 @@ fn reconcile(c: &mut Criterion) {
 
     let object = Arc::new(config_map());
     let context = Arc::new(());
-    let objects = ObjectTracing::new("prod", "configmap-sync").with_activities(
-        ActivityRecorder::exporter(Arc::new(DiscardExporter), Windowing::default()),
-    );
+    let objects = ObjectTracing::new("prod", "configmap-sync")
+        .with_activities(ActivityRecorder::exporter(Arc::new(DiscardExporter)));
 
     let mut group = c.benchmark_group("reconcile");
     group.bench_function("plain span", |b| {

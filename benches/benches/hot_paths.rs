@@ -20,8 +20,8 @@ use kelemetry_benches::corpus::fixtures_dir;
 use kelemetry_core::audit::{AuditOutcome, map_event, parse_document};
 use kelemetry_core::diff::audit_diff;
 use kelemetry_core::{
-    Activity, BoundedLedger, Link, LinkRole, ObjectKey, ObjectRef, SpanId, SpanLedger, TraceId,
-    Windowing, span,
+    Activity, BoundedLedger, Link, ObjectKey, ObjectRef, SpanId, SpanLedger, TraceId, Windowing,
+    span,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -150,12 +150,9 @@ fn span_building(c: &mut Criterion) {
         "v1",
         None,
     );
-    let link = Link {
-        object: owner,
-        role: LinkRole::Parent,
-        class: "children".into(),
-        dedup_id: "owner".into(),
-    };
+    let link = Link::parent(owner)
+        .with_class("children")
+        .with_dedup_id("owner");
     let mut group = c.benchmark_group("span_building");
     group.bench_function("Activity clone (baseline)", |b| {
         b.iter(|| black_box(&activity).clone())

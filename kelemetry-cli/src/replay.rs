@@ -1,6 +1,5 @@
 //! `kelemetry replay` and `kelemetry demo`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,10 +8,10 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kelemetry_core::decorate::DiffDecorator;
-use kelemetry_core::{Pipeline, PipelineReport, ResourceMap, Shutdown, Source};
+use kelemetry_core::{CancellationToken, Pipeline, PipelineReport, ResourceMap, Source};
 use kelemetry_exporters::StoreExporter;
 use kelemetry_query::display::{BaseMode, Modifier};
-use kelemetry_query::{DisplayMode, FindQuery, StoreReader, TraceQuery};
+use kelemetry_query::{DisplayMode, FindQuery, TraceQuery};
 use kelemetry_sources::{
     AuditFileSource, ObjectFileSource, ReadCounters, ReadReport, TimeOrderedSources,
 };
@@ -198,8 +197,8 @@ pub async fn run_replay_with_rules(
             }
         })
     };
-    let (_trigger, shutdown) = Shutdown::new();
-    let report = pipeline.run(shutdown).await;
+    // The pipeline starts the sources and runs until they are done; nothing cancels a replay.
+    let report = pipeline.run(CancellationToken::new()).await;
     ticker.abort();
     progress.finish_and_clear();
     let files_read = files_read
@@ -284,8 +283,8 @@ fn print_summary(
     if report.spans_dropped > 0 {
         println!("spans that could not be stored: {}", report.spans_dropped);
     }
-    for (name, error) in &report.source_errors {
-        println!("failed: {name}: {error}");
+    for failure in &report.source_errors {
+        println!("failed: {failure}");
     }
 }
 
@@ -328,35 +327,6 @@ const DEMO_MODE: DisplayMode = DisplayMode {
     modifier: Some(Modifier::FullTree),
 };
 
-/// The search tags of `RESOURCE[.GROUP]/NAMESPACE/NAME` or `RESOURCE[.GROUP]/NAME`.
-fn object_tags(object: &str) -> Result<BTreeMap<String, String>, CliError> {
-    let parts: Vec<&str> = object.split('/').collect();
-    let (resource, namespace, name) = match parts.as_slice() {
-        [resource, namespace, name] => (*resource, *namespace, *name),
-        [resource, name] => (*resource, "", *name),
-        _ => {
-            return Err(CliError::Usage(format!(
-                "{object:?} is not RESOURCE/NAMESPACE/NAME (or RESOURCE/NAME)"
-            )));
-        }
-    };
-    let mut tags = BTreeMap::new();
-    match resource.split_once('.') {
-        Some((resource, group)) => {
-            tags.insert("resource".to_owned(), resource.to_owned());
-            tags.insert("group".to_owned(), group.to_owned());
-        }
-        None => {
-            tags.insert("resource".to_owned(), resource.to_owned());
-        }
-    }
-    if !namespace.is_empty() {
-        tags.insert("namespace".to_owned(), namespace.to_owned());
-    }
-    tags.insert("name".to_owned(), name.to_owned());
-    Ok(tags)
-}
-
 /// Serves the viewer and the API over the demo's store until Ctrl-C, printing the link to `object`'s trace.
 async fn serve_demo(dir: &Path, object: &str, listen: SocketAddr) -> Result<(), CliError> {
     let store_error = |source| CliError::Store {
@@ -365,19 +335,9 @@ async fn serve_demo(dir: &Path, object: &str, listen: SocketAddr) -> Result<(), 
     };
     let store = SpanStore::open_read_only(dir).map_err(store_error)?;
     let views = store.views(ViewLimits::default()).map_err(store_error)?;
-    let query = Arc::new(TraceQuery::new(
-        Arc::new(StoreReader::new(Arc::new(store))),
-        Arc::new(views),
-    ));
+    let query = Arc::new(TraceQuery::new(Arc::new(store), Arc::new(views)));
     let found = query
-        .find(&FindQuery {
-            mode: DEMO_MODE,
-            cluster: None,
-            tags: object_tags(object)?,
-            from: jiff::Timestamp::MIN,
-            to: jiff::Timestamp::MAX,
-            limit: 1,
-        })
+        .find(&FindQuery::new(DEMO_MODE, show::parse_object(object, None)?).with_limit(1))
         .await
         .map_err(|err| CliError::Query(format!("searching {object} for the viewer: {err}")))?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| {

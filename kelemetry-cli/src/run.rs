@@ -1,47 +1,40 @@
 //! `kelemetry run --config FILE`: a live pipeline from a configuration file (see [`crate::config`]).
 //!
 //! Sources (audit webhook, audit log follower, Kubernetes Events, object watch) feed one pipeline (filter,
-//! redaction, diff decorators, owner and other linkers) that writes to the embedded store and/or JSON lines.
+//! redaction, diff decorators, owner and other linkers) that writes to the embedded store, JSON lines and/or OTLP.
+//! Each configured component is made by its configuration type's `build()`.
 //!
-//! Shutdown on SIGINT or SIGTERM: the sources stop taking input (the webhook answers 503 and closes, the follower
-//! and the Events source store their checkpoint and watermark) and hand over everything they accepted; the
-//! pipeline drains it and flushes the exporters; then a summary is printed. A second signal, or the configured
-//! `limits.shutdownGrace` running out, stops the pipeline with what it has. Relative paths in the file are taken
-//! from the file's folder.
+//! The pipeline owns the lifecycle ([`Pipeline::run_until`]): on SIGINT or SIGTERM the sources stop taking input
+//! (the webhook answers 503 and closes, the follower and the Events source store their checkpoint and watermark)
+//! and hand over everything they accepted; the pipeline drains it and flushes the exporters; then a summary is
+//! printed. A second signal, or `limits.shutdownGrace` running out, stops the pipeline with what it has. A source
+//! that ends (a live source only does when it fails) stops the pipeline the same way, and the process exits with
+//! an error. Relative paths in the file are taken from the file's folder.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::Args;
 use kelemetry_core::decorate::DiffDecorator;
+use kelemetry_core::lifecycle::{ShutdownSignals, shutdown_on_signals};
 use kelemetry_core::redact::Redactor;
-use kelemetry_core::{
-    ActivitySink, Linker, Pipeline, PipelineReport, ResourceMap, Shutdown, Source, SourceError,
-    Windowing,
-};
-use kelemetry_exporters::{JsonLinesExporter, OtlpConfig, OtlpExporter, StoreExporter};
-use kelemetry_linkers::{AnnotationLinker, OwnerLinker, PodNodeLinker, RuleSet};
-use kelemetry_sources::kube_events::{EventApiChoice, KubeEventOptions, KubeEventSource};
-use kelemetry_sources::object_watch::{ObjectWatchOptions, ObjectWatchSource};
-use kelemetry_sources::watch_store::{WatchDiffDecorator, WatchStore, WatchStoreLimits, WatchWait};
-use kelemetry_sources::webhook::{AuditWebhook, TlsFiles, WebhookConfig, WebhookMetrics};
-use kelemetry_sources::{
-    AuditLogFollower, CheckpointFile, ReadCounters, ReadReport, StartPosition, kube_discovery,
-};
-use kelemetry_store::SpanStore;
+use kelemetry_core::{Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Windowing};
+use kelemetry_sources::kube_discovery;
+use kelemetry_sources::webhook::WebhookMetrics;
+use kelemetry_sources::{ReadCounters, ReadReport, WatchStore};
 use tokio::task::JoinHandle;
 
 use crate::CliError;
-use crate::config::{EventApiText, KubernetesConfig, OtlpProtocolName, RunConfig, StartText};
+use crate::config::{ExportersConfig, KubernetesConfig, RunConfig};
 
 /// Arguments of `kelemetry run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The configuration file (YAML; see kelemetry.example.yaml).
     #[arg(long, short)]
-    pub config: PathBuf,
+    pub config: std::path::PathBuf,
     /// Only check the configuration file, then exit.
     #[arg(long)]
     pub check: bool,
@@ -56,12 +49,10 @@ struct SourceReports {
     watch: Option<Arc<WatchStore>>,
 }
 
-/// A pipeline and its sources, ready to run.
+/// A pipeline with its sources, ready to run.
 struct Plan {
     pipeline: Pipeline,
-    sources: Vec<Box<dyn Source>>,
     reports: SourceReports,
-    shutdown_grace: Duration,
     memory: Option<MemoryWatch>,
 }
 
@@ -89,6 +80,15 @@ fn resident_memory() -> Option<(u64, u64)> {
 }
 
 impl MemoryWatch {
+    /// A watch of `ceiling` bytes, not started.
+    fn new(ceiling: usize) -> Self {
+        Self {
+            ceiling: ceiling as u64,
+            pressure: Arc::default(),
+            times_pressed: Arc::default(),
+        }
+    }
+
     /// Samples every 20 ms: pressure on at 85% of the ceiling, off again under 75%.
     fn spawn(&self) -> JoinHandle<()> {
         let (ceiling, pressure, times) = (
@@ -124,19 +124,11 @@ impl MemoryWatch {
     }
 }
 
-fn resolve(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
-}
-
 fn setup_error(file: &Path, what: &str, detail: impl std::fmt::Display) -> CliError {
     CliError::Usage(format!("{}: {what}: {detail}", file.display()))
 }
 
-async fn kube_client(settings: &KubernetesConfig, base: &Path) -> Result<kube::Client, String> {
+async fn kube_client(settings: &KubernetesConfig) -> Result<kube::Client, String> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
 
     let options = KubeConfigOptions {
@@ -146,8 +138,7 @@ async fn kube_client(settings: &KubernetesConfig, base: &Path) -> Result<kube::C
     let config = if settings.in_cluster {
         kube::Config::incluster().map_err(|err| err.to_string())?
     } else if let Some(path) = &settings.kubeconfig {
-        let path = resolve(base, path);
-        let kubeconfig = Kubeconfig::read_from(&path)
+        let kubeconfig = Kubeconfig::read_from(path)
             .map_err(|err| format!("kubeconfig {}: {err}", path.display()))?;
         kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
@@ -162,463 +153,209 @@ async fn kube_client(settings: &KubernetesConfig, base: &Path) -> Result<kube::C
     kube::Client::try_from(config).map_err(|err| err.to_string())
 }
 
+/// The pipeline of `config` (read from `file`), each configured component made by its `build()`.
 async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
-    let base = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
     let resources = Arc::new(ResourceMap::builtin());
     let redactor =
         Redactor::new(&config.redaction).map_err(|err| setup_error(file, "redaction", err))?;
-    let limits = &config.limits;
+    let windowing =
+        Windowing::new(config.window.as_secs()).map_err(|err| setup_error(file, "window", err))?;
     let mut builder = Pipeline::builder()
+        .limits(config.limits.pipeline.clone())
         .filter(config.filter.clone())
         .redactor(redactor.clone())
-        .decorator(Arc::new(DiffDecorator));
-    if let Some(window) = config.window {
-        let windowing =
-            Windowing::new(window.0.as_secs()).map_err(|err| setup_error(file, "window", err))?;
-        builder = builder.windowing(windowing);
-    }
-    if let Some(n) = limits.channel {
-        builder = builder.channel_capacity(n);
-    }
-    if let Some(n) = limits.batch_size {
-        builder = builder.batch_size(n);
-    }
-    if let Some(n) = limits.exporter_queue {
-        builder = builder.exporter_queue(n);
-    }
-    if let Some(n) = limits.body_cache_objects {
-        builder = builder.body_cache_capacity(n);
-    }
-    if let Some(n) = limits.ledger_ids {
-        builder = builder.ledger_capacity(n);
-    }
-    if let Some(n) = limits.max_link_depth {
-        builder = builder.max_link_depth(n);
-    }
-    if let Some(interval) = limits.flush_interval {
-        builder = builder.flush_interval(interval.0);
-    }
-
-    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        .windowing(windowing)
+        .decorator(Arc::new(DiffDecorator))
+        .stop_when_a_source_ends(true);
+    let memory = config.limits.memory.map(MemoryWatch::new);
     let mut reports = SourceReports::default();
-    let cluster = config.cluster.clone();
-    let memory = limits.memory.map(|ceiling| MemoryWatch {
-        ceiling: ceiling.0 as u64,
-        pressure: Arc::default(),
-        times_pressed: Arc::default(),
-    });
 
-    if let Some(section) = &config.sources.webhook {
-        let mut webhook = WebhookConfig::new(section.listen, cluster.clone());
-        webhook.token = match (&section.token, &section.token_file) {
-            (Some(token), _) => Some(token.clone()),
-            (None, Some(path)) => {
-                let path = resolve(&base, path);
-                let text = std::fs::read_to_string(&path).map_err(|err| {
-                    setup_error(
-                        file,
-                        "sources.webhook.tokenFile",
-                        format!("{}: {err}", path.display()),
-                    )
-                })?;
-                Some(text.trim().to_owned())
-            }
-            (None, None) => None,
-        };
-        webhook.tls = section.tls.as_ref().map(|tls| TlsFiles {
-            cert: resolve(&base, &tls.cert),
-            key: resolve(&base, &tls.key),
-        });
-        if let Some(size) = section.body_limit {
-            webhook.body_limit = size.0;
-        }
-        if let Some(n) = section.queue_events {
-            webhook.queue_events = n;
-        }
-        if let Some(size) = section.queue_bytes {
-            webhook.queue_bytes = size.0;
-        }
-        if let Some(n) = section.max_connections {
-            webhook.max_connections = n;
-        }
-        if let Some(n) = section.concurrent_reads {
-            webhook.concurrent_reads = n;
-        }
-        if let Some(timeout) = section.read_timeout {
-            webhook.read_timeout = timeout.0;
-        }
+    if let Some(webhook) = &config.sources.webhook {
+        let mut webhook = webhook.clone();
+        webhook.default_cluster.clone_from(&config.cluster);
         webhook.memory_pressure = memory.as_ref().map(|watch| watch.pressure.clone());
-        let webhook =
-            AuditWebhook::bind(webhook).map_err(|err| setup_error(file, "sources.webhook", err))?;
+        let webhook = webhook
+            .build()
+            .map_err(|err| setup_error(file, "sources.webhook", err))?;
         eprintln!(
             "kelemetry: audit webhook listening on {}://{}",
             if webhook.is_tls() { "https" } else { "http" },
             webhook.local_addr()
         );
         reports.webhook = Some(webhook.metrics());
-        sources.push(Box::new(webhook));
+        builder = builder.source(Box::new(webhook));
     }
-
-    if let Some(section) = &config.sources.audit_log {
-        let path = resolve(&base, &section.path);
-        let mut follower =
-            AuditLogFollower::new(&path, cluster.clone()).with_start(match section.start {
-                StartText::Beginning => StartPosition::Beginning,
-                StartText::End => StartPosition::End,
-            });
-        if let Some(checkpoint) = &section.checkpoint {
-            follower = follower.with_checkpoint(CheckpointFile::new(resolve(&base, checkpoint)));
-        }
-        if let Some(interval) = section.poll_interval {
-            follower = follower.with_poll_interval(interval.0);
-        }
-        if let Some(limit) = section.line_limit {
-            follower = follower.with_line_limit(limit.0);
-        }
-        eprintln!("kelemetry: following the audit log {}", path.display());
-        reports.audit_log = Some(follower.counters());
-        sources.push(Box::new(follower));
-    }
-
-    let needs_client = config.sources.events.is_some() || config.sources.object_watch.is_some();
-    let client = if needs_client {
-        let client = kube_client(&config.kubernetes, &base)
-            .await
-            .map_err(|err| setup_error(file, "kubernetes", err))?;
-        Some(client)
-    } else {
-        None
-    };
-    let discovered = match &client {
-        Some(client) => {
-            let discovered = kube_discovery::discover_resources(client)
-                .await
-                .map_err(|err| {
-                    setup_error(file, "kubernetes", format!("discovery failed: {err}"))
-                })?;
-            kube_discovery::register_resources(&resources, &discovered);
-            Some(discovered)
-        }
-        None => None,
-    };
-
-    if let (Some(section), Some(client)) = (&config.sources.events, &client) {
-        let mut options = KubeEventOptions {
-            api: match section.api {
-                EventApiText::Auto => EventApiChoice::Auto,
-                EventApiText::EventsV1 => EventApiChoice::EventsV1,
-                EventApiText::CoreV1 => EventApiChoice::CoreV1,
-            },
-            ..KubeEventOptions::default()
-        };
-        let watermark = &section.watermark;
-        if let Some(namespace) = &watermark.namespace {
-            options.watermark_namespace = namespace.clone();
-        }
-        if let Some(name) = &watermark.name {
-            options.watermark_name = name.clone();
-        }
-        if let Some(lag) = watermark.lag {
-            options.watermark_lag = lag.0;
-        }
-        if let Some(keys) = watermark.keys {
-            options.watermark_keys = keys;
-        }
-        if let Some(interval) = watermark.sync_interval {
-            options.sync_interval = interval.0;
-        }
-        if let Some(n) = section.remember {
-            options.seen_capacity = n;
-        }
+    if let Some(audit_log) = &config.sources.audit_log {
+        let follower = audit_log.build(config.cluster.clone());
         eprintln!(
-            "kelemetry: watching Kubernetes Events (watermark ConfigMap {}/{})",
-            options.watermark_namespace, options.watermark_name
+            "kelemetry: following the audit log {}",
+            audit_log.path.display()
         );
-        let source =
-            KubeEventSource::new(client.clone(), cluster.clone(), resources.clone(), options);
-        reports.events = Some(source.counters());
-        sources.push(Box::new(source));
+        reports.audit_log = Some(follower.counters());
+        builder = builder.source(Box::new(follower));
     }
+    builder = add_kube_sources(config, file, builder, &resources, &redactor, &mut reports).await?;
 
-    if let (Some(section), Some(client)) = (&config.sources.object_watch, &client) {
-        let defaults = WatchStoreLimits::default();
-        let store_limits = WatchStoreLimits {
-            max_objects: section.max_objects.unwrap_or(defaults.max_objects),
-            max_body_bytes: section
-                .max_body_bytes
-                .map_or(defaults.max_body_bytes, |b| b.0),
-            max_changes: section.max_changes.unwrap_or(defaults.max_changes),
-            max_change_bytes: section
-                .max_change_bytes
-                .map_or(defaults.max_change_bytes, |b| b.0),
-        };
-        let store = Arc::new(WatchStore::new(store_limits, redactor.clone()));
-        let default_options = ObjectWatchOptions::default();
-        let options = ObjectWatchOptions {
-            include: section.include.clone(),
-            exclude: section.exclude.clone().unwrap_or(default_options.exclude),
-            max_watches: section.max_watches.unwrap_or(default_options.max_watches),
-            concurrent_lists: section
-                .concurrent_lists
-                .unwrap_or(default_options.concurrent_lists),
-            emit_activities: section.watch_activities,
-        };
-        let wait_defaults = WatchWait::default();
-        let wait = WatchWait {
-            poll: section.wait.poll.map_or(wait_defaults.poll, |d| d.0),
-            after_stage: section
-                .wait
-                .after_stage
-                .map_or(wait_defaults.after_stage, |d| d.0),
-            total: section.wait.total.map_or(wait_defaults.total, |d| d.0),
-        };
-        builder = builder
-            .decorator(Arc::new(WatchDiffDecorator::new(store.clone(), wait)))
-            .lookup(store.clone());
-        let mut source =
-            ObjectWatchSource::new(client.clone(), cluster.clone(), store.clone(), options);
-        if let Some(discovered) = &discovered {
-            source = source.with_resources(discovered.clone());
-        }
-        eprintln!("kelemetry: watching objects for diffs and snapshots");
-        reports.watch = Some(store);
-        sources.push(Box::new(source));
-    }
-
-    let linkers = &config.linkers;
-    let mut chosen: Vec<Arc<dyn Linker>> = Vec::new();
-    if linkers.owner {
-        chosen.push(Arc::new(OwnerLinker::new(resources.clone())));
-    }
-    if linkers.annotation {
-        chosen.push(Arc::new(AnnotationLinker));
-    }
-    if linkers.pod_node {
-        chosen.push(Arc::new(PodNodeLinker));
-    }
-    let rules = match linkers.rules.as_str() {
-        "default" => Some(RuleSet::default_rules()),
-        "none" => None,
-        path => Some(
-            RuleSet::read(&resolve(&base, Path::new(path)))
-                .map_err(|err| setup_error(file, "linkers.rules", err))?,
-        ),
-    };
-    if let Some(rules) = rules {
-        chosen.extend(rules.linkers(resources.clone()));
-    }
-    for linker in chosen {
+    let linkers = config
+        .linkers
+        .build(resources)
+        .map_err(|err| setup_error(file, "linkers.rules", err))?;
+    for linker in linkers {
         builder = builder.linker(linker);
     }
-
-    if let Some(store) = &config.exporters.store {
-        let path = resolve(&base, &store.path);
-        let store = SpanStore::create(&path).map_err(|source| CliError::Store { path, source })?;
-        builder = builder.exporter(Arc::new(StoreExporter::new(store)));
+    for exporter in build_exporters(&config.exporters, file).await? {
+        builder = builder.exporter(exporter);
     }
-    if let Some(lines) = &config.exporters.json_lines {
-        let path = resolve(&base, &lines.path);
-        let exporter = if lines.append {
-            JsonLinesExporter::append(&path).await
-        } else {
-            JsonLinesExporter::create(&path).await
-        }
-        .map_err(|err| setup_error(file, "exporters.jsonLines", err))?;
-        builder = builder.exporter(Arc::new(exporter));
-    }
-
-    if let Some(otlp) = &config.exporters.otlp {
-        let mut settings = match otlp.protocol {
-            OtlpProtocolName::Grpc => OtlpConfig::grpc(otlp.endpoint.clone()),
-            OtlpProtocolName::Http => OtlpConfig::http(otlp.endpoint.clone()),
-        }
-        .with_gzip(otlp.gzip);
-        for (name, value) in &otlp.headers {
-            settings = settings.with_header(name.clone(), value.clone());
-        }
-        let exporter =
-            OtlpExporter::new(settings).map_err(|err| setup_error(file, "exporters.otlp", err))?;
-        builder = builder.exporter(Arc::new(exporter));
-    }
-
     Ok(Plan {
         pipeline: builder.build(),
-        sources,
         reports,
-        shutdown_grace: limits
-            .shutdown_grace
-            .map_or(Duration::from_secs(30), |d| d.0),
         memory,
     })
 }
 
-/// Waits for SIGINT or SIGTERM; returns its name.
-async fn signalled() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    let terminated = async {
-        match &mut terminate {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        () = terminated => "SIGTERM",
+/// Adds the sources that read the apiserver (Events, the object watch) to `builder`, teaching `resources` the
+/// kinds the apiserver serves.
+async fn add_kube_sources(
+    config: &RunConfig,
+    file: &Path,
+    mut builder: PipelineBuilder,
+    resources: &Arc<ResourceMap>,
+    redactor: &Redactor,
+    reports: &mut SourceReports,
+) -> Result<PipelineBuilder, CliError> {
+    let sources = &config.sources;
+    if sources.events.is_none() && sources.object_watch.is_none() {
+        return Ok(builder);
     }
+    let client = kube_client(&config.kubernetes)
+        .await
+        .map_err(|err| setup_error(file, "kubernetes", err))?;
+    let discovered = kube_discovery::discover_resources(&client)
+        .await
+        .map_err(|err| setup_error(file, "kubernetes", format!("discovery failed: {err}")))?;
+    kube_discovery::register_resources(resources, &discovered);
+    if let Some(events) = &sources.events {
+        eprintln!(
+            "kelemetry: watching Kubernetes Events (watermark ConfigMap {}/{})",
+            events.watermark.namespace, events.watermark.name
+        );
+        let source = events.clone().build(
+            client.clone(),
+            config.cluster.clone(),
+            Arc::clone(resources),
+        );
+        reports.events = Some(source.counters());
+        builder = builder.source(Box::new(source));
+    }
+    if let Some(watch) = &sources.object_watch {
+        let watch = watch.build(client, config.cluster.clone(), redactor.clone());
+        eprintln!("kelemetry: watching objects for diffs and snapshots");
+        reports.watch = Some(Arc::clone(&watch.store));
+        builder = builder
+            .decorator(Arc::new(watch.decorator))
+            .lookup(watch.store)
+            .source(Box::new(watch.source.with_resources(discovered)));
+    }
+    Ok(builder)
+}
+
+/// The configured exporters, in the order store, JSON lines, OTLP.
+async fn build_exporters(
+    exporters: &ExportersConfig,
+    file: &Path,
+) -> Result<Vec<Arc<dyn Exporter>>, CliError> {
+    let mut built: Vec<Arc<dyn Exporter>> = Vec::new();
+    if let Some(store) = &exporters.store {
+        let exporter = store.build().map_err(|source| CliError::Store {
+            path: store.path.clone(),
+            source,
+        })?;
+        built.push(Arc::new(exporter));
+    }
+    if let Some(lines) = &exporters.json_lines {
+        let exporter = lines
+            .build()
+            .await
+            .map_err(|err| setup_error(file, "exporters.jsonLines", err))?;
+        built.push(Arc::new(exporter));
+    }
+    if let Some(otlp) = &exporters.otlp {
+        let exporter = otlp
+            .clone()
+            .build()
+            .map_err(|err| setup_error(file, "exporters.otlp", err))?;
+        built.push(Arc::new(exporter));
+    }
+    Ok(built)
+}
+
+/// Says on stderr when the signals arrive; the pipeline does the stopping.
+fn announce_signals(signals: &ShutdownSignals) {
+    let (graceful, immediate) = (signals.graceful.clone(), signals.immediate.clone());
+    tokio::spawn(async move {
+        graceful.cancelled().await;
+        eprintln!("kelemetry: stopping (signal): handing over what the sources accepted");
+        immediate.cancelled().await;
+        eprintln!("kelemetry: signal again: stopping now");
+    });
 }
 
 /// `kelemetry run`.
 pub async fn run(args: RunArgs) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(&args.config).map_err(|source| CliError::Io {
-        path: args.config.clone(),
-        source,
-    })?;
-    let config =
-        RunConfig::parse(&text, &args.config).map_err(|err| CliError::Usage(err.to_string()))?;
+    let config = RunConfig::load(&args.config)?;
     if args.check {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
     let Plan {
         pipeline,
-        sources,
         reports,
-        shutdown_grace,
         memory,
     } = plan(&config, &args.config).await?;
     let memory_task = memory.as_ref().map(MemoryWatch::spawn);
-
-    let (stop_sources, source_shutdown) = Shutdown::new();
-    let (stop_pipeline, pipeline_shutdown) = Shutdown::new();
-    let stats = pipeline.stats();
-    let mut tasks: Vec<(String, JoinHandle<Result<(), SourceError>>)> = Vec::new();
-    for source in sources {
-        let sink: Arc<dyn ActivitySink> = pipeline.sink();
-        let name = source.name().to_owned();
-        tasks.push((
-            name,
-            tokio::spawn(source.run(sink, source_shutdown.clone())),
-        ));
-    }
-    let mut pipeline_task = tokio::spawn(pipeline.run(pipeline_shutdown));
+    let signals = shutdown_on_signals();
+    announce_signals(&signals);
     eprintln!(
         "kelemetry: running (cluster {}); stop with SIGINT or SIGTERM",
         config.cluster
     );
-
-    // Run until a signal, or until a source ends (which a live source only does when it fails).
-    let first_done = tokio::select! {
-        _ = signalled() => None,
-        finished = first_finished(&mut tasks) => Some(finished),
-    };
-    let mut failures: Vec<(String, String)> = Vec::new();
-    let reason = match &first_done {
-        Some((name, result)) => {
-            if let Err(err) = result {
-                failures.push((name.clone(), err.clone()));
-            }
-            format!("source {name} ended")
-        }
-        None => "signal".to_owned(),
-    };
-    eprintln!("kelemetry: stopping ({reason}): handing over what the sources accepted");
-    stop_sources.fire();
-    let deadline = tokio::time::Instant::now() + shutdown_grace;
-    let mut hard_stop = false;
-    for (name, task) in &mut tasks {
-        if task.is_finished() && first_done.as_ref().is_some_and(|(done, _)| done == name) {
-            continue;
-        }
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout_at(deadline, &mut *task) => outcome,
-            second = signalled() => {
-                eprintln!("kelemetry: {second} again: stopping now");
-                hard_stop = true;
-                task.abort();
-                continue;
-            }
-        };
-        match outcome {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => failures.push((name.clone(), err.to_string())),
-            Ok(Err(err)) => failures.push((name.clone(), format!("task failed: {err}"))),
-            Err(_) => {
-                eprintln!("kelemetry: source {name} did not stop within {shutdown_grace:?}");
-                task.abort();
-                hard_stop = true;
-            }
-        }
-    }
-    if hard_stop {
-        stop_pipeline.fire();
-    }
-    let report = tokio::select! {
-        report = &mut pipeline_task => report.ok(),
-        () = tokio::time::sleep_until(deadline + shutdown_grace) => {
-            eprintln!("kelemetry: the pipeline did not drain in time; stopping it");
-            stop_pipeline.fire();
-            (&mut pipeline_task).await.ok()
-        }
-    };
-    let report = report.unwrap_or_else(|| stats.report());
+    let report = pipeline
+        .run_until(signals.graceful, signals.immediate)
+        .await;
     if let Some(task) = memory_task {
         task.abort();
     }
+    eprintln!("kelemetry: stopped ({})", report.stop);
     print_summary(&report, &reports);
-    if let Some((_, peak)) = resident_memory() {
-        match &memory {
-            Some(watch) => println!(
-                "memory: peak {} MiB resident, ceiling {} MiB, near it {} times",
-                peak >> 20,
-                watch.ceiling >> 20,
-                watch.times_pressed.load(Relaxed)
-            ),
-            None => println!("memory: peak {} MiB resident", peak >> 20),
-        }
+    print_memory(memory.as_ref());
+    if report.source_errors.is_empty() {
+        return Ok(());
     }
-    if !failures.is_empty() {
-        let text: Vec<String> = failures
-            .iter()
-            .map(|(name, err)| format!("{name}: {err}"))
-            .collect();
-        return Err(CliError::Usage(format!(
-            "source failed: {}",
-            text.join("; ")
-        )));
-    }
-    Ok(())
+    let failures: Vec<String> = report
+        .source_errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    Err(CliError::Usage(format!(
+        "source failed: {}",
+        failures.join("; ")
+    )))
 }
 
-/// The first source task to finish: its name and result (errors as text). Pending forever without sources.
-async fn first_finished(
-    tasks: &mut [(String, JoinHandle<Result<(), SourceError>>)],
-) -> (String, Result<(), String>) {
-    if tasks.is_empty() {
-        return std::future::pending().await;
-    }
-    let polled = std::future::poll_fn(|cx| {
-        for (index, (_, task)) in tasks.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(result) = std::pin::Pin::new(task).poll(cx) {
-                return std::task::Poll::Ready((index, result));
-            }
-        }
-        std::task::Poll::Pending
-    });
-    let (index, result) = polled.await;
-    let name = tasks[index].0.clone();
-    let result = match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(err) => Err(format!("task failed: {err}")),
+/// The peak resident memory, and how often the ceiling was near.
+fn print_memory(watch: Option<&MemoryWatch>) {
+    let Some((_, peak)) = resident_memory() else {
+        return;
     };
-    (name, result)
+    match watch {
+        Some(watch) => println!(
+            "memory: peak {} MiB resident, ceiling {} MiB, near it {} times",
+            peak >> 20,
+            watch.ceiling >> 20,
+            watch.times_pressed.load(Relaxed)
+        ),
+        None => println!("memory: peak {} MiB resident", peak >> 20),
+    }
 }
 
 fn reasons(report: &ReadReport) -> String {
@@ -699,7 +436,13 @@ fn print_summary(report: &PipelineReport, sources: &SourceReports) {
             c.decorator_wait_ms,
         );
     }
-    for (name, error) in &report.source_errors {
-        println!("failed: {name}: {error}");
+    if report.abandoned > 0 {
+        println!(
+            "abandoned: {} records accepted but not processed (hard stop)",
+            report.abandoned
+        );
+    }
+    for failure in &report.source_errors {
+        println!("failed: {failure}");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use kelemetry_query::{StoreReader, TraceQuery};
+use kelemetry_query::TraceQuery;
 use kelemetry_store::{SpanStore, ViewLimits};
 
 use crate::{CliError, DEFAULT_STORE};
@@ -48,7 +48,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             ..ViewLimits::default()
         })
         .map_err(store_error)?;
-    let query = TraceQuery::new(Arc::new(StoreReader::new(Arc::new(store))), Arc::new(views));
+    let query = TraceQuery::new(Arc::new(store), Arc::new(views));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| CliError::Usage(format!("cannot listen on {}: {source}", args.listen)))?;

@@ -1,15 +1,13 @@
 //! `kelemetry show`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
 use jiff::Timestamp;
+use kelemetry_core::ObjectSelector;
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::text::{self, TextOptions};
-use kelemetry_query::{
-    DisplayMode, ObjectPattern, Reader, StoreReader, ViewRequest, assemble, display,
-};
+use kelemetry_query::{DisplayMode, Reader, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 
 use crate::{CliError, DEFAULT_STORE};
@@ -63,39 +61,19 @@ impl ShowArgs {
     }
 }
 
-/// Parses `RESOURCE[.GROUP]/NAMESPACE/NAME` or `RESOURCE[.GROUP]/NAME`.
-fn parse_object(text: &str, cluster: Option<String>) -> Result<ObjectPattern, CliError> {
-    let parts: Vec<&str> = text.split('/').collect();
-    let (resource, namespace, name) = match parts.as_slice() {
-        [resource, namespace, name] => (*resource, *namespace, *name),
-        [resource, name] => (*resource, "", *name),
-        _ => {
-            return Err(CliError::Usage(format!(
-                "{text:?} is not RESOURCE/NAMESPACE/NAME (or RESOURCE/NAME for a cluster-scoped object)"
-            )));
-        }
-    };
-    if resource.is_empty() || name.is_empty() {
-        return Err(CliError::Usage(format!(
-            "{text:?}: resource and name must not be empty"
-        )));
-    }
-    let (resource, group) = match resource.split_once('.') {
-        Some((resource, group)) => (resource, Some(group.to_owned())),
-        None => (resource, None),
-    };
-    Ok(ObjectPattern {
-        cluster,
-        group,
-        resource: resource.to_lowercase(),
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    })
+/// The objects `text` names (`RESOURCE[.GROUP]/NAMESPACE/NAME` or `RESOURCE[.GROUP]/NAME`, see
+/// [`ObjectSelector`]), in `cluster` when given.
+pub(crate) fn parse_object(text: &str, cluster: Option<String>) -> Result<ObjectSelector, CliError> {
+    let mut selector: ObjectSelector = text
+        .parse()
+        .map_err(|err: kelemetry_core::ParseSelectorError| CliError::Usage(err.to_string()))?;
+    selector.cluster = cluster;
+    Ok(selector)
 }
 
 /// `kelemetry show`.
 pub async fn show(args: ShowArgs) -> Result<(), CliError> {
-    let pattern = parse_object(&args.object, args.cluster.clone())?;
+    let selector = parse_object(&args.object, args.cluster.clone())?;
     if !args.store.exists() {
         return Err(CliError::Usage(format!(
             "no store at {}; replay recordings first (kelemetry replay FILE...) or pass --store",
@@ -106,9 +84,7 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
         path: args.store.clone(),
         source,
     })?;
-    let reader = StoreReader::new(Arc::new(store));
-    let found = reader
-        .find_objects(&pattern)
+    let found = Reader::find_objects(&store, &selector, usize::MAX)
         .await
         .map_err(|err| CliError::Query(err.to_string()))?;
     let key = match found.as_slice() {
@@ -150,19 +126,14 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
     if let Some(to) = args.to {
         request.to = to;
     }
-    let view = assemble(&reader, &request)
+    let view = assemble(&store, &request)
         .await
         .map_err(|err| CliError::Query(err.to_string()))?;
     let trace = display(&view, mode);
-    print!(
-        "{}",
-        text::render(
-            &trace,
-            TextOptions {
-                max_snapshot_chars: args.snapshot_chars
-            }
-        )
-    );
+    let options = TextOptions {
+        max_snapshot_chars: args.snapshot_chars,
+    };
+    print!("{}", text::render(&trace, options));
     if view.truncated > 0 {
         println!(
             "({} linked objects left out: budget exhausted)",
@@ -181,14 +152,21 @@ mod tests {
         let p = parse_object("deployments.apps/default/web", None).unwrap();
         assert_eq!(
             (
-                p.resource.as_str(),
+                p.resource.as_deref(),
                 p.group.as_deref(),
-                p.namespace.as_str()
+                p.namespace.as_deref()
             ),
-            ("deployments", Some("apps"), "default")
+            (Some("deployments"), Some("apps"), Some("default"))
         );
-        let p = parse_object("nodes/n1", None).unwrap();
-        assert_eq!((p.namespace.as_str(), p.name.as_str()), ("", "n1"));
+        let p = parse_object("nodes/n1", Some("prod".into())).unwrap();
+        assert_eq!(
+            (
+                p.namespace.as_deref(),
+                p.name.as_deref(),
+                p.cluster.as_deref()
+            ),
+            (Some(""), Some("n1"), Some("prod"))
+        );
         assert!(parse_object("a/b/c/d", None).is_err());
         assert!(parse_object("/ns/", None).is_err());
     }

@@ -1,7 +1,7 @@
 //! End to end on a live test cluster (`KELEMETRY_E2E=1`; see kelemetry-testkit): the apiserver sends its audit
 //! batches to the webhook of a `kelemetry run` process, which also watches Kubernetes Events and objects; the
-//! original's two scenarios (reference §10.3) run with kubectl; then the process is stopped with SIGTERM and our
-//! own trace views of the store must say what the original's end-to-end tests assert.
+//! original's two scenarios (docs/behaviour/end-to-end.md) run with kubectl; then the process is stopped with
+//! SIGTERM and our own trace views of the store must say what the original's end-to-end tests assert.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,6 +1,7 @@
-//! The project's own recording of the original's deployment scenario (reference §10.3), made on the real test
-//! cluster (`fixtures/recorded/deployment-lifecycle`), replayed by the `kelemetry` binary: the trace view must say
-//! what the original's end-to-end test asserts.
+//! The project's own recording of the original's deployment scenario
+//! (docs/behaviour/end-to-end.md#deployment-scenario), made on the real test cluster
+//! (`fixtures/recorded/deployment-lifecycle`), replayed by the `kelemetry` binary: the trace view must say what the
+//! original's end-to-end test asserts.
 
 #![allow(clippy::unwrap_used)]
 

@@ -284,3 +284,32 @@ fn the_audit_log_follower_resumes_after_sigint() {
         assert_eq!(tree.matches(expected).count(), 1, "{expected}: {tree}");
     }
 }
+
+#[test]
+fn a_failing_source_stops_the_run_and_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("not-a-log")).unwrap();
+    let config = write_config(dir.path(), "  auditLog:\n    path: not-a-log\n");
+    let out = kelemetry()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    // The summary is still printed, with the failure; the error names the source and the cause.
+    assert!(stdout.contains("pipeline: 0 records"), "{stdout}");
+    assert!(
+        stdout.contains("failed: audit-log-follower: ") && stdout.contains("not-a-log"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("kelemetry: stopped (source audit-log-follower ended)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kelemetry: source failed: audit-log-follower: "),
+        "{stderr}"
+    );
+}

@@ -1,4 +1,5 @@
-//! The span context of an object span, computed by any process without asking anyone (DESIGN §5.1).
+//! The span context of an object span, computed by any process without asking anyone
+//! (docs/architecture.md#deterministic-ids).
 //!
 //! Object spans have deterministic ids: the trace id is a hash of the object's key and window, the span id a hash
 //! of the trace id. So a controller that reconciles an object can compute, from the object and the time, the

@@ -26,8 +26,8 @@ pub trait Decorator: Send + Sync {
 /// The text of the log that stands in for a diff or snapshot of an object redacted whole.
 pub const REDACTED_MESSAGE: &str = "Sensitive object content has been redacted";
 
-/// Adds what a write changed to audit activities (reference §3.3), from the activity's body (the response object)
-/// and the previous body of the object in the [`BodyCache`]:
+/// Adds what a write changed to audit activities (docs/behaviour/diffs-and-redaction.md#diffs-from-audit-bodies),
+/// from the activity's body (the response object) and the previous body of the object in the [`BodyCache`]:
 ///
 /// - create (not of a subresource): one `audit/objectSnapshot` log, the created object as JSON;
 /// - update or patch: when the new resource version equals the one the request was based on, a `realVerbose`

@@ -1,4 +1,4 @@
-//! Field-level differences between two versions of an object (reference §3.4).
+//! Field-level differences between two versions of an object (docs/behaviour/diffs-and-redaction.md#diff-algorithm).
 //!
 //! [`diff`] compares two JSON documents structurally and returns one [`DiffEntry`] per leaf that differs:
 //!

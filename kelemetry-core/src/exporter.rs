@@ -4,17 +4,36 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::BoxError;
 use crate::span::SpanRecord;
 
-/// An exporter could not take a batch.
+/// An exporter could not take a batch. The cause is kept as the error's source.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// Worth trying again later (the backend is unreachable or overloaded).
     #[error("retryable export failure: {0}")]
-    Retryable(String),
+    Retryable(#[source] BoxError),
     /// Trying again would fail the same way (the data or the configuration is wrong).
     #[error("permanent export failure: {0}")]
-    Permanent(String),
+    Permanent(#[source] BoxError),
+}
+
+impl ExportError {
+    /// A failure worth trying again later; a `String` or `&str` is accepted as the cause too.
+    pub fn retryable(source: impl Into<BoxError>) -> Self {
+        Self::Retryable(source.into())
+    }
+
+    /// A failure that trying again would repeat.
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        Self::Permanent(source.into())
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
 }
 
 /// Takes batches of finished spans. Duplicates (same trace and span id) may arrive; they are identical and an
@@ -81,9 +100,9 @@ impl Exporter for MemoryExporter {
         let mut spans = self
             .spans
             .lock()
-            .map_err(|_| ExportError::Permanent("memory exporter poisoned".into()))?;
+            .map_err(|_| ExportError::permanent("memory exporter poisoned"))?;
         if spans.len() + batch.len() > self.capacity {
-            return Err(ExportError::Permanent(format!(
+            return Err(ExportError::permanent(format!(
                 "memory exporter full ({} spans)",
                 self.capacity
             )));

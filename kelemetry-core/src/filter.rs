@@ -1,4 +1,4 @@
-//! [`Filter`]: which records the pipeline drops before they become spans (reference §3.7).
+//! [`Filter`]: which records the pipeline drops before they become spans (docs/behaviour/pipeline.md#filter).
 
 use serde::{Deserialize, Serialize};
 

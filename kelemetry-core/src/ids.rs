@@ -1,4 +1,4 @@
-//! Deterministic trace and span ids (DESIGN §5.1).
+//! Deterministic trace and span ids (docs/architecture.md#deterministic-ids).
 //!
 //! The ids are a storage format: any replica, restart or replay computes the same ids for the same input, and the
 //! read side computes which traces hold an object's windows without searching. **Changing anything here changes every

@@ -50,6 +50,22 @@ impl ObjectKey {
         }
     }
 
+    /// An object of another resource in the same cluster and namespace, e.g. the Service an Ingress names:
+    /// `ingress.sibling("", "services", "web")`.
+    pub fn sibling(
+        &self,
+        group: impl Into<String>,
+        resource: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self::new(&self.cluster, group, resource, &self.namespace, name)
+    }
+
+    /// Whether the object is of this group and resource.
+    pub fn is(&self, group: &str, resource: &str) -> bool {
+        self.group == group && self.resource == resource
+    }
+
     /// The five fields in canonical order.
     pub fn fields(&self) -> [&str; 5] {
         [
@@ -61,7 +77,7 @@ impl ObjectKey {
         ]
     }
 
-    /// `resource/name`, the operation name of object spans (reference §2.3).
+    /// `resource/name`, the operation name of object spans (docs/behaviour/spans.md#operation-names).
     pub fn operation_name(&self) -> String {
         format!("{}/{}", self.resource, self.name)
     }

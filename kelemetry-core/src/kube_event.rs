@@ -1,4 +1,4 @@
-//! Kubernetes Events (`core/v1` and `events.k8s.io/v1`) to [`Activity`]s (reference §3.6, with improvements).
+//! Kubernetes Events (`core/v1` and `events.k8s.io/v1`) to [`Activity`]s (docs/behaviour/events.md#mapping).
 //!
 //! One Event object version becomes one activity on the object the Event is about (`involvedObject`, or
 //! `regarding` for `events.k8s.io`):
@@ -33,8 +33,6 @@
 //! ```
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1 as core_v1;
-use k8s_openapi::api::events::v1 as events_v1;
 use serde::Deserialize;
 
 use crate::activity::{Activity, LogKind, LogLine, SourceKind};
@@ -115,12 +113,99 @@ pub fn event_api(value: &serde_json::Value) -> Option<EventApi> {
     }
 }
 
+/// The fields of the two Event APIs that an activity needs, as they are on the wire (camelCase JSON). Only these
+/// are read; anything else in the document is ignored.
+mod wire {
+    use jiff::Timestamp;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Metadata {
+        pub(super) name: Option<String>,
+        pub(super) uid: Option<String>,
+        pub(super) resource_version: Option<String>,
+        pub(super) creation_timestamp: Option<Timestamp>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct ObjectReference {
+        pub(super) api_version: Option<String>,
+        pub(super) kind: Option<String>,
+        pub(super) name: Option<String>,
+        pub(super) namespace: Option<String>,
+        pub(super) uid: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub(super) struct EventSource {
+        pub(super) component: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct CoreSeries {
+        pub(super) count: Option<i32>,
+        pub(super) last_observed_time: Option<Timestamp>,
+    }
+
+    /// `v1` `Event`.
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct CoreEvent {
+        #[serde(default)]
+        pub(super) metadata: Metadata,
+        pub(super) involved_object: ObjectReference,
+        pub(super) event_time: Option<Timestamp>,
+        pub(super) series: Option<CoreSeries>,
+        pub(super) last_timestamp: Option<Timestamp>,
+        pub(super) first_timestamp: Option<Timestamp>,
+        pub(super) reason: Option<String>,
+        pub(super) message: Option<String>,
+        pub(super) source: Option<EventSource>,
+        pub(super) reporting_component: Option<String>,
+        pub(super) action: Option<String>,
+        #[serde(rename = "type")]
+        pub(super) event_type: Option<String>,
+        pub(super) count: Option<i32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct EventsSeries {
+        pub(super) count: i32,
+        pub(super) last_observed_time: Timestamp,
+    }
+
+    /// `events.k8s.io/v1` (and `v1beta1`) `Event`.
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct EventsEvent {
+        #[serde(default)]
+        pub(super) metadata: Metadata,
+        pub(super) regarding: Option<ObjectReference>,
+        pub(super) event_time: Option<Timestamp>,
+        pub(super) series: Option<EventsSeries>,
+        pub(super) deprecated_last_timestamp: Option<Timestamp>,
+        pub(super) deprecated_first_timestamp: Option<Timestamp>,
+        pub(super) reason: Option<String>,
+        pub(super) note: Option<String>,
+        pub(super) reporting_controller: Option<String>,
+        pub(super) deprecated_source: Option<EventSource>,
+        pub(super) action: Option<String>,
+        #[serde(rename = "type")]
+        pub(super) event_type: Option<String>,
+        pub(super) deprecated_count: Option<i32>,
+    }
+}
+
 /// The fields of an Event that the activity needs, common to both APIs.
 struct EventFields {
     name: String,
     uid: Option<String>,
     resource_version: Option<String>,
-    object: core_v1::ObjectReference,
+    object: wire::ObjectReference,
     object_field: &'static str,
     time: Option<Timestamp>,
     reason: Option<String>,
@@ -152,15 +237,14 @@ fn event_display_name(value: &serde_json::Value) -> String {
     }
 }
 
-fn core_fields(event: core_v1::Event) -> EventFields {
+fn core_fields(event: wire::CoreEvent) -> EventFields {
     let series = event.series.unwrap_or_default();
     let time = event
         .event_time
-        .map(|time| time.0)
-        .or(series.last_observed_time.map(|time| time.0))
-        .or(event.last_timestamp.map(|time| time.0))
-        .or(event.first_timestamp.map(|time| time.0))
-        .or(event.metadata.creation_timestamp.map(|time| time.0));
+        .or(series.last_observed_time)
+        .or(event.last_timestamp)
+        .or(event.first_timestamp)
+        .or(event.metadata.creation_timestamp);
     EventFields {
         name: event.metadata.name.unwrap_or_default(),
         uid: event.metadata.uid,
@@ -173,22 +257,21 @@ fn core_fields(event: core_v1::Event) -> EventFields {
         source: non_empty(event.source.and_then(|source| source.component))
             .or(non_empty(event.reporting_component)),
         action: event.action,
-        event_type: event.type_,
+        event_type: event.event_type,
         count: event.count.or(series.count),
     }
 }
 
-fn events_fields(event: events_v1::Event) -> EventFields {
+fn events_fields(event: wire::EventsEvent) -> EventFields {
     let time = event
         .event_time
-        .map(|time| time.0)
         .or(event
             .series
             .as_ref()
-            .map(|series| series.last_observed_time.0))
-        .or(event.deprecated_last_timestamp.map(|time| time.0))
-        .or(event.deprecated_first_timestamp.map(|time| time.0))
-        .or(event.metadata.creation_timestamp.map(|time| time.0));
+            .map(|series| series.last_observed_time))
+        .or(event.deprecated_last_timestamp)
+        .or(event.deprecated_first_timestamp)
+        .or(event.metadata.creation_timestamp);
     EventFields {
         name: event.metadata.name.unwrap_or_default(),
         uid: event.metadata.uid,
@@ -202,7 +285,7 @@ fn events_fields(event: events_v1::Event) -> EventFields {
             event.deprecated_source.and_then(|source| source.component),
         )),
         action: event.action,
-        event_type: event.type_,
+        event_type: event.event_type,
         count: event
             .series
             .as_ref()
@@ -224,19 +307,12 @@ pub fn event_to_activity(
         source,
     };
     let fields = match event_api(value) {
-        Some(EventApi::Core) => core_fields(core_v1::Event::deserialize(value).map_err(malformed)?),
+        Some(EventApi::Core) => {
+            core_fields(wire::CoreEvent::deserialize(value).map_err(malformed)?)
+        }
+        // v1beta1 has the fields of v1.
         Some(EventApi::Events) => {
-            let parsed = if value.get("apiVersion").and_then(serde_json::Value::as_str)
-                == Some("events.k8s.io/v1")
-            {
-                events_v1::Event::deserialize(value)
-            } else {
-                // v1beta1 has the fields of v1; k8s-openapi only checks the apiVersion.
-                let mut v1 = value.clone();
-                v1["apiVersion"] = serde_json::Value::from("events.k8s.io/v1");
-                events_v1::Event::deserialize(&v1)
-            };
-            events_fields(parsed.map_err(malformed)?)
+            events_fields(wire::EventsEvent::deserialize(value).map_err(malformed)?)
         }
         None => {
             let text = |field: &str| {

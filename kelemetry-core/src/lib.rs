@@ -31,6 +31,8 @@
 pub mod activity;
 pub mod audit;
 pub mod body_cache;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod context;
 pub mod decorate;
 pub mod diff;
@@ -40,10 +42,14 @@ pub mod ids;
 pub mod key;
 pub mod kube_event;
 pub mod ledger;
+pub mod lifecycle;
 pub mod link;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod pipeline;
 pub mod redact;
 pub mod resource_map;
+pub mod selector;
 pub mod source;
 pub mod span;
 pub mod vocabulary;
@@ -63,11 +69,17 @@ pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
-pub use pipeline::{Pipeline, PipelineBuilder, PipelineReport, PipelineStats, RetryPolicy};
+pub use pipeline::{
+    Pipeline, PipelineBuilder, PipelineLimits, PipelineReport, PipelineStats, RetryPolicy,
+    SourceFailure, StopCause,
+};
 pub use redact::Redactor;
 pub use resource_map::{ResourceInfo, ResourceMap, ResourceScope};
-pub use source::{
-    ActivitySink, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError,
-};
+pub use selector::{ObjectSelector, ParseSelectorError};
+pub use source::{ActivitySink, CancellationToken, Rejection, SinkClosed, Source, SourceError};
 pub use span::{SpanKind, SpanLog, SpanRecord};
 pub use window::{Window, Windowing};
+
+/// The cause of a failure at an extension point (a source, an exporter, a linker): any error, or a message
+/// (`"text".into()`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::BoxError;
 use crate::key::{Object, ObjectRef};
 
 /// The role of the *other* object of a link, relative to the object the linker was given.
@@ -42,8 +43,17 @@ impl LinkRole {
     }
 }
 
-/// A relation found by a [`Linker`].
+/// A relation found by a [`Linker`]: build it with [`Link::parent`] or [`Link::child`].
+///
+/// ```
+/// use kelemetry_core::{Link, LinkRole, ObjectKey, ObjectRef};
+///
+/// let node = ObjectRef::new(ObjectKey::new("prod", "", "nodes", "", "node-1"), "v1", None);
+/// let link = Link::parent(node).with_class("node").with_dedup_id("nodeName");
+/// assert_eq!(link.role, LinkRole::Parent);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Link {
     /// The other object.
     pub object: ObjectRef,
@@ -57,16 +67,78 @@ pub struct Link {
     pub dedup_id: String,
 }
 
+impl Link {
+    /// A link to `object` in the given role, without class or dedup id.
+    pub fn new(object: ObjectRef, role: LinkRole) -> Self {
+        Self {
+            object,
+            role,
+            class: String::new(),
+            dedup_id: String::new(),
+        }
+    }
+
+    /// `object` is the parent of the object being linked (e.g. its owner).
+    pub fn parent(object: ObjectRef) -> Self {
+        Self::new(object, LinkRole::Parent)
+    }
+
+    /// `object` is a child of the object being linked.
+    pub fn child(object: ObjectRef) -> Self {
+        Self::new(object, LinkRole::Child)
+    }
+
+    /// Sets the class of the relation (a grouping span in tree views when not empty).
+    pub fn with_class(mut self, class: impl Into<String>) -> Self {
+        self.class = class.into();
+        self
+    }
+
+    /// Sets the id that tells apart several links of one object in one window.
+    pub fn with_dedup_id(mut self, dedup_id: impl Into<String>) -> Self {
+        self.dedup_id = dedup_id.into();
+        self
+    }
+
+    /// The same relation seen from `object`, the other side.
+    pub fn reversed(&self, object: ObjectRef) -> Self {
+        Self {
+            object,
+            role: self.role.reversed(),
+            class: self.class.clone(),
+            dedup_id: self.dedup_id.clone(),
+        }
+    }
+}
+
 /// A linker could not do its work for one object. The object is still traced; the error is logged and counted.
 #[derive(Debug, thiserror::Error)]
-#[error("linker {linker} failed on {object}: {message}")]
+#[error("linker {linker} failed on {object}: {source}")]
+#[non_exhaustive]
 pub struct LinkError {
     /// The linker's name.
     pub linker: String,
     /// The object, as canonical key text.
     pub object: String,
     /// What went wrong.
-    pub message: String,
+    #[source]
+    pub source: BoxError,
+}
+
+impl LinkError {
+    /// `linker` failed on `object` (anything printable, usually its [`ObjectKey`](crate::ObjectKey)) because of
+    /// `source`: any error, or a message.
+    pub fn new(
+        linker: impl Into<String>,
+        object: &dyn std::fmt::Display,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self {
+            linker: linker.into(),
+            object: object.to_string(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Finds the bodies of objects a linker needs: a cache, snapshots, an apiserver.
@@ -74,6 +146,26 @@ pub struct LinkError {
 pub trait ObjectLookup: Send + Sync {
     /// The latest body known for `object`, if any.
     async fn body(&self, object: &ObjectRef) -> Option<Arc<serde_json::Value>>;
+}
+
+/// The body of `object`: the one it carries, else the one `lookup` finds (the pipeline's body cache, then any
+/// lookup configured on the pipeline, such as an apiserver GET). `None` when neither has it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kelemetry_core::{NoLookup, Object, ObjectKey, ObjectRef, link::body_of};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let key = ObjectKey::new("c", "", "pods", "ns", "p");
+/// let object = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(serde_json::json!({"spec": {}})));
+/// assert!(body_of(&object, &NoLookup).await.is_some());
+/// # });
+/// ```
+pub async fn body_of(object: &Object, lookup: &dyn ObjectLookup) -> Option<Arc<serde_json::Value>> {
+    match &object.body {
+        Some(body) => Some(body.clone()),
+        None => lookup.body(&object.object_ref).await,
+    }
 }
 
 /// A lookup that knows nothing.
@@ -92,7 +184,7 @@ impl ObjectLookup for NoLookup {
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use kelemetry_core::{Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
+/// use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
 ///
 /// /// Every object of namespace `ns` is a child of that Namespace.
 /// struct NamespaceLinker;
@@ -104,8 +196,7 @@ impl ObjectLookup for NoLookup {
 ///         let key = object.key();
 ///         if key.namespace.is_empty() { return Ok(vec![]); }
 ///         let ns = ObjectKey::new(&key.cluster, "", "namespaces", "", &key.namespace);
-///         Ok(vec![Link { object: ObjectRef::new(ns, "v1", None), role: LinkRole::Parent,
-///                        class: "namespace".into(), dedup_id: "namespace".into() }])
+///         Ok(vec![Link::parent(ObjectRef::new(ns, "v1", None)).with_class("namespace").with_dedup_id("namespace")])
 ///     }
 /// }
 /// ```

@@ -2,14 +2,13 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use kelemetry_core::{Activity, MemoryExporter, Object, ObjectKey, ObjectRef, Pipeline, Shutdown, SourceKind};
+//! use kelemetry_core::{Activity, CancellationToken, MemoryExporter, Object, ObjectKey, ObjectRef, Pipeline, SourceKind};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let exporter = Arc::new(MemoryExporter::new(1_000));
 //! let pipeline = Pipeline::builder().exporter(exporter.clone()).build();
 //! let sink = pipeline.sink();
-//! let (_trigger, shutdown) = Shutdown::new();
-//! let running = tokio::spawn(pipeline.run(shutdown));
+//! let running = tokio::spawn(pipeline.run(CancellationToken::new()));
 //! let key = ObjectKey::new("c", "apps", "deployments", "default", "web");
 //! let at = "2024-05-01T12:00:00Z".parse().unwrap();
 //! sink.send(Activity::new(Object::new(ObjectRef::new(key, "v1", None)), SourceKind::Audit, at, "alice create", "a1").into())
@@ -33,14 +32,14 @@ use tracing::{debug, error, warn};
 use crate::activity::Record;
 use crate::body_cache::BodyCache;
 use crate::decorate::Decorator;
-use crate::exporter::{ExportError, Exporter};
+use crate::exporter::Exporter;
 use crate::filter::Filter;
 use crate::ids::TraceId;
 use crate::key::Object;
 use crate::ledger::{BoundedLedger, SpanLedger};
-use crate::link::{Link, Linker, ObjectLookup};
+use crate::link::{Linker, ObjectLookup};
 use crate::redact::Redactor;
-use crate::source::{ActivitySink, Rejection, Shutdown, SinkClosed, Source};
+use crate::source::{ActivitySink, CancellationToken, Rejection, SinkClosed, Source, SourceError};
 use crate::span::{self, SpanRecord};
 use crate::window::{Window, Windowing};
 
@@ -124,12 +123,15 @@ impl PipelineStats {
             rejections_by_reason: by_reason,
             rejection_examples: examples,
             source_errors: Vec::new(),
+            abandoned: 0,
+            stop: StopCause::default(),
         }
     }
 }
 
 /// What a pipeline did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PipelineReport {
     /// Records handed in by sources.
     pub records: u64,
@@ -155,8 +157,54 @@ pub struct PipelineReport {
     pub rejections_by_reason: BTreeMap<String, u64>,
     /// The first rejections, with where they were.
     pub rejection_examples: Vec<Rejection>,
-    /// Sources that failed as a whole: name and error.
-    pub source_errors: Vec<(String, String)>,
+    /// Sources that failed as a whole, or did not stop within the shutdown grace period.
+    pub source_errors: Vec<SourceFailure>,
+    /// Records accepted from sources but not processed because of a hard stop.
+    pub abandoned: u64,
+    /// Why the pipeline stopped.
+    pub stop: StopCause,
+}
+
+/// A source that failed as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceFailure {
+    /// The source's [`Source::name`].
+    pub source: String,
+    /// What went wrong, with its causes.
+    pub error: String,
+}
+
+impl std::fmt::Display for SourceFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.source, self.error)
+    }
+}
+
+/// Why a [`Pipeline`] stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopCause {
+    /// Every source finished and every sink was dropped.
+    #[default]
+    InputEnded,
+    /// The shutdown token was cancelled; what the sources had accepted was processed.
+    Shutdown,
+    /// A source returned while [`PipelineBuilder::stop_when_a_source_ends`] was set.
+    SourceEnded(String),
+    /// The hard-stop token was cancelled, or the shutdown grace ran out: what was still queued was abandoned.
+    HardStop,
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InputEnded => f.write_str("the input ended"),
+            Self::Shutdown => f.write_str("shutdown"),
+            Self::SourceEnded(name) => write!(f, "source {name} ended"),
+            Self::HardStop => f.write_str("hard stop"),
+        }
+    }
 }
 
 impl PipelineReport {
@@ -187,7 +235,62 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The sizes, intervals and grace period of a [`Pipeline`]; [`Default`] holds the defaults. With the `config`
+/// feature it is read from configuration files (camelCase keys, durations like `250ms`, `5s`, `2m`). Set what you
+/// need and take the rest from `..PipelineLimits::default()`, so that fields added later keep their defaults.
+///
+/// ```
+/// use kelemetry_core::{Pipeline, PipelineLimits};
+///
+/// let limits = PipelineLimits { batch_size: 128, ..PipelineLimits::default() };
+/// let pipeline = Pipeline::builder().limits(limits).build();
+/// # drop(pipeline);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+pub struct PipelineLimits {
+    /// Records buffered between the sources and the pipeline.
+    pub channel: usize,
+    /// Spans per batch handed to exporters.
+    pub batch_size: usize,
+    /// Batches buffered per exporter.
+    pub exporter_queue: usize,
+    /// Objects whose latest body is kept for diffs and linkers.
+    pub body_cache_objects: usize,
+    /// Span ids the default ledger remembers, to emit each object and link span once.
+    pub ledger_ids: usize,
+    /// How many link hops one record may cause.
+    pub max_link_depth: usize,
+    /// How long spans may wait in a partial batch when input is slow.
+    #[cfg_attr(feature = "config", serde(with = "crate::config::duration"))]
+    pub flush_interval: Duration,
+    /// After shutdown is requested: how long the sources have to hand over what they accepted, and then the
+    /// pipeline to drain it, before they are stopped hard.
+    #[cfg_attr(feature = "config", serde(with = "crate::config::duration"))]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for PipelineLimits {
+    fn default() -> Self {
+        Self {
+            channel: 4096,
+            batch_size: 512,
+            exporter_queue: 16,
+            body_cache_objects: 10_000,
+            ledger_ids: 1_000_000,
+            max_link_depth: 8,
+            flush_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Configures a [`Pipeline`].
+#[derive(Default)]
 pub struct PipelineBuilder {
     windowing: Windowing,
     filter: Filter,
@@ -198,37 +301,32 @@ pub struct PipelineBuilder {
     exporters: Vec<Arc<dyn Exporter>>,
     ledger: Option<Arc<dyn SpanLedger>>,
     sources: Vec<Box<dyn Source>>,
-    channel_capacity: usize,
-    batch_size: usize,
-    exporter_queue: usize,
-    body_cache_capacity: usize,
-    ledger_capacity: usize,
-    max_link_depth: usize,
-    flush_interval: Duration,
+    limits: PipelineLimits,
     retry: RetryPolicy,
+    stop_when_a_source_ends: bool,
 }
 
-impl Default for PipelineBuilder {
-    fn default() -> Self {
-        Self {
-            windowing: Windowing::default(),
-            filter: Filter::default(),
-            redactor: Redactor::default(),
-            decorators: Vec::new(),
-            linkers: Vec::new(),
-            lookup: None,
-            exporters: Vec::new(),
-            ledger: None,
-            sources: Vec::new(),
-            channel_capacity: 4096,
-            batch_size: 512,
-            exporter_queue: 16,
-            body_cache_capacity: 10_000,
-            ledger_capacity: 1_000_000,
-            max_link_depth: 8,
-            flush_interval: Duration::from_secs(1),
-            retry: RetryPolicy::default(),
-        }
+impl std::fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |linkers: &[Arc<dyn Linker>]| -> Vec<String> {
+            linkers.iter().map(|l| l.name().to_owned()).collect()
+        };
+        f.debug_struct("PipelineBuilder")
+            .field("windowing", &self.windowing)
+            .field("decorators", &self.decorators.len())
+            .field("linkers", &names(&self.linkers))
+            .field(
+                "exporters",
+                &self.exporters.iter().map(|e| e.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "sources",
+                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field("limits", &self.limits)
+            .field("retry", &self.retry)
+            .field("stop_when_a_source_ends", &self.stop_when_a_source_ends)
+            .finish_non_exhaustive()
     }
 }
 
@@ -289,43 +387,62 @@ impl PipelineBuilder {
 
     /// Records buffered between sources and the pipeline (default 4096).
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
-        self.channel_capacity = capacity.max(1);
+        self.limits.channel = capacity;
         self
     }
 
     /// Spans per batch handed to exporters (default 512).
     pub fn batch_size(mut self, size: usize) -> Self {
-        self.batch_size = size.max(1);
+        self.limits.batch_size = size;
         self
     }
 
     /// Batches buffered per exporter (default 16).
     pub fn exporter_queue(mut self, batches: usize) -> Self {
-        self.exporter_queue = batches.max(1);
+        self.limits.exporter_queue = batches;
         self
     }
 
     /// Objects whose latest body is kept for diffs and linkers (default 10,000).
     pub fn body_cache_capacity(mut self, objects: usize) -> Self {
-        self.body_cache_capacity = objects;
+        self.limits.body_cache_objects = objects;
         self
     }
 
     /// Ids the default ledger remembers (default 1,000,000).
     pub fn ledger_capacity(mut self, ids: usize) -> Self {
-        self.ledger_capacity = ids;
+        self.limits.ledger_ids = ids;
         self
     }
 
     /// How many link hops one record may cause (default 8).
     pub fn max_link_depth(mut self, depth: usize) -> Self {
-        self.max_link_depth = depth;
+        self.limits.max_link_depth = depth;
         self
     }
 
     /// How long spans may wait in a partial batch when input is slow (default 1 s).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = interval;
+        self.limits.flush_interval = interval;
+        self
+    }
+
+    /// All sizes, intervals and the shutdown grace at once (each also has its own method).
+    pub fn limits(mut self, limits: PipelineLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// After shutdown is requested, how long sources and the drain may take before a hard stop (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.limits.shutdown_grace = grace;
+        self
+    }
+
+    /// Stop the whole pipeline (gracefully) as soon as one of its sources returns. For live sources, which
+    /// return only when they fail; replays leave it off (the default), so that each file source may finish.
+    pub fn stop_when_a_source_ends(mut self, stop: bool) -> Self {
+        self.stop_when_a_source_ends = stop;
         self
     }
 
@@ -337,12 +454,13 @@ impl PipelineBuilder {
 
     /// The pipeline, ready to run.
     pub fn build(self) -> Pipeline {
-        let (sender, receiver) = mpsc::channel(self.channel_capacity);
+        let limits = self.limits;
+        let (sender, receiver) = mpsc::channel(limits.channel.max(1));
         let stats = Arc::new(PipelineStats::default());
-        let bodies = Arc::new(BodyCache::new(self.body_cache_capacity));
+        let bodies = Arc::new(BodyCache::new(limits.body_cache_objects));
         let ledger = self
             .ledger
-            .unwrap_or_else(|| Arc::new(BoundedLedger::new(self.ledger_capacity)));
+            .unwrap_or_else(|| Arc::new(BoundedLedger::new(limits.ledger_ids)));
         let stage = Stage {
             windowing: self.windowing,
             filter: self.filter,
@@ -355,9 +473,9 @@ impl PipelineBuilder {
             },
             bodies,
             ledger,
-            max_link_depth: self.max_link_depth,
+            max_link_depth: limits.max_link_depth,
             stats: stats.clone(),
-            batch: Vec::with_capacity(self.batch_size),
+            batch: Vec::with_capacity(limits.batch_size.max(1)),
         };
         Pipeline {
             stage,
@@ -366,16 +484,21 @@ impl PipelineBuilder {
             sender,
             receiver,
             stats,
-            batch_size: self.batch_size,
-            exporter_queue: self.exporter_queue,
-            flush_interval: self.flush_interval,
+            limits,
             retry: self.retry,
+            stop_when_a_source_ends: self.stop_when_a_source_ends,
         }
     }
 }
 
 /// Sources → filter → redact → decorate → window → link → exporters. Build it with [`Pipeline::builder`], take
 /// [`Pipeline::sink`]s for records you produce yourself, then [`Pipeline::run`] it.
+///
+/// The pipeline owns its sources' lifecycle: [`Pipeline::run`] starts every source added with
+/// [`PipelineBuilder::source`]; when its shutdown token is cancelled it asks the sources to stop (they hand over
+/// what they accepted), processes everything they hand over, and once every source has returned it closes its
+/// intake, drains what is queued and flushes the exporters. Sources that do not return within the shutdown grace
+/// period are aborted and reported as failures. Dropping a token never stops anything.
 pub struct Pipeline {
     stage: Stage,
     sources: Vec<Box<dyn Source>>,
@@ -383,10 +506,25 @@ pub struct Pipeline {
     sender: mpsc::Sender<Record>,
     receiver: mpsc::Receiver<Record>,
     stats: Arc<PipelineStats>,
-    batch_size: usize,
-    exporter_queue: usize,
-    flush_interval: Duration,
+    limits: PipelineLimits,
     retry: RetryPolicy,
+    stop_when_a_source_ends: bool,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field(
+                "sources",
+                &self.sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "exporters",
+                &self.exporters.iter().map(|e| e.name()).collect::<Vec<_>>(),
+            )
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
@@ -407,7 +545,8 @@ impl Pipeline {
     }
 
     /// A sink to push records into the pipeline. The pipeline runs until shutdown, or until its sources are done
-    /// and every sink taken here is dropped.
+    /// and every sink taken here is dropped. After shutdown, once the sources have returned, `send` fails with
+    /// [`SinkClosed`].
     pub fn sink(&self) -> Arc<dyn ActivitySink> {
         Arc::new(ChannelSink {
             sender: self.sender.clone(),
@@ -415,8 +554,20 @@ impl Pipeline {
         })
     }
 
-    /// Runs sources and the pipeline until the input ends or `shutdown` fires, then flushes every exporter.
-    pub async fn run(self, shutdown: Shutdown) -> PipelineReport {
+    /// Runs the sources and the pipeline until the input ends or `shutdown` is cancelled, then drains and flushes
+    /// every exporter (see [`Pipeline`] for the order of events).
+    pub async fn run(self, shutdown: CancellationToken) -> PipelineReport {
+        self.run_until(shutdown, CancellationToken::new()).await
+    }
+
+    /// Like [`Pipeline::run`], and when `hard_stop` is cancelled (e.g. a second Ctrl-C) the sources are aborted
+    /// and what is still queued is abandoned (counted in [`PipelineReport::abandoned`]); the spans already made
+    /// are still handed to the exporters and flushed.
+    pub async fn run_until(
+        self,
+        shutdown: CancellationToken,
+        hard_stop: CancellationToken,
+    ) -> PipelineReport {
         let Pipeline {
             mut stage,
             sources,
@@ -424,29 +575,233 @@ impl Pipeline {
             sender,
             mut receiver,
             stats,
-            batch_size,
-            exporter_queue,
-            flush_interval,
+            limits,
             retry,
+            stop_when_a_source_ends,
         } = self;
 
-        let mut source_tasks = Vec::with_capacity(sources.len());
+        let stop_sources = shutdown.child_token();
+        let mut running = RunningSources::start(sources, &sender, &stats, &stop_sources);
+        drop(sender);
+        let exports = ExportWorkers::start(exporters, limits.exporter_queue.max(1), &stats, retry);
+
+        let batch_size = limits.batch_size.max(1);
+        let mut ticker = tokio::time::interval(limits.flush_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let grace = limits.shutdown_grace;
+        let mut stop = StopCause::InputEnded;
+        // Set once stopping: first the sources' grace, then (if they had to be aborted) the drain's.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut intake_open = true;
+        let mut abandoned = 0u64;
+        loop {
+            tokio::select! {
+                biased;
+                () = hard_stop.cancelled() => {
+                    stop = StopCause::HardStop;
+                    break;
+                }
+                () = sleep_until_or_never(deadline) => {
+                    if intake_open {
+                        warn!(?grace, "sources did not stop within the shutdown grace: aborting them");
+                        running.abort_all("did not stop within the shutdown grace period");
+                        receiver.close();
+                        intake_open = false;
+                        deadline = Some(tokio::time::Instant::now() + grace);
+                    } else {
+                        warn!(?grace, "the pipeline did not drain within the shutdown grace: stopping hard");
+                        stop = StopCause::HardStop;
+                        break;
+                    }
+                }
+                () = shutdown.cancelled(), if stop == StopCause::InputEnded => {
+                    stop = StopCause::Shutdown;
+                    stop_sources.cancel();
+                    deadline = Some(tokio::time::Instant::now() + grace);
+                    if running.is_empty() {
+                        receiver.close();
+                        intake_open = false;
+                    }
+                }
+                ended = running.next_finished(), if !running.is_empty() => {
+                    if stop_when_a_source_ends && stop == StopCause::InputEnded {
+                        stop = StopCause::SourceEnded(ended);
+                        stop_sources.cancel();
+                        deadline = Some(tokio::time::Instant::now() + grace);
+                    }
+                    if running.is_empty() && stop != StopCause::InputEnded && intake_open {
+                        // Every source has handed over what it accepted: take nothing more, drain the rest.
+                        receiver.close();
+                        intake_open = false;
+                    }
+                }
+                record = receiver.recv() => {
+                    let Some(record) = record else { break };
+                    stage.process(record).await;
+                    if stage.batch.len() >= batch_size {
+                        exports.dispatch(&mut stage.batch).await;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if !stage.batch.is_empty() {
+                        exports.dispatch(&mut stage.batch).await;
+                    }
+                }
+            }
+        }
+        if stop == StopCause::HardStop {
+            running.abort_all("stopped hard");
+            receiver.close();
+            while receiver.try_recv().is_ok() {
+                abandoned += 1;
+            }
+        }
+        exports.dispatch(&mut stage.batch).await;
+        exports.finish().await;
+        if abandoned > 0 {
+            error!(
+                abandoned,
+                "hard stop: records accepted from sources were not processed"
+            );
+        }
+
+        let mut report = stats.report();
+        report.abandoned = abandoned;
+        report.stop = stop;
+        report.source_errors = running.finish().await;
+        report
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tasks of the running sources, and the failures of those that have returned.
+struct RunningSources {
+    tasks: tokio::task::JoinSet<(String, Result<(), SourceError>)>,
+    names: BTreeMap<tokio::task::Id, String>,
+    failures: Vec<SourceFailure>,
+}
+
+impl RunningSources {
+    fn start(
+        sources: Vec<Box<dyn Source>>,
+        sender: &mpsc::Sender<Record>,
+        stats: &Arc<PipelineStats>,
+        stop: &CancellationToken,
+    ) -> Self {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut names = BTreeMap::new();
         for source in sources {
             let sink: Arc<dyn ActivitySink> = Arc::new(ChannelSink {
                 sender: sender.clone(),
                 stats: stats.clone(),
             });
             let name = source.name().to_owned();
-            let shutdown = shutdown.clone();
-            source_tasks.push((name, tokio::spawn(source.run(sink, shutdown))));
+            let stop = stop.clone();
+            let task_name = name.clone();
+            let handle = tasks.spawn(async move { (task_name, source.run(sink, stop).await) });
+            names.insert(handle.id(), name);
         }
-        drop(sender);
+        Self {
+            tasks,
+            names,
+            failures: Vec::new(),
+        }
+    }
 
-        let mut workers = Vec::with_capacity(exporters.len());
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Waits for the next source to return, records its failure if any, and returns its name.
+    async fn next_finished(&mut self) -> String {
+        match self.tasks.join_next_with_id().await {
+            Some(Ok((id, (name, result)))) => {
+                self.names.remove(&id);
+                if let Err(err) = result {
+                    error!(source = %name, error = %error_chain(&err), "source failed");
+                    self.failures.push(SourceFailure {
+                        source: name.clone(),
+                        error: error_chain(&err),
+                    });
+                }
+                name
+            }
+            Some(Err(err)) => match self.names.remove(&err.id()) {
+                Some(name) => {
+                    self.failures.push(SourceFailure {
+                        source: name.clone(),
+                        error: format!("task failed: {err}"),
+                    });
+                    name
+                }
+                // Aborted by `abort_all`, which reported it.
+                None => String::new(),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Aborts every source still running; each is reported with `why`.
+    fn abort_all(&mut self, why: &str) {
+        for name in std::mem::take(&mut self.names).into_values() {
+            warn!(source = %name, "{why}");
+            self.failures.push(SourceFailure {
+                source: name,
+                error: why.to_owned(),
+            });
+        }
+        self.tasks.abort_all();
+    }
+
+    /// Waits for the sources still running (they were told to stop or aborted) and returns every failure.
+    async fn finish(mut self) -> Vec<SourceFailure> {
+        while !self.tasks.is_empty() {
+            let _ = self.next_finished().await;
+        }
+        self.failures
+    }
+}
+
+/// An error and its sources, as one line: `outer: inner: innermost`.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// One worker per exporter, each behind its own bounded queue of batches.
+struct ExportWorkers {
+    queues: Vec<mpsc::Sender<Arc<Vec<SpanRecord>>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ExportWorkers {
+    fn start(
+        exporters: Vec<Arc<dyn Exporter>>,
+        queue: usize,
+        stats: &Arc<PipelineStats>,
+        retry: RetryPolicy,
+    ) -> Self {
         let mut queues = Vec::with_capacity(exporters.len());
+        let mut workers = Vec::with_capacity(exporters.len());
         for exporter in exporters {
-            let (queue, batches) = mpsc::channel::<Arc<Vec<SpanRecord>>>(exporter_queue);
-            queues.push(queue);
+            let (sender, batches) = mpsc::channel::<Arc<Vec<SpanRecord>>>(queue);
+            queues.push(sender);
             workers.push(tokio::spawn(export_worker(
                 exporter,
                 batches,
@@ -454,52 +809,21 @@ impl Pipeline {
                 retry,
             )));
         }
+        Self { queues, workers }
+    }
 
-        let mut shutdown_signal = shutdown.clone();
-        let mut ticker = tokio::time::interval(flush_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut shutting_down = false;
-        loop {
-            tokio::select! {
-                biased;
-                record = receiver.recv() => {
-                    let Some(record) = record else { break };
-                    stage.process(record).await;
-                    if stage.batch.len() >= batch_size {
-                        dispatch(&mut stage.batch, &queues).await;
-                    }
-                }
-                _ = shutdown_signal.requested(), if !shutting_down => {
-                    // Take no new records; drain what is buffered.
-                    shutting_down = true;
-                    receiver.close();
-                }
-                _ = ticker.tick() => {
-                    if !stage.batch.is_empty() {
-                        dispatch(&mut stage.batch, &queues).await;
-                    }
-                }
-            }
-        }
-        dispatch(&mut stage.batch, &queues).await;
-        drop(queues);
-        for worker in workers {
+    async fn dispatch(&self, batch: &mut Vec<SpanRecord>) {
+        dispatch(batch, &self.queues).await;
+    }
+
+    /// Closes the queues and waits until every worker has exported its queue and flushed.
+    async fn finish(self) {
+        drop(self.queues);
+        for worker in self.workers {
             if let Err(err) = worker.await {
                 error!(%err, "export worker failed");
             }
         }
-
-        let mut report = stats.report();
-        for (name, task) in source_tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => report.source_errors.push((name, err.to_string())),
-                Err(err) => report
-                    .source_errors
-                    .push((name, format!("task failed: {err}"))),
-            }
-        }
-        report
     }
 }
 
@@ -527,22 +851,22 @@ async fn export_worker(
         loop {
             match exporter.export(&batch).await {
                 Ok(()) => break,
-                Err(ExportError::Retryable(message)) if attempt < retry.attempts.max(1) => {
-                    debug!(exporter = exporter.name(), attempt, %message, "export failed, retrying");
+                Err(err) if err.is_retryable() && attempt < retry.attempts.max(1) => {
+                    debug!(exporter = exporter.name(), attempt, error = %error_chain(&err), "export failed, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(retry.max_backoff);
                     attempt += 1;
                 }
                 Err(err) => {
                     stats.spans_dropped.fetch_add(batch.len() as u64, Relaxed);
-                    error!(exporter = exporter.name(), spans = batch.len(), %err, "dropped a batch of spans");
+                    error!(exporter = exporter.name(), spans = batch.len(), error = %error_chain(&err), "dropped a batch of spans");
                     break;
                 }
             }
         }
     }
     if let Err(err) = exporter.flush().await {
-        error!(exporter = exporter.name(), %err, "flush failed");
+        error!(exporter = exporter.name(), error = %error_chain(&err), "flush failed");
     }
 }
 
@@ -681,7 +1005,7 @@ impl Stage {
                     Ok(links) => links,
                     Err(err) => {
                         self.stats.link_errors.fetch_add(1, Relaxed);
-                        warn!(%err, "linker failed");
+                        warn!(error = %error_chain(&err), "linker failed");
                         continue;
                     }
                 };
@@ -700,12 +1024,7 @@ impl Stage {
                         self.batch.push(forward);
                         self.stats.link_spans.fetch_add(1, Relaxed);
                     }
-                    let backward_link = Link {
-                        object: object.object_ref.clone(),
-                        role: link.role.reversed(),
-                        class: link.class.clone(),
-                        dedup_id: link.dedup_id.clone(),
-                    };
+                    let backward_link = link.reversed(object.object_ref.clone());
                     let backward = span::link_span(&link.object, window, &backward_link);
                     if self.ledger.first_sighting(backward.span_id) {
                         self.batch.push(backward);

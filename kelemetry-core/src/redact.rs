@@ -1,4 +1,4 @@
-//! Keeping secret values out of traces (DESIGN §5.5).
+//! Keeping secret values out of traces (docs/architecture.md#redaction-first).
 //!
 //! A [`Redactor`] rewrites object bodies before they are cached, diffed or written as snapshots:
 //!

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+pub use tokio_util::sync::CancellationToken;
 
+use crate::BoxError;
 use crate::activity::Record;
 
 /// A record a source could not use: where it was and why. The source reports it and goes on.
@@ -44,6 +45,7 @@ pub trait ActivitySink: Send + Sync {
 
 /// A source failed as a whole (not one bad record, which is a [`Rejection`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// Reading the input failed.
     #[error("{origin}: {source}")]
@@ -54,58 +56,51 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    /// Anything else.
-    #[error("{0}")]
-    Other(String),
+    /// Anything else, with its cause.
+    #[error("{origin}: {source}")]
+    Other {
+        /// What was being done or read.
+        origin: String,
+        /// The cause (a message is an error too: `"text".into()`).
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl SourceError {
+    /// Reading `origin` failed.
+    pub fn io(origin: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            origin: origin.into(),
+            source,
+        }
+    }
+
+    /// Any other failure at `origin`, keeping its cause; a `String` or `&str` is accepted as the cause too.
+    pub fn other(origin: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Other {
+            origin: origin.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Produces records until its input ends or shutdown is requested.
+///
+/// A source stops taking input soon after `shutdown` is cancelled, hands over what it already accepted (each
+/// [`ActivitySink::send`] it makes still goes through), stores any checkpoint, and returns. The [`Pipeline`]
+/// that started it keeps processing until every source has returned, within its shutdown grace period.
+///
+/// [`Pipeline`]: crate::Pipeline
 #[async_trait]
 pub trait Source: Send {
     /// A short name for logs and metrics.
     fn name(&self) -> &str;
 
-    /// Runs the source. Returns when the input is exhausted, or soon after `shutdown` fires.
+    /// Runs the source. Returns when the input is exhausted, or soon after `shutdown` is cancelled.
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError>;
-}
-
-/// A shutdown signal that many tasks can watch.
-#[derive(Clone, Debug)]
-pub struct Shutdown {
-    receiver: watch::Receiver<bool>,
-}
-
-/// Fires a [`Shutdown`].
-#[derive(Debug)]
-pub struct ShutdownTrigger {
-    sender: watch::Sender<bool>,
-}
-
-impl Shutdown {
-    /// A new signal and the trigger that fires it.
-    pub fn new() -> (ShutdownTrigger, Shutdown) {
-        let (sender, receiver) = watch::channel(false);
-        (ShutdownTrigger { sender }, Shutdown { receiver })
-    }
-
-    /// Whether shutdown was requested.
-    pub fn is_requested(&self) -> bool {
-        *self.receiver.borrow()
-    }
-
-    /// Waits until shutdown is requested (or the trigger is dropped).
-    pub async fn requested(&mut self) {
-        let _ = self.receiver.wait_for(|fired| *fired).await;
-    }
-}
-
-impl ShutdownTrigger {
-    /// Requests shutdown.
-    pub fn fire(&self) {
-        let _ = self.sender.send(true);
-    }
 }

@@ -1,4 +1,5 @@
-//! [`SpanRecord`]: spans built as data (DESIGN §5.2), and how objects, links and activities become spans.
+//! [`SpanRecord`]: spans built as data (docs/architecture.md#spans-as-data), and how objects, links and activities
+//! become spans (docs/behaviour/spans.md).
 
 use std::borrow::Cow;
 
@@ -24,7 +25,7 @@ pub enum SpanKind {
 }
 
 impl SpanKind {
-    /// The OpenTelemetry service name of spans of this kind (reference §2.3).
+    /// The OpenTelemetry service name of spans of this kind (docs/behaviour/spans.md#service-names).
     pub fn service_name(&self) -> &str {
         match self {
             Self::Object => "object",

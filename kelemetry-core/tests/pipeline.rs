@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use kelemetry_core::pipeline::RetryPolicy;
 use kelemetry_core::{
-    Activity, ExportError, Exporter, Link, LinkError, LinkRole, Linker, MemoryExporter, Object,
-    ObjectKey, ObjectLookup, ObjectRef, Observation, Pipeline, Record, Rejection, Shutdown,
+    Activity, CancellationToken, ExportError, Exporter, Link, LinkError, Linker, MemoryExporter,
+    Object, ObjectKey, ObjectLookup, ObjectRef, Observation, Pipeline, Record, Rejection,
     SourceKind, SpanKind, SpanRecord,
 };
 use serde_json::json;
@@ -42,16 +42,15 @@ impl Linker for LabelLinker {
             return Ok(vec![]);
         };
         let (resource, name) = owner.split_once('/').unwrap_or(("", owner));
-        Ok(vec![Link {
-            object: ObjectRef::new(
+        Ok(vec![
+            Link::parent(ObjectRef::new(
                 ObjectKey::new(&key.cluster, "apps", resource, &key.namespace, name),
                 "v1",
                 None,
-            ),
-            role: LinkRole::Parent,
-            class: "children".into(),
-            dedup_id: "label".into(),
-        }])
+            ))
+            .with_class("children")
+            .with_dedup_id("label"),
+        ])
     }
 }
 
@@ -94,7 +93,7 @@ async fn run(
         .batch_size(3)
         .build();
     let sink = pipeline.sink();
-    let (_trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let running = tokio::spawn(pipeline.run(shutdown));
     for record in records {
         sink.send(record).await.unwrap();
@@ -230,9 +229,9 @@ impl Exporter for FlakyExporter {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
             return Err(if self.permanent {
-                ExportError::Permanent("bad".into())
+                ExportError::permanent("bad")
             } else {
-                ExportError::Retryable("down".into())
+                ExportError::retryable("down")
             });
         }
         self.inner.export(batch).await
@@ -255,7 +254,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_counted() {
         })
         .build();
     let sink = pipeline.sink();
-    let (_t, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let running = tokio::spawn(pipeline.run(shutdown));
     sink.send(activity(
         object("pods", "p", None),
@@ -276,7 +275,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_counted() {
     });
     let pipeline = Pipeline::builder().exporter(broken.clone()).build();
     let sink = pipeline.sink();
-    let (_t, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let running = tokio::spawn(pipeline.run(shutdown));
     sink.send(activity(
         object("pods", "p", None),
@@ -295,7 +294,8 @@ async fn shutdown_drains_what_was_accepted() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let pipeline = Pipeline::builder().exporter(exporter.clone()).build();
     let sink = pipeline.sink();
-    let (trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
     for i in 0..10 {
         sink.send(activity(
             object("pods", "p", None),
@@ -305,7 +305,7 @@ async fn shutdown_drains_what_was_accepted() {
         .await
         .unwrap();
     }
-    trigger.fire();
+    trigger.cancel();
     // The sink is still held: shutdown alone must end the run, after draining the ten buffered records.
     let report = pipeline.run(shutdown).await;
     assert_eq!(report.activities, 10);

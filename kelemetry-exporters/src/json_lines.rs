@@ -7,7 +7,7 @@ use kelemetry_core::{ExportError, Exporter, SpanRecord};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
 
-use crate::otlp::export_request;
+use kelemetry_core::otlp::export_request;
 
 /// How many spans one line holds at most, by default. A larger batch is written as several lines, so a reader
 /// never needs more than a bounded line buffer.
@@ -24,6 +24,64 @@ pub struct OpenJsonLinesError {
     pub path: PathBuf,
     /// The underlying error.
     pub source: std::io::Error,
+}
+
+/// Writing or flushing the destination failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {destination}")]
+pub struct JsonLinesIoError {
+    /// What was being done: `cannot write to`, `cannot flush`.
+    action: &'static str,
+    /// The destination's name.
+    destination: String,
+    /// The I/O error.
+    #[source]
+    source: std::io::Error,
+}
+
+/// Which file a [`JsonLinesExporter`] writes and how; [`JsonLinesConfig::build`] opens it. With the feature
+/// `config` it is read from configuration files (the `exporters.jsonLines` section of `kelemetry run`'s file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct JsonLinesConfig {
+    /// The file. Empty by default: give one.
+    pub path: PathBuf,
+    /// Append to the file instead of replacing it.
+    pub append: bool,
+}
+
+impl Default for JsonLinesConfig {
+    /// No path yet; appending.
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            append: true,
+        }
+    }
+}
+
+impl JsonLinesConfig {
+    /// Appends to the file `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Opens the file: [`JsonLinesExporter::append`] or [`JsonLinesExporter::create`].
+    pub async fn build(&self) -> Result<JsonLinesExporter, OpenJsonLinesError> {
+        if self.append {
+            JsonLinesExporter::append(&self.path).await
+        } else {
+            JsonLinesExporter::create(&self.path).await
+        }
+    }
 }
 
 type Destination = BufWriter<Box<dyn AsyncWrite + Send + Unpin>>;
@@ -109,8 +167,12 @@ impl JsonLinesExporter {
         self
     }
 
-    fn io_error(&self, action: &str, error: &std::io::Error) -> ExportError {
-        ExportError::Retryable(format!("{action} {}: {error}", self.destination_name))
+    fn io_error(&self, action: &'static str, source: std::io::Error) -> ExportError {
+        ExportError::retryable(JsonLinesIoError {
+            action,
+            destination: self.destination_name.clone(),
+            source,
+        })
     }
 }
 
@@ -126,17 +188,12 @@ impl Exporter for JsonLinesExporter {
         for chunk in batch.chunks(self.spans_per_line) {
             line.clear();
             let request = export_request(chunk, &self.resource_attributes);
-            serde_json::to_writer(&mut line, &request).map_err(|e| {
-                ExportError::Permanent(format!(
-                    "cannot encode spans as OTLP/JSON for {}: {e}",
-                    self.destination_name
-                ))
-            })?;
+            serde_json::to_writer(&mut line, &request).map_err(ExportError::permanent)?;
             line.push(b'\n');
             destination
                 .write_all(&line)
                 .await
-                .map_err(|e| self.io_error("cannot write to", &e))?;
+                .map_err(|e| self.io_error("cannot write to", e))?;
         }
         Ok(())
     }
@@ -146,6 +203,6 @@ impl Exporter for JsonLinesExporter {
         destination
             .flush()
             .await
-            .map_err(|e| self.io_error("cannot flush", &e))
+            .map_err(|e| self.io_error("cannot flush", e))
     }
 }

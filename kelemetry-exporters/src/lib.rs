@@ -6,7 +6,8 @@
 //!   idempotent.
 //! - [`JsonLinesExporter`] ([`json_lines`]): OTLP/JSON lines, one `ExportTraceServiceRequest` per line, readable
 //!   by the OpenTelemetry Collector's file receiver and by people.
-//! - [`otlp`]: [`kelemetry_core::SpanRecord`]s as OTLP messages, shared by every OTLP-speaking exporter.
+//! - The conversion of [`kelemetry_core::SpanRecord`]s to OTLP messages, shared by every OTLP-speaking exporter,
+//!   is [`kelemetry_core::otlp`].
 //! - `OtlpExporter` (`otlp_exporter`, feature `otlp`): OTLP over gRPC or HTTP/protobuf to Jaeger, Tempo, a
 //!   Collector or a vendor, with a bounded buffer, retry with backoff, TLS, headers and gzip.
 //!
@@ -36,17 +37,16 @@
 //! ```
 
 pub mod json_lines;
-pub mod otlp;
 #[cfg(feature = "otlp")]
 pub mod otlp_exporter;
 pub mod store;
 
-pub use json_lines::{JsonLinesExporter, OpenJsonLinesError};
+pub use json_lines::{JsonLinesConfig, JsonLinesExporter, OpenJsonLinesError};
 #[cfg(feature = "otlp")]
 pub use otlp_exporter::{
     OtlpConfig, OtlpConfigError, OtlpExporter, OtlpProtocol, OtlpReport, OtlpStats, OtlpTls,
 };
-pub use store::StoreExporter;
+pub use store::{StoreConfig, StoreExporter};
 
 #[cfg(test)]
 mod tests;

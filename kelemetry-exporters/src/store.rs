@@ -1,5 +1,7 @@
 //! [`StoreExporter`]: spans into the embedded [`SpanStore`].
 
+use std::path::PathBuf;
+
 use async_trait::async_trait;
 use kelemetry_core::{ExportError, Exporter, SpanRecord};
 use kelemetry_store::{PreparedBatch, SpanStore, StoreError, WriteDurability};
@@ -42,11 +44,37 @@ impl StoreExporter {
     }
 }
 
+/// Which store a [`StoreExporter`] writes; [`StoreConfig::build`] opens it. With the feature `config` it is read
+/// from configuration files (the `exporters.store` section of `kelemetry run`'s file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// The store folder (created if missing). Empty by default: give one.
+    pub path: PathBuf,
+}
+
+impl StoreConfig {
+    /// The store in the folder `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Creates or opens the store and exports into it, durably per batch.
+    pub fn build(&self) -> Result<StoreExporter, StoreError> {
+        SpanStore::create(&self.path).map(StoreExporter::new)
+    }
+}
+
 fn export_error(error: StoreError) -> ExportError {
     if error.is_transient() {
-        ExportError::Retryable(error.to_string())
+        ExportError::retryable(error)
     } else {
-        ExportError::Permanent(error.to_string())
+        ExportError::permanent(error)
     }
 }
 
@@ -56,7 +84,7 @@ async fn run_blocking(
 ) -> Result<(), ExportError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(export_error),
-        Err(join) => Err(ExportError::Permanent(format!(
+        Err(join) => Err(ExportError::permanent(format!(
             "span store {}: the write task failed: {join}",
             store.path().display()
         ))),

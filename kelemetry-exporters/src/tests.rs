@@ -1,14 +1,14 @@
 use kelemetry_core::span::{activity_span, link_span, object_span};
 use kelemetry_core::{
-    Activity, Exporter, Link, LinkRole, LogKind, LogLine, Object, ObjectKey, ObjectRef, SourceKind,
+    Activity, Exporter, Link, LogKind, LogLine, Object, ObjectKey, ObjectRef, SourceKind,
     SpanRecord, Windowing,
 };
 use kelemetry_store::{SpanStore, WriteDurability};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::Value;
 
-use crate::otlp::export_request;
 use crate::{JsonLinesExporter, StoreExporter};
+use kelemetry_core::otlp::export_request;
 
 fn nginx() -> ObjectRef {
     ObjectRef::new(
@@ -23,16 +23,13 @@ fn spans(when: &str) -> Vec<SpanRecord> {
     let at: jiff::Timestamp = when.parse().unwrap();
     let window = Windowing::default().window_of(at);
     let object = nginx();
-    let link = Link {
-        object: ObjectRef::new(
-            ObjectKey::new("prod", "apps", "replicasets", "default", "nginx-1"),
-            "v1",
-            None,
-        ),
-        role: LinkRole::Child,
-        class: "children".into(),
-        dedup_id: "ownerReference".into(),
-    };
+    let link = Link::child(ObjectRef::new(
+        ObjectKey::new("prod", "apps", "replicasets", "default", "nginx-1"),
+        "v1",
+        None,
+    ))
+    .with_class("children")
+    .with_dedup_id("ownerReference");
     let mut audit = Activity::new(
         Object::new(object.clone()),
         SourceKind::Audit,
@@ -220,7 +217,7 @@ async fn store_exporter_is_idempotent_and_durable_after_flush() {
     expected.sort_by_key(|s| s.span_id);
     assert_eq!(store.spans_of_trace(first[0].trace_id).unwrap(), expected);
     let found = store
-        .find_objects(None, None, "deployments", "default", "nginx")
+        .find_objects(&"deployments/default/nginx".parse().unwrap(), usize::MAX)
         .unwrap();
     assert_eq!(found, vec![nginx().key]);
 }
@@ -234,10 +231,7 @@ async fn store_exporter_works_on_a_current_thread_runtime_and_reports_read_only_
         .export(&spans("2024-05-01T12:00:00Z"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, kelemetry_core::ExportError::Permanent(_)),
-        "{err}"
-    );
+    assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("read-only"), "{err}");
     drop(exporter);
     let writable = StoreExporter::new(SpanStore::open(dir.path()).unwrap());

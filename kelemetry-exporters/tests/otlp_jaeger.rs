@@ -10,8 +10,8 @@ mod jaeger;
 use std::time::Duration;
 
 use kelemetry_core::{
-    Activity, ExportError, Exporter, LogKind, LogLine, Object, ObjectKey, ObjectRef, SourceKind,
-    SpanRecord, TraceId, Windowing, span,
+    Activity, Exporter, LogKind, LogLine, Object, ObjectKey, ObjectRef, SourceKind, SpanRecord,
+    TraceId, Windowing, span,
 };
 use kelemetry_exporters::{OtlpConfig, OtlpExporter};
 use serde_json::Value;
@@ -22,22 +22,19 @@ fn spans_of(name: &str) -> Vec<SpanRecord> {
     let at: jiff::Timestamp = "2021-05-19T09:42:58.123456789Z".parse().unwrap();
     let window = Windowing::default().window_of(at);
     let object = ObjectRef::new(key, "v1", Some(format!("uid-{name}")));
-    let link = kelemetry_core::Link {
-        object: ObjectRef::new(
-            ObjectKey::new(
-                "test",
-                "apps",
-                "replicasets",
-                "default",
-                format!("{name}-1"),
-            ),
-            "v1",
-            None,
+    let link = kelemetry_core::Link::child(ObjectRef::new(
+        ObjectKey::new(
+            "test",
+            "apps",
+            "replicasets",
+            "default",
+            format!("{name}-1"),
         ),
-        role: kelemetry_core::LinkRole::Child,
-        class: "children".into(),
-        dedup_id: "ownerReference".into(),
-    };
+        "v1",
+        None,
+    ))
+    .with_class("children")
+    .with_dedup_id("ownerReference");
     let mut activity = Activity::new(
         Object::new(object.clone()),
         SourceKind::Audit,
@@ -206,7 +203,9 @@ async fn spans_wait_while_jaeger_is_down_and_overflow_is_counted() {
     }
     let refused = spans_of("outage-refused");
     match exporter.export(&refused).await {
-        Err(ExportError::Permanent(message)) => assert!(message.contains("full"), "{message}"),
+        Err(error) if !error.is_retryable() => {
+            assert!(error.to_string().contains("full"), "{error}")
+        }
         other => panic!("a full buffer must refuse the batch, got {other:?}"),
     }
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -1,10 +1,8 @@
 //! [`AnnotationLinker`]: a parent named in the `kelemetry.kubewharf.io/parent-link` annotation, possibly in another
-//! cluster (reference §2.8, §5.4).
+//! cluster (docs/behaviour/linking.md#parent-link-annotation).
 
 use async_trait::async_trait;
-use kelemetry_core::{
-    Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef,
-};
+use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{annotation_of, body_of};
@@ -158,12 +156,10 @@ impl Linker for AnnotationLinker {
         }
         let key = parent.key(&object.key().cluster);
         let uid = (!parent.uid.is_empty()).then(|| parent.uid.clone());
-        Ok(vec![Link {
-            object: ObjectRef::new(key, parent.version, uid),
-            role: LinkRole::Parent,
-            class: String::new(),
-            dedup_id: ANNOTATION_DEDUP_ID.to_owned(),
-        }])
+        Ok(vec![
+            Link::parent(ObjectRef::new(key, parent.version, uid))
+                .with_dedup_id(ANNOTATION_DEDUP_ID),
+        ])
     }
 }
 
@@ -198,7 +194,7 @@ mod tests {
         );
         assert_eq!(links[0].object.version, "v1beta1");
         assert_eq!(links[0].object.uid.as_deref(), Some("u-1"));
-        assert_eq!(links[0].role, LinkRole::Parent);
+        assert_eq!(links[0].role, kelemetry_core::LinkRole::Parent);
         assert_eq!(links[0].class, "");
         assert_eq!(links[0].dedup_id, "annotation");
     }

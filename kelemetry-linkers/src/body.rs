@@ -1,35 +1,14 @@
 //! Reading an object's body: where a linker gets it ([`body_of`]) and the metadata it reads most ([`label_of`],
 //! [`annotation_of`]).
 
-use std::sync::Arc;
-
-use kelemetry_core::{Object, ObjectLookup};
 use serde_json::Value;
 
-/// The body of `object`: the one it carries, else the one `lookup` finds (the pipeline's body cache, then any
-/// lookup configured on the pipeline, such as an apiserver GET). `None` when neither has it.
+/// The body of `object`, from itself or from `lookup` (see [`kelemetry_core::link::body_of`]).
 ///
 /// The pipeline hands a linker the body whenever it has one (it asked its lookup already), so inside a pipeline
 /// the lookup here mostly hears about bodies nobody has; put a slow lookup behind a
 /// [`CachingLookup`](crate::CachingLookup), which remembers absences too.
-///
-/// ```
-/// use std::sync::Arc;
-/// use kelemetry_core::{NoLookup, Object, ObjectKey, ObjectRef};
-/// use kelemetry_linkers::body::body_of;
-///
-/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let key = ObjectKey::new("c", "", "pods", "ns", "p");
-/// let object = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(serde_json::json!({"spec": {}})));
-/// assert!(body_of(&object, &NoLookup).await.is_some());
-/// # });
-/// ```
-pub async fn body_of(object: &Object, lookup: &dyn ObjectLookup) -> Option<Arc<Value>> {
-    match &object.body {
-        Some(body) => Some(body.clone()),
-        None => lookup.body(&object.object_ref).await,
-    }
-}
+pub use kelemetry_core::link::body_of;
 
 /// The value of label `key` in `body.metadata.labels`, if it is a string.
 pub fn label_of<'a>(body: &'a Value, key: &str) -> Option<&'a str> {

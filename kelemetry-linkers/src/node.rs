@@ -1,9 +1,7 @@
 //! [`PodNodeLinker`]: a Pod is a child of the Node it was scheduled to.
 
 use async_trait::async_trait;
-use kelemetry_core::{
-    Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef,
-};
+use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
 
 use crate::body::body_of;
 use crate::link_error;
@@ -56,12 +54,11 @@ impl Linker for PodNodeLinker {
             }
         };
         let node = ObjectKey::new(&key.cluster, "", "nodes", "", node);
-        Ok(vec![Link {
-            object: ObjectRef::new(node, "v1", None),
-            role: LinkRole::Parent,
-            class: NODE_CLASS.to_owned(),
-            dedup_id: NODE_DEDUP_ID.to_owned(),
-        }])
+        Ok(vec![
+            Link::parent(ObjectRef::new(node, "v1", None))
+                .with_class(NODE_CLASS)
+                .with_dedup_id(NODE_DEDUP_ID),
+        ])
     }
 }
 
@@ -89,16 +86,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             links,
-            vec![Link {
-                object: ObjectRef::new(
+            vec![
+                Link::parent(ObjectRef::new(
                     ObjectKey::new("kind", "", "nodes", "", "kind-control-plane"),
                     "v1",
                     None
-                ),
-                role: LinkRole::Parent,
-                class: "node".into(),
-                dedup_id: "node".into(),
-            }]
+                ))
+                .with_class("node")
+                .with_dedup_id("node")
+            ]
         );
     }
 

@@ -1,10 +1,10 @@
-//! [`OwnerLinker`]: an object's controller owner is its parent (reference §5.3).
+//! [`OwnerLinker`]: an object's controller owner is its parent (docs/behaviour/linking.md#owner-references).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use kelemetry_core::resource_map::ResourceMap;
-use kelemetry_core::{Link, LinkError, LinkRole, Linker, Object, ObjectLookup, ObjectRef};
+use kelemetry_core::{Link, LinkError, Linker, Object, ObjectLookup, ObjectRef};
 use serde_json::Value;
 
 /// The class of owner links: the tree views group an owner's children under it.
@@ -81,16 +81,15 @@ impl Linker for OwnerLinker {
             };
             let info = self.resources.resolve(api_version, kind);
             let parent = info.object_key(&key.cluster, &key.namespace, name);
-            links.push(Link {
-                object: ObjectRef::new(
+            links.push(
+                Link::parent(ObjectRef::new(
                     parent,
                     info.version.clone(),
                     field("uid").map(str::to_owned),
-                ),
-                role: LinkRole::Parent,
-                class: OWNER_CLASS.to_owned(),
-                dedup_id: OWNER_DEDUP_ID.to_owned(),
-            });
+                ))
+                .with_class(OWNER_CLASS)
+                .with_dedup_id(OWNER_DEDUP_ID),
+            );
         }
         Ok(links)
     }
@@ -98,11 +97,7 @@ impl Linker for OwnerLinker {
 
 impl OwnerLinker {
     fn error(&self, object: &Object, message: &str) -> LinkError {
-        LinkError {
-            linker: self.name().to_owned(),
-            object: object.key().to_string(),
-            message: message.to_owned(),
-        }
+        LinkError::new(self.name(), object.key(), message)
     }
 }
 
@@ -133,7 +128,7 @@ mod tests {
             ObjectKey::new("c", "apps", "replicasets", "ns", "rs")
         );
         assert_eq!(links[0].object.uid.as_deref(), Some("u1"));
-        assert_eq!(links[0].role, LinkRole::Parent);
+        assert_eq!(links[0].role, kelemetry_core::LinkRole::Parent);
         assert_eq!(links[0].class, "children");
     }
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use kelemetry_core::{
-    MemoryExporter, Object, ObjectKey, ObjectRef, Observation, Pipeline, PipelineReport,
-    ResourceMap, Shutdown, SpanKind, SpanRecord, TraceId, Windowing,
+    CancellationToken, MemoryExporter, Object, ObjectKey, ObjectRef, Observation, Pipeline,
+    PipelineReport, ResourceMap, SpanKind, SpanRecord, TraceId, Windowing,
 };
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ async fn run(observations: Vec<Observation>) -> (PipelineReport, Vec<SpanRecord>
     }
     let pipeline = builder.build();
     let sink = pipeline.sink();
-    let (_trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let running = tokio::spawn(pipeline.run(shutdown));
     for observation in observations {
         sink.send(observation.into()).await.unwrap();

@@ -1,5 +1,5 @@
 //! Assembly of a [`TraceView`]: an object's windows merged, links followed through a [`LinkSelector`], clipped to a
-//! time range, nested into one tree (reference §6.4, §6.5, §6.7).
+//! time range, nested into one tree (docs/behaviour/assembly.md).
 
 use std::collections::{HashMap, HashSet};
 
@@ -63,14 +63,37 @@ fn view_low_half(root: &ObjectKey, also: &[ObjectKey], from: Timestamp, to: Time
     }
 }
 
+/// An object as people name it: `RESOURCE[.GROUP]/NAMESPACE/NAME in cluster CLUSTER` (the text `kelemetry show`
+/// takes, see [`kelemetry_core::ObjectSelector`]).
+pub fn object_text(key: &ObjectKey) -> String {
+    let name = if key.namespace.is_empty() {
+        key.name.clone()
+    } else {
+        format!("{}/{}", key.namespace, key.name)
+    };
+    format!("{}/{name} in cluster {}", key.group_resource(), key.cluster)
+}
+
+/// A time range as people read it: RFC 3339 bounds, an open end left out (`at any time`, `since ...`,
+/// `until ...`, `between ... and ...`).
+pub fn range_text(from: Timestamp, to: Timestamp) -> String {
+    match (from == Timestamp::MIN, to == Timestamp::MAX) {
+        (true, true) => "at any time".to_owned(),
+        (true, false) => format!("until {to}"),
+        (false, true) => format!("since {from}"),
+        (false, false) => format!("between {from} and {to}"),
+    }
+}
+
 /// Assembly failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AssembleError {
     /// Nothing is stored for the object in the range.
-    #[error("no spans of {object} between {from} and {to}")]
+    #[error("nothing is stored of {} {}", object_text(object), range_text(*from, *to))]
     NotFound {
-        /// The object, as canonical key text.
-        object: String,
+        /// The object.
+        object: ObjectKey,
         /// Range start.
         from: Timestamp,
         /// Range end.
@@ -207,7 +230,7 @@ pub async fn read_histories(
     Ok(out)
 }
 
-/// Merges the spans of an object's windows (reference §6.4).
+/// Merges the spans of an object's windows (docs/behaviour/assembly.md#merging-windows).
 fn merge_history(
     key: &ObjectKey,
     traces: Vec<Vec<SpanRecord>>,
@@ -261,7 +284,7 @@ struct Reached {
 
 /// Reads the starting objects and follows their links through `selector`, each start with its own path state,
 /// fetching at most `budget` further objects in all. A link the selector refuses costs nothing (the original
-/// spends budget on it, reference §14.13).
+/// spends budget on it; docs/behaviour/assembly.md#following-links).
 async fn reach(
     reader: &dyn Reader,
     starts: &[ObjectKey],
@@ -344,7 +367,7 @@ pub async fn assemble(
     let mut reached = reach(reader, &starts, from, to, &request.selector, request.budget).await?;
     if !reached.known.contains_key(&request.root) {
         return Err(AssembleError::NotFound {
-            object: request.root.to_string(),
+            object: request.root.clone(),
             from,
             to,
         });
@@ -366,9 +389,9 @@ pub async fn assemble(
     })
 }
 
-/// The views of a search (reference §6.3): the `found` objects with something in `[from, to]`, their links
-/// followed through `selector` (`budget` objects in all), one view per connected component, in the order of
-/// each component's first found object; at most `limit` views.
+/// The views of a search (docs/behaviour/assembly.md#searches-and-components): the `found` objects with something
+/// in `[from, to]`, their links followed through `selector` (`budget` objects in all), one view per connected
+/// component, in the order of each component's first found object; at most `limit` views.
 pub async fn assemble_components(
     reader: &dyn Reader,
     found: &[ObjectKey],
@@ -417,88 +440,127 @@ fn build_tree(
     let mut keys: Vec<ObjectKey> = known.keys().cloned().collect();
     keys.sort();
     let index: HashMap<&ObjectKey, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
-    let count = keys.len();
-    // Edges from the link spans of either side, without duplicates: (other end, class).
-    let mut children_of: Vec<Vec<(usize, String)>> = vec![Vec::new(); count];
-    let mut parents_of: Vec<Vec<(usize, String)>> = vec![Vec::new(); count];
-    let mut seen = HashSet::new();
-    for (i, key) in keys.iter().enumerate() {
-        let Some(history) = known.get(key) else {
-            continue;
-        };
-        for link in &history.links {
-            let Some(&j) = index.get(&link.other) else {
-                continue;
-            };
-            let (parent, child) = match link.role {
-                LinkRole::Parent => (j, i),
-                LinkRole::Child => (i, j),
-            };
-            if seen.insert((parent, child)) {
-                children_of[parent].push((child, link.class.clone()));
-                parents_of[child].push((parent, link.class.clone()));
-            }
-        }
-    }
     let Some(&start) = index.get(queried) else {
         return (empty_node(queried.clone(), None), HashSet::new());
     };
-    let parent_of = |child: usize| {
-        let parents = &parents_of[child];
-        parents
-            .iter()
-            .find(|(_, class)| class == OWNERSHIP_CLASS)
-            .or_else(|| parents.first())
-            .map(|(parent, _)| *parent)
-    };
-    let mut top = start;
-    let mut visited = HashSet::from([top]);
-    while let Some(parent) = parent_of(top) {
-        if !visited.insert(parent) {
-            break;
-        }
-        top = parent;
-    }
+    let edges = Edges::of(&keys, &index, known);
+    let (order, assigned) = edges.placement(edges.top_of(start));
+    nest_nodes(queried, &keys, order, assigned, known)
+}
 
-    // Breadth first from the top along child edges; then attach what is left to a placed neighbour.
-    let mut assigned: Vec<Option<(usize, String)>> = vec![None; count];
-    let mut placed = vec![false; count];
-    let mut order = vec![top];
-    placed[top] = true;
-    let mut next = 0;
-    loop {
-        while next < order.len() {
-            let parent = order[next];
-            next += 1;
-            for (child, class) in &children_of[parent] {
-                if !placed[*child] {
-                    placed[*child] = true;
-                    assigned[*child] = Some((parent, class.clone()));
-                    order.push(*child);
+/// Which child edges are `(other end, class)`: `(child, class)` of each parent and `(parent, class)` of each
+/// child, by index into the sorted keys.
+type EdgeLists = Vec<Vec<(usize, String)>>;
+
+/// The links between the known objects, from the link spans of either side, without duplicates.
+struct Edges {
+    children_of: EdgeLists,
+    parents_of: EdgeLists,
+}
+
+impl Edges {
+    fn of(
+        keys: &[ObjectKey],
+        index: &HashMap<&ObjectKey, usize>,
+        known: &HashMap<ObjectKey, ObjectHistory>,
+    ) -> Self {
+        let count = keys.len();
+        let mut edges = Self {
+            children_of: vec![Vec::new(); count],
+            parents_of: vec![Vec::new(); count],
+        };
+        let mut seen = HashSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(history) = known.get(key) else {
+                continue;
+            };
+            for link in &history.links {
+                let Some(&j) = index.get(&link.other) else {
+                    continue;
+                };
+                let (parent, child) = match link.role {
+                    LinkRole::Parent => (j, i),
+                    LinkRole::Child => (i, j),
+                };
+                if seen.insert((parent, child)) {
+                    edges.children_of[parent].push((child, link.class.clone()));
+                    edges.parents_of[child].push((parent, link.class.clone()));
                 }
             }
         }
-        let attach = (0..count).find_map(|i| {
-            if placed[i] {
-                return None;
-            }
-            children_of[i]
-                .iter()
-                .find(|(child, _)| placed[*child])
-                .map(|(child, class)| (i, *child, class.clone()))
-        });
-        match attach {
-            Some((i, under, class)) => {
-                placed[i] = true;
-                assigned[i] = Some((under, class));
-                order.push(i);
-            }
-            None => break,
-        }
+        edges
     }
 
-    // Build nodes children first, moving each history out of `known`.
-    let mut nodes: Vec<Option<ViewNode>> = vec![None; count];
+    /// The top ancestor of `start`, following ownership first, stopping at a cycle.
+    fn top_of(&self, start: usize) -> usize {
+        let parent_of = |child: usize| {
+            let parents = &self.parents_of[child];
+            parents
+                .iter()
+                .find(|(_, class)| class == OWNERSHIP_CLASS)
+                .or_else(|| parents.first())
+                .map(|(parent, _)| *parent)
+        };
+        let mut top = start;
+        let mut visited = HashSet::from([top]);
+        while let Some(parent) = parent_of(top) {
+            if !visited.insert(parent) {
+                break;
+            }
+            top = parent;
+        }
+        top
+    }
+
+    /// Breadth first from `top` along child edges; then what is left is attached to a placed neighbour. Returns
+    /// the objects in placement order and the parent (and link class) each was placed under.
+    fn placement(&self, top: usize) -> (Vec<usize>, Vec<Option<(usize, String)>>) {
+        let count = self.children_of.len();
+        let mut assigned: Vec<Option<(usize, String)>> = vec![None; count];
+        let mut placed = vec![false; count];
+        let mut order = vec![top];
+        placed[top] = true;
+        let mut next = 0;
+        loop {
+            while next < order.len() {
+                let parent = order[next];
+                next += 1;
+                for (child, class) in &self.children_of[parent] {
+                    if !placed[*child] {
+                        placed[*child] = true;
+                        assigned[*child] = Some((parent, class.clone()));
+                        order.push(*child);
+                    }
+                }
+            }
+            let attach = (0..count).find_map(|i| {
+                if placed[i] {
+                    return None;
+                }
+                self.children_of[i]
+                    .iter()
+                    .find(|(child, _)| placed[*child])
+                    .map(|(child, class)| (i, *child, class.clone()))
+            });
+            let Some((i, under, class)) = attach else {
+                return (order, assigned);
+            };
+            placed[i] = true;
+            assigned[i] = Some((under, class));
+            order.push(i);
+        }
+    }
+}
+
+/// Builds the nodes children first, in reverse placement order, moving each history out of `known`.
+fn nest_nodes(
+    queried: &ObjectKey,
+    keys: &[ObjectKey],
+    order: Vec<usize>,
+    mut assigned: Vec<Option<(usize, String)>>,
+    known: &mut HashMap<ObjectKey, ObjectHistory>,
+) -> (ViewNode, HashSet<ObjectKey>) {
+    let mut nodes: Vec<Option<ViewNode>> = vec![None; keys.len()];
     let mut placed_keys = HashSet::with_capacity(order.len());
     for &i in order.iter().rev() {
         let key = &keys[i];

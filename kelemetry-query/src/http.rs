@@ -1,4 +1,4 @@
-//! The HTTP API in Jaeger's JSON shape (reference §6.2, §6.11), over a [`TraceQuery`]:
+//! The HTTP API in Jaeger's JSON shape (docs/behaviour/query-api.md#http-api), over a [`TraceQuery`]:
 //!
 //! - `GET /api/services`: the display-mode names, the default first;
 //! - `GET /api/operations?service=` and `GET /api/services/{service}/operations`: the clusters in the store;
@@ -22,7 +22,7 @@ use jiff::Timestamp;
 
 use crate::display::DisplayMode;
 use crate::jaeger_json::{Operation, Response, Trace};
-use crate::trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery};
+use crate::trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery, search_selector};
 
 /// The router of the API and the web viewer. Serve it with `axum::serve`.
 pub fn router(query: Arc<TraceQuery>) -> Router {
@@ -156,14 +156,17 @@ fn find_query(params: &Params) -> Result<FindQuery, String> {
             .parse()
             .map_err(|e| format!("limit={text:?} is not a count: {e}"))?,
     };
-    Ok(FindQuery {
-        mode,
-        cluster: param(params, "operation").map(str::to_owned),
-        tags,
-        from: micros_param(params, "start")?.unwrap_or(Timestamp::MIN),
-        to: micros_param(params, "end")?.unwrap_or(Timestamp::MAX),
-        limit,
-    })
+    let objects = search_selector(
+        param(params, "operation"),
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(FindQuery::new(mode, objects)
+        .with_range(
+            micros_param(params, "start")?.unwrap_or(Timestamp::MIN),
+            micros_param(params, "end")?.unwrap_or(Timestamp::MAX),
+        )
+        .with_limit(limit))
 }
 
 async fn find_traces(

@@ -1,7 +1,7 @@
 //! [`JaegerReader`]: the [`Reader`] over a Jaeger that received Kelemetry's spans over OTLP.
 //!
-//! Because trace ids are deterministic (DESIGN §5.1), an object's traces are computed, not searched:
-//! [`Reader::object_traces`] derives [`TraceId::for_object`] for every window of the range (at most
+//! Because trace ids are deterministic (docs/architecture.md#deterministic-ids), an object's traces are computed,
+//! not searched: [`Reader::object_traces`] derives [`TraceId::for_object`] for every window of the range (at most
 //! [`JaegerReader::with_max_windows`] of them) and fetches those traces by id. Only a range too long for that, and
 //! the object searches, use Jaeger's search.
 //!
@@ -15,22 +15,20 @@
 //! Fetched traces are kept briefly (a bounded cache) so that the `object_traces` then `trace` sequence of the
 //! assembly fetches each trace once.
 
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
+use kelemetry_core::otlp::span_records;
 use kelemetry_core::{
-    Attributes, ObjectKey, SpanId, SpanKind, SpanLog, SpanRecord, TraceId, Windowing,
-    vocabulary as v,
+    ObjectKey, ObjectSelector, SpanKind, SpanRecord, TraceId, Windowing, vocabulary as v,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use serde::Deserialize;
 
-use crate::reader::{ObjectPattern, ObjectSearch, ReadError, Reader};
+use crate::reader::{ReadError, Reader};
 
 /// The service name of object spans, searched for objects.
 const OBJECT_SERVICE: &str = "object";
@@ -147,7 +145,8 @@ impl JaegerReader {
             let body: V3Response = response.json().await.map_err(|e| {
                 self.backend(&what, format!("{url} is not an OTLP/JSON trace: {e}"))
             })?;
-            let mut spans = span_records(&body.result).map_err(|e| self.backend(&what, e))?;
+            let mut spans =
+                span_records(&body.result.resource_spans).map_err(|e| self.backend(&what, e))?;
             spans.retain(|span| span.trace_id == id);
             // In span id order, as the embedded store answers, so both readers assemble identical views.
             spans.sort_by_key(|span| span.span_id.to_u64());
@@ -254,14 +253,22 @@ impl JaegerReader {
         })
     }
 
-    async fn search_objects_by(
+    /// The objects `selector` selects, from Jaeger's tag search over object spans.
+    async fn search_objects(
         &self,
-        fields: &[(&str, Option<&str>)],
+        selector: &ObjectSelector,
         limit: usize,
     ) -> Result<Vec<ObjectKey>, ReadError> {
+        let fields = [
+            (v::CLUSTER, &selector.cluster),
+            (v::GROUP, &selector.group),
+            (v::RESOURCE, &selector.resource),
+            (v::NAMESPACE, &selector.namespace),
+            (v::NAME, &selector.name),
+        ];
         let tags: Vec<(&str, &str)> = fields
             .iter()
-            .filter_map(|(k, val)| val.map(|val| (*k, val)))
+            .filter_map(|(k, val)| val.as_deref().map(|val| (*k, val)))
             .collect();
         let found = self
             .search(&tags, self.search_from, self.search_to(), self.search_limit)
@@ -338,36 +345,12 @@ impl Reader for JaegerReader {
         self.fetch(id).await
     }
 
-    async fn find_objects(&self, pattern: &ObjectPattern) -> Result<Vec<ObjectKey>, ReadError> {
-        self.search_objects_by(
-            &[
-                (v::CLUSTER, pattern.cluster.as_deref()),
-                (v::GROUP, pattern.group.as_deref()),
-                (v::RESOURCE, Some(pattern.resource.as_str())),
-                (v::NAMESPACE, Some(pattern.namespace.as_str())),
-                (v::NAME, Some(pattern.name.as_str())),
-            ],
-            self.search_limit,
-        )
-        .await
-    }
-
-    async fn search_objects(
+    async fn find_objects(
         &self,
-        search: &ObjectSearch,
+        selector: &ObjectSelector,
         limit: usize,
     ) -> Result<Vec<ObjectKey>, ReadError> {
-        self.search_objects_by(
-            &[
-                (v::CLUSTER, search.cluster.as_deref()),
-                (v::GROUP, search.group.as_deref()),
-                (v::RESOURCE, search.resource.as_deref()),
-                (v::NAMESPACE, search.namespace.as_deref()),
-                (v::NAME, search.name.as_deref()),
-            ],
-            limit,
-        )
-        .await
+        self.search_objects(selector, limit).await
     }
 }
 
@@ -449,101 +432,13 @@ fn parse_trace_id(text: &str) -> Result<TraceId, String> {
         .map_err(|e| format!("trace id {text:?}: {e}"))
 }
 
-fn text_of(value: Option<&AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-fn attributes_of(attributes: &[KeyValue]) -> Attributes {
-    attributes
-        .iter()
-        .map(|kv| (Cow::Owned(kv.key.clone()), text_of(kv.value.as_ref())))
-        .collect()
-}
-
-fn timestamp(nanos: u64, what: &str) -> Result<Timestamp, String> {
-    Timestamp::from_nanosecond(i128::from(nanos)).map_err(|e| format!("{what} {nanos}: {e}"))
-}
-
-fn id_bytes<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
-    bytes
-        .try_into()
-        .map_err(|_| format!("{what} has {} bytes, not {N}", bytes.len()))
-}
-
-/// OTLP spans back into [`SpanRecord`]s: the service name gives the kind (`object`, `link`, else an activity of
-/// that source), events become logs.
-pub fn span_records(data: &TracesData) -> Result<Vec<SpanRecord>, String> {
-    let mut out = Vec::new();
-    for resource in &data.resource_spans {
-        let service = resource
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
-            .map(|kv| text_of(kv.value.as_ref()))
-            .unwrap_or_default();
-        let kind = match service.as_str() {
-            "object" => SpanKind::Object,
-            "link" => SpanKind::Link,
-            source => SpanKind::Activity(source.to_owned()),
-        };
-        for scope in &resource.scope_spans {
-            for span in &scope.spans {
-                let trace_id =
-                    TraceId::from_u128(u128::from_be_bytes(id_bytes(&span.trace_id, "trace id")?))
-                        .ok_or("trace id is zero")?;
-                let span_id =
-                    SpanId::from_u64(u64::from_be_bytes(id_bytes(&span.span_id, "span id")?))
-                        .ok_or("span id is zero")?;
-                let parent_span_id = if span.parent_span_id.is_empty() {
-                    None
-                } else {
-                    SpanId::from_u64(u64::from_be_bytes(id_bytes(
-                        &span.parent_span_id,
-                        "parent span id",
-                    )?))
-                };
-                let logs = span
-                    .events
-                    .iter()
-                    .map(|event| {
-                        Ok(SpanLog {
-                            time: timestamp(event.time_unix_nano, "event time")?,
-                            message: event.name.clone(),
-                            attributes: attributes_of(&event.attributes),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, String>>()?;
-                out.push(SpanRecord {
-                    trace_id,
-                    span_id,
-                    parent_span_id,
-                    kind: kind.clone(),
-                    name: span.name.clone(),
-                    start: timestamp(span.start_time_unix_nano, "start time")?,
-                    end: timestamp(span.end_time_unix_nano, "end time")?,
-                    attributes: attributes_of(&span.attributes),
-                    logs,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use kelemetry_core::{Object, ObjectRef, SourceKind, span};
 
     #[test]
-    fn otlp_json_round_trips_into_equal_span_records() {
+    fn api_v3_answers_read_back_into_equal_span_records() {
         let key = ObjectKey::new("c", "", "pods", "ns", "p");
         let at: Timestamp = "2021-05-19T09:42:58.123456789Z".parse().unwrap();
         let window = Windowing::default().window_of(at);
@@ -564,69 +459,13 @@ mod tests {
             span::activity_span(&activity, window),
         ];
         // The OTLP/JSON encoding the exporters write is what Jaeger's API v3 answers.
-        let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-            resource_spans: spans_as_resource_spans(&spans),
-        };
-        let json = serde_json::to_string(&request).unwrap();
-        let data: TracesData = serde_json::from_str(&json).unwrap();
-        assert_eq!(span_records(&data).unwrap(), spans);
-    }
-
-    fn spans_as_resource_spans(
-        spans: &[SpanRecord],
-    ) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
-        use opentelemetry_proto::tonic::common::v1::AnyValue;
-        use opentelemetry_proto::tonic::resource::v1::Resource;
-        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
-        let string = |k: &str, val: &str| KeyValue {
-            key: k.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(val.into())),
-            }),
-            key_strindex: 0,
-        };
-        spans
-            .iter()
-            .map(|s| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![string("service.name", s.service_name())],
-                    dropped_attributes_count: 0,
-                    entity_refs: Vec::new(),
-                }),
-                scope_spans: vec![ScopeSpans {
-                    scope: None,
-                    spans: vec![Span {
-                        trace_id: s.trace_id.to_bytes().to_vec(),
-                        span_id: s.span_id.to_bytes().to_vec(),
-                        parent_span_id: s
-                            .parent_span_id
-                            .map(|p| p.to_bytes().to_vec())
-                            .unwrap_or_default(),
-                        name: s.name.clone(),
-                        start_time_unix_nano: s.start.as_nanosecond() as u64,
-                        end_time_unix_nano: s.end.as_nanosecond() as u64,
-                        attributes: s.attributes.iter().map(|(k, val)| string(k, val)).collect(),
-                        events: s
-                            .logs
-                            .iter()
-                            .map(|l| Event {
-                                time_unix_nano: l.time.as_nanosecond() as u64,
-                                name: l.message.clone(),
-                                attributes: l
-                                    .attributes
-                                    .iter()
-                                    .map(|(k, val)| string(k, val))
-                                    .collect(),
-                                dropped_attributes_count: 0,
-                            })
-                            .collect(),
-                        ..Span::default()
-                    }],
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            })
-            .collect()
+        let request = kelemetry_core::otlp::export_request(&spans, &[]);
+        let json = format!(
+            r#"{{"result":{}}}"#,
+            serde_json::to_string(&request).unwrap()
+        );
+        let answer: V3Response = serde_json::from_str(&json).unwrap();
+        assert_eq!(span_records(&answer.result.resource_spans).unwrap(), spans);
     }
 
     #[test]

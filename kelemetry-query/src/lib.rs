@@ -3,7 +3,7 @@
 //! The read side of Kelemetry for Rust: read the spans of an object's windows, follow its links, and show the
 //! result.
 //!
-//! - [`reader`]: the [`Reader`] trait, and its implementation over the embedded store ([`StoreReader`]);
+//! - [`reader`]: the [`Reader`] trait; the embedded store's [`kelemetry_store::SpanStore`] is one ([`store_reader`]);
 //! - [`assemble`](mod@assemble): merge an object's windows, follow links through a [`LinkSelector`], clip to a time range, nest
 //!   into a [`TraceView`];
 //! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), the four bases and three modifiers, the displayed span tree ([`DisplayTrace`]);
@@ -40,7 +40,7 @@ pub use assemble::{
 pub use display::{
     BaseMode, DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, Modifier, display,
 };
-pub use reader::{ObjectPattern, ObjectSearch, ReadError, Reader};
+pub use reader::{ReadError, Reader};
 pub use selector::LinkSelector;
 pub use store_reader::StoreReader;
-pub use trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery};
+pub use trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery, search_selector};

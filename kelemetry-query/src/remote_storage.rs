@@ -1,9 +1,10 @@
 //! [`RemoteStorage`]: Jaeger's remote storage gRPC API over [`TraceQuery`], so that a real Jaeger Query (and its
-//! UI) shows Kelemetry's assembled traces, as the original plugs into Jaeger as a storage plugin (reference §6.1).
+//! UI) shows Kelemetry's assembled traces, as the original plugs into Jaeger as a storage plugin
+//! (docs/behaviour/query-api.md#jaeger-remote-storage).
 //!
 //! Jaeger v2 reads a `grpc` storage backend through the `jaeger.storage.v2.TraceReader` and
 //! `jaeger.storage.v2.DependencyReader` services (the protocol is in `proto/`, generated at build time). The
-//! search form maps as in reference §6.2:
+//! search form maps as follows (docs/behaviour/query-api.md#search-form):
 //!
 //! | Jaeger | Kelemetry |
 //! |---|---|
@@ -12,8 +13,9 @@
 //! | tags | `cluster`, `group`, `resource`, `namespace`, `name` |
 //! | time range, limit | the range of the view, the number of views |
 //!
-//! Each result is one displayed trace: its id carries the display mode (reference §2.7), so `/api/traces/{id}` of
-//! Jaeger shows the same view in the mode its digits name. Every display span becomes an OTLP span whose resource
+//! Each result is one displayed trace: its id carries the display mode
+//! (docs/behaviour/display-modes.md#mode-digits-in-trace-ids), so `/api/traces/{id}` of Jaeger shows the same view
+//! in the mode its digits name. Every display span becomes an OTLP span whose resource
 //! `service.name` is the span's service, with its tags as attributes, its logs as events (their fields as event
 //! attributes) and its warnings in Jaeger's `@jaeger@warnings` attribute. Writes are not served; dependencies are
 //! empty.
@@ -23,19 +25,16 @@ use std::sync::Arc;
 
 use futures::Stream;
 use jiff::Timestamp;
+use kelemetry_core::otlp;
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue as OtlpAnyValue, ArrayValue as OtlpArrayValue, InstrumentationScope,
-    KeyValue as OtlpKeyValue, any_value,
+    AnyValue as OtlpAnyValue, ArrayValue as OtlpArrayValue, KeyValue as OtlpKeyValue, any_value,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status as SpanStatus, TracesData, span,
-};
+use opentelemetry_proto::tonic::trace::v1::{Span, Status as SpanStatus, TracesData, span};
 use tonic::{Request, Response, Status};
 
-use crate::display::{DisplayMode, DisplayTrace};
+use crate::display::{DisplayMode, DisplaySpan, DisplayTrace};
 use crate::reader::ReadError;
-use crate::trace_query::{FindQuery, QueryError, TraceQuery};
+use crate::trace_query::{FindQuery, QueryError, TraceQuery, search_selector};
 
 /// The generated protocol code of `jaeger.storage.v2` (messages, clients and servers).
 #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
@@ -47,7 +46,7 @@ use proto::dependency_reader_server::{DependencyReader, DependencyReaderServer};
 use proto::trace_reader_server::{TraceReader, TraceReaderServer};
 
 /// The instrumentation scope of the spans served.
-pub const SCOPE_NAME: &str = "kelemetry";
+pub use kelemetry_core::otlp::SCOPE_NAME;
 
 /// The span attribute in which Jaeger keeps a span's warnings.
 pub const JAEGER_WARNINGS_ATTRIBUTE: &str = "@jaeger@warnings";
@@ -142,36 +141,27 @@ pub fn find_query(params: &proto::TraceQueryParameters) -> Result<FindQuery, Sta
             ))
         })?
     };
-    let tags = params
+    let tags: Vec<(String, String)> = params
         .attributes
         .iter()
         .map(|kv| (kv.key.clone(), text_of(kv.value.as_ref())))
         .collect();
-    Ok(FindQuery {
-        mode,
-        cluster: Some(params.operation_name.clone()).filter(|c| !c.is_empty()),
-        tags,
-        from: timestamp_of(params.start_time_min.as_ref()).unwrap_or(Timestamp::UNIX_EPOCH),
-        to: timestamp_of(params.start_time_max.as_ref()).unwrap_or_else(Timestamp::now),
-        limit: usize::try_from(params.search_depth)
-            .ok()
-            .filter(|n| *n > 0)
-            .unwrap_or(DEFAULT_LIMIT),
-    })
-}
-
-fn string_attribute(key: &str, value: &str) -> OtlpKeyValue {
-    OtlpKeyValue {
-        key: key.to_owned(),
-        value: Some(OtlpAnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        key_strindex: 0,
-    }
-}
-
-fn nanos(t: Timestamp) -> u64 {
-    u64::try_from(t.as_nanosecond()).unwrap_or(0)
+    let objects = search_selector(
+        Some(params.operation_name.as_str()),
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    .map_err(status_of)?;
+    Ok(FindQuery::new(mode, objects)
+        .with_range(
+            timestamp_of(params.start_time_min.as_ref()).unwrap_or(Timestamp::UNIX_EPOCH),
+            timestamp_of(params.start_time_max.as_ref()).unwrap_or_else(Timestamp::now),
+        )
+        .with_limit(
+            usize::try_from(params.search_depth)
+                .ok()
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_LIMIT),
+        ))
 }
 
 /// A displayed trace as OTLP: one resource per span (its service), spans in the trace's depth-first order.
@@ -181,84 +171,74 @@ pub fn traces_data(trace: &DisplayTrace) -> TracesData {
         .spans
         .iter()
         .map(|display| {
-            let mut attributes: Vec<OtlpKeyValue> = display
-                .tags
-                .iter()
-                .map(|(k, val)| string_attribute(k, val))
-                .collect();
-            if !display.warnings.is_empty() {
-                attributes.push(OtlpKeyValue {
-                    key: JAEGER_WARNINGS_ATTRIBUTE.to_owned(),
-                    value: Some(OtlpAnyValue {
-                        value: Some(any_value::Value::ArrayValue(OtlpArrayValue {
-                            values: display
-                                .warnings
-                                .iter()
-                                .map(|w| OtlpAnyValue {
-                                    value: Some(any_value::Value::StringValue(w.clone())),
-                                })
-                                .collect(),
-                        })),
-                    }),
-                    key_strindex: 0,
-                });
-            }
-            let events = display
-                .logs
-                .iter()
-                .map(|log| span::Event {
-                    time_unix_nano: nanos(log.time),
-                    name: String::new(),
-                    attributes: log
-                        .fields
-                        .iter()
-                        .map(|(k, val)| string_attribute(k, val))
-                        .collect(),
-                    dropped_attributes_count: 0,
-                })
-                .collect();
-            let otlp_span = Span {
-                trace_id: trace_id.clone(),
-                span_id: display.span_id.to_be_bytes().to_vec(),
-                trace_state: String::new(),
-                parent_span_id: display
-                    .parent
-                    .map(|p| p.to_be_bytes().to_vec())
-                    .unwrap_or_default(),
-                flags: 0,
-                name: display.operation.clone(),
-                kind: span::SpanKind::Internal as i32,
-                start_time_unix_nano: nanos(display.start),
-                end_time_unix_nano: nanos(display.end),
-                attributes,
-                dropped_attributes_count: 0,
-                events,
-                dropped_events_count: 0,
-                links: Vec::new(),
-                dropped_links_count: 0,
-                status: Some(SpanStatus::default()),
-            };
-            ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![string_attribute("service.name", &display.service)],
-                    dropped_attributes_count: 0,
-                    entity_refs: Vec::new(),
-                }),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.to_owned(),
-                        version: env!("CARGO_PKG_VERSION").to_owned(),
-                        attributes: Vec::new(),
-                        dropped_attributes_count: 0,
-                    }),
-                    spans: vec![otlp_span],
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }
+            let span = display_span(display, trace_id.clone());
+            otlp::resource_spans(&display.service, &[], vec![span])
         })
         .collect();
     TracesData { resource_spans }
+}
+
+/// One display span as an OTLP span: tags as attributes, warnings in [`JAEGER_WARNINGS_ATTRIBUTE`], logs as
+/// events with their fields as attributes.
+fn display_span(display: &DisplaySpan, trace_id: Vec<u8>) -> Span {
+    let mut attributes: Vec<OtlpKeyValue> = display
+        .tags
+        .iter()
+        .map(|(k, val)| otlp::string_attribute(k, val))
+        .collect();
+    if !display.warnings.is_empty() {
+        let warnings = display
+            .warnings
+            .iter()
+            .map(|w| OtlpAnyValue {
+                value: Some(any_value::Value::StringValue(w.clone())),
+            })
+            .collect();
+        attributes.push(OtlpKeyValue {
+            key: JAEGER_WARNINGS_ATTRIBUTE.to_owned(),
+            value: Some(OtlpAnyValue {
+                value: Some(any_value::Value::ArrayValue(OtlpArrayValue {
+                    values: warnings,
+                })),
+            }),
+            key_strindex: 0,
+        });
+    }
+    let events = display
+        .logs
+        .iter()
+        .map(|log| span::Event {
+            time_unix_nano: otlp::unix_nanos(log.time),
+            name: String::new(),
+            attributes: log
+                .fields
+                .iter()
+                .map(|(k, val)| otlp::string_attribute(k, val))
+                .collect(),
+            dropped_attributes_count: 0,
+        })
+        .collect();
+    Span {
+        trace_id,
+        span_id: display.span_id.to_be_bytes().to_vec(),
+        trace_state: String::new(),
+        parent_span_id: display
+            .parent
+            .map(|p| p.to_be_bytes().to_vec())
+            .unwrap_or_default(),
+        flags: 0,
+        name: display.operation.clone(),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: otlp::unix_nanos(display.start),
+        end_time_unix_nano: otlp::unix_nanos(display.end),
+        attributes,
+        dropped_attributes_count: 0,
+        events,
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: Some(SpanStatus::default()),
+    }
 }
 
 fn trace_id_of(bytes: &[u8]) -> Result<u128, Status> {

@@ -1,4 +1,4 @@
-//! Which links the assembly follows (reference §6.5): a path-dependent selector.
+//! Which links the assembly follows (docs/behaviour/assembly.md#link-selectors): a path-dependent selector.
 
 /// Which way a step along a link goes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

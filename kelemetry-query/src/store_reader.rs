@@ -1,26 +1,34 @@
-//! [`StoreReader`]: the [`Reader`] over the embedded store.
+//! The [`Reader`] over the embedded store: [`SpanStore`] itself answers the read side's questions, so the store a
+//! pipeline writes is handed to the query side as it is.
+//!
+//! ```
+//! use kelemetry_core::{ObjectKey, ObjectRef, Windowing};
+//! use kelemetry_query::{Reader, ViewRequest, assemble};
+//! use kelemetry_store::SpanStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SpanStore::create(dir.path()).unwrap();
+//! let key = ObjectKey::new("prod", "apps", "deployments", "default", "web");
+//! let window = Windowing::default().window_of("2024-05-01T12:34:56Z".parse().unwrap());
+//! store.write_spans(&[kelemetry_core::span::object_span(&ObjectRef::new(key.clone(), "v1", None), window)]).unwrap();
+//!
+//! let found = store.find_objects(&"deployments/default/web".parse().unwrap(), 10).unwrap();
+//! assert_eq!(found, vec![key.clone()]);
+//! let view = assemble(&store, &ViewRequest::new(key)).await.unwrap();
+//! assert_eq!(view.root.history.object_spans.len(), 1);
+//! # }
+//! ```
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kelemetry_core::{ObjectKey, SpanRecord, TraceId};
-use kelemetry_store::{ObjectFilter, SpanStore, StoreError};
+use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
+use kelemetry_store::{SpanStore, StoreError};
 
-use crate::reader::{ObjectPattern, ObjectSearch, ReadError, Reader};
-
-/// Reads the embedded store. Store reads are short and local; they run on a blocking thread.
-#[derive(Clone, Debug)]
-pub struct StoreReader {
-    store: Arc<SpanStore>,
-}
-
-impl StoreReader {
-    /// A reader over `store`.
-    pub fn new(store: Arc<SpanStore>) -> Self {
-        Self { store }
-    }
-}
+use crate::reader::{ReadError, Reader};
 
 fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
     let what = what.into();
@@ -30,6 +38,7 @@ fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
     }
 }
 
+/// Runs a store read on Tokio's blocking pool: reads are short and local but block on disk I/O.
 async fn blocking<T: Send + 'static>(
     what: String,
     job: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -43,15 +52,16 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Each question is one read on Tokio's blocking pool, over one snapshot of the store.
 #[async_trait]
-impl Reader for StoreReader {
+impl Reader for SpanStore {
     async fn object_traces(
         &self,
         key: &ObjectKey,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<TraceId>, ReadError> {
-        let store = self.store.clone();
+        let store = self.clone();
         let key = key.clone();
         let what = format!("windows of {key}");
         let windows = blocking(what, move || store.windows_of(&key, from, to)).await?;
@@ -59,27 +69,19 @@ impl Reader for StoreReader {
     }
 
     async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ReadError> {
-        let store = self.store.clone();
+        let store = self.clone();
         blocking(format!("trace {id}"), move || store.spans_of_trace(id)).await
     }
 
-    async fn find_objects(&self, pattern: &ObjectPattern) -> Result<Vec<ObjectKey>, ReadError> {
-        let store = self.store.clone();
-        let pattern = pattern.clone();
-        let what = format!(
-            "objects {}/{}/{}",
-            pattern.resource, pattern.namespace, pattern.name
-        );
-        blocking(what, move || {
-            store.find_objects(
-                pattern.cluster.as_deref(),
-                pattern.group.as_deref(),
-                &pattern.resource,
-                &pattern.namespace,
-                &pattern.name,
-            )
-        })
-        .await
+    async fn find_objects(
+        &self,
+        selector: &ObjectSelector,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, ReadError> {
+        let store = self.clone();
+        let selector = selector.clone();
+        let what = format!("objects {selector}");
+        blocking(what, move || store.find_objects(&selector, limit)).await
     }
 
     /// One blocking task for all the objects.
@@ -89,7 +91,7 @@ impl Reader for StoreReader {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Vec<TraceId>>, ReadError> {
-        let store = self.store.clone();
+        let store = self.clone();
         let keys = keys.to_vec();
         let what = format!("windows of {} objects", keys.len());
         let windows = blocking(what, move || store.windows_of_many(&keys, from, to)).await?;
@@ -101,41 +103,77 @@ impl Reader for StoreReader {
 
     /// One blocking task for all the traces.
     async fn traces(&self, ids: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, ReadError> {
-        let store = self.store.clone();
+        let store = self.clone();
         let ids = ids.to_vec();
         let what = format!("{} traces", ids.len());
         blocking(what, move || store.spans_of_traces(&ids)).await
     }
 
-    async fn search_objects(
-        &self,
-        search: &ObjectSearch,
-        limit: usize,
-    ) -> Result<Vec<ObjectKey>, ReadError> {
-        let store = self.store.clone();
-        let filter = ObjectFilter {
-            cluster: search.cluster.clone(),
-            group: search.group.clone(),
-            resource: search.resource.clone(),
-            namespace: search.namespace.clone(),
-            name: search.name.clone(),
-        };
-        blocking("object search".into(), move || {
-            store.search_objects(&filter, limit)
-        })
-        .await
-    }
-
     /// Read from the object index: one entry per object, so this is a scan of every object.
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {
-        let store = self.store.clone();
+        let store = self.clone();
         let objects = blocking("clusters".into(), move || {
-            store.search_objects(&ObjectFilter::default(), usize::MAX)
+            store.find_objects(&ObjectSelector::any(), usize::MAX)
         })
         .await?;
         let mut clusters: Vec<String> = objects.into_iter().map(|key| key.cluster).collect();
         clusters.sort();
         clusters.dedup();
         Ok(clusters)
+    }
+}
+
+/// The [`Reader`] of a shared [`SpanStore`]; the same as using the store itself (which is cheap to clone), kept so
+/// that code written as `StoreReader::new(Arc::new(store))` keeps working.
+#[derive(Clone, Debug)]
+pub struct StoreReader {
+    store: Arc<SpanStore>,
+}
+
+impl StoreReader {
+    /// A reader over `store`. Prefer passing the [`SpanStore`] itself where a [`Reader`] is wanted.
+    pub fn new(store: Arc<SpanStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Reader for StoreReader {
+    async fn object_traces(
+        &self,
+        key: &ObjectKey,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<TraceId>, ReadError> {
+        self.store.object_traces(key, from, to).await
+    }
+
+    async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ReadError> {
+        self.store.trace(id).await
+    }
+
+    async fn find_objects(
+        &self,
+        selector: &ObjectSelector,
+        limit: usize,
+    ) -> Result<Vec<ObjectKey>, ReadError> {
+        Reader::find_objects(self.store.as_ref(), selector, limit).await
+    }
+
+    async fn object_traces_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<TraceId>>, ReadError> {
+        self.store.object_traces_many(keys, from, to).await
+    }
+
+    async fn traces(&self, ids: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, ReadError> {
+        self.store.traces(ids).await
+    }
+
+    async fn clusters(&self) -> Result<Vec<String>, ReadError> {
+        self.store.clusters().await
     }
 }

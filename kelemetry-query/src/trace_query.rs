@@ -6,17 +6,18 @@
 //! size and age), so `/api/traces/{id}` re-assembles the view from the current data in the mode the id's digits
 //! name: editing those digits switches the mode of the same view.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{ObjectKey, vocabulary as v};
+use kelemetry_core::{ObjectKey, ObjectSelector, vocabulary as v};
 use kelemetry_store::{StoreError, StoredView, ViewStore};
 
-use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
+use crate::assemble::{
+    AssembleError, TraceView, ViewRequest, assemble, assemble_components, object_text, range_text,
+};
 use crate::display::{DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, display};
-use crate::reader::{ObjectSearch, ReadError, Reader};
+use crate::reader::{ReadError, Reader};
 
 /// A query failed. [`QueryError::status`] says which HTTP status fits.
 #[derive(Debug, thiserror::Error)]
@@ -47,21 +48,73 @@ impl QueryError {
     }
 }
 
-/// A search (Jaeger's search form mapped as in reference §6.2).
+/// A search (Jaeger's search form mapped as in docs/behaviour/query-api.md#search-form).
+///
+/// ```
+/// use kelemetry_query::{DisplayMode, FindQuery};
+/// let query = FindQuery::new(DisplayMode::DEFAULT, "deployments/default/web".parse().unwrap()).with_limit(5);
+/// assert_eq!(query.objects.to_string(), "deployments/default/web");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FindQuery {
     /// The display mode (Jaeger's "service").
     pub mode: DisplayMode,
-    /// The cluster (Jaeger's "operation"), or any.
-    pub cluster: Option<String>,
-    /// Tag filters. Searchable: `cluster`, `group`, `resource`, `namespace`, `name`.
-    pub tags: BTreeMap<String, String>,
+    /// The objects the views start from (Jaeger's "operation" is the cluster, its tags the other fields; see
+    /// [`search_selector`]).
+    pub objects: ObjectSelector,
     /// Start of the range.
     pub from: Timestamp,
     /// End of the range.
     pub to: Timestamp,
     /// At most this many results (0: the default, 20).
     pub limit: usize,
+}
+
+impl FindQuery {
+    /// The views of `objects` in `mode`, over all time, at most 20 of them.
+    pub fn new(mode: DisplayMode, objects: ObjectSelector) -> Self {
+        Self {
+            mode,
+            objects,
+            from: Timestamp::MIN,
+            to: Timestamp::MAX,
+            limit: 0,
+        }
+    }
+
+    /// Only what happened between `from` and `to`.
+    pub fn with_range(mut self, from: Timestamp, to: Timestamp) -> Self {
+        self.from = from;
+        self.to = to;
+        self
+    }
+
+    /// At most `limit` views (0: the default, 20).
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// The objects a Jaeger-style search names: `cluster` (Jaeger's "operation"; empty for any) and tag filters on
+/// the fields of [`ObjectSelector::FIELDS`] (`cluster`, `group`, `resource`, `namespace`, `name`); a tag
+/// overrides the operation. Any other tag is a [`QueryError::BadRequest`].
+pub fn search_selector<'a>(
+    cluster: Option<&str>,
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<ObjectSelector, QueryError> {
+    let mut selector = ObjectSelector::any();
+    selector.cluster = cluster.filter(|c| !c.is_empty()).map(str::to_owned);
+    for (tag, value) in tags {
+        selector.set_field(tag, value).map_err(|_| {
+            QueryError::BadRequest(format!(
+                "tag {tag:?} cannot be searched; searchable tags: {}",
+                SEARCHABLE_TAGS.join(", ")
+            ))
+        })?;
+    }
+    Ok(selector)
 }
 
 /// What `/redirect` found.
@@ -76,7 +129,7 @@ pub enum RedirectTarget {
 }
 
 /// The tags a search may filter on.
-pub const SEARCHABLE_TAGS: [&str; 5] = [v::CLUSTER, v::GROUP, v::RESOURCE, v::NAMESPACE, v::NAME];
+pub const SEARCHABLE_TAGS: [&str; 5] = ObjectSelector::FIELDS;
 
 /// How many objects a search may start from at most, whatever its limit.
 const MAX_SEARCH_STARTS: usize = 500;
@@ -136,26 +189,6 @@ impl TraceQuery {
     /// The views matching `query`, one per connected component of the matching objects and their links (as the
     /// mode follows them), each remembered so that its trace id can be fetched later.
     pub async fn find(&self, query: &FindQuery) -> Result<Vec<DisplayTrace>, QueryError> {
-        let mut search = ObjectSearch {
-            cluster: query.cluster.clone().filter(|c| !c.is_empty()),
-            ..ObjectSearch::default()
-        };
-        for (tag, value) in &query.tags {
-            let slot = match tag.as_str() {
-                v::CLUSTER => &mut search.cluster,
-                v::GROUP => &mut search.group,
-                v::RESOURCE => &mut search.resource,
-                v::NAMESPACE => &mut search.namespace,
-                v::NAME => &mut search.name,
-                other => {
-                    return Err(QueryError::BadRequest(format!(
-                        "tag {other:?} cannot be searched; searchable tags: {}",
-                        SEARCHABLE_TAGS.join(", ")
-                    )));
-                }
-            };
-            *slot = Some(value.clone());
-        }
         if query.from > query.to {
             return Err(QueryError::BadRequest(format!(
                 "the range starts ({}) after it ends ({})",
@@ -165,7 +198,7 @@ impl TraceQuery {
         let limit = if query.limit == 0 { 20 } else { query.limit };
         let candidates = self
             .reader
-            .search_objects(&search, MAX_SEARCH_STARTS)
+            .find_objects(&query.objects, MAX_SEARCH_STARTS)
             .await?;
         // Only objects with a window in the range start a view; at most a few per result asked for.
         let windows = self
@@ -243,7 +276,9 @@ impl TraceQuery {
             Ok(view) => view,
             Err(AssembleError::NotFound { object, from, to }) => {
                 return Err(QueryError::NotFound(format!(
-                    "nothing stored of {object} between {from} and {to} any more"
+                    "nothing is stored of {} {} any more",
+                    object_text(&object),
+                    range_text(from, to)
                 )));
             }
             Err(AssembleError::Read(err)) => return Err(err.into()),
@@ -262,8 +297,8 @@ impl TraceQuery {
         Ok(trace)
     }
 
-    /// `/redirect` (reference §6.11): the views of `resource`/`namespace`/`name` in `cluster` within 30 minutes of
-    /// `at`, in the default mode.
+    /// `/redirect` (docs/behaviour/query-api.md#redirect): the views of `resource`/`namespace`/`name` in `cluster`
+    /// within 30 minutes of `at`, in the default mode.
     pub async fn redirect(
         &self,
         cluster: &str,
@@ -280,21 +315,19 @@ impl TraceQuery {
             )));
         }
         let half_hour = SignedDuration::from_mins(30);
-        let mut tags = BTreeMap::from([
-            (v::RESOURCE.to_owned(), resource.to_owned()),
-            (v::NAME.to_owned(), name.to_owned()),
-        ]);
+        let mut objects = ObjectSelector::any()
+            .with_cluster(cluster)
+            .with_resource(resource)
+            .with_name(name);
         if !namespace.is_empty() {
-            tags.insert(v::NAMESPACE.to_owned(), namespace.to_owned());
+            objects = objects.with_namespace(namespace);
         }
-        let query = FindQuery {
-            mode: DisplayMode::DEFAULT,
-            cluster: Some(cluster.to_owned()),
-            tags,
-            from: at.saturating_sub(half_hour).unwrap_or(at),
-            to: at.saturating_add(half_hour).unwrap_or(at),
-            limit: 2,
-        };
+        let query = FindQuery::new(DisplayMode::DEFAULT, objects)
+            .with_range(
+                at.saturating_sub(half_hour).unwrap_or(at),
+                at.saturating_add(half_hour).unwrap_or(at),
+            )
+            .with_limit(2);
         let found = self.find(&query).await?;
         Ok(match found.as_slice() {
             [] => RedirectTarget::None(placeholder(cluster, resource, namespace, name, at)),

@@ -8,13 +8,13 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::span::{activity_span, link_span, object_span};
 use kelemetry_core::{
-    Activity, Link, LinkRole, Object, ObjectKey, ObjectRef, SourceKind, SpanKind, SpanRecord,
+    Activity, Link, Object, ObjectKey, ObjectRef, ObjectSelector, SourceKind, SpanKind, SpanRecord,
     TraceId, Windowing,
 };
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{
-    DisplayKind, DisplayMode, LinkSelector, ObjectPattern, ReadError, Reader, ViewNode,
-    ViewRequest, assemble, assemble_components, display,
+    DisplayKind, DisplayMode, LinkSelector, ReadError, Reader, ViewNode, ViewRequest, assemble,
+    assemble_components, display,
 };
 
 /// Spans in memory, by trace.
@@ -43,7 +43,11 @@ impl Reader for Spans {
     async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ReadError> {
         Ok(self.0.get(&id).cloned().unwrap_or_default())
     }
-    async fn find_objects(&self, _: &ObjectPattern) -> Result<Vec<ObjectKey>, ReadError> {
+    async fn find_objects(
+        &self,
+        _: &ObjectSelector,
+        _: usize,
+    ) -> Result<Vec<ObjectKey>, ReadError> {
         Ok(vec![])
     }
 }
@@ -80,18 +84,12 @@ impl Spans {
         );
         self.add(object_span(&c, window));
         self.add(object_span(&p, window));
-        let up = Link {
-            object: p.clone(),
-            role: LinkRole::Parent,
-            class: class.into(),
-            dedup_id: class.into(),
-        };
-        let down = Link {
-            object: c.clone(),
-            role: LinkRole::Child,
-            class: class.into(),
-            dedup_id: class.into(),
-        };
+        let up = Link::parent(p.clone())
+            .with_class(class)
+            .with_dedup_id(class);
+        let down = Link::child(c.clone())
+            .with_class(class)
+            .with_dedup_id(class);
         self.add(link_span(&c, window, &up));
         self.add(link_span(&p, window, &down));
     }

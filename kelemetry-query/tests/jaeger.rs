@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kelemetry_core::{
-    DiffDecorator, ObjectKey, Pipeline, PipelineReport, ResourceMap, Shutdown, Windowing,
+    CancellationToken, DiffDecorator, ObjectKey, ObjectSelector, Pipeline, PipelineReport,
+    ResourceMap, Windowing,
 };
 use kelemetry_exporters::{OtlpConfig, OtlpExporter, StoreExporter};
 use kelemetry_linkers::OwnerLinker;
 use kelemetry_query::jaeger_reader::JaegerReader;
 use kelemetry_query::{
-    DisplayKind, DisplayMode, LinkSelector, ObjectSearch, Reader, StoreReader, TraceQuery,
-    ViewRequest, assemble, display,
+    DisplayKind, DisplayMode, LinkSelector, Reader, TraceQuery, ViewRequest, assemble, display,
 };
 use kelemetry_sources::ObjectFileSource;
 use kelemetry_store::{SpanStore, ViewLimits};
@@ -63,19 +63,16 @@ async fn replay(
     for exporter in otlp {
         builder = builder.exporter(exporter);
     }
-    let (_trigger, shutdown) = Shutdown::new();
-    let report = builder.build().run(shutdown).await;
+    let report = builder.build().run(CancellationToken::new()).await;
     (store, report)
 }
 
 async fn px(reader: &dyn Reader) -> ObjectKey {
     let found = reader
-        .search_objects(
-            &ObjectSearch {
-                resource: Some("deployments".into()),
-                name: Some("px".into()),
-                ..ObjectSearch::default()
-            },
+        .find_objects(
+            &ObjectSelector::any()
+                .with_resource("deployments")
+                .with_name("px"),
             10,
         )
         .await
@@ -131,16 +128,12 @@ async fn a_replay_exported_over_otlp_reads_back_as_the_same_views() {
         assert_eq!(otlp.spans_lost(), 0);
     }
 
-    let store_reader = StoreReader::new(Arc::new(store));
+    let store_reader = store;
     let deployment = px(&store_reader).await;
     let range = recorded_range(&store_reader, &deployment).await;
-    let pods = ObjectSearch {
-        resource: Some("pods".into()),
-        ..ObjectSearch::default()
-    };
+    let pods = ObjectSelector::any().with_resource("pods");
     let stored_pods: BTreeSet<ObjectKey> = store_reader
-        .search_objects(&pods, 100)
-        .await
+        .find_objects(&pods, 100)
         .unwrap()
         .into_iter()
         .collect();
@@ -151,7 +144,7 @@ async fn a_replay_exported_over_otlp_reads_back_as_the_same_views() {
         // Jaeger stores what its receiver took after a short batching delay.
         let mut found = Vec::new();
         for _ in 0..100 {
-            found = reader.search_objects(&pods, 100).await.unwrap();
+            found = reader.find_objects(&pods, 100).await.unwrap();
             if found.len() == stored_pods.len() {
                 break;
             }
@@ -259,10 +252,7 @@ async fn jaeger_query_on_our_remote_storage_shows_every_display_mode() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = replay(&file, dir.path(), Vec::new()).await;
     let views = store.views(ViewLimits::default()).unwrap();
-    let query = Arc::new(TraceQuery::new(
-        Arc::new(StoreReader::new(Arc::new(store))),
-        Arc::new(views),
-    ));
+    let query = Arc::new(TraceQuery::new(Arc::new(store), Arc::new(views)));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();

@@ -4,14 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kelemetry_core::audit::{
-    AuditEvent, AuditMapping, AuditOutcome, AuditParseError, parse_document,
-};
-use kelemetry_core::{ActivitySink, Shutdown, Source, SourceError};
-use serde_json::error::Category;
+use kelemetry_core::audit::AuditMapping;
+use kelemetry_core::{ActivitySink, CancellationToken, Source, SourceError};
 use tokio::io::AsyncBufRead;
 
 use crate::DEFAULT_DOCUMENT_LIMIT;
+use crate::audit_intake::{AuditIntake, AuditItems};
 use crate::json_stream::{JsonPiece, JsonSplitter};
 use crate::lines::LineReader;
 use crate::outlet::{Flow, Outlet};
@@ -23,17 +21,18 @@ use crate::report::ReadCounters;
 /// whole `EventList` documents, and events or lists pretty-printed over many lines, in any mix. Blank lines are
 /// skipped silently.
 ///
-/// Each audit event goes through [`AuditMapping`]: writes become activities; reads, watches and intermediate
-/// stages are counted as skipped (by [`SkipReason`](kelemetry_core::audit::SkipReason)), not rejected. A line or
-/// document that is not JSON, not an audit event, or a malformed event is reported as a rejection with
-/// `file:line` (the line where the document starts), and the rest of the file is still read. A document larger
+/// Each document goes through the [`AuditIntake`] (with an [`AuditMapping`]): writes become activities; reads,
+/// watches and intermediate stages are counted as skipped (by [`SkipReason`](kelemetry_core::audit::SkipReason)),
+/// not rejected. A line or document that is not JSON, not an audit event, or a malformed event is reported as a
+/// rejection (by [`RejectReason`](crate::audit_intake::RejectReason)) with `file:line` (the line where the
+/// document starts), and the rest of the file is still read. A document larger
 /// than the document limit (default [`DEFAULT_DOCUMENT_LIMIT`], 16 MiB) is rejected; the file is read as a stream,
 /// one document at a time.
 #[derive(Debug)]
 pub struct AuditFileSource {
     path: PathBuf,
     cluster: String,
-    mapping: AuditMapping,
+    intake: AuditIntake,
     document_limit: usize,
     counters: Arc<ReadCounters>,
 }
@@ -44,7 +43,7 @@ impl AuditFileSource {
         Self {
             path: path.into(),
             cluster: cluster.into(),
-            mapping: AuditMapping::default(),
+            intake: AuditIntake::default(),
             document_limit: DEFAULT_DOCUMENT_LIMIT,
             counters: Arc::default(),
         }
@@ -52,7 +51,7 @@ impl AuditFileSource {
 
     /// Uses this mapping of audit events to activities.
     pub fn with_mapping(mut self, mapping: AuditMapping) -> Self {
-        self.mapping = mapping;
+        self.intake = AuditIntake::new(mapping);
         self
     }
 
@@ -79,7 +78,7 @@ impl AuditFileSource {
         reader: R,
         origin: &str,
         sink: Arc<dyn ActivitySink>,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError>
     where
         R: AsyncBufRead + Unpin + Send,
@@ -98,10 +97,7 @@ impl AuditFileSource {
         while let Some(info) = lines
             .next_line(&mut line, line_limit)
             .await
-            .map_err(|source| SourceError::Io {
-                origin: origin.to_owned(),
-                source,
-            })?
+            .map_err(|error| SourceError::io(origin, error))?
         {
             outlet.consumed(info.bytes);
             if info.overflow {
@@ -111,10 +107,10 @@ impl AuditFileSource {
                 });
                 splitter = JsonSplitter::new(self.document_limit);
             } else if splitter.is_between_documents()
-                && let Some(events) = one_line_document(&line)
+                && let Some(items) = self.one_line_document(&line)
             {
                 // The common case, an audit log line: parse it in place, without the splitter's copy.
-                if self.deliver_events(&mut outlet, info.number, events).await == Flow::Stop {
+                if outlet.deliver_audit(info.number, items).await == Flow::Stop {
                     outlet.flush_progress();
                     return Ok(());
                 }
@@ -132,98 +128,43 @@ impl AuditFileSource {
         Ok(())
     }
 
+    /// Hands over what the splitter found: the events of each document, the rejection of anything else.
     async fn deliver(&self, outlet: &mut Outlet, pieces: &mut Vec<JsonPiece>) -> Flow {
         for piece in pieces.drain(..) {
             if outlet.stopping() {
                 return Flow::Stop;
             }
-            let (line, text) = match piece {
-                JsonPiece::Document { line, text } => (line, text),
-                JsonPiece::Garbage { line, text } => {
-                    outlet.found();
-                    outlet.reject(line, "invalid JSON", format!("not JSON: {text:?}"));
-                    continue;
-                }
-                JsonPiece::Truncated { line } => {
-                    outlet.found();
-                    outlet.reject(
-                        line,
-                        "truncated JSON",
-                        "the document ends before it is complete",
-                    );
-                    continue;
-                }
-                JsonPiece::Oversized { line, size } => {
-                    outlet.found();
-                    outlet.reject(
-                        line,
-                        "document too large",
-                        format!(
-                            "document of {size} bytes exceeds the limit of {} bytes",
-                            self.document_limit
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let events = match parse_document(&text) {
-                Ok(events) => events,
-                Err(error) => {
-                    outlet.found();
-                    outlet.reject(line, parse_error_class(&error), error.to_string());
-                    continue;
-                }
-            };
-            if self.deliver_events(outlet, line, events).await == Flow::Stop {
-                return Flow::Stop;
-            }
-        }
-        Flow::Continue
-    }
-
-    async fn deliver_events(
-        &self,
-        outlet: &mut Outlet,
-        line: u64,
-        events: Vec<AuditEvent>,
-    ) -> Flow {
-        for event in events {
-            outlet.found();
-            match self.mapping.map(event, &self.cluster) {
-                Ok(AuditOutcome::Activity(activity)) => {
-                    if outlet.send((*activity).into()).await == Flow::Stop {
+            let taken = piece
+                .into_document(self.document_limit)
+                .and_then(|(line, text)| {
+                    let items = self.intake.take(&text, &self.cluster);
+                    items
+                        .map(|items| (line, items))
+                        .map_err(|rejection| (line, rejection))
+                });
+            match taken {
+                Ok((line, items)) => {
+                    if outlet.deliver_audit(line, items).await == Flow::Stop {
                         return Flow::Stop;
                     }
                 }
-                Ok(AuditOutcome::Skipped(reason)) => outlet.skip(reason.as_str()),
-                Err(error) => outlet.reject(line, "invalid audit event", error.to_string()),
+                Err((line, rejection)) => {
+                    outlet.found();
+                    outlet.reject_record(line, rejection);
+                }
             }
         }
         Flow::Continue
     }
-}
 
-/// The events of `line` when it holds exactly one complete JSON document that parses as audit events; `None`
-/// sends the line through the splitter, which finds and reports whatever is wrong with it.
-fn one_line_document(line: &[u8]) -> Option<Vec<AuditEvent>> {
-    let trimmed = line.trim_ascii();
-    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
-        return None;
-    }
-    parse_document(trimmed).ok()
-}
-
-/// The rejection class of a document that did not parse.
-fn parse_error_class(error: &AuditParseError) -> &'static str {
-    match error {
-        AuditParseError::Json(json) => match json.classify() {
-            Category::Syntax | Category::Eof | Category::Io => "invalid JSON",
-            Category::Data => "invalid audit event",
-        },
-        AuditParseError::MissingAuditId { .. } => "invalid audit event",
-        AuditParseError::MissingKind
-        | AuditParseError::UnexpectedKind { .. }
-        | AuditParseError::UnexpectedApiVersion { .. } => "not an audit event",
+    /// The events of `line` when it holds exactly one complete JSON document that parses as audit events; `None`
+    /// sends the line through the splitter, which finds and reports whatever is wrong with it.
+    fn one_line_document(&self, line: &[u8]) -> Option<AuditItems<'_>> {
+        let trimmed = line.trim_ascii();
+        if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
+            return None;
+        }
+        self.intake.take(trimmed, &self.cluster).ok()
     }
 }
 
@@ -236,15 +177,12 @@ impl Source for AuditFileSource {
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let origin = self.path.display().to_string();
         let file = tokio::fs::File::open(&self.path)
             .await
-            .map_err(|source| SourceError::Io {
-                origin: origin.clone(),
-                source,
-            })?;
+            .map_err(|error| SourceError::io(origin.clone(), error))?;
         let reader = tokio::io::BufReader::with_capacity(64 * 1024, file);
         self.read_from(reader, &origin, sink, shutdown).await
     }

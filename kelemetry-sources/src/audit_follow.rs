@@ -29,18 +29,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kelemetry_core::audit::{AuditMapping, AuditOutcome, parse_document};
-use kelemetry_core::{ActivitySink, Shutdown, Source, SourceError};
+use kelemetry_core::audit::AuditMapping;
+use kelemetry_core::{ActivitySink, CancellationToken, Source, SourceError};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 use tracing::{debug, info, warn};
 
 use crate::DEFAULT_DOCUMENT_LIMIT;
+use crate::audit_intake::{AuditIntake, RecordRejection, RejectReason};
 use crate::checkpoint::{CheckpointFile, FileCheckpoint};
 use crate::outlet::{Flow, Outlet};
 use crate::report::ReadCounters;
 
-/// Where to start when there is no checkpoint.
+/// Where to start when there is no checkpoint (`beginning` or `end` in a configuration file).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(rename_all = "camelCase")
+)]
 pub enum StartPosition {
     /// Read the whole file.
     #[default]
@@ -49,12 +55,75 @@ pub enum StartPosition {
     End,
 }
 
+/// What an [`AuditLogFollower`] follows and how; [`AuditLogConfig::build`] makes the follower.
+///
+/// [`Default`] holds the defaults (its `path` is empty: give one). With the feature `config` it is read from
+/// configuration files (the `sources.auditLog` section of `kelemetry run`'s file): camelCase keys, unknown keys
+/// refused, durations like `200ms`, sizes like `16MiB`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct AuditLogConfig {
+    /// The audit log (the apiserver's `--audit-log-path`).
+    pub path: PathBuf,
+    /// Where to store progress and resume from; without it, every start begins at [`AuditLogConfig::start`].
+    pub checkpoint: Option<PathBuf>,
+    /// Where to start without a checkpoint.
+    pub start: StartPosition,
+    /// How often to look for new lines and rotations.
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
+    pub poll_interval: Duration,
+    /// Lines longer than this many bytes are rejected.
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
+    pub line_limit: usize,
+}
+
+impl Default for AuditLogConfig {
+    /// No path yet, no checkpoint, from the beginning, polling every 200 ms, lines of at most
+    /// [`DEFAULT_DOCUMENT_LIMIT`] bytes.
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            checkpoint: None,
+            start: StartPosition::default(),
+            poll_interval: Duration::from_millis(200),
+            line_limit: DEFAULT_DOCUMENT_LIMIT,
+        }
+    }
+}
+
+impl AuditLogConfig {
+    /// Follows `path` with the defaults.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The follower of [`AuditLogConfig::path`], whose events come from `cluster`.
+    pub fn build(&self, cluster: impl Into<String>) -> AuditLogFollower {
+        let follower = AuditLogFollower::new(&self.path, cluster)
+            .with_start(self.start)
+            .with_poll_interval(self.poll_interval)
+            .with_line_limit(self.line_limit);
+        match &self.checkpoint {
+            Some(checkpoint) => follower.with_checkpoint(CheckpointFile::new(checkpoint)),
+            None => follower,
+        }
+    }
+}
+
 /// Tails an apiserver audit log. See the module documentation.
 #[derive(Debug)]
 pub struct AuditLogFollower {
     path: PathBuf,
     cluster: String,
-    mapping: AuditMapping,
+    intake: AuditIntake,
     checkpoint: Option<CheckpointFile>,
     start: StartPosition,
     poll_interval: Duration,
@@ -64,17 +133,19 @@ pub struct AuditLogFollower {
 }
 
 impl AuditLogFollower {
-    /// Follows `path`, whose events come from `cluster`; no checkpoint, from the beginning, polling every 200 ms.
+    /// Follows `path`, whose events come from `cluster`, with the defaults of [`AuditLogConfig`]: no checkpoint,
+    /// from the beginning, polling every 200 ms.
     pub fn new(path: impl Into<PathBuf>, cluster: impl Into<String>) -> Self {
+        let defaults = AuditLogConfig::default();
         Self {
             path: path.into(),
             cluster: cluster.into(),
-            mapping: AuditMapping::default(),
+            intake: AuditIntake::default(),
             checkpoint: None,
-            start: StartPosition::default(),
-            poll_interval: Duration::from_millis(200),
+            start: defaults.start,
+            poll_interval: defaults.poll_interval,
             checkpoint_interval: Duration::from_secs(1),
-            line_limit: DEFAULT_DOCUMENT_LIMIT,
+            line_limit: defaults.line_limit,
             counters: Arc::default(),
         }
     }
@@ -105,7 +176,7 @@ impl AuditLogFollower {
 
     /// Uses this mapping of audit events to activities.
     pub fn with_mapping(mut self, mapping: AuditMapping) -> Self {
-        self.mapping = mapping;
+        self.intake = AuditIntake::new(mapping);
         self
     }
 
@@ -155,10 +226,7 @@ impl Reading {
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
-    move |source| SourceError::Io {
-        origin: path.display().to_string(),
-        source,
-    }
+    move |error| SourceError::io(path.display().to_string(), error)
 }
 
 /// The file in `dir` whose inode is `inode`, if any (a rotated log keeps its inode when renamed).
@@ -176,7 +244,12 @@ async fn find_by_inode(dir: &Path, inode: u64) -> Option<PathBuf> {
 }
 
 impl AuditLogFollower {
-    fn outlet(&self, path: &Path, sink: &Arc<dyn ActivitySink>, shutdown: &Shutdown) -> Outlet {
+    fn outlet(
+        &self,
+        path: &Path,
+        sink: &Arc<dyn ActivitySink>,
+        shutdown: &CancellationToken,
+    ) -> Outlet {
         Outlet::new(
             Arc::clone(sink),
             Arc::clone(&self.counters),
@@ -192,7 +265,7 @@ impl AuditLogFollower {
         offset: u64,
         line: u64,
         sink: &Arc<dyn ActivitySink>,
-        shutdown: &Shutdown,
+        shutdown: &CancellationToken,
     ) -> Result<Reading, SourceError> {
         let mut file = tokio::fs::File::open(path).await.map_err(io_error(path))?;
         let inode = file.metadata().await.map_err(io_error(path))?.ino();
@@ -213,7 +286,7 @@ impl AuditLogFollower {
     }
 
     /// Waits until the followed file exists; `None` if shutdown comes first.
-    async fn wait_for_file(&self, shutdown: &mut Shutdown) -> Option<std::fs::Metadata> {
+    async fn wait_for_file(&self, shutdown: &CancellationToken) -> Option<std::fs::Metadata> {
         let mut logged = false;
         loop {
             if let Ok(meta) = tokio::fs::metadata(&self.path).await {
@@ -225,7 +298,7 @@ impl AuditLogFollower {
             }
             tokio::select! {
                 () = tokio::time::sleep(self.poll_interval) => {}
-                () = shutdown.requested() => return None,
+                () = shutdown.cancelled() => return None,
             }
         }
     }
@@ -235,84 +308,98 @@ impl AuditLogFollower {
     async fn open_first(
         &self,
         sink: &Arc<dyn ActivitySink>,
-        shutdown: &mut Shutdown,
+        shutdown: &CancellationToken,
     ) -> Result<Option<(Reading, bool)>, SourceError> {
         let stored = match &self.checkpoint {
             Some(file) => file
                 .load()
                 .await
-                .map_err(|err| SourceError::Other(err.to_string()))?,
+                .map_err(|err| SourceError::other(self.path.display().to_string(), err))?,
             None => None,
         };
         let Some(current) = self.wait_for_file(shutdown).await else {
             return Ok(None);
         };
         if let Some(stored) = stored {
-            if stored.path != self.path {
-                warn!(
-                    checkpoint = %stored.path.display(),
-                    path = %self.path.display(),
-                    "the checkpoint is of another file; ignoring it"
-                );
-            } else if stored.inode == current.ino() {
-                let (offset, line) = if current.len() >= stored.offset {
-                    (stored.offset, stored.line)
-                } else {
-                    info!(path = %self.path.display(), "the audit log was truncated since the checkpoint");
-                    (0, 0)
-                };
-                let reading = self
-                    .open_at(&self.path, offset, line, sink, shutdown)
-                    .await?;
-                return Ok(Some((reading, false)));
+            if stored.path == self.path {
+                return self
+                    .open_at_checkpoint(&stored, &current, sink, shutdown)
+                    .await
+                    .map(Some);
+            }
+            warn!(
+                checkpoint = %stored.path.display(),
+                path = %self.path.display(),
+                "the checkpoint is of another file; ignoring it"
+            );
+        }
+        let offset = match self.start {
+            StartPosition::Beginning => 0,
+            StartPosition::End => current.len(),
+        };
+        let mut reading = self.open_at(&self.path, offset, 0, sink, shutdown).await?;
+        reading.skip_partial = offset > 0 && !self.ends_a_line(offset).await?;
+        Ok(Some((reading, false)))
+    }
+
+    /// Where the checkpoint `stored` of the followed path says to resume, `current` being the path's file now:
+    /// in the same file (from its start if it was truncated), else in the rotated file that still has the inode
+    /// (then `true`), else in the current file from its start.
+    async fn open_at_checkpoint(
+        &self,
+        stored: &FileCheckpoint,
+        current: &std::fs::Metadata,
+        sink: &Arc<dyn ActivitySink>,
+        shutdown: &CancellationToken,
+    ) -> Result<(Reading, bool), SourceError> {
+        if stored.inode == current.ino() {
+            let (offset, line) = if current.len() >= stored.offset {
+                (stored.offset, stored.line)
             } else {
-                let dir = self
-                    .path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                if let Some(rotated) = find_by_inode(dir, stored.inode).await {
-                    info!(rotated = %rotated.display(), "resuming in the rotated audit log");
-                    let reading = self
-                        .open_at(&rotated, stored.offset, stored.line, sink, shutdown)
-                        .await?;
-                    return Ok(Some((reading, true)));
-                }
-                warn!(
-                    path = %self.path.display(),
-                    "the file of the checkpoint is gone (rotated away); reading the current file from its start"
-                );
-                let reading = self.open_at(&self.path, 0, 0, sink, shutdown).await?;
-                return Ok(Some((reading, false)));
-            }
+                info!(path = %self.path.display(), "the audit log was truncated since the checkpoint");
+                (0, 0)
+            };
+            let reading = self
+                .open_at(&self.path, offset, line, sink, shutdown)
+                .await?;
+            return Ok((reading, false));
         }
-        match self.start {
-            StartPosition::Beginning => Ok(Some((
-                self.open_at(&self.path, 0, 0, sink, shutdown).await?,
-                false,
-            ))),
-            StartPosition::End => {
-                let len = current.len();
-                let mut reading = self.open_at(&self.path, len, 0, sink, shutdown).await?;
-                if len > 0 {
-                    let mut probe = tokio::fs::File::open(&self.path)
-                        .await
-                        .map_err(io_error(&self.path))?;
-                    probe
-                        .seek(std::io::SeekFrom::Start(len - 1))
-                        .await
-                        .map_err(io_error(&self.path))?;
-                    let mut last = [0u8; 1];
-                    use tokio::io::AsyncReadExt;
-                    probe
-                        .read_exact(&mut last)
-                        .await
-                        .map_err(io_error(&self.path))?;
-                    reading.skip_partial = last[0] != b'\n';
-                }
-                Ok(Some((reading, false)))
-            }
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Some(rotated) = find_by_inode(dir, stored.inode).await {
+            info!(rotated = %rotated.display(), "resuming in the rotated audit log");
+            let reading = self
+                .open_at(&rotated, stored.offset, stored.line, sink, shutdown)
+                .await?;
+            return Ok((reading, true));
         }
+        warn!(
+            path = %self.path.display(),
+            "the file of the checkpoint is gone (rotated away); reading the current file from its start"
+        );
+        let reading = self.open_at(&self.path, 0, 0, sink, shutdown).await?;
+        Ok((reading, false))
+    }
+
+    /// Whether the byte before `offset` (at least 1) in the followed file is a line end.
+    async fn ends_a_line(&self, offset: u64) -> Result<bool, SourceError> {
+        use tokio::io::AsyncReadExt;
+        let mut probe = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(io_error(&self.path))?;
+        probe
+            .seek(std::io::SeekFrom::Start(offset - 1))
+            .await
+            .map_err(io_error(&self.path))?;
+        let mut last = [0u8; 1];
+        probe
+            .read_exact(&mut last)
+            .await
+            .map_err(io_error(&self.path))?;
+        Ok(last[0] == b'\n')
     }
 
     async fn store_checkpoint(&self, reading: &Reading, last: &mut Option<FileCheckpoint>) {
@@ -385,47 +472,19 @@ impl AuditLogFollower {
         if line.is_empty() && !too_long {
             return Flow::Continue;
         }
-        reading.outlet.found();
-        if too_long {
-            reading.outlet.reject(
-                number,
-                "document too large",
-                format!(
-                    "line of {bytes} bytes exceeds the limit of {} bytes",
-                    self.line_limit
-                ),
-            );
-            return Flow::Continue;
-        }
-        let events = match parse_document(line) {
-            Ok(events) => events,
-            Err(err) => {
-                let class = if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err() {
-                    "invalid JSON"
-                } else {
-                    "not an audit event"
-                };
-                reading.outlet.reject(number, class, err.to_string());
-                return Flow::Continue;
-            }
+        let taken = if too_long {
+            Err(RecordRejection::too_large(bytes, self.line_limit))
+        } else {
+            self.intake.take(line, &self.cluster)
         };
-        for (index, event) in events.into_iter().enumerate() {
-            if index > 0 {
+        match taken {
+            Ok(items) => reading.outlet.deliver_audit(number, items).await,
+            Err(rejection) => {
                 reading.outlet.found();
-            }
-            match self.mapping.map(event, &self.cluster) {
-                Ok(AuditOutcome::Activity(activity)) => {
-                    if reading.outlet.send((*activity).into()).await == Flow::Stop {
-                        return Flow::Stop;
-                    }
-                }
-                Ok(AuditOutcome::Skipped(reason)) => reading.outlet.skip(reason.as_str()),
-                Err(err) => reading
-                    .outlet
-                    .reject(number, "invalid audit event", err.to_string()),
+                reading.outlet.reject_record(number, rejection);
+                Flow::Continue
             }
         }
-        Flow::Continue
     }
 }
 
@@ -438,10 +497,9 @@ impl Source for AuditLogFollower {
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        mut shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let Some((mut reading, mut draining_rotated)) =
-            self.open_first(&sink, &mut shutdown).await?
+        let Some((mut reading, mut draining_rotated)) = self.open_first(&sink, &shutdown).await?
         else {
             return Ok(());
         };
@@ -503,7 +561,7 @@ impl Source for AuditLogFollower {
             }
             tokio::select! {
                 () = tokio::time::sleep(self.poll_interval) => {}
-                () = shutdown.requested() => break,
+                () = shutdown.cancelled() => break,
             }
         }
         reading.outlet.flush_progress();
@@ -517,10 +575,12 @@ impl AuditLogFollower {
     fn finish_file(&self, reading: &mut Reading) {
         if reading.pending_bytes > 0 && !reading.skip_partial {
             reading.outlet.found();
-            reading.outlet.reject(
+            reading.outlet.reject_record(
                 reading.line + 1,
-                "truncated JSON",
-                "the file ends in the middle of a line",
+                RecordRejection::new(
+                    RejectReason::TruncatedJson,
+                    "the file ends in the middle of a line",
+                ),
             );
         }
         reading.outlet.flush_progress();

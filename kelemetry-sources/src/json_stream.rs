@@ -13,6 +13,8 @@
 //!   truncated;
 //! - text outside any document is reported and the rest of its line skipped.
 
+use crate::audit_intake::{RecordRejection, RejectReason};
+
 /// What the splitter found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum JsonPiece {
@@ -42,6 +44,31 @@ pub(crate) enum JsonPiece {
         /// Its size in bytes.
         size: u64,
     },
+}
+
+impl JsonPiece {
+    /// The document and the line where it starts; for any other piece, that line and why it cannot be used
+    /// (a document over `limit` bytes is too large).
+    pub(crate) fn into_document(
+        self,
+        limit: usize,
+    ) -> Result<(u64, Vec<u8>), (u64, RecordRejection)> {
+        match self {
+            Self::Document { line, text } => Ok((line, text)),
+            Self::Garbage { line, text } => Err((
+                line,
+                RecordRejection::new(RejectReason::InvalidJson, format!("not JSON: {text:?}")),
+            )),
+            Self::Truncated { line } => Err((
+                line,
+                RecordRejection::new(
+                    RejectReason::TruncatedJson,
+                    "the document ends before it is complete",
+                ),
+            )),
+            Self::Oversized { line, size } => Err((line, RecordRejection::too_large(size, limit))),
+        }
+    }
 }
 
 /// Line-fed splitter of top-level JSON documents.

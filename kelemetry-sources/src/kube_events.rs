@@ -1,5 +1,5 @@
-//! [`KubeEventSource`]: Kubernetes Events from the apiserver, watched with kube-runtime's watcher (reference §3.6,
-//! with the fixes of §14.18).
+//! [`KubeEventSource`]: Kubernetes Events from the apiserver, watched with kube-runtime's watcher
+//! (docs/behaviour/events.md; how its watermark differs from the original's: docs/behaviour/events.md#watermark).
 //!
 //! - **Which API**: `events.k8s.io/v1` when the apiserver serves it (asked at start), else `core/v1`; or the one
 //!   configured. Both map through [`kelemetry_core::kube_event`]: the activity is on the Event's object, titled by
@@ -32,7 +32,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kelemetry_core::kube_event::event_to_activity;
 use kelemetry_core::resource_map::ResourceMap;
-use kelemetry_core::{ActivitySink, Rejection, Shutdown, Source, SourceError};
+use kelemetry_core::{Activity, ActivitySink, CancellationToken, Rejection, Source, SourceError};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{GroupVersionKind, TypeMeta};
 use kube::discovery::ApiResource;
@@ -46,15 +46,19 @@ use crate::report::ReadCounters;
 /// The field manager used to write the watermark ConfigMap.
 pub const FIELD_MANAGER: &str = "kelemetry";
 
-/// Which Event API to watch.
+/// Which Event API to watch (`auto`, `events.k8s.io/v1` or `v1` in a configuration file).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "config", derive(serde::Deserialize))]
 pub enum EventApiChoice {
     /// `events.k8s.io/v1` when served, else `core/v1`.
     #[default]
+    #[cfg_attr(feature = "config", serde(rename = "auto"))]
     Auto,
     /// `events.k8s.io/v1`.
+    #[cfg_attr(feature = "config", serde(rename = "events.k8s.io/v1"))]
     EventsV1,
     /// `core/v1`.
+    #[cfg_attr(feature = "config", serde(rename = "v1"))]
     CoreV1,
 }
 
@@ -298,35 +302,83 @@ impl ConfigMapWatermark {
     }
 }
 
-/// Options of a [`KubeEventSource`].
-#[derive(Clone, Debug)]
+/// Options of a [`KubeEventSource`]; [`KubeEventOptions::build`] makes the source.
+///
+/// [`Default`] holds the defaults. With the feature `config` it is read from configuration files (the
+/// `sources.events` section of `kelemetry run`'s file): camelCase keys, unknown keys refused, durations like `5s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+#[non_exhaustive]
 pub struct KubeEventOptions {
     /// Which Event API to watch.
     pub api: EventApiChoice,
-    /// Namespace of the watermark ConfigMap.
-    pub watermark_namespace: String,
-    /// Name of the watermark ConfigMap.
-    pub watermark_name: String,
-    /// How far the watermark's floor trails the newest Event handled.
-    pub watermark_lag: Duration,
-    /// How many handled keys the watermark keeps at most.
-    pub watermark_keys: usize,
-    /// How often the watermark is written when it changed.
-    pub sync_interval: Duration,
-    /// How many Event versions this process remembers to skip re-deliveries.
+    /// Where and how the restart watermark is kept.
+    pub watermark: WatermarkOptions,
+    /// How many Event versions this process remembers to skip re-deliveries (`remember` in a configuration file).
+    #[cfg_attr(feature = "config", serde(rename = "remember"))]
     pub seen_capacity: usize,
 }
 
 impl Default for KubeEventOptions {
+    /// The API chosen automatically, the default watermark, 100,000 Event versions remembered.
     fn default() -> Self {
         Self {
             api: EventApiChoice::Auto,
-            watermark_namespace: "default".to_owned(),
-            watermark_name: "kelemetry-event-watermark".to_owned(),
-            watermark_lag: Duration::from_secs(60),
-            watermark_keys: 2_000,
-            sync_interval: Duration::from_secs(5),
+            watermark: WatermarkOptions::default(),
             seen_capacity: 100_000,
+        }
+    }
+}
+
+impl KubeEventOptions {
+    /// The source of the Events of `cluster`, read through `client`; `resources` names the resources of the
+    /// Events' objects.
+    pub fn build(
+        self,
+        client: Client,
+        cluster: impl Into<String>,
+        resources: Arc<ResourceMap>,
+    ) -> KubeEventSource {
+        KubeEventSource::new(client, cluster, resources, self)
+    }
+}
+
+/// Where a [`KubeEventSource`] keeps its restart watermark (a ConfigMap), and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct WatermarkOptions {
+    /// Namespace of the ConfigMap.
+    pub namespace: String,
+    /// Name of the ConfigMap.
+    pub name: String,
+    /// How far the floor trails the newest Event handled (late Events still count).
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
+    pub lag: Duration,
+    /// How many handled keys it keeps at most.
+    pub keys: usize,
+    /// How often it is written when it changed.
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
+    pub sync_interval: Duration,
+}
+
+impl Default for WatermarkOptions {
+    /// ConfigMap `default/kelemetry-event-watermark`, a lag of 1 min, 2,000 keys, written every 5 s.
+    fn default() -> Self {
+        Self {
+            namespace: "default".to_owned(),
+            name: "kelemetry-event-watermark".to_owned(),
+            lag: Duration::from_secs(60),
+            keys: 2_000,
+            sync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -417,7 +469,7 @@ impl KubeEventSource {
 
 /// A failure of the Events source as a whole.
 fn kube_failure(what: &str, err: kube::Error) -> SourceError {
-    SourceError::Other(format!("Kubernetes Events: {what}: {err}"))
+    SourceError::other(format!("Kubernetes Events: {what}"), err)
 }
 
 #[async_trait]
@@ -429,36 +481,15 @@ impl Source for KubeEventSource {
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        mut shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let resource = self.choose_api().await;
         let store = ConfigMapWatermark::new(
             self.client.clone(),
-            &self.options.watermark_namespace,
-            &self.options.watermark_name,
+            &self.options.watermark.namespace,
+            &self.options.watermark.name,
         );
-        let mut mark = match store
-            .load()
-            .await
-            .map_err(|err| kube_failure("reading the watermark", err))?
-        {
-            Some(stored) => EventWatermark::from_stored(
-                stored,
-                self.options.watermark_keys,
-                self.options.watermark_lag,
-            ),
-            None => EventWatermark::starting_at(
-                Timestamp::now(),
-                self.options.watermark_keys,
-                self.options.watermark_lag,
-            ),
-        };
-        if let Some(stored) = mark.take_changes() {
-            store
-                .store(&stored)
-                .await
-                .map_err(|err| kube_failure("writing the watermark", err))?;
-        }
+        let mut mark = self.load_watermark(&store).await?;
         info!(
             api = %resource.api_version,
             floor = %mark.floor(),
@@ -470,7 +501,7 @@ impl Source for KubeEventSource {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
         let stream = watcher(api, watcher::Config::default()).default_backoff();
         let mut stream = std::pin::pin!(stream);
-        let mut sync = tokio::time::interval(self.options.sync_interval);
+        let mut sync = tokio::time::interval(self.options.watermark.sync_interval);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let types = TypeMeta {
             api_version: resource.api_version.clone(),
@@ -478,19 +509,14 @@ impl Source for KubeEventSource {
         };
         loop {
             let item = tokio::select! {
-                () = shutdown.requested() => break,
+                () = shutdown.cancelled() => break,
                 _ = sync.tick() => {
-                    if let Some(stored) = mark.take_changes()
-                        && let Err(err) = store.store(&stored).await
-                    {
-                        warn!(%err, "could not write the Event watermark; will retry");
-                        mark.mark_dirty();
-                    }
+                    sync_watermark(&store, &mut mark).await;
                     continue;
                 }
                 item = stream.next() => item,
             };
-            let mut event = match item {
+            let event = match item {
                 None => break,
                 Some(Err(err)) => {
                     warn!(%err, "Kubernetes Events watch failed; retrying");
@@ -501,44 +527,17 @@ impl Source for KubeEventSource {
                     watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone,
                 )) => continue,
             };
-            self.counters.record_found();
-            if event.types.is_none() {
-                event.types = Some(types.clone());
-            }
-            let name = format!(
-                "{}/{}",
-                event.namespace().unwrap_or_default(),
-                event.name_any()
-            );
-            let value = match serde_json::to_value(&event) {
-                Ok(value) => value,
-                Err(err) => {
-                    self.reject(&sink, &name, "malformed Event", err.to_string());
-                    continue;
-                }
+            let Some(activity) = self.activity_of(&sink, event, &types) else {
+                continue;
             };
-            drop(event);
-            let activity = match event_to_activity(&value, &self.cluster, &self.resources) {
-                Ok(activity) => activity,
-                Err(err) => {
-                    self.reject(&sink, &name, err.class(), err.to_string());
-                    continue;
-                }
-            };
-            drop(value);
             let key = activity.dedup_key.clone();
             let time = activity.start;
-            if seen.get(&key).is_some() {
-                self.counters.record_skipped("re-delivered");
-                continue;
-            }
-            if mark.is_handled(time, &key) {
-                self.counters.record_skipped("already handled");
+            if !self.is_new(&mut seen, &mark, &key, time) {
                 continue;
             }
             let sent = tokio::select! {
                 sent = sink.send(activity.into()) => sent,
-                () = shutdown.requested() => break,
+                () = shutdown.cancelled() => break,
             };
             if sent.is_err() {
                 break;
@@ -554,6 +553,94 @@ impl Source for KubeEventSource {
                 .map_err(|err| kube_failure("writing the watermark at shutdown", err))?;
         }
         Ok(())
+    }
+}
+
+/// Stores the watermark's changes, if any; a failure is logged and retried at the next sync.
+async fn sync_watermark(store: &ConfigMapWatermark, mark: &mut EventWatermark) {
+    if let Some(stored) = mark.take_changes()
+        && let Err(err) = store.store(&stored).await
+    {
+        warn!(%err, "could not write the Event watermark; will retry");
+        mark.mark_dirty();
+    }
+}
+
+impl KubeEventSource {
+    /// The watermark kept in `store`, or one starting now; written back at once when loading changed it.
+    async fn load_watermark(
+        &self,
+        store: &ConfigMapWatermark,
+    ) -> Result<EventWatermark, SourceError> {
+        let options = &self.options.watermark;
+        let mut mark = match store
+            .load()
+            .await
+            .map_err(|err| kube_failure("reading the watermark", err))?
+        {
+            Some(stored) => EventWatermark::from_stored(stored, options.keys, options.lag),
+            None => EventWatermark::starting_at(Timestamp::now(), options.keys, options.lag),
+        };
+        if let Some(stored) = mark.take_changes() {
+            store
+                .store(&stored)
+                .await
+                .map_err(|err| kube_failure("writing the watermark", err))?;
+        }
+        Ok(mark)
+    }
+
+    /// Whether the activity `key` at `time` is new: neither re-delivered by the watch nor handled before a
+    /// restart. A skip is counted by its reason.
+    fn is_new(
+        &self,
+        seen: &mut LruCache<String, ()>,
+        mark: &EventWatermark,
+        key: &str,
+        time: Timestamp,
+    ) -> bool {
+        if seen.get(key).is_some() {
+            self.counters.record_skipped("re-delivered");
+            return false;
+        }
+        if mark.is_handled(time, key) {
+            self.counters.record_skipped("already handled");
+            return false;
+        }
+        true
+    }
+
+    /// The activity of one watched Event (counted as found), or `None` once it is reported as rejected.
+    fn activity_of(
+        &self,
+        sink: &Arc<dyn ActivitySink>,
+        mut event: DynamicObject,
+        types: &TypeMeta,
+    ) -> Option<Activity> {
+        self.counters.record_found();
+        if event.types.is_none() {
+            event.types = Some(types.clone());
+        }
+        let name = format!(
+            "{}/{}",
+            event.namespace().unwrap_or_default(),
+            event.name_any()
+        );
+        let value = match serde_json::to_value(&event) {
+            Ok(value) => value,
+            Err(err) => {
+                self.reject(sink, &name, "malformed Event", err.to_string());
+                return None;
+            }
+        };
+        drop(event);
+        match event_to_activity(&value, &self.cluster, &self.resources) {
+            Ok(activity) => Some(activity),
+            Err(err) => {
+                self.reject(sink, &name, err.class(), err.to_string());
+                None
+            }
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //!   events) → Event activities and object observations.
 //! - [`AuditFileSource`]: apiserver audit logs (JSON lines, `EventList` documents) → audit activities.
 //! - [`ReadReport`]/[`ReadCounters`]: what a source read, skipped and rejected.
+//! - [`audit_intake`]: audit input written once ([`AuditIntake`]: a document's bytes → activities, skips and
+//!   rejections), with one set of rejection reasons ([`RejectReason`]) for every source.
 //!
 //! Live:
 //! - [`AuditLogFollower`]: tails the apiserver's audit log through rotations, resuming from a [`CheckpointFile`].
@@ -25,7 +27,7 @@
 //! ```
 //! use std::sync::{Arc, Mutex};
 //!
-//! use kelemetry_core::{ActivitySink, Record, Rejection, Shutdown, SinkClosed, Source};
+//! use kelemetry_core::{ActivitySink, CancellationToken, Record, Rejection, SinkClosed, Source};
 //! use kelemetry_sources::ObjectFileSource;
 //!
 //! /// Keeps what it is sent.
@@ -57,8 +59,7 @@
 //! let source = ObjectFileSource::new(&path, "prod");
 //! let counters = source.counters();
 //! let sink = Arc::new(Collect::default());
-//! let (_trigger, shutdown) = Shutdown::new();
-//! Box::new(source).run(sink.clone(), shutdown).await?;
+//! Box::new(source).run(sink.clone(), CancellationToken::new()).await?;
 //!
 //! let records = sink.0.lock().unwrap();
 //! let Record::Observation(seen) = &records[0] else { panic!("an observation") };
@@ -71,6 +72,7 @@
 
 mod audit_file;
 pub mod audit_follow;
+pub mod audit_intake;
 pub mod checkpoint;
 mod json_stream;
 #[cfg(feature = "kube")]
@@ -90,14 +92,15 @@ pub mod webhook;
 mod yaml_stream;
 
 pub use audit_file::AuditFileSource;
-pub use audit_follow::{AuditLogFollower, StartPosition};
+pub use audit_follow::{AuditLogConfig, AuditLogFollower, StartPosition};
+pub use audit_intake::{AuditIntake, RejectReason};
 pub use checkpoint::{CheckpointFile, FileCheckpoint};
 #[cfg(feature = "kube")]
 pub use kube_events::{KubeEventOptions, KubeEventSource};
 pub use merge::TimeOrderedSources;
 pub use object_file::ObjectFileSource;
 #[cfg(feature = "kube")]
-pub use object_watch::{ObjectWatchOptions, ObjectWatchSource};
+pub use object_watch::{ObjectWatch, ObjectWatchConfig, ObjectWatchOptions, ObjectWatchSource};
 pub use report::{ReadCounters, ReadReport};
 pub use watch_store::{WatchDiffDecorator, WatchStore, WatchStoreLimits, WatchWait};
 #[cfg(feature = "webhook")]

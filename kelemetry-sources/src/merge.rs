@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kelemetry_core::{ActivitySink, Record, Rejection, Shutdown, SinkClosed, Source, SourceError};
+use kelemetry_core::{
+    ActivitySink, BoxError, CancellationToken, Record, Rejection, SinkClosed, Source, SourceError,
+};
 use tokio::sync::mpsc;
 
 /// How many records each inner source may read ahead of the merge.
@@ -75,7 +77,7 @@ impl Source for TimeOrderedSources {
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut lanes = Vec::with_capacity(self.sources.len());
         let mut tasks = Vec::with_capacity(self.sources.len());
@@ -118,21 +120,45 @@ impl Source for TimeOrderedSources {
             }
         }
 
-        let mut failures = Vec::new();
+        let mut failures: Vec<(String, BoxError)> = Vec::new();
         for (name, task) in tasks {
             match task.await {
                 Ok(Ok(())) => {}
-                Ok(Err(err)) => failures.push(format!("{name}: {err}")),
-                Err(err) => failures.push(format!("{name}: task failed: {err}")),
+                Ok(Err(err)) => failures.push((name, err.into())),
+                Err(err) => failures.push((name, format!("task failed: {err}").into())),
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(SourceError::Other(failures.join("; ")))
+        match failures.len() {
+            0 => Ok(()),
+            1 => {
+                let (name, error) = failures.remove(0);
+                Err(SourceError::other(name, error))
+            }
+            _ => Err(SourceError::other(
+                "time-ordered recordings",
+                Failures(failures),
+            )),
         }
     }
 }
+
+/// The failures of several merged sources, each with the source's name.
+#[derive(Debug)]
+struct Failures(Vec<(String, BoxError)>);
+
+impl std::fmt::Display for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (name, error)) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{name}: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failures {}
 
 #[cfg(test)]
 mod tests {
@@ -152,7 +178,7 @@ mod tests {
         async fn run(
             self: Box<Self>,
             sink: Arc<dyn ActivitySink>,
-            _: Shutdown,
+            _: CancellationToken,
         ) -> Result<(), SourceError> {
             for minute in &self.1 {
                 let at: Timestamp = format!("2024-01-01T10:{minute:02}:00Z").parse().unwrap();
@@ -166,7 +192,7 @@ mod tests {
                 );
                 sink.send(activity.into())
                     .await
-                    .map_err(|e| SourceError::Other(e.to_string()))?;
+                    .map_err(|e| SourceError::other(self.0, e))?;
             }
             Ok(())
         }
@@ -197,9 +223,8 @@ mod tests {
             Box::new(Minutes("events", sorted)),
         ];
         let sink = Arc::new(Collect::default());
-        let (_t, shutdown) = Shutdown::new();
         Box::new(TimeOrderedSources::new(sources))
-            .run(sink.clone(), shutdown)
+            .run(sink.clone(), CancellationToken::new())
             .await
             .unwrap();
         let seen = sink.0.lock().unwrap().clone();

@@ -7,13 +7,14 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::kube_event::{event_api, event_to_activity};
 use kelemetry_core::{
-    ActivitySink, Object, ObjectRef, Observation, Record, ResourceMap, Shutdown, Source,
+    ActivitySink, CancellationToken, Object, ObjectRef, Observation, Record, ResourceMap, Source,
     SourceError,
 };
 use serde_json::Value;
 use tokio::io::AsyncBufRead;
 
 use crate::DEFAULT_DOCUMENT_LIMIT;
+use crate::audit_intake::{RecordRejection, RejectReason};
 use crate::json_stream::{JsonPiece, JsonSplitter};
 use crate::lines::LineReader;
 use crate::outlet::{Flow, Outlet};
@@ -93,7 +94,7 @@ impl ObjectFileSource {
         reader: R,
         origin: &str,
         sink: Arc<dyn ActivitySink>,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError>
     where
         R: AsyncBufRead + Unpin + Send,
@@ -104,10 +105,7 @@ impl ObjectFileSource {
             origin.to_owned(),
             shutdown,
         );
-        let io_error = |source| SourceError::Io {
-            origin: origin.to_owned(),
-            source,
-        };
+        let io_error = |error| SourceError::io(origin, error);
         let mut lines = LineReader::new(reader);
         let mut line = Vec::new();
         let mut format = None;
@@ -173,18 +171,23 @@ impl ObjectFileSource {
             if flow == Flow::Stop || outlet.stopping() {
                 return Flow::Stop;
             }
-            flow = match piece {
-                JsonPiece::Document { line, text } => match serde_json::from_slice(&text) {
-                    Ok(value) => self.deliver_value(outlet, value, line, None).await,
-                    Err(error) => {
-                        outlet.found();
-                        outlet.reject(line, "invalid JSON", error.to_string());
-                        Flow::Continue
-                    }
-                },
-                other => {
+            let document = piece
+                .into_document(self.document_limit)
+                .and_then(|(line, text)| {
+                    serde_json::from_slice(&text)
+                        .map(|value| (line, value))
+                        .map_err(|error| {
+                            (
+                                line,
+                                RecordRejection::new(RejectReason::InvalidJson, error.to_string()),
+                            )
+                        })
+                });
+            flow = match document {
+                Ok((line, value)) => self.deliver_value(outlet, value, line, None).await,
+                Err((line, rejection)) => {
                     outlet.found();
-                    reject_json_piece(outlet, other);
+                    outlet.reject_record(line, rejection);
                     Flow::Continue
                 }
             };
@@ -212,14 +215,8 @@ impl ObjectFileSource {
                 }
                 YamlPiece::Oversized { line, size } => {
                     outlet.found();
-                    outlet.reject(
-                        line,
-                        "document too large",
-                        format!(
-                            "document of {size} bytes exceeds the limit of {} bytes",
-                            self.document_limit
-                        ),
-                    );
+                    outlet
+                        .reject_record(line, RecordRejection::too_large(size, self.document_limit));
                     Flow::Continue
                 }
             };
@@ -252,27 +249,6 @@ impl ObjectFileSource {
     }
 }
 
-fn reject_json_piece(outlet: &Outlet, piece: JsonPiece) {
-    match piece {
-        JsonPiece::Document { line, .. } => {
-            outlet.reject(line, "invalid JSON", "unexpected document")
-        }
-        JsonPiece::Garbage { line, text } => {
-            outlet.reject(line, "invalid JSON", format!("not JSON: {text:?}"))
-        }
-        JsonPiece::Truncated { line } => outlet.reject(
-            line,
-            "truncated JSON",
-            "the document ends before it is complete",
-        ),
-        JsonPiece::Oversized { line, size } => outlet.reject(
-            line,
-            "document too large",
-            format!("document of {size} bytes exceeds the limit"),
-        ),
-    }
-}
-
 #[async_trait]
 impl Source for ObjectFileSource {
     fn name(&self) -> &str {
@@ -282,15 +258,12 @@ impl Source for ObjectFileSource {
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let origin = self.path.display().to_string();
         let file = tokio::fs::File::open(&self.path)
             .await
-            .map_err(|source| SourceError::Io {
-                origin: origin.clone(),
-                source,
-            })?;
+            .map_err(|error| SourceError::io(origin.clone(), error))?;
         let reader = tokio::io::BufReader::with_capacity(64 * 1024, file);
         self.read_from(reader, &origin, sink, shutdown).await
     }
@@ -332,6 +305,15 @@ pub(crate) struct ObjectConverter {
     pub(crate) resources: Arc<ResourceMap>,
 }
 
+/// Prefixes the details of the rejections among `outcomes` with `what index: ` (e.g. `item 3: `).
+fn name_rejections(outcomes: &mut [Outcome], what: &str, index: usize) {
+    for outcome in outcomes {
+        if let Outcome::Rejected { detail, .. } = outcome {
+            *detail = format!("{what} {index}: {detail}");
+        }
+    }
+}
+
 fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
     value.get(field).and_then(Value::as_str)
 }
@@ -353,11 +335,7 @@ impl ObjectConverter {
             for (index, element) in elements.into_iter().enumerate() {
                 let before = out.len();
                 self.convert(element, recorded_time, out);
-                for outcome in &mut out[before..] {
-                    if let Outcome::Rejected { detail, .. } = outcome {
-                        *detail = format!("element {index}: {detail}");
-                    }
-                }
+                name_rejections(&mut out[before..], "element", index);
             }
             return;
         }
@@ -374,58 +352,75 @@ impl ObjectConverter {
         {
             let event_type = event_type.to_owned();
             let object = value["object"].take();
-            match event_type.as_str() {
-                "ADDED" | "MODIFIED" => self.convert_object(object, recorded_time, false, out),
-                "DELETED" => self.convert_object(object, recorded_time, true, out),
-                "BOOKMARK" => out.push(Outcome::Skipped("watch bookmark")),
-                "ERROR" => out.push(rejected(
-                    "watch error",
-                    text(&object, "message")
-                        .unwrap_or("ERROR watch event")
-                        .to_owned(),
-                )),
-                other => out.push(rejected(
-                    "unknown watch event type",
-                    format!("watch event type {other:?}"),
-                )),
-            }
+            self.convert_watch_event(&event_type, object, recorded_time, out);
             return;
         }
         let is_list = text(&value, "kind").is_some_and(|kind| kind.ends_with("List"))
             && value.get("items").is_some_and(Value::is_array);
         if is_list {
-            let list_api_version = text(&value, "apiVersion").unwrap_or("").to_owned();
-            let item_kind = text(&value, "kind")
-                .and_then(|kind| kind.strip_suffix("List"))
-                .unwrap_or("")
-                .to_owned();
-            let Value::Array(items) = value["items"].take() else {
-                return;
-            };
-            for (index, mut item) in items.into_iter().enumerate() {
-                if let Some(fields) = item.as_object_mut() {
-                    // Items of a typed list (PodList) carry no apiVersion or kind; a `List` has them per item.
-                    if !fields.contains_key("kind") && !item_kind.is_empty() {
-                        fields.insert("kind".to_owned(), Value::from(item_kind.clone()));
-                    }
-                    if !fields.contains_key("apiVersion") && !list_api_version.is_empty() {
-                        fields.insert(
-                            "apiVersion".to_owned(),
-                            Value::from(list_api_version.clone()),
-                        );
-                    }
-                }
-                let before = out.len();
-                self.convert_object(item, recorded_time, false, out);
-                for outcome in &mut out[before..] {
-                    if let Outcome::Rejected { detail, .. } = outcome {
-                        *detail = format!("item {index}: {detail}");
-                    }
-                }
-            }
+            self.convert_list(value, recorded_time, out);
             return;
         }
         self.convert_object(value, recorded_time, false, out);
+    }
+
+    /// A watch event (`{"type": "ADDED", "object": {...}}`) of `event_type`.
+    fn convert_watch_event(
+        &self,
+        event_type: &str,
+        object: Value,
+        recorded_time: Option<Timestamp>,
+        out: &mut Vec<Outcome>,
+    ) {
+        match event_type {
+            "ADDED" | "MODIFIED" => self.convert_object(object, recorded_time, false, out),
+            "DELETED" => self.convert_object(object, recorded_time, true, out),
+            "BOOKMARK" => out.push(Outcome::Skipped("watch bookmark")),
+            "ERROR" => out.push(rejected(
+                "watch error",
+                text(&object, "message")
+                    .unwrap_or("ERROR watch event")
+                    .to_owned(),
+            )),
+            other => out.push(rejected(
+                "unknown watch event type",
+                format!("watch event type {other:?}"),
+            )),
+        }
+    }
+
+    /// A list (`PodList`, `List`...) with its `items`; items without `apiVersion`/`kind` take the list's.
+    fn convert_list(
+        &self,
+        mut list: Value,
+        recorded_time: Option<Timestamp>,
+        out: &mut Vec<Outcome>,
+    ) {
+        let list_api_version = text(&list, "apiVersion").unwrap_or("").to_owned();
+        let item_kind = text(&list, "kind")
+            .and_then(|kind| kind.strip_suffix("List"))
+            .unwrap_or("")
+            .to_owned();
+        let Value::Array(items) = list["items"].take() else {
+            return;
+        };
+        for (index, mut item) in items.into_iter().enumerate() {
+            if let Some(fields) = item.as_object_mut() {
+                // Items of a typed list (PodList) carry no apiVersion or kind; a `List` has them per item.
+                if !fields.contains_key("kind") && !item_kind.is_empty() {
+                    fields.insert("kind".to_owned(), Value::from(item_kind.clone()));
+                }
+                if !fields.contains_key("apiVersion") && !list_api_version.is_empty() {
+                    fields.insert(
+                        "apiVersion".to_owned(),
+                        Value::from(list_api_version.clone()),
+                    );
+                }
+            }
+            let before = out.len();
+            self.convert_object(item, recorded_time, false, out);
+            name_rejections(&mut out[before..], "item", index);
+        }
     }
 
     fn convert_object(

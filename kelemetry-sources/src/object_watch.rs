@@ -1,6 +1,6 @@
 //! [`ObjectWatchSource`]: watches the objects of the cluster and files their diffs and snapshots in a
-//! [`WatchStore`] (reference §3.4), for [`WatchDiffDecorator`](crate::watch_store::WatchDiffDecorator) to attach
-//! to audit activities.
+//! [`WatchStore`] (docs/behaviour/watch.md), for [`WatchDiffDecorator`](crate::watch_store::WatchDiffDecorator)
+//! to attach to audit activities.
 //!
 //! - **What is watched**: every resource the apiserver serves that can be listed and watched (kube discovery,
 //!   preferred versions, all namespaces), narrowed by [`ObjectWatchOptions::include`] (when not empty) and
@@ -30,7 +30,7 @@ use jiff::Timestamp;
 use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine, SourceKind};
 use kelemetry_core::decorate::REDACTED_MESSAGE;
 use kelemetry_core::{
-    ActivitySink, Object, ObjectKey, ObjectRef, Shutdown, Source, SourceError, vocabulary,
+    ActivitySink, CancellationToken, Object, ObjectKey, ObjectRef, Source, SourceError, vocabulary,
 };
 use kube::api::{Api, DynamicObject};
 use kube::core::TypeMeta;
@@ -40,7 +40,10 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::kube_discovery::{DiscoveredResource, discover_resources};
-use crate::watch_store::{ChangeContent, WatchPhase, WatchStore, WatchedChange};
+use crate::watch_store::{
+    ChangeContent, WatchDiffDecorator, WatchPhase, WatchStore, WatchStoreLimits, WatchWait,
+    WatchedChange,
+};
 
 /// Resources left out by default: Events (the Events source traces them) and Leases (renewed every few seconds).
 pub const DEFAULT_EXCLUDED: &[&str] = &[
@@ -51,6 +54,7 @@ pub const DEFAULT_EXCLUDED: &[&str] = &[
 
 /// What an [`ObjectWatchSource`] watches and does.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectWatchOptions {
     /// Only these resources (`resource` or `resource.group`); all when empty.
     pub include: Vec<String>,
@@ -81,6 +85,127 @@ fn names(list: &[String], resource: &DiscoveredResource) -> bool {
         Some((plural, group)) => plural == resource.api.plural && group == resource.api.group,
         None => *name == resource.api.plural,
     })
+}
+
+/// The object watch as one configuration: what the [`ObjectWatchSource`] watches ([`ObjectWatchOptions`]), the
+/// bounds of its [`WatchStore`] ([`WatchStoreLimits`]) and how long audit writes wait for it ([`WatchWait`]);
+/// [`ObjectWatchConfig::build`] makes the three parts.
+///
+/// [`Default`] takes the defaults of those types. With the feature `config` it is read from configuration files
+/// (the `sources.objectWatch` section of `kelemetry run`'s file): camelCase keys, unknown keys refused, sizes like
+/// `256MiB`, durations like `15s`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct ObjectWatchConfig {
+    /// [`ObjectWatchOptions::include`].
+    pub include: Vec<String>,
+    /// [`ObjectWatchOptions::exclude`].
+    pub exclude: Vec<String>,
+    /// [`ObjectWatchOptions::max_watches`].
+    pub max_watches: usize,
+    /// [`ObjectWatchOptions::concurrent_lists`].
+    pub concurrent_lists: usize,
+    /// [`WatchStoreLimits::max_objects`].
+    pub max_objects: usize,
+    /// [`WatchStoreLimits::max_body_bytes`].
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
+    pub max_body_bytes: usize,
+    /// [`WatchStoreLimits::max_changes`].
+    pub max_changes: usize,
+    /// [`WatchStoreLimits::max_change_bytes`].
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
+    pub max_change_bytes: usize,
+    /// [`ObjectWatchOptions::emit_activities`]: also trace each change as a `watch` activity (for clusters
+    /// without audit).
+    pub watch_activities: bool,
+    /// How long an audit write waits for a lagging watch.
+    pub wait: WatchWait,
+}
+
+impl Default for ObjectWatchConfig {
+    fn default() -> Self {
+        Self::from_parts(
+            ObjectWatchOptions::default(),
+            WatchStoreLimits::default(),
+            WatchWait::default(),
+        )
+    }
+}
+
+impl ObjectWatchConfig {
+    /// The configuration of these parts.
+    pub fn from_parts(
+        options: ObjectWatchOptions,
+        limits: WatchStoreLimits,
+        wait: WatchWait,
+    ) -> Self {
+        Self {
+            include: options.include,
+            exclude: options.exclude,
+            max_watches: options.max_watches,
+            concurrent_lists: options.concurrent_lists,
+            max_objects: limits.max_objects,
+            max_body_bytes: limits.max_body_bytes,
+            max_changes: limits.max_changes,
+            max_change_bytes: limits.max_change_bytes,
+            watch_activities: options.emit_activities,
+            wait,
+        }
+    }
+
+    /// What the source watches and does.
+    pub fn options(&self) -> ObjectWatchOptions {
+        ObjectWatchOptions {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            max_watches: self.max_watches,
+            concurrent_lists: self.concurrent_lists,
+            emit_activities: self.watch_activities,
+        }
+    }
+
+    /// The bounds of the store.
+    pub fn store_limits(&self) -> WatchStoreLimits {
+        WatchStoreLimits {
+            max_objects: self.max_objects,
+            max_body_bytes: self.max_body_bytes,
+            max_change_bytes: self.max_change_bytes,
+            max_changes: self.max_changes,
+        }
+    }
+
+    /// The object watch of `cluster` through `client`, its store redacting with `redactor` (use the pipeline's).
+    pub fn build(
+        &self,
+        client: Client,
+        cluster: impl Into<String>,
+        redactor: kelemetry_core::Redactor,
+    ) -> ObjectWatch {
+        let store = Arc::new(WatchStore::new(self.store_limits(), redactor));
+        ObjectWatch {
+            source: ObjectWatchSource::new(client, cluster, Arc::clone(&store), self.options()),
+            decorator: WatchDiffDecorator::new(Arc::clone(&store), self.wait),
+            store,
+        }
+    }
+}
+
+/// The parts of an object watch, made by [`ObjectWatchConfig::build`]: add the source to a pipeline's sources,
+/// the decorator to its decorators and the store as its [`ObjectLookup`](kelemetry_core::ObjectLookup).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ObjectWatch {
+    /// Watches the objects and fills the store.
+    pub source: ObjectWatchSource,
+    /// The latest bodies, and the diffs and snapshots filed.
+    pub store: Arc<WatchStore>,
+    /// Attaches the store's diffs and snapshots to audit writes that have none.
+    pub decorator: WatchDiffDecorator,
 }
 
 impl ObjectWatchOptions {
@@ -254,13 +379,68 @@ impl Source for ObjectWatchSource {
     async fn run(
         self: Box<Self>,
         sink: Arc<dyn ActivitySink>,
-        mut shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
+        let selected = self.select_resources().await?;
+        let lists = Arc::new(Semaphore::new(self.options.concurrent_lists.max(1)));
+        let mut watched = Vec::with_capacity(selected.len());
+        let mut streams = Vec::with_capacity(selected.len());
+        for (index, resource) in selected.into_iter().enumerate() {
+            self.store
+                .watching(&resource.api.group, &resource.api.plural);
+            let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource.api);
+            streams.push(bounded_watch(index, api, lists.clone()));
+            watched.push(Watched {
+                types: TypeMeta {
+                    api_version: resource.api.api_version.clone(),
+                    kind: resource.api.kind.clone(),
+                },
+                resource,
+                listed_once: false,
+                relisted: None,
+            });
+        }
+        if streams.is_empty() {
+            warn!("object watch: no resource to watch");
+            shutdown.cancelled().await;
+            return Ok(());
+        }
+        let mut events = stream::select_all(streams);
+        loop {
+            let (index, event) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                item = events.next() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let Some(state) = watched.get_mut(index) else {
+                continue;
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(err) => {
+                    warn!(resource = %state.resource.qualified_name(), %err, "object watch failed; retrying");
+                    continue;
+                }
+            };
+            let changes = self.file_event(state, event);
+            if self.options.emit_activities && !self.send_changes(&sink, changes, &shutdown).await {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectWatchSource {
+    /// The resources to watch: the discovered (or given) ones the options select, at most `max_watches`.
+    async fn select_resources(&self) -> Result<Vec<DiscoveredResource>, SourceError> {
         let discovered = match self.resources.clone() {
             Some(resources) => resources,
-            None => discover_resources(&self.client).await.map_err(|err| {
-                SourceError::Other(format!("object watch: discovery failed: {err}"))
-            })?,
+            None => discover_resources(&self.client)
+                .await
+                .map_err(|err| SourceError::other("object watch: discovery failed", err))?,
         };
         let mut selected: Vec<DiscoveredResource> = discovered
             .into_iter()
@@ -287,145 +467,111 @@ impl Source for ObjectWatchSource {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let lists = Arc::new(Semaphore::new(self.options.concurrent_lists.max(1)));
-        let mut watched = Vec::with_capacity(selected.len());
-        let mut streams = Vec::with_capacity(selected.len());
-        for (index, resource) in selected.into_iter().enumerate() {
-            self.store
-                .watching(&resource.api.group, &resource.api.plural);
-            let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource.api);
-            streams.push(bounded_watch(index, api, lists.clone()));
-            watched.push(Watched {
-                types: TypeMeta {
-                    api_version: resource.api.api_version.clone(),
-                    kind: resource.api.kind.clone(),
-                },
-                resource,
-                listed_once: false,
-                relisted: None,
-            });
-        }
-        if streams.is_empty() {
-            warn!("object watch: no resource to watch");
-            shutdown.requested().await;
-            return Ok(());
-        }
-        let mut events = stream::select_all(streams);
-        loop {
-            let (index, event) = tokio::select! {
-                () = shutdown.requested() => break,
-                item = events.next() => match item {
-                    Some(item) => item,
-                    None => break,
-                },
-            };
-            let Some(state) = watched.get_mut(index) else {
-                continue;
-            };
-            let event = match event {
-                Ok(event) => event,
-                Err(err) => {
-                    warn!(resource = %state.resource.qualified_name(), %err, "object watch failed; retrying");
-                    continue;
+        Ok(selected)
+    }
+
+    /// Files one watch event of `state`'s resource in the store; returns the changes it made.
+    fn file_event(
+        &self,
+        state: &mut Watched,
+        event: watcher::Event<DynamicObject>,
+    ) -> Vec<Arc<WatchedChange>> {
+        let now = Timestamp::now();
+        match event {
+            watcher::Event::Init => {
+                if state.listed_once {
+                    state.relisted = Some(HashSet::new());
                 }
-            };
-            let now = Timestamp::now();
-            let changes: Vec<Arc<WatchedChange>> = match event {
-                watcher::Event::Init => {
-                    if state.listed_once {
-                        state.relisted = Some(HashSet::new());
-                    }
-                    Vec::new()
-                }
-                watcher::Event::InitDone => {
-                    if !state.listed_once {
-                        state.listed_once = true;
-                        self.store.listed(
-                            &state.resource.api.group,
-                            &state.resource.api.plural,
-                            now,
-                        );
-                        Vec::new()
-                    } else if let Some(listed) = state.relisted.take() {
-                        self.store.relisted(
-                            &state.resource.api.group,
-                            &state.resource.api.plural,
-                            &listed,
-                            now,
-                        )
-                    } else {
-                        Vec::new()
-                    }
-                }
-                watcher::Event::InitApply(mut object) => {
-                    let object_ref = state.object(&self.cluster, &object);
-                    if let Some(listed) = &mut state.relisted {
-                        listed.insert(object_ref.key.clone());
-                    }
-                    let phase = if state.listed_once {
-                        WatchPhase::Relist
-                    } else {
-                        WatchPhase::InitialList
-                    };
-                    object.types.get_or_insert_with(|| state.types.clone());
-                    match serde_json::to_value(&object) {
-                        Ok(body) => self
-                            .store
-                            .seen(object_ref, body, phase, now)
-                            .into_iter()
-                            .collect(),
-                        Err(err) => {
-                            warn!(%err, "object watch: unserialisable object");
-                            Vec::new()
-                        }
-                    }
-                }
-                watcher::Event::Apply(mut object) => {
-                    let object_ref = state.object(&self.cluster, &object);
-                    object.types.get_or_insert_with(|| state.types.clone());
-                    match serde_json::to_value(&object) {
-                        Ok(body) => self
-                            .store
-                            .seen(object_ref, body, WatchPhase::Live, now)
-                            .into_iter()
-                            .collect(),
-                        Err(err) => {
-                            warn!(%err, "object watch: unserialisable object");
-                            Vec::new()
-                        }
-                    }
-                }
-                watcher::Event::Delete(mut object) => {
-                    let object_ref = state.object(&self.cluster, &object);
-                    object.types.get_or_insert_with(|| state.types.clone());
-                    match serde_json::to_value(&object) {
-                        Ok(body) => vec![self.store.deleted(object_ref, body, now)],
-                        Err(err) => {
-                            warn!(%err, "object watch: unserialisable object");
-                            Vec::new()
-                        }
-                    }
-                }
-            };
-            if !self.options.emit_activities {
-                continue;
+                Vec::new()
             }
-            for change in changes {
-                let body = match change.kind {
-                    ChangeKind::Delete => None,
-                    _ => self.store.body(&change.object.key),
-                };
-                let activity = watch_activity(&change, body);
-                let sent = tokio::select! {
-                    sent = sink.send(activity.into()) => sent,
-                    () = shutdown.requested() => return Ok(()),
-                };
-                if sent.is_err() {
-                    return Ok(());
+            watcher::Event::InitDone => self.list_done(state, now),
+            watcher::Event::InitApply(object) => {
+                let object_ref = state.object(&self.cluster, &object);
+                if let Some(listed) = &mut state.relisted {
+                    listed.insert(object_ref.key.clone());
                 }
+                let phase = if state.listed_once {
+                    WatchPhase::Relist
+                } else {
+                    WatchPhase::InitialList
+                };
+                self.file_object(state, object_ref, object, Some(phase), now)
+            }
+            watcher::Event::Apply(object) => {
+                let object_ref = state.object(&self.cluster, &object);
+                self.file_object(state, object_ref, object, Some(WatchPhase::Live), now)
+            }
+            watcher::Event::Delete(object) => {
+                let object_ref = state.object(&self.cluster, &object);
+                self.file_object(state, object_ref, object, None, now)
             }
         }
-        Ok(())
+    }
+
+    /// A list of `state`'s resource is complete: the first one marks the resource listed; a relist files the
+    /// deletions it reveals.
+    fn list_done(&self, state: &mut Watched, now: Timestamp) -> Vec<Arc<WatchedChange>> {
+        let (group, plural) = (&state.resource.api.group, &state.resource.api.plural);
+        if !state.listed_once {
+            state.listed_once = true;
+            self.store.listed(group, plural, now);
+            Vec::new()
+        } else if let Some(listed) = state.relisted.take() {
+            self.store.relisted(group, plural, &listed, now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Files an object seen in `phase`, or deleted (`None`).
+    fn file_object(
+        &self,
+        state: &Watched,
+        object_ref: ObjectRef,
+        mut object: DynamicObject,
+        phase: Option<WatchPhase>,
+        now: Timestamp,
+    ) -> Vec<Arc<WatchedChange>> {
+        object.types.get_or_insert_with(|| state.types.clone());
+        let body = match serde_json::to_value(&object) {
+            Ok(body) => body,
+            Err(err) => {
+                warn!(%err, "object watch: unserialisable object");
+                return Vec::new();
+            }
+        };
+        match phase {
+            Some(phase) => self
+                .store
+                .seen(object_ref, body, phase, now)
+                .into_iter()
+                .collect(),
+            None => vec![self.store.deleted(object_ref, body, now)],
+        }
+    }
+
+    /// Sends the activities of `changes`; `false` when the pipeline closed or shutdown came first.
+    async fn send_changes(
+        &self,
+        sink: &Arc<dyn ActivitySink>,
+        changes: Vec<Arc<WatchedChange>>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        for change in changes {
+            let body = match change.kind {
+                ChangeKind::Delete => None,
+                _ => self.store.body(&change.object.key),
+            };
+            let activity = watch_activity(&change, body);
+            let sent = tokio::select! {
+                sent = sink.send(activity.into()) => sent,
+                () = shutdown.cancelled() => return false,
+            };
+            if sent.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 

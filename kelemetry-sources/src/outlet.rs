@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use kelemetry_core::{ActivitySink, Record, Rejection, Shutdown};
+use kelemetry_core::{ActivitySink, CancellationToken, Record, Rejection};
 
+use crate::audit_intake::{AuditItem, AuditItems, RecordRejection};
 use crate::report::ReadCounters;
 
 /// How often (in bytes of input) progress is reported to the sink.
@@ -23,7 +24,7 @@ pub(crate) struct Outlet {
     sink: Arc<dyn ActivitySink>,
     counters: Arc<ReadCounters>,
     origin: String,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
     unreported_bytes: u64,
 }
 
@@ -32,7 +33,7 @@ impl Outlet {
         sink: Arc<dyn ActivitySink>,
         counters: Arc<ReadCounters>,
         origin: String,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             sink,
@@ -45,7 +46,7 @@ impl Outlet {
 
     /// Whether shutdown was requested.
     pub(crate) fn stopping(&self) -> bool {
-        self.shutdown.is_requested()
+        self.shutdown.is_cancelled()
     }
 
     /// Counts a record found in the input.
@@ -55,7 +56,7 @@ impl Outlet {
 
     /// Sends a record, waiting for room in the pipeline unless shutdown comes first.
     pub(crate) async fn send(&mut self, record: Record) -> Flow {
-        if self.shutdown.is_requested() {
+        if self.shutdown.is_cancelled() {
             return Flow::Stop;
         }
         let sink = Arc::clone(&self.sink);
@@ -70,7 +71,7 @@ impl Outlet {
                     Flow::Stop
                 }
             },
-            () = self.shutdown.requested() => Flow::Stop,
+            () = self.shutdown.cancelled() => Flow::Stop,
         }
     }
 
@@ -89,6 +90,29 @@ impl Outlet {
         };
         tracing::debug!(%rejection, "record rejected");
         self.sink.reject(rejection);
+    }
+
+    /// Reports a record found at `line` of the input that could not be used.
+    pub(crate) fn reject_record(&self, line: u64, rejection: RecordRejection) {
+        self.reject(line, rejection.reason.as_str(), rejection.detail);
+    }
+
+    /// Hands over the events of one audit document found at `line`: sends each activity, counts each skip and
+    /// reports each rejection. Every event counts as a record found.
+    pub(crate) async fn deliver_audit(&mut self, line: u64, items: AuditItems<'_>) -> Flow {
+        for item in items {
+            self.found();
+            match item {
+                AuditItem::Activity(activity) => {
+                    if self.send((*activity).into()).await == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
+                AuditItem::Skipped(reason) => self.skip(reason.as_str()),
+                AuditItem::Rejected(rejection) => self.reject_record(line, rejection),
+            }
+        }
+        Flow::Continue
     }
 
     /// Counts consumed input; reports it to the sink every [`PROGRESS_STEP`] bytes.

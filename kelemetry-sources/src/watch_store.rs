@@ -1,5 +1,5 @@
-//! [`WatchStore`]: what the object watch saw, for the audit activities that did not carry it (reference §3.3–§3.5),
-//! and [`WatchDiffDecorator`], which attaches it to them.
+//! [`WatchStore`]: what the object watch saw, for the audit activities that did not carry it
+//! (docs/behaviour/watch.md), and [`WatchDiffDecorator`], which attaches it to them.
 //!
 //! The object watch (`object_watch::ObjectWatchSource`, feature `kube`) hands every
 //! version of every watched object to the store. The store keeps, bounded by count and by an estimate of their
@@ -102,16 +102,24 @@ pub enum WatchPhase {
     Live,
 }
 
-/// Bounds of a [`WatchStore`].
+/// Bounds of a [`WatchStore`]. With the feature `config` it is read from configuration files (camelCase keys,
+/// sizes like `256MiB`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
 pub struct WatchStoreLimits {
     /// Objects whose latest body is kept.
     pub max_objects: usize,
     /// Estimated memory of the kept bodies, in bytes.
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub max_body_bytes: usize,
     /// Changes (diffs and snapshots) kept.
     pub max_changes: usize,
     /// Estimated memory of the kept changes, in bytes.
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub max_change_bytes: usize,
 }
 
@@ -568,14 +576,23 @@ impl ObjectLookup for WatchStore {
     }
 }
 
-/// How long [`WatchDiffDecorator`] waits for the watch (reference §3.3).
+/// How long [`WatchDiffDecorator`] waits for the watch (docs/behaviour/watch.md#waiting-for-the-watch).
+/// With the feature `config` it is read from configuration files (camelCase keys, durations like `15s`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(default, rename_all = "camelCase", deny_unknown_fields)
+)]
 pub struct WatchWait {
     /// Pause between two tries (default 1 s).
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
     pub poll: Duration,
     /// Give up at the request's `stageTimestamp` plus this (default 15 s).
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
     pub after_stage: Duration,
     /// Never wait longer than this for one activity (default 10 s).
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
     pub total: Duration,
 }
 

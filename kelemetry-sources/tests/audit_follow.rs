@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kelemetry_core::{
-    ActivitySink, Record, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source, SourceError,
+    ActivitySink, CancellationToken, Record, Rejection, SinkClosed, Source, SourceError,
 };
 use kelemetry_sources::{AuditLogFollower, CheckpointFile, StartPosition};
 use tokio::sync::Semaphore;
@@ -91,18 +91,19 @@ fn append_lines(path: &Path, prefix: &str, range: std::ops::Range<u32>) -> Vec<S
 }
 
 struct Following {
-    trigger: ShutdownTrigger,
+    trigger: CancellationToken,
     task: JoinHandle<Result<(), SourceError>>,
 }
 
 fn follow(follower: AuditLogFollower, sink: Arc<Collect>) -> Following {
-    let (trigger, shutdown) = Shutdown::new();
+    let trigger = CancellationToken::new();
+    let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower).run(sink, shutdown));
     Following { trigger, task }
 }
 
 async fn stop(following: Following) {
-    following.trigger.fire();
+    following.trigger.cancel();
     tokio::time::timeout(Duration::from_secs(10), following.task)
         .await
         .expect("the follower stops")

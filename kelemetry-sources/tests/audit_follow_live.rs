@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kelemetry_core::{
-    Activity, ActivitySink, LogKind, Record, Rejection, Shutdown, SinkClosed, Source,
+    Activity, ActivitySink, CancellationToken, LogKind, Record, Rejection, SinkClosed, Source,
 };
 use kelemetry_sources::{AuditLogFollower, CheckpointFile, StartPosition};
 use kelemetry_testkit::{TestCluster, e2e_enabled};
@@ -76,7 +76,8 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     };
 
     let first = Arc::new(Collect::default());
-    let (trigger, shutdown) = Shutdown::new();
+    let trigger = CancellationToken::new();
+    let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower()).run(first.clone(), shutdown));
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster
@@ -86,7 +87,7 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
         .kubectl(["label", "configmap", "followed", "step=two"])
         .unwrap();
     wait_for(&first, "followed", 2).await;
-    trigger.fire();
+    trigger.cancel();
     task.await.unwrap().unwrap();
     let titles = first.titles("followed");
     assert_eq!(titles.len(), 2, "{titles:?}");
@@ -117,11 +118,12 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
         .kubectl(["delete", "configmap", "followed"])
         .unwrap();
     let second = Arc::new(Collect::default());
-    let (trigger, shutdown) = Shutdown::new();
+    let trigger = CancellationToken::new();
+    let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower()).run(second.clone(), shutdown));
     wait_for(&second, "followed", 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    trigger.fire();
+    trigger.cancel();
     task.await.unwrap().unwrap();
     let titles = second.titles("followed");
     assert_eq!(titles.len(), 1, "{titles:?}");

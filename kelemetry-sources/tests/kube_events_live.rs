@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kelemetry_core::{
-    Activity, ActivitySink, Record, Rejection, ResourceMap, Shutdown, SinkClosed, Source,
+    Activity, ActivitySink, CancellationToken, Record, Rejection, ResourceMap, SinkClosed, Source,
     vocabulary,
 };
 use kelemetry_sources::kube_events::{EventApiChoice, KubeEventOptions, KubeEventSource};
@@ -91,7 +91,7 @@ fn create_event(cluster: &TestCluster, name: &str, subject: &str, at: Timestamp,
 }
 
 struct Running {
-    trigger: kelemetry_core::ShutdownTrigger,
+    trigger: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), kelemetry_core::SourceError>>,
 }
 
@@ -101,25 +101,24 @@ fn start(
     api: EventApiChoice,
     sink: Arc<Collect>,
 ) -> Running {
-    let options = KubeEventOptions {
-        api,
-        watermark_name: watermark.to_owned(),
-        sync_interval: Duration::from_millis(500),
-        ..KubeEventOptions::default()
-    };
+    let mut options = KubeEventOptions::default();
+    options.api = api;
+    options.watermark.name = watermark.to_owned();
+    options.watermark.sync_interval = Duration::from_millis(500);
     let source = KubeEventSource::new(
         client.clone(),
         "tracetest",
         Arc::new(ResourceMap::builtin()),
         options,
     );
-    let (trigger, shutdown) = Shutdown::new();
+    let trigger = CancellationToken::new();
+    let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(source).run(sink, shutdown));
     Running { trigger, task }
 }
 
 async fn stop(running: Running) {
-    running.trigger.fire();
+    running.trigger.cancel();
     tokio::time::timeout(Duration::from_secs(30), running.task)
         .await
         .unwrap()

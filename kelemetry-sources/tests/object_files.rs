@@ -345,7 +345,7 @@ async fn oversized_documents_are_rejected_and_reading_goes_on() {
 
 #[tokio::test]
 async fn missing_file_is_an_error() {
-    let (_trigger, shutdown) = kelemetry_core::Shutdown::new();
+    let shutdown = kelemetry_core::CancellationToken::new();
     let sink = std::sync::Arc::new(common::CollectingSink::default());
     let error = kelemetry_core::Source::run(
         Box::new(ObjectFileSource::new("does/not/exist.yaml", "c")),
@@ -379,7 +379,8 @@ async fn shutdown_ends_a_source_waiting_on_a_full_pipeline() {
     let file = write_temp(&object.repeat(10));
     let source = ObjectFileSource::new(file.path(), "c");
     let counters = source.counters();
-    let (trigger, shutdown) = kelemetry_core::Shutdown::new();
+    let trigger = kelemetry_core::CancellationToken::new();
+    let shutdown = trigger.clone();
     let run = tokio::spawn(kelemetry_core::Source::run(
         Box::new(source),
         std::sync::Arc::new(StuckSink),
@@ -387,7 +388,7 @@ async fn shutdown_ends_a_source_waiting_on_a_full_pipeline() {
     ));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!run.is_finished());
-    trigger.fire();
+    trigger.cancel();
     let result = tokio::time::timeout(std::time::Duration::from_secs(5), run)
         .await
         .expect("stops after shutdown")

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kelemetry_core::{
-    ActivitySink, Record, Rejection, Shutdown, ShutdownTrigger, SinkClosed, Source,
-};
+use kelemetry_core::{ActivitySink, CancellationToken, Record, Rejection, SinkClosed, Source};
 use kelemetry_sources::webhook::{AuditWebhook, TlsFiles, WebhookConfig, WebhookMetrics};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -83,7 +81,7 @@ fn event_list(items: Vec<Value>) -> String {
 struct Running {
     address: SocketAddr,
     metrics: Arc<WebhookMetrics>,
-    trigger: ShutdownTrigger,
+    trigger: CancellationToken,
     task: JoinHandle<Result<(), kelemetry_core::SourceError>>,
 }
 
@@ -95,7 +93,8 @@ fn start(config: WebhookConfig, sink: Arc<GatedSink>) -> Running {
     let webhook = AuditWebhook::bind(config).expect("the webhook binds");
     let address = webhook.local_addr();
     let metrics = webhook.metrics();
-    let (trigger, shutdown) = Shutdown::new();
+    let trigger = CancellationToken::new();
+    let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(webhook).run(sink, shutdown));
     Running {
         address,
@@ -106,7 +105,7 @@ fn start(config: WebhookConfig, sink: Arc<GatedSink>) -> Running {
 }
 
 async fn stop(running: Running) {
-    running.trigger.fire();
+    running.trigger.cancel();
     tokio::time::timeout(Duration::from_secs(20), running.task)
         .await
         .expect("the webhook stops")
@@ -373,7 +372,7 @@ async fn shutdown_delivers_what_was_accepted() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    running.trigger.fire();
+    running.trigger.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Shutting down: new batches are refused with 503 (or the connection is refused), and health says so.
     let late = client()

@@ -8,7 +8,7 @@
 //!   span id); an index maps each object to its windows and traces, filled from object spans; writes are
 //!   idempotent and batched in one transaction ([`PreparedBatch`], [`WriteDurability`]).
 //! - Reads: [`SpanStore::spans_of_trace`], [`SpanStore::windows_of`] ([`StoredWindow`]),
-//!   [`SpanStore::find_objects`] and [`SpanStore::search_objects`] ([`ObjectFilter`]), counts, and every span
+//!   [`SpanStore::find_objects`] (by [`kelemetry_core::ObjectSelector`]), counts, and every span
 //!   through [`SpanStore::spans`] ([`AllSpans`]).
 //! - [`ViewStore`]: the bounded, persistent map from the view ids in the read side's trace ids to the questions
 //!   they answered ([`StoredView`], [`ViewLimits`]), in its own file beside the spans ([`SpanStore::views`]).
@@ -29,7 +29,7 @@
 //! assert_eq!(store.span_count().unwrap(), 1);
 //!
 //! // Without knowing the cluster or the group:
-//! let found = store.find_objects(None, None, "deployments", "default", "nginx").unwrap();
+//! let found = store.find_objects(&"deployments/default/nginx".parse().unwrap(), usize::MAX).unwrap();
 //! assert_eq!(found, vec![key.clone()]);
 //! let windows = store.windows_of(&key, at, at).unwrap();
 //! assert_eq!(windows[0].trace_id, span.trace_id);
@@ -43,8 +43,8 @@ mod views;
 
 pub use error::StoreError;
 pub use store::{
-    AllSpans, LAYOUT_VERSION, ObjectFilter, PreparedBatch, STORE_FILE_NAME, SpanStore,
-    StoreOptions, StoredWindow, WriteDurability,
+    AllSpans, LAYOUT_VERSION, PreparedBatch, STORE_FILE_NAME, SpanStore, StoreOptions,
+    StoredWindow, WriteDurability,
 };
 pub use views::{StoredView, VIEWS_FILE_NAME, ViewLimits, ViewStore};
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use kelemetry_core::{ObjectKey, SpanId, SpanKind, SpanRecord, TraceId};
+use kelemetry_core::{ObjectKey, ObjectSelector, SpanId, SpanKind, SpanRecord, TraceId};
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableDefinition,
@@ -139,33 +139,6 @@ pub struct StoredWindow {
     pub end: Timestamp,
     /// The trace whose root is the object span of this window.
     pub trace_id: TraceId,
-}
-
-/// Which objects [`SpanStore::search_objects`] returns. Every field left `None` matches anything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObjectFilter {
-    /// Cluster name.
-    pub cluster: Option<String>,
-    /// API group (`""` for the core group).
-    pub group: Option<String>,
-    /// Resource (plural). Lookups that name it read only the matching part of the index.
-    pub resource: Option<String>,
-    /// Namespace (`""` for cluster-scoped objects).
-    pub namespace: Option<String>,
-    /// Object name.
-    pub name: Option<String>,
-}
-
-impl ObjectFilter {
-    fn matches(&self, key: &ObjectKey) -> bool {
-        let field =
-            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|want| want == have);
-        field(&self.cluster, &key.cluster)
-            && field(&self.group, &key.group)
-            && field(&self.resource, &key.resource)
-            && field(&self.namespace, &key.namespace)
-            && field(&self.name, &key.name)
-    }
 }
 
 enum Handle {
@@ -583,41 +556,22 @@ impl SpanStore {
         Ok(out)
     }
 
-    /// The objects called `resource`/`namespace`/`name`, in any cluster and group unless given. This is how
-    /// `show deployments/default/nginx` finds the object without knowing its group or cluster.
-    pub fn find_objects(
-        &self,
-        cluster: Option<&str>,
-        group: Option<&str>,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Vec<ObjectKey>, StoreError> {
-        let filter = ObjectFilter {
-            cluster: cluster.map(str::to_owned),
-            group: group.map(str::to_owned),
-            resource: Some(resource.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            name: Some(name.to_owned()),
-        };
-        self.search_objects(&filter, usize::MAX)
-    }
-
-    /// Up to `limit` objects that match `filter`, in index order (resource, namespace, name, cluster, group).
+    /// Up to `limit` objects that `selector` selects, in index order (resource, namespace, name, cluster, group).
+    /// This is how `show deployments/default/nginx` finds the object without knowing its group or cluster.
     ///
-    /// The index is ordered by resource, then namespace, then name: a filter that fixes a prefix of these reads
+    /// The index is ordered by resource, then namespace, then name: a selector that fixes a prefix of these reads
     /// only that part of the index; otherwise the whole object index is scanned (one entry per object, not per
     /// span).
-    pub fn search_objects(
+    pub fn find_objects(
         &self,
-        filter: &ObjectFilter,
+        selector: &ObjectSelector,
         limit: usize,
     ) -> Result<Vec<ObjectKey>, StoreError> {
         let txn = self.begin_read()?;
         let table = txn
             .open_table(OBJECTS)
             .map_err(|e| self.storage("open the objects table", e))?;
-        let prefix: Vec<&str> = [&filter.resource, &filter.namespace, &filter.name]
+        let prefix: Vec<&str> = [&selector.resource, &selector.namespace, &selector.name]
             .into_iter()
             .map_while(|f| f.as_deref())
             .collect();
@@ -638,7 +592,7 @@ impl SpanStore {
                 break;
             }
             let key = ObjectKey::new(cluster, group, resource, namespace, name);
-            if filter.matches(&key) {
+            if selector.matches(&key) {
                 out.push(key);
             }
         }

@@ -1,14 +1,11 @@
 use jiff::Timestamp;
 use kelemetry_core::span::{activity_span, link_span, object_span};
 use kelemetry_core::{
-    Activity, Link, LinkRole, LogKind, LogLine, Object, ObjectKey, ObjectRef, SourceKind,
+    Activity, Link, LogKind, LogLine, Object, ObjectKey, ObjectRef, ObjectSelector, SourceKind,
     SpanRecord, TraceId, Window, Windowing,
 };
 
-use crate::{
-    ObjectFilter, PreparedBatch, STORE_FILE_NAME, SpanStore, StoreError, StoreOptions,
-    WriteDurability,
-};
+use crate::{PreparedBatch, STORE_FILE_NAME, SpanStore, StoreError, StoreOptions, WriteDurability};
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
@@ -29,12 +26,9 @@ fn object(cluster: &str, group: &str, resource: &str, ns: &str, name: &str) -> O
 /// An object span, a link span and two activity spans (one with logs) in one window of one deployment.
 fn trace_of(object_ref: &ObjectRef, when: &str) -> Vec<SpanRecord> {
     let w = window(when);
-    let link = Link {
-        object: object("prod", "apps", "replicasets", "default", "nginx-1"),
-        role: LinkRole::Child,
-        class: "children".into(),
-        dedup_id: "ownerReference".into(),
-    };
+    let link = Link::child(object("prod", "apps", "replicasets", "default", "nginx-1"))
+        .with_class("children")
+        .with_dedup_id("ownerReference");
     let mut update = Activity::new(
         Object::new(object_ref.clone()),
         SourceKind::Audit,
@@ -200,14 +194,13 @@ fn find_objects_without_group_or_cluster() {
     for o in &objects {
         store.write_spans(&trace_of(o, when)).unwrap();
     }
-    let names =
-        |found: Vec<ObjectKey>| -> Vec<String> { found.iter().map(ToString::to_string).collect() };
+    let names = |selector: ObjectSelector| -> Vec<String> {
+        let found = store.find_objects(&selector, usize::MAX).unwrap();
+        found.iter().map(ToString::to_string).collect()
+    };
+    let nginx: ObjectSelector = "deployments/default/nginx".parse().unwrap();
     assert_eq!(
-        names(
-            store
-                .find_objects(None, None, "deployments", "default", "nginx")
-                .unwrap()
-        ),
+        names(nginx.clone()),
         [
             "prod/apps/deployments/default/nginx",
             "prod/example.com/deployments/default/nginx",
@@ -215,52 +208,28 @@ fn find_objects_without_group_or_cluster() {
         ]
     );
     assert_eq!(
-        names(
-            store
-                .find_objects(Some("prod"), None, "deployments", "default", "nginx")
-                .unwrap()
-        ),
+        names(nginx.clone().with_cluster("prod")),
         [
             "prod/apps/deployments/default/nginx",
             "prod/example.com/deployments/default/nginx"
         ]
     );
     assert_eq!(
-        names(
-            store
-                .find_objects(None, Some("apps"), "deployments", "default", "nginx")
-                .unwrap()
-        ),
+        names("deployments.apps/default/nginx".parse().unwrap()),
         [
             "prod/apps/deployments/default/nginx",
             "staging/apps/deployments/default/nginx"
         ]
     );
-    assert!(
-        store
-            .find_objects(None, None, "deployments", "default", "ngin")
-            .unwrap()
-            .is_empty()
-    );
-    let everything = store
-        .search_objects(&ObjectFilter::default(), usize::MAX)
-        .unwrap();
-    assert_eq!(everything.len(), objects.len());
-    let in_default = ObjectFilter {
-        resource: Some("deployments".into()),
-        namespace: Some("default".into()),
-        ..ObjectFilter::default()
-    };
-    assert_eq!(
-        store.search_objects(&in_default, usize::MAX).unwrap().len(),
-        4
-    );
-    assert_eq!(store.search_objects(&in_default, 2).unwrap().len(), 2);
-    let by_name = ObjectFilter {
-        name: Some("nginx".into()),
-        ..ObjectFilter::default()
-    };
-    assert_eq!(store.search_objects(&by_name, usize::MAX).unwrap().len(), 5);
+    assert!(names("deployments/default/ngin".parse().unwrap()).is_empty());
+    assert_eq!(names(ObjectSelector::any()).len(), objects.len());
+    let in_default = ObjectSelector::any()
+        .with_resource("deployments")
+        .with_namespace("default");
+    assert_eq!(names(in_default.clone()).len(), 4);
+    assert_eq!(store.find_objects(&in_default, 2).unwrap().len(), 2);
+    assert_eq!(names(ObjectSelector::any().with_name("nginx")).len(), 5);
+    assert_eq!(names("pods/*/nginx".parse().unwrap()).len(), 1);
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! [`ViewStore`]: the views the read side handed out trace ids for, so that a trace id resolves back into the
 //! question it answered.
 //!
-//! A trace id of the read side carries a display mode and a 64-bit "view id" (reference §2.7). Object trace ids
-//! are deterministic, so the view id is a hash of the question (the objects asked about and the time range), and
-//! this store remembers, per view id, that question. It is bounded (the original's trace cache grows forever,
-//! reference §14 item 14): entries older than [`ViewLimits::max_age`] are gone, and beyond
+//! A trace id of the read side carries a display mode and a 64-bit "view id"
+//! (docs/behaviour/display-modes.md#mode-digits-in-trace-ids). Object trace ids are deterministic, so the view id
+//! is a hash of the question (the objects asked about and the time range), and this store remembers, per view id,
+//! that question. It is bounded (the original's trace cache grows forever; docs/behaviour/query-api.md#view-ids):
+//! entries older than [`ViewLimits::max_age`] are gone, and beyond
 //! [`ViewLimits::max_entries`] the oldest go first. Storing a view again refreshes its age.
 //!
 //! It lives in its own file, [`VIEWS_FILE_NAME`], beside the span file, so that a serving process can hold the

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kelemetry_core::context::{ObjectRefError, object_ref_of};
-use kelemetry_core::{Activity, Object, ObjectRef, ObjectSpanContext, SourceKind, Windowing};
+use kelemetry_core::{
+    Activity, Object, ObjectKey, ObjectRef, ObjectSpanContext, SourceKind, Windowing,
+};
 use kube_core::Resource;
 use tracing::Instrument;
 use tracing::field::{Empty, display};
@@ -18,6 +20,7 @@ use crate::activities::{ActivityRecorder, RecordError};
 
 /// How a controller's span joins the object's span.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Attachment {
     /// The span becomes a child of the object span: it lives in the object's trace (the default).
     #[default]
@@ -52,10 +55,12 @@ pub enum Attached {
 /// let mut config_map = ConfigMap::default();
 /// config_map.metadata.name = Some("settings".into());
 /// config_map.metadata.namespace = Some("default".into());
-/// let context = objects.span_context(&config_map, "2024-05-01T12:00:00Z".parse().unwrap()).unwrap();
+/// let at = "2024-05-01T12:00:00Z".parse().unwrap();
+/// let context = objects.span_context(&config_map, at).unwrap();
 /// // The same ids Kelemetry writes for the ConfigMap's span of that window.
-/// let key = objects.object_ref(&config_map).unwrap().key;
-/// let window = kelemetry_core::Windowing::default().window_of("2024-05-01T12:00:00Z".parse().unwrap());
+/// let key = objects.object_key(&config_map).unwrap();
+/// assert_eq!(key.to_string(), "prod//configmaps/default/settings");
+/// let window = kelemetry_tracing::Windowing::default().window_of(at);
 /// assert_eq!(context.trace_id, kelemetry_core::TraceId::for_object(&key, window));
 /// ```
 #[derive(Clone)]
@@ -63,6 +68,7 @@ pub struct ObjectTracing {
     inner: Arc<Settings>,
 }
 
+#[derive(Clone)]
 struct Settings {
     cluster: String,
     source: SourceKind,
@@ -102,19 +108,12 @@ impl ObjectTracing {
     }
 
     fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = Settings {
-            cluster: self.inner.cluster.clone(),
-            source: self.inner.source.clone(),
-            windowing: self.inner.windowing,
-            attachment: self.inner.attachment,
-            activities: self.inner.activities.clone(),
-        };
-        change(&mut settings);
-        self.inner = Arc::new(settings);
+        change(Arc::make_mut(&mut self.inner));
         self
     }
 
-    /// The windowing Kelemetry runs with (it must match, or the ids differ).
+    /// The windowing Kelemetry runs with (it must match, or the ids differ). It places the reconcile spans and
+    /// the custom activities alike.
     pub fn with_windowing(self, windowing: Windowing) -> Self {
         self.with(|s| s.windowing = windowing)
     }
@@ -124,7 +123,8 @@ impl ObjectTracing {
         self.with(|s| s.attachment = attachment)
     }
 
-    /// Where [`ObjectTracing::record`] sends custom activities.
+    /// Where [`ObjectTracing::record`] sends custom activities (placed in the windows of
+    /// [`ObjectTracing::with_windowing`]).
     pub fn with_activities(self, recorder: ActivityRecorder) -> Self {
         self.with(|s| s.activities = Some(recorder))
     }
@@ -139,8 +139,22 @@ impl ObjectTracing {
         &self.inner.source
     }
 
-    /// The [`ObjectRef`] of a kube object in this cluster.
-    pub fn object_ref<K>(&self, object: &K) -> Result<ObjectRef, ObjectRefError>
+    /// The windowing of the object spans.
+    pub fn windowing(&self) -> Windowing {
+        self.inner.windowing
+    }
+
+    /// The [`ObjectKey`] of a kube object in this cluster: the key its object span is computed from.
+    pub fn object_key<K>(&self, object: &K) -> Result<ObjectKey, ObjectRefError>
+    where
+        K: Resource,
+        K::DynamicType: Default,
+    {
+        Ok(self.object_ref(object)?.key)
+    }
+
+    /// The key, version and uid of a kube object in this cluster.
+    fn object_ref<K>(&self, object: &K) -> Result<ObjectRef, ObjectRefError>
     where
         K: Resource,
         K::DynamicType: Default,
@@ -241,9 +255,23 @@ impl ObjectTracing {
     /// `reconcile` span that is a child of the object's span, and is marked as failed on error. The common case
     /// is one line:
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use futures::StreamExt;
+    /// # use k8s_openapi::api::core::v1::ConfigMap;
+    /// # use kube::runtime::{Controller, controller::Action, watcher};
+    /// # #[derive(Debug, thiserror::Error)]
+    /// # #[error("failed")]
+    /// # struct Error;
+    /// # async fn reconcile(_: Arc<ConfigMap>, _: Arc<()>) -> Result<Action, Error> { Ok(Action::await_change()) }
+    /// # fn error_policy(_: Arc<ConfigMap>, _: &Error, _: Arc<()>) -> Action { Action::await_change() }
+    /// # async fn run(api: kube::Api<ConfigMap>, context: Arc<()>) {
+    /// let objects = kelemetry_tracing::ObjectTracing::new("prod", "my-controller");
     /// Controller::new(api, watcher::Config::default())
     ///     .run(objects.reconciler(reconcile), error_policy, context)
+    ///     .for_each(|_| async {})
+    ///     .await;
+    /// # }
     /// ```
     pub fn reconciler<K, Ctx, F, Fut, T, E>(
         &self,
@@ -310,7 +338,7 @@ impl ObjectTracing {
     /// Records a custom activity through the configured [`ActivityRecorder`].
     pub async fn record(&self, activity: Activity) -> Result<(), RecordError> {
         match &self.inner.activities {
-            Some(recorder) => recorder.record(activity).await,
+            Some(recorder) => recorder.record(activity, &self.inner.windowing).await,
             None => Err(RecordError::NoRecorder),
         }
     }

@@ -6,19 +6,18 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kelemetry_core::context::object_ref_of;
 use kelemetry_core::{
-    Activity, MemoryExporter, Object, ObjectRef, Pipeline, Shutdown, SourceKind, SpanKind,
-    SpanRecord, Windowing,
+    Activity, CancellationToken, MemoryExporter, Object, ObjectRef, Pipeline, SourceKind, SpanKind,
+    SpanRecord,
 };
 use kelemetry_query::display::{BaseMode, DisplayKind};
 use kelemetry_query::{DisplayMode, StoreReader, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_tracing::{
-    ActivityRecorder, Attached, Attachment, ObjectTracing, RecordError, SpanRecordExporter,
+    ActivityRecorder, Attached, Attachment, ControllerTracing, ObjectTracing, RecordError,
+    SetupError, TracerSetup, Windowing,
 };
-use opentelemetry::trace::TracerProvider;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -31,45 +30,34 @@ fn config_map(name: &str) -> ConfigMap {
     object
 }
 
-/// A tracer provider exporting through Kelemetry span records into memory, and the subscriber using it.
+/// A controller's tracing exporting through Kelemetry span records into memory, and the subscriber using it.
 struct Controller {
     spans: Arc<MemoryExporter>,
-    provider: SdkTracerProvider,
+    telemetry: ControllerTracing,
     guard: Option<tracing::subscriber::DefaultGuard>,
 }
 
 impl Controller {
     fn start() -> Self {
+        Self::start_with(TracerSetup::new("tracetest", "configmap-sync"))
+    }
+
+    fn start_with(setup: TracerSetup) -> Self {
         let spans = Arc::new(MemoryExporter::new(10_000));
-        let provider = SdkTracerProvider::builder()
-            .with_resource(
-                Resource::builder()
-                    .with_service_name("configmap-sync")
-                    .build(),
-            )
-            .with_batch_exporter(SpanRecordExporter::new(
-                spans.clone(),
-                tokio::runtime::Handle::current(),
-            ))
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("configmap-sync")));
+        let telemetry = setup.with_exporter(spans.clone()).build().unwrap();
+        let subscriber = tracing_subscriber::registry().with(telemetry.layer());
         let guard = Some(tracing::subscriber::set_default(subscriber));
         Self {
             spans,
-            provider,
+            telemetry,
             guard,
         }
     }
 
-    /// Ends tracing and flushes the provider (off the runtime's worker, since the SDK blocks).
+    /// Ends tracing and flushes the provider.
     async fn finish(mut self) -> Vec<SpanRecord> {
         self.guard.take();
-        let provider = self.provider.clone();
-        tokio::task::spawn_blocking(move || provider.force_flush())
-            .await
-            .unwrap()
-            .unwrap();
+        self.telemetry.flush().await.unwrap();
         self.spans.spans()
     }
 }
@@ -81,9 +69,8 @@ struct Broken;
 #[tokio::test(flavor = "multi_thread")]
 async fn reconcile_spans_are_children_of_the_object_span_and_show_inside_it() {
     let controller = Controller::start();
-    let objects = ObjectTracing::new("tracetest", "configmap-sync").with_activities(
-        ActivityRecorder::exporter(controller.spans.clone(), Windowing::default()),
-    );
+    // Custom activities go to the setup's exporter too.
+    let objects = controller.telemetry.objects().clone();
     let settings = Arc::new(config_map("settings"));
     let context = Arc::new(());
 
@@ -172,7 +159,7 @@ async fn reconcile_spans_are_children_of_the_object_span_and_show_inside_it() {
 
     // Kelemetry's own activity for the same object (an audit record), then everything into one store.
     let window = Windowing::default().window_of(jiff::Timestamp::now());
-    let object_ref = objects.object_ref(&*settings).unwrap();
+    let object_ref = object_ref_of("tracetest", &*settings).unwrap();
     let audit = Activity::new(
         Object::new(object_ref.clone()),
         SourceKind::Audit,
@@ -305,8 +292,7 @@ async fn activities_through_a_pipeline_get_their_object_span_from_the_pipeline()
     let pipeline = Pipeline::builder().exporter(exporter.clone()).build();
     let objects = ObjectTracing::new("tracetest", "configmap-sync")
         .with_activities(ActivityRecorder::pipeline(pipeline.sink()));
-    let (_trigger, shutdown) = Shutdown::new();
-    let running = tokio::spawn(pipeline.run(shutdown));
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
     let settings = config_map("settings");
     objects
         .record_on(&settings, "synced 3 keys", [("keys", "3")])
@@ -332,8 +318,71 @@ async fn activities_through_a_pipeline_get_their_object_span_from_the_pipeline()
     assert_eq!(
         ObjectRef::new(object.object_key().unwrap(), "v1", None).key,
         ObjectTracing::new("tracetest", "x")
-            .object_ref(&settings)
+            .object_key(&settings)
             .unwrap()
-            .key
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_windowing_given_once_places_reconcile_spans_and_activities_alike() {
+    let windowing = Windowing::new(60).unwrap();
+    let controller = Controller::start_with(
+        TracerSetup::new("tracetest", "configmap-sync").with_windowing(windowing),
+    );
+    let objects = controller.telemetry.objects().clone();
+    assert_eq!(objects.windowing(), windowing);
+    let settings = config_map("settings");
+    let before = jiff::Timestamp::now();
+    objects
+        .traced(&settings, async {
+            objects
+                .record_on(&settings, "synced 3 keys", [("keys", "3")])
+                .await
+        })
+        .await
+        .unwrap();
+    let after = jiff::Timestamp::now();
+    let spans = controller.finish().await;
+    // The minute-long window of the run (or the next one, when the run crossed a minute).
+    let traces: Vec<_> = [before, after]
+        .iter()
+        .map(|at| objects.span_context(&settings, *at).unwrap().trace_id)
+        .collect();
+    let default_window = ObjectTracing::new("tracetest", "configmap-sync")
+        .span_context(&settings, before)
+        .unwrap();
+    for name in ["reconcile", "synced 3 keys"] {
+        let span = spans.iter().find(|s| s.name == name).unwrap();
+        assert!(traces.contains(&span.trace_id), "{name}: {span:#?}");
+        assert_ne!(span.trace_id, default_window.trace_id, "{name}");
+    }
+}
+
+#[test]
+fn an_exporter_needs_a_runtime_and_a_bare_setup_does_not() {
+    let with_exporter = TracerSetup::new("tracetest", "configmap-sync")
+        .with_exporter(Arc::new(MemoryExporter::new(10)))
+        .build();
+    assert!(matches!(with_exporter, Err(SetupError::NoRuntime)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let given = TracerSetup::new("tracetest", "configmap-sync")
+        .with_exporter(Arc::new(MemoryExporter::new(10)))
+        .with_runtime(runtime.handle().clone())
+        .build()
+        .unwrap();
+    assert!(format!("{given:?}").contains("memory"), "{given:?}");
+    let bare = TracerSetup::new("tracetest", "configmap-sync")
+        .build()
+        .unwrap();
+    assert!(matches!(
+        runtime.block_on(
+            bare.objects()
+                .record_on(&config_map("x"), "x", [("a", "b")])
+        ),
+        Err(RecordError::NoRecorder)
+    ));
+    runtime.block_on(bare.shutdown()).unwrap();
+    drop(given);
 }

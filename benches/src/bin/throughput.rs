@@ -29,7 +29,7 @@ use kelemetry_benches::corpus::{
 use kelemetry_benches::counting_alloc::CountingAllocator;
 use kelemetry_core::decorate::DiffDecorator;
 use kelemetry_core::{
-    BoundedLedger, DiscardExporter, Pipeline, PipelineReport, ResourceMap, Shutdown,
+    BoundedLedger, CancellationToken, DiscardExporter, Pipeline, PipelineReport, ResourceMap,
 };
 use kelemetry_linkers::OwnerLinker;
 use kelemetry_sources::{AuditFileSource, ReadReport};
@@ -351,7 +351,7 @@ async fn pipeline_throughput(
         .exporter(Arc::new(DiscardExporter))
         .source(Box::new(source))
         .build();
-    let (_trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let report = pipeline.run(shutdown).await;
     let elapsed = start.elapsed();
     let read = counters.snapshot();
@@ -401,7 +401,7 @@ async fn retained_state(path: &Path, body_cache: usize) -> Result<Retained, Harn
         .build();
     let stats = pipeline.stats();
     let sink = pipeline.sink();
-    let (_trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let running = tokio::spawn(pipeline.run(shutdown));
     let mut last = (u64::MAX, u64::MAX);
     let mut quiet_polls = 0;

@@ -10,12 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use kelemetry_core::Windowing;
-use kelemetry_exporters::otlp_exporter::{OtlpConfig, OtlpExporter};
-use kelemetry_tracing::{ActivityRecorder, ObjectTracing, SpanRecordExporter};
-use opentelemetry::trace::TracerProvider;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use configmap_sync::{FIELD_MANAGER, SyncController};
+use kelemetry_core::{Exporter, Pipeline, lifecycle};
+use kelemetry_exporters::{OtlpConfig, OtlpExporter};
+use kelemetry_tracing::{TracerSetup, Windowing};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -48,51 +46,61 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let windowing = Windowing::new(args.window_secs)?;
-    let otlp = Arc::new(OtlpExporter::new(
+    let otlp: Arc<dyn Exporter> = Arc::new(OtlpExporter::new(
         OtlpConfig::grpc(&args.otlp_endpoint)
-            .with_resource_attribute("service.name", configmap_sync::FIELD_MANAGER),
+            .with_resource_attribute("service.name", FIELD_MANAGER),
     )?);
 
-    // 1. The controller's own tracer provider, its spans exported over OTLP.
-    let provider = SdkTracerProvider::builder()
-        .with_resource(
-            Resource::builder()
-                .with_service_name(configmap_sync::FIELD_MANAGER)
-                .build(),
-        )
-        .with_batch_exporter(SpanRecordExporter::new(
-            otlp.clone(),
-            tokio::runtime::Handle::current(),
-        ))
-        .build();
+    // 1. The controller's tracing: its spans over OTLP, inside the objects' spans of Kelemetry's windows.
+    let telemetry = TracerSetup::new(&args.cluster, FIELD_MANAGER)
+        .with_windowing(windowing)
+        .with_exporter(otlp.clone())
+        .build()?;
     tracing_subscriber::registry()
         .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with(tracing_subscriber::fmt::layer())
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("configmap-sync")))
+        .with(telemetry.layer())
         .init();
 
-    // 2. Which cluster, and where activities go.
-    let objects = ObjectTracing::new(&args.cluster, configmap_sync::FIELD_MANAGER)
-        .with_windowing(windowing)
-        .with_activities(ActivityRecorder::exporter(otlp.clone(), windowing));
+    // 2. The controller runs as the source of a Kelemetry pipeline, which takes its custom activities and owns
+    //    its lifecycle: the first SIGINT/SIGTERM lets the reconciles in flight finish, then drains and flushes;
+    //    a second one stops at once.
+    let controller = SyncController::new(
+        client(args.kubeconfig.as_deref()).await?,
+        telemetry.objects().clone(),
+    );
+    let pipeline = Pipeline::builder()
+        .windowing(windowing)
+        .exporter(otlp)
+        .source(Box::new(controller))
+        .stop_when_a_source_ends(true)
+        .build();
+    let signals = lifecycle::shutdown_on_signals();
+    let report = pipeline
+        .run_until(signals.graceful, signals.immediate)
+        .await;
+    tracing::info!(stop = %report.stop, activities = report.activities, "stopped");
 
-    let client = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-            let config = kube::Config::from_custom_kubeconfig(
-                kubeconfig,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await?;
-            kube::Client::try_from(config)?
-        }
-        None => kube::Client::try_default().await?,
-    };
-    tokio::select! {
-        () = configmap_sync::run(client, objects) => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+    // 3. The reconcile spans still buffered.
+    telemetry.shutdown().await?;
+    match report.source_errors.first() {
+        Some(failure) => Err(failure.to_string().into()),
+        None => Ok(()),
     }
-    tokio::task::spawn_blocking(move || provider.shutdown()).await??;
-    kelemetry_core::Exporter::flush(&*otlp).await?;
-    Ok(())
+}
+
+/// The apiserver client of `kubeconfig`, or of the default configuration.
+async fn client(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let Some(path) = kubeconfig else {
+        return Ok(kube::Client::try_default().await?);
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }

@@ -1,7 +1,8 @@
 //! End to end on a live test cluster (`KELEMETRY_E2E=1`; see kelemetry-testkit): the apiserver sends its audit
 //! batches to a `kelemetry run` process (webhook, Events, object watch, embedded store); the example controller
-//! runs against the cluster with its spans exported through `SpanRecordExporter`; a `ConfigMapSync` is created and
-//! changed with kubectl. Then kelemetry is stopped, the controller's spans are written into the same store (a
+//! runs against the cluster as the source of an in-process pipeline, its spans exported through a `TracerSetup`;
+//! a `ConfigMapSync` is created and changed with kubectl. Then the controller's pipeline is shut down through its
+//! token, kelemetry is stopped, the controller's spans are written into the same store (a
 //! store has one writer at a time; in production both write to Jaeger or Tempo over OTLP), and the trace view of
 //! the `ConfigMapSync` must show the controller's reconcile spans inside the resource's span, next to the audit
 //! records of the same writes, and the ConfigMap it writes under it with the controller's activity.
@@ -16,18 +17,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use configmap_sync::FIELD_MANAGER;
-use kelemetry_core::{MemoryExporter, ObjectKey, Windowing};
+use configmap_sync::{FIELD_MANAGER, SyncController};
+use kelemetry_core::{CancellationToken, MemoryExporter, ObjectKey, Pipeline, StopCause};
 use kelemetry_query::display::{BaseMode, DisplayKind, Modifier};
 use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_testkit::{
     ClusterOptions, KelemetryProcess, TestCluster, e2e_enabled, free_loopback_port, wait_until,
 };
-use kelemetry_tracing::{ActivityRecorder, ObjectTracing, SpanRecordExporter};
-use opentelemetry::trace::TracerProvider;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use kelemetry_tracing::TracerSetup;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The `kelemetry` binary of this workspace's target dir, built when missing.
@@ -132,25 +130,24 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
     let kelemetry = KelemetryProcess::start(&kelemetry_binary(), &config, "warn");
     std::thread::sleep(Duration::from_secs(3));
 
-    // The controller, in this process, its spans into memory through Kelemetry span records.
+    // The controller, in this process, as the source of a pipeline: its spans and activities into memory.
     let spans = Arc::new(MemoryExporter::new(100_000));
-    let provider = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(FIELD_MANAGER).build())
-        .with_batch_exporter(SpanRecordExporter::new(
-            spans.clone(),
-            tokio::runtime::Handle::current(),
-        ))
+    let telemetry = TracerSetup::new("tracetest", FIELD_MANAGER)
+        .with_exporter(spans.clone())
+        .build()
+        .unwrap();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(telemetry.layer()))
+        .unwrap();
+    let pipeline = Pipeline::builder()
+        .exporter(spans.clone())
+        .source(Box::new(SyncController::new(
+            client(cluster.kubeconfig()).await,
+            telemetry.objects().clone(),
+        )))
+        .stop_when_a_source_ends(true)
         .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(FIELD_MANAGER)));
-    tracing::subscriber::set_global_default(subscriber).unwrap();
-    let objects = ObjectTracing::new("tracetest", FIELD_MANAGER).with_activities(
-        ActivityRecorder::exporter(spans.clone(), Windowing::default()),
-    );
-    let controller = tokio::spawn(configmap_sync::run(
-        client(cluster.kubeconfig()).await,
-        objects,
-    ));
+    let shutdown = CancellationToken::new();
+    let controller = tokio::spawn(pipeline.run(shutdown.clone()));
 
     // Create, then change, the custom resource.
     let resource = serde_json::json!({
@@ -186,13 +183,12 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
         std::thread::sleep(Duration::from_secs(8));
     });
 
-    controller.abort();
-    let _ = controller.await;
-    let flushing = provider.clone();
-    tokio::task::spawn_blocking(move || flushing.force_flush())
-        .await
-        .unwrap()
-        .unwrap();
+    shutdown.cancel();
+    let report = controller.await.unwrap();
+    assert_eq!(report.stop, StopCause::Shutdown);
+    assert!(report.source_errors.is_empty(), "{report:#?}");
+    assert!(report.activities >= 4, "{report:#?}");
+    telemetry.flush().await.unwrap();
     let summary = tokio::task::block_in_place(|| kelemetry.stop());
     eprintln!("{summary}");
     assert!(summary.contains(" 0 lost"), "{summary}");

@@ -19,9 +19,7 @@
 //! ```
 
 use async_trait::async_trait;
-use kelemetry_core::{
-    Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef,
-};
+use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
 use kelemetry_linkers::body::body_of;
 use kelemetry_linkers::link_error;
 use serde_json::Value;
@@ -68,12 +66,11 @@ impl Linker for RolloutServiceLinker {
                 }
             };
             let service = ObjectKey::new(&key.cluster, "", "services", &key.namespace, name);
-            links.push(Link {
-                object: ObjectRef::new(service, "v1", None),
-                role: LinkRole::Child,
-                class: part.to_owned(),
-                dedup_id: part.to_owned(),
-            });
+            links.push(
+                Link::child(ObjectRef::new(service, "v1", None))
+                    .with_class(part)
+                    .with_dedup_id(part),
+            );
         }
         Ok(links)
     }

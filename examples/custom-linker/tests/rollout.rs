@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use custom_linker::RolloutServiceLinker;
 use kelemetry_core::{
-    Activity, MemoryExporter, Object, ObjectKey, ObjectRef, Observation, Pipeline, PipelineReport,
-    Record, ResourceMap, Shutdown, SourceKind,
+    Activity, CancellationToken, MemoryExporter, Object, ObjectKey, ObjectRef, Observation,
+    Pipeline, PipelineReport, Record, ResourceMap, SourceKind,
 };
 use kelemetry_query::{LinkSelector, StoreReader, ViewRequest, assemble};
 use kelemetry_store::SpanStore;
@@ -94,7 +94,7 @@ async fn run(records: Vec<Record>) -> (PipelineReport, MemoryExporter) {
     }
     let pipeline = builder.build();
     let sink = pipeline.sink();
-    let (_trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let running = tokio::spawn(pipeline.run(shutdown));
     for record in records {
         sink.send(record).await.unwrap();

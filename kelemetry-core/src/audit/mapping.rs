@@ -1,4 +1,5 @@
-//! From an [`AuditEvent`] to an [`Activity`] (reference §3.2, and the error logs of §3.3).
+//! From an [`AuditEvent`] to an [`Activity`] (docs/behaviour/audit.md; the error logs of failed requests:
+//! docs/behaviour/audit.md#failed-requests).
 
 use std::fmt;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Whether the Jaeger tests should run; prints a line saying why not when they should not.
-pub fn enabled(test: &str) -> bool {
+pub(crate) fn enabled(test: &str) -> bool {
     if std::env::var("KELEMETRY_JAEGER").as_deref() == Ok("1") {
         return true;
     }
@@ -22,7 +22,7 @@ pub fn enabled(test: &str) -> bool {
 }
 
 /// The workspace root (this file's crate is one level below it).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -31,11 +31,11 @@ pub fn workspace_root() -> PathBuf {
 
 /// One running Jaeger; stopped when dropped.
 #[derive(Debug)]
-pub struct Jaeger {
+pub(crate) struct Jaeger {
     /// The `--name` of its run dir.
-    pub name: String,
+    pub(crate) name: String,
     /// The `--remote-storage` address it reads from, if any.
-    pub remote_storage: Option<String>,
+    pub(crate) remote_storage: Option<String>,
     ports: HashMap<String, String>,
 }
 
@@ -51,12 +51,12 @@ fn run_dir(name: &str) -> PathBuf {
 
 impl Jaeger {
     /// Starts a Jaeger with in-memory storage in its own run dir `name` (stopping one left over there).
-    pub fn start(name: &str) -> Self {
+    pub(crate) fn start(name: &str) -> Self {
         Self::start_with(name, None)
     }
 
     /// Starts a Jaeger whose query side reads from the remote storage service at `address`.
-    pub fn start_with(name: &str, remote_storage: Option<&str>) -> Self {
+    pub(crate) fn start_with(name: &str, remote_storage: Option<&str>) -> Self {
         let _ = Command::new(script("down")).args(["--name", name]).status();
         let mut jaeger = Self {
             name: name.to_owned(),
@@ -92,7 +92,7 @@ impl Jaeger {
     }
 
     /// Stops it (the ports stay reserved in its run dir for [`Jaeger::restart`]).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let status = Command::new(script("down"))
             .args(["--name", &self.name])
             .status()
@@ -101,7 +101,7 @@ impl Jaeger {
     }
 
     /// Starts it again on the same ports (its in-memory storage starts empty).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.up(true);
     }
 
@@ -113,22 +113,22 @@ impl Jaeger {
     }
 
     /// `http://127.0.0.1:P` of the OTLP/gRPC receiver.
-    pub fn otlp_grpc(&self) -> String {
+    pub(crate) fn otlp_grpc(&self) -> String {
         format!("http://{}", self.port("JAEGER_OTLP_GRPC"))
     }
 
     /// `http://127.0.0.1:P` of the OTLP/HTTP receiver.
-    pub fn otlp_http(&self) -> String {
+    pub(crate) fn otlp_http(&self) -> String {
         format!("http://{}", self.port("JAEGER_OTLP_HTTP"))
     }
 
     /// `http://127.0.0.1:P` of Jaeger Query's HTTP API.
-    pub fn query_http(&self) -> String {
+    pub(crate) fn query_http(&self) -> String {
         format!("http://{}", self.port("JAEGER_QUERY_HTTP"))
     }
 
     /// The tail of its log, for assertion messages.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let log =
             std::fs::read_to_string(run_dir(&self.name).join("jaeger.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();

@@ -364,12 +364,9 @@ impl Rule {
     }
 
     fn link(&self, object: ObjectRef) -> Link {
-        Link {
-            object,
-            role: self.role,
-            class: self.class.clone(),
-            dedup_id: self.name.clone(),
-        }
+        Link::new(object, self.role)
+            .with_class(self.class.clone())
+            .with_dedup_id(self.name.clone())
     }
 }
 

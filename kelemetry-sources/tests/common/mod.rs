@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kelemetry_core::{
-    Activity, ActivitySink, Observation, Record, Rejection, Shutdown, SinkClosed, Source,
+    Activity, ActivitySink, CancellationToken, Observation, Record, Rejection, SinkClosed, Source,
 };
 
 /// Keeps every record, rejection and progress report.
@@ -74,7 +74,7 @@ impl CollectingSink {
 /// Runs a source to its end into a new collecting sink.
 pub async fn run(source: Box<dyn Source>) -> Arc<CollectingSink> {
     let sink = Arc::new(CollectingSink::default());
-    let (_trigger, shutdown) = Shutdown::new();
+    let shutdown = CancellationToken::new();
     source
         .run(sink.clone(), shutdown)
         .await

@@ -1,0 +1,99 @@
+//! The delivery task: takes requests' worth of spans from the buffer and sends each until it is delivered,
+//! rejected or abandoned, retrying with exponential backoff.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use kelemetry_core::{ExportError, SpanRecord};
+use tracing::{debug, error, info, warn};
+
+use super::buffer::Shared;
+use super::transport::{Prepared, Transport};
+
+/// The waits between retries: `initial`, doubling up to `max`. (Two lines of arithmetic; a backoff crate would
+/// add a dependency for them.)
+#[derive(Copy, Clone, Debug)]
+pub(super) struct Backoff {
+    pub(super) initial: Duration,
+    pub(super) max: Duration,
+}
+
+/// Runs until the exporter is dropped (the buffer closed and empty).
+pub(super) async fn deliver(
+    shared: Arc<Shared>,
+    transport: Transport,
+    backoff: Backoff,
+    max_batch: usize,
+) {
+    while let Some(batch) = shared.next_batch(max_batch).await {
+        shared.abandon.store(false, Relaxed);
+        let request = transport.request(&batch);
+        deliver_one(&shared, &transport, &request, &batch, backoff).await;
+        shared.request_finished();
+    }
+}
+
+/// Sends one request until it is delivered, rejected or abandoned, counting the outcome.
+async fn deliver_one(
+    shared: &Shared,
+    transport: &Transport,
+    request: &Prepared,
+    batch: &[SpanRecord],
+    backoff: Backoff,
+) {
+    let stats = &shared.stats;
+    let spans = batch.len() as u64;
+    let mut wait = backoff.initial;
+    let mut failures = 0u32;
+    loop {
+        let error = match transport.send(request.clone()).await {
+            Ok(rejected) => {
+                let rejected = rejected.min(spans);
+                stats.requests_sent.fetch_add(1, Relaxed);
+                stats.spans_exported.fetch_add(spans - rejected, Relaxed);
+                stats.spans_rejected.fetch_add(rejected, Relaxed);
+                if failures > 0 {
+                    info!(destination = %shared.destination, failures, "OTLP endpoint reachable again");
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        if !error.is_retryable() {
+            stats.spans_rejected.fetch_add(spans, Relaxed);
+            error!(destination = %shared.destination, spans, %error, "OTLP export rejected; spans dropped");
+            return;
+        }
+        failures += 1;
+        stats.requests_retried.fetch_add(1, Relaxed);
+        log_retry(shared, failures, spans, &error);
+        if wait_or_abandon(shared, wait).await {
+            stats.spans_dropped_undelivered.fetch_add(spans, Relaxed);
+            return;
+        }
+        wait = (wait * 2).min(backoff.max);
+    }
+}
+
+fn log_retry(shared: &Shared, failures: u32, spans: u64, error: &ExportError) {
+    if failures == 1 {
+        warn!(destination = %shared.destination, spans, %error, "OTLP export failed; retrying with backoff");
+    } else {
+        debug!(destination = %shared.destination, failures, %error, "OTLP export failed again");
+    }
+}
+
+/// Waits `wait` before the next attempt; `true` when a flush that timed out abandoned the request meanwhile.
+async fn wait_or_abandon(shared: &Shared, wait: Duration) -> bool {
+    let abandoned = shared.abandoned.notified();
+    tokio::pin!(abandoned);
+    abandoned.as_mut().enable();
+    if !shared.abandon.load(Relaxed) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = abandoned => {}
+        }
+    }
+    shared.abandon.swap(false, Relaxed)
+}

@@ -1,0 +1,278 @@
+//! [`OtlpExporter`]: spans to an OpenTelemetry Protocol endpoint (a Jaeger, a Tempo, a Collector, a vendor) over
+//! gRPC or HTTP/protobuf.
+//!
+//! Spans are built as data: each [`SpanRecord`] becomes an OTLP span through [`kelemetry_core::otlp`], with its
+//! trace id, span id, parent and times exactly as computed, one resource per service name (`object`, `link`,
+//! `audit`, `event`, ...). Nothing goes through a tracer, so nothing is re-timed or re-numbered.
+//!
+//! # Delivery
+//!
+//! [`Exporter::export`] only puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans) and
+//! returns; one background task per exporter sends the buffer in requests of at most
+//! [`OtlpConfig::max_batch_spans`] spans. So an endpoint that is down for a while does not hold the pipeline up:
+//!
+//! - a retryable failure (the endpoint is unreachable, gRPC `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
+//!   `RESOURCE_EXHAUSTED`..., HTTP 408, 429, 502, 503, 504) is retried with exponential backoff, from
+//!   [`OtlpConfig::initial_backoff`] up to [`OtlpConfig::max_backoff`], for as long as it takes, while new spans
+//!   wait in the buffer;
+//! - a batch that does not fit in the buffer any more is refused with a permanent [`ExportError`], so the pipeline
+//!   counts it as dropped, and it is counted in [`OtlpStats::spans_dropped_buffer_full`]; a warning is logged when
+//!   the buffer becomes full and a note when it has room again;
+//! - a permanent failure (gRPC `INVALID_ARGUMENT`, `UNAUTHENTICATED`..., other HTTP statuses) drops the request's
+//!   spans, counted in [`OtlpStats::spans_rejected`] and logged, as are spans the endpoint reports as rejected in a
+//!   partial success;
+//! - [`Exporter::flush`] waits until the buffer is delivered, at most [`OtlpConfig::flush_timeout`]; what is
+//!   still undelivered then is counted in [`OtlpStats::spans_dropped_undelivered`] and reported as an error.
+//!
+//! Nothing is dropped without being counted: accepted = exported + rejected + dropped undelivered + buffered.
+//!
+//! # Endpoints
+//!
+//! gRPC: `http://host:4317` or `https://host:4317` (TLS with the web PKI roots, or [`OtlpTls`]). HTTP:
+//! `http(s)://host:4318`; `/v1/traces` is appended unless the endpoint already ends with it. Headers (for
+//! example `authorization` or a tenant header such as Tempo's `x-scope-orgid`) go on every request; gzip compresses
+//! request bodies on both protocols.
+//!
+//! # Layout
+//!
+//! [`config`] holds [`OtlpConfig`]; the buffer and the state shared with the delivery task are in `buffer`, the
+//! task in `delivery`, the two protocols in `grpc` and `http` behind `transport`, the counters in `stats`.
+
+mod buffer;
+pub mod config;
+mod delivery;
+mod grpc;
+mod http;
+mod stats;
+mod transport;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kelemetry_core::{ExportError, Exporter, SpanRecord};
+use tracing::{error, info, warn};
+
+pub use config::{OtlpConfig, OtlpConfigError, OtlpProtocol, OtlpTls};
+pub use grpc::grpc_code_is_retryable;
+pub use http::{http_status_is_retryable, http_traces_url};
+pub use stats::{OtlpReport, OtlpStats};
+
+use buffer::{Buffer, Shared};
+use delivery::{Backoff, deliver};
+use transport::Transport;
+
+/// Sends spans to an OTLP endpoint; see the [module documentation](self) for delivery, retry and the buffer.
+///
+/// ```no_run
+/// use kelemetry_exporters::otlp_exporter::{OtlpConfig, OtlpExporter};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = OtlpConfig::grpc("https://tempo.example:4317")
+///     .with_header("x-scope-orgid", "team-a")
+///     .with_gzip(true);
+/// let exporter = OtlpExporter::new(config)?;
+/// // Hand it to a pipeline: `Pipeline::builder().exporter(std::sync::Arc::new(exporter))`.
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct OtlpExporter {
+    shared: Arc<Shared>,
+    capacity: usize,
+    flush_timeout: Duration,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl OtlpExporter {
+    /// An exporter for `config`; starts its delivery task, so it must be called inside a Tokio runtime. Nothing
+    /// is connected yet: an unreachable endpoint shows up as retried requests.
+    pub fn new(config: OtlpConfig) -> Result<Self, OtlpConfigError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| OtlpConfigError::NoRuntime)?;
+        let transport = Transport::new(&config)?;
+        let shared = Arc::new(Shared::new(format!(
+            "{} ({})",
+            config.endpoint, config.protocol
+        )));
+        let worker = runtime.spawn(deliver(
+            shared.clone(),
+            transport,
+            Backoff {
+                initial: config.initial_backoff,
+                max: config.max_backoff.max(config.initial_backoff),
+            },
+            config.max_batch_spans.max(1),
+        ));
+        Ok(Self {
+            shared,
+            capacity: config.buffer_spans.max(1),
+            flush_timeout: config.flush_timeout,
+            worker,
+        })
+    }
+
+    /// The counters, shared: they keep counting after this call.
+    pub fn stats(&self) -> Arc<OtlpStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Where spans go, for logs: the endpoint and the protocol.
+    pub fn destination(&self) -> &str {
+        &self.shared.destination
+    }
+
+    /// Counts and logs a batch refused because the buffer is full; the error the pipeline gets.
+    fn refuse(&self, buffer: &mut Buffer, batch: usize) -> ExportError {
+        let waiting = buffer.waiting();
+        self.shared
+            .stats
+            .spans_dropped_buffer_full
+            .fetch_add(batch as u64, Relaxed);
+        if !buffer.overflowing {
+            buffer.overflowing = true;
+            warn!(
+                destination = %self.shared.destination,
+                waiting,
+                capacity = self.capacity,
+                "OTLP buffer full: dropping new batches until it drains"
+            );
+        }
+        ExportError::permanent(format!(
+            "OTLP buffer for {} is full ({waiting} of {} spans waiting): a batch of {batch} spans was dropped",
+            self.shared.destination, self.capacity,
+        ))
+    }
+
+    /// Drops what is still undelivered when a flush timed out; the error the flush returns.
+    fn give_up(&self) -> ExportError {
+        let mut buffer = self.shared.lock();
+        let queued = buffer.spans.len();
+        let in_flight = buffer.in_flight;
+        buffer.spans.clear();
+        self.shared.set_buffered(&buffer);
+        drop(buffer);
+        self.shared
+            .stats
+            .spans_dropped_undelivered
+            .fetch_add(queued as u64, Relaxed);
+        if in_flight > 0 {
+            // The delivery task counts the request it drops.
+            self.shared.abandon.store(true, Relaxed);
+            self.shared.abandoned.notify_one();
+        }
+        error!(
+            destination = %self.shared.destination,
+            spans = queued + in_flight,
+            timeout = ?self.flush_timeout,
+            "OTLP flush timed out; undelivered spans dropped"
+        );
+        ExportError::retryable(format!(
+            "{} spans were not delivered to {} within {:?} and were dropped",
+            queued + in_flight,
+            self.shared.destination,
+            self.flush_timeout
+        ))
+    }
+}
+
+impl Drop for OtlpExporter {
+    fn drop(&mut self) {
+        let mut buffer = self.shared.lock();
+        let undelivered = buffer.waiting();
+        buffer.spans.clear();
+        buffer.in_flight = 0;
+        buffer.closed = true;
+        self.shared.set_buffered(&buffer);
+        drop(buffer);
+        self.worker.abort();
+        if undelivered > 0 {
+            self.shared
+                .stats
+                .spans_dropped_undelivered
+                .fetch_add(undelivered as u64, Relaxed);
+            warn!(
+                destination = %self.shared.destination,
+                spans = undelivered,
+                "OTLP exporter dropped with spans undelivered"
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpExporter {
+    fn name(&self) -> &str {
+        "otlp"
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut buffer = self.shared.lock();
+        if buffer.waiting() + batch.len() > self.capacity {
+            return Err(self.refuse(&mut buffer, batch.len()));
+        }
+        if buffer.overflowing {
+            buffer.overflowing = false;
+            info!(
+                destination = %self.shared.destination,
+                dropped_so_far = self.shared.stats.spans_dropped_buffer_full.load(Relaxed),
+                "OTLP buffer has room again"
+            );
+        }
+        buffer.spans.extend(batch.iter().cloned());
+        self.shared.set_buffered(&buffer);
+        drop(buffer);
+        self.shared
+            .stats
+            .spans_accepted
+            .fetch_add(batch.len() as u64, Relaxed);
+        self.shared.arrived.notify_one();
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), ExportError> {
+        let deadline = tokio::time::Instant::now() + self.flush_timeout;
+        loop {
+            let progressed = self.shared.progressed.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            if self.shared.lock().waiting() == 0 {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                return Err(self.give_up());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_configuration_is_named() {
+        let err = OtlpExporter::new(OtlpConfig::grpc("127.0.0.1:4317")).unwrap_err();
+        assert!(err.to_string().contains("http://"), "{err}");
+        let err = OtlpExporter::new(
+            OtlpConfig::http("http://127.0.0.1:4318").with_header("bad header", "x"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bad header"), "{err}");
+        let tls = OtlpTls {
+            client_certificate_pem: Some(b"x".to_vec()),
+            ..OtlpTls::default()
+        };
+        let err =
+            OtlpExporter::new(OtlpConfig::http("https://x.example").with_tls(tls)).unwrap_err();
+        assert!(err.to_string().contains("key"), "{err}");
+    }
+
+    #[test]
+    fn creating_outside_a_runtime_is_an_error() {
+        let err = OtlpExporter::new(OtlpConfig::grpc("http://127.0.0.1:4317")).unwrap_err();
+        assert!(matches!(err, OtlpConfigError::NoRuntime));
+    }
+}

@@ -1,0 +1,301 @@
+//! Audit intake, written once: the bytes of one audit document (a JSON line, an `EventList`, a webhook body) →
+//! its audit events → an activity, a skip or a rejection each, with one set of rejection reasons.
+//!
+//! [`AuditFileSource`](crate::AuditFileSource), [`AuditLogFollower`](crate::AuditLogFollower) and the audit
+//! webhook all take audit input through [`AuditIntake`], so the same bad input gets the same [`RejectReason`]
+//! from each. A custom audit source (reading from a queue, say) can use it too:
+//!
+//! ```
+//! use kelemetry_sources::audit_intake::{AuditIntake, AuditItem, RejectReason};
+//!
+//! let intake = AuditIntake::default();
+//! let rejected = intake.take(b"{\"kind\":\"PodList\",\"apiVersion\":\"v1\"}", "prod").unwrap_err();
+//! assert_eq!(rejected.reason, RejectReason::NotAnAuditEvent);
+//! assert_eq!(rejected.reason.as_str(), "not an audit event");
+//!
+//! let line = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a1","stage":"ResponseComplete",
+//!     "verb":"get","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"default","name":"p"},
+//!     "requestReceivedTimestamp":"2024-05-01T12:00:00Z"}"#;
+//! let items: Vec<AuditItem> = intake.take(line, "prod").unwrap().collect();
+//! assert!(matches!(&items[..], [AuditItem::Skipped(reason)] if reason.as_str() == "unsupported verb"));
+//! ```
+
+use std::fmt;
+
+use kelemetry_core::audit::{
+    AuditEvent, AuditMapping, AuditOutcome, AuditParseError, SkipReason, parse_document,
+};
+use kelemetry_core::{Activity, Rejection};
+use serde_json::error::Category;
+
+/// Why a source could not use a record: a short class with a stable text ([`RejectReason::as_str`]), counted by
+/// [`ReadCounters`](crate::ReadCounters) and carried by the [`Rejection`]s the sources report.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// Not JSON: a syntax error, or text outside any JSON document.
+    InvalidJson,
+    /// A JSON document that ends before it is complete (a cut line, a file that ends inside a document).
+    TruncatedJson,
+    /// A document (or line) larger than the source's limit.
+    DocumentTooLarge,
+    /// Well-formed JSON that is not an audit `Event` or `EventList`: another kind, an apiVersion outside
+    /// `audit.k8s.io`, no kind, or not an object at all.
+    NotAnAuditEvent,
+    /// An audit event that cannot be traced: no `auditID`, no verb, a missing or unknown stage, a field of the
+    /// wrong type...
+    InvalidAuditEvent,
+}
+
+impl RejectReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [RejectReason; 5] = [
+        Self::InvalidJson,
+        Self::TruncatedJson,
+        Self::DocumentTooLarge,
+        Self::NotAnAuditEvent,
+        Self::InvalidAuditEvent,
+    ];
+
+    /// The stable text of the reason, as counted in reports and carried in [`Rejection::reason`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid JSON",
+            Self::TruncatedJson => "truncated JSON",
+            Self::DocumentTooLarge => "document too large",
+            Self::NotAnAuditEvent => "not an audit event",
+            Self::InvalidAuditEvent => "invalid audit event",
+        }
+    }
+
+    /// The reason of a document that did not parse as audit events.
+    pub fn of_parse_error(error: &AuditParseError, document: &[u8]) -> Self {
+        match error {
+            AuditParseError::Json(json) => match json.classify() {
+                Category::Eof => Self::TruncatedJson,
+                // serde reports some values of the wrong type (a number for an enum) as syntax errors: only text
+                // that is not JSON at all is invalid JSON.
+                Category::Syntax | Category::Io
+                    if serde_json::from_slice::<serde::de::IgnoredAny>(document).is_err() =>
+                {
+                    Self::InvalidJson
+                }
+                // Valid JSON of the wrong shape: an array or a scalar is not an audit event at all; an object is
+                // one whose fields are wrong.
+                _ if document.trim_ascii_start().first() != Some(&b'{') => Self::NotAnAuditEvent,
+                _ => Self::InvalidAuditEvent,
+            },
+            AuditParseError::MissingAuditId { .. } => Self::InvalidAuditEvent,
+            // MissingKind, UnexpectedKind, UnexpectedApiVersion.
+            _ => Self::NotAnAuditEvent,
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record a source could not use: the [`RejectReason`] and what exactly was wrong. The source turns it into a
+/// [`Rejection`] with the record's origin ([`RecordRejection::into_rejection`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordRejection {
+    /// The class of the problem.
+    pub reason: RejectReason,
+    /// The details, e.g. the parser's message.
+    pub detail: String,
+}
+
+impl RecordRejection {
+    /// A rejection for `reason`, with `detail`.
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// A document of `size` bytes over the limit of `limit` bytes.
+    pub fn too_large(size: u64, limit: usize) -> Self {
+        Self::new(
+            RejectReason::DocumentTooLarge,
+            format!("document of {size} bytes exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// The [`Rejection`] a source reports, naming where the record was (`file:line`, `webhook PEER item N`).
+    pub fn into_rejection(self, origin: impl Into<String>) -> Rejection {
+        Rejection {
+            origin: origin.into(),
+            reason: self.reason.as_str().to_owned(),
+            detail: self.detail,
+        }
+    }
+}
+
+impl fmt::Display for RecordRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// What became of one audit event of a document.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AuditItem {
+    /// A write on an object: its activity.
+    Activity(Box<Activity>),
+    /// Well formed but not traced (a read, an intermediate stage...).
+    Skipped(SkipReason),
+    /// Malformed.
+    Rejected(RecordRejection),
+}
+
+/// Takes audit documents in: parses them and maps their events with one [`AuditMapping`]. See the module
+/// documentation.
+#[derive(Clone, Debug, Default)]
+pub struct AuditIntake {
+    mapping: AuditMapping,
+}
+
+impl AuditIntake {
+    /// An intake mapping events with `mapping`.
+    pub fn new(mapping: AuditMapping) -> Self {
+        Self { mapping }
+    }
+
+    /// The mapping of audit events to activities.
+    pub fn mapping(&self) -> &AuditMapping {
+        &self.mapping
+    }
+
+    /// Parses `document`, an audit `Event` or `EventList` (any version of `audit.k8s.io`), and returns its events,
+    /// mapped for `cluster` one at a time as the items are taken; or why the whole document is rejected.
+    pub fn take<'a>(
+        &'a self,
+        document: &[u8],
+        cluster: &'a str,
+    ) -> Result<AuditItems<'a>, RecordRejection> {
+        match parse_document(document) {
+            Ok(events) => Ok(self.items(events, cluster)),
+            Err(error) => Err(RecordRejection::new(
+                RejectReason::of_parse_error(&error, document),
+                error.to_string(),
+            )),
+        }
+    }
+
+    /// Events already parsed, mapped for `cluster` one at a time as the items are taken.
+    pub fn items<'a>(&'a self, events: Vec<AuditEvent>, cluster: &'a str) -> AuditItems<'a> {
+        AuditItems {
+            events: events.into_iter(),
+            mapping: &self.mapping,
+            cluster,
+        }
+    }
+}
+
+/// The events of one audit document, each mapped to an [`AuditItem`] when it is taken, in the document's order.
+#[derive(Debug)]
+pub struct AuditItems<'a> {
+    events: std::vec::IntoIter<AuditEvent>,
+    mapping: &'a AuditMapping,
+    cluster: &'a str,
+}
+
+impl Iterator for AuditItems<'_> {
+    type Item = AuditItem;
+
+    fn next(&mut self) -> Option<AuditItem> {
+        let event = self.events.next()?;
+        Some(match self.mapping.map(event, self.cluster) {
+            Ok(AuditOutcome::Activity(activity)) => AuditItem::Activity(activity),
+            Ok(AuditOutcome::Skipped(reason)) => AuditItem::Skipped(reason),
+            Err(error) => AuditItem::Rejected(RecordRejection::new(
+                RejectReason::InvalidAuditEvent,
+                error.to_string(),
+            )),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.events.size_hint()
+    }
+}
+
+impl ExactSizeIterator for AuditItems<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(document: &str) -> RejectReason {
+        match AuditIntake::default().take(document.as_bytes(), "c") {
+            Ok(mut items) => match items.next() {
+                Some(AuditItem::Rejected(rejection)) => rejection.reason,
+                other => panic!("{document}: not rejected: {other:?}"),
+            },
+            Err(rejection) => rejection.reason,
+        }
+    }
+
+    #[test]
+    fn bad_documents_have_one_reason_each() {
+        let event = r#""kind":"Event","apiVersion":"audit.k8s.io/v1""#;
+        for (document, expected) in [
+            ("this is not JSON", RejectReason::InvalidJson),
+            ("{not json", RejectReason::InvalidJson),
+            (r#"{"kind":"Event","auditID":"#, RejectReason::TruncatedJson),
+            (
+                r#"{"kind":"PodList","apiVersion":"v1"}"#,
+                RejectReason::NotAnAuditEvent,
+            ),
+            (
+                r#"{"apiVersion":"audit.k8s.io/v1"}"#,
+                RejectReason::NotAnAuditEvent,
+            ),
+            (
+                r#"{"kind":"Event","apiVersion":"v1"}"#,
+                RejectReason::NotAnAuditEvent,
+            ),
+            ("[1, 2]", RejectReason::NotAnAuditEvent),
+            (
+                &format!(r#"{{{event},"verb":"create"}}"#),
+                RejectReason::InvalidAuditEvent,
+            ),
+            (
+                &format!(r#"{{{event},"auditID":"a","stage":5}}"#),
+                RejectReason::InvalidAuditEvent,
+            ),
+            (
+                &format!(r#"{{{event},"auditID":"a","verb":"create","stage":"Bogus"}}"#),
+                RejectReason::InvalidAuditEvent,
+            ),
+            (
+                &format!(r#"{{{event},"auditID":"a","stage":"ResponseComplete"}}"#),
+                RejectReason::InvalidAuditEvent,
+            ),
+        ] {
+            assert_eq!(reason(document), expected, "{document}");
+        }
+    }
+
+    #[test]
+    fn reasons_have_distinct_texts() {
+        let texts: std::collections::BTreeSet<_> =
+            RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(texts.len(), RejectReason::ALL.len());
+    }
+
+    #[test]
+    fn a_rejection_names_its_origin() {
+        let rejection = RecordRejection::too_large(10, 4).into_rejection("audit.log:3");
+        assert_eq!(
+            rejection.to_string(),
+            "audit.log:3: document too large: document of 10 bytes exceeds the limit of 4 bytes"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The webhook's bounded queue: [`BatchQueue::push`] admits a batch only with room for all of it (bounded in
+//! activities and in bytes of the bodies they came from), and [`forward`] hands the queued batches to the sink.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use kelemetry_core::{ActivitySink, Record, Rejection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tracing::warn;
+
+use super::WebhookMetrics;
+use super::admission::Refusal;
+
+/// Activities of one accepted batch, with the queue room they hold until delivered.
+#[derive(Debug)]
+pub(super) struct QueuedBatch {
+    records: Vec<Record>,
+    rejections: Vec<Rejection>,
+    _events: Option<OwnedSemaphorePermit>,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+/// The sending side of the queue and its room.
+#[derive(Debug)]
+pub(super) struct BatchQueue {
+    sender: mpsc::Sender<QueuedBatch>,
+    event_room: Arc<Semaphore>,
+    byte_room: Arc<Semaphore>,
+    events: usize,
+    bytes: usize,
+}
+
+impl BatchQueue {
+    /// A queue for `events` activities and `bytes` bytes of request bodies, and its receiving side.
+    pub(super) fn new(events: usize, bytes: usize) -> (Self, mpsc::Receiver<QueuedBatch>) {
+        // The permits guarantee room in the channel: it holds as many batches as the queue holds activities.
+        let (sender, receiver) = mpsc::channel(events);
+        let queue = Self {
+            sender,
+            event_room: Arc::new(Semaphore::new(events)),
+            byte_room: Arc::new(Semaphore::new(bytes)),
+            events,
+            bytes,
+        };
+        (queue, receiver)
+    }
+
+    /// Whether the queue has no room left at all, in activities or in bytes.
+    pub(super) fn is_full(&self) -> bool {
+        self.event_room.available_permits() == 0 || self.byte_room.available_permits() == 0
+    }
+
+    /// Queues `records` and `rejections`, which came from a body of `body_bytes` bytes, if there is room for them
+    /// all; counts them as queued in `metrics`.
+    pub(super) fn push(
+        &self,
+        records: Vec<Record>,
+        rejections: Vec<Rejection>,
+        body_bytes: usize,
+        metrics: &WebhookMetrics,
+    ) -> Result<(), Refusal> {
+        let count = records.len();
+        if count > self.events {
+            return Err(Refusal::TooLarge(format!(
+                "batch of {count} activities is larger than the queue ({})",
+                self.events
+            )));
+        }
+        let events_permit = match count {
+            0 => None,
+            n => Some(take_room(&self.event_room, n)?),
+        };
+        let bytes_permit = Some(take_room(&self.byte_room, body_bytes.clamp(1, self.bytes))?);
+        let batch = QueuedBatch {
+            records,
+            rejections,
+            _events: events_permit,
+            _bytes: bytes_permit,
+        };
+        metrics.queued_events.fetch_add(count as u64, Relaxed);
+        if let Err(err) = self.sender.try_send(batch) {
+            metrics.queued_events.fetch_sub(count as u64, Relaxed);
+            return Err(match err {
+                mpsc::error::TrySendError::Full(_) => Refusal::Throttled("queue full"),
+                mpsc::error::TrySendError::Closed(_) => Refusal::ShuttingDown,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn take_room(room: &Arc<Semaphore>, amount: usize) -> Result<OwnedSemaphorePermit, Refusal> {
+    Arc::clone(room)
+        .try_acquire_many_owned(u32::try_from(amount).unwrap_or(u32::MAX))
+        .map_err(|_| Refusal::Throttled("queue full"))
+}
+
+/// Hands queued batches to the sink, in order, until told to stop taking new ones and the queue is empty.
+pub(super) async fn forward(
+    mut queue: mpsc::Receiver<QueuedBatch>,
+    sink: Arc<dyn ActivitySink>,
+    metrics: Arc<WebhookMetrics>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut closed = false;
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = &mut stop, if !closed => {
+                // No new batches: the server has stopped. Deliver what was accepted.
+                queue.close();
+                closed = true;
+                continue;
+            }
+            batch = queue.recv() => batch,
+        };
+        let Some(batch) = batch else { break };
+        deliver(batch, sink.as_ref(), &metrics).await;
+    }
+}
+
+/// Reports the batch's rejections and sends its records; counts what was delivered and what the closed pipeline
+/// did not take.
+async fn deliver(batch: QueuedBatch, sink: &dyn ActivitySink, metrics: &WebhookMetrics) {
+    for rejection in batch.rejections {
+        sink.reject(rejection);
+    }
+    let count = batch.records.len() as u64;
+    let mut records = batch.records.into_iter();
+    for record in records.by_ref() {
+        if sink.send(record).await.is_err() {
+            metrics.events_lost.fetch_add(1, Relaxed);
+            break;
+        }
+        metrics.events_delivered.fetch_add(1, Relaxed);
+    }
+    let lost = records.len() as u64;
+    if lost > 0 {
+        metrics.events_lost.fetch_add(lost, Relaxed);
+        warn!(
+            lost,
+            "audit webhook: the pipeline closed before taking accepted events"
+        );
+    }
+    metrics.queued_events.fetch_sub(count, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit_intake::{AuditIntake, AuditItem};
+
+    /// `count` activities, made from audit events through the intake.
+    fn records(count: usize) -> Vec<Record> {
+        let intake = AuditIntake::default();
+        (0..count)
+            .map(|i| {
+                let event = format!(
+                    r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a{i}","stage":"ResponseComplete",
+                    "verb":"create","user":{{"username":"u"}},"objectRef":{{"resource":"configmaps","name":"c{i}"}},
+                    "requestReceivedTimestamp":"2024-05-01T12:00:00Z"}}"#
+                );
+                match intake.take(event.as_bytes(), "c").map(|mut items| items.next()) {
+                    Ok(Some(AuditItem::Activity(activity))) => Record::Activity(activity),
+                    other => panic!("not an activity: {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_room_until_delivered() {
+        let metrics = WebhookMetrics::default();
+        let (queue, mut receiver) = BatchQueue::new(4, 100);
+        assert_eq!(queue.push(records(3), Vec::new(), 10, &metrics), Ok(()));
+        assert_eq!(metrics.snapshot().queued_events, 3);
+        assert_eq!(
+            queue.push(records(2), Vec::new(), 10, &metrics),
+            Err(Refusal::Throttled("queue full"))
+        );
+        assert!(matches!(
+            queue.push(records(5), Vec::new(), 10, &metrics),
+            Err(Refusal::TooLarge(_))
+        ));
+        assert_eq!(queue.push(records(1), Vec::new(), 90, &metrics), Ok(()));
+        assert!(queue.is_full());
+        drop(receiver.try_recv());
+        assert!(!queue.is_full());
+    }
+
+    #[test]
+    fn a_closed_queue_means_shutting_down() {
+        let metrics = WebhookMetrics::default();
+        let (queue, receiver) = BatchQueue::new(4, 100);
+        drop(receiver);
+        assert_eq!(
+            queue.push(records(1), Vec::new(), 10, &metrics),
+            Err(Refusal::ShuttingDown)
+        );
+        assert_eq!(metrics.snapshot().queued_events, 0);
+    }
+}
