@@ -6,13 +6,13 @@
 
 mod support;
 
-use support::fixtures;
+use support::{fixtures, kelemetry};
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use kelemetry_testkit::http_get;
 use serde_json::Value;
 
 /// A `kelemetry serve` process, killed on drop.
@@ -43,18 +43,7 @@ impl Server {
 
     /// GET `path`: status, headers (lowercase), body.
     fn get(&self, path: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.address
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_lowercase(), body.to_owned())
+        http_get(&self.address, path)
     }
 
     fn json(&self, path: &str) -> Value {
@@ -80,17 +69,10 @@ impl Drop for Server {
 
 fn replayed_store(fixtures: &Path, dir: &Path) -> PathBuf {
     let store = dir.join("store");
-    let out = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
-        .args(["replay", "--quiet", "--store"])
-        .arg(&store)
-        .arg(fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let recording = fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml");
+    let (replayed, _, stderr) =
+        kelemetry(&["replay", "--quiet", &recording.to_string_lossy()], &store);
+    assert!(replayed, "{stderr}");
     store
 }
 

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kelemetry_testkit::http_get;
 use serde_json::Value;
 
 /// A `kelemetry demo` process serving on a free port; interrupted (as by Ctrl-C) on drop.
@@ -57,18 +57,7 @@ impl Demo {
 
     /// GET `path`: status, headers (lowercase), body.
     fn get(&self, path: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.address
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_lowercase(), body.to_owned())
+        http_get(&self.address, path)
     }
 
     /// Sends SIGINT, as Ctrl-C does, and waits for the process to end.

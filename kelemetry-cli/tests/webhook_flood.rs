@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+use kelemetry_testkit::{KelemetryProcess, free_loopback_port};
 
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(12);
@@ -18,14 +18,6 @@ const FLOOD: Duration = Duration::from_secs(12);
 const BATCH: usize = 100;
 /// Requests in flight.
 const CLIENTS: usize = 12;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Resident memory of `pid` now (`VmRSS`) and at its peak (`VmHWM`), in bytes.
 fn memory(pid: u32) -> Option<(u64, u64)> {
@@ -116,7 +108,7 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
     let _alone = ONE_AT_A_TIME.lock().await;
     let ceiling = ceiling_mib << 20;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let port = free_port();
+    let port = free_loopback_port().unwrap();
     let config = dir.path().join("flood.yaml");
     std::fs::write(
         &config,
@@ -129,25 +121,9 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _guard = KillOnPanic(pid);
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("kelemetry: running") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "kelemetry did not start"
-        );
-    }
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let kelemetry =
+        KelemetryProcess::start(Path::new(env!("CARGO_BIN_EXE_kelemetry")), &config, "error");
+    let pid = kelemetry.id();
     let (idle_rss, _) = memory(pid).unwrap();
 
     // Sample the memory while flooding.
@@ -208,18 +184,9 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
     sampler.join().unwrap();
 
     // Stop: everything accepted must reach the store.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
     let stop_started = Instant::now();
-    let output = child.wait_with_output().unwrap();
+    let summary = kelemetry.stop_within(Duration::from_secs(600));
     let drain_seconds = stop_started.elapsed().as_secs_f64();
-    let summary = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{summary}");
 
     let accepted = accepted.load(Relaxed);
     let throttled = throttled.load(Relaxed);
@@ -264,19 +231,6 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
     assert_eq!(number_after(pipeline, " not exported"), 0, "{pipeline}");
     assert!(Path::new(&dir.path().join("store")).exists());
     summary
-}
-
-/// Kills the process `0` if the test panics before stopping it (so a failed test leaves nothing running).
-struct KillOnPanic(u32);
-
-impl Drop for KillOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .status();
-        }
-    }
 }
 
 fn bytes_of(text: String) -> Vec<u8> {

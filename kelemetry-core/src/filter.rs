@@ -28,6 +28,12 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Also drops everything of `resource` (`resource` of any group, or `resource.group`).
+    pub fn exclude_resource(mut self, resource: impl Into<String>) -> Self {
+        self.exclude_resources.push(resource.into());
+        self
+    }
+
     /// Whether records about `key` may pass.
     pub fn admits_object(&self, key: &ObjectKey) -> bool {
         let resource_excluded =

@@ -207,6 +207,39 @@ impl std::fmt::Display for StopCause {
     }
 }
 
+/// One line: `N records, N activities, N observations, N filtered, N rejected; N spans (N object, N link, N
+/// activity), N not exported`, then the stop cause when it is not the end of the input, abandoned records and
+/// failed sources when there are any.
+impl std::fmt::Display for PipelineReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} records, {} activities, {} observations, {} filtered, {} rejected; {} spans ({} object, {} link, \
+             {} activity), {} not exported",
+            self.records,
+            self.activities,
+            self.observations,
+            self.filtered,
+            self.rejected,
+            self.spans(),
+            self.object_spans,
+            self.link_spans,
+            self.activity_spans,
+            self.spans_dropped,
+        )?;
+        if self.stop != StopCause::InputEnded {
+            write!(f, "; stopped by {}", self.stop)?;
+        }
+        if self.abandoned > 0 {
+            write!(f, "; {} records abandoned", self.abandoned)?;
+        }
+        for failure in &self.source_errors {
+            write!(f, "; failed: {failure}")?;
+        }
+        Ok(())
+    }
+}
+
 impl PipelineReport {
     /// All spans emitted.
     pub fn spans(&self) -> u64 {

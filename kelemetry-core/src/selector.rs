@@ -170,8 +170,8 @@ pub struct UnknownFieldError {
 pub enum ParseSelectorError {
     /// Not two or three `/`-separated fields.
     #[error(
-        "{text:?} is not RESOURCE[.GROUP]/NAMESPACE/NAME (or RESOURCE[.GROUP]/NAME for a cluster-scoped object): \
-         it has {found} '/'-separated fields"
+        "{text:?} is not RESOURCE/NAMESPACE/NAME (or RESOURCE/NAME for a cluster-scoped object; RESOURCE may name \
+         its group: deployments.apps): it has {found} '/'-separated fields"
     )]
     Fields {
         /// The text parsed.
@@ -341,10 +341,7 @@ mod tests {
                     found
                 }
             );
-            assert!(
-                err.to_string().contains("RESOURCE[.GROUP]/NAMESPACE/NAME"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("RESOURCE/NAMESPACE/NAME"), "{err}");
         }
     }
 

@@ -15,25 +15,9 @@ use serde_json::{Value, json};
 
 const CLUSTER: &str = "minikube";
 
+/// The recorded audit logs (`audit` in the shared fixtures), or `None` when the fixtures are absent.
 fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures"
-            ))
-        });
-    let audit = dir.join("audit");
-    if audit.is_dir() {
-        Some(audit)
-    } else {
-        println!(
-            "fixtures not found at {}; set KELEMETRY_FIXTURES to run this test",
-            dir.display()
-        );
-        None
-    }
+    Some(kelemetry_testkit::fixtures()?.join("audit"))
 }
 
 /// Every `.json` and `.log` file under `dir`, sorted.

@@ -2,19 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The fixtures folder, or `None` (with a line saying so) when it is not there.
 pub fn folder() -> Option<PathBuf> {
-    let dir = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("fixtures not found at {}; skipping", dir.display());
-        None
-    }
+    kelemetry_testkit::fixtures()
 }
 
 /// The first response body of a recorded apiserver replay (a JSON array of request/response pairs), parsed.

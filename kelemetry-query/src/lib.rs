@@ -28,6 +28,7 @@ pub mod reader;
 #[cfg(feature = "remote-storage")]
 pub mod remote_storage;
 pub mod selector;
+pub mod show;
 pub mod store_reader;
 pub mod text;
 pub mod trace_query;
@@ -42,5 +43,6 @@ pub use display::{
 };
 pub use reader::{ReadError, Reader};
 pub use selector::LinkSelector;
+pub use show::{ShowError, Shown, show};
 pub use store_reader::StoreReader;
 pub use trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery, search_selector};

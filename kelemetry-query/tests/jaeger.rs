@@ -34,15 +34,7 @@ use kelemetry_store::{SpanStore, ViewLimits};
 use serde_json::Value;
 
 fn recording() -> Option<PathBuf> {
-    let dir = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    let file = dir.join("events/kspan-kind-2021/deployment-2-pods.yaml");
-    if file.is_file() {
-        return Some(file);
-    }
-    println!("fixtures not found at {}; skipping", dir.display());
-    None
+    Some(kelemetry_testkit::fixtures()?.join("events/kspan-kind-2021/deployment-2-pods.yaml"))
 }
 
 /// Replays the recording (cluster `local`, owner links, diffs) into the store at `dir` and `otlp` exporters.

@@ -4,9 +4,10 @@ mod common;
 
 use std::io::Write;
 
-use common::{fixtures, run};
+use common::run;
 use kelemetry_core::SourceKind;
 use kelemetry_sources::AuditFileSource;
+use kelemetry_testkit::fixtures;
 
 fn write_temp(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");

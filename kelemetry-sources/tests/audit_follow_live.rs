@@ -3,51 +3,28 @@
 //! what was written meanwhile.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use kelemetry_core::{
-    Activity, ActivitySink, CancellationToken, LogKind, Record, Rejection, SinkClosed, Source,
-};
+use common::CollectingSink;
+use kelemetry_core::{CancellationToken, LogKind, Source};
 use kelemetry_sources::{AuditLogFollower, CheckpointFile, StartPosition};
 use kelemetry_testkit::{TestCluster, e2e_enabled};
 
-#[derive(Default)]
-struct Collect {
-    activities: Mutex<Vec<Activity>>,
-    rejections: Mutex<Vec<Rejection>>,
+/// Titles of the activities on ConfigMap `name`.
+fn titles_of(sink: &CollectingSink, name: &str) -> Vec<String> {
+    sink.activities()
+        .iter()
+        .filter(|a| a.object.key().resource == "configmaps" && a.object.key().name == name)
+        .map(|a| a.title.clone())
+        .collect()
 }
 
-#[async_trait::async_trait]
-impl ActivitySink for Collect {
-    async fn send(&self, record: Record) -> Result<(), SinkClosed> {
-        if let Record::Activity(activity) = record {
-            self.activities.lock().unwrap().push(*activity);
-        }
-        Ok(())
-    }
-
-    fn reject(&self, rejection: Rejection) {
-        self.rejections.lock().unwrap().push(rejection);
-    }
-}
-
-impl Collect {
-    /// Titles of the activities on ConfigMap `name`.
-    fn titles(&self, name: &str) -> Vec<String> {
-        self.activities
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| a.object.key().resource == "configmaps" && a.object.key().name == name)
-            .map(|a| a.title.clone())
-            .collect()
-    }
-}
-
-async fn wait_for(sink: &Collect, name: &str, count: usize) {
+async fn wait_for(sink: &CollectingSink, name: &str, count: usize) {
     let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        while sink.titles(name).len() < count {
+        while titles_of(sink, name).len() < count {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -55,7 +32,7 @@ async fn wait_for(sink: &Collect, name: &str, count: usize) {
     assert!(
         waited.is_ok(),
         "expected {count} activities on {name}, got {:?}",
-        sink.titles(name)
+        titles_of(sink, name)
     );
 }
 
@@ -75,7 +52,7 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
             .with_poll_interval(Duration::from_millis(100))
     };
 
-    let first = Arc::new(Collect::default());
+    let first = Arc::new(CollectingSink::default());
     let trigger = CancellationToken::new();
     let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower()).run(first.clone(), shutdown));
@@ -89,23 +66,21 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     wait_for(&first, "followed", 2).await;
     trigger.cancel();
     task.await.unwrap().unwrap();
-    let titles = first.titles("followed");
+    let titles = titles_of(&first, "followed");
     assert_eq!(titles.len(), 2, "{titles:?}");
     assert!(titles[0].ends_with(" create"), "{titles:?}");
     assert!(titles[1].ends_with(" patch"), "{titles:?}");
     // Level RequestResponse: the create carries the object, so the core decorator can snapshot it.
     // The first activity of the ConfigMap (other objects' writes of the same moments may come before it).
     let created = first
-        .activities
-        .lock()
-        .unwrap()
+        .activities()
         .iter()
         .find(|a| a.object.key().resource == "configmaps" && a.object.key().name == "followed")
         .cloned()
         .expect("the ConfigMap's create");
     let body = created.object.body.as_ref().expect("the response body");
     assert_eq!(body["data"]["a"], "1");
-    assert!(first.rejections.lock().unwrap().is_empty());
+    assert!(first.rejections().is_empty());
     assert!(
         created
             .logs
@@ -117,7 +92,7 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     cluster
         .kubectl(["delete", "configmap", "followed"])
         .unwrap();
-    let second = Arc::new(Collect::default());
+    let second = Arc::new(CollectingSink::default());
     let trigger = CancellationToken::new();
     let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower()).run(second.clone(), shutdown));
@@ -125,7 +100,7 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     trigger.cancel();
     task.await.unwrap().unwrap();
-    let titles = second.titles("followed");
+    let titles = titles_of(&second, "followed");
     assert_eq!(titles.len(), 1, "{titles:?}");
     assert!(titles[0].ends_with(" delete"), "{titles:?}");
 }

@@ -5,62 +5,38 @@
 #![cfg(feature = "kube")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::CollectingSink;
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{
-    Activity, ActivitySink, CancellationToken, Record, Rejection, ResourceMap, SinkClosed, Source,
-    vocabulary,
-};
+use kelemetry_core::{CancellationToken, ResourceMap, Source, vocabulary};
 use kelemetry_sources::kube_events::{EventApiChoice, KubeEventOptions, KubeEventSource};
 use kelemetry_testkit::{TestCluster, e2e_enabled};
 
-#[derive(Default)]
-struct Collect {
-    activities: Mutex<Vec<Activity>>,
-    rejections: Mutex<Vec<Rejection>>,
-}
-
-#[async_trait::async_trait]
-impl ActivitySink for Collect {
-    async fn send(&self, record: Record) -> Result<(), SinkClosed> {
-        if let Record::Activity(activity) = record {
-            self.activities.lock().unwrap().push(*activity);
-        }
-        Ok(())
-    }
-
-    fn reject(&self, rejection: Rejection) {
-        self.rejections.lock().unwrap().push(rejection);
-    }
-}
-
-impl Collect {
-    /// `(event name, message and count)` of what was sent about `subject`.
-    fn seen(&self, subject: &str) -> Vec<(String, String)> {
-        self.activities
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| a.object.key().name == subject)
-            .map(|a| {
-                (
-                    a.attribute_value(vocabulary::EVENT_NAME)
-                        .unwrap_or("")
-                        .to_owned(),
-                    {
-                        let message = a.logs.first().map(|l| l.message.as_str()).unwrap_or("");
-                        match a.attribute_value(vocabulary::EVENT_COUNT) {
-                            Some(count) => format!("{message} x{count}"),
-                            None => message.to_owned(),
-                        }
-                    },
-                )
-            })
-            .collect()
-    }
+/// `(event name, message and count)` of what was sent about `subject`.
+fn seen_of(sink: &CollectingSink, subject: &str) -> Vec<(String, String)> {
+    sink.activities()
+        .iter()
+        .filter(|a| a.object.key().name == subject)
+        .map(|a| {
+            (
+                a.attribute_value(vocabulary::EVENT_NAME)
+                    .unwrap_or("")
+                    .to_owned(),
+                {
+                    let message = a.logs.first().map(|l| l.message.as_str()).unwrap_or("");
+                    match a.attribute_value(vocabulary::EVENT_COUNT) {
+                        Some(count) => format!("{message} x{count}"),
+                        None => message.to_owned(),
+                    }
+                },
+            )
+        })
+        .collect()
 }
 
 async fn client(cluster: &TestCluster) -> kube::Client {
@@ -99,7 +75,7 @@ fn start(
     client: &kube::Client,
     watermark: &str,
     api: EventApiChoice,
-    sink: Arc<Collect>,
+    sink: Arc<CollectingSink>,
 ) -> Running {
     let mut options = KubeEventOptions::default();
     options.api = api;
@@ -126,9 +102,9 @@ async fn stop(running: Running) {
         .unwrap();
 }
 
-async fn wait_for(sink: &Collect, subject: &str, count: usize) {
+async fn wait_for(sink: &CollectingSink, subject: &str, count: usize) {
     let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        while sink.seen(subject).len() < count {
+        while seen_of(sink, subject).len() < count {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -136,7 +112,7 @@ async fn wait_for(sink: &Collect, subject: &str, count: usize) {
     assert!(
         waited.is_ok(),
         "expected {count} Events, got {:?}",
-        sink.seen(subject)
+        seen_of(sink, subject)
     );
 }
 
@@ -156,7 +132,7 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
     let client = client(cluster).await;
     let subject = "restart-subject";
 
-    let first = Arc::new(Collect::default());
+    let first = Arc::new(CollectingSink::default());
     let running = start(&client, "restart-test", EventApiChoice::Auto, first.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t1 = Timestamp::now();
@@ -166,7 +142,7 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
     wait_for(&first, subject, 2).await;
     stop(running).await;
     assert_eq!(
-        names(&first.seen(subject)),
+        names(&seen_of(&first, subject)),
         BTreeSet::from(["a1:first".to_owned(), "a2:second".to_owned()])
     );
     let stored = cluster
@@ -194,7 +170,7 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
         ])
         .unwrap();
 
-    let second = Arc::new(Collect::default());
+    let second = Arc::new(CollectingSink::default());
     let running = start(
         &client,
         "restart-test",
@@ -206,16 +182,14 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop(running).await;
     let details: Vec<String> = second
-        .activities
-        .lock()
-        .unwrap()
+        .activities()
         .iter()
         .filter(|a| a.object.key().name == subject)
         .map(|a| format!("{} {} {:?}", a.dedup_key, a.start, a.attributes))
         .collect();
     eprintln!("second run: {details:#?}");
     assert_eq!(
-        names(&second.seen(subject)),
+        names(&seen_of(&second, subject)),
         BTreeSet::from([
             "a1:first x2".to_owned(),
             "b1:new".to_owned(),
@@ -224,19 +198,23 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
         ])
     );
     assert_eq!(
-        second.seen(subject).len(),
+        seen_of(&second, subject).len(),
         4,
         "nothing twice: {:?}",
-        second.seen(subject)
+        seen_of(&second, subject)
     );
-    assert!(second.rejections.lock().unwrap().is_empty());
+    assert!(second.rejections().is_empty());
 
     // A third start with nothing new sends nothing about the subject.
-    let third = Arc::new(Collect::default());
+    let third = Arc::new(CollectingSink::default());
     let running = start(&client, "restart-test", EventApiChoice::Auto, third.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop(running).await;
-    assert!(third.seen(subject).is_empty(), "{:?}", third.seen(subject));
+    assert!(
+        seen_of(&third, subject).is_empty(),
+        "{:?}",
+        seen_of(&third, subject)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,20 +226,18 @@ async fn core_v1_events_are_watched_too() {
     let cluster = TestCluster::shared().unwrap();
     let client = client(cluster).await;
     let subject = "core-subject";
-    let sink = Arc::new(Collect::default());
+    let sink = Arc::new(CollectingSink::default());
     let running = start(&client, "core-test", EventApiChoice::CoreV1, sink.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     create_event(cluster, "c1", subject, Timestamp::now(), "through core v1");
     wait_for(&sink, subject, 1).await;
     stop(running).await;
     assert_eq!(
-        names(&sink.seen(subject)),
+        names(&seen_of(&sink, subject)),
         BTreeSet::from(["c1:through core v1".to_owned()])
     );
     let activity = sink
-        .activities
-        .lock()
-        .unwrap()
+        .activities()
         .iter()
         .find(|a| a.object.key().name == subject)
         .cloned()

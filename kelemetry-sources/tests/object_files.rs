@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use common::{fixtures, replay_bodies, run};
+use common::{replay_bodies, run};
 use jiff::Timestamp;
 use kelemetry_core::{SourceKind, vocabulary};
 use kelemetry_sources::ObjectFileSource;
+use kelemetry_testkit::fixtures;
 
 fn time(text: &str) -> Timestamp {
     text.parse().expect("a timestamp")

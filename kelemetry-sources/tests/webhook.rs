@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kelemetry_core::{ActivitySink, CancellationToken, Record, Rejection, SinkClosed, Source};
 use kelemetry_sources::webhook::{AuditWebhook, TlsFiles, WebhookConfig, WebhookMetrics};
+use kelemetry_testkit::LoopbackCertificates;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -444,98 +445,15 @@ fn listening_beyond_loopback_needs_a_token() {
     assert!(AuditWebhook::bind(config).is_ok());
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with the `openssl` command; `None` when the
-/// command is missing. Returns the server's files and the CA certificate.
-fn test_certificates(dir: &std::path::Path) -> Option<(TlsFiles, std::path::PathBuf)> {
-    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let run = |args: &[&str]| {
-        std::process::Command::new("openssl")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .ok()
-            .filter(std::process::ExitStatus::success)
-    };
-    let (ca_key, ca_crt, key, csr, crt, ext) = (
-        path("ca.key"),
-        path("ca.crt"),
-        path("tls.key"),
-        path("tls.csr"),
-        path("tls.crt"),
-        path("ext.cnf"),
-    );
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .ok()?;
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca_crt,
-    ])?;
-    run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-    ])?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca_crt,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        &ext,
-        "-out",
-        &crt,
-    ])?;
-    Some((
-        TlsFiles {
-            cert: crt.into(),
-            key: key.into(),
-        },
-        ca_crt.into(),
-    ))
-}
-
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((files, ca)) = test_certificates(dir.path()) else {
-        eprintln!("skipped: the openssl command is not available to make a test certificate");
-        return;
+    let certificates = LoopbackCertificates::write_to(dir.path()).unwrap();
+    let files = TlsFiles {
+        cert: certificates.cert,
+        key: certificates.key,
     };
-    let pem = std::fs::read(ca).unwrap();
+    let pem = std::fs::read(certificates.ca_cert).unwrap();
     let sink = GatedSink::new(true);
     let mut config = WebhookConfig::new(loopback(), "c");
     config.tls = Some(files.clone());

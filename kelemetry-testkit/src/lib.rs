@@ -20,6 +20,13 @@
 //!   kubectl against the cluster; [`TestCluster::audit_entries`] reads the audit log; [`wait_until`] polls.
 //! - [`e2e_enabled`]: tests that need a cluster run only when `KELEMETRY_E2E=1` ([`E2E_ENV`]) and otherwise print
 //!   a line and return, so a plain `cargo test` on a machine without Go still passes.
+//! - [`KelemetryProcess`]: a `kelemetry run` child process, started and stopped as an operator would.
+//!
+//! The helpers every suite needs, written once:
+//! - [`fixtures`]: where the shared recorded data is (`KELEMETRY_FIXTURES`, else `../shared/fixtures`); a test
+//!   without it skips itself, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI);
+//! - [`LoopbackCertificates`]: a test CA and a serving certificate for 127.0.0.1, for TLS tests;
+//! - [`http_get`]: one plain HTTP/1.1 GET, for the servers the binary starts.
 //!
 //! ```no_run
 //! use kelemetry_testkit::{TestCluster, e2e_enabled};
@@ -38,12 +45,18 @@
 //! # }
 //! ```
 
+mod certificates;
 mod cluster;
 mod error;
+mod fixtures;
+mod http;
 mod process;
 
+pub use certificates::{CertificateError, LoopbackCertificates};
 pub use cluster::{
     ClusterOptions, E2E_ENV, TestCluster, e2e_enabled, free_loopback_port, wait_until,
 };
 pub use error::ClusterError;
+pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixtures};
+pub use http::http_get;
 pub use process::KelemetryProcess;

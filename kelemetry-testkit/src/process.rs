@@ -61,8 +61,18 @@ impl KelemetryProcess {
             .clone()
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, waits (90 s at most) for a successful exit, and returns the summary it printed.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        self.stop_within(Duration::from_secs(90))
+    }
+
+    /// Sends SIGTERM, waits (`timeout` at most) for a successful exit, and returns the summary it printed.
+    pub fn stop_within(mut self, timeout: Duration) -> String {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status();
         assert!(
@@ -84,8 +94,8 @@ impl KelemetryProcess {
                 return stdout;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "kelemetry did not stop:\n{}",
+                started.elapsed() < timeout,
+                "kelemetry did not stop within {timeout:?}:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(100));

@@ -115,6 +115,17 @@ impl DisplayMode {
     /// The default mode (`tracing`).
     pub const DEFAULT: Self = Self::TRACING;
 
+    /// `tracing [full tree]`: every related object, nested by relation.
+    pub const FULL_TREE: Self = Self::TRACING.with_modifier(Modifier::FullTree);
+
+    /// This mode's base with `modifier`.
+    pub const fn with_modifier(self, modifier: Modifier) -> Self {
+        Self {
+            base: self.base,
+            modifier: Some(modifier),
+        }
+    }
+
     /// Every mode, the default first: each base alone, then each base with each modifier.
     pub fn all() -> Vec<Self> {
         let mut modes: Vec<Self> = BaseMode::ALL

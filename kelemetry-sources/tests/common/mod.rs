@@ -1,8 +1,9 @@
-//! Shared by the integration tests: a sink that collects what it gets, and the fixture folder.
+//! Shared by the integration tests: a sink that collects what it gets, and running a source into it. (The fixture
+//! folder is `kelemetry_testkit::fixtures`.)
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,24 +81,6 @@ pub async fn run(source: Box<dyn Source>) -> Arc<CollectingSink> {
         .await
         .expect("the source runs");
     sink
-}
-
-/// The shared fixture folder, or `None` (after saying so) when it is not there.
-pub fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("KELEMETRY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures"
-            ))
-        });
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("fixtures not found at {}: skipping", dir.display());
-        None
-    }
 }
 
 /// The `response_body` strings of an apiserver replay file (a JSON array of request/response pairs).

@@ -1,0 +1,38 @@
+//! [`fixtures`]: where the shared recorded data is.
+
+use std::path::{Path, PathBuf};
+
+/// The environment variable naming the folder of the shared recorded data (default: `../shared/fixtures` beside
+/// the workspace).
+pub const FIXTURES_ENV: &str = "KELEMETRY_FIXTURES";
+
+/// The environment variable that makes a missing fixtures folder fail the test instead of skipping it, when `1`
+/// (CI sets it, so that no suite passes by skipping).
+pub const REQUIRE_FIXTURES_ENV: &str = "KELEMETRY_REQUIRE_FIXTURES";
+
+/// The folder of the shared recorded data: `$KELEMETRY_FIXTURES`, else `../shared/fixtures` beside the workspace.
+/// `None`, after saying so on stderr, when it is not there, so the test can return early; a panic instead when
+/// `KELEMETRY_REQUIRE_FIXTURES=1`.
+///
+/// ```
+/// let Some(fixtures) = kelemetry_testkit::fixtures() else { return };
+/// assert!(fixtures.join("audit").is_dir());
+/// ```
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os(FIXTURES_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var(REQUIRE_FIXTURES_ENV).as_deref() != Ok("1"),
+        "fixtures required ({REQUIRE_FIXTURES_ENV}=1) but not found at {}",
+        dir.display()
+    );
+    eprintln!(
+        "fixtures not found at {}; skipping (set {FIXTURES_ENV} to run this test)",
+        dir.display()
+    );
+    None
+}
