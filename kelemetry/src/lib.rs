@@ -70,3 +70,8 @@ pub use kelemetry_store as store;
 pub mod presets;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The guide `docs/compose-a-pipeline.md`, whose snippets run as doc tests.
+#[cfg(all(doctest, feature = "testing"))]
+#[doc = include_str!("../../docs/compose-a-pipeline.md")]
+mod compose_a_pipeline {}
