@@ -75,3 +75,8 @@ pub mod testing;
 #[cfg(all(doctest, feature = "testing"))]
 #[doc = include_str!("../../docs/compose-a-pipeline.md")]
 mod compose_a_pipeline {}
+
+/// The guide `docs/linking.md`, whose snippets run as doc tests.
+#[cfg(all(doctest, feature = "testing"))]
+#[doc = include_str!("../../docs/linking.md")]
+mod linking {}
