@@ -34,15 +34,15 @@ use serde::de::{self, Deserializer, IntoDeserializer, MapAccess};
 
 /// A mistake in the configuration file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     /// The file.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The line (1-based), when known.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// The field, as a dotted path (`sources.webhook.listen`), when known.
-    pub field: Option<String>,
+    pub(crate) field: Option<String>,
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -64,31 +64,31 @@ impl std::error::Error for ConfigError {}
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RunConfig {
+pub(crate) struct RunConfig {
     /// The name of the cluster (the `cluster` of every object; `/audit` posts without a cluster get it).
-    pub cluster: String,
+    pub(crate) cluster: String,
     /// How to reach the apiserver (for `events` and `objectWatch`).
     #[serde(default)]
-    pub kubernetes: KubernetesConfig,
+    pub(crate) kubernetes: KubernetesConfig,
     /// Where activities come from.
-    pub sources: SourcesConfig,
+    pub(crate) sources: SourcesConfig,
     /// What to drop.
     #[serde(default)]
-    pub filter: Filter,
+    pub(crate) filter: Filter,
     /// Fields to redact besides Secret data.
     #[serde(default)]
-    pub redaction: Vec<FieldRedaction>,
+    pub(crate) redaction: Vec<FieldRedaction>,
     /// How objects relate.
     #[serde(default)]
-    pub linkers: LinkerSetConfig,
+    pub(crate) linkers: LinkerSetConfig,
     /// Where spans go.
-    pub exporters: ExportersConfig,
+    pub(crate) exporters: ExportersConfig,
     /// Queue and cache sizes, the shutdown grace, the memory ceiling.
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub(crate) limits: LimitsConfig,
     /// The length of a window (the default of [`Windowing`]).
     #[serde(default = "default_window", with = "kelemetry_core::config::duration")]
-    pub window: Duration,
+    pub(crate) window: Duration,
 }
 
 fn default_window() -> Duration {
@@ -98,52 +98,52 @@ fn default_window() -> Duration {
 /// `kubernetes:`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KubernetesConfig {
+pub(crate) struct KubernetesConfig {
     /// A kubeconfig file; without it (and without `inCluster`), `KUBECONFIG`, `~/.kube/config` or the
     /// in-cluster service account, in that order.
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current context).
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
     /// Use the pod's service account.
     #[serde(default)]
-    pub in_cluster: bool,
+    pub(crate) in_cluster: bool,
 }
 
 /// `sources:`; each is off unless configured.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SourcesConfig {
+pub(crate) struct SourcesConfig {
     /// The audit webhook.
-    pub webhook: Option<WebhookConfig>,
+    pub(crate) webhook: Option<WebhookConfig>,
     /// The audit log follower.
-    pub audit_log: Option<AuditLogConfig>,
+    pub(crate) audit_log: Option<AuditLogConfig>,
     /// Kubernetes Events.
-    pub events: Option<KubeEventOptions>,
+    pub(crate) events: Option<KubeEventOptions>,
     /// The object watch.
-    pub object_watch: Option<ObjectWatchConfig>,
+    pub(crate) object_watch: Option<ObjectWatchConfig>,
 }
 
 /// `exporters:`; each is off unless configured.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExportersConfig {
+pub(crate) struct ExportersConfig {
     /// The embedded store.
-    pub store: Option<StoreConfig>,
+    pub(crate) store: Option<StoreConfig>,
     /// OTLP/JSON lines to a file.
-    pub json_lines: Option<JsonLinesConfig>,
+    pub(crate) json_lines: Option<JsonLinesConfig>,
     /// OTLP to a collector, Jaeger or Tempo.
-    pub otlp: Option<OtlpConfig>,
+    pub(crate) otlp: Option<OtlpConfig>,
 }
 
 /// `limits:`: the pipeline's [`PipelineLimits`], and `memory`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LimitsConfig {
+pub(crate) struct LimitsConfig {
     /// The pipeline's sizes, intervals and shutdown grace.
-    pub pipeline: PipelineLimits,
+    pub(crate) pipeline: PipelineLimits,
     /// A memory ceiling in bytes: above 85% of it (resident memory), the webhook answers 429 to new batches while
     /// its queue holds something, until the process is back under 75% (default: none; the queue bounds still
     /// hold).
-    pub memory: Option<usize>,
+    pub(crate) memory: Option<usize>,
 }
 
 /// The `memory` key of `limits:`.
@@ -219,7 +219,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutMemory<'_, A> {
 
 impl RunConfig {
     /// Reads and checks the file at `path`, and takes its relative paths from its folder.
-    pub fn load(path: &Path) -> Result<Self, crate::CliError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, crate::CliError> {
         let text = std::fs::read_to_string(path).map_err(|source| crate::CliError::Io {
             path: path.to_owned(),
             source,
@@ -235,7 +235,7 @@ impl RunConfig {
     }
 
     /// Reads and checks `text`, the content of `file`.
-    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
         let config: RunConfig = serde_yaml_ng::from_str(text).map_err(|err| {
             let line = err.location().map(|l| l.line());
             // The message names the field path; the location is given separately.
@@ -260,7 +260,7 @@ impl RunConfig {
     }
 
     /// Takes every relative path from `base` (the folder of the file).
-    pub fn resolve_paths(&mut self, base: &Path) {
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
         let resolve = |path: &mut PathBuf| {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -419,7 +419,7 @@ fn check_webhook(webhook: &WebhookConfig) -> Result<(), (Vec<&'static str>, Stri
 }
 
 /// The line of the field at `path` in block-style YAML `text` (the deepest part of the path found).
-pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+pub(crate) fn line_of(text: &str, path: &[&str]) -> Option<usize> {
     let mut found = None;
     let mut depth = 0;
     // Indentation of the last key matched, and of the keys directly below it.

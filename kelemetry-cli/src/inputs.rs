@@ -7,7 +7,7 @@ use crate::CliError;
 
 /// What a recorded file holds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum InputKind {
+pub(crate) enum InputKind {
     /// Decide by looking at the file.
     Auto,
     /// apiserver audit events (JSON lines or `EventList` documents).
@@ -24,7 +24,7 @@ pub enum InputKind {
 const NOT_RECORDINGS: &[&str] = &[".md", ".txt", ".sh"];
 
 /// Files named on the command line; a folder stands for every file below it, in name order.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|source| CliError::Io {
@@ -67,7 +67,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
 }
 
 /// Decides what `path` holds from its first 64 KiB: audit events carry `auditID`.
-pub fn detect(path: &Path) -> Result<InputKind, CliError> {
+pub(crate) fn detect(path: &Path) -> Result<InputKind, CliError> {
     let mut head = Vec::with_capacity(64 * 1024);
     std::fs::File::open(path)
         .and_then(|file| file.take(64 * 1024).read_to_end(&mut head))

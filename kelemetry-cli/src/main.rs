@@ -49,7 +49,7 @@ enum Command {
 
 /// What can go wrong, said so that the user knows which file or object and what to do.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
     Io {

@@ -23,41 +23,41 @@ use crate::{CliError, DEFAULT_STORE};
 
 /// Arguments of `kelemetry replay`.
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub(crate) struct ReplayArgs {
     /// Files or folders to replay (a folder stands for every file below it).
     #[arg(required = true)]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// The name of the cluster the recordings come from.
     #[arg(long, default_value = "local")]
-    pub cluster: String,
+    pub(crate) cluster: String,
     /// The store folder (created if missing).
     #[arg(long, env = "KELEMETRY_STORE", default_value = DEFAULT_STORE)]
-    pub store: PathBuf,
+    pub(crate) store: PathBuf,
     /// What the files hold; `auto` looks at each file.
     #[arg(long, value_enum, default_value = "auto")]
-    pub format: InputKind,
+    pub(crate) format: InputKind,
     /// Print no progress bar.
     #[arg(long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Linking rules to use instead of the built-in ones (`kelemetry rules default` prints those).
     #[arg(long, value_name = "FILE")]
-    pub rules: Option<PathBuf>,
+    pub(crate) rules: Option<PathBuf>,
 }
 
 /// Arguments of `kelemetry demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Recordings to replay instead of the default demo data.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// The object to show, as RESOURCE/NAMESPACE/NAME.
     #[arg(long, default_value = "deployments/default/demo")]
-    pub object: String,
+    pub(crate) object: String,
     /// Where the web viewer and the HTTP API listen after the tree is printed; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Print the tree and stop, without serving the viewer.
     #[arg(long)]
-    pub no_serve: bool,
+    pub(crate) no_serve: bool,
 }
 
 /// The recording the demo replays when no file is given: the original Kelemetry's deployment scenario, recorded
@@ -117,7 +117,7 @@ fn plan(
 }
 
 /// Replays files into the store and returns the pipeline's report and what each file read.
-pub async fn run_replay(
+pub(crate) async fn run_replay(
     files: &[PathBuf],
     cluster: &str,
     format: InputKind,
@@ -128,7 +128,7 @@ pub async fn run_replay(
 }
 
 /// [`run_replay`] linking with the rules of `rules_file` instead of the built-in ones.
-pub async fn run_replay_with_rules(
+pub(crate) async fn run_replay_with_rules(
     files: &[PathBuf],
     cluster: &str,
     format: InputKind,
@@ -209,7 +209,7 @@ pub async fn run_replay_with_rules(
 }
 
 /// `kelemetry replay`.
-pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {
+pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
     let (report, files) = run_replay_with_rules(
         &args.files,
         &args.cluster,
@@ -291,7 +291,7 @@ fn print_summary(
 /// `kelemetry demo`: replays the recordings into a temporary store, prints the object's tree, then (unless
 /// `--no-serve`) serves the web viewer and the HTTP API on `--listen` until Ctrl-C, with the link to the object's
 /// trace printed. The temporary store is removed at the end.
-pub async fn demo(args: DemoArgs) -> Result<(), CliError> {
+pub(crate) async fn demo(args: DemoArgs) -> Result<(), CliError> {
     let files = if args.files.is_empty() {
         default_demo_files()
     } else {

@@ -12,7 +12,7 @@ use crate::CliError;
 
 /// Arguments of `kelemetry rules`.
 #[derive(Debug, Args)]
-pub struct RulesArgs {
+pub(crate) struct RulesArgs {
     #[command(subcommand)]
     command: RulesCommand,
 }
@@ -29,7 +29,7 @@ enum RulesCommand {
 }
 
 /// `kelemetry rules`.
-pub fn rules(args: RulesArgs) -> Result<(), CliError> {
+pub(crate) fn rules(args: RulesArgs) -> Result<(), CliError> {
     match args.command {
         RulesCommand::Check { file } => check(&file),
         RulesCommand::Default => {
@@ -64,7 +64,7 @@ fn check(file: &Path) -> Result<(), CliError> {
 
 /// The linkers of a replay: owner references, the parent-link annotation, Pod to Node, and the rules of
 /// `rules_file` (the built-in rules when none is given).
-pub fn replay_linkers(
+pub(crate) fn replay_linkers(
     resources: Arc<ResourceMap>,
     rules_file: Option<&Path>,
 ) -> Result<Vec<Arc<dyn Linker>>, CliError> {

@@ -31,13 +31,13 @@ use crate::config::{ExportersConfig, KubernetesConfig, RunConfig};
 
 /// Arguments of `kelemetry run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The configuration file (YAML; see kelemetry.example.yaml).
     #[arg(long, short)]
-    pub config: std::path::PathBuf,
+    pub(crate) config: std::path::PathBuf,
     /// Only check the configuration file, then exit.
     #[arg(long)]
-    pub check: bool,
+    pub(crate) check: bool,
 }
 
 /// What can be read about the sources while and after they run.
@@ -301,7 +301,7 @@ fn announce_signals(signals: &ShutdownSignals) {
 }
 
 /// `kelemetry run`.
-pub async fn run(args: RunArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     let config = RunConfig::load(&args.config)?;
     if args.check {
         println!("{}: ok", args.config.display());

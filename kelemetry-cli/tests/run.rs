@@ -309,3 +309,32 @@ fn a_failing_source_stops_the_run_and_fails_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_reads_its_token_from_a_file_beside_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!("  webhook:\n    listen: 127.0.0.1:{port}\n    tokenFile: token\n"),
+    );
+    let running = start(&config);
+    let list = serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [
+        audit("t1", "create", "10", 2, 201),
+    ]});
+    let post = |token: Option<&str>| {
+        let request = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/audit"))
+            .body(list.to_string());
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("s3cret")).await.unwrap().status(), 200);
+    let (stdout, _) = stop(running, "-TERM");
+    assert!(stdout.contains("1 accepted, 1 delivered"), "{stdout}");
+}

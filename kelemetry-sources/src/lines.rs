@@ -1,6 +1,21 @@
 //! Reading a file line by line with a bound on what one line may hold in memory.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use std::path::Path;
+
+use kelemetry_core::SourceError;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+
+/// Opens the file at `path` for reading in 64 KiB chunks; also returns its name as rejections and errors give
+/// it.
+pub(crate) async fn open_buffered(
+    path: &Path,
+) -> Result<(BufReader<tokio::fs::File>, String), SourceError> {
+    let origin = path.display().to_string();
+    match tokio::fs::File::open(path).await {
+        Ok(file) => Ok((BufReader::with_capacity(64 * 1024, file), origin)),
+        Err(error) => Err(SourceError::io(origin, error)),
+    }
+}
 
 /// One line read by [`LineReader::next_line`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use tokio::io::AsyncBufRead;
 use crate::DEFAULT_DOCUMENT_LIMIT;
 use crate::audit_intake::{RecordRejection, RejectReason};
 use crate::json_stream::{JsonPiece, JsonSplitter};
-use crate::lines::LineReader;
+use crate::lines::{LineReader, open_buffered};
 use crate::outlet::{Flow, Outlet};
 use crate::report::ReadCounters;
 use crate::yaml_stream::{YamlPiece, YamlSplitter};
@@ -260,11 +260,7 @@ impl Source for ObjectFileSource {
         sink: Arc<dyn ActivitySink>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let origin = self.path.display().to_string();
-        let file = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(|error| SourceError::io(origin.clone(), error))?;
-        let reader = tokio::io::BufReader::with_capacity(64 * 1024, file);
+        let (reader, origin) = open_buffered(&self.path).await?;
         self.read_from(reader, &origin, sink, shutdown).await
     }
 }

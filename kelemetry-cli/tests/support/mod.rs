@@ -7,10 +7,10 @@ use std::process::Command;
 
 /// `../shared/fixtures` (or `KELEMETRY_FIXTURES`); `None` when it is missing, after saying so; a panic instead when
 /// `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI), so the conformance suite cannot pass by skipping.
-pub use kelemetry_testkit::fixtures;
+pub(crate) use kelemetry_testkit::fixtures;
 
 /// Runs `kelemetry ARGS --store STORE`: whether it succeeded, its standard output and its standard error.
-pub fn kelemetry(args: &[&str], store: &Path) -> (bool, String, String) {
+pub(crate) fn kelemetry(args: &[&str], store: &Path) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
         .args(args)
         .arg("--store")

@@ -14,13 +14,13 @@ use kelemetry_core::{
 
 /// Keeps every record, rejection and progress report.
 #[derive(Default)]
-pub struct CollectingSink {
+pub(crate) struct CollectingSink {
     /// Records sent.
-    pub records: Mutex<Vec<Record>>,
+    pub(crate) records: Mutex<Vec<Record>>,
     /// Rejections reported.
-    pub rejections: Mutex<Vec<Rejection>>,
+    pub(crate) rejections: Mutex<Vec<Rejection>>,
     /// Bytes reported as progress.
-    pub progress: AtomicU64,
+    pub(crate) progress: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -41,7 +41,7 @@ impl ActivitySink for CollectingSink {
 
 impl CollectingSink {
     /// The activities sent, in order.
-    pub fn activities(&self) -> Vec<Activity> {
+    pub(crate) fn activities(&self) -> Vec<Activity> {
         self.records
             .lock()
             .expect("lock")
@@ -54,7 +54,7 @@ impl CollectingSink {
     }
 
     /// The observations sent, in order.
-    pub fn observations(&self) -> Vec<Observation> {
+    pub(crate) fn observations(&self) -> Vec<Observation> {
         self.records
             .lock()
             .expect("lock")
@@ -67,13 +67,13 @@ impl CollectingSink {
     }
 
     /// The rejections reported, in order.
-    pub fn rejections(&self) -> Vec<Rejection> {
+    pub(crate) fn rejections(&self) -> Vec<Rejection> {
         self.rejections.lock().expect("lock").clone()
     }
 }
 
 /// Runs a source to its end into a new collecting sink.
-pub async fn run(source: Box<dyn Source>) -> Arc<CollectingSink> {
+pub(crate) async fn run(source: Box<dyn Source>) -> Arc<CollectingSink> {
     let sink = Arc::new(CollectingSink::default());
     let shutdown = CancellationToken::new();
     source
@@ -84,7 +84,7 @@ pub async fn run(source: Box<dyn Source>) -> Arc<CollectingSink> {
 }
 
 /// The `response_body` strings of an apiserver replay file (a JSON array of request/response pairs).
-pub fn replay_bodies(path: &Path) -> Vec<String> {
+pub(crate) fn replay_bodies(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).expect("replay file");
     let entries: Vec<serde_json::Value> = serde_json::from_str(&text).expect("replay JSON");
     entries
