@@ -6,8 +6,8 @@ use clap::Args;
 use jiff::Timestamp;
 use kelemetry_core::ObjectSelector;
 use kelemetry_query::display::{BaseMode, Modifier};
-use kelemetry_query::text::{self, TextOptions};
-use kelemetry_query::{DisplayMode, Reader, ViewRequest, assemble, display};
+use kelemetry_query::text::TextOptions;
+use kelemetry_query::{DisplayMode, ShowError};
 use kelemetry_store::SpanStore;
 
 use crate::{CliError, DEFAULT_STORE};
@@ -63,7 +63,10 @@ impl ShowArgs {
 
 /// The objects `text` names (`RESOURCE[.GROUP]/NAMESPACE/NAME` or `RESOURCE[.GROUP]/NAME`, see
 /// [`ObjectSelector`]), in `cluster` when given.
-pub(crate) fn parse_object(text: &str, cluster: Option<String>) -> Result<ObjectSelector, CliError> {
+pub(crate) fn parse_object(
+    text: &str,
+    cluster: Option<String>,
+) -> Result<ObjectSelector, CliError> {
     let mut selector: ObjectSelector = text
         .parse()
         .map_err(|err: kelemetry_core::ParseSelectorError| CliError::Usage(err.to_string()))?;
@@ -84,27 +87,6 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
         path: args.store.clone(),
         source,
     })?;
-    let found = Reader::find_objects(&store, &selector, usize::MAX)
-        .await
-        .map_err(|err| CliError::Query(err.to_string()))?;
-    let key = match found.as_slice() {
-        [] => {
-            return Err(CliError::Query(format!(
-                "no object {} in the store at {}",
-                args.object,
-                args.store.display()
-            )));
-        }
-        [key] => key.clone(),
-        several => {
-            let names: Vec<String> = several.iter().map(ToString::to_string).collect();
-            return Err(CliError::Query(format!(
-                "{} matches several objects; name the group (RESOURCE.GROUP/...) or --cluster: {}",
-                args.object,
-                names.join(", ")
-            )));
-        }
-    };
     let modifier = if args.full_tree {
         Some(Modifier::FullTree)
     } else if args.ancestors {
@@ -118,28 +100,16 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
         base: BaseMode::Tracing,
         modifier,
     };
-    let mut request = ViewRequest::new(key);
-    request.selector = mode.selector();
-    if let Some(from) = args.from {
-        request.from = from;
-    }
-    if let Some(to) = args.to {
-        request.to = to;
-    }
-    let view = assemble(&store, &request)
+    let mut shown = kelemetry_query::show(&store, &selector, mode, (args.from, args.to))
         .await
-        .map_err(|err| CliError::Query(err.to_string()))?;
-    let trace = display(&view, mode);
-    let options = TextOptions {
+        .map_err(|err| match err {
+            ShowError::NotFound(_) => CliError::Query(format!("{err} at {}", args.store.display())),
+            other => CliError::Query(other.to_string()),
+        })?;
+    shown.text = TextOptions {
         max_snapshot_chars: args.snapshot_chars,
     };
-    print!("{}", text::render(&trace, options));
-    if view.truncated > 0 {
-        println!(
-            "({} linked objects left out: budget exhausted)",
-            view.truncated
-        );
-    }
+    print!("{shown}");
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //!
 //! # async fn example(store: &kelemetry_store::SpanStore) -> Result<(), Box<dyn std::error::Error>> {
 //! let mode = DisplayMode::TRACING.with_modifier(Modifier::FullTree);
-//! let shown = show(store, &"deployments/default/web".parse()?, mode, None).await?;
+//! let shown = show(store, &"deployments/default/web".parse()?, mode, (None, None)).await?;
 //! print!("{shown}");
 //! # Ok(())
 //! # }
@@ -78,12 +78,12 @@ pub enum ShowError {
     Assemble(#[from] AssembleError),
 }
 
-/// The one object `selector` names, in `mode`, over `range` (default: all time the reader has).
+/// The one object `selector` names, in `mode`, from `from` to `to` (each open when `None`).
 pub async fn show(
     reader: &dyn Reader,
     selector: &ObjectSelector,
     mode: DisplayMode,
-    range: Option<(Timestamp, Timestamp)>,
+    (from, to): (Option<Timestamp>, Option<Timestamp>),
 ) -> Result<Shown, ShowError> {
     let mut found = reader.find_objects(selector, MAX_MATCHES).await?;
     let key = match found.len() {
@@ -98,8 +98,10 @@ pub async fn show(
     };
     let mut request = ViewRequest::new(key);
     request.selector = mode.selector();
-    if let Some((from, to)) = range {
+    if let Some(from) = from {
         request.from = from;
+    }
+    if let Some(to) = to {
         request.to = to;
     }
     let view = assemble(reader, &request).await?;

@@ -13,7 +13,7 @@ use kelemetry_core::redact::Redactor;
 use kelemetry_core::{BodyCache, Decorator, Object, ObjectKey, ObjectRef, vocabulary};
 use kelemetry_sources::watch_store::{
     ChangeContent, ChangeSlot, WatchDiffDecorator, WatchPhase, WatchStore, WatchStoreLimits,
-    WatchWait,
+    WatchWait, WatchedChange,
 };
 use serde_json::{Value, json};
 
@@ -37,6 +37,24 @@ fn deployment(name: &str, rv: &str, generation: u32, observed: Option<u32>) -> V
         body["status"] = json!({"observedGeneration": observed});
     }
     body
+}
+
+/// Files Deployment `name` at resource version `rv` (with its generation and observed generation) as seen in
+/// `phase`; the change it made, if any.
+fn see(
+    store: &WatchStore,
+    name: &str,
+    rv: &str,
+    generation: u32,
+    observed: Option<u32>,
+    phase: WatchPhase,
+) -> Option<Arc<WatchedChange>> {
+    store.seen(
+        object(name),
+        deployment(name, rv, generation, observed),
+        phase,
+        now(),
+    )
 }
 
 fn store() -> Arc<WatchStore> {
@@ -84,48 +102,18 @@ fn quick() -> WatchWait {
 #[test]
 fn updates_are_diffed_and_filed_by_both_resource_versions() {
     let store = store();
-    assert!(
-        store
-            .seen(
-                object("web"),
-                deployment("web", "10", 1, None),
-                WatchPhase::InitialList,
-                now()
-            )
-            .is_none()
-    );
-    let change = store
-        .seen(
-            object("web"),
-            deployment("web", "11", 1, Some(1)),
-            WatchPhase::Live,
-            now(),
-        )
-        .unwrap();
+    assert!(see(&store, "web", "10", 1, None, WatchPhase::InitialList).is_none());
+    let change = see(&store, "web", "11", 1, Some(1), WatchPhase::Live).unwrap();
     assert_eq!(
         change.content,
         ChangeContent::Diff("status null -> {\"observedGeneration\":1}".into())
     );
-    let change = store
-        .seen(
-            object("web"),
-            deployment("web", "12", 2, Some(1)),
-            WatchPhase::Live,
-            now(),
-        )
-        .unwrap();
+    let change = see(&store, "web", "12", 2, Some(1), WatchPhase::Live).unwrap();
     assert_eq!(
         change.content,
         ChangeContent::Diff("metadata.generation 1 -> 2\nspec.replicas 2 -> 4".into())
     );
-    let change = store
-        .seen(
-            object("web"),
-            deployment("web", "13", 2, Some(2)),
-            WatchPhase::Live,
-            now(),
-        )
-        .unwrap();
+    let change = see(&store, "web", "13", 2, Some(2), WatchPhase::Live).unwrap();
     assert_eq!(
         change.content,
         ChangeContent::Diff("status.observedGeneration 1 -> 2".into())
@@ -137,16 +125,7 @@ fn updates_are_diffed_and_filed_by_both_resource_versions() {
         assert_eq!(store.change(&key("web"), &slot).unwrap(), change);
     }
     // The same version again (a re-delivery) files nothing.
-    assert!(
-        store
-            .seen(
-                object("web"),
-                deployment("web", "13", 2, Some(2)),
-                WatchPhase::Relist,
-                now()
-            )
-            .is_none()
-    );
+    assert!(see(&store, "web", "13", 2, Some(2), WatchPhase::Relist).is_none());
     assert_eq!(store.counts().diffs, 3);
     assert_eq!(
         store
@@ -161,14 +140,7 @@ fn updates_are_diffed_and_filed_by_both_resource_versions() {
 #[test]
 fn creations_after_the_list_and_deletions_are_snapshotted_without_managed_fields() {
     let store = store();
-    let created = store
-        .seen(
-            object("api"),
-            deployment("api", "5", 1, None),
-            WatchPhase::Live,
-            now(),
-        )
-        .unwrap();
+    let created = see(&store, "api", "5", 1, None, WatchPhase::Live).unwrap();
     let ChangeContent::Snapshot(text) = &created.content else {
         panic!("a snapshot")
     };
@@ -193,12 +165,7 @@ fn creations_after_the_list_and_deletions_are_snapshotted_without_managed_fields
 fn a_relist_finds_objects_deleted_meanwhile() {
     let store = store();
     for name in ["a", "b", "c"] {
-        store.seen(
-            object(name),
-            deployment(name, "1", 1, None),
-            WatchPhase::InitialList,
-            now(),
-        );
+        see(&store, name, "1", 1, None, WatchPhase::InitialList);
     }
     let listed: HashSet<ObjectKey> = [key("a"), key("c")].into_iter().collect();
     let gone = store.relisted("apps", "deployments", &listed, now());
@@ -280,18 +247,8 @@ fn bodies_and_changes_are_bounded() {
     let store = WatchStore::new(limits, Redactor::default());
     for i in 0..10 {
         let name = format!("d{i}");
-        store.seen(
-            object(&name),
-            deployment(&name, "1", 1, None),
-            WatchPhase::InitialList,
-            now(),
-        );
-        store.seen(
-            object(&name),
-            deployment(&name, "2", 2, None),
-            WatchPhase::Live,
-            now(),
-        );
+        see(&store, &name, "1", 1, None, WatchPhase::InitialList);
+        see(&store, &name, "2", 2, None, WatchPhase::Live);
     }
     let counts = store.counts();
     assert_eq!(counts.objects, 3);
@@ -309,12 +266,7 @@ fn bodies_and_changes_are_bounded() {
     let store = WatchStore::new(limits, Redactor::default());
     for i in 0..10 {
         let name = format!("d{i}");
-        store.seen(
-            object(&name),
-            deployment(&name, "1", 1, None),
-            WatchPhase::InitialList,
-            now(),
-        );
+        see(&store, &name, "1", 1, None, WatchPhase::InitialList);
     }
     let counts = store.counts();
     assert_eq!(counts.objects, 2, "{counts:?}");
@@ -326,18 +278,8 @@ fn bodies_and_changes_are_bounded() {
 async fn metadata_level_writes_get_the_watched_diff_by_old_version() {
     let store = store();
     store.listed("apps", "deployments", now());
-    store.seen(
-        object("web"),
-        deployment("web", "12", 2, Some(1)),
-        WatchPhase::InitialList,
-        now(),
-    );
-    store.seen(
-        object("web"),
-        deployment("web", "13", 2, Some(2)),
-        WatchPhase::Live,
-        now(),
-    );
+    see(&store, "web", "12", 2, Some(1), WatchPhase::InitialList);
+    see(&store, "web", "13", 2, Some(2), WatchPhase::Live);
     let decorator = WatchDiffDecorator::new(store.clone(), quick());
     // Level Metadata: no body; the request named the version it was based on.
     let mut activity = write("web", ChangeKind::Update, Some("12"), Some("status"));
@@ -356,18 +298,8 @@ async fn metadata_level_writes_get_the_watched_diff_by_old_version() {
 async fn the_first_write_seen_gets_the_watched_diff_by_new_version_after_the_core_decorator() {
     let store = store();
     store.listed("apps", "deployments", now());
-    store.seen(
-        object("web"),
-        deployment("web", "12", 2, Some(1)),
-        WatchPhase::InitialList,
-        now(),
-    );
-    store.seen(
-        object("web"),
-        deployment("web", "13", 2, Some(2)),
-        WatchPhase::Live,
-        now(),
-    );
+    see(&store, "web", "12", 2, Some(1), WatchPhase::InitialList);
+    see(&store, "web", "13", 2, Some(2), WatchPhase::Live);
     let bodies = BodyCache::new(10);
     // Level RequestResponse, but the pipeline never saw an earlier body: core's decorator adds no diff.
     let mut activity = write("web", ChangeKind::Update, Some("12"), Some("status"));
@@ -384,12 +316,7 @@ async fn the_first_write_seen_gets_the_watched_diff_by_new_version_after_the_cor
 async fn the_decorator_waits_for_a_lagging_watch() {
     let store = store();
     store.listed("apps", "deployments", now());
-    store.seen(
-        object("web"),
-        deployment("web", "20", 1, None),
-        WatchPhase::InitialList,
-        now(),
-    );
+    see(&store, "web", "20", 1, None, WatchPhase::InitialList);
     let late = store.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -453,18 +380,8 @@ async fn the_decorator_gives_up_within_its_bounds() {
 async fn writes_that_need_nothing_are_left_alone() {
     let store = store();
     store.listed("apps", "deployments", now());
-    store.seen(
-        object("web"),
-        deployment("web", "1", 1, None),
-        WatchPhase::InitialList,
-        now(),
-    );
-    store.seen(
-        object("web"),
-        deployment("web", "2", 2, None),
-        WatchPhase::Live,
-        now(),
-    );
+    see(&store, "web", "1", 1, None, WatchPhase::InitialList);
+    see(&store, "web", "2", 2, None, WatchPhase::Live);
     let decorator = WatchDiffDecorator::new(store.clone(), quick());
     // A failed request.
     let mut failed = write("web", ChangeKind::Update, Some("1"), None);
@@ -529,12 +446,7 @@ async fn writes_from_before_the_first_list_are_not_waited_for() {
 async fn a_patch_that_created_its_object_gets_the_creation_snapshot() {
     let store = store();
     store.listed("apps", "deployments", now());
-    store.seen(
-        object("applied"),
-        deployment("applied", "41", 1, None),
-        WatchPhase::Live,
-        now(),
-    );
+    see(&store, "applied", "41", 1, None, WatchPhase::Live);
     let mut patch = write("applied", ChangeKind::Update, None, None);
     patch.attribute(vocabulary::NEW_RESOURCE_VERSION, "41");
     WatchDiffDecorator::new(store, quick())
@@ -548,12 +460,7 @@ async fn a_patch_that_created_its_object_gets_the_creation_snapshot() {
 async fn a_patch_that_changed_nothing_is_not_waited_for() {
     let store = store();
     store.listed("apps", "deployments", now());
-    store.seen(
-        object("web"),
-        deployment("web", "7", 1, None),
-        WatchPhase::InitialList,
-        now(),
-    );
+    see(&store, "web", "7", 1, None, WatchPhase::InitialList);
     // A patch (no old version in the request) answered with the version already watched.
     let mut patch = write("web", ChangeKind::Update, None, Some("status"));
     patch.attribute(vocabulary::NEW_RESOURCE_VERSION, "7");

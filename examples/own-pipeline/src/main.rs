@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let object = arg(3, "deployments/default/demo").parse()?;
     print!(
         "{}",
-        show(&store, &object, DisplayMode::FULL_TREE, None).await?
+        show(&store, &object, DisplayMode::FULL_TREE, (None, None)).await?
     );
     Ok(())
 }

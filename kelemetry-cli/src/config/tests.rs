@@ -237,8 +237,10 @@ fn the_example_states_the_defaults() {
         Some(ObjectWatchConfig::default())
     );
 
-    let mut filter = Filter::default();
-    filter.exclude_resources = vec!["leases.coordination.k8s.io".to_owned()];
+    let filter = Filter {
+        exclude_resources: vec!["leases.coordination.k8s.io".to_owned()],
+        ..Filter::default()
+    };
     assert_eq!(config.filter, filter);
     assert!(config.redaction.is_empty());
     assert_eq!(config.linkers, LinkerSetConfig::default());
