@@ -669,7 +669,14 @@ impl Pipeline {
                     }
                 }
                 record = receiver.recv() => {
-                    let Some(record) = record else { break };
+                    let Some(record) = record else {
+                        // Every sink is gone. A live source that ended dropped its sink before its task is seen
+                        // to finish: name it as the cause.
+                        if stop_when_a_source_ends && stop == StopCause::InputEnded && !running.is_empty() {
+                            stop = StopCause::SourceEnded(running.next_finished().await);
+                        }
+                        break;
+                    };
                     stage.process(record).await;
                     if stage.batch.len() >= batch_size {
                         exports.dispatch(&mut stage.batch).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use kelemetry_core::{
     ActivitySink, CancellationToken, Record, Rejection, SinkClosed, Source, SourceError,
 };
-use kelemetry_sources::{AuditLogFollower, CheckpointFile, StartPosition};
+use kelemetry_sources::{AuditLogFollower, CheckpointFile, FileCheckpoint, StartPosition};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -111,6 +111,18 @@ async fn stop(following: Following) {
         .unwrap();
 }
 
+/// Follows `path` (with `checkpoint`) into a sink that takes all it is sent.
+fn follow_all(path: &Path, checkpoint: Option<&PathBuf>) -> (Arc<Collect>, Following) {
+    let sink = Collect::new(usize::MAX >> 4);
+    let following = follow(follower(path, checkpoint), sink.clone());
+    (sink, following)
+}
+
+/// The checkpoint stored at `path`.
+async fn stored(path: &Path) -> FileCheckpoint {
+    CheckpointFile::new(path).load().await.unwrap().unwrap()
+}
+
 async fn wait_for(sink: &Collect, count: usize) {
     let waited = tokio::time::timeout(Duration::from_secs(10), async {
         while sink.keys().len() < count {
@@ -176,8 +188,7 @@ async fn follows_rotation_by_rename() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let mut expected = append_lines(&path, "old", 0..5);
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, None), sink.clone());
+    let (sink, following) = follow_all(&path, None);
     wait_for(&sink, 5).await;
     // The apiserver renames the file, finishes writing to the old one, then opens a new one.
     let rotated = dir.path().join("audit-2024-05-01T12-00-00.000.log");
@@ -199,8 +210,7 @@ async fn follows_copytruncate() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let mut expected = append_lines(&path, "before", 0..6);
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, None), sink.clone());
+    let (sink, following) = follow_all(&path, None);
     wait_for(&sink, 6).await;
     // logrotate copytruncate: copy, then truncate in place (same inode), then the writer goes on.
     std::fs::copy(&path, dir.path().join("audit.log.1")).unwrap();
@@ -224,23 +234,17 @@ async fn resumes_from_the_checkpoint_without_duplicates() {
     let path = dir.path().join("audit.log");
     let checkpoint = dir.path().join("audit.checkpoint");
     let first = append_lines(&path, "one", 0..4);
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, Some(&checkpoint)), sink.clone());
+    let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 4).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(first));
-    let stored = CheckpointFile::new(&checkpoint)
-        .load()
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&checkpoint).await;
     assert_eq!(stored.line, 4);
     assert_eq!(stored.offset, std::fs::metadata(&path).unwrap().len());
 
     // Written while stopped.
     let second = append_lines(&path, "two", 0..3);
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, Some(&checkpoint)), sink.clone());
+    let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 3).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop(following).await;
@@ -253,8 +257,7 @@ async fn resumes_across_a_rotation_that_happened_while_stopped() {
     let path = dir.path().join("audit.log");
     let checkpoint = dir.path().join("audit.checkpoint");
     append_lines(&path, "seen", 0..3);
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, Some(&checkpoint)), sink.clone());
+    let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 3).await;
     stop(following).await;
 
@@ -263,17 +266,12 @@ async fn resumes_across_a_rotation_that_happened_while_stopped() {
     std::fs::rename(&path, dir.path().join("audit-1.log")).unwrap();
     expected.extend(append_lines(&path, "unseen-new", 0..3));
 
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, Some(&checkpoint)), sink.clone());
+    let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 5).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(expected));
-    let stored = CheckpointFile::new(&checkpoint)
-        .load()
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&checkpoint).await;
     assert_eq!(stored.inode, {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&path).unwrap().ino()
@@ -294,15 +292,10 @@ async fn the_checkpoint_only_covers_what_the_pipeline_accepted() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(all[..4].to_vec()));
-    let stored = CheckpointFile::new(&checkpoint)
-        .load()
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored(&checkpoint).await;
     assert_eq!(stored.line, 4);
 
-    let sink = Collect::new(usize::MAX >> 4);
-    let following = follow(follower(&path, Some(&checkpoint)), sink.clone());
+    let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 6).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(all[4..].to_vec()));

@@ -114,6 +114,15 @@ async fn stop(running: Running) {
         .expect("the webhook ends cleanly");
 }
 
+/// POSTs `body` to `url` with `client`.
+async fn post(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client.post(url).body(body).send().await.unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -136,28 +145,23 @@ async fn event_lists_are_accepted_and_delivered_with_the_cluster_of_the_path() {
         event("a2", "get", "web"),
         event("a3", "patch", "web"),
     ]);
-    let response = client
-        .post(format!("{base}/audit/tracetest"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post(&client, format!("{base}/audit/tracetest"), body).await;
     assert_eq!(response.status(), 200);
-    let response = client
-        .post(format!("{base}/audit"))
-        .body(event_list(vec![event("a4", "delete", "api")]))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &client,
+        format!("{base}/audit"),
+        event_list(vec![event("a4", "delete", "api")]),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     // A single Event document is taken too; a malformed event in a list is rejected, the rest delivered.
     let broken = event("broken", "", "x");
-    let response = client
-        .post(format!("{base}/audit/other"))
-        .body(event_list(vec![broken, event("a5", "update", "db")]))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &client,
+        format!("{base}/audit/other"),
+        event_list(vec![broken, event("a5", "update", "db")]),
+    )
+    .await;
     assert_eq!(response.status(), 200);
 
     stop(running).await;
@@ -190,22 +194,14 @@ async fn counters_tell_what_happened() {
     let running = start(WebhookConfig::new(loopback(), "c"), sink.clone());
     let base = format!("http://{}", running.address);
     let client = client();
-    let ok = client
-        .post(format!("{base}/audit/c"))
-        .body(event_list(vec![
-            event("a1", "create", "w"),
-            event("a2", "list", "w"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let ok = post(
+        &client,
+        format!("{base}/audit/c"),
+        event_list(vec![event("a1", "create", "w"), event("a2", "list", "w")]),
+    )
+    .await;
     assert_eq!(ok.status(), 200);
-    let garbage = client
-        .post(format!("{base}/audit/c"))
-        .body("this is not JSON")
-        .send()
-        .await
-        .unwrap();
+    let garbage = post(&client, format!("{base}/audit/c"), "this is not JSON").await;
     assert_eq!(garbage.status(), 400);
     assert!(
         garbage
@@ -214,12 +210,12 @@ async fn counters_tell_what_happened() {
             .unwrap()
             .contains("not an audit EventList")
     );
-    let not_audit = client
-        .post(format!("{base}/audit/c"))
-        .body(r#"{"kind":"PodList","apiVersion":"v1","items":[]}"#)
-        .send()
-        .await
-        .unwrap();
+    let not_audit = post(
+        &client,
+        format!("{base}/audit/c"),
+        r#"{"kind":"PodList","apiVersion":"v1","items":[]}"#,
+    )
+    .await;
     assert_eq!(not_audit.status(), 400);
     let metrics = running.metrics.clone();
     stop(running).await;
@@ -246,29 +242,19 @@ async fn bodies_over_the_limit_get_413() {
         .collect();
     let big = event_list(items);
     assert!(big.len() > 2048);
-    let response = client()
-        .post(format!("{base}/audit/c"))
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = post(&client(), format!("{base}/audit/c"), big.clone()).await;
     assert_eq!(response.status(), 413);
     // Without a Content-Length (chunked), the limit holds while reading.
     let stream = futures_stream(big.into_bytes());
-    let response = client()
-        .post(format!("{base}/audit/c"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &client(),
+        format!("{base}/audit/c"),
+        reqwest::Body::wrap_stream(stream),
+    )
+    .await;
     assert_eq!(response.status(), 413);
     let small = event_list(vec![event("s", "create", "w")]);
-    let response = client()
-        .post(format!("{base}/audit/c"))
-        .body(small)
-        .send()
-        .await
-        .unwrap();
+    let response = post(&client(), format!("{base}/audit/c"), small).await;
     assert_eq!(response.status(), 200);
     let metrics = running.metrics.clone();
     stop(running).await;
@@ -299,12 +285,7 @@ async fn a_full_queue_answers_429_and_loses_nothing_accepted() {
         let items = (0..3)
             .map(|i| event(&format!("b{batch}-{i}"), "update", &format!("w{batch}-{i}")))
             .collect();
-        let response = client
-            .post(format!("{base}/audit/c"))
-            .body(event_list(items))
-            .send()
-            .await
-            .unwrap();
+        let response = post(&client, format!("{base}/audit/c"), event_list(items)).await;
         match response.status().as_u16() {
             200 => accepted.push(batch),
             429 => {
@@ -333,12 +314,12 @@ async fn a_full_queue_answers_429_and_loses_nothing_accepted() {
     })
     .await
     .expect("the queue drains");
-    let response = client
-        .post(format!("{base}/audit/c"))
-        .body(event_list(vec![event("late", "update", "late")]))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &client,
+        format!("{base}/audit/c"),
+        event_list(vec![event("late", "update", "late")]),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let metrics = running.metrics.clone();
     stop(running).await;
@@ -366,12 +347,7 @@ async fn shutdown_delivers_what_was_accepted() {
     let items = (0..50)
         .map(|i| event(&format!("s{i}"), "update", &format!("o{i}")))
         .collect();
-    let response = client()
-        .post(format!("{base}/audit/c"))
-        .body(event_list(items))
-        .send()
-        .await
-        .unwrap();
+    let response = post(&client(), format!("{base}/audit/c"), event_list(items)).await;
     assert_eq!(response.status(), 200);
     running.trigger.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -401,12 +377,7 @@ async fn a_token_is_required_when_configured() {
     let base = format!("http://{}", running.address);
     let client = client();
     let body = event_list(vec![event("t1", "create", "w")]);
-    let none = client
-        .post(format!("{base}/audit/c"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let none = post(&client, format!("{base}/audit/c"), body.clone()).await;
     assert_eq!(none.status(), 401);
     assert_eq!(none.headers().get("www-authenticate").unwrap(), "Bearer");
     let wrong = client
@@ -511,13 +482,13 @@ async fn memory_pressure_answers_429_while_the_queue_holds_something() {
     let client = client();
     let body = |id: &str| event_list(vec![event(id, "create", "w")]);
     // Under pressure, but nothing queued: the batch is taken (the pressure may be memory draining cannot free).
-    let first = client.post(&url).body(body("m1")).send().await.unwrap();
+    let first = post(&client, &url, body("m1")).await;
     assert_eq!(first.status(), 200);
     // Something waits in the queue (the pipeline is stalled): refused.
-    let refused = client.post(&url).body(body("m2")).send().await.unwrap();
+    let refused = post(&client, &url, body("m2")).await;
     assert_eq!(refused.status(), 429);
     pressure.store(false, std::sync::atomic::Ordering::Relaxed);
-    let accepted = client.post(&url).body(body("m3")).send().await.unwrap();
+    let accepted = post(&client, &url, body("m3")).await;
     assert_eq!(accepted.status(), 200);
     sink.open();
     let metrics = running.metrics.clone();
