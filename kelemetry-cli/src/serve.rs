@@ -12,25 +12,25 @@ use crate::{CliError, DEFAULT_STORE};
 
 /// Arguments of `kelemetry serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// The store folder. It is opened read-only, so a `kelemetry` process writing it may run beside; the views
     /// handed out are remembered in `views.redb` in the same folder.
     #[arg(long, env = "KELEMETRY_STORE", default_value = DEFAULT_STORE)]
-    pub store: PathBuf,
+    pub(crate) store: PathBuf,
     /// Address to listen on; port 0 picks a free port (the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Most trace ids remembered; the oldest are forgotten first.
     #[arg(long, default_value_t = ViewLimits::default().max_entries)]
-    pub max_views: u64,
+    pub(crate) max_views: u64,
     /// Also serve Jaeger's remote storage gRPC API (`jaeger.storage.v2`) on this address, so that a Jaeger Query
     /// configured with a `grpc` remote storage shows Kelemetry's assembled traces.
     #[arg(long)]
-    pub remote_storage_listen: Option<SocketAddr>,
+    pub(crate) remote_storage_listen: Option<SocketAddr>,
 }
 
 /// `kelemetry serve`.
-pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if !args.store.exists() {
         return Err(CliError::Usage(format!(
             "no store at {}; replay recordings first (kelemetry replay FILE...) or pass --store",

@@ -14,39 +14,39 @@ use crate::{CliError, DEFAULT_STORE};
 
 /// Arguments of `kelemetry show`.
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The object: RESOURCE/NAMESPACE/NAME, or RESOURCE/NAME for cluster-scoped objects. RESOURCE may name its
     /// group: `deployments.apps/default/web`.
-    pub object: String,
+    pub(crate) object: String,
     /// The cluster, when the store holds several with this object.
     #[arg(long)]
-    pub cluster: Option<String>,
+    pub(crate) cluster: Option<String>,
     /// Start of the time range (RFC 3339, e.g. 2024-05-01T12:00:00Z); default: the beginning.
     #[arg(long)]
-    pub from: Option<Timestamp>,
+    pub(crate) from: Option<Timestamp>,
     /// End of the time range (RFC 3339); default: the end.
     #[arg(long)]
-    pub to: Option<Timestamp>,
+    pub(crate) to: Option<Timestamp>,
     /// Include ancestors and descendants (owners, owned objects...).
     #[arg(long, conflicts_with_all = ["ancestors", "owned"])]
-    pub full_tree: bool,
+    pub(crate) full_tree: bool,
     /// Include the owners of the object.
     #[arg(long, conflicts_with = "owned")]
-    pub ancestors: bool,
+    pub(crate) ancestors: bool,
     /// Include the objects it owns.
     #[arg(long)]
-    pub owned: bool,
+    pub(crate) owned: bool,
     /// The store folder.
     #[arg(long, env = "KELEMETRY_STORE", default_value = DEFAULT_STORE)]
-    pub store: PathBuf,
+    pub(crate) store: PathBuf,
     /// Longest snapshot printed, in characters.
     #[arg(long, default_value_t = 160)]
-    pub snapshot_chars: usize,
+    pub(crate) snapshot_chars: usize,
 }
 
 impl ShowArgs {
     /// The demo's view: the full tree of `object` in `store`.
-    pub fn for_demo(object: &str, store: &Path) -> Self {
+    pub(crate) fn for_demo(object: &str, store: &Path) -> Self {
         Self {
             object: object.to_owned(),
             cluster: None,
@@ -75,7 +75,7 @@ pub(crate) fn parse_object(
 }
 
 /// `kelemetry show`.
-pub async fn show(args: ShowArgs) -> Result<(), CliError> {
+pub(crate) async fn show(args: ShowArgs) -> Result<(), CliError> {
     let selector = parse_object(&args.object, args.cluster.clone())?;
     if !args.store.exists() {
         return Err(CliError::Usage(format!(

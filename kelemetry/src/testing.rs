@@ -66,7 +66,10 @@ impl CollectingSink {
 
     /// The rejections reported so far.
     pub fn rejections(&self) -> Vec<Rejection> {
-        self.rejections.lock().map(|r| r.clone()).unwrap_or_default()
+        self.rejections
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -153,7 +156,13 @@ impl ObjectTree {
     }
 
     fn write(&self, f: &mut fmt::Formatter<'_>, depth: usize, namespace: &str) -> fmt::Result {
-        write!(f, "{:indent$}{}/", "", self.key.resource, indent = depth * 2)?;
+        write!(
+            f,
+            "{:indent$}{}/",
+            "",
+            self.key.resource,
+            indent = depth * 2
+        )?;
         if self.key.namespace != namespace {
             write!(f, "{}/", self.key.namespace)?;
         }
