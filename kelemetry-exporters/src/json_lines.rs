@@ -88,7 +88,7 @@ type Destination = BufWriter<Box<dyn AsyncWrite + Send + Unpin>>;
 
 /// Writes spans as OTLP/JSON lines: each line is one `ExportTraceServiceRequest` in the OpenTelemetry protocol's
 /// JSON encoding (the format of the OpenTelemetry Collector's file exporter), with one `resourceSpans` entry per
-/// service name (`object`, `link`, `audit`, `event`, ...); see [`crate::otlp`].
+/// service name (`object`, `link`, `audit`, `event`, ...); see `kelemetry_core::otlp`.
 ///
 /// Writes go through a buffer of [`WRITE_BUFFER_BYTES`]; [`Exporter::flush`] pushes the buffer out and flushes
 /// the destination. Each line is serialised completely before any of it is written, so a serialisation problem

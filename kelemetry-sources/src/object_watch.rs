@@ -1,5 +1,5 @@
 //! [`ObjectWatchSource`]: watches the objects of the cluster and files their diffs and snapshots in a
-//! [`WatchStore`] (docs/behaviour/watch.md), for [`WatchDiffDecorator`](crate::watch_store::WatchDiffDecorator)
+//! [`WatchStore`] (docs/behaviour/watch.md), for [`WatchDiffDecorator`]
 //! to attach to audit activities.
 //!
 //! - **What is watched**: every resource the apiserver serves that can be listed and watched (kube discovery,

@@ -1,4 +1,4 @@
-//! [`OtlpConfig`]: where and how an [`OtlpExporter`](super::OtlpExporter) sends spans.
+//! [`OtlpConfig`]: where and how an `OtlpExporter` sends spans.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Display modes (docs/behaviour/display-modes.md): how an assembled [`TraceView`] is shown, and the display-mode
+//! Display modes (docs/behaviour/display-modes.md): how an assembled [`TraceView`](crate::TraceView) is shown, and the display-mode
 //! ids encoded in the trace ids the read side hands out.
 //!
 //! A displayed trace is a Jaeger-like span tree ([`DisplayTrace`]). The four bases shape it:
