@@ -11,6 +11,7 @@
 //! # }
 //! ```
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Tokens cancelled by SIGINT and SIGTERM: the first signal cancels `graceful`, the second `immediate`.
@@ -24,48 +25,65 @@ pub struct ShutdownSignals {
 }
 
 /// Starts a task that turns SIGINT and SIGTERM into [`ShutdownSignals`]. Must be called inside a Tokio runtime.
-/// Where a signal handler cannot be installed, that signal is not listened to (and a warning is logged).
+/// The handlers are installed before this returns, so a signal that arrives right after is not missed. Where a
+/// signal handler cannot be installed, that signal is not listened to (and a warning is logged).
 pub fn shutdown_on_signals() -> ShutdownSignals {
     let signals = ShutdownSignals {
         graceful: CancellationToken::new(),
         immediate: CancellationToken::new(),
     };
+    let mut listeners = Listeners::install();
     let (graceful, immediate) = (signals.graceful.clone(), signals.immediate.clone());
     tokio::spawn(async move {
-        let name = next_signal().await;
+        let name = listeners.next().await;
         tracing::info!(
             signal = name,
             "stopping: handing over and exporting what was accepted"
         );
         graceful.cancel();
-        let name = next_signal().await;
+        let name = listeners.next().await;
         tracing::warn!(signal = name, "second signal: stopping now");
         immediate.cancel();
     });
     signals
 }
 
-/// Waits for SIGINT or SIGTERM; returns its name.
-async fn next_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
+/// The SIGINT and SIGTERM streams (each absent if it could not be installed).
+struct Listeners {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
 
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(signal) => Some(signal),
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen to SIGTERM");
-            None
-        }
-    };
-    let terminated = async {
-        match &mut terminate {
-            Some(signal) => {
-                signal.recv().await;
+impl Listeners {
+    fn install() -> Self {
+        let install = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen to {name}");
+                None
             }
-            None => std::future::pending::<()>().await,
+        };
+        Self {
+            interrupt: install(SignalKind::interrupt(), "SIGINT"),
+            terminate: install(SignalKind::terminate(), "SIGTERM"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        () = terminated => "SIGTERM",
+    }
+
+    /// Waits for the next SIGINT or SIGTERM; returns its name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            () = receive(&mut self.interrupt) => "SIGINT",
+            () = receive(&mut self.terminate) => "SIGTERM",
+        }
+    }
+}
+
+/// The next signal of `stream`; never, without one.
+async fn receive(stream: &mut Option<Signal>) {
+    match stream {
+        Some(stream) => {
+            stream.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }

@@ -247,14 +247,17 @@ impl PipelineReport {
     }
 }
 
-/// Retry of retryable export failures: `attempts` tries, waiting `initial_backoff` and doubling up to `max_backoff`.
+/// Retry of retryable export failures: `attempts` tries, waiting `initial_backoff` and doubling up to
+/// `max_backoff`, each wait with random jitter (up to the wait again) so that many exporters do not retry in step.
+/// The one schedule of retries in the project: the pipeline's export workers and the OTLP exporter's delivery both
+/// take their waits from [`RetryPolicy::delays`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Tries in all (at least one).
+    /// Tries in all (at least one); `u32::MAX` for no limit.
     pub attempts: u32,
     /// First wait.
     pub initial_backoff: Duration,
-    /// Longest wait.
+    /// Longest wait (before jitter).
     pub max_backoff: Duration,
 }
 
@@ -264,6 +267,43 @@ impl Default for RetryPolicy {
             attempts: 6,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Retries without limit, waiting `initial` and doubling up to `max` (for exporters that retry until they are
+    /// told to give up).
+    pub fn unlimited(initial: Duration, max: Duration) -> Self {
+        Self {
+            attempts: u32::MAX,
+            initial_backoff: initial,
+            max_backoff: max.max(initial),
+        }
+    }
+
+    /// The waits between tries: one fewer than [`RetryPolicy::attempts`] (endless for `u32::MAX`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kelemetry_core::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy { attempts: 4, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(300) };
+    /// let waits: Vec<Duration> = policy.delays().collect();
+    /// assert_eq!(waits.len(), 3);
+    /// assert!(waits[0] >= Duration::from_millis(100) && waits[0] <= Duration::from_millis(200));
+    /// assert!(waits[2] >= Duration::from_millis(300) && waits[2] <= Duration::from_millis(600));
+    /// ```
+    pub fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
+        use backon::BackoffBuilder;
+        let builder = backon::ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(self.max_backoff.max(self.initial_backoff))
+            .with_factor(2.0)
+            .with_jitter();
+        match self.attempts {
+            u32::MAX => builder.without_max_times().build(),
+            attempts => builder.with_max_times(attempts.max(1) as usize - 1).build(),
         }
     }
 }
@@ -886,23 +926,25 @@ async fn export_worker(
     retry: RetryPolicy,
 ) {
     while let Some(batch) = batches.recv().await {
-        let mut backoff = retry.initial_backoff;
+        let mut delays = retry.delays();
         let mut attempt = 1;
         loop {
-            match exporter.export(&batch).await {
-                Ok(()) => break,
-                Err(err) if err.is_retryable() && attempt < retry.attempts.max(1) => {
-                    debug!(exporter = exporter.name(), attempt, error = %error_chain(&err), "export failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(retry.max_backoff);
-                    attempt += 1;
-                }
-                Err(err) => {
-                    stats.spans_dropped.fetch_add(batch.len() as u64, Relaxed);
-                    error!(exporter = exporter.name(), spans = batch.len(), error = %error_chain(&err), "dropped a batch of spans");
-                    break;
-                }
-            }
+            let Err(err) = exporter.export(&batch).await else {
+                break;
+            };
+            let wait = if err.is_retryable() {
+                delays.next()
+            } else {
+                None
+            };
+            let Some(wait) = wait else {
+                stats.spans_dropped.fetch_add(batch.len() as u64, Relaxed);
+                error!(exporter = exporter.name(), spans = batch.len(), error = %error_chain(&err), "dropped a batch of spans");
+                break;
+            };
+            debug!(exporter = exporter.name(), attempt, error = %error_chain(&err), "export failed, retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
     }
     if let Err(err) = exporter.flush().await {

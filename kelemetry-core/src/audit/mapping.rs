@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{AuditEvent, Stage};
+use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
 use crate::key::{Object, ObjectKey, ObjectRef};
 use crate::vocabulary;
@@ -180,112 +180,46 @@ pub fn activity_title(
 impl AuditMapping {
     /// Maps one audit event of `cluster`: an activity, a normal skip, or an error for a malformed event.
     pub fn map(&self, event: AuditEvent, cluster: &str) -> Result<AuditOutcome, AuditMappingError> {
+        match self.activity(event, cluster) {
+            Ok(activity) => Ok(AuditOutcome::Activity(Box::new(activity))),
+            Err(Rejection::Skipped(reason)) => Ok(AuditOutcome::Skipped(reason)),
+            Err(Rejection::Malformed(error)) => Err(error),
+        }
+    }
+
+    /// The activity of one audit event, or why there is none; the checks run in the documented order, so an
+    /// event with several faults is always reported by the same one.
+    fn activity(&self, event: AuditEvent, cluster: &str) -> Result<Activity, Rejection> {
         if event.audit_id.is_empty() {
-            return Err(AuditMappingError::MissingAuditId);
+            return Err(AuditMappingError::MissingAuditId.into());
         }
+        let change_kind = change_kind(&event.verb, &event.audit_id)?;
+        check_stage(event.stage, &event.audit_id)?;
+        let start = event.start_time();
         let audit_id = event.audit_id;
-        let change_kind = match event.verb.as_str() {
-            "create" => ChangeKind::Create,
-            "update" | "patch" => ChangeKind::Update,
-            "delete" => ChangeKind::Delete,
-            "" => return Err(AuditMappingError::MissingVerb { audit_id }),
-            _ => return Ok(AuditOutcome::Skipped(SkipReason::UnsupportedVerb)),
+        let Some(mut object_ref) = event.object_ref else {
+            return Err(SkipReason::NoObjectRef.into());
         };
-        match event.stage {
-            Some(Stage::ResponseComplete) => {}
-            Some(Stage::RequestReceived | Stage::ResponseStarted | Stage::Panic) => {
-                return Ok(AuditOutcome::Skipped(SkipReason::IncompleteStage));
-            }
-            None | Some(Stage::Unknown) => {
-                return Err(AuditMappingError::MissingStage { audit_id });
-            }
-        }
-        let Some(object_ref) = event.object_ref else {
-            return Ok(AuditOutcome::Skipped(SkipReason::NoObjectRef));
+        let Some(resource) = nonempty(object_ref.resource.take()) else {
+            return Err(AuditMappingError::MissingResource { audit_id }.into());
         };
-        let Some(resource) = object_ref.resource.filter(|r| !r.is_empty()) else {
-            return Err(AuditMappingError::MissingResource { audit_id });
+        let Some(start) = start else {
+            return Err(AuditMappingError::MissingTimestamp { audit_id }.into());
         };
-        let Some(start) = event
-            .request_received_timestamp
-            .or(event.stage_timestamp)
-            .or(event.timestamp)
-        else {
-            return Err(AuditMappingError::MissingTimestamp { audit_id });
-        };
-        let authenticated = event.user.map(|u| u.username).filter(|u| !u.is_empty());
-        let impersonated = event
-            .impersonated_user
-            .map(|u| u.username)
-            .filter(|u| !u.is_empty() && self.use_impersonated_user);
-        let (username, impersonated_by) = match (impersonated, authenticated) {
-            (Some(acting), real) => (acting, real),
-            (None, Some(real)) => (real, None),
-            (None, None) => return Err(AuditMappingError::MissingUser { audit_id }),
-        };
+        let (username, impersonated_by) =
+            self.actor(event.user, event.impersonated_user, &audit_id)?;
 
         let code = event.response_status.as_ref().and_then(|s| s.code);
         let failed = code.is_some_and(|c| c >= 300);
-        let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
-        let mut subresource = nonempty(object_ref.subresource);
-        let mut old_resource_version = nonempty(object_ref.resource_version);
-        let mut namespace = nonempty(object_ref.namespace).unwrap_or_default();
         // Only writes get here, so the response body is worth parsing now.
         let response: Option<Value> = event
             .response_object
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .filter(|body: &Value| !failed && is_object_body(body));
-        let name = match nonempty(object_ref.name) {
-            Some(name) => name,
-            None if change_kind == ChangeKind::Create => {
-                // `generateName`: the name is only known from the response.
-                let found = response.as_ref().and_then(|body| {
-                    let metadata = body.get("metadata")?;
-                    let name = metadata.get("name")?.as_str().filter(|n| !n.is_empty())?;
-                    let ns = metadata.get("namespace").and_then(Value::as_str);
-                    Some((name.to_owned(), ns.map(str::to_owned)))
-                });
-                let Some((name, ns)) = found else {
-                    return Ok(AuditOutcome::Skipped(SkipReason::UnnamedCreate));
-                };
-                if let Some(ns) = ns {
-                    namespace = ns;
-                }
-                // As the original: the request named no version, and wrote no subresource of a known object.
-                old_resource_version = None;
-                subresource = None;
-                name
-            }
-            None => return Ok(AuditOutcome::Skipped(SkipReason::NoObjectName)),
-        };
-        // The response is the object itself only for the main resource and `status`; other subresources
-        // (`scale`, `token`, `eviction`...) answer with other kinds.
-        let body = response.filter(|body| {
-            subresource.as_deref().is_none_or(|s| s == "status")
-                && body.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str())
-        });
-        let body_uid = body
-            .as_ref()
-            .and_then(|b| b.pointer("/metadata/uid"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let uid = body_uid.or_else(|| nonempty(object_ref.uid));
+        let target = Target::resolve(resource, object_ref, change_kind, response.as_ref())?;
+        let (object, change) = target.into_object(cluster, response);
 
-        let key = ObjectKey {
-            cluster: cluster.to_owned(),
-            group: object_ref.api_group.unwrap_or_default(),
-            resource,
-            namespace,
-            name,
-        };
-        let version = object_ref.api_version.unwrap_or_default();
-        let object_ref = ObjectRef::new(key, version, uid);
-        let object = match body {
-            Some(body) => Object::with_body(object_ref, Arc::new(body)),
-            None => Object::new(object_ref),
-        };
-
-        let title = activity_title(&username, &event.verb, subresource.as_deref(), code);
+        let title = activity_title(&username, &event.verb, change.subresource.as_deref(), code);
         let mut activity = Activity::new(
             object,
             SourceKind::Audit,
@@ -294,56 +228,239 @@ impl AuditMapping {
             format!("audit:{audit_id}"),
         );
         activity.end = event.stage_timestamp;
-
-        activity.attribute(vocabulary::AUDIT_ID, audit_id);
-        activity.attribute(vocabulary::USERNAME, username);
-        if let Some(real) = impersonated_by {
-            activity.attribute(vocabulary::IMPERSONATED_BY, real);
-        }
+        attribute_actor(&mut activity, audit_id, username, impersonated_by);
         if let Some(agent) = event.user_agent.filter(|a| !a.is_empty()) {
             activity.attribute(vocabulary::USER_AGENT, agent);
         }
         if let Some(code) = code {
             activity.attribute(vocabulary::RESPONSE_CODE, code.to_string());
         }
-        if let Some(rv) = &old_resource_version {
+        if let Some(rv) = &change.old_resource_version {
             activity.attribute(vocabulary::RESOURCE_VERSION, rv.clone());
         }
-        let mut ips = event.source_ips.into_iter();
-        if let Some(first) = ips.next() {
-            activity.attribute(vocabulary::SOURCE_IP, first);
-            let proxies: Vec<String> = ips.collect();
-            if !proxies.is_empty() {
-                activity.attribute(vocabulary::PROXY, proxies.join(","));
-            }
-        }
-        if let Some(sub) = &subresource {
+        attribute_source_ips(&mut activity, event.source_ips);
+        if let Some(sub) = &change.subresource {
             activity.attribute(vocabulary::SUBRESOURCE, sub.clone());
         }
         activity.attribute(vocabulary::TAG, event.verb);
 
         if failed && let Some(status) = event.response_status {
-            activity.logs.push(LogLine::new(
-                LogKind::RealError,
-                failure_text(status.reason, status.message, code),
-            ));
-            for cause in status.details.map(|d| d.causes).unwrap_or_default() {
-                let text = match (cause.reason.filter(|r| !r.is_empty()), cause.message) {
-                    (Some(kind), Some(message)) => format!("{kind}: {message}"),
-                    (Some(kind), None) => kind,
-                    (None, Some(message)) => message,
-                    (None, None) => continue,
-                };
-                activity.logs.push(LogLine::new(LogKind::RealError, text));
-            }
+            push_failure_logs(&mut activity.logs, status, code);
         }
+        activity.change = Some(change);
+        Ok(activity)
+    }
 
-        activity.change = Some(Change {
+    /// The acting user's name and, when it is an impersonated user, the name of the one who authenticated.
+    fn actor(
+        &self,
+        user: Option<UserInfo>,
+        impersonated_user: Option<UserInfo>,
+        audit_id: &str,
+    ) -> Result<(String, Option<String>), Rejection> {
+        let authenticated = user.map(|u| u.username).filter(|u| !u.is_empty());
+        let impersonated = impersonated_user
+            .map(|u| u.username)
+            .filter(|u| !u.is_empty() && self.use_impersonated_user);
+        match (impersonated, authenticated) {
+            (Some(acting), real) => Ok((acting, real)),
+            (None, Some(real)) => Ok((real, None)),
+            (None, None) => Err(AuditMappingError::MissingUser {
+                audit_id: audit_id.to_owned(),
+            }
+            .into()),
+        }
+    }
+}
+
+/// Why an audit event gives no activity: a normal skip, or a malformed event.
+enum Rejection {
+    Skipped(SkipReason),
+    Malformed(AuditMappingError),
+}
+
+impl From<SkipReason> for Rejection {
+    fn from(reason: SkipReason) -> Self {
+        Self::Skipped(reason)
+    }
+}
+
+impl From<AuditMappingError> for Rejection {
+    fn from(error: AuditMappingError) -> Self {
+        Self::Malformed(error)
+    }
+}
+
+/// The kind of change a verb makes; reads and other verbs are skipped, an empty verb is malformed.
+fn change_kind(verb: &str, audit_id: &str) -> Result<ChangeKind, Rejection> {
+    match verb {
+        "create" => Ok(ChangeKind::Create),
+        "update" | "patch" => Ok(ChangeKind::Update),
+        "delete" => Ok(ChangeKind::Delete),
+        "" => Err(AuditMappingError::MissingVerb {
+            audit_id: audit_id.to_owned(),
+        }
+        .into()),
+        _ => Err(SkipReason::UnsupportedVerb.into()),
+    }
+}
+
+/// Only `ResponseComplete` events are traced; the other known stages are skipped, an unknown one is malformed.
+fn check_stage(stage: Option<Stage>, audit_id: &str) -> Result<(), Rejection> {
+    match stage {
+        Some(Stage::ResponseComplete) => Ok(()),
+        Some(Stage::RequestReceived | Stage::ResponseStarted | Stage::Panic) => {
+            Err(SkipReason::IncompleteStage.into())
+        }
+        None | Some(Stage::Unknown) => Err(AuditMappingError::MissingStage {
+            audit_id: audit_id.to_owned(),
+        }
+        .into()),
+    }
+}
+
+/// `Some` of a non-empty string.
+fn nonempty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// The object a write was about, and the change the request made to it.
+struct Target {
+    resource: String,
+    name: String,
+    namespace: String,
+    /// The rest of the event's `objectRef`.
+    group: Option<String>,
+    version: Option<String>,
+    uid: Option<String>,
+    change: Change,
+}
+
+impl Target {
+    /// Reads the target from the event's `objectRef` (whose `resource` was already taken); a `create` with no
+    /// name (`generateName`) takes the name and namespace the response body gives.
+    fn resolve(
+        resource: String,
+        object_ref: AuditObjectRef,
+        change_kind: ChangeKind,
+        response: Option<&Value>,
+    ) -> Result<Self, Rejection> {
+        let mut namespace = nonempty(object_ref.namespace).unwrap_or_default();
+        let mut change = Change {
             kind: change_kind,
-            old_resource_version,
-            subresource,
+            old_resource_version: nonempty(object_ref.resource_version),
+            subresource: nonempty(object_ref.subresource),
+        };
+        let name = match nonempty(object_ref.name) {
+            Some(name) => name,
+            None if change_kind == ChangeKind::Create => {
+                let Some((name, ns)) = response.and_then(created_name) else {
+                    return Err(SkipReason::UnnamedCreate.into());
+                };
+                if let Some(ns) = ns {
+                    namespace = ns;
+                }
+                // As the original: the request named no version, and wrote no subresource of a known object.
+                change.old_resource_version = None;
+                change.subresource = None;
+                name
+            }
+            None => return Err(SkipReason::NoObjectName.into()),
+        };
+        Ok(Self {
+            resource,
+            name,
+            namespace,
+            group: object_ref.api_group,
+            version: object_ref.api_version,
+            uid: object_ref.uid,
+            change,
+        })
+    }
+
+    /// The traced object of `cluster`, with the response body when it is the object itself (whose uid then
+    /// wins over the `objectRef`'s), and the change.
+    fn into_object(self, cluster: &str, response: Option<Value>) -> (Object, Change) {
+        // The response is the object itself only for the main resource and `status`; other subresources
+        // (`scale`, `token`, `eviction`...) answer with other kinds.
+        let body = response.filter(|body| {
+            self.change
+                .subresource
+                .as_deref()
+                .is_none_or(|s| s == "status")
+                && body.pointer("/metadata/name").and_then(Value::as_str)
+                    == Some(self.name.as_str())
         });
-        Ok(AuditOutcome::Activity(Box::new(activity)))
+        let uid = body
+            .as_ref()
+            .and_then(|b| b.pointer("/metadata/uid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| nonempty(self.uid));
+        let key = ObjectKey {
+            cluster: cluster.to_owned(),
+            group: self.group.unwrap_or_default(),
+            resource: self.resource,
+            namespace: self.namespace,
+            name: self.name,
+        };
+        let object_ref = ObjectRef::new(key, self.version.unwrap_or_default(), uid);
+        let object = match body {
+            Some(body) => Object::with_body(object_ref, Arc::new(body)),
+            None => Object::new(object_ref),
+        };
+        (object, self.change)
+    }
+}
+
+/// The name (non-empty) and namespace of a created object, from the response body's metadata.
+fn created_name(body: &Value) -> Option<(String, Option<String>)> {
+    let metadata = body.get("metadata")?;
+    let name = metadata.get("name")?.as_str().filter(|n| !n.is_empty())?;
+    let ns = metadata.get("namespace").and_then(Value::as_str);
+    Some((name.to_owned(), ns.map(str::to_owned)))
+}
+
+/// The audit id, the acting user and, if impersonated, the one who authenticated.
+fn attribute_actor(
+    activity: &mut Activity,
+    audit_id: String,
+    username: String,
+    impersonated_by: Option<String>,
+) {
+    activity.attribute(vocabulary::AUDIT_ID, audit_id);
+    activity.attribute(vocabulary::USERNAME, username);
+    if let Some(real) = impersonated_by {
+        activity.attribute(vocabulary::IMPERSONATED_BY, real);
+    }
+}
+
+/// The client address, then the proxies it came through (comma-separated), when recorded.
+fn attribute_source_ips(activity: &mut Activity, source_ips: Vec<String>) {
+    let mut ips = source_ips.into_iter();
+    if let Some(first) = ips.next() {
+        activity.attribute(vocabulary::SOURCE_IP, first);
+        let proxies: Vec<String> = ips.collect();
+        if !proxies.is_empty() {
+            activity.attribute(vocabulary::PROXY, proxies.join(","));
+        }
+    }
+}
+
+/// The error logs of a failed request: the status's reason and message, then one line per cause.
+fn push_failure_logs(logs: &mut Vec<LogLine>, status: ResponseStatus, code: Option<i32>) {
+    logs.push(LogLine::new(
+        LogKind::RealError,
+        failure_text(status.reason, status.message, code),
+    ));
+    for cause in status.details.map(|d| d.causes).unwrap_or_default() {
+        let text = match (cause.reason.filter(|r| !r.is_empty()), cause.message) {
+            (Some(kind), Some(message)) => format!("{kind}: {message}"),
+            (Some(kind), None) => kind,
+            (None, Some(message)) => message,
+            (None, None) => continue,
+        };
+        logs.push(LogLine::new(LogKind::RealError, text));
     }
 }
 

@@ -5,31 +5,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use kelemetry_core::{ExportError, SpanRecord};
+use kelemetry_core::{ExportError, RetryPolicy, SpanRecord};
 use tracing::{debug, error, info, warn};
 
 use super::buffer::Shared;
 use super::transport::{Prepared, Transport};
 
-/// The waits between retries: `initial`, doubling up to `max`. (Two lines of arithmetic; a backoff crate would
-/// add a dependency for them.)
-#[derive(Copy, Clone, Debug)]
-pub(super) struct Backoff {
-    pub(super) initial: Duration,
-    pub(super) max: Duration,
-}
-
 /// Runs until the exporter is dropped (the buffer closed and empty).
 pub(super) async fn deliver(
     shared: Arc<Shared>,
     transport: Transport,
-    backoff: Backoff,
+    retry: RetryPolicy,
     max_batch: usize,
 ) {
     while let Some(batch) = shared.next_batch(max_batch).await {
         shared.abandon.store(false, Relaxed);
         let request = transport.request(&batch);
-        deliver_one(&shared, &transport, &request, &batch, backoff).await;
+        deliver_one(&shared, &transport, &request, &batch, retry).await;
         shared.request_finished();
     }
 }
@@ -40,11 +32,11 @@ async fn deliver_one(
     transport: &Transport,
     request: &Prepared,
     batch: &[SpanRecord],
-    backoff: Backoff,
+    retry: RetryPolicy,
 ) {
     let stats = &shared.stats;
     let spans = batch.len() as u64;
-    let mut wait = backoff.initial;
+    let mut delays = retry.delays();
     let mut failures = 0u32;
     loop {
         let error = match transport.send(request.clone()).await {
@@ -68,11 +60,12 @@ async fn deliver_one(
         failures += 1;
         stats.requests_retried.fetch_add(1, Relaxed);
         log_retry(shared, failures, spans, &error);
+        // The policy is unlimited; the buffer's abandon flag (a flush that timed out) ends the retries.
+        let wait = delays.next().unwrap_or(retry.max_backoff);
         if wait_or_abandon(shared, wait).await {
             stats.spans_dropped_undelivered.fetch_add(spans, Relaxed);
             return;
         }
-        wait = (wait * 2).min(backoff.max);
     }
 }
 

@@ -60,7 +60,8 @@ pub use http::{http_status_is_retryable, http_traces_url};
 pub use stats::{OtlpReport, OtlpStats};
 
 use buffer::{Buffer, Shared};
-use delivery::{Backoff, deliver};
+use delivery::deliver;
+use kelemetry_core::RetryPolicy;
 use transport::Transport;
 
 /// Sends spans to an OTLP endpoint; see the [module documentation](self) for delivery, retry and the buffer.
@@ -97,10 +98,7 @@ impl OtlpExporter {
         let worker = runtime.spawn(deliver(
             shared.clone(),
             transport,
-            Backoff {
-                initial: config.initial_backoff,
-                max: config.max_backoff.max(config.initial_backoff),
-            },
+            RetryPolicy::unlimited(config.initial_backoff, config.max_backoff),
             config.max_batch_spans.max(1),
         ));
         Ok(Self {
