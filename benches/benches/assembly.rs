@@ -10,7 +10,6 @@
 //! ```
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -20,7 +19,7 @@ use kelemetry_core::{
     Activity, Link, Object, ObjectKey, ObjectRef, SourceKind, SpanRecord, Windowing,
 };
 use kelemetry_query::display::{BaseMode, DisplayMode, Modifier};
-use kelemetry_query::{Reader, StoreReader, ViewRequest, assemble, display};
+use kelemetry_query::{Reader, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 
 const PODS: usize = 1_000;
@@ -117,7 +116,7 @@ fn build_store(dir: &std::path::Path) -> (SpanStore, ObjectKey) {
 fn assembly(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let (store, deployment) = build_store(dir.path());
-    let reader = StoreReader::new(Arc::new(store));
+    let reader = store;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()

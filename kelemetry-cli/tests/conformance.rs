@@ -12,11 +12,10 @@ use support::{fixtures, kelemetry};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use kelemetry_core::{ObjectKey, SpanKind};
 use kelemetry_query::display::{BaseMode, Modifier};
-use kelemetry_query::{DisplayMode, StoreReader, ViewNode, ViewRequest, assemble, display};
+use kelemetry_query::{DisplayMode, ViewNode, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 
 fn replay(files: &[PathBuf], store: &Path) -> String {
@@ -73,7 +72,7 @@ async fn kspan_deployment_tree() {
         );
     }
 
-    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(&store).unwrap()));
+    let reader = SpanStore::open_read_only(&store).unwrap();
     let mode = DisplayMode {
         base: BaseMode::Tracing,
         modifier: Some(Modifier::FullTree),

@@ -14,11 +14,10 @@ use support::{fixtures, kelemetry};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use kelemetry_core::ObjectKey;
 use kelemetry_query::display::{BaseMode, Modifier};
-use kelemetry_query::{DisplayMode, StoreReader, TraceView, ViewNode, ViewRequest, assemble};
+use kelemetry_query::{DisplayMode, TraceView, ViewNode, ViewRequest, assemble};
 use kelemetry_store::SpanStore;
 
 fn data(name: &str) -> PathBuf {
@@ -39,7 +38,7 @@ fn replay(files: &[&Path], extra: &[&str], store: &Path) -> String {
 }
 
 async fn full_tree(store: &Path, key: ObjectKey) -> TraceView {
-    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(store).unwrap()));
+    let reader = SpanStore::open_read_only(store).unwrap();
     let mut request = ViewRequest::new(key);
     request.selector = DisplayMode {
         base: BaseMode::Tracing,

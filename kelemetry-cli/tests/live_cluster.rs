@@ -6,12 +6,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kelemetry_core::ObjectKey;
 use kelemetry_query::display::{BaseMode, Modifier};
-use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
+use kelemetry_query::{DisplayMode, DisplayTrace, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_testkit::{
     ClusterOptions, KelemetryProcess, TestCluster, e2e_enabled, free_loopback_port, wait_until,
@@ -57,7 +57,7 @@ fn write_config(dir: &Path, cluster: &TestCluster, port: u16) -> PathBuf {
 }
 
 async fn view(store: &Path, key: ObjectKey, modifier: Modifier) -> DisplayTrace {
-    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(store).unwrap()));
+    let reader = SpanStore::open_read_only(store).unwrap();
     let mode = DisplayMode {
         base: BaseMode::Tracing,
         modifier: Some(modifier),

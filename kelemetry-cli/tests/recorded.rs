@@ -7,11 +7,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use kelemetry_core::ObjectKey;
 use kelemetry_query::display::{BaseMode, Modifier};
-use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
+use kelemetry_query::{DisplayMode, DisplayTrace, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 
 fn recording() -> PathBuf {
@@ -36,7 +35,7 @@ fn replay(store: &Path) {
 }
 
 async fn view(store: &Path, key: ObjectKey, modifier: Modifier) -> DisplayTrace {
-    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(store).unwrap()));
+    let reader = SpanStore::open_read_only(store).unwrap();
     let mode = DisplayMode {
         base: BaseMode::Tracing,
         modifier: Some(modifier),

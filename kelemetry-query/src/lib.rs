@@ -44,5 +44,4 @@ pub use display::{
 pub use reader::{ReadError, Reader};
 pub use selector::LinkSelector;
 pub use show::{ShowError, Shown, show};
-pub use store_reader::StoreReader;
 pub use trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery, search_selector};

@@ -21,8 +21,6 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
@@ -120,60 +118,5 @@ impl Reader for SpanStore {
         clusters.sort();
         clusters.dedup();
         Ok(clusters)
-    }
-}
-
-/// The [`Reader`] of a shared [`SpanStore`]; the same as using the store itself (which is cheap to clone), kept so
-/// that code written as `StoreReader::new(Arc::new(store))` keeps working.
-#[derive(Clone, Debug)]
-pub struct StoreReader {
-    store: Arc<SpanStore>,
-}
-
-impl StoreReader {
-    /// A reader over `store`. Prefer passing the [`SpanStore`] itself where a [`Reader`] is wanted.
-    pub fn new(store: Arc<SpanStore>) -> Self {
-        Self { store }
-    }
-}
-
-#[async_trait]
-impl Reader for StoreReader {
-    async fn object_traces(
-        &self,
-        key: &ObjectKey,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<TraceId>, ReadError> {
-        self.store.object_traces(key, from, to).await
-    }
-
-    async fn trace(&self, id: TraceId) -> Result<Vec<SpanRecord>, ReadError> {
-        self.store.trace(id).await
-    }
-
-    async fn find_objects(
-        &self,
-        selector: &ObjectSelector,
-        limit: usize,
-    ) -> Result<Vec<ObjectKey>, ReadError> {
-        Reader::find_objects(self.store.as_ref(), selector, limit).await
-    }
-
-    async fn object_traces_many(
-        &self,
-        keys: &[ObjectKey],
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<Vec<TraceId>>, ReadError> {
-        self.store.object_traces_many(keys, from, to).await
-    }
-
-    async fn traces(&self, ids: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, ReadError> {
-        self.store.traces(ids).await
-    }
-
-    async fn clusters(&self) -> Result<Vec<String>, ReadError> {
-        self.store.clusters().await
     }
 }

@@ -12,7 +12,7 @@ use kelemetry_core::{
     SpanRecord,
 };
 use kelemetry_query::display::{BaseMode, DisplayKind};
-use kelemetry_query::{DisplayMode, StoreReader, ViewRequest, assemble, display};
+use kelemetry_query::{DisplayMode, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_tracing::{
     ActivityRecorder, Attached, Attachment, ControllerTracing, ObjectTracing, RecordError,
@@ -175,7 +175,7 @@ async fn reconcile_spans_are_children_of_the_object_span_and_show_inside_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = SpanStore::create(dir.path()).unwrap();
     store.write_spans(&all).unwrap();
-    let reader = StoreReader::new(Arc::new(store));
+    let reader = store;
     let view = assemble(&reader, &ViewRequest::new(object_ref.key.clone()))
         .await
         .unwrap();

@@ -20,7 +20,7 @@ use std::time::Duration;
 use configmap_sync::{FIELD_MANAGER, SyncController};
 use kelemetry_core::{CancellationToken, MemoryExporter, ObjectKey, Pipeline, StopCause};
 use kelemetry_query::display::{BaseMode, DisplayKind, Modifier};
-use kelemetry_query::{DisplayMode, DisplayTrace, StoreReader, ViewRequest, assemble, display};
+use kelemetry_query::{DisplayMode, DisplayTrace, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_testkit::{
     ClusterOptions, KelemetryProcess, TestCluster, e2e_enabled, free_loopback_port, wait_until,
@@ -209,7 +209,7 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
         store.write_spans(&controller_spans).unwrap();
         store.sync().unwrap();
     }
-    let reader = StoreReader::new(Arc::new(SpanStore::open_read_only(&store_dir).unwrap()));
+    let reader = SpanStore::open_read_only(&store_dir).unwrap();
     let key = ObjectKey::new(
         "tracetest",
         "example.kelemetry.io",

@@ -10,7 +10,7 @@ use kelemetry_core::{
     Activity, CancellationToken, MemoryExporter, Object, ObjectKey, ObjectRef, Observation,
     Pipeline, PipelineReport, Record, ResourceMap, SourceKind,
 };
-use kelemetry_query::{LinkSelector, StoreReader, ViewRequest, assemble};
+use kelemetry_query::{LinkSelector, ViewRequest, assemble};
 use kelemetry_store::SpanStore;
 use serde_json::{Value, json};
 
@@ -113,7 +113,7 @@ async fn a_rollouts_tree_shows_its_services_and_replica_sets() {
     let dir = tempfile::tempdir().unwrap();
     let store = SpanStore::create(dir.path()).unwrap();
     store.write_spans(&exporter.spans()).unwrap();
-    let reader = StoreReader::new(Arc::new(store));
+    let reader = store;
     let mut request = ViewRequest::new(ObjectKey::new(
         "prod",
         "argoproj.io",

@@ -187,8 +187,8 @@ impl AuditMapping {
         }
     }
 
-    /// The activity of one audit event, or why there is none; the checks run in the documented order, so an
-    /// event with several faults is always reported by the same one.
+    /// The activity of one audit event, or why there is none; the checks run in a fixed order, so an event with
+    /// several faults is always reported by the same one.
     fn activity(&self, event: AuditEvent, cluster: &str) -> Result<Activity, Rejection> {
         if event.audit_id.is_empty() {
             return Err(AuditMappingError::MissingAuditId.into());
