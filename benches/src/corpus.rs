@@ -418,8 +418,57 @@ pub fn write_corpus<W: Write>(
         bytes: 0,
     };
     let mut rng = SplitMix(spec.seed);
+    let (mut plans, deleted_objects) = plan_objects(spec, templates, writes, &mut rng);
+    let schedule = schedule_writes(spec, &plans, writes, &mut rng);
 
-    // Plan every object's life.
+    let mut summary = CorpusSummary {
+        events: spec.events,
+        writes,
+        reads,
+        objects: spec.objects,
+        deleted_objects,
+        ..CorpusSummary::default()
+    };
+    let mut next_write = schedule.into_iter();
+    let mut resource_version: u64 = 1_000_000;
+    let mut line = Vec::with_capacity(8 * 1024);
+    for i in 0..spec.events {
+        let at = event_time(spec, i);
+        let is_read = (i + 1) * reads / spec.events > i * reads / spec.events;
+        let event = if is_read {
+            let template = &templates.reads[rng.below(templates.reads.len() as u64) as usize];
+            render_read(template, spec.seed, i, at)
+        } else {
+            let Some(entry) = next_write.next() else {
+                return Err(CorpusError::Size("ran out of scheduled writes".into()));
+            };
+            let j = entry & 0xffff_ffff;
+            let plan = &mut plans[j as usize];
+            let rendered =
+                render_write(templates, plan, spec.seed, j, i, at, &mut resource_version);
+            count_write(&mut summary, plan, &rendered);
+            rendered.event
+        };
+        line.clear();
+        serde_json::to_writer(&mut line, &event)?;
+        line.push(b'\n');
+        out.write_all(&line)?;
+        summary.first.get_or_insert(at);
+        summary.last = Some(at);
+    }
+    out.flush()?;
+    summary.bytes = out.bytes;
+    Ok(summary)
+}
+
+/// Plans every object's life: its create template, its number of writes and whether (and with which recorded
+/// delete) it ends deleted; also how many objects end deleted.
+fn plan_objects(
+    spec: &CorpusSpec,
+    templates: &Templates,
+    writes: u64,
+    rng: &mut SplitMix,
+) -> (Vec<ObjectPlan>, u64) {
     let mut plans = Vec::with_capacity(spec.objects as usize);
     let mut deleted_objects = 0;
     for j in 0..spec.objects {
@@ -442,8 +491,17 @@ pub fn write_corpus<W: Write>(
             body_seen: false,
         });
     }
+    (plans, deleted_objects)
+}
 
-    // Spread each object's writes over its lifetime, objects starting evenly over the whole log.
+/// The order of all writes, each entry `position << 32 | object index`, sorted: each object's writes are spread
+/// over its lifetime, objects starting evenly over the whole log.
+fn schedule_writes(
+    spec: &CorpusSpec,
+    plans: &[ObjectPlan],
+    writes: u64,
+    rng: &mut SplitMix,
+) -> Vec<u64> {
     let lifetime = (writes * u64::from(spec.object_lifetime_minutes)
         / u64::from(spec.duration_minutes))
     .clamp(1, writes);
@@ -457,59 +515,30 @@ pub fn write_corpus<W: Write>(
         }
     }
     schedule.sort_unstable();
+    schedule
+}
 
+/// When the `i`-th event happens: events are spread evenly over the spec's duration.
+fn event_time(spec: &CorpusSpec, i: u64) -> Timestamp {
     let duration_us = i64::from(spec.duration_minutes) * 60 * 1_000_000;
-    let mut summary = CorpusSummary {
-        events: spec.events,
-        writes,
-        reads,
-        objects: spec.objects,
-        deleted_objects,
-        ..CorpusSummary::default()
-    };
-    let mut next_write = schedule.into_iter();
-    let mut resource_version: u64 = 1_000_000;
-    let mut line = Vec::with_capacity(8 * 1024);
-    for i in 0..spec.events {
-        let offset_us = (i128::from(duration_us) * i128::from(i) / i128::from(spec.events)) as i64;
-        let at = spec
-            .start
-            .saturating_add(SignedDuration::from_micros(offset_us))
-            .unwrap_or(spec.start);
-        let is_read = (i + 1) * reads / spec.events > i * reads / spec.events;
-        let event = if is_read {
-            let template = &templates.reads[rng.below(templates.reads.len() as u64) as usize];
-            render_read(template, spec.seed, i, at)
-        } else {
-            let Some(entry) = next_write.next() else {
-                return Err(CorpusError::Size("ran out of scheduled writes".into()));
-            };
-            let j = entry & 0xffff_ffff;
-            let plan = &mut plans[j as usize];
-            let rendered =
-                render_write(templates, plan, spec.seed, j, i, at, &mut resource_version);
-            if rendered.has_body {
-                summary.writes_with_body += 1;
-                if !plan.body_seen {
-                    plan.body_seen = true;
-                    summary.objects_with_body += 1;
-                }
-            }
-            if rendered.conflict {
-                summary.conflicts += 1;
-            }
-            rendered.event
-        };
-        line.clear();
-        serde_json::to_writer(&mut line, &event)?;
-        line.push(b'\n');
-        out.write_all(&line)?;
-        summary.first.get_or_insert(at);
-        summary.last = Some(at);
+    let offset_us = (i128::from(duration_us) * i128::from(i) / i128::from(spec.events)) as i64;
+    spec.start
+        .saturating_add(SignedDuration::from_micros(offset_us))
+        .unwrap_or(spec.start)
+}
+
+/// Counts a rendered write of the object `plan` in the summary.
+fn count_write(summary: &mut CorpusSummary, plan: &mut ObjectPlan, rendered: &RenderedWrite) {
+    if rendered.has_body {
+        summary.writes_with_body += 1;
+        if !plan.body_seen {
+            plan.body_seen = true;
+            summary.objects_with_body += 1;
+        }
     }
-    out.flush()?;
-    summary.bytes = out.bytes;
-    Ok(summary)
+    if rendered.conflict {
+        summary.conflicts += 1;
+    }
 }
 
 /// Writes a corpus into a new temporary file (in the system's temporary folder, removed when the handle drops).
@@ -559,6 +588,8 @@ struct RenderedWrite {
     conflict: bool,
 }
 
+/// Renders the next write of the object `plan` (the `j`-th object) as the `i`-th event of the log: its create
+/// first, its recorded delete last if it has one, updates and patches between.
 #[allow(clippy::too_many_arguments)]
 fn render_write(
     templates: &Templates,
@@ -572,28 +603,7 @@ fn render_write(
     let create = &templates.creates[plan.create as usize];
     let sequence = plan.done;
     plan.done += 1;
-    let name = format!("{}-{j:05x}", create.base_name);
-    let namespace = create
-        .namespace
-        .as_ref()
-        .map(|ns| format!("{ns}-{}", j % NAMESPACE_SPREAD));
-    let uid = uuid(seed, UID_DOMAIN, j);
-    let owner_group = j / PODS_PER_OWNER;
-    let collection_uri = {
-        let uri = create
-            .event
-            .get("requestURI")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        match (&create.namespace, &namespace) {
-            (Some(old), Some(new)) => uri.replace(
-                &format!("/namespaces/{old}/"),
-                &format!("/namespaces/{new}/"),
-            ),
-            _ => uri.to_owned(),
-        }
-    };
-    let object_uri = format!("{collection_uri}/{name}");
+    let identity = Identity::new(create, seed, j);
 
     let last = sequence + 1 == plan.events;
     let delete = plan
@@ -603,153 +613,21 @@ fn render_write(
         .and_then(|(resource, index)| templates.deletes.get(resource)?.get(*index as usize));
 
     let (mut event, has_body, conflict) = if sequence == 0 {
-        // The create, as recorded.
-        let mut event = create.event.clone();
-        *resource_version += 1;
-        plan.resource_version = *resource_version;
-        set_str(&mut event, "requestURI", collection_uri.clone());
-        if let Some(object_ref) = event.get_mut("objectRef").and_then(Value::as_object_mut) {
-            if !create.generated_name {
-                object_ref.insert("name".into(), name.clone().into());
-            }
-            if let Some(ns) = &namespace {
-                object_ref.insert("namespace".into(), ns.clone().into());
-            }
-        }
-        for body in ["requestObject", "responseObject"] {
-            if let Some(body) = event.get_mut(body) {
-                // A `generateName` request has no name, and keeps none: only the response names the object.
-                vary_body(
-                    body,
-                    &name,
-                    namespace.as_deref(),
-                    &uid,
-                    plan.resource_version,
-                    seed,
-                    owner_group,
-                    at,
-                );
-            }
-        }
+        let event = render_create(create, plan, &identity, at, resource_version);
         (event, create.has_body, false)
     } else if let Some(delete) = delete {
-        let mut event = delete.event.clone();
-        set_str(&mut event, "requestURI", object_uri);
-        if let Some(object_ref) = event.get_mut("objectRef").and_then(Value::as_object_mut) {
-            object_ref.insert("name".into(), name.clone().into());
-            match &namespace {
-                Some(ns) => object_ref.insert("namespace".into(), ns.clone().into()),
-                None => object_ref.remove("namespace"),
-            };
-        }
-        *resource_version += 1;
-        if let Some(body) = event.get_mut("responseObject") {
-            if body.get("kind").and_then(Value::as_str) == Some("Status") {
-                if let Some(details) = body.get_mut("details").and_then(Value::as_object_mut) {
-                    details.insert("name".into(), name.clone().into());
-                    details.insert("uid".into(), uid.clone().into());
-                }
-            } else {
-                vary_body(
-                    body,
-                    &name,
-                    namespace.as_deref(),
-                    &uid,
-                    *resource_version,
-                    seed,
-                    owner_group,
-                    at,
-                );
-            }
-        }
+        let event = render_delete(delete, &identity, at, resource_version);
         (event, delete.has_body, false)
     } else {
-        // An update or patch: a recorded one of this resource for every other patch when there is one, else
-        // one derived from the create.
-        let verb = if sequence % 2 == 1 { "patch" } else { "update" };
-        let recorded = templates
-            .updates
-            .get(&create.resource)
-            .filter(|_| sequence % 4 == 3)
-            .and_then(|updates| updates.get(sequence as usize / 4 % updates.len()));
-        let template = recorded.unwrap_or(create);
-        let mut event = template.event.clone();
-        set_str(&mut event, "verb", verb.to_owned());
-        set_str(&mut event, "requestURI", object_uri);
-        let conflict = mix(seed ^ i).is_multiple_of(CONFLICT_EVERY);
-        if let Some(object_ref) = event.get_mut("objectRef").and_then(Value::as_object_mut) {
-            object_ref.insert("name".into(), name.clone().into());
-            if let Some(ns) = &namespace {
-                object_ref.insert("namespace".into(), ns.clone().into());
-            }
-            if verb == "update" {
-                object_ref.insert(
-                    "resourceVersion".into(),
-                    plan.resource_version.to_string().into(),
-                );
-            }
-        }
-        let based_on = plan.resource_version;
-        if !conflict {
-            *resource_version += 1;
-            plan.resource_version = *resource_version;
-        }
-        let revision = Value::from(sequence.to_string());
-        if let Some(body) = event.get_mut("requestObject") {
-            vary_body(
-                body,
-                &name,
-                namespace.as_deref(),
-                &uid,
-                based_on,
-                seed,
-                owner_group,
-                at,
-            );
-            set_label(body, revision.clone());
-        }
-        let mut has_body = false;
-        if conflict {
-            if let Some(event) = event.as_object_mut() {
-                event.remove("responseObject");
-                event.insert(
-                    "responseStatus".into(),
-                    json!({
-                        "metadata": {},
-                        "status": "Failure",
-                        "reason": "Conflict",
-                        "code": 409,
-                        "message": format!(
-                            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please \
-                             apply your changes to the latest version and try again",
-                            create.resource
-                        ),
-                    }),
-                );
-            }
-        } else {
-            if let Some(status) = event
-                .get_mut("responseStatus")
-                .and_then(Value::as_object_mut)
-            {
-                status.insert("code".into(), 200.into());
-            }
-            if let Some(body) = event.get_mut("responseObject") {
-                vary_body(
-                    body,
-                    &name,
-                    namespace.as_deref(),
-                    &uid,
-                    plan.resource_version,
-                    seed,
-                    owner_group,
-                    at,
-                );
-                set_label(body, revision);
-                has_body = template.has_body;
-            }
-        }
-        (event, has_body, conflict)
+        render_update(
+            templates,
+            plan,
+            &identity,
+            sequence,
+            i,
+            at,
+            resource_version,
+        )
     };
     set_times(&mut event, at);
     set_str(&mut event, "auditID", uuid(seed, AUDIT_DOMAIN, i));
@@ -757,6 +635,213 @@ fn render_write(
         event,
         has_body,
         conflict,
+    }
+}
+
+/// Who one object of the corpus is: what the recorded events are varied with to be about it.
+struct Identity {
+    name: String,
+    /// `None` for cluster-scoped objects.
+    namespace: Option<String>,
+    uid: String,
+    /// Which shared owner (ReplicaSet) the object has.
+    owner_group: u64,
+    seed: u64,
+    /// Where its creates are sent: the recorded collection URI, in the object's namespace.
+    collection_uri: String,
+}
+
+impl Identity {
+    /// The identity of the `j`-th object, born from the `create` template.
+    fn new(create: &WriteTemplate, seed: u64, j: u64) -> Self {
+        let namespace = create
+            .namespace
+            .as_ref()
+            .map(|ns| format!("{ns}-{}", j % NAMESPACE_SPREAD));
+        let uri = create
+            .event
+            .get("requestURI")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let collection_uri = match (&create.namespace, &namespace) {
+            (Some(old), Some(new)) => uri.replace(
+                &format!("/namespaces/{old}/"),
+                &format!("/namespaces/{new}/"),
+            ),
+            _ => uri.to_owned(),
+        };
+        Self {
+            name: format!("{}-{j:05x}", create.base_name),
+            namespace,
+            uid: uuid(seed, UID_DOMAIN, j),
+            owner_group: j / PODS_PER_OWNER,
+            seed,
+            collection_uri,
+        }
+    }
+
+    /// Where its updates, patches and delete are sent.
+    fn object_uri(&self) -> String {
+        format!("{}/{}", self.collection_uri, self.name)
+    }
+
+    /// Gives a recorded object body this object's identity, at `resource_version`.
+    fn vary(&self, body: &mut Value, resource_version: u64, at: Timestamp) {
+        vary_body(
+            body,
+            &self.name,
+            self.namespace.as_deref(),
+            &self.uid,
+            resource_version,
+            self.seed,
+            self.owner_group,
+            at,
+        );
+    }
+}
+
+/// The object's create: the recorded one, with a new resource version.
+fn render_create(
+    create: &WriteTemplate,
+    plan: &mut ObjectPlan,
+    identity: &Identity,
+    at: Timestamp,
+    resource_version: &mut u64,
+) -> Value {
+    let mut event = create.event.clone();
+    *resource_version += 1;
+    plan.resource_version = *resource_version;
+    set_str(&mut event, "requestURI", identity.collection_uri.clone());
+    if let Some(object_ref) = event.get_mut("objectRef").and_then(Value::as_object_mut) {
+        if !create.generated_name {
+            object_ref.insert("name".into(), identity.name.clone().into());
+        }
+        if let Some(ns) = &identity.namespace {
+            object_ref.insert("namespace".into(), ns.clone().into());
+        }
+    }
+    for body in ["requestObject", "responseObject"] {
+        if let Some(body) = event.get_mut(body) {
+            // A `generateName` request has no name, and keeps none: only the response names the object.
+            identity.vary(body, plan.resource_version, at);
+        }
+    }
+    event
+}
+
+/// The object's delete, from a recorded delete of its resource; a `Status` response names the object.
+fn render_delete(
+    delete: &WriteTemplate,
+    identity: &Identity,
+    at: Timestamp,
+    resource_version: &mut u64,
+) -> Value {
+    let mut event = delete.event.clone();
+    set_str(&mut event, "requestURI", identity.object_uri());
+    if let Some(object_ref) = event.get_mut("objectRef").and_then(Value::as_object_mut) {
+        object_ref.insert("name".into(), identity.name.clone().into());
+        match &identity.namespace {
+            Some(ns) => object_ref.insert("namespace".into(), ns.clone().into()),
+            None => object_ref.remove("namespace"),
+        };
+    }
+    *resource_version += 1;
+    if let Some(body) = event.get_mut("responseObject") {
+        if body.get("kind").and_then(Value::as_str) == Some("Status") {
+            if let Some(details) = body.get_mut("details").and_then(Value::as_object_mut) {
+                details.insert("name".into(), identity.name.clone().into());
+                details.insert("uid".into(), identity.uid.clone().into());
+            }
+        } else {
+            identity.vary(body, *resource_version, at);
+        }
+    }
+    event
+}
+
+/// An update or patch (the `sequence`-th write of the object, the `i`-th event): a recorded one of this resource
+/// for every other patch when there is one, else one derived from the create; about one in
+/// [`CONFLICT_EVERY`] fails with a 409 Conflict and leaves the resource version as it was. Also tells whether
+/// the event carries the object's body, and whether it is a conflict.
+fn render_update(
+    templates: &Templates,
+    plan: &mut ObjectPlan,
+    identity: &Identity,
+    sequence: u32,
+    i: u64,
+    at: Timestamp,
+    resource_version: &mut u64,
+) -> (Value, bool, bool) {
+    let create = &templates.creates[plan.create as usize];
+    let verb = if sequence % 2 == 1 { "patch" } else { "update" };
+    let recorded = templates
+        .updates
+        .get(&create.resource)
+        .filter(|_| sequence % 4 == 3)
+        .and_then(|updates| updates.get(sequence as usize / 4 % updates.len()));
+    let template = recorded.unwrap_or(create);
+    let mut event = template.event.clone();
+    set_str(&mut event, "verb", verb.to_owned());
+    set_str(&mut event, "requestURI", identity.object_uri());
+    let conflict = mix(identity.seed ^ i).is_multiple_of(CONFLICT_EVERY);
+    if let Some(object_ref) = event.get_mut("objectRef").and_then(Value::as_object_mut) {
+        object_ref.insert("name".into(), identity.name.clone().into());
+        if let Some(ns) = &identity.namespace {
+            object_ref.insert("namespace".into(), ns.clone().into());
+        }
+        if verb == "update" {
+            object_ref.insert(
+                "resourceVersion".into(),
+                plan.resource_version.to_string().into(),
+            );
+        }
+    }
+    let based_on = plan.resource_version;
+    if !conflict {
+        *resource_version += 1;
+        plan.resource_version = *resource_version;
+    }
+    let revision = Value::from(sequence.to_string());
+    if let Some(body) = event.get_mut("requestObject") {
+        identity.vary(body, based_on, at);
+        set_label(body, revision.clone());
+    }
+    let mut has_body = false;
+    if conflict {
+        set_conflict(&mut event, &create.resource, &identity.name);
+    } else {
+        if let Some(status) = event
+            .get_mut("responseStatus")
+            .and_then(Value::as_object_mut)
+        {
+            status.insert("code".into(), 200.into());
+        }
+        if let Some(body) = event.get_mut("responseObject") {
+            identity.vary(body, plan.resource_version, at);
+            set_label(body, revision);
+            has_body = template.has_body;
+        }
+    }
+    (event, has_body, conflict)
+}
+
+/// Makes a write fail with 409 Conflict: no response body, a `Failure` status.
+fn set_conflict(event: &mut Value, resource: &str, name: &str) {
+    if let Some(event) = event.as_object_mut() {
+        event.remove("responseObject");
+        event.insert(
+            "responseStatus".into(),
+            json!({
+                "metadata": {},
+                "status": "Failure",
+                "reason": "Conflict",
+                "code": 409,
+                "message": format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please \
+                     apply your changes to the latest version and try again",
+                ),
+            }),
+        );
     }
 }
 

@@ -8,20 +8,15 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use kelemetry_core::{Pipeline, ResourceMap};
 //!
-//! let mut builder = Pipeline::builder().linker(Arc::new(custom_linker::RolloutServiceLinker));
-//! for linker in kelemetry_linkers::default_linkers(Arc::new(ResourceMap::builtin())) {
-//!     builder = builder.linker(linker);
-//! }
-//! let pipeline = builder.build();
+//! let pipeline = kelemetry::presets::standard()
+//!     .linker(Arc::new(custom_linker::RolloutServiceLinker))
+//!     .build();
 //! # drop(pipeline);
 //! ```
 
-use async_trait::async_trait;
-use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
-use kelemetry_linkers::body::body_of;
-use kelemetry_linkers::link_error;
+use kelemetry::link::body_of;
+use kelemetry::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef, async_trait};
 use serde_json::Value;
 
 /// Where a Rollout names a Service, and the Service's part (the link class and dedup id).
@@ -62,7 +57,7 @@ impl Linker for RolloutServiceLinker {
                 Some(Value::String(name)) if !name.is_empty() && !name.contains('/') => name,
                 Some(other) => {
                     let message = format!("{pointer} is not a Service name: {other}");
-                    return Err(link_error(self.name(), object, message));
+                    return Err(LinkError::new(self.name(), object.key(), message));
                 }
             };
             let service = ObjectKey::new(&key.cluster, "", "services", &key.namespace, name);

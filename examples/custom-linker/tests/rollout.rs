@@ -1,17 +1,16 @@
-//! The linker in a real pipeline, the spans in the embedded store, the tree assembled by kelemetry-query.
+//! The linker in a real pipeline, the spans in the embedded store, the tree assembled by the read side
+//! (`kelemetry::testing::LinkerHarness`).
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use custom_linker::RolloutServiceLinker;
-use kelemetry_core::{
-    Activity, CancellationToken, MemoryExporter, Object, ObjectKey, ObjectRef, Observation,
-    Pipeline, PipelineReport, Record, ResourceMap, SourceKind,
+use kelemetry::testing::{LinkerHarness, ObjectTree};
+use kelemetry::{
+    Activity, Object, ObjectKey, ObjectRef, Observation, PipelineReport, Record, ResourceMap,
+    SourceKind,
 };
-use kelemetry_query::{LinkSelector, ViewRequest, assemble};
-use kelemetry_store::SpanStore;
 use serde_json::{Value, json};
 
 fn object(group: &str, resource: &str, name: &str, body: Value) -> Object {
@@ -84,84 +83,47 @@ fn rollout_demo(stable_service: Value) -> Vec<Record> {
     ]
 }
 
-async fn run(records: Vec<Record>) -> (PipelineReport, MemoryExporter) {
-    let exporter = Arc::new(MemoryExporter::new(10_000));
-    let mut builder = Pipeline::builder()
-        .exporter(exporter.clone())
-        .linker(Arc::new(RolloutServiceLinker));
-    for linker in kelemetry_linkers::default_linkers(Arc::new(ResourceMap::builtin())) {
-        builder = builder.linker(linker);
-    }
-    let pipeline = builder.build();
-    let sink = pipeline.sink();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(pipeline.run(shutdown));
-    for record in records {
-        sink.send(record).await.unwrap();
-    }
-    drop(sink);
-    let report = running.await.unwrap();
-    let exporter = Arc::try_unwrap(exporter).unwrap();
-    (report, exporter)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rollouts_tree_shows_its_services_and_replica_sets() {
-    let (report, exporter) = run(rollout_demo(json!("rollouts-demo-stable"))).await;
-    assert_eq!(report.link_errors, 0);
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = SpanStore::create(dir.path()).unwrap();
-    store.write_spans(&exporter.spans()).unwrap();
-    let reader = store;
-    let mut request = ViewRequest::new(ObjectKey::new(
+/// The records through a real pipeline with the built-in linkers and ours, into a temporary store; the
+/// Rollout's full tree read back.
+async fn run(records: Vec<Record>) -> (PipelineReport, ObjectTree) {
+    let mut linkers = kelemetry::linkers::default_linkers(Arc::new(ResourceMap::builtin()));
+    linkers.push(Arc::new(RolloutServiceLinker));
+    let mut harness = LinkerHarness::new(linkers).unwrap();
+    let report = harness.run(records).await.unwrap();
+    let rollout = ObjectKey::new(
         "prod",
         "argoproj.io",
         "rollouts",
         "default",
         "rollouts-demo",
-    ));
-    request.selector = LinkSelector::full_tree();
-    let view = assemble(&reader, &request).await.unwrap();
+    );
+    (report, harness.tree(&rollout).await.unwrap())
+}
 
-    let root = &view.root;
-    assert_eq!(root.history.key.name, "rollouts-demo");
-    assert_eq!(root.history.activities.len(), 1);
-    let children: BTreeSet<(String, String)> = root
-        .children
-        .iter()
-        .map(|c| (c.history.key.operation_name(), c.class.clone()))
-        .collect();
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollouts_tree_shows_its_services_and_replica_sets() {
+    let (report, tree) = run(rollout_demo(json!("rollouts-demo-stable"))).await;
+    assert_eq!(report.link_errors, 0);
+    assert_eq!(tree.activities.len(), 1, "the Rollout's update");
+    let mut children: Vec<String> = tree.children.iter().map(ToString::to_string).collect();
+    children.sort();
     assert_eq!(
         children,
-        BTreeSet::from([
-            (
-                "replicasets/rollouts-demo-687d76d795".into(),
-                "children".into()
-            ),
-            ("services/rollouts-demo-canary".into(), "canary".into()),
-            ("services/rollouts-demo-stable".into(), "stable".into()),
-        ])
-    );
-    let replica_set = root
-        .children
-        .iter()
-        .find(|c| c.history.key.resource == "replicasets")
-        .unwrap();
-    assert_eq!(
-        replica_set.children[0].history.key.name,
-        "rollouts-demo-687d76d795-6ppnh"
+        [
+            "replicasets/rollouts-demo-687d76d795 (children)\n  pods/rollouts-demo-687d76d795-6ppnh (children)\n",
+            "services/rollouts-demo-canary (canary)\n",
+            "services/rollouts-demo-stable (stable)\n",
+        ]
     );
 }
 
 #[tokio::test]
 async fn a_malformed_rollout_is_counted_and_still_traced() {
-    let (report, exporter) = run(rollout_demo(json!(["not", "a", "name"]))).await;
+    let (report, tree) = run(rollout_demo(json!(["not", "a", "name"]))).await;
     assert_eq!(report.link_errors, 1);
+    assert_eq!(tree.key.name, "rollouts-demo");
     assert!(
-        exporter
-            .spans()
-            .iter()
-            .any(|s| s.name == "rollouts/rollouts-demo")
+        tree.find("replicasets", "rollouts-demo-687d76d795")
+            .is_some()
     );
 }
