@@ -23,7 +23,7 @@ use kelemetry_core::redact::Redactor;
 use kelemetry_core::{Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Windowing};
 use kelemetry_sources::kube_discovery;
 use kelemetry_sources::webhook::WebhookMetrics;
-use kelemetry_sources::{ReadCounters, ReadReport, WatchStore};
+use kelemetry_sources::{ReadCounters, WatchStore};
 use tokio::task::JoinHandle;
 
 use crate::CliError;
@@ -358,89 +358,19 @@ fn print_memory(watch: Option<&MemoryWatch>) {
     }
 }
 
-fn reasons(report: &ReadReport) -> String {
-    let mut parts = Vec::new();
-    for (reason, count) in report.skipped.iter() {
-        parts.push(format!("{reason} {count}"));
-    }
-    for (reason, count) in report.rejected.iter() {
-        parts.push(format!("rejected {reason} {count}"));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", parts.join(", "))
-    }
-}
-
 fn print_summary(report: &PipelineReport, sources: &SourceReports) {
-    println!(
-        "pipeline: {} records, {} activities, {} observations, {} filtered, {} rejected; {} spans ({} object, {} link, {} activity), {} not exported",
-        report.records,
-        report.activities,
-        report.observations,
-        report.filtered,
-        report.rejected,
-        report.spans(),
-        report.object_spans,
-        report.link_spans,
-        report.activity_spans,
-        report.spans_dropped,
-    );
+    println!("pipeline: {report}");
     if let Some(metrics) = &sources.webhook {
-        let c = metrics.snapshot();
-        println!(
-            "webhook: {} requests, {} batches accepted, {} events received, {} accepted, {} delivered, {} lost, {} skipped, {} invalid; answered 429 {} times, 413 {}, 401 {}, 400/408 {}, 503 {}",
-            c.requests,
-            c.batches_accepted,
-            c.events_received,
-            c.events_accepted,
-            c.events_delivered,
-            c.events_lost,
-            c.events_skipped,
-            c.events_invalid,
-            c.throttled,
-            c.too_large,
-            c.unauthorized,
-            c.malformed,
-            c.unavailable,
-        );
+        println!("webhook: {}", metrics.snapshot());
     }
     if let Some(counters) = &sources.audit_log {
-        let r = counters.snapshot();
-        println!(
-            "audit log: {} bytes, {} records, {} sent{}",
-            r.bytes,
-            r.records,
-            r.sent,
-            reasons(&r)
-        );
+        println!("audit log: {}", counters.snapshot());
     }
     if let Some(counters) = &sources.events {
-        let r = counters.snapshot();
-        println!("events: {} seen, {} sent{}", r.records, r.sent, reasons(&r));
+        println!("events: {}", counters.snapshot());
     }
     if let Some(store) = &sources.watch {
-        let c = store.counts();
-        println!(
-            "object watch: {} versions, {} diffs, {} creations, {} deletions; {} objects kept (~{} KiB), {} changes kept; decorated {} writes, {} missed, waited {} ms",
-            c.versions_seen,
-            c.diffs,
-            c.creations,
-            c.deletions,
-            c.objects,
-            c.body_bytes / 1024,
-            c.changes,
-            c.decorator_hits,
-            c.decorator_misses,
-            c.decorator_wait_ms,
-        );
-    }
-    if report.abandoned > 0 {
-        println!(
-            "abandoned: {} records accepted but not processed (hard stop)",
-            report.abandoned
-        );
+        println!("object watch: {}", store.counts());
     }
     for failure in &report.source_errors {
         println!("failed: {failure}");

@@ -208,8 +208,9 @@ impl std::fmt::Display for StopCause {
 }
 
 /// One line: `N records, N activities, N observations, N filtered, N rejected; N spans (N object, N link, N
-/// activity), N not exported`, then the stop cause when it is not the end of the input, abandoned records and
-/// failed sources when there are any.
+/// activity), N not exported`, then the stop cause when it is not the end of the input, and the numbers of
+/// abandoned records and of failed sources when there are any (each failure's [`SourceFailure`] has its own
+/// `Display`).
 impl std::fmt::Display for PipelineReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -233,8 +234,10 @@ impl std::fmt::Display for PipelineReport {
         if self.abandoned > 0 {
             write!(f, "; {} records abandoned", self.abandoned)?;
         }
-        for failure in &self.source_errors {
-            write!(f, "; failed: {failure}")?;
+        match self.source_errors.len() {
+            0 => {}
+            1 => f.write_str("; 1 source failed")?,
+            n => write!(f, "; {n} sources failed")?,
         }
         Ok(())
     }

@@ -25,6 +25,26 @@ pub struct ReadReport {
     pub rejected: BTreeMap<String, u64>,
 }
 
+/// `[N bytes, ]N records, N sent[ (REASON N, ..., rejected REASON N, ...)]`.
+impl std::fmt::Display for ReadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.bytes > 0 {
+            write!(f, "{} bytes, ", self.bytes)?;
+        }
+        write!(f, "{} records, {} sent", self.records, self.sent)?;
+        let skipped = self.skipped.iter().map(|(r, n)| format!("{r} {n}"));
+        let rejected = self
+            .rejected
+            .iter()
+            .map(|(r, n)| format!("rejected {r} {n}"));
+        let parts: Vec<String> = skipped.chain(rejected).collect();
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 impl ReadReport {
     /// All skipped records.
     pub fn skipped_total(&self) -> u64 {

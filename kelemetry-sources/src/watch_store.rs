@@ -134,6 +134,27 @@ impl Default for WatchStoreLimits {
     }
 }
 
+/// One line: versions, diffs, what is kept, and how the decorators fared.
+impl std::fmt::Display for WatchStoreCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} versions, {} diffs, {} creations, {} deletions; {} objects kept (~{} KiB), {} changes kept; \
+             decorated {} writes, {} missed, waited {} ms",
+            self.versions_seen,
+            self.diffs,
+            self.creations,
+            self.deletions,
+            self.objects,
+            self.body_bytes / 1024,
+            self.changes,
+            self.decorator_hits,
+            self.decorator_misses,
+            self.decorator_wait_ms,
+        )
+    }
+}
+
 /// Counters of a [`WatchStore`] and of the decorators reading it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchStoreCounts {

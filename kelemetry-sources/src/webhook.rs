@@ -268,6 +268,30 @@ pub struct WebhookMetrics {
     queued_events: AtomicU64,
 }
 
+/// One line: requests, batches and events by outcome, then the refusals by status.
+impl std::fmt::Display for WebhookCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requests, {} batches accepted, {} events received, {} accepted, {} delivered, {} lost, {} skipped, \
+             {} invalid; answered 429 {} times, 413 {}, 401 {}, 400/408 {}, 503 {}",
+            self.requests,
+            self.batches_accepted,
+            self.events_received,
+            self.events_accepted,
+            self.events_delivered,
+            self.events_lost,
+            self.events_skipped,
+            self.events_invalid,
+            self.throttled,
+            self.too_large,
+            self.unauthorized,
+            self.malformed,
+            self.unavailable,
+        )
+    }
+}
+
 /// A copy of the [`WebhookMetrics`] counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WebhookCounts {
