@@ -119,10 +119,7 @@ impl JaegerReader {
     }
 
     fn backend(&self, what: impl Into<String>, message: impl std::fmt::Display) -> ReadError {
-        ReadError::Backend {
-            what: what.into(),
-            message: format!("Jaeger at {}: {message}", self.base),
-        }
+        ReadError::backend(what, format!("Jaeger at {}: {message}", self.base))
     }
 
     /// One trace by id, from the cache or from Jaeger; empty when Jaeger does not have it.

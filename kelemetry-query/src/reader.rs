@@ -2,18 +2,20 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
+use kelemetry_core::{BoxError, ObjectKey, ObjectSelector, SpanRecord, TraceId};
 
 /// Reading failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The backend failed.
-    #[error("reading {what} failed: {message}")]
+    #[error("reading {what} failed: {source}")]
     Backend {
         /// What was being read.
         what: String,
         /// The backend's error.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// The reader cannot answer this kind of question.
     #[error("this reader does not support {what}")]
@@ -21,6 +23,16 @@ pub enum ReadError {
         /// The question.
         what: String,
     },
+}
+
+impl ReadError {
+    /// Reading `what` failed because of `source` (any error, or a message).
+    pub fn backend(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Spans by trace id, and the objects a store knows. Because ids are deterministic, the read side computes which

@@ -30,10 +30,7 @@ use crate::reader::{ReadError, Reader};
 
 fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
     let what = what.into();
-    move |err| ReadError::Backend {
-        what,
-        message: err.to_string(),
-    }
+    move |err| ReadError::backend(what, err)
 }
 
 /// Runs a store read on Tokio's blocking pool: reads are short and local but block on disk I/O.
@@ -43,10 +40,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ReadError> {
     match tokio::task::spawn_blocking(job).await {
         Ok(result) => result.map_err(backend(what)),
-        Err(err) => Err(ReadError::Backend {
-            what,
-            message: format!("store task failed: {err}"),
-        }),
+        Err(err) => Err(ReadError::backend(what, err)),
     }
 }
 

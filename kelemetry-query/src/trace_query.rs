@@ -247,10 +247,7 @@ impl TraceQuery {
         let stored = tokio::task::spawn_blocking(move || views.get(low, Timestamp::now()))
             .await
             .map_err(|err| {
-                QueryError::Read(ReadError::Backend {
-                    what: "the view store".into(),
-                    message: err.to_string(),
-                })
+                QueryError::Read(ReadError::backend("the view store", err))
             })??;
         let Some(stored) = stored else {
             return Err(QueryError::NotFound(format!(
@@ -349,10 +346,7 @@ impl TraceQuery {
         tokio::task::spawn_blocking(move || views.put(low, &stored, Timestamp::now()))
             .await
             .map_err(|err| {
-                QueryError::Read(ReadError::Backend {
-                    what: "the view store".into(),
-                    message: err.to_string(),
-                })
+                QueryError::Read(ReadError::backend("the view store", err))
             })??;
         Ok(())
     }

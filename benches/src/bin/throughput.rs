@@ -113,6 +113,39 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), HarnessError> {
+    let (spec, templates) = load_templates(args)?;
+    let started = Instant::now();
+    let (corpus, summary) = write_corpus_to_temp(&spec, &templates)?;
+    print_corpus(&summary, started.elapsed());
+    let path = corpus.path().to_owned();
+    let runtime = single_thread_runtime()?;
+
+    let runs = args.runs.max(1);
+    let (best_parse, best_pipeline) = time_runs(args, runs, &runtime, &path, &summary)?;
+    let (Some(parse), Some(pipeline)) = (best_parse, best_pipeline) else {
+        return Ok(());
+    };
+    let mut verdicts = compare(runs, &parse, &pipeline);
+    if !args.skip_memory {
+        println!();
+        let per_window = runtime.block_on(memory(&spec, &templates, &path, &summary))?;
+        verdicts.push(verdict(
+            "bytes held per tracked object-window",
+            per_window <= TARGET_BYTES_PER_WINDOW,
+            format!("{per_window:.0} (target <= {TARGET_BYTES_PER_WINDOW:.0})"),
+        ));
+    }
+    println!();
+    println!("targets:");
+    for line in verdicts {
+        println!("  {line}");
+    }
+    drop(corpus);
+    Ok(())
+}
+
+/// Loads the recorded templates and says what was found; the spec of the corpus to build from them.
+fn load_templates(args: &Args) -> Result<(CorpusSpec, Templates), HarnessError> {
     let fixtures = args.fixtures.clone().unwrap_or_else(fixtures_dir);
     let templates = Templates::load(&fixtures)?;
     let (creates, updates, deletes, reads, files) = templates.counts();
@@ -125,11 +158,11 @@ fn run(args: &Args) -> Result<(), HarnessError> {
          reads from {files} recorded files under {}",
         fixtures.display()
     );
-    let started = Instant::now();
-    let (corpus, summary) = write_corpus_to_temp(&spec, &templates)?;
-    print_corpus(&summary, started.elapsed());
-    let path = corpus.path().to_owned();
+    Ok((spec, templates))
+}
 
+/// The tokio `current_thread` runtime everything runs on, announced with the cores the process may use.
+fn single_thread_runtime() -> Result<tokio::runtime::Runtime, HarnessError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -145,14 +178,24 @@ fn run(args: &Args) -> Result<(), HarnessError> {
         }
     );
     println!();
+    Ok(runtime)
+}
 
-    let runs = args.runs.max(1);
+/// Times `runs` runs of each side asked for (printing each run, then the last pipeline's report); the best
+/// (fastest) run of each side.
+fn time_runs(
+    args: &Args,
+    runs: u32,
+    runtime: &tokio::runtime::Runtime,
+    path: &Path,
+    summary: &CorpusSummary,
+) -> Result<(Option<Measured>, Option<Measured>), HarnessError> {
     let mut best_parse: Option<Measured> = None;
     let mut best_pipeline: Option<Measured> = None;
     let mut last_report = None;
     for run in 1..=runs {
         if args.only != Some(Side::Pipeline) {
-            let parse = parse_baseline(&path)?;
+            let parse = parse_baseline(path)?;
             println!("run {run}: plain serde_json   {}", parse.describe());
             if best_parse
                 .as_ref()
@@ -164,7 +207,7 @@ fn run(args: &Args) -> Result<(), HarnessError> {
         if args.only == Some(Side::Baseline) {
             continue;
         }
-        let (pipeline, report, read) = runtime.block_on(pipeline_throughput(&path))?;
+        let (pipeline, report, read) = runtime.block_on(pipeline_throughput(path))?;
         println!("run {run}: full pipeline      {}", pipeline.describe());
         if read.records != summary.events {
             return Err(HarnessError::Incomplete {
@@ -183,9 +226,11 @@ fn run(args: &Args) -> Result<(), HarnessError> {
     if let Some((report, read)) = &last_report {
         print_pipeline_report(report, read);
     }
-    let (Some(parse), Some(pipeline)) = (best_parse, best_pipeline) else {
-        return Ok(());
-    };
+    Ok((best_parse, best_pipeline))
+}
+
+/// Prints the best runs of both sides and their ratio; the verdicts on the throughput targets.
+fn compare(runs: u32, parse: &Measured, pipeline: &Measured) -> Vec<String> {
     let ratio = pipeline.per_second() / parse.per_second();
     println!();
     println!("best of {runs} runs each:");
@@ -198,7 +243,7 @@ fn run(args: &Args) -> Result<(), HarnessError> {
         pipeline.per_second()
     );
     println!("  ratio pipeline / plain parse: {ratio:.2}");
-    let mut verdicts = vec![
+    vec![
         verdict(
             "pipeline at least half as fast as plain parsing",
             ratio >= TARGET_RATIO,
@@ -212,24 +257,7 @@ fn run(args: &Args) -> Result<(), HarnessError> {
                 pipeline.per_second()
             ),
         ),
-    ];
-
-    if !args.skip_memory {
-        println!();
-        let per_window = runtime.block_on(memory(&spec, &templates, &path, &summary))?;
-        verdicts.push(verdict(
-            "bytes held per tracked object-window",
-            per_window <= TARGET_BYTES_PER_WINDOW,
-            format!("{per_window:.0} (target <= {TARGET_BYTES_PER_WINDOW:.0})"),
-        ));
-    }
-    println!();
-    println!("targets:");
-    for line in verdicts {
-        println!("  {line}");
-    }
-    drop(corpus);
-    Ok(())
+    ]
 }
 
 fn verdict(what: &str, met: bool, figure: String) -> String {
@@ -459,21 +487,75 @@ async fn memory(
     ALLOCATOR.stop_counting();
     drop(small);
     let (small_state, big, cached) = measured?;
+    let figures = MemoryFigures::new(&small_state, &big, &cached, summary);
+    print_memory(&figures, &small_state, &big, summary);
+    Ok(figures.average.max(figures.marginal))
+}
 
-    let windows = big.object_windows.max(1) as f64;
-    let average = big.bytes as f64 / windows;
-    let marginal = (big.bytes - small_state.bytes) as f64
-        / (big
-            .object_windows
-            .saturating_sub(small_state.object_windows))
-        .max(1) as f64;
-    let per_id = big.bytes as f64 / big.ledger_ids.max(1) as f64;
-    let cache_bytes = cached.bytes - big.bytes;
-    let cached_bodies = (DEFAULT_BODY_CACHE as u64)
-        .min(summary.objects_with_body)
-        .max(2);
-    let per_body = cache_bytes as f64 / (cached_bodies - 1) as f64;
+/// The memory figures derived from the retained states of a tenth of the input, of the whole input, and of the
+/// whole input with the default body cache.
+#[derive(Debug)]
+struct MemoryFigures {
+    /// Object-windows of the whole input (at least 1).
+    windows: f64,
+    /// Bytes per object-window, fixed costs included.
+    average: f64,
+    /// Bytes per object-window added from a tenth of the input to the whole of it.
+    marginal: f64,
+    /// Bytes per ledger id.
+    per_id: f64,
+    /// Bytes the default body cache adds.
+    cache_bytes: i64,
+    /// Bytes per cached body.
+    per_body: f64,
+}
 
+impl MemoryFigures {
+    fn new(
+        small_state: &Retained,
+        big: &Retained,
+        cached: &Retained,
+        summary: &CorpusSummary,
+    ) -> Self {
+        let windows = big.object_windows.max(1) as f64;
+        let average = big.bytes as f64 / windows;
+        let marginal = (big.bytes - small_state.bytes) as f64
+            / (big
+                .object_windows
+                .saturating_sub(small_state.object_windows))
+            .max(1) as f64;
+        let per_id = big.bytes as f64 / big.ledger_ids.max(1) as f64;
+        let cache_bytes = cached.bytes - big.bytes;
+        let cached_bodies = (DEFAULT_BODY_CACHE as u64)
+            .min(summary.objects_with_body)
+            .max(2);
+        let per_body = cache_bytes as f64 / (cached_bodies - 1) as f64;
+        Self {
+            windows,
+            average,
+            marginal,
+            per_id,
+            cache_bytes,
+            per_body,
+        }
+    }
+}
+
+/// Prints what the memory figures count, then the figures.
+fn print_memory(
+    figures: &MemoryFigures,
+    small_state: &Retained,
+    big: &Retained,
+    summary: &CorpusSummary,
+) {
+    let MemoryFigures {
+        windows,
+        average,
+        marginal,
+        per_id,
+        cache_bytes,
+        per_body,
+    } = *figures;
     let mib = |bytes: i64| bytes as f64 / (1024.0 * 1024.0);
     println!(
         "memory held per tracked object-window (live heap bytes, counted by a global allocator)"
@@ -529,5 +611,4 @@ async fn memory(
         "           {DEFAULT_BODY_CACHE} objects ({} objects of the input carry a body): {per_body:.0} bytes per cached body",
         summary.objects_with_body
     );
-    Ok(average.max(marginal))
 }
