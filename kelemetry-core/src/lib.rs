@@ -28,6 +28,8 @@
 //! assert_eq!(span.parent_span_id, Some(trace.object_span()));
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod activity;
 pub mod audit;
 pub mod body_cache;

@@ -36,6 +36,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod json_lines;
 #[cfg(feature = "otlp")]
 pub mod otlp_exporter;

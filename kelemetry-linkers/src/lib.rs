@@ -27,6 +27,8 @@
 //! # drop(pipeline);
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod annotation;
 pub mod body;
 pub mod lookup_cache;

@@ -17,6 +17,8 @@
 //! - `remote_storage` (feature `remote-storage`): Jaeger's remote storage gRPC API over [`TraceQuery`], so that a
 //!   Jaeger Query and its UI show the assembled traces.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod assemble;
 pub mod display;
 #[cfg(feature = "http")]

@@ -70,6 +70,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod audit_file;
 pub mod audit_follow;
 pub mod audit_intake;

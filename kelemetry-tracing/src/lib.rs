@@ -60,6 +60,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod activities;
 pub mod objects;
 pub mod setup;
