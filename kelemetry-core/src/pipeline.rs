@@ -664,60 +664,29 @@ impl Pipeline {
         let batch_size = limits.batch_size.max(1);
         let mut ticker = tokio::time::interval(limits.flush_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let grace = limits.shutdown_grace;
-        let mut stop = StopCause::InputEnded;
-        // Set once stopping: first the sources' grace, then (if they had to be aborted) the drain's.
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut intake_open = true;
-        let mut abandoned = 0u64;
+        let mut stopping =
+            Stopping::new(limits.shutdown_grace, stop_sources, stop_when_a_source_ends);
         loop {
             tokio::select! {
                 biased;
                 () = hard_stop.cancelled() => {
-                    stop = StopCause::HardStop;
+                    stopping.stop = StopCause::HardStop;
                     break;
                 }
-                () = sleep_until_or_never(deadline) => {
-                    if intake_open {
-                        warn!(?grace, "sources did not stop within the shutdown grace: aborting them");
-                        running.abort_all("did not stop within the shutdown grace period");
-                        receiver.close();
-                        intake_open = false;
-                        deadline = Some(tokio::time::Instant::now() + grace);
-                    } else {
-                        warn!(?grace, "the pipeline did not drain within the shutdown grace: stopping hard");
-                        stop = StopCause::HardStop;
+                () = sleep_until_or_never(stopping.deadline) => {
+                    if stopping.grace_ran_out(&mut running, &mut receiver) {
                         break;
                     }
                 }
-                () = shutdown.cancelled(), if stop == StopCause::InputEnded => {
-                    stop = StopCause::Shutdown;
-                    stop_sources.cancel();
-                    deadline = Some(tokio::time::Instant::now() + grace);
-                    if running.is_empty() {
-                        receiver.close();
-                        intake_open = false;
-                    }
+                () = shutdown.cancelled(), if stopping.stop == StopCause::InputEnded => {
+                    stopping.begin(StopCause::Shutdown, &running, &mut receiver);
                 }
                 ended = running.next_finished(), if !running.is_empty() => {
-                    if stop_when_a_source_ends && stop == StopCause::InputEnded {
-                        stop = StopCause::SourceEnded(ended);
-                        stop_sources.cancel();
-                        deadline = Some(tokio::time::Instant::now() + grace);
-                    }
-                    if running.is_empty() && stop != StopCause::InputEnded && intake_open {
-                        // Every source has handed over what it accepted: take nothing more, drain the rest.
-                        receiver.close();
-                        intake_open = false;
-                    }
+                    stopping.source_ended(ended, &running, &mut receiver);
                 }
                 record = receiver.recv() => {
                     let Some(record) = record else {
-                        // Every sink is gone. A live source that ended dropped its sink before its task is seen
-                        // to finish: name it as the cause.
-                        if stop_when_a_source_ends && stop == StopCause::InputEnded && !running.is_empty() {
-                            stop = StopCause::SourceEnded(running.next_finished().await);
-                        }
+                        stopping.input_ended(&mut running).await;
                         break;
                     };
                     stage.process(record).await;
@@ -732,27 +701,133 @@ impl Pipeline {
                 }
             }
         }
-        if stop == StopCause::HardStop {
-            running.abort_all("stopped hard");
-            receiver.close();
-            while receiver.try_recv().is_ok() {
-                abandoned += 1;
-            }
-        }
+        let abandoned = stopping.abandon_if_hard(&mut running, &mut receiver);
         exports.dispatch(&mut stage.batch).await;
         exports.finish().await;
+
+        let mut report = stats.report();
+        report.abandoned = abandoned;
+        report.stop = stopping.stop;
+        report.source_errors = running.finish().await;
+        report
+    }
+}
+
+/// Where a running pipeline is in stopping: why, until when, and whether it still takes records.
+struct Stopping {
+    stop: StopCause,
+    /// Set once stopping: first the sources' grace, then (if they had to be aborted) the drain's.
+    deadline: Option<tokio::time::Instant>,
+    intake_open: bool,
+    grace: Duration,
+    stop_sources: CancellationToken,
+    stop_when_a_source_ends: bool,
+}
+
+impl Stopping {
+    fn new(
+        grace: Duration,
+        stop_sources: CancellationToken,
+        stop_when_a_source_ends: bool,
+    ) -> Self {
+        Self {
+            stop: StopCause::InputEnded,
+            deadline: None,
+            intake_open: true,
+            grace,
+            stop_sources,
+            stop_when_a_source_ends,
+        }
+    }
+
+    /// Starts a graceful stop: the sources are asked to stop and given the grace period.
+    fn begin(
+        &mut self,
+        cause: StopCause,
+        running: &RunningSources,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) {
+        self.stop = cause;
+        self.stop_sources.cancel();
+        self.deadline = Some(tokio::time::Instant::now() + self.grace);
+        if running.is_empty() {
+            self.close_intake(receiver);
+        }
+    }
+
+    /// Takes nothing more from the sinks; what is queued is still drained.
+    fn close_intake(&mut self, receiver: &mut mpsc::Receiver<Record>) {
+        receiver.close();
+        self.intake_open = false;
+    }
+
+    /// A source returned: in a live run that stops the pipeline; once all have returned while stopping, the
+    /// intake closes (they handed over what they accepted).
+    fn source_ended(
+        &mut self,
+        name: String,
+        running: &RunningSources,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) {
+        if self.stop_when_a_source_ends && self.stop == StopCause::InputEnded {
+            self.begin(StopCause::SourceEnded(name), running, receiver);
+        }
+        if running.is_empty() && self.stop != StopCause::InputEnded && self.intake_open {
+            self.close_intake(receiver);
+        }
+    }
+
+    /// Every sink is gone. A live source that ended dropped its sink before its task was seen to finish: name it
+    /// as the cause.
+    async fn input_ended(&mut self, running: &mut RunningSources) {
+        if self.stop_when_a_source_ends && self.stop == StopCause::InputEnded && !running.is_empty()
+        {
+            self.stop = StopCause::SourceEnded(running.next_finished().await);
+        }
+    }
+
+    /// The deadline passed: first the sources are aborted and the drain gets another grace period; when that
+    /// passes too, the pipeline stops hard (returns true).
+    fn grace_ran_out(
+        &mut self,
+        running: &mut RunningSources,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) -> bool {
+        if self.intake_open {
+            warn!(grace = ?self.grace, "sources did not stop within the shutdown grace: aborting them");
+            running.abort_all("did not stop within the shutdown grace period");
+            self.close_intake(receiver);
+            self.deadline = Some(tokio::time::Instant::now() + self.grace);
+            false
+        } else {
+            warn!(grace = ?self.grace, "the pipeline did not drain within the shutdown grace: stopping hard");
+            self.stop = StopCause::HardStop;
+            true
+        }
+    }
+
+    /// After a hard stop: aborts the sources and counts the queued records that will not be processed.
+    fn abandon_if_hard(
+        &mut self,
+        running: &mut RunningSources,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) -> u64 {
+        if self.stop != StopCause::HardStop {
+            return 0;
+        }
+        running.abort_all("stopped hard");
+        self.close_intake(receiver);
+        let mut abandoned = 0u64;
+        while receiver.try_recv().is_ok() {
+            abandoned += 1;
+        }
         if abandoned > 0 {
             error!(
                 abandoned,
                 "hard stop: records accepted from sources were not processed"
             );
         }
-
-        let mut report = stats.report();
-        report.abandoned = abandoned;
-        report.stop = stop;
-        report.source_errors = running.finish().await;
-        report
+        abandoned
     }
 }
 
