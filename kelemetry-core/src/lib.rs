@@ -12,7 +12,13 @@
 //!   [`SpanLedger`];
 //! - the mappings from outside data: apiserver audit events ([`audit`]), Kubernetes Events ([`kube_event`]), field
 //!   diffs ([`diff`]) with redaction ([`redact`]), kinds to resources ([`resource_map`]);
-//! - the [`Pipeline`] that wires sources through filter, decorators, windowing, linkers and exporters.
+//! - the [`Pipeline`] that wires sources through filter, decorators, windowing, linkers and exporters, owns the
+//!   sources' lifecycle ([`lifecycle`] turns signals into [`CancellationToken`]s) and retries exports on one
+//!   schedule ([`RetryPolicy`]); its sizes and intervals are [`PipelineLimits`];
+//! - which objects: [`ObjectSelector`], `RESOURCE[.GROUP]/NAMESPACE/NAME` ([`selector`]);
+//! - behind features: `config` (`Deserialize` for configuration types, and the `config` module's helpers for
+//!   durations and sizes), `otlp` (`SpanRecord`s as OTLP messages and back, module `otlp`), `kube` (object keys of
+//!   kube `Resource`s, [`context`]), `opentelemetry` (span contexts as OpenTelemetry types).
 //!
 //! ```
 //! use kelemetry_core::{Activity, Object, ObjectKey, ObjectRef, SourceKind, TraceId, Windowing};

@@ -3,7 +3,7 @@
 //! Readers (the query side, Jaeger searches, people's saved queries) rely on these keys, so they are a storage
 //! format like the ids: renaming one breaks every reader of spans already written. Names and values are those of
 //! the original Kelemetry, so habits and queries carry over. Every value is an OTLP **string** attribute (numbers
-//! are written as decimal text); the conversion to OTLP is [`crate::otlp`] (feature `otlp`), and
+//! are written as decimal text); the conversion to OTLP is `crate::otlp` (feature `otlp`), and
 //! `docs/behaviour/spans.md` tells which span carries what, in which order.
 //!
 //! | Key | On | Meaning |

@@ -246,9 +246,7 @@ impl TraceQuery {
         let views = self.views.clone();
         let stored = tokio::task::spawn_blocking(move || views.get(low, Timestamp::now()))
             .await
-            .map_err(|err| {
-                QueryError::Read(ReadError::backend("the view store", err))
-            })??;
+            .map_err(|err| QueryError::Read(ReadError::backend("the view store", err)))??;
         let Some(stored) = stored else {
             return Err(QueryError::NotFound(format!(
                 "trace {trace_id:032x} is unknown or expired; search again"
@@ -345,9 +343,7 @@ impl TraceQuery {
         let views = self.views.clone();
         tokio::task::spawn_blocking(move || views.put(low, &stored, Timestamp::now()))
             .await
-            .map_err(|err| {
-                QueryError::Read(ReadError::backend("the view store", err))
-            })??;
+            .map_err(|err| QueryError::Read(ReadError::backend("the view store", err)))??;
         Ok(())
     }
 }
