@@ -79,7 +79,7 @@ pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
 pub use pipeline::{
     Pipeline, PipelineBuilder, PipelineLimits, PipelineReport, PipelineStats, RetryPolicy,
-    SourceFailure, StopCause,
+    RunFailed, SourceFailure, StopCause,
 };
 pub use redact::Redactor;
 pub use resource_map::{ResourceInfo, ResourceMap, ResourceScope};

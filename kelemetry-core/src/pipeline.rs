@@ -165,6 +165,35 @@ pub struct PipelineReport {
     pub stop: StopCause,
 }
 
+/// What a run lost ([`PipelineReport::check`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub struct RunFailed {
+    /// The sources that failed, with their causes.
+    pub source_errors: Vec<SourceFailure>,
+    /// Spans an exporter could not take.
+    pub spans_dropped: u64,
+    /// Records accepted but not processed because of a hard stop.
+    pub abandoned: u64,
+}
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .source_errors
+            .iter()
+            .map(|failure| format!("source {failure}"))
+            .collect();
+        if self.spans_dropped > 0 {
+            parts.push(format!("{} spans not exported", self.spans_dropped));
+        }
+        if self.abandoned > 0 {
+            parts.push(format!("{} records abandoned", self.abandoned));
+        }
+        write!(f, "the pipeline lost data: {}", parts.join("; "))
+    }
+}
+
 /// A source that failed as a whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -244,6 +273,20 @@ impl std::fmt::Display for PipelineReport {
 }
 
 impl PipelineReport {
+    /// `Err` when the run lost something: a source failed, spans were not exported, or records were abandoned; the
+    /// error says what, so a binary can fail loudly with `report.check()?`.
+    pub fn check(&self) -> Result<(), RunFailed> {
+        let lost = !self.source_errors.is_empty() || self.spans_dropped > 0 || self.abandoned > 0;
+        match lost {
+            true => Err(RunFailed {
+                source_errors: self.source_errors.clone(),
+                spans_dropped: self.spans_dropped,
+                abandoned: self.abandoned,
+            }),
+            false => Ok(()),
+        }
+    }
+
     /// All spans emitted.
     pub fn spans(&self) -> u64 {
         self.object_spans + self.link_spans + self.activity_spans

@@ -21,7 +21,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .exporter(Arc::new(StoreExporter::new(store.clone())))
         .exporter(Arc::new(lines))
         .build();
-    eprintln!("pipeline: {}", pipeline.run(CancellationToken::new()).await);
+    let report = pipeline.run(CancellationToken::new()).await;
+    eprintln!("pipeline: {report}");
+    report.check()?; // a source failed or spans were not exported: fail loudly
     let object = arg(3, "deployments/default/demo").parse()?;
     print!(
         "{}",

@@ -37,5 +37,6 @@ fn a_missing_audit_log_is_a_failure_that_names_it() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a failed source fails the run");
     assert!(stderr.contains("/nonexistent/audit.log"), "{stderr}");
 }
