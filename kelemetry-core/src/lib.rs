@@ -84,7 +84,9 @@ pub use pipeline::{
 pub use redact::Redactor;
 pub use resource_map::{ResourceInfo, ResourceMap, ResourceScope};
 pub use selector::{ObjectSelector, ParseSelectorError};
-pub use source::{ActivitySink, CancellationToken, Rejection, SinkClosed, Source, SourceError};
+pub use source::{
+    ActivitySink, CancellationToken, CollectingSink, Rejection, SinkClosed, Source, SourceError,
+};
 pub use span::{SpanKind, SpanLog, SpanRecord};
 pub use window::{Window, Windowing};
 

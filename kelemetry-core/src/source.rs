@@ -104,3 +104,104 @@ pub trait Source: Send {
         shutdown: CancellationToken,
     ) -> Result<(), SourceError>;
 }
+
+/// An [`ActivitySink`] that keeps what it is given, up to a capacity (further sends fail with [`SinkClosed`]): for
+/// testing a source, and for small tools. The counterpart of [`MemoryExporter`](crate::MemoryExporter).
+///
+/// ```
+/// use std::sync::Arc;
+/// use kelemetry_core::{ActivitySink, CollectingSink, Rejection};
+///
+/// let sink = Arc::new(CollectingSink::default());
+/// sink.reject(Rejection { origin: "audit.log:3".into(), reason: "invalid JSON".into(), detail: "eof".into() });
+/// sink.progress(120);
+/// assert_eq!(sink.rejections().len(), 1);
+/// assert_eq!(sink.progress_bytes(), 120);
+/// ```
+#[derive(Debug)]
+pub struct CollectingSink {
+    capacity: usize,
+    records: std::sync::Mutex<Vec<Record>>,
+    rejections: std::sync::Mutex<Vec<Rejection>>,
+    progress: std::sync::atomic::AtomicU64,
+}
+
+impl Default for CollectingSink {
+    /// Keeps up to a million records.
+    fn default() -> Self {
+        Self::new(1_000_000)
+    }
+}
+
+impl CollectingSink {
+    /// Keeps at most `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            records: std::sync::Mutex::default(),
+            rejections: std::sync::Mutex::default(),
+            progress: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The records sent so far, in order.
+    pub fn records(&self) -> Vec<Record> {
+        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The activities sent so far, in order.
+    pub fn activities(&self) -> Vec<crate::Activity> {
+        let records = self.records();
+        let activities = records.into_iter().filter_map(|record| match record {
+            Record::Activity(activity) => Some(*activity),
+            Record::Observation(_) => None,
+        });
+        activities.collect()
+    }
+
+    /// The observations sent so far, in order.
+    pub fn observations(&self) -> Vec<crate::Observation> {
+        let records = self.records();
+        let observations = records.into_iter().filter_map(|record| match record {
+            Record::Observation(observation) => Some(*observation),
+            Record::Activity(_) => None,
+        });
+        observations.collect()
+    }
+
+    /// The rejections reported so far, in order.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.rejections
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// The bytes of input reported through [`ActivitySink::progress`].
+    pub fn progress_bytes(&self) -> u64 {
+        self.progress.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl ActivitySink for CollectingSink {
+    async fn send(&self, record: Record) -> Result<(), SinkClosed> {
+        let mut records = self.records.lock().map_err(|_| SinkClosed)?;
+        if records.len() >= self.capacity {
+            return Err(SinkClosed);
+        }
+        records.push(record);
+        Ok(())
+    }
+
+    fn reject(&self, rejection: Rejection) {
+        if let Ok(mut rejections) = self.rejections.lock() {
+            rejections.push(rejection);
+        }
+    }
+
+    fn progress(&self, bytes: u64) {
+        self.progress
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -4,7 +4,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 
 use common::{replay_bodies, run};
 use jiff::Timestamp;
@@ -146,7 +145,7 @@ async fn kspan_recording_yields_events_and_objects() {
     );
     let size = std::fs::metadata(&path).expect("size").len();
     assert_eq!(report.bytes, size);
-    assert_eq!(sink.progress.load(Ordering::Relaxed), size);
+    assert_eq!(sink.progress_bytes(), size);
 }
 
 fn write_temp(text: &str) -> tempfile::NamedTempFile {

@@ -1,6 +1,7 @@
 //! Test helpers for linkers, sources and exporters of your own (feature `testing`).
 //!
-//! - [`CollectingSink`]: an [`ActivitySink`] that keeps what a source sends and rejects, for testing a source;
+//! - [`CollectingSink`] (from `kelemetry-core`): an `ActivitySink` that keeps what a source sends, rejects and
+//!   reports as progress, for testing a source;
 //! - [`object`], [`seen`]: objects with bodies and their sightings, the input a linker test needs;
 //! - [`trace_tree`] / [`LinkerHarness`]: runs records through a real [`Pipeline`] with your linkers, writes the
 //!   spans into a temporary embedded store, assembles the full tree of one object from it, and returns it as an
@@ -27,11 +28,12 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+pub use kelemetry_core::CollectingSink;
 use kelemetry_core::{
-    ActivitySink, CancellationToken, Linker, Object, ObjectKey, ObjectRef, Observation, Pipeline,
-    PipelineReport, Record, Rejection, SinkClosed,
+    CancellationToken, Linker, Object, ObjectKey, ObjectRef, Observation, Pipeline, PipelineReport,
+    Record, SinkClosed,
 };
 use kelemetry_exporters::StoreExporter;
 use kelemetry_query::{LinkSelector, ViewNode, ViewRequest, assemble};
@@ -39,57 +41,6 @@ use kelemetry_store::SpanStore;
 
 /// The cluster of the objects made by [`object`].
 pub const TEST_CLUSTER: &str = "test";
-
-/// An [`ActivitySink`] that keeps every record and rejection, up to a capacity (further sends fail with
-/// [`SinkClosed`]).
-#[derive(Debug)]
-pub struct CollectingSink {
-    capacity: usize,
-    records: Mutex<Vec<Record>>,
-    rejections: Mutex<Vec<Rejection>>,
-}
-
-impl CollectingSink {
-    /// Keeps at most `capacity` records.
-    pub fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self {
-            capacity,
-            records: Mutex::new(Vec::new()),
-            rejections: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// The records sent so far.
-    pub fn records(&self) -> Vec<Record> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-
-    /// The rejections reported so far.
-    pub fn rejections(&self) -> Vec<Rejection> {
-        self.rejections
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default()
-    }
-}
-
-#[async_trait::async_trait]
-impl ActivitySink for CollectingSink {
-    async fn send(&self, record: Record) -> Result<(), SinkClosed> {
-        let mut records = self.records.lock().map_err(|_| SinkClosed)?;
-        if records.len() >= self.capacity {
-            return Err(SinkClosed);
-        }
-        records.push(record);
-        Ok(())
-    }
-
-    fn reject(&self, rejection: Rejection) {
-        if let Ok(mut rejections) = self.rejections.lock() {
-            rejections.push(rejection);
-        }
-    }
-}
 
 /// An object of cluster [`TEST_CLUSTER`] with `body` (apiVersion `v1`).
 pub fn object(
@@ -194,6 +145,12 @@ pub enum HarnessError {
     /// The pipeline did not take every record.
     #[error("the pipeline closed before taking every record")]
     Closed(#[from] SinkClosed),
+    /// [`LinkerHarness::run`] was called a second time; a harness runs once.
+    #[error("this harness has run already")]
+    AlreadyRun,
+    /// The pipeline's task panicked or was cancelled.
+    #[error("the pipeline's task failed: {0}")]
+    Pipeline(#[source] tokio::task::JoinError),
     /// Spans could not be exported.
     #[error("{0} spans were not exported")]
     NotExported(u64),
@@ -232,7 +189,7 @@ impl LinkerHarness {
         records: impl IntoIterator<Item = Record>,
     ) -> Result<PipelineReport, HarnessError> {
         let Some(pipeline) = self.pipeline.take() else {
-            return Err(HarnessError::Closed(SinkClosed));
+            return Err(HarnessError::AlreadyRun);
         };
         let sink = pipeline.sink();
         let running = tokio::spawn(pipeline.run(CancellationToken::new()));
@@ -240,9 +197,7 @@ impl LinkerHarness {
             sink.send(record).await?;
         }
         drop(sink);
-        let report = running
-            .await
-            .map_err(|e| HarnessError::Assemble(e.into()))?;
+        let report = running.await.map_err(HarnessError::Pipeline)?;
         match report.spans_dropped {
             0 => Ok(report),
             dropped => Err(HarnessError::NotExported(dropped)),
