@@ -726,11 +726,17 @@ impl Pipeline {
                 }
                 ended = running.next_finished(), if !running.is_empty() => {
                     stopping.source_ended(ended, &running, &mut receiver);
-                }
-                record = receiver.recv() => {
-                    let Some(record) = record else {
-                        stopping.input_ended(&mut running).await;
+                    if stopping.input_done && running.is_empty() {
                         break;
+                    }
+                }
+                record = receiver.recv(), if !stopping.input_done => {
+                    let Some(record) = record else {
+                        if running.is_empty() {
+                            break;
+                        }
+                        stopping.input_ended();
+                        continue;
                     };
                     stage.process(record).await;
                     if stage.batch.len() >= batch_size {
@@ -762,6 +768,8 @@ struct Stopping {
     /// Set once stopping: first the sources' grace, then (if they had to be aborted) the drain's.
     deadline: Option<tokio::time::Instant>,
     intake_open: bool,
+    /// Every sink is gone: nothing more can arrive.
+    input_done: bool,
     grace: Duration,
     stop_sources: CancellationToken,
     stop_when_a_source_ends: bool,
@@ -777,6 +785,7 @@ impl Stopping {
             stop: StopCause::InputEnded,
             deadline: None,
             intake_open: true,
+            input_done: false,
             grace,
             stop_sources,
             stop_when_a_source_ends,
@@ -820,12 +829,14 @@ impl Stopping {
         }
     }
 
-    /// Every sink is gone. A live source that ended dropped its sink before its task was seen to finish: name it
-    /// as the cause.
-    async fn input_ended(&mut self, running: &mut RunningSources) {
-        if self.stop_when_a_source_ends && self.stop == StopCause::InputEnded && !running.is_empty()
-        {
-            self.stop = StopCause::SourceEnded(running.next_finished().await);
+    /// Every sink is gone while source tasks still run (a source dropped its sink before returning): nothing more
+    /// can come in, so the sources are told to stop and get the grace period, in the same loop as any stop (a
+    /// live source that ended is still named as the cause when its task is seen to finish).
+    fn input_ended(&mut self) {
+        self.input_done = true;
+        self.stop_sources.cancel();
+        if self.deadline.is_none() {
+            self.deadline = Some(tokio::time::Instant::now() + self.grace);
         }
     }
 
@@ -836,6 +847,11 @@ impl Stopping {
         running: &mut RunningSources,
         receiver: &mut mpsc::Receiver<Record>,
     ) -> bool {
+        if self.input_done {
+            warn!(grace = ?self.grace, "sources did not return within the shutdown grace after their input ended");
+            running.abort_all("did not stop within the shutdown grace period");
+            return true;
+        }
         if self.intake_open {
             warn!(grace = ?self.grace, "sources did not stop within the shutdown grace: aborting them");
             running.abort_all("did not stop within the shutdown grace period");
@@ -884,7 +900,7 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
 
 /// The tasks of the running sources, and the failures of those that have returned.
 struct RunningSources {
-    tasks: tokio::task::JoinSet<(String, Result<(), SourceError>)>,
+    tasks: tokio::task::JoinSet<Result<(), SourceError>>,
     names: BTreeMap<tokio::task::Id, String>,
     failures: Vec<SourceFailure>,
 }
@@ -904,9 +920,7 @@ impl RunningSources {
                 stats: stats.clone(),
             });
             let name = source.name().to_owned();
-            let stop = stop.clone();
-            let task_name = name.clone();
-            let handle = tasks.spawn(async move { (task_name, source.run(sink, stop).await) });
+            let handle = tasks.spawn(source.run(sink, stop.clone()));
             names.insert(handle.id(), name);
         }
         Self {
@@ -922,31 +936,23 @@ impl RunningSources {
 
     /// Waits for the next source to return, records its failure if any, and returns its name.
     async fn next_finished(&mut self) -> String {
-        match self.tasks.join_next_with_id().await {
-            Some(Ok((id, (name, result)))) => {
-                self.names.remove(&id);
-                if let Err(err) = result {
-                    error!(source = %name, error = %error_chain(&err), "source failed");
-                    self.failures.push(SourceFailure {
-                        source: name.clone(),
-                        error: error_chain(&err),
-                    });
-                }
-                name
-            }
-            Some(Err(err)) => match self.names.remove(&err.id()) {
-                Some(name) => {
-                    self.failures.push(SourceFailure {
-                        source: name.clone(),
-                        error: format!("task failed: {err}"),
-                    });
-                    name
-                }
-                // Aborted by `abort_all`, which reported it.
-                None => String::new(),
-            },
-            None => std::future::pending().await,
+        let (id, failure) = match self.tasks.join_next_with_id().await {
+            Some(Ok((id, result))) => (id, result.err().map(|err| error_chain(&err))),
+            Some(Err(err)) => (err.id(), Some(format!("task failed: {err}"))),
+            None => return std::future::pending().await,
+        };
+        // Absent when `abort_all` took it (and reported it).
+        let Some(name) = self.names.remove(&id) else {
+            return String::new();
+        };
+        if let Some(error) = failure {
+            error!(source = %name, %error, "source failed");
+            self.failures.push(SourceFailure {
+                source: name.clone(),
+                error,
+            });
         }
+        name
     }
 
     /// Aborts every source still running; each is reported with `why`.

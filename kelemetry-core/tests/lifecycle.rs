@@ -218,3 +218,44 @@ async fn without_live_mode_finished_sources_end_the_run_once_their_sinks_are_gon
     assert_eq!(report.stop, StopCause::InputEnded);
     assert_eq!(report.source_errors.len(), 1);
 }
+
+/// Drops its sink after one record, then waits to be told to stop.
+struct DropsItsSink;
+
+#[async_trait]
+impl Source for DropsItsSink {
+    fn name(&self) -> &str {
+        "drops-its-sink"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        sink: Arc<dyn ActivitySink>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        sink.send(activity(0))
+            .await
+            .map_err(|e| SourceError::other("drops-its-sink", e))?;
+        drop(sink);
+        shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn when_every_sink_is_gone_the_sources_still_running_are_told_to_stop() {
+    let exporter = Arc::new(MemoryExporter::new(1_000));
+    let pipeline = Pipeline::builder()
+        .source(Box::new(DropsItsSink))
+        .exporter(exporter.clone())
+        .build();
+    let report = tokio::time::timeout(
+        Duration::from_secs(5),
+        pipeline.run(CancellationToken::new()),
+    )
+    .await
+    .expect("the pipeline cancels a source that outlives its input");
+    assert_eq!(report.stop, StopCause::InputEnded);
+    assert!(report.source_errors.is_empty(), "{report:?}");
+    assert_eq!(report.activities, 1);
+}

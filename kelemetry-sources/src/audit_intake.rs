@@ -167,11 +167,6 @@ impl AuditIntake {
         Self { mapping }
     }
 
-    /// The mapping of audit events to activities.
-    pub fn mapping(&self) -> &AuditMapping {
-        &self.mapping
-    }
-
     /// Parses `document`, an audit `Event` or `EventList` (any version of `audit.k8s.io`), and returns its events,
     /// mapped for `cluster` one at a time as the items are taken; or why the whole document is rejected.
     pub fn take<'a>(

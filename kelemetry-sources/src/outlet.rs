@@ -104,7 +104,7 @@ impl Outlet {
             self.found();
             match item {
                 AuditItem::Activity(activity) => {
-                    if self.send((*activity).into()).await == Flow::Stop {
+                    if self.send(Record::Activity(activity)).await == Flow::Stop {
                         return Flow::Stop;
                     }
                 }

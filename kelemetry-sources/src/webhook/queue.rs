@@ -17,7 +17,7 @@ pub(super) struct QueuedBatch {
     records: Vec<Record>,
     rejections: Vec<Rejection>,
     _events: Option<OwnedSemaphorePermit>,
-    _bytes: Option<OwnedSemaphorePermit>,
+    _bytes: OwnedSemaphorePermit,
 }
 
 /// The sending side of the queue and its room.
@@ -70,7 +70,7 @@ impl BatchQueue {
             0 => None,
             n => Some(take_room(&self.event_room, n)?),
         };
-        let bytes_permit = Some(take_room(&self.byte_room, body_bytes.clamp(1, self.bytes))?);
+        let bytes_permit = take_room(&self.byte_room, body_bytes.clamp(1, self.bytes))?;
         let batch = QueuedBatch {
             records,
             rejections,
