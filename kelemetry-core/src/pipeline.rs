@@ -294,7 +294,8 @@ impl PipelineReport {
 }
 
 /// Retry of retryable export failures: `attempts` tries, waiting `initial_backoff` and doubling up to
-/// `max_backoff`, each wait with random jitter (up to the wait again) so that many exporters do not retry in step.
+/// `max_backoff`, each wait with random jitter (up to the wait again, never past `max_backoff`) so that many
+/// exporters do not retry in step.
 /// The one schedule of retries in the project: the pipeline's export workers and the OTLP exporter's delivery both
 /// take their waits from [`RetryPolicy::delays`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -303,7 +304,7 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// First wait.
     pub initial_backoff: Duration,
-    /// Longest wait (before jitter).
+    /// Longest wait, jitter included.
     pub max_backoff: Duration,
 }
 
@@ -328,7 +329,8 @@ impl RetryPolicy {
         }
     }
 
-    /// The waits between tries: one fewer than [`RetryPolicy::attempts`] (endless for `u32::MAX`).
+    /// The waits between tries: one fewer than [`RetryPolicy::attempts`] (endless for `u32::MAX`). Each is the
+    /// doubling wait plus random jitter, never more than `max_backoff`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -338,19 +340,22 @@ impl RetryPolicy {
     /// let waits: Vec<Duration> = policy.delays().collect();
     /// assert_eq!(waits.len(), 3);
     /// assert!(waits[0] >= Duration::from_millis(100) && waits[0] <= Duration::from_millis(200));
-    /// assert!(waits[2] >= Duration::from_millis(300) && waits[2] <= Duration::from_millis(600));
+    /// assert_eq!(waits[2], Duration::from_millis(300)); // jitter never goes past max_backoff
     /// ```
     pub fn delays(&self) -> impl Iterator<Item = Duration> + Send + use<> {
         use backon::BackoffBuilder;
+        let max = self.max_backoff.max(self.initial_backoff);
         let builder = backon::ExponentialBuilder::default()
             .with_min_delay(self.initial_backoff)
-            .with_max_delay(self.max_backoff.max(self.initial_backoff))
+            .with_max_delay(max)
             .with_factor(2.0)
             .with_jitter();
-        match self.attempts {
+        let delays = match self.attempts {
             u32::MAX => builder.without_max_times().build(),
             attempts => builder.with_max_times(attempts.max(1) as usize - 1).build(),
-        }
+        };
+        // backon adds the jitter on top of the capped wait.
+        delays.map(move |wait| wait.min(max))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use kelemetry_core::{ExportError, RetryPolicy, SpanRecord};
+use kelemetry_core::{ExportError, RetryPolicy};
 use tracing::{debug, error, info, warn};
 
 use super::buffer::Shared;
@@ -21,7 +21,10 @@ pub(super) async fn deliver(
     while let Some(batch) = shared.next_batch(max_batch).await {
         shared.abandon.store(false, Relaxed);
         let request = transport.request(&batch);
-        deliver_one(&shared, &transport, &request, &batch, retry).await;
+        let spans = batch.len() as u64;
+        // Only the encoded request waits through retries, not the spans it was made of.
+        drop(batch);
+        deliver_one(&shared, &transport, &request, spans, retry).await;
         shared.request_finished();
     }
 }
@@ -31,11 +34,10 @@ async fn deliver_one(
     shared: &Shared,
     transport: &Transport,
     request: &Prepared,
-    batch: &[SpanRecord],
+    spans: u64,
     retry: RetryPolicy,
 ) {
     let stats = &shared.stats;
-    let spans = batch.len() as u64;
     let mut delays = retry.delays();
     let mut failures = 0u32;
     loop {

@@ -1,6 +1,6 @@
 //! OTLP/HTTP with protobuf bodies: `POST /v1/traces` over reqwest, with TLS, headers and gzip.
 
-use std::sync::Arc;
+use prost::bytes::Bytes;
 
 use kelemetry_core::otlp::export_request;
 use kelemetry_core::{ExportError, SpanRecord};
@@ -49,18 +49,18 @@ impl HttpTransport {
     }
 
     /// The encoded (and maybe compressed) body carrying `batch`.
-    pub(super) fn request(&self, batch: &[SpanRecord]) -> Arc<Vec<u8>> {
+    pub(super) fn request(&self, batch: &[SpanRecord]) -> Bytes {
         let body = prost::Message::encode_to_vec(&export_request(batch, &self.resource_attributes));
-        Arc::new(if self.gzip { gzip_bytes(&body) } else { body })
+        Bytes::from(if self.gzip { gzip_bytes(&body) } else { body })
     }
 
     /// Sends one request; `Ok` carries how many spans the endpoint rejected.
-    pub(super) async fn send(&self, body: Arc<Vec<u8>>) -> Result<u64, ExportError> {
+    pub(super) async fn send(&self, body: Bytes) -> Result<u64, ExportError> {
         let mut request = self
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body.as_ref().clone());
+            .body(body);
         if self.gzip {
             request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
         }

@@ -1,7 +1,5 @@
 //! How a request travels: [`Transport`] over gRPC ([`super::grpc`]) or HTTP/protobuf ([`super::http`]).
 
-use std::sync::Arc;
-
 use kelemetry_core::{ExportError, SpanRecord};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -16,8 +14,8 @@ use super::http::HttpTransport;
 #[derive(Clone)]
 pub(super) enum Prepared {
     Grpc(ExportTraceServiceRequest),
-    /// The encoded (and maybe compressed) body, shared between retries.
-    Http(Arc<Vec<u8>>),
+    /// The encoded (and maybe compressed) body, shared between retries (cloning it copies no bytes).
+    Http(prost::bytes::Bytes),
 }
 
 /// The client of one endpoint.
