@@ -328,18 +328,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     eprintln!("kelemetry: stopped ({})", report.stop);
     print_summary(&report, &reports);
     print_memory(memory.as_ref());
-    if report.source_errors.is_empty() {
-        return Ok(());
-    }
-    let failures: Vec<String> = report
-        .source_errors
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    Err(CliError::Usage(format!(
-        "source failed: {}",
-        failures.join("; ")
-    )))
+    // A failed source, spans not exported or records abandoned fail the run.
+    report
+        .check()
+        .map_err(|lost| CliError::Usage(lost.to_string()))
 }
 
 /// The peak resident memory, and how often the ceiling was near.

@@ -182,7 +182,7 @@ impl std::fmt::Display for RunFailed {
         let mut parts: Vec<String> = self
             .source_errors
             .iter()
-            .map(|failure| format!("source {failure}"))
+            .map(|failure| format!("source failed: {failure}"))
             .collect();
         if self.spans_dropped > 0 {
             parts.push(format!("{} spans not exported", self.spans_dropped));
@@ -190,7 +190,7 @@ impl std::fmt::Display for RunFailed {
         if self.abandoned > 0 {
             parts.push(format!("{} records abandoned", self.abandoned));
         }
-        write!(f, "the pipeline lost data: {}", parts.join("; "))
+        f.write_str(&parts.join("; "))
     }
 }
 

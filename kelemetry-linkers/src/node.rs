@@ -35,7 +35,7 @@ impl Linker for PodNodeLinker {
         lookup: &dyn ObjectLookup,
     ) -> Result<Vec<Link>, LinkError> {
         let key = object.key();
-        if !key.group.is_empty() || key.resource != "pods" {
+        if !key.is("", "pods") {
             return Ok(Vec::new());
         }
         let Some(body) = body_of(object, lookup).await else {

@@ -97,7 +97,7 @@ impl Linker for OwnerLinker {
 
 impl OwnerLinker {
     fn error(&self, object: &Object, message: &str) -> LinkError {
-        LinkError::new(self.name(), object.key(), message)
+        crate::link_error(self.name(), object, message)
     }
 }
 

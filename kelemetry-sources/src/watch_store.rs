@@ -102,24 +102,17 @@ pub enum WatchPhase {
     Live,
 }
 
-/// Bounds of a [`WatchStore`]. With the feature `config` it is read from configuration files (camelCase keys,
-/// sizes like `256MiB`).
+/// Bounds of a [`WatchStore`]. In configuration files they are part of the object watch's section
+/// (`ObjectWatchConfig`, feature `kube`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "config",
-    derive(serde::Deserialize),
-    serde(default, rename_all = "camelCase", deny_unknown_fields)
-)]
 pub struct WatchStoreLimits {
     /// Objects whose latest body is kept.
     pub max_objects: usize,
     /// Estimated memory of the kept bodies, in bytes.
-    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub max_body_bytes: usize,
     /// Changes (diffs and snapshots) kept.
     pub max_changes: usize,
     /// Estimated memory of the kept changes, in bytes.
-    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub max_change_bytes: usize,
 }
 

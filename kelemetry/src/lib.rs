@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | the model, the extension traits, the [`Pipeline`] and its lifecycle | the crate root (from `kelemetry-core`) | always |
 //! | ready pipelines: the diff decorator and the built-in linkers in one call | [`presets`] | `linkers` (default) |
-//! | built-in linkers and what a linker of your own needs ([`linkers::body`]) | [`linkers`] | `linkers` (default) |
+//! | built-in linkers; what a linker of your own needs is at the root ([`Link`], [`link::body_of`]) | [`linkers`] | `linkers` (default) |
 //! | audit log, recorded object and Event files; the audit log follower | [`sources`] | `sources` (default) |
 //! | the audit webhook; Kubernetes Events and the object watch | [`sources`] | `webhook`, `kube` |
 //! | the embedded store | [`store`] | `store` (default) |

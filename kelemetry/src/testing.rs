@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 pub use kelemetry_core::CollectingSink;
 use kelemetry_core::{
-    CancellationToken, Linker, Object, ObjectKey, ObjectRef, Observation, Pipeline, PipelineReport,
-    Record, SinkClosed,
+    BoxError, CancellationToken, Linker, Object, ObjectKey, ObjectRef, Observation, Pipeline,
+    PipelineReport, Record, RunFailed, SinkClosed,
 };
 use kelemetry_exporters::StoreExporter;
 use kelemetry_query::{LinkSelector, ViewNode, ViewRequest, assemble};
@@ -141,7 +141,7 @@ impl fmt::Display for ObjectTree {
 pub enum HarnessError {
     /// The temporary store could not be made.
     #[error("temporary store: {0}")]
-    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Store(#[source] BoxError),
     /// The pipeline did not take every record.
     #[error("the pipeline closed before taking every record")]
     Closed(#[from] SinkClosed),
@@ -151,12 +151,12 @@ pub enum HarnessError {
     /// The pipeline's task panicked or was cancelled.
     #[error("the pipeline's task failed: {0}")]
     Pipeline(#[source] tokio::task::JoinError),
-    /// Spans could not be exported.
-    #[error("{0} spans were not exported")]
-    NotExported(u64),
+    /// The run lost something: a source failed, spans were not exported, records were abandoned.
+    #[error(transparent)]
+    Lost(#[from] RunFailed),
     /// The tree could not be assembled (e.g. the root object has no span).
     #[error("assembling the tree: {0}")]
-    Assemble(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Assemble(#[source] BoxError),
 }
 
 /// A real [`Pipeline`] with the given linkers, a temporary embedded store, and the read side.
@@ -198,10 +198,8 @@ impl LinkerHarness {
         }
         drop(sink);
         let report = running.await.map_err(HarnessError::Pipeline)?;
-        match report.spans_dropped {
-            0 => Ok(report),
-            dropped => Err(HarnessError::NotExported(dropped)),
-        }
+        report.check()?;
+        Ok(report)
     }
 
     /// The full tree (every relation, any depth) of `root`, as stored.

@@ -38,11 +38,6 @@ use kelemetry_sources::{AuditFileSource, ReadReport};
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 
-/// The pipeline's default body cache capacity (objects), as `PipelineBuilder` sets it.
-const DEFAULT_BODY_CACHE: usize = 10_000;
-/// The pipeline's default ledger capacity (ids), as `PipelineBuilder` sets it.
-const DEFAULT_LEDGER_CAPACITY: usize = 1_000_000;
-
 /// Targets of the issue.
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_EVENTS_PER_SEC: f64 = 150_000.0;
@@ -99,6 +94,16 @@ enum HarnessError {
     Join(#[from] tokio::task::JoinError),
     #[error("the pipeline saw {seen} audit events, the log has {expected}")]
     Incomplete { seen: u64, expected: u64 },
+}
+
+/// The pipeline's default body cache size, the one the memory figures are for.
+fn default_body_cache() -> usize {
+    kelemetry_core::PipelineLimits::default().body_cache_objects
+}
+
+/// The pipeline's default ledger capacity.
+fn default_ledger_capacity() -> usize {
+    kelemetry_core::PipelineLimits::default().ledger_ids
 }
 
 fn main() -> ExitCode {
@@ -417,7 +422,7 @@ async fn retained_state(path: &Path, body_cache: usize) -> Result<Retained, Harn
         .len();
     let before = ALLOCATOR.live_bytes();
     // The default ledger, made here only so its size can be read.
-    let ledger = Arc::new(BoundedLedger::new(DEFAULT_LEDGER_CAPACITY));
+    let ledger = Arc::new(BoundedLedger::new(default_ledger_capacity()));
     let pipeline = Pipeline::builder()
         .decorator(Arc::new(DiffDecorator))
         .linker(Arc::new(OwnerLinker::new(Arc::new(ResourceMap::builtin()))))
@@ -480,7 +485,7 @@ async fn memory(
     let measured = async {
         let small_state = retained_state(small.path(), 1).await?;
         let big = retained_state(path, 1).await?;
-        let cached = retained_state(path, DEFAULT_BODY_CACHE).await?;
+        let cached = retained_state(path, default_body_cache()).await?;
         Ok::<_, HarnessError>((small_state, big, cached))
     }
     .await;
@@ -526,7 +531,7 @@ impl MemoryFigures {
             .max(1) as f64;
         let per_id = big.bytes as f64 / big.ledger_ids.max(1) as f64;
         let cache_bytes = cached.bytes - big.bytes;
-        let cached_bodies = (DEFAULT_BODY_CACHE as u64)
+        let cached_bodies = (default_body_cache() as u64)
             .min(summary.objects_with_body)
             .max(2);
         let per_body = cache_bytes as f64 / (cached_bodies - 1) as f64;
@@ -598,9 +603,10 @@ fn print_memory(
         "           to {} (hash sets and queues grow by doubling, so this moves with where the sizes fall)",
         big.object_windows
     );
-    if big.ledger_ids >= DEFAULT_LEDGER_CAPACITY {
+    if big.ledger_ids >= default_ledger_capacity() {
         println!(
-            "  note: the ledger reached its capacity of {DEFAULT_LEDGER_CAPACITY} ids; it forgets the oldest"
+            "  note: the ledger reached its capacity of {} ids; it forgets the oldest",
+            default_ledger_capacity()
         );
     }
     println!(
@@ -608,7 +614,8 @@ fn print_memory(
         mib(cache_bytes)
     );
     println!(
-        "           {DEFAULT_BODY_CACHE} objects ({} objects of the input carry a body): {per_body:.0} bytes per cached body",
+        "           {} objects ({} objects of the input carry a body): {per_body:.0} bytes per cached body",
+        default_body_cache(),
         summary.objects_with_body
     );
 }

@@ -240,8 +240,16 @@ impl Source for SyncController {
         let objects = self
             .objects
             .with_activities(ActivityRecorder::pipeline(sink));
-        run(self.client, objects, shutdown).await;
-        Ok(())
+        run(self.client, objects, shutdown.clone()).await;
+        // The controller's stream only ends by itself when the controller died: say so, so that a live run does not
+        // read it as a clean stop.
+        match shutdown.is_cancelled() {
+            true => Ok(()),
+            false => Err(SourceError::other(
+                FIELD_MANAGER,
+                "the controller stopped on its own",
+            )),
+        }
     }
 }
 

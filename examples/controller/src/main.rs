@@ -70,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         telemetry.objects().clone(),
     );
     let pipeline = Pipeline::builder()
-        .windowing(windowing)
+        .windowing(telemetry.objects().windowing())
         .exporter(otlp)
         .source(Box::new(controller))
         .stop_when_a_source_ends(true)
@@ -83,10 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. The reconcile spans still buffered.
     telemetry.shutdown().await?;
-    match report.source_errors.first() {
-        Some(failure) => Err(failure.to_string().into()),
-        None => Ok(()),
-    }
+    report.check()?;
+    Ok(())
 }
 
 /// The apiserver client of `kubeconfig`, or of the default configuration.

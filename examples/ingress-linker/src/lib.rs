@@ -20,10 +20,10 @@ impl Linker for IngressServiceLinker {
         lookup: &dyn ObjectLookup,
     ) -> Result<Vec<Link>, LinkError> {
         let key = object.key();
-        let body = match key.is("networking.k8s.io", "ingresses") {
-            true => body_of(object, lookup).await.unwrap_or_default(),
-            false => Default::default(),
-        };
+        if !key.is("networking.k8s.io", "ingresses") {
+            return Ok(vec![]);
+        }
+        let body = body_of(object, lookup).await.unwrap_or_default();
         let rules = body["spec"]["rules"].as_array().into_iter().flatten();
         let paths = rules.flat_map(|rule| rule["http"]["paths"].as_array().into_iter().flatten());
         let default_backend = [&body["spec"]["defaultBackend"]];

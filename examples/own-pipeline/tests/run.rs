@@ -17,7 +17,7 @@ fn the_own_pipeline_prints_the_deployments_tree_with_diffs() {
     );
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains(", 0 not exported"), "{stderr}");
-    assert!(stderr.contains("0 rejected"), "{stderr}");
+    assert!(stderr.contains(", 0 rejected;"), "{stderr}");
     assert!(
         stdout.starts_with("local deployments demo"),
         "the Deployment is the root: {stdout}"
