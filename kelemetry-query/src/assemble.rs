@@ -65,7 +65,7 @@ fn view_low_half(root: &ObjectKey, also: &[ObjectKey], from: Timestamp, to: Time
 
 /// An object as people name it: `RESOURCE[.GROUP]/NAMESPACE/NAME in cluster CLUSTER` (the text `kelemetry show`
 /// takes, see [`kelemetry_core::ObjectSelector`]).
-pub fn object_text(key: &ObjectKey) -> String {
+pub(crate) fn object_text(key: &ObjectKey) -> String {
     let name = if key.namespace.is_empty() {
         key.name.clone()
     } else {
@@ -76,7 +76,7 @@ pub fn object_text(key: &ObjectKey) -> String {
 
 /// A time range as people read it: RFC 3339 bounds, an open end left out (`at any time`, `since ...`,
 /// `until ...`, `between ... and ...`).
-pub fn range_text(from: Timestamp, to: Timestamp) -> String {
+pub(crate) fn range_text(from: Timestamp, to: Timestamp) -> String {
     match (from == Timestamp::MIN, to == Timestamp::MAX) {
         (true, true) => "at any time".to_owned(),
         (true, false) => format!("until {to}"),

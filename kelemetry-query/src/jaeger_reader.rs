@@ -455,14 +455,75 @@ mod tests {
             span::object_span(&object, window),
             span::activity_span(&activity, window),
         ];
-        // The OTLP/JSON encoding the exporters write is what Jaeger's API v3 answers.
-        let request = kelemetry_core::otlp::export_request(&spans, &[]);
+        // Jaeger's API v3 answers in its own shape: one resource per span, no scope, every attribute a string;
+        // encoded here without `kelemetry_core::otlp`, so that a fault of that module's writing and reading
+        // alike cannot hide.
+        let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+            resource_spans: spans_as_resource_spans(&spans),
+        };
         let json = format!(
             r#"{{"result":{}}}"#,
             serde_json::to_string(&request).unwrap()
         );
         let answer: V3Response = serde_json::from_str(&json).unwrap();
         assert_eq!(span_records(&answer.result.resource_spans).unwrap(), spans);
+    }
+
+    fn spans_as_resource_spans(
+        spans: &[SpanRecord],
+    ) -> Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans> {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+        let string = |k: &str, val: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(val.into())),
+            }),
+            key_strindex: 0,
+        };
+        spans
+            .iter()
+            .map(|s| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![string("service.name", s.service_name())],
+                    dropped_attributes_count: 0,
+                    entity_refs: Vec::new(),
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: None,
+                    spans: vec![Span {
+                        trace_id: s.trace_id.to_bytes().to_vec(),
+                        span_id: s.span_id.to_bytes().to_vec(),
+                        parent_span_id: s
+                            .parent_span_id
+                            .map(|p| p.to_bytes().to_vec())
+                            .unwrap_or_default(),
+                        name: s.name.clone(),
+                        start_time_unix_nano: s.start.as_nanosecond() as u64,
+                        end_time_unix_nano: s.end.as_nanosecond() as u64,
+                        attributes: s.attributes.iter().map(|(k, val)| string(k, val)).collect(),
+                        events: s
+                            .logs
+                            .iter()
+                            .map(|l| Event {
+                                time_unix_nano: l.time.as_nanosecond() as u64,
+                                name: l.message.clone(),
+                                attributes: l
+                                    .attributes
+                                    .iter()
+                                    .map(|(k, val)| string(k, val))
+                                    .collect(),
+                                dropped_attributes_count: 0,
+                            })
+                            .collect(),
+                        ..Span::default()
+                    }],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            })
+            .collect()
     }
 
     #[test]

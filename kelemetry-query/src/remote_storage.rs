@@ -45,9 +45,6 @@ pub mod proto {
 use proto::dependency_reader_server::{DependencyReader, DependencyReaderServer};
 use proto::trace_reader_server::{TraceReader, TraceReaderServer};
 
-/// The instrumentation scope of the spans served.
-pub use kelemetry_core::otlp::SCOPE_NAME;
-
 /// The span attribute in which Jaeger keeps a span's warnings.
 pub const JAEGER_WARNINGS_ATTRIBUTE: &str = "@jaeger@warnings";
 

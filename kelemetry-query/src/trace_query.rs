@@ -13,9 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use kelemetry_core::{ObjectKey, ObjectSelector, vocabulary as v};
 use kelemetry_store::{StoreError, StoredView, ViewStore};
 
-use crate::assemble::{
-    AssembleError, TraceView, ViewRequest, assemble, assemble_components, object_text, range_text,
-};
+use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
 use crate::display::{DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, display};
 use crate::reader::{ReadError, Reader};
 
@@ -110,7 +108,7 @@ pub fn search_selector<'a>(
         selector.set_field(tag, value).map_err(|_| {
             QueryError::BadRequest(format!(
                 "tag {tag:?} cannot be searched; searchable tags: {}",
-                SEARCHABLE_TAGS.join(", ")
+                ObjectSelector::FIELDS.join(", ")
             ))
         })?;
     }
@@ -127,9 +125,6 @@ pub enum RedirectTarget {
     /// Several views: how many.
     Many(usize),
 }
-
-/// The tags a search may filter on.
-pub const SEARCHABLE_TAGS: [&str; 5] = ObjectSelector::FIELDS;
 
 /// How many objects a search may start from at most, whatever its limit.
 const MAX_SEARCH_STARTS: usize = 500;
@@ -269,12 +264,8 @@ impl TraceQuery {
         let asked = request.also_queried.len();
         let view = match assemble(self.reader.as_ref(), &request).await {
             Ok(view) => view,
-            Err(AssembleError::NotFound { object, from, to }) => {
-                return Err(QueryError::NotFound(format!(
-                    "nothing is stored of {} {} any more",
-                    object_text(&object),
-                    range_text(from, to)
-                )));
+            Err(err @ AssembleError::NotFound { .. }) => {
+                return Err(QueryError::NotFound(format!("{err} any more")));
             }
             Err(AssembleError::Read(err)) => return Err(err.into()),
         };
