@@ -385,37 +385,13 @@ impl RunConfig {
     }
 }
 
-/// The checks of `sources.webhook` that name a field.
+/// The webhook's own checks ([`WebhookConfig::check`]), placed at the field they are about.
 fn check_webhook(webhook: &WebhookConfig) -> Result<(), (Vec<&'static str>, String)> {
-    let at = |field: &'static str| vec!["sources", "webhook", field];
-    if webhook.token.is_some() && webhook.token_file.is_some() {
-        return Err((
-            at("tokenFile"),
-            "give either token or tokenFile, not both".to_owned(),
-        ));
-    }
-    if webhook.token.is_none() && webhook.token_file.is_none() && !webhook.listen.ip().is_loopback()
-    {
-        return Err((
-            at("listen"),
-            format!(
-                "{} is not a loopback address: a bearer token (token or tokenFile) is required",
-                webhook.listen
-            ),
-        ));
-    }
-    for (field, value) in [
-        ("bodyLimit", webhook.body_limit),
-        ("queueEvents", webhook.queue_events),
-        ("queueBytes", webhook.queue_bytes),
-        ("maxConnections", webhook.max_connections),
-        ("concurrentReads", webhook.concurrent_reads),
-    ] {
-        if value == 0 {
-            return Err((at(field), "must be at least 1".to_owned()));
-        }
-    }
-    Ok(())
+    webhook.check().map_err(|err| {
+        let mut path = vec!["sources", "webhook"];
+        path.extend(err.field());
+        (path, err.of_field())
+    })
 }
 
 /// The line of the field at `path` in block-style YAML `text` (the deepest part of the path found).

@@ -183,6 +183,37 @@ impl WebhookConfig {
     }
 
     /// Reads [`WebhookConfig::token_file`] into [`WebhookConfig::token`].
+    /// The checks that need no file and no socket: one token at most, a token off loopback, a usable inline token,
+    /// no zero bounds. [`AuditWebhook::bind`] makes them too; a configuration reader calls this to place the error
+    /// at its field ([`WebhookError::field`]).
+    pub fn check(&self) -> Result<(), WebhookError> {
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(WebhookError::TwoTokens);
+        }
+        if self.token.is_none() && self.token_file.is_none() && !self.listen.ip().is_loopback() {
+            return Err(WebhookError::TokenRequired {
+                listen: self.listen,
+            });
+        }
+        if let Some(token) = &self.token
+            && !usable_token(token)
+        {
+            return Err(WebhookError::BadToken);
+        }
+        for (value, what, field) in [
+            (self.body_limit, "body limit", "bodyLimit"),
+            (self.queue_events, "queue size in events", "queueEvents"),
+            (self.queue_bytes, "queue size in bytes", "queueBytes"),
+            (self.max_connections, "connection limit", "maxConnections"),
+            (self.concurrent_reads, "concurrent reads", "concurrentReads"),
+        ] {
+            if value == 0 {
+                return Err(WebhookError::Zero { what, field });
+            }
+        }
+        Ok(())
+    }
+
     fn read_token_file(mut self) -> Result<Self, WebhookError> {
         let Some(path) = self.token_file.take() else {
             return Ok(self);
@@ -226,8 +257,13 @@ pub enum WebhookError {
         source: std::io::Error,
     },
     /// A size or count is zero.
-    #[error("the audit webhook's {0} must be at least 1")]
-    Zero(&'static str),
+    #[error("the audit webhook's {what} must be at least 1")]
+    Zero {
+        /// What it is, in words.
+        what: &'static str,
+        /// Its configuration key.
+        field: &'static str,
+    },
     /// The address could not be bound.
     #[error("cannot listen on {listen}: {source}")]
     Bind {
@@ -247,6 +283,42 @@ pub enum WebhookError {
         /// Why.
         detail: String,
     },
+}
+
+impl WebhookError {
+    /// The configuration key (camelCase, in the webhook's section) the error is about, when it is about one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::TokenRequired { .. } => Some("listen"),
+            Self::BadToken => Some("token"),
+            Self::TwoTokens | Self::TokenFile { .. } => Some("tokenFile"),
+            Self::Zero { field, .. } => Some(field),
+            Self::Bind { .. } => Some("listen"),
+            Self::Tls { .. } => Some("tls"),
+        }
+    }
+
+    /// The error said of its [`field`](WebhookError::field), for messages that name the field already
+    /// (`file:line: sources.webhook.queueEvents: must be at least 1`).
+    pub fn of_field(&self) -> String {
+        match self {
+            Self::TokenRequired { listen } => {
+                format!(
+                    "{listen} is not a loopback address: a bearer token (token or tokenFile) is required"
+                )
+            }
+            Self::TwoTokens => "give either token or tokenFile, not both".to_owned(),
+            Self::Zero { .. } => "must be at least 1".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Whether `token` can be sent in an `Authorization` header: non-empty visible ASCII.
+fn usable_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.bytes().all(|b| b.is_ascii_graphic())
+        && HeaderValue::from_str(token).is_ok()
 }
 
 /// What the webhook did, counted while it runs. Read with [`WebhookMetrics::snapshot`].
@@ -369,32 +441,12 @@ impl AuditWebhook {
     /// Checks the configuration, reads the token file, loads the TLS files and binds the address. Refuses a
     /// non-loopback address without a token.
     pub fn bind(config: WebhookConfig) -> Result<Self, WebhookError> {
+        config.check()?;
         let config = config.read_token_file()?;
-        match &config.token {
-            None if !config.listen.ip().is_loopback() => {
-                return Err(WebhookError::TokenRequired {
-                    listen: config.listen,
-                });
-            }
-            Some(token)
-                if token.is_empty()
-                    || !token.bytes().all(|b| b.is_ascii_graphic())
-                    || HeaderValue::from_str(token).is_err() =>
-            {
-                return Err(WebhookError::BadToken);
-            }
-            _ => {}
-        }
-        for (value, what) in [
-            (config.body_limit, "body limit"),
-            (config.queue_events, "queue size in events"),
-            (config.queue_bytes, "queue size in bytes"),
-            (config.max_connections, "connection limit"),
-            (config.concurrent_reads, "concurrent reads"),
-        ] {
-            if value == 0 {
-                return Err(WebhookError::Zero(what));
-            }
+        if let Some(token) = &config.token
+            && !usable_token(token)
+        {
+            return Err(WebhookError::BadToken);
         }
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let bind_error = |source| WebhookError::Bind {
@@ -501,7 +553,7 @@ mod tests {
         config.queue_events = 0;
         assert!(matches!(
             AuditWebhook::bind(config),
-            Err(WebhookError::Zero(_))
+            Err(WebhookError::Zero { .. })
         ));
     }
 }
