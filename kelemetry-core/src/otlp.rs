@@ -229,15 +229,6 @@ fn id_bytes<const N: usize>(bytes: &[u8], what: &'static str) -> Result<[u8; N],
     })
 }
 
-/// The [`SpanKind`] of spans of a service: `object`, `link`, else an activity of that source.
-pub fn kind_of_service(service: &str) -> SpanKind {
-    match service {
-        "object" => SpanKind::Object,
-        "link" => SpanKind::Link,
-        source => SpanKind::Activity(source.to_owned()),
-    }
-}
-
 /// One OTLP span back into a [`SpanRecord`] of `kind`.
 pub fn span_record(span: &Span, kind: SpanKind) -> Result<SpanRecord, OtlpDecodeError> {
     let trace_id = TraceId::from_u128(u128::from_be_bytes(id_bytes(&span.trace_id, "trace id")?))
@@ -287,7 +278,7 @@ pub fn span_records(resource_spans: &[ResourceSpans]) -> Result<Vec<SpanRecord>,
             .and_then(|r| r.attributes.iter().find(|kv| kv.key == SERVICE_NAME))
             .map(|kv| attribute_text(kv.value.as_ref()))
             .unwrap_or_default();
-        let kind = kind_of_service(&service);
+        let kind = SpanKind::from_service_name(&service);
         for scope in &resource.scope_spans {
             for span in &scope.spans {
                 out.push(span_record(span, kind.clone())?);

@@ -33,6 +33,15 @@ impl SpanKind {
             Self::Activity(source) => source,
         }
     }
+
+    /// The kind of spans of `service`, the inverse of [`SpanKind::service_name`].
+    pub fn from_service_name(service: &str) -> Self {
+        match service {
+            "object" => Self::Object,
+            "link" => Self::Link,
+            source => Self::Activity(source.to_owned()),
+        }
+    }
 }
 
 /// A log (OpenTelemetry span event) on a span.

@@ -84,7 +84,7 @@ fn source(on_stop: OnStop) -> Box<dyn Source> {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dropping_a_token_does_not_stop_the_pipeline() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let pipeline = Pipeline::builder()
@@ -102,7 +102,7 @@ async fn dropping_a_token_does_not_stop_the_pipeline() {
     running.abort();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_takes_what_the_sources_hand_over() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let pipeline = Pipeline::builder()
@@ -120,7 +120,7 @@ async fn shutdown_takes_what_the_sources_hand_over() {
     assert_eq!(exporter.spans().len(), 8);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_source_that_does_not_stop_is_aborted_after_the_grace_and_reported() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let pipeline = Pipeline::builder()
@@ -145,7 +145,7 @@ async fn a_source_that_does_not_stop_is_aborted_after_the_grace_and_reported() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hard_stop_does_not_wait_for_the_sources() {
     let pipeline = Pipeline::builder()
         .source(source(OnStop::Hang))
@@ -166,7 +166,7 @@ async fn a_hard_stop_does_not_wait_for_the_sources() {
     assert_eq!(report.source_errors.len(), 1, "{report:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_live_source_stops_the_others_and_is_reported_with_its_cause() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let failing = Box::new(TestSource {
@@ -197,7 +197,7 @@ async fn a_failing_live_source_stops_the_others_and_is_reported_with_its_cause()
     assert_eq!(report.activities, 2, "{report:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn without_live_mode_finished_sources_end_the_run_once_their_sinks_are_gone() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let failing = Box::new(TestSource {
@@ -242,7 +242,7 @@ impl Source for DropsItsSink {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn when_every_sink_is_gone_the_sources_still_running_are_told_to_stop() {
     let exporter = Arc::new(MemoryExporter::new(1_000));
     let pipeline = Pipeline::builder()

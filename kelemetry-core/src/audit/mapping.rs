@@ -182,14 +182,14 @@ impl AuditMapping {
     pub fn map(&self, event: AuditEvent, cluster: &str) -> Result<AuditOutcome, AuditMappingError> {
         match self.activity(event, cluster) {
             Ok(activity) => Ok(AuditOutcome::Activity(Box::new(activity))),
-            Err(Rejection::Skipped(reason)) => Ok(AuditOutcome::Skipped(reason)),
-            Err(Rejection::Malformed(error)) => Err(error),
+            Err(NoActivity::Skipped(reason)) => Ok(AuditOutcome::Skipped(reason)),
+            Err(NoActivity::Malformed(error)) => Err(error),
         }
     }
 
     /// The activity of one audit event, or why there is none; the checks run in a fixed order, so an event with
     /// several faults is always reported by the same one.
-    fn activity(&self, event: AuditEvent, cluster: &str) -> Result<Activity, Rejection> {
+    fn activity(&self, event: AuditEvent, cluster: &str) -> Result<Activity, NoActivity> {
         if event.audit_id.is_empty() {
             return Err(AuditMappingError::MissingAuditId.into());
         }
@@ -257,7 +257,7 @@ impl AuditMapping {
         user: Option<UserInfo>,
         impersonated_user: Option<UserInfo>,
         audit_id: &str,
-    ) -> Result<(String, Option<String>), Rejection> {
+    ) -> Result<(String, Option<String>), NoActivity> {
         let authenticated = user.map(|u| u.username).filter(|u| !u.is_empty());
         let impersonated = impersonated_user
             .map(|u| u.username)
@@ -274,25 +274,25 @@ impl AuditMapping {
 }
 
 /// Why an audit event gives no activity: a normal skip, or a malformed event.
-enum Rejection {
+enum NoActivity {
     Skipped(SkipReason),
     Malformed(AuditMappingError),
 }
 
-impl From<SkipReason> for Rejection {
+impl From<SkipReason> for NoActivity {
     fn from(reason: SkipReason) -> Self {
         Self::Skipped(reason)
     }
 }
 
-impl From<AuditMappingError> for Rejection {
+impl From<AuditMappingError> for NoActivity {
     fn from(error: AuditMappingError) -> Self {
         Self::Malformed(error)
     }
 }
 
 /// The kind of change a verb makes; reads and other verbs are skipped, an empty verb is malformed.
-fn change_kind(verb: &str, audit_id: &str) -> Result<ChangeKind, Rejection> {
+fn change_kind(verb: &str, audit_id: &str) -> Result<ChangeKind, NoActivity> {
     match verb {
         "create" => Ok(ChangeKind::Create),
         "update" | "patch" => Ok(ChangeKind::Update),
@@ -306,7 +306,7 @@ fn change_kind(verb: &str, audit_id: &str) -> Result<ChangeKind, Rejection> {
 }
 
 /// Only `ResponseComplete` events are traced; the other known stages are skipped, an unknown one is malformed.
-fn check_stage(stage: Option<Stage>, audit_id: &str) -> Result<(), Rejection> {
+fn check_stage(stage: Option<Stage>, audit_id: &str) -> Result<(), NoActivity> {
     match stage {
         Some(Stage::ResponseComplete) => Ok(()),
         Some(Stage::RequestReceived | Stage::ResponseStarted | Stage::Panic) => {
@@ -344,7 +344,7 @@ impl Target {
         object_ref: AuditObjectRef,
         change_kind: ChangeKind,
         response: Option<&Value>,
-    ) -> Result<Self, Rejection> {
+    ) -> Result<Self, NoActivity> {
         let mut namespace = nonempty(object_ref.namespace).unwrap_or_default();
         let mut change = Change {
             kind: change_kind,
