@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use kelemetry_core::{Linker, ResourceMap};
 use kelemetry_linkers::rules::DEFAULT_RULES;
-use kelemetry_linkers::{RuleSet, RuleSetError};
+use kelemetry_linkers::{LinkerSetConfig, RuleChoice, RuleSet, RuleSetError};
 
 use crate::CliError;
 
@@ -68,9 +68,11 @@ pub(crate) fn replay_linkers(
     resources: Arc<ResourceMap>,
     rules_file: Option<&Path>,
 ) -> Result<Vec<Arc<dyn Linker>>, CliError> {
-    let rules = match rules_file {
-        Some(file) => RuleSet::read(file).map_err(|err| CliError::Usage(err.to_string()))?,
-        None => RuleSet::default_rules(),
-    };
-    Ok(kelemetry_linkers::linkers_with_rules(resources, &rules))
+    let mut linkers = LinkerSetConfig::default();
+    if let Some(file) = rules_file {
+        linkers.rules = RuleChoice::File(file.to_owned());
+    }
+    linkers
+        .build(resources)
+        .map_err(|err| CliError::Usage(err.to_string()))
 }

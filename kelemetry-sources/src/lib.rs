@@ -11,7 +11,9 @@
 //! - [`AuditFileSource`]: apiserver audit logs (JSON lines, `EventList` documents) → audit activities.
 //! - [`ReadReport`]/[`ReadCounters`]: what a source read, skipped and rejected.
 //! - [`audit_intake`]: audit input written once ([`AuditIntake`]: a document's bytes → activities, skips and
-//!   rejections), with one set of rejection reasons ([`RejectReason`]) for every source.
+//!   rejections), with one set of rejection reasons ([`RejectReason`]) for the three audit sources (file,
+//!   follower, webhook); the object-file and Events sources name their own reasons (`invalid YAML`, `malformed
+//!   Event`, ...).
 //!
 //! Live:
 //! - [`AuditLogFollower`]: tails the apiserver's audit log through rotations, resuming from a [`CheckpointFile`].
