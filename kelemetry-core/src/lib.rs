@@ -8,7 +8,8 @@
 //! - the model: [`ObjectKey`], [`ObjectRef`], [`Object`], [`Activity`], [`Windowing`] and deterministic
 //!   [`TraceId`]/[`SpanId`]s ([`ids`] documents the algorithm);
 //! - spans as data: [`SpanRecord`] and how objects, links and activities become spans ([`span`]);
-//! - the extension points: [`Source`]/[`ActivitySink`], [`Decorator`], [`Linker`]/[`ObjectLookup`], [`Exporter`],
+//! - the extension points: [`Source`]/[`ActivitySink`] (with [`Delivery`] receipts for sources that must know
+//!   when what they handed over was exported), [`Decorator`], [`Linker`]/[`ObjectLookup`], [`Exporter`],
 //!   [`SpanLedger`];
 //! - the mappings from outside data: apiserver audit events ([`audit`]), Kubernetes Events ([`kube_event`]), field
 //!   diffs ([`diff`]) with redaction ([`redact`]), kinds to resources ([`resource_map`]);
@@ -43,6 +44,7 @@ pub mod body_cache;
 pub mod config;
 pub mod context;
 pub mod decorate;
+pub mod delivery;
 pub mod diff;
 pub mod exporter;
 pub mod filter;
@@ -70,6 +72,7 @@ pub use audit::{AuditEvent, AuditMapping, AuditOutcome};
 pub use body_cache::BodyCache;
 pub use context::ObjectSpanContext;
 pub use decorate::{Decorator, DiffDecorator};
+pub use delivery::{Delivery, NotDelivered, PendingRecord, Receipt};
 pub use diff::DiffEntry;
 pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
 pub use filter::Filter;

@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use crate::activity::Record;
+use crate::delivery::{Delivery, PendingRecord};
 use crate::body_cache::BodyCache;
 use crate::decorate::Decorator;
 use crate::exporter::Exporter;
@@ -600,6 +601,7 @@ impl PipelineBuilder {
             max_link_depth: limits.max_link_depth,
             stats: stats.clone(),
             batch: Vec::with_capacity(limits.batch_size.max(1)),
+            pending: Vec::new(),
         };
         Pipeline {
             stage,
@@ -627,8 +629,8 @@ pub struct Pipeline {
     stage: Stage,
     sources: Vec<Box<dyn Source>>,
     exporters: Vec<Arc<dyn Exporter>>,
-    sender: mpsc::Sender<Record>,
-    receiver: mpsc::Receiver<Record>,
+    sender: mpsc::Sender<Tracked>,
+    receiver: mpsc::Receiver<Tracked>,
     stats: Arc<PipelineStats>,
     limits: PipelineLimits,
     retry: RetryPolicy,
@@ -735,8 +737,8 @@ impl Pipeline {
                         break;
                     }
                 }
-                record = receiver.recv(), if !stopping.input_done => {
-                    let Some(record) = record else {
+                tracked = receiver.recv(), if !stopping.input_done => {
+                    let Some(Tracked { record, pending }) = tracked else {
                         if running.is_empty() {
                             break;
                         }
@@ -744,19 +746,18 @@ impl Pipeline {
                         continue;
                     };
                     stage.process(record).await;
-                    if stage.batch.len() >= batch_size {
-                        exports.dispatch(&mut stage.batch).await;
+                    stage.pending.extend(pending);
+                    if stage.batch.len() >= batch_size || stage.pending.len() >= batch_size {
+                        exports.dispatch(&mut stage).await;
                     }
                 }
                 _ = ticker.tick() => {
-                    if !stage.batch.is_empty() {
-                        exports.dispatch(&mut stage.batch).await;
-                    }
+                    exports.dispatch(&mut stage).await;
                 }
             }
         }
         let abandoned = stopping.abandon_if_hard(&mut running, &mut receiver);
-        exports.dispatch(&mut stage.batch).await;
+        exports.dispatch(&mut stage).await;
         exports.finish().await;
 
         let mut report = stats.report();
@@ -802,7 +803,7 @@ impl Stopping {
         &mut self,
         cause: StopCause,
         running: &RunningSources,
-        receiver: &mut mpsc::Receiver<Record>,
+        receiver: &mut mpsc::Receiver<Tracked>,
     ) {
         self.stop = cause;
         self.stop_sources.cancel();
@@ -813,7 +814,7 @@ impl Stopping {
     }
 
     /// Takes nothing more from the sinks; what is queued is still drained.
-    fn close_intake(&mut self, receiver: &mut mpsc::Receiver<Record>) {
+    fn close_intake(&mut self, receiver: &mut mpsc::Receiver<Tracked>) {
         receiver.close();
         self.intake_open = false;
     }
@@ -824,7 +825,7 @@ impl Stopping {
         &mut self,
         name: String,
         running: &RunningSources,
-        receiver: &mut mpsc::Receiver<Record>,
+        receiver: &mut mpsc::Receiver<Tracked>,
     ) {
         if self.stop_when_a_source_ends && self.stop == StopCause::InputEnded {
             self.begin(StopCause::SourceEnded(name), running, receiver);
@@ -850,7 +851,7 @@ impl Stopping {
     fn grace_ran_out(
         &mut self,
         running: &mut RunningSources,
-        receiver: &mut mpsc::Receiver<Record>,
+        receiver: &mut mpsc::Receiver<Tracked>,
     ) -> bool {
         if self.input_done {
             warn!(grace = ?self.grace, "sources did not return within the shutdown grace after their input ended");
@@ -874,7 +875,7 @@ impl Stopping {
     fn abandon_if_hard(
         &mut self,
         running: &mut RunningSources,
-        receiver: &mut mpsc::Receiver<Record>,
+        receiver: &mut mpsc::Receiver<Tracked>,
     ) -> u64 {
         if self.stop != StopCause::HardStop {
             return 0;
@@ -913,7 +914,7 @@ struct RunningSources {
 impl RunningSources {
     fn start(
         sources: Vec<Box<dyn Source>>,
-        sender: &mpsc::Sender<Record>,
+        sender: &mpsc::Sender<Tracked>,
         stats: &Arc<PipelineStats>,
         stop: &CancellationToken,
     ) -> Self {
@@ -997,8 +998,39 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// One worker per exporter, each behind its own bounded queue of batches.
+/// One batch on its way to every exporter, with the tracked records whose spans it holds (or which made no span
+/// and were processed since the previous batch). The records are delivered when the last exporter has exported the
+/// batch; if any exporter gave up on it, they are dropped undelivered and their deliveries report the loss.
+struct ExportBatch {
+    spans: Vec<SpanRecord>,
+    pending: Mutex<Vec<PendingRecord>>,
+    exported_by: AtomicU64,
+    exporters: u64,
+}
+
+impl ExportBatch {
+    fn exported(&self) {
+        self.exported_by.fetch_add(1, Relaxed);
+    }
+}
+
+impl Drop for ExportBatch {
+    fn drop(&mut self) {
+        if *self.exported_by.get_mut() < self.exporters {
+            return;
+        }
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for record in pending.drain(..) {
+            record.delivered();
+        }
+    }
+}
+
 struct ExportWorkers {
-    queues: Vec<mpsc::Sender<Arc<Vec<SpanRecord>>>>,
+    queues: Vec<mpsc::Sender<Arc<ExportBatch>>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -1012,7 +1044,7 @@ impl ExportWorkers {
         let mut queues = Vec::with_capacity(exporters.len());
         let mut workers = Vec::with_capacity(exporters.len());
         for exporter in exporters {
-            let (sender, batches) = mpsc::channel::<Arc<Vec<SpanRecord>>>(queue);
+            let (sender, batches) = mpsc::channel::<Arc<ExportBatch>>(queue);
             queues.push(sender);
             workers.push(tokio::spawn(export_worker(
                 exporter,
@@ -1024,8 +1056,22 @@ impl ExportWorkers {
         Self { queues, workers }
     }
 
-    async fn dispatch(&self, batch: &mut Vec<SpanRecord>) {
-        dispatch(batch, &self.queues).await;
+    /// Hands the stage's batch and tracked records to every exporter (nothing when both are empty).
+    async fn dispatch(&self, stage: &mut Stage) {
+        if stage.batch.is_empty() && stage.pending.is_empty() {
+            return;
+        }
+        let capacity = stage.batch.capacity();
+        let batch = Arc::new(ExportBatch {
+            spans: std::mem::replace(&mut stage.batch, Vec::with_capacity(capacity)),
+            pending: Mutex::new(std::mem::take(&mut stage.pending)),
+            exported_by: AtomicU64::new(0),
+            exporters: self.queues.len() as u64,
+        });
+        for queue in &self.queues {
+            // A closed queue means its worker died; it already counted and logged why.
+            let _ = queue.send(batch.clone()).await;
+        }
     }
 
     /// Closes the queues and waits until every worker has exported its queue and flushed.
@@ -1039,53 +1085,68 @@ impl ExportWorkers {
     }
 }
 
-async fn dispatch(batch: &mut Vec<SpanRecord>, queues: &[mpsc::Sender<Arc<Vec<SpanRecord>>>]) {
-    if batch.is_empty() {
-        return;
-    }
-    let capacity = batch.capacity();
-    let full = Arc::new(std::mem::replace(batch, Vec::with_capacity(capacity)));
-    for queue in queues {
-        // A closed queue means its worker died; it already counted and logged why.
-        let _ = queue.send(full.clone()).await;
-    }
-}
-
 async fn export_worker(
     exporter: Arc<dyn Exporter>,
-    mut batches: mpsc::Receiver<Arc<Vec<SpanRecord>>>,
+    mut batches: mpsc::Receiver<Arc<ExportBatch>>,
     stats: Arc<PipelineStats>,
     retry: RetryPolicy,
 ) {
+    let mut since_flush = 0u64;
     while let Some(batch) = batches.recv().await {
-        let mut delays = retry.delays();
-        let mut attempt = 1;
-        loop {
-            let Err(err) = exporter.export(&batch).await else {
-                break;
-            };
-            let wait = if err.is_retryable() {
-                delays.next()
-            } else {
-                None
-            };
-            let Some(wait) = wait else {
-                stats.spans_dropped.fetch_add(batch.len() as u64, Relaxed);
-                error!(exporter = exporter.name(), spans = batch.len(), error = %error_chain(&err), "dropped a batch of spans");
-                break;
-            };
-            debug!(exporter = exporter.name(), attempt, error = %error_chain(&err), "export failed, retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+        if batch.spans.is_empty() {
+            batch.exported();
+            continue;
+        }
+        if export_with_retries(exporter.as_ref(), &batch.spans, &stats, retry).await {
+            batch.exported();
+            since_flush += batch.spans.len() as u64;
         }
     }
     if let Err(err) = exporter.flush().await {
-        error!(exporter = exporter.name(), error = %error_chain(&err), "flush failed");
+        // What was exported since the last flush may not have been written.
+        stats.spans_dropped.fetch_add(since_flush, Relaxed);
+        error!(exporter = exporter.name(), spans = since_flush, error = %error_chain(&err), "flush failed: spans not written");
     }
 }
 
+/// Exports one batch, retrying what may be retried; `false` when the exporter gave up (the spans are counted as
+/// dropped).
+async fn export_with_retries(
+    exporter: &dyn Exporter,
+    spans: &[SpanRecord],
+    stats: &PipelineStats,
+    retry: RetryPolicy,
+) -> bool {
+    let mut delays = retry.delays();
+    let mut attempt = 1;
+    loop {
+        let Err(err) = exporter.export(spans).await else {
+            return true;
+        };
+        let wait = if err.is_retryable() {
+            delays.next()
+        } else {
+            None
+        };
+        let Some(wait) = wait else {
+            stats.spans_dropped.fetch_add(spans.len() as u64, Relaxed);
+            error!(exporter = exporter.name(), spans = spans.len(), error = %error_chain(&err), "dropped a batch of spans");
+            return false;
+        };
+        debug!(exporter = exporter.name(), attempt, error = %error_chain(&err), "export failed, retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// A record on its way from a sink to the stage, with its delivery when the source tracks one.
+struct Tracked {
+    record: Record,
+    pending: Option<PendingRecord>,
+}
+
 struct ChannelSink {
-    sender: mpsc::Sender<Record>,
+    sender: mpsc::Sender<Tracked>,
     stats: Arc<PipelineStats>,
 }
 
@@ -1093,7 +1154,21 @@ struct ChannelSink {
 impl ActivitySink for ChannelSink {
     async fn send(&self, record: Record) -> Result<(), SinkClosed> {
         self.stats.records.fetch_add(1, Relaxed);
-        self.sender.send(record).await.map_err(|_| SinkClosed)
+        let tracked = Tracked {
+            record,
+            pending: None,
+        };
+        self.sender.send(tracked).await.map_err(|_| SinkClosed)
+    }
+
+    async fn send_tracked(&self, record: Record, delivery: &Delivery) -> Result<(), SinkClosed> {
+        self.stats.records.fetch_add(1, Relaxed);
+        let tracked = Tracked {
+            record,
+            pending: Some(delivery.pending()),
+        };
+        // A record the closed pipeline did not take is dropped with its pending record: counted as lost.
+        self.sender.send(tracked).await.map_err(|_| SinkClosed)
     }
 
     fn reject(&self, rejection: Rejection) {
@@ -1137,6 +1212,8 @@ struct Stage {
     max_link_depth: usize,
     stats: Arc<PipelineStats>,
     batch: Vec<SpanRecord>,
+    /// Tracked records processed since the last dispatch: delivered with `batch`.
+    pending: Vec<PendingRecord>,
 }
 
 impl Stage {

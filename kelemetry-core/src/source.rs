@@ -7,6 +7,7 @@ pub use tokio_util::sync::CancellationToken;
 
 use crate::BoxError;
 use crate::activity::Record;
+use crate::delivery::Delivery;
 
 /// A record a source could not use: where it was and why. The source reports it and goes on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,18 @@ pub struct SinkClosed;
 pub trait ActivitySink: Send + Sync {
     /// Hands one record to the pipeline, waiting for room.
     async fn send(&self, record: Record) -> Result<(), SinkClosed>;
+
+    /// Hands one record of `delivery` to the pipeline, which settles the delivery's [`Receipt`] once the record's
+    /// spans are exported (see [`crate::delivery`]). A sink that does not track deliveries takes the record as
+    /// delivered once accepted: that is this default.
+    ///
+    /// [`Receipt`]: crate::Receipt
+    async fn send_tracked(&self, record: Record, delivery: &Delivery) -> Result<(), SinkClosed> {
+        let pending = delivery.pending();
+        self.send(record).await?;
+        pending.delivered();
+        Ok(())
+    }
 
     /// Reports a record the source could not use.
     fn reject(&self, rejection: Rejection);

@@ -26,7 +26,9 @@
 //! - [`fixtures`]: where the shared recorded data is (`KELEMETRY_FIXTURES`, else `../shared/fixtures`); a test
 //!   without it skips itself, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI);
 //! - [`LoopbackCertificates`]: a test CA and a serving certificate for 127.0.0.1, for TLS tests;
-//! - [`http_get`]: one plain HTTP/1.1 GET, for the servers the binary starts.
+//! - [`http_get`]: one plain HTTP/1.1 GET, for the servers the binary starts;
+//! - [`release_binary`] and [`fault_line`]: the release binary the fault suite attacks, and its one summary line
+//!   per attack.
 //!
 //! ```no_run
 //! use kelemetry_testkit::{TestCluster, e2e_enabled};
@@ -48,6 +50,7 @@
 mod certificates;
 mod cluster;
 mod error;
+mod faults;
 mod fixtures;
 mod http;
 mod process;
@@ -57,6 +60,7 @@ pub use cluster::{
     ClusterOptions, E2E_ENV, TestCluster, e2e_enabled, free_loopback_port, wait_until,
 };
 pub use error::ClusterError;
+pub use faults::{BIN_ENV, FAULT_SUMMARY_ENV, fault_line, release_binary};
 pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixtures};
 pub use http::http_get;
 pub use process::KelemetryProcess;

@@ -1,0 +1,217 @@
+//! Deliveries: a source's receipt settles only once the spans of its records are exported, and reports losses.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kelemetry_core::pipeline::RetryPolicy;
+use kelemetry_core::{
+    Activity, CancellationToken, Delivery, ExportError, Exporter, Filter, MemoryExporter,
+    NotDelivered, Object, ObjectKey, ObjectRef, Pipeline, Record, SourceKind, SpanRecord,
+};
+use tokio::sync::Semaphore;
+
+fn activity(resource: &str, n: u32) -> Record {
+    let key = ObjectKey::new("c", "", resource, "ns", format!("o{n}"));
+    let at = format!("2024-05-01T12:00:{:02}Z", n % 60);
+    Activity::new(
+        Object::new(ObjectRef::new(key, "v1", None)),
+        SourceKind::Audit,
+        at.parse().unwrap(),
+        "alice update",
+        format!("audit-{n}"),
+    )
+    .into()
+}
+
+/// Exports only when a permit is given, so a test can hold a batch in export.
+struct GatedExporter {
+    gate: Arc<Semaphore>,
+    inner: MemoryExporter,
+}
+
+#[async_trait]
+impl Exporter for GatedExporter {
+    fn name(&self) -> &str {
+        "gated"
+    }
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.export(batch).await
+    }
+}
+
+/// Fails every export permanently, or its flush.
+struct FailingExporter {
+    fail_export: bool,
+}
+
+#[async_trait]
+impl Exporter for FailingExporter {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    async fn export(&self, _batch: &[SpanRecord]) -> Result<(), ExportError> {
+        match self.fail_export {
+            true => Err(ExportError::permanent("no space left on device")),
+            false => Ok(()),
+        }
+    }
+    async fn flush(&self) -> Result<(), ExportError> {
+        Err(ExportError::permanent("no space left on device"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receipt_settles_only_after_every_exporter_exported_the_spans() {
+    let gate = Arc::new(Semaphore::new(0));
+    let gated = Arc::new(GatedExporter {
+        gate: gate.clone(),
+        inner: MemoryExporter::new(10_000),
+    });
+    let memory = Arc::new(MemoryExporter::new(10_000));
+    let pipeline = Pipeline::builder()
+        .exporter(gated.clone())
+        .exporter(memory.clone())
+        .build();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+
+    let (delivery, mut receipt) = Delivery::new();
+    for n in 0..3 {
+        sink.send_tracked(activity("pods", n), &delivery).await.unwrap();
+    }
+    drop(delivery);
+    // Past the flush interval: the batch went out, the ungated exporter has it, the gated one waits.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(memory.spans().len(), 6, "3 object spans and 3 activity spans");
+    assert!(
+        futures_poll(&mut receipt).is_none(),
+        "settled before the gated exporter exported"
+    );
+
+    gate.add_permits(100);
+    assert_eq!(receipt.await, Ok(()));
+    assert_eq!(gated.inner.spans().len(), 6);
+    drop(sink);
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_that_make_no_span_are_delivered_once_processed() {
+    let memory = Arc::new(MemoryExporter::new(10_000));
+    let pipeline = Pipeline::builder()
+        .filter(Filter::default().exclude_resource("leases"))
+        .exporter(memory.clone())
+        .build();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+
+    let (delivery, receipt) = Delivery::new();
+    sink.send_tracked(activity("leases", 1), &delivery).await.unwrap();
+    drop(delivery);
+    assert_eq!(receipt.await, Ok(()));
+    assert!(memory.spans().is_empty());
+    drop(sink);
+    let report = running.await.unwrap();
+    assert_eq!(report.filtered, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_an_exporter_gave_up_on_is_reported_lost_with_its_record_count() {
+    let memory = Arc::new(MemoryExporter::new(10_000));
+    let pipeline = Pipeline::builder()
+        .exporter(memory.clone())
+        .exporter(Arc::new(FailingExporter { fail_export: true }))
+        .retry(RetryPolicy::default())
+        .build();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+
+    let (delivery, receipt) = Delivery::new();
+    for n in 0..4 {
+        sink.send_tracked(activity("pods", n), &delivery).await.unwrap();
+    }
+    drop(delivery);
+    assert_eq!(receipt.await, Err(NotDelivered { records: 4 }));
+    // The other exporter still has them: a loss anywhere is a loss.
+    assert_eq!(memory.spans().len(), 8);
+    drop(sink);
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 8);
+    assert!(report.check().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_abandoned_by_a_hard_stop_are_reported_lost() {
+    let gate = Arc::new(Semaphore::new(0));
+    let gated = Arc::new(GatedExporter {
+        gate: gate.clone(),
+        inner: MemoryExporter::new(10_000),
+    });
+    // One span a batch and one batch of queue: the stage waits on the exporter after a few records, and the rest
+    // stay in the intake queue.
+    let pipeline = Pipeline::builder()
+        .exporter(gated.clone())
+        .channel_capacity(1000)
+        .exporter_queue(1)
+        .batch_size(1)
+        .build();
+    let sink = pipeline.sink();
+    let hard_stop = CancellationToken::new();
+    let running = tokio::spawn(pipeline.run_until(CancellationToken::new(), hard_stop.clone()));
+
+    let (delivery, receipt) = Delivery::new();
+    for n in 0..50 {
+        sink.send_tracked(activity("pods", n), &delivery).await.unwrap();
+    }
+    drop(delivery);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    hard_stop.cancel();
+    gate.add_permits(10_000);
+
+    let Err(NotDelivered { records: lost }) = receipt.await else {
+        panic!("a hard stop with 50 records queued lost none");
+    };
+    drop(sink);
+    let report = running.await.unwrap();
+    assert_eq!(report.abandoned, lost, "the receipt counts what the report abandoned");
+    assert!(lost > 0 && lost < 50, "{lost}");
+    let exported_activities = gated
+        .inner
+        .spans()
+        .iter()
+        .filter(|span| span.parent_span_id.is_some())
+        .count() as u64;
+    assert_eq!(exported_activities + lost, 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_flush_counts_what_was_exported_since_as_not_written() {
+    let pipeline = Pipeline::builder()
+        .exporter(Arc::new(FailingExporter { fail_export: false }))
+        .build();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+    for n in 0..5 {
+        sink.send(activity("pods", n)).await.unwrap();
+    }
+    drop(sink);
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 10);
+    let failure = report.check().unwrap_err().to_string();
+    assert!(failure.contains("10 spans"), "{failure}");
+}
+
+/// Polls a future once without waiting.
+fn futures_poll<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut context = std::task::Context::from_waker(waker);
+    match std::pin::Pin::new(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
