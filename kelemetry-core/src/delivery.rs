@@ -140,6 +140,18 @@ pub struct Receipt {
     receiver: oneshot::Receiver<Result<(), NotDelivered>>,
 }
 
+impl Receipt {
+    /// The outcome if settled by now, without waiting: for a source that keeps several receipts in order and looks
+    /// at the oldest now and then. Call it again after `Some` and it says `Err` with 0 records.
+    pub fn try_settled(&mut self) -> Option<Result<(), NotDelivered>> {
+        match self.receiver.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(NotDelivered { records: 0 })),
+        }
+    }
+}
+
 impl Future for Receipt {
     type Output = Result<(), NotDelivered>;
 

@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use crate::activity::Record;
-use crate::delivery::{Delivery, PendingRecord};
 use crate::body_cache::BodyCache;
 use crate::decorate::Decorator;
+use crate::delivery::{Delivery, PendingRecord};
 use crate::exporter::Exporter;
 use crate::filter::Filter;
 use crate::ids::TraceId;
@@ -1162,13 +1162,14 @@ impl ActivitySink for ChannelSink {
     }
 
     async fn send_tracked(&self, record: Record, delivery: &Delivery) -> Result<(), SinkClosed> {
+        // Room first: a send cancelled while waiting takes nothing, so it leaves the delivery as it was.
+        let room = self.sender.reserve().await.map_err(|_| SinkClosed)?;
         self.stats.records.fetch_add(1, Relaxed);
-        let tracked = Tracked {
+        room.send(Tracked {
             record,
             pending: Some(delivery.pending()),
-        };
-        // A record the closed pipeline did not take is dropped with its pending record: counted as lost.
-        self.sender.send(tracked).await.map_err(|_| SinkClosed)
+        });
+        Ok(())
     }
 
     fn reject(&self, rejection: Rejection) {

@@ -38,15 +38,14 @@ pub trait ActivitySink: Send + Sync {
     async fn send(&self, record: Record) -> Result<(), SinkClosed>;
 
     /// Hands one record of `delivery` to the pipeline, which settles the delivery's [`Receipt`] once the record's
-    /// spans are exported (see [`crate::delivery`]). A sink that does not track deliveries takes the record as
+    /// spans are exported (see [`crate::delivery`]). A record not taken (the send failed, or was cancelled while
+    /// waiting for room) is no part of the delivery. A sink that does not track deliveries takes the record as
     /// delivered once accepted: that is this default.
     ///
     /// [`Receipt`]: crate::Receipt
     async fn send_tracked(&self, record: Record, delivery: &Delivery) -> Result<(), SinkClosed> {
-        let pending = delivery.pending();
-        self.send(record).await?;
-        pending.delivered();
-        Ok(())
+        let _ = delivery;
+        self.send(record).await
     }
 
     /// Reports a record the source could not use.

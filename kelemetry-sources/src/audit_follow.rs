@@ -13,16 +13,20 @@
 //!   and skipped.
 //!
 //! With a [`CheckpointFile`], the follower stores the inode of the file being read and the offset just past the
-//! last line whose activities the pipeline accepted (every `checkpoint_interval`, on rotation and on shutdown).
+//! last line whose spans every exporter acknowledged (looked at every `checkpoint_interval` and on rotation; on
+//! shutdown it waits, within the pipeline's grace period, for what is still in the pipeline). It sends each
+//! stretch of lines with a [`kelemetry_core::Delivery`]; a stretch whose spans were lost holds the checkpoint
+//! before it, so those lines are read again at the next start.
 //! On start it resumes there: in the same file if the path still names that inode (from the beginning if the file
 //! is now shorter: it was truncated), else in the rotated file that still has that inode in the same folder (read
-//! to its end, then the current file from its start). A line is handled at least once: a crash between accepting
+//! to its end, then the current file from its start). A line is handled at least once: a crash between exporting
 //! and storing the checkpoint re-reads a few lines, whose activities have the same ids, so nothing is duplicated in
 //! the traces. Without a checkpoint the follower starts at [`StartPosition`] (default: the beginning).
 //!
 //! Limitation, as with any copytruncate reader: lines written between logrotate's copy and its truncation, and a
 //! file truncated and rewritten past our offset between two polls, cannot be told apart from data already read.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kelemetry_core::audit::AuditMapping;
-use kelemetry_core::{ActivitySink, CancellationToken, Source, SourceError};
+use kelemetry_core::{ActivitySink, CancellationToken, Delivery, Receipt, Source, SourceError};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::DEFAULT_DOCUMENT_LIMIT;
 use crate::audit_intake::{AuditIntake, RecordRejection, RejectReason};
@@ -225,6 +229,109 @@ impl Reading {
     }
 }
 
+/// How many stretches of the file may wait for their export at once; past it, the current stretch grows.
+const MAX_STRETCHES: usize = 256;
+
+/// What of the followed file is in the pipeline, and the checkpoint it may store: stretches of lines, oldest first,
+/// each with the position just past it. A stretch's position becomes the checkpoint once the spans of its lines,
+/// and of every stretch before it, were exported; a stretch that was not exported stops the checkpoint there, so
+/// its lines are read again at the next start.
+struct Progress {
+    file: Option<CheckpointFile>,
+    /// The receipt of the stretch being read.
+    current: Option<Receipt>,
+    waiting: VecDeque<(FileCheckpoint, Receipt)>,
+    stored: Option<FileCheckpoint>,
+    /// A stretch was lost: the checkpoint stays before it until the next start.
+    held: bool,
+}
+
+impl Progress {
+    fn new(file: Option<CheckpointFile>) -> Self {
+        Self {
+            file,
+            current: None,
+            waiting: VecDeque::new(),
+            stored: None,
+            held: false,
+        }
+    }
+
+    /// Ends the stretch being read at `reading`'s position and starts the next; stores what was exported since.
+    async fn mark(&mut self, reading: &mut Reading, followed: &Path) {
+        if self.file.is_none() {
+            return;
+        }
+        if self.waiting.len() < MAX_STRETCHES || self.current.is_none() {
+            let (delivery, receipt) = Delivery::new();
+            drop(reading.outlet.track(Some(delivery)));
+            if let Some(ended) = self.current.replace(receipt) {
+                self.waiting
+                    .push_back((reading.checkpoint(followed), ended));
+            }
+        }
+        self.store_exported().await;
+    }
+
+    /// Stores the position past the newest stretch exported with all before it.
+    async fn store_exported(&mut self) {
+        let mut exported = None;
+        while let Some((_, receipt)) = self.waiting.front_mut() {
+            match receipt.try_settled() {
+                None => break,
+                Some(Ok(())) => exported = self.waiting.pop_front().map(|(at, _)| at),
+                Some(Err(lost)) => {
+                    self.waiting.clear();
+                    if !self.held {
+                        error!(%lost, "audit log lines were not exported; the checkpoint stays before them, so they are read again at the next start");
+                    }
+                    self.held = true;
+                    break;
+                }
+            }
+        }
+        if let Some(checkpoint) = exported.filter(|_| !self.held) {
+            self.store(checkpoint).await;
+        }
+    }
+
+    async fn store(&mut self, checkpoint: FileCheckpoint) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        if self.stored.as_ref() == Some(&checkpoint) {
+            return;
+        }
+        match file.store(&checkpoint).await {
+            Ok(()) => self.stored = Some(checkpoint),
+            Err(err) => warn!(%err, "could not store the audit log checkpoint"),
+        }
+    }
+
+    /// At the end of a run: ends the last stretch, waits until the pipeline exported (or lost) every stretch,
+    /// and stores the checkpoint past what was exported.
+    async fn finish(&mut self, reading: &mut Reading, followed: &Path) {
+        if self.file.is_none() {
+            return;
+        }
+        drop(reading.outlet.track(None));
+        if let Some(ended) = self.current.take() {
+            self.waiting
+                .push_back((reading.checkpoint(followed), ended));
+        }
+        while let Some((at, receipt)) = self.waiting.pop_front() {
+            match receipt.await {
+                Ok(()) if !self.held => self.store(at).await,
+                Ok(()) => {}
+                Err(lost) => {
+                    error!(%lost, "audit log lines were not exported; the checkpoint stays before them");
+                    self.held = true;
+                }
+            }
+        }
+    }
+}
+
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> SourceError + '_ {
     move |error| SourceError::io(path.display().to_string(), error)
 }
@@ -402,26 +509,12 @@ impl AuditLogFollower {
         Ok(last[0] == b'\n')
     }
 
-    async fn store_checkpoint(&self, reading: &Reading, last: &mut Option<FileCheckpoint>) {
-        let Some(file) = &self.checkpoint else {
-            return;
-        };
-        let checkpoint = reading.checkpoint(&self.path);
-        if last.as_ref() == Some(&checkpoint) {
-            return;
-        }
-        match file.store(&checkpoint).await {
-            Ok(()) => *last = Some(checkpoint),
-            Err(err) => warn!(%err, "could not store the audit log checkpoint"),
-        }
-    }
-
     /// Reads and handles complete lines until the end of what is written.
     async fn read_available(
         &self,
         reading: &mut Reading,
         last_store: &mut Instant,
-        stored: &mut Option<FileCheckpoint>,
+        progress: &mut Progress,
     ) -> Result<Flow, SourceError> {
         loop {
             let chunk = reading
@@ -459,7 +552,7 @@ impl AuditLogFollower {
             reading.pending.clear();
             reading.pending_bytes = 0;
             if last_store.elapsed() >= self.checkpoint_interval {
-                self.store_checkpoint(reading, stored).await;
+                progress.mark(reading, &self.path).await;
                 *last_store = Instant::now();
             }
         }
@@ -503,11 +596,12 @@ impl Source for AuditLogFollower {
         else {
             return Ok(());
         };
-        let mut stored = None;
+        let mut progress = Progress::new(self.checkpoint.clone());
+        progress.mark(&mut reading, &self.path).await;
         let mut last_store = Instant::now();
         loop {
             if self
-                .read_available(&mut reading, &mut last_store, &mut stored)
+                .read_available(&mut reading, &mut last_store, &mut progress)
                 .await?
                 == Flow::Stop
             {
@@ -519,15 +613,15 @@ impl Source for AuditLogFollower {
                 self.finish_file(&mut reading);
                 reading = self.open_at(&self.path, 0, 0, &sink, &shutdown).await?;
                 draining_rotated = false;
-                self.store_checkpoint(&reading, &mut stored).await;
+                progress.mark(&mut reading, &self.path).await;
                 continue;
             }
-            self.store_checkpoint(&reading, &mut stored).await;
+            progress.mark(&mut reading, &self.path).await;
             match tokio::fs::metadata(&self.path).await {
                 Ok(meta) if meta.ino() != reading.inode => {
                     // Renamed away and replaced: read what the old file got last, then switch.
                     if self
-                        .read_available(&mut reading, &mut last_store, &mut stored)
+                        .read_available(&mut reading, &mut last_store, &mut progress)
                         .await?
                         == Flow::Stop
                     {
@@ -536,7 +630,7 @@ impl Source for AuditLogFollower {
                     self.finish_file(&mut reading);
                     info!(path = %self.path.display(), "audit log rotated; following the new file");
                     reading = self.open_at(&self.path, 0, 0, &sink, &shutdown).await?;
-                    self.store_checkpoint(&reading, &mut stored).await;
+                    progress.mark(&mut reading, &self.path).await;
                     continue;
                 }
                 Ok(meta) if meta.len() < reading.read_offset() => {
@@ -551,7 +645,7 @@ impl Source for AuditLogFollower {
                     reading.pending.clear();
                     reading.pending_bytes = 0;
                     reading.skip_partial = false;
-                    self.store_checkpoint(&reading, &mut stored).await;
+                    progress.mark(&mut reading, &self.path).await;
                     continue;
                 }
                 Ok(_) => {}
@@ -565,7 +659,7 @@ impl Source for AuditLogFollower {
             }
         }
         reading.outlet.flush_progress();
-        self.store_checkpoint(&reading, &mut stored).await;
+        progress.finish(&mut reading, &self.path).await;
         Ok(())
     }
 }

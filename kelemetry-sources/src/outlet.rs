@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kelemetry_core::{ActivitySink, CancellationToken, Record, Rejection};
+use kelemetry_core::{ActivitySink, CancellationToken, Delivery, Record, Rejection};
 
 use crate::audit_intake::{AuditItem, AuditItems, RecordRejection};
 use crate::report::ReadCounters;
@@ -26,6 +26,8 @@ pub(crate) struct Outlet {
     origin: String,
     shutdown: CancellationToken,
     unreported_bytes: u64,
+    /// The delivery the records sent now belong to, when the source tracks them.
+    delivery: Option<Delivery>,
 }
 
 impl Outlet {
@@ -41,7 +43,13 @@ impl Outlet {
             origin,
             shutdown,
             unreported_bytes: 0,
+            delivery: None,
         }
+    }
+
+    /// Sends the records from now on as part of `delivery` (or untracked with `None`); returns the previous one.
+    pub(crate) fn track(&mut self, delivery: Option<Delivery>) -> Option<Delivery> {
+        std::mem::replace(&mut self.delivery, delivery)
     }
 
     /// Whether shutdown was requested.
@@ -60,8 +68,14 @@ impl Outlet {
             return Flow::Stop;
         }
         let sink = Arc::clone(&self.sink);
+        let sending = async {
+            match &self.delivery {
+                Some(delivery) => sink.send_tracked(record, delivery).await,
+                None => sink.send(record).await,
+            }
+        };
         tokio::select! {
-            sent = sink.send(record) => match sent {
+            sent = sending => match sent {
                 Ok(()) => {
                     self.counters.record_sent();
                     Flow::Continue
