@@ -15,7 +15,8 @@
 //!   The floor trails the newest handled time by a lag (default 1 minute), so an Event that reaches us up to that
 //!   much later than a newer one is still taken after a restart; the key list is bounded (default 2,000; when full
 //!   the floor moves past the oldest keys). The ConfigMap is written every few seconds when something changed, and
-//!   on shutdown; the watermark only moves once the pipeline accepted the activity. With no ConfigMap yet the
+//!   on shutdown; the watermark only moves past an Event once every exporter acknowledged its span (each Event is
+//!   sent with a [`kelemetry_core::Delivery`]; after a loss it stops moving until the next start). With no ConfigMap yet the
 //!   floor is the start time: Events from before the first start are not traced.
 //! - Deletions of Event objects are ignored.
 //!
@@ -32,14 +33,17 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kelemetry_core::kube_event::event_to_activity;
 use kelemetry_core::resource_map::ResourceMap;
-use kelemetry_core::{Activity, ActivitySink, CancellationToken, Rejection, Source, SourceError};
+use kelemetry_core::{
+    Activity, ActivitySink, CancellationToken, Delivery, NotDelivered, Receipt, Rejection, Source,
+    SourceError,
+};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{GroupVersionKind, TypeMeta};
 use kube::discovery::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use lru::LruCache;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::report::ReadCounters;
 
@@ -507,10 +511,12 @@ impl Source for KubeEventSource {
             api_version: resource.api_version.clone(),
             kind: resource.kind.clone(),
         };
+        let mut in_flight = InFlight::default();
         loop {
             let item = tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = sync.tick() => {
+                    in_flight.settle_exported(&mut mark);
                     sync_watermark(&store, &mut mark).await;
                     continue;
                 }
@@ -535,8 +541,15 @@ impl Source for KubeEventSource {
             if !self.is_new(&mut seen, &mark, &key, time) {
                 continue;
             }
+            if in_flight.is_full() {
+                tokio::select! {
+                    () = in_flight.settle_oldest(&mut mark) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            let (delivery, receipt) = Delivery::new();
             let sent = tokio::select! {
-                sent = sink.send(activity.into()) => sent,
+                sent = sink.send_tracked(activity.into(), &delivery) => sent,
                 () = shutdown.cancelled() => break,
             };
             if sent.is_err() {
@@ -544,8 +557,10 @@ impl Source for KubeEventSource {
             }
             self.counters.record_sent();
             seen.put(key.clone(), ());
-            mark.mark_handled(time, &key, Timestamp::now());
+            in_flight.push(time, key, receipt);
+            in_flight.settle_exported(&mut mark);
         }
+        in_flight.finish(&mut mark).await;
         if let Some(stored) = mark.take_changes() {
             store
                 .store(&stored)
@@ -553,6 +568,76 @@ impl Source for KubeEventSource {
                 .map_err(|err| kube_failure("writing the watermark at shutdown", err))?;
         }
         Ok(())
+    }
+}
+
+/// How many Events may be in the pipeline, not yet exported, before the source waits for the oldest.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Events handed to the pipeline whose spans are not exported yet, oldest first. The watermark moves only past
+/// exported Events; after a loss it stops moving until the next start, so the lost Event is taken again then.
+#[derive(Default)]
+struct InFlight {
+    events: std::collections::VecDeque<(Timestamp, String, Receipt)>,
+    held: bool,
+}
+
+impl InFlight {
+    fn is_full(&self) -> bool {
+        self.events.len() >= MAX_IN_FLIGHT
+    }
+
+    fn push(&mut self, time: Timestamp, key: String, receipt: Receipt) {
+        self.events.push_back((time, key, receipt));
+    }
+
+    /// Marks as handled the oldest Events that are exported by now.
+    fn settle_exported(&mut self, mark: &mut EventWatermark) {
+        while let Some((_, _, receipt)) = self.events.front_mut() {
+            let Some(outcome) = receipt.try_settled() else {
+                return;
+            };
+            if let Some((time, key, _)) = self.events.pop_front() {
+                self.settled(outcome, time, &key, mark);
+            }
+        }
+    }
+
+    /// Waits for the oldest Event's export.
+    async fn settle_oldest(&mut self, mark: &mut EventWatermark) {
+        if let Some((time, key, receipt)) = self.events.pop_front() {
+            let outcome = receipt.await;
+            self.settled(outcome, time, &key, mark);
+        }
+    }
+
+    /// At shutdown: waits (within the pipeline's grace period) until every Event in flight is exported or lost.
+    async fn finish(&mut self, mark: &mut EventWatermark) {
+        while !self.events.is_empty() {
+            self.settle_oldest(mark).await;
+        }
+    }
+
+    fn settled(
+        &mut self,
+        outcome: Result<(), NotDelivered>,
+        time: Timestamp,
+        key: &str,
+        mark: &mut EventWatermark,
+    ) {
+        match outcome {
+            Ok(()) if !self.held => mark.mark_handled(time, key, Timestamp::now()),
+            Ok(()) => {}
+            Err(_) => {
+                if !self.held {
+                    error!(
+                        event = key,
+                        "an Event's span was not exported; the watermark stays before it until the next start, which takes it again"
+                    );
+                }
+                self.held = true;
+            }
+        }
     }
 }
 
