@@ -78,6 +78,22 @@ async fn wait_for_trace(client: &reqwest::Client, query: &str, id: TraceId) -> V
     panic!("trace {id} never arrived in Jaeger");
 }
 
+/// Waits (10 s at most) until the exporter's report satisfies `done`, and returns that report.
+async fn wait_for_report(
+    exporter: &OtlpExporter,
+    what: &str,
+    done: impl Fn(&kelemetry_exporters::OtlpReport) -> bool,
+) -> kelemetry_exporters::OtlpReport {
+    for _ in 0..200 {
+        let report = exporter.stats().report();
+        if done(&report) {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: {:?}", exporter.stats().report());
+}
+
 /// (service name, span id, parent span id, start nanos, end nanos, event names) of every span of an OTLP/JSON
 /// trace.
 fn summarize(trace: &Value) -> Vec<(String, String, String, String, String, Vec<String>)> {
@@ -179,6 +195,46 @@ async fn grpc_and_http_deliver_exact_ids_times_and_services() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_export_returns_once_jaeger_has_the_spans_and_fails_while_it_is_down() {
+    if !jaeger::enabled(
+        "a_confirmed_export_returns_once_jaeger_has_the_spans_and_fails_while_it_is_down",
+    ) {
+        return;
+    }
+    let jaeger = jaeger::Jaeger::start("exporter-confirmed");
+    let config = OtlpConfig::grpc(jaeger.otlp_grpc())
+        .with_backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .with_timeout(Duration::from_secs(2))
+        .with_flush_timeout(Duration::from_secs(3));
+    let exporter = OtlpExporter::new(config).unwrap();
+    let spans = spans_of("confirmed");
+    exporter.export(&spans).await.unwrap();
+    // No flush: the export itself waited for the endpoint's answer.
+    let report = exporter.stats().report();
+    assert_eq!(report.spans_exported, 3, "{report:?}");
+    assert_eq!(report.spans_buffered, 0, "{report:?}");
+    let client = reqwest::Client::new();
+    let trace = wait_for_trace(&client, &jaeger.query_http(), spans[0].trace_id).await;
+    assert_eq!(summarize(&trace), expected(&spans));
+
+    jaeger.stop();
+    let unconfirmed = exporter.export(&spans_of("confirmed-down")).await;
+    match unconfirmed {
+        Err(error) if !error.is_retryable() => {
+            assert!(error.to_string().contains("did not confirm"), "{error}")
+        }
+        other => panic!("an export Jaeger never answered must fail, got {other:?}"),
+    }
+    // While the endpoint keeps failing, the next batch is refused at once, retryably.
+    match exporter.export(&spans_of("confirmed-refused")).await {
+        Err(error) if error.is_retryable() => {
+            assert!(error.to_string().contains("failing"), "{error}")
+        }
+        other => panic!("an export while the endpoint fails must be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_wait_while_jaeger_is_down_and_overflow_is_counted() {
     if !jaeger::enabled("spans_wait_while_jaeger_is_down_and_overflow_is_counted") {
         return;
@@ -190,7 +246,8 @@ async fn spans_wait_while_jaeger_is_down_and_overflow_is_counted() {
         .with_max_batch_spans(9)
         .with_backoff(Duration::from_millis(50), Duration::from_millis(400))
         .with_timeout(Duration::from_secs(2))
-        .with_flush_timeout(Duration::from_secs(60));
+        .with_flush_timeout(Duration::from_secs(60))
+        .with_confirm_delivery(false);
     let exporter = OtlpExporter::new(config).unwrap();
     let stats = exporter.stats();
 
@@ -208,8 +265,10 @@ async fn spans_wait_while_jaeger_is_down_and_overflow_is_counted() {
         }
         other => panic!("a full buffer must refuse the batch, got {other:?}"),
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let during = stats.report();
+    let during = wait_for_report(&exporter, "retried twice while down", |report| {
+        report.requests_retried >= 2
+    })
+    .await;
     assert_eq!(during.spans_dropped_buffer_full, 3, "{during:?}");
     assert_eq!(during.spans_buffered, 60, "{during:?}");
     assert_eq!(during.spans_exported, 0, "{during:?}");
@@ -253,14 +312,21 @@ async fn a_flush_that_times_out_counts_what_it_drops() {
         OtlpConfig::http(jaeger.otlp_http())
             .with_max_batch_spans(2)
             .with_backoff(Duration::from_millis(20), Duration::from_millis(100))
-            .with_flush_timeout(Duration::from_millis(500)),
+            .with_flush_timeout(Duration::from_millis(500))
+            .with_confirm_delivery(false),
     )
     .unwrap();
     exporter.export(&spans_of("gone")).await.unwrap();
-    let err = exporter.flush().await.unwrap_err();
-    assert!(err.to_string().contains("3 spans"), "{err}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = exporter.stats().report();
+    let err = exporter.flush().await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("retryable export failure: 3 spans were not delivered to "),
+        "{err}"
+    );
+    // The queued span is counted by the flush, the two in flight once the delivery task notices the abandon.
+    let report = wait_for_report(&exporter, "the 3 spans counted as dropped", |report| {
+        report.spans_dropped_undelivered >= 3
+    })
+    .await;
     assert_eq!(report.spans_dropped_undelivered, 3, "{report:?}");
     assert_eq!(report.spans_buffered, 0, "{report:?}");
     assert_eq!(report.spans_lost(), report.spans_accepted);

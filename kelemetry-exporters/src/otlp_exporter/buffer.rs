@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kelemetry_core::SpanRecord;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use super::stats::OtlpStats;
 
@@ -20,6 +20,51 @@ pub(super) struct Buffer {
     pub(super) overflowing: bool,
     /// The exporter is gone: the delivery task ends once the buffer is empty.
     pub(super) closed: bool,
+    /// Spans ever put into the buffer: span `n` of all is at position `n - taken` while queued.
+    pub(super) pushed: u64,
+    /// Spans ever taken into requests.
+    pub(super) taken: u64,
+    /// Exports waiting for their spans' outcome, oldest first.
+    pub(super) tickets: VecDeque<Ticket>,
+}
+
+/// An export waiting until the spans `start..end` (numbered as [`Buffer::pushed`] counts them) are delivered.
+#[derive(Debug)]
+pub(super) struct Ticket {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    /// Some of its spans were rejected or dropped.
+    pub(super) failed: bool,
+    pub(super) done: oneshot::Sender<bool>,
+}
+
+impl Buffer {
+    /// Settles the tickets covered by the finished request of spans `start..end`: delivered when every span of a
+    /// ticket was.
+    pub(super) fn settle(&mut self, start: u64, end: u64, delivered: bool) {
+        while let Some(ticket) = self.tickets.front_mut() {
+            if ticket.start >= end {
+                return;
+            }
+            if !delivered && ticket.end > start {
+                ticket.failed = true;
+            }
+            if ticket.end > end {
+                return;
+            }
+            if let Some(ticket) = self.tickets.pop_front() {
+                // The export may have stopped waiting: nobody to tell.
+                let _ = ticket.done.send(!ticket.failed);
+            }
+        }
+    }
+
+    /// Fails every waiting export (the buffer was dropped).
+    pub(super) fn fail_all(&mut self) {
+        for ticket in self.tickets.drain(..) {
+            let _ = ticket.done.send(false);
+        }
+    }
 }
 
 impl Buffer {
@@ -37,6 +82,8 @@ pub(super) struct Shared {
     pub(super) arrived: Notify,
     /// Wakes flushes: a request finished.
     pub(super) progressed: Notify,
+    /// The delivery task is retrying a request that failed: the endpoint is not taking spans now.
+    pub(super) failing: AtomicBool,
     /// Tells the delivery task to drop the request it keeps retrying (a flush timed out).
     pub(super) abandon: AtomicBool,
     pub(super) abandoned: Notify,
@@ -51,6 +98,7 @@ impl Shared {
             buffer: Mutex::new(Buffer::default()),
             arrived: Notify::new(),
             progressed: Notify::new(),
+            failing: AtomicBool::new(false),
             abandon: AtomicBool::new(false),
             abandoned: Notify::new(),
             stats: Arc::new(OtlpStats::default()),
@@ -72,7 +120,8 @@ impl Shared {
 
     /// Takes at most `max` spans for one request and marks them in flight; `None` once the buffer is closed and
     /// empty. Waits for spans to arrive.
-    pub(super) async fn next_batch(&self, max: usize) -> Option<Vec<SpanRecord>> {
+    /// The second value is the number of the batch's first span (see [`Buffer::pushed`]).
+    pub(super) async fn next_batch(&self, max: usize) -> Option<(Vec<SpanRecord>, u64)> {
         loop {
             {
                 let mut buffer = self.lock();
@@ -80,7 +129,9 @@ impl Shared {
                     let take = buffer.spans.len().min(max);
                     let batch: Vec<SpanRecord> = buffer.spans.drain(..take).collect();
                     buffer.in_flight = batch.len();
-                    return Some(batch);
+                    let first = buffer.taken;
+                    buffer.taken += batch.len() as u64;
+                    return Some((batch, first));
                 }
                 if buffer.closed {
                     return None;
@@ -90,12 +141,60 @@ impl Shared {
         }
     }
 
-    /// The request in flight is done (delivered, rejected or dropped): wakes the flushes waiting for it.
-    pub(super) fn request_finished(&self) {
+    /// The request in flight, of spans `start..end`, is done (delivered, rejected or dropped): settles the exports
+    /// waiting for it and wakes the flushes.
+    pub(super) fn request_finished(&self, start: u64, end: u64, delivered: bool) {
         let mut buffer = self.lock();
         buffer.in_flight = 0;
         self.set_buffered(&buffer);
+        buffer.settle(start, end, delivered);
         drop(buffer);
         self.progressed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(buffer: &mut Buffer, start: u64, end: u64) -> oneshot::Receiver<bool> {
+        let (done, settled) = oneshot::channel();
+        buffer.tickets.push_back(Ticket {
+            start,
+            end,
+            failed: false,
+            done,
+        });
+        settled
+    }
+
+    #[test]
+    fn a_ticket_settles_when_the_last_request_of_its_spans_finishes() {
+        let mut buffer = Buffer::default();
+        let mut a = ticket(&mut buffer, 0, 3);
+        let mut b = ticket(&mut buffer, 3, 8);
+        let mut c = ticket(&mut buffer, 8, 9);
+        // Requests of 4 spans: 0..4 delivered, 4..8 failed, 8..9 delivered.
+        buffer.settle(0, 4, true);
+        assert_eq!(a.try_recv(), Ok(true));
+        assert!(b.try_recv().is_err(), "b still has spans in later requests");
+        buffer.settle(4, 8, false);
+        assert_eq!(b.try_recv(), Ok(false), "part of b failed");
+        assert!(c.try_recv().is_err());
+        buffer.settle(8, 9, true);
+        assert_eq!(c.try_recv(), Ok(true));
+        assert!(buffer.tickets.is_empty());
+    }
+
+    #[test]
+    fn a_failed_request_fails_a_ticket_it_only_started() {
+        let mut buffer = Buffer::default();
+        let mut a = ticket(&mut buffer, 0, 6);
+        buffer.settle(0, 2, false);
+        buffer.settle(2, 6, true);
+        assert_eq!(a.try_recv(), Ok(false));
+        let mut b = ticket(&mut buffer, 6, 7);
+        buffer.fail_all();
+        assert_eq!(b.try_recv(), Ok(false));
     }
 }

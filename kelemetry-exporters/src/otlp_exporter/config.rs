@@ -86,11 +86,15 @@ pub struct OtlpConfig {
     /// Resource attributes added after `service.name` to every resource (e.g. `k8s.cluster.name`).
     #[cfg_attr(feature = "config", serde(deserialize_with = "pairs_from_map"))]
     pub resource_attributes: Vec<(String, String)>,
+    /// [`Exporter::export`] returns only once the endpoint confirmed the batch (`true`, the default), so that the
+    /// pipeline's acknowledgements to sources mean "delivered"; with `false` it returns once the batch is in the
+    /// buffer, which is faster but acknowledges spans that may still be lost.
+    pub confirm_delivery: bool,
 }
 
 impl Default for OtlpConfig {
     /// No endpoint yet, over gRPC: no headers, no gzip, 10 s timeout, a buffer of 65,536 spans, requests of at
-    /// most 512 spans, backoff from 200 ms to 30 s, 30 s to flush.
+    /// most 512 spans, backoff from 200 ms to 30 s, 30 s to flush, exports confirmed by the endpoint.
     fn default() -> Self {
         Self {
             endpoint: String::new(),
@@ -105,6 +109,7 @@ impl Default for OtlpConfig {
             max_backoff: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(30),
             resource_attributes: Vec::new(),
+            confirm_delivery: true,
         }
     }
 }
@@ -185,6 +190,12 @@ impl OtlpConfig {
     /// Times out one request after `timeout`.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Whether [`Exporter::export`] waits until the endpoint confirmed the batch ([`OtlpConfig::confirm_delivery`]).
+    pub fn with_confirm_delivery(mut self, confirm: bool) -> Self {
+        self.confirm_delivery = confirm;
         self
     }
 

@@ -18,25 +18,26 @@ pub(super) async fn deliver(
     retry: RetryPolicy,
     max_batch: usize,
 ) {
-    while let Some(batch) = shared.next_batch(max_batch).await {
+    while let Some((batch, first)) = shared.next_batch(max_batch).await {
         shared.abandon.store(false, Relaxed);
         let request = transport.request(&batch);
         let spans = batch.len() as u64;
         // Only the encoded request waits through retries, not the spans it was made of.
         drop(batch);
-        deliver_one(&shared, &transport, &request, spans, retry).await;
-        shared.request_finished();
+        let delivered = deliver_one(&shared, &transport, &request, spans, retry).await;
+        shared.request_finished(first, first + spans, delivered);
     }
 }
 
-/// Sends one request until it is delivered, rejected or abandoned, counting the outcome.
+/// Sends one request until it is delivered, rejected or abandoned, counting the outcome; `true` when every span
+/// of it was delivered.
 async fn deliver_one(
     shared: &Shared,
     transport: &Transport,
     request: &Prepared,
     spans: u64,
     retry: RetryPolicy,
-) {
+) -> bool {
     let stats = &shared.stats;
     let mut delays = retry.delays();
     let mut failures = 0u32;
@@ -48,25 +49,29 @@ async fn deliver_one(
                 stats.spans_exported.fetch_add(spans - rejected, Relaxed);
                 stats.spans_rejected.fetch_add(rejected, Relaxed);
                 if failures > 0 {
+                    shared.failing.store(false, Relaxed);
                     info!(destination = %shared.destination, failures, "OTLP endpoint reachable again");
                 }
-                return;
+                return rejected == 0;
             }
             Err(error) => error,
         };
         if !error.is_retryable() {
             stats.spans_rejected.fetch_add(spans, Relaxed);
+            shared.failing.store(false, Relaxed);
             error!(destination = %shared.destination, spans, %error, "OTLP export rejected; spans dropped");
-            return;
+            return false;
         }
         failures += 1;
+        shared.failing.store(true, Relaxed);
         stats.requests_retried.fetch_add(1, Relaxed);
         log_retry(shared, failures, spans, &error);
         // The policy is unlimited; the buffer's abandon flag (a flush that timed out) ends the retries.
         let wait = delays.next().unwrap_or(retry.max_backoff);
         if wait_or_abandon(shared, wait).await {
             stats.spans_dropped_undelivered.fetch_add(spans, Relaxed);
-            return;
+            shared.failing.store(false, Relaxed);
+            return false;
         }
     }
 }

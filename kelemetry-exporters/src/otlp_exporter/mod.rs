@@ -7,9 +7,13 @@
 //!
 //! # Delivery
 //!
-//! [`Exporter::export`] only puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans) and
-//! returns; one background task per exporter sends the buffer in requests of at most
-//! [`OtlpConfig::max_batch_spans`] spans. So an endpoint that is down for a while does not hold the pipeline up:
+//! [`Exporter::export`] puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans); one
+//! background task per exporter sends the buffer in requests of at most [`OtlpConfig::max_batch_spans`] spans. By
+//! default ([`OtlpConfig::confirm_delivery`]) `export` then waits until the endpoint confirmed every span of the
+//! batch, so the pipeline acknowledges to its sources only what was delivered; it fails at once, retryably, while
+//! the endpoint is failing, so the pipeline's own retries and counts apply rather than a long wait. Without
+//! confirmation, `export` returns once the batch is buffered, and an endpoint that is down for a while does not hold
+//! the pipeline up:
 //!
 //! - a retryable failure (the endpoint is unreachable, gRPC `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
 //!   `RESOURCE_EXHAUSTED`..., HTTP 408, 429, 502, 503, 504) is retried with exponential backoff, from
@@ -81,6 +85,7 @@ pub struct OtlpExporter {
     shared: Arc<Shared>,
     capacity: usize,
     flush_timeout: Duration,
+    confirm_delivery: bool,
     worker: tokio::task::JoinHandle<()>,
 }
 
@@ -105,6 +110,7 @@ impl OtlpExporter {
             shared,
             capacity: config.buffer_spans.max(1),
             flush_timeout: config.flush_timeout,
+            confirm_delivery: config.confirm_delivery,
             worker,
         })
     }
@@ -141,12 +147,74 @@ impl OtlpExporter {
         ))
     }
 
+    /// Puts `batch` into the buffer, with a ticket to wait on when exports are confirmed; refuses it when full.
+    fn buffer(
+        &self,
+        batch: &[SpanRecord],
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<bool>>, ExportError> {
+        let mut buffer = self.shared.lock();
+        if buffer.waiting() + batch.len() > self.capacity {
+            return Err(self.refuse(&mut buffer, batch.len()));
+        }
+        if buffer.overflowing {
+            buffer.overflowing = false;
+            info!(
+                destination = %self.shared.destination,
+                dropped_so_far = self.shared.stats.spans_dropped_buffer_full.load(Relaxed),
+                "OTLP buffer has room again"
+            );
+        }
+        buffer.spans.extend(batch.iter().cloned());
+        let start = buffer.pushed;
+        let end = start + batch.len() as u64;
+        buffer.pushed = end;
+        let confirmed = self.confirm_delivery.then(|| {
+            let (done, confirmed) = tokio::sync::oneshot::channel();
+            buffer.tickets.push_back(buffer::Ticket {
+                start,
+                end,
+                failed: false,
+                done,
+            });
+            confirmed
+        });
+        self.shared.set_buffered(&buffer);
+        drop(buffer);
+        self.shared
+            .stats
+            .spans_accepted
+            .fetch_add(batch.len() as u64, Relaxed);
+        self.shared.arrived.notify_one();
+        Ok(confirmed)
+    }
+
+    /// Waits until the endpoint confirmed a batch of `spans` spans (at most the flush timeout).
+    async fn confirmed(
+        &self,
+        confirmed: tokio::sync::oneshot::Receiver<bool>,
+        spans: usize,
+    ) -> Result<(), ExportError> {
+        match tokio::time::timeout(self.flush_timeout, confirmed).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false) | Err(_)) => Err(ExportError::permanent(format!(
+                "{} did not take every span of a batch of {spans} (rejected or dropped; see the OTLP counters)",
+                self.shared.destination
+            ))),
+            Err(_) => Err(ExportError::permanent(format!(
+                "{} did not confirm a batch of {spans} spans within {:?}; they stay buffered and may still arrive",
+                self.shared.destination, self.flush_timeout
+            ))),
+        }
+    }
+
     /// Drops what is still undelivered when a flush timed out; the error the flush returns.
     fn give_up(&self) -> ExportError {
         let mut buffer = self.shared.lock();
         let queued = buffer.spans.len();
         let in_flight = buffer.in_flight;
         buffer.spans.clear();
+        buffer.taken = buffer.pushed;
+        buffer.fail_all();
         self.shared.set_buffered(&buffer);
         drop(buffer);
         self.shared
@@ -180,6 +248,7 @@ impl Drop for OtlpExporter {
         buffer.spans.clear();
         buffer.in_flight = 0;
         buffer.closed = true;
+        buffer.fail_all();
         self.shared.set_buffered(&buffer);
         drop(buffer);
         self.worker.abort();
@@ -207,27 +276,19 @@ impl Exporter for OtlpExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut buffer = self.shared.lock();
-        if buffer.waiting() + batch.len() > self.capacity {
-            return Err(self.refuse(&mut buffer, batch.len()));
+        if self.confirm_delivery && self.shared.failing.load(Relaxed) {
+            // Waiting would hold the pipeline for as long as the endpoint is down: refuse now, retryably.
+            return Err(ExportError::retryable(format!(
+                "the OTLP endpoint {} is failing; a batch of {} spans was not taken",
+                self.shared.destination,
+                batch.len()
+            )));
         }
-        if buffer.overflowing {
-            buffer.overflowing = false;
-            info!(
-                destination = %self.shared.destination,
-                dropped_so_far = self.shared.stats.spans_dropped_buffer_full.load(Relaxed),
-                "OTLP buffer has room again"
-            );
+        let confirmed = self.buffer(batch)?;
+        match confirmed {
+            None => Ok(()),
+            Some(confirmed) => self.confirmed(confirmed, batch.len()).await,
         }
-        buffer.spans.extend(batch.iter().cloned());
-        self.shared.set_buffered(&buffer);
-        drop(buffer);
-        self.shared
-            .stats
-            .spans_accepted
-            .fetch_add(batch.len() as u64, Relaxed);
-        self.shared.arrived.notify_one();
-        Ok(())
     }
 
     async fn flush(&self) -> Result<(), ExportError> {
