@@ -955,13 +955,10 @@ mod tests {
 
     use super::*;
 
+    /// The templates of the shared fixtures; `None` (skipped) without them, unless they are required.
     fn templates() -> Option<Templates> {
-        let dir = fixtures_dir();
-        if !dir.join("audit").is_dir() {
-            println!("fixtures not found at {}; skipping", dir.display());
-            return None;
-        }
-        Some(Templates::load(&dir).expect("the recorded audit events load"))
+        kelemetry_testkit::fixture("audit")?;
+        Some(Templates::load(&fixtures_dir()).expect("the recorded audit events load"))
     }
 
     #[test]

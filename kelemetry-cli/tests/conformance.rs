@@ -8,12 +8,13 @@
 
 mod support;
 
-use support::{fixtures, kelemetry};
+use support::{ReplaySummary, fixture, fixtures, kelemetry};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use kelemetry_core::{ObjectKey, SpanKind};
+use kelemetry_core::audit::{AuditOutcome, map_event, parse_document};
+use kelemetry_core::{ObjectKey, SpanKind, SpanRecord};
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{DisplayMode, ViewNode, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
@@ -51,7 +52,17 @@ async fn kspan_deployment_tree() {
         &[fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml")],
         &store,
     );
-    assert!(summary.contains("0 rejected"), "{summary}");
+    let counted = ReplaySummary::parse(&summary);
+    // The recording's 26 records: 19 Events and 7 objects, nothing rejected.
+    for (label, count) in [
+        ("records read", 26),
+        ("activities", 19),
+        ("object observations", 7),
+        ("skipped", 0),
+        ("rejected", 0),
+    ] {
+        assert_eq!(counted.count(label), count, "{label}:\n{summary}");
+    }
 
     let (ok, stdout, stderr) =
         kelemetry(&["show", "deployments/default/px", "--full-tree"], &store);
@@ -148,21 +159,172 @@ async fn kspan_deployment_tree() {
     );
 }
 
+/// Every `.json` and `.log` file under `dir`, sorted (the audit policy beside them is not a recording).
+fn audit_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("json" | "log")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// What one audit file holds, counted by core's parser and mapping, independently of the binary: each non-blank
+/// line is one document, whose events are activities or skipped by reason, or which is rejected whole.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AuditAccount {
+    records: u64,
+    activities: u64,
+    skipped: BTreeMap<String, u64>,
+    rejected: u64,
+}
+
+impl AuditAccount {
+    fn of(path: &Path) -> Self {
+        let mut account = Self::default();
+        let text = std::fs::read_to_string(path).unwrap();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(events) = parse_document(line.as_bytes()) else {
+                account.records += 1;
+                account.rejected += 1;
+                continue;
+            };
+            for event in events {
+                account.records += 1;
+                match map_event(event, "local") {
+                    Ok(AuditOutcome::Activity(_)) => account.activities += 1,
+                    Ok(AuditOutcome::Skipped(reason)) => {
+                        *account
+                            .skipped
+                            .entry(reason.as_str().to_owned())
+                            .or_default() += 1;
+                    }
+                    Err(_) => account.rejected += 1,
+                }
+            }
+        }
+        account
+    }
+
+    /// What the binary printed for the file, in the same terms.
+    fn printed(summary: &ReplaySummary) -> Self {
+        Self {
+            records: summary.count("records read"),
+            activities: summary.count("activities"),
+            skipped: summary.skipped.clone(),
+            rejected: summary.count("rejected"),
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.records += other.records;
+        self.activities += other.activities;
+        for (reason, count) in &other.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += count;
+        }
+        self.rejected += other.rejected;
+    }
+}
+
+/// Each audit fixture file replayed on its own: the binary's account of it is exactly what core's mapping makes of
+/// it, and adds up (records read = activities + skipped by reason + rejected); a file that gave nothing fails the
+/// replay.
+#[test]
+fn every_audit_fixture_file_is_accounted_for() {
+    let Some(audit) = fixture("audit") else {
+        return;
+    };
+    let files = audit_files(&audit);
+    assert_eq!(files.len(), 48);
+    let dir = tempfile::tempdir().unwrap();
+    let mut total = AuditAccount::default();
+    for (index, file) in files.iter().enumerate() {
+        let name = file.strip_prefix(&audit).unwrap().display().to_string();
+        let store = dir.path().join(format!("store-{index}"));
+        let (ok, stdout, stderr) =
+            kelemetry(&["replay", "--quiet", file.to_str().unwrap()], &store);
+        let summary = ReplaySummary::parse(&stdout);
+        let printed = AuditAccount::printed(&summary);
+        let expected = AuditAccount::of(file);
+        assert_eq!(printed, expected, "{name}:\n{stdout}");
+        assert_eq!(summary.count("file"), 1, "{name}");
+        assert_eq!(
+            summary.count("records read"),
+            summary.count("activities") + summary.count("skipped") + summary.count("rejected"),
+            "{name}: every record is an activity, skipped or rejected:\n{stdout}"
+        );
+        assert_eq!(
+            summary.count("skipped"),
+            summary.skipped.values().sum::<u64>(),
+            "{name}"
+        );
+        assert_eq!(summary.count("object observations"), 0, "{name}");
+        assert_eq!(summary.count("filtered"), 0, "{name}");
+        // A replay that accepted nothing fails, saying so.
+        assert_eq!(ok, expected.activities > 0, "{name}:\n{stdout}\n{stderr}");
+        total.add(&printed);
+    }
+    assert_eq!(
+        total,
+        AuditAccount {
+            records: 89,
+            activities: 48,
+            skipped: BTreeMap::from([
+                ("stage not ResponseComplete".to_owned(), 2),
+                ("unsupported verb".to_owned(), 38),
+            ]),
+            rejected: 1,
+        }
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_audit_fixture_replays_and_nothing_is_lost() {
-    let Some(fixtures) = fixtures() else { return };
+    let Some(audit) = fixture("audit") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let summary = replay(&[fixtures.join("audit")], &store);
+    let stdout = replay(&[audit], &store);
+    let summary = ReplaySummary::parse(&stdout);
+    // The folder at once: the same account as its files one by one.
+    for (label, count) in [
+        ("file", 48),
+        ("records read", 89),
+        ("activities", 48),
+        ("object observations", 0),
+        ("skipped", 40),
+        ("filtered", 0),
+        ("rejected", 1),
+    ] {
+        assert_eq!(summary.count(label), count, "{label}:\n{stdout}");
+    }
     // The one malformed record is reported with its file and line; nothing else is rejected.
-    assert!(summary.contains("1 rejected"), "{summary}");
-    assert!(summary.contains("fal_01_003.json:1"), "{summary}");
+    assert_eq!(
+        summary.rejected,
+        BTreeMap::from([("missing kind".to_owned(), 1)]),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("fal_01_003.json:1:").count(), 1, "{stdout}");
 
-    // The deployment create and delete appear under the Deployment.
+    // The deployment's create and delete, each once, under the Deployment.
     let (ok, stdout, stderr) = kelemetry(&["show", "deployments/default/nginx-deployment"], &store);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("audit minikube-user create"), "{stdout}");
-    assert!(stdout.contains("audit minikube-user delete"), "{stdout}");
+    for title in ["audit minikube-user create", "audit minikube-user delete"] {
+        assert_eq!(stdout.matches(title).count(), 1, "{title}:\n{stdout}");
+    }
+    assert_eq!(stdout.matches("audit ").count(), 2, "{stdout}");
     // Where the audit level carried the response, a create carries the object it made.
     let (ok, stdout, stderr) = kelemetry(&["show", "configmaps/default/my-config"], &store);
     assert!(ok, "{stderr}");
@@ -228,7 +390,12 @@ async fn no_secret_value_reaches_the_store() {
     std::fs::write(&log, lines.join("\n")).unwrap();
     let store_dir = dir.path().join("store");
     let summary = replay(&[log], &store_dir);
-    assert!(summary.contains("3 activities"), "{summary}");
+    let counted = ReplaySummary::parse(&summary);
+    assert_eq!(
+        (counted.count("activities"), counted.count("rejected")),
+        (3, 0),
+        "{summary}"
+    );
 
     let store = SpanStore::open_read_only(&store_dir).unwrap();
     let everything = store_text(&store);
@@ -258,22 +425,30 @@ async fn replaying_twice_leaves_the_same_spans() {
         fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml"),
         fixtures.join("audit"),
     ];
-    let ids = |store: &Path| {
+    // Every span whole (ids, parent, kind, name, times, attributes, logs; link spans included), in id order.
+    let spans = |store: &Path| {
         let store = SpanStore::open_read_only(store).unwrap();
-        let spans: Vec<_> = store.spans().unwrap().map(Result::unwrap).collect();
-        let ids: Vec<_> = spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
-        (
-            spans.len(),
-            ids,
-            spans.iter().filter(|s| s.kind == SpanKind::Object).count(),
-        )
+        let mut spans: Vec<SpanRecord> = store.spans().unwrap().map(Result::unwrap).collect();
+        spans.sort_by_key(|s| (s.trace_id, s.span_id));
+        spans
     };
     replay(&files, &store_dir);
-    let first = ids(&store_dir);
+    let first = spans(&store_dir);
     replay(&files, &store_dir);
-    let second = ids(&store_dir);
-    assert!(first.0 > 50, "{}", first.0);
-    assert_eq!(first, second);
+    let second = spans(&store_dir);
+    // Positive evidence that both replays wrote the recordings' objects, links and activities.
+    let of_kind = |wanted: fn(&SpanKind) -> bool| first.iter().filter(|s| wanted(&s.kind)).count();
+    let objects = of_kind(|k| *k == SpanKind::Object);
+    let links = of_kind(|k| *k == SpanKind::Link);
+    let activities = of_kind(|k| matches!(k, SpanKind::Activity(_)));
+    assert!(
+        objects > 10 && links > 10 && activities > 10,
+        "{objects} object, {links} link, {activities} activity spans"
+    );
+    assert_eq!(first.len(), second.len());
+    for (one, two) in first.iter().zip(&second) {
+        assert_eq!(one, two, "a span changed between the two replays");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 mod support;
 
-use support::{fixtures, kelemetry};
+use support::{ReplaySummary, fixtures, kelemetry};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -208,8 +208,9 @@ async fn a_services_tree_shows_its_endpointslices() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let summary = replay(&[&data("services-audit.log")], &[], &store);
-    assert!(summary.contains("6 activities"), "{summary}");
-    assert!(summary.contains("0 rejected"), "{summary}");
+    let counted = ReplaySummary::parse(&summary);
+    assert_eq!(counted.count("activities"), 6, "{summary}");
+    assert_eq!(counted.count("rejected"), 0, "{summary}");
 
     // The EndpointSlice controller's slice (owner reference) and the Endpoints (default rule, by name).
     let view = full_tree(
@@ -406,7 +407,19 @@ fn a_rule_file_with_mistakes_is_rejected_with_positions() {
         .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("OK, 10 rule(s)"), "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("OK, "))
+            .collect::<Vec<_>>(),
+        [format!(
+            "{}: OK, 10 rule(s)",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../kelemetry-linkers/rules/default.yaml")
+                .display()
+        )],
+        "{stdout}"
+    );
     assert!(
         stdout.contains("6 pods→serviceaccounts: pods → serviceaccounts named by path $.spec.serviceAccountName, \
                          as parent (class serviceaccount)"),

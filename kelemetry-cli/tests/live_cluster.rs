@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::{counts, line_after, wait_until_exported};
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -48,7 +52,7 @@ fn write_config(dir: &Path, cluster: &TestCluster, port: u16) -> PathBuf {
             "cluster: tracetest\n\
              kubernetes:\n  kubeconfig: {kubeconfig}\n\
              sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n  events:\n    watermark:\n      name: e2e-{port}\n  objectWatch: {{}}\n\
-             exporters:\n  store:\n    path: store\n",
+             exporters:\n  store:\n    path: store\n  jsonLines:\n    path: spans.jsonl\n",
             kubeconfig = cluster.kubeconfig().display(),
         ),
     )
@@ -83,8 +87,27 @@ fn root_fields<'a>(trace: &'a DisplayTrace, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Pacing between the steps of the original's scripts (the controllers act in between), not readiness.
 fn pause(seconds: u64) {
     std::thread::sleep(Duration::from_secs(seconds));
+}
+
+/// Waits until the ConfigMap `name` exists in `default`: the Events source stores its watermark once it has
+/// loaded it, before it watches.
+fn wait_for_configmap(cluster: &TestCluster, name: &str) {
+    let selector = format!("--field-selector=metadata.name={name}");
+    wait_until(
+        &format!("the ConfigMap {name}"),
+        Duration::from_secs(60),
+        || {
+            let found = cluster.kubectl_json(["get", "configmaps", selector.as_str()])?;
+            Ok(found["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+                .then_some(()))
+        },
+    )
+    .unwrap();
 }
 
 /// The script of the original's `e2e/deployment`.
@@ -159,8 +182,8 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
         &config,
         &std::env::var("KELEMETRY_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
     );
-    // Let the watches list once, as a long-running process would have.
-    pause(3);
+    // The Events source has stored its watermark: it is about to watch.
+    wait_for_configmap(cluster, &format!("e2e-{port}"));
 
     let deployment = std::thread::scope(|scope| {
         let deployment = scope.spawn(|| deployment_script(cluster));
@@ -169,12 +192,29 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
         ancestors.join().unwrap()
     });
     let first_replicaset = deployment;
-    // The apiserver sends batches every second; give the last ones and the watch time to arrive.
-    pause(8);
+    // The apiserver sends batches every second: wait until the last writes and the Events were exported.
+    wait_until_exported(
+        &dir.path().join("spans.jsonl"),
+        &[
+            ("deployments", "demo", " delete"),
+            ("deployments", "demo", " update status"),
+            ("deployments", "demo", "ScalingReplicaSet"),
+            ("deployments", "ancestors", " delete"),
+        ],
+        Duration::from_secs(60),
+    );
     let summary = kelemetry.stop();
     eprintln!("{summary}");
-    assert!(summary.contains(" 0 lost"), "{summary}");
-    assert!(summary.contains("0 not exported"), "{summary}");
+    assert_eq!(
+        counts(line_after(&summary, "webhook: "))["lost"],
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        counts(line_after(&summary, "pipeline: "))["not exported"],
+        0,
+        "{summary}"
+    );
 
     let store = dir.path().join("store");
     let demo = ObjectKey::new("tracetest", "apps", "deployments", "default", "demo");
@@ -272,7 +312,7 @@ async fn without_audit_the_watch_traces_the_changes() {
             "cluster: tracetest\n\
              kubernetes:\n  kubeconfig: {}\n\
              sources:\n  objectWatch:\n    include: [deployments.apps, replicasets.apps]\n    watchActivities: true\n\
-             exporters:\n  store:\n    path: store\n",
+             exporters:\n  store:\n    path: store\n  jsonLines:\n    path: spans.jsonl\n",
             cluster.kubeconfig().display()
         ),
     )
@@ -282,7 +322,16 @@ async fn without_audit_the_watch_traces_the_changes() {
         &config,
         &std::env::var("KELEMETRY_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
     );
-    pause(3);
+    // Ready once the watch reports a Deployment created now.
+    let exported = dir.path().join("spans.jsonl");
+    cluster
+        .kubectl(["create", "deployment", "watch-ready", "--image=alpine:3.16"])
+        .unwrap();
+    wait_until_exported(
+        &exported,
+        &[("deployments", "watch-ready", "watch create")],
+        Duration::from_secs(60),
+    );
     cluster
         .kubectl([
             "create",
@@ -300,9 +349,17 @@ async fn without_audit_the_watch_traces_the_changes() {
     cluster
         .kubectl(["delete", "deployment", "watched"])
         .unwrap();
-    pause(3);
+    wait_until_exported(
+        &exported,
+        &[("deployments", "watched", "watch delete")],
+        Duration::from_secs(60),
+    );
     let summary = kelemetry.stop();
-    assert!(summary.contains("0 not exported"), "{summary}");
+    assert_eq!(
+        counts(line_after(&summary, "pipeline: "))["not exported"],
+        0,
+        "{summary}"
+    );
 
     let key = ObjectKey::new("tracetest", "apps", "deployments", "default", "watched");
     let trace = view(&dir.path().join("store"), key, Modifier::FullTree).await;

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::{answered, counts, wait_until_exported};
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,7 +45,7 @@ fn the_apiserver_posts_over_tls_with_a_token() {
         format!(
             "cluster: unused-default\n\
              sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n    tokenFile: token\n    tls:\n      cert: {}\n      key: {}\n\
-             exporters:\n  store:\n    path: store\n",
+             exporters:\n  store:\n    path: store\n  jsonLines:\n    path: spans.jsonl\n",
             cert.display(),
             key.display()
         ),
@@ -56,16 +60,32 @@ fn the_apiserver_posts_over_tls_with_a_token() {
     cluster
         .kubectl(["delete", "configmap", "over-tls"])
         .unwrap();
-    // Batches leave every second; the apiserver retries what failed while the webhook was starting.
+    // Batches leave every second: wait until both writes were exported (the JSON lines file shows them while the
+    // store is in use).
     let store = dir.path().join("store");
     let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(6));
+    wait_until_exported(
+        &dir.path().join("spans.jsonl"),
+        &[
+            ("configmaps", "over-tls", " create"),
+            ("configmaps", "over-tls", " delete"),
+        ],
+        Duration::from_secs(60),
+    );
     let summary = kelemetry.stop();
     eprintln!("after {:?}: {summary}", started.elapsed());
-    let webhook = summary.lines().find(|l| l.starts_with("webhook:")).unwrap();
-    assert!(webhook.contains(" 0 lost"), "{webhook}");
-    assert!(webhook.contains("401 0"), "{webhook}");
-    assert!(!webhook.contains(" 0 batches accepted"), "{webhook}");
+    let webhook = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook: "))
+        .unwrap();
+    let webhook_counts = counts(webhook);
+    assert_eq!(webhook_counts["lost"], 0, "{webhook}");
+    assert_eq!(answered(webhook, "401"), 0, "{webhook}");
+    assert!(webhook_counts["batches accepted"] > 0, "{webhook}");
+    assert_eq!(
+        webhook_counts["accepted"], webhook_counts["delivered"],
+        "{webhook}"
+    );
 
     let shown = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
         .args([
@@ -84,6 +104,6 @@ fn the_apiserver_posts_over_tls_with_a_token() {
         "{tree}{}",
         String::from_utf8_lossy(&shown.stderr)
     );
-    assert!(tree.contains(" create"), "{tree}");
-    assert!(tree.contains(" delete"), "{tree}");
+    assert_eq!(tree.matches(" create\n").count(), 1, "{tree}");
+    assert_eq!(tree.matches(" delete\n").count(), 1, "{tree}");
 }

@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::ReplaySummary;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,7 +35,16 @@ fn replay(store: &Path) {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains(" 0 rejected"), "{stdout}");
+    let summary = ReplaySummary::parse(&stdout);
+    assert_eq!(summary.count("rejected"), 0, "{stdout}");
+    assert_eq!(
+        summary.count("records read"),
+        summary.count("activities")
+            + summary.count("object observations")
+            + summary.count("skipped")
+            + summary.count("rejected"),
+        "every record read is accounted for:\n{stdout}"
+    );
 }
 
 async fn view(store: &Path, key: ObjectKey, modifier: Modifier) -> DisplayTrace {

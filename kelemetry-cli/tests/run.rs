@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::{counts, exported_spans, line_after};
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -221,12 +225,21 @@ async fn the_webhook_feeds_the_store_until_sigterm() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let (stdout, _) = stop(running, "-TERM");
-    assert!(
-        stdout.contains("pipeline: 3 records, 3 activities"),
+    let pipeline = counts(line_after(&stdout, "pipeline: "));
+    assert_eq!(
+        (
+            pipeline["records"],
+            pipeline["activities"],
+            pipeline["rejected"]
+        ),
+        (3, 3, 0),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("3 accepted, 3 delivered, 0 lost"),
+    assert_eq!(pipeline["not exported"], 0, "{stdout}");
+    let webhook = counts(line_after(&stdout, "webhook: "));
+    assert_eq!(
+        (webhook["accepted"], webhook["delivered"], webhook["lost"]),
+        (3, 3, 0),
         "{stdout}"
     );
     let tree = show(&dir.path().join("store"), "deployments/default/web");
@@ -234,8 +247,14 @@ async fn the_webhook_feeds_the_store_until_sigterm() {
     assert!(tree.contains("diff: spec.replicas 2 -> 4"), "{tree}");
     assert!(tree.contains("audit alice delete"), "{tree}");
     assert!(!tree.contains("managedFields"), "{tree}");
-    let lines = std::fs::read_to_string(dir.path().join("spans.jsonl")).unwrap();
-    assert!(lines.contains("alice update"));
+    // The JSON lines exporter got the same three activities, each once.
+    let mut exported: Vec<String> = exported_spans(&dir.path().join("spans.jsonl"))
+        .into_iter()
+        .filter(|span| span.is_of("deployments", "web") && span.name.starts_with("alice "))
+        .map(|span| span.name)
+        .collect();
+    exported.sort();
+    assert_eq!(exported, ["alice create", "alice delete", "alice update"]);
 }
 
 #[test]
@@ -257,24 +276,36 @@ fn the_audit_log_follower_resumes_after_sigint() {
         dir.path(),
         "  auditLog:\n    path: audit.log\n    checkpoint: audit.checkpoint\n    pollInterval: 50ms\n",
     );
+    let checkpoint = dir.path().join("audit.checkpoint");
+    // The checkpoint's line: positive evidence of how far the running follower got.
+    let checkpoint_reaches = |line: u64| {
+        kelemetry_testkit::wait_until(
+            &format!("the checkpoint at line {line}"),
+            Duration::from_secs(30),
+            || {
+                let stored = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+                let stored: serde_json::Value =
+                    serde_json::from_str(&stored).unwrap_or(serde_json::Value::Null);
+                Ok((stored["line"] == line).then_some(()))
+            },
+        )
+        .unwrap();
+    };
     let running = start(&config);
-    std::thread::sleep(Duration::from_millis(300));
+    checkpoint_reaches(1);
     append(&[audit("f2", "update", "11", 3, 200)]);
-    std::thread::sleep(Duration::from_millis(500));
+    checkpoint_reaches(2);
     let (stdout, _) = stop(running, "-INT");
-    assert!(stdout.contains("audit log: "), "{stdout}");
-    assert!(stdout.contains(" 2 sent"), "{stdout}");
-    let checkpoint: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("audit.checkpoint")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(checkpoint["line"], 2);
+    let read = counts(line_after(&stdout, "audit log: "));
+    assert_eq!((read["records"], read["sent"]), (2, 2), "{stdout}");
+    checkpoint_reaches(2);
 
     append(&[audit("f3", "delete", "12", 3, 200)]);
     let running = start(&config);
-    std::thread::sleep(Duration::from_millis(500));
+    checkpoint_reaches(3);
     let (stdout, _) = stop(running, "-TERM");
-    assert!(stdout.contains(" 1 sent"), "{stdout}");
+    let read = counts(line_after(&stdout, "audit log: "));
+    assert_eq!((read["records"], read["sent"]), (1, 1), "{stdout}");
     let tree = show(&dir.path().join("store"), "deployments/default/web");
     for expected in [
         "audit alice create",
@@ -299,7 +330,11 @@ fn a_failing_source_stops_the_run_and_fails_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stdout}{stderr}");
     // The summary is still printed, with the failure; the error names the source and the cause.
-    assert!(stdout.contains("pipeline: 0 records"), "{stdout}");
+    assert_eq!(
+        counts(line_after(&stdout, "pipeline: "))["records"],
+        0,
+        "{stdout}"
+    );
     assert!(
         stdout.contains("failed: audit-log-follower: ") && stdout.contains("not-a-log"),
         "{stdout}"
@@ -336,5 +371,10 @@ async fn the_webhook_reads_its_token_from_a_file_beside_the_config() {
     assert_eq!(post(None).await.unwrap().status(), 401);
     assert_eq!(post(Some("s3cret")).await.unwrap().status(), 200);
     let (stdout, _) = stop(running, "-TERM");
-    assert!(stdout.contains("1 accepted, 1 delivered"), "{stdout}");
+    let webhook = counts(line_after(&stdout, "webhook: "));
+    assert_eq!(
+        (webhook["accepted"], webhook["delivered"]),
+        (1, 1),
+        "{stdout}"
+    );
 }

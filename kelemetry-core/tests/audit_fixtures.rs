@@ -1,7 +1,7 @@
 //! Audit parsing, mapping, redaction and the diff decorator over the real recorded audit logs in
 //! `../shared/fixtures/audit` (see its README). Skipped, with a note, when the folder is absent.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,9 +15,24 @@ use serde_json::{Value, json};
 
 const CLUSTER: &str = "minikube";
 
-/// The recorded audit logs (`audit` in the shared fixtures), or `None` when the fixtures are absent.
+/// The audit fixture files (`.json` and `.log`), their non-blank lines (one event each, or a document rejected
+/// whole), and the activities they map to.
+const TOTAL_FILES: usize = 48;
+const TOTAL_LINES: usize = 89;
+const TOTAL_ACTIVITIES: usize = 48;
+
+/// The lines of the audit fixtures that are not traced, by reason.
+fn total_skipped() -> BTreeMap<SkipReason, usize> {
+    BTreeMap::from([
+        (SkipReason::UnsupportedVerb, 38),
+        (SkipReason::IncompleteStage, 2),
+    ])
+}
+
+/// The recorded audit logs (`audit` in the shared fixtures), or `None` when the fixtures are absent (a panic
+/// instead when `KELEMETRY_REQUIRE_FIXTURES=1`).
 fn fixtures() -> Option<PathBuf> {
-    Some(kelemetry_testkit::fixtures()?.join("audit"))
+    kelemetry_testkit::fixture("audit")
 }
 
 /// Every `.json` and `.log` file under `dir`, sorted.
@@ -193,15 +208,95 @@ fn map_all(lines: &[Line]) -> Tally {
     tally
 }
 
+/// What became of the lines of one fixture file.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FileAccount {
+    /// Non-blank lines: each is one audit event, or one document rejected whole.
+    lines: usize,
+    activities: usize,
+    skipped: BTreeMap<SkipReason, usize>,
+    rejected: usize,
+}
+
+impl FileAccount {
+    fn skipped_total(&self) -> usize {
+        self.skipped.values().sum()
+    }
+}
+
+/// Each file's account, counted from the mapping's outcomes (not from the tally's lists).
+fn accounts(lines: &[Line]) -> BTreeMap<String, FileAccount> {
+    let mut accounts = BTreeMap::<String, FileAccount>::new();
+    for line in lines {
+        let account = accounts.entry(line.file.clone()).or_default();
+        account.lines += 1;
+        match parse_document(line.text.as_bytes()) {
+            Err(_) => account.rejected += 1,
+            Ok(events) => {
+                for event in events {
+                    match map_event(event, CLUSTER) {
+                        Ok(AuditOutcome::Activity(_)) => account.activities += 1,
+                        Ok(AuditOutcome::Skipped(reason)) => {
+                            *account.skipped.entry(reason).or_default() += 1;
+                        }
+                        Err(_) => account.rejected += 1,
+                    }
+                }
+            }
+        }
+    }
+    accounts
+}
+
+#[test]
+fn every_fixture_line_is_accounted_for_per_file() {
+    let Some(dir) = fixtures() else { return };
+    let lines = lines(&dir);
+    let accounts = accounts(&lines);
+    // Every line of every file is an activity, a skip with its reason, or a rejection: nothing vanishes.
+    for (file, account) in &accounts {
+        assert_eq!(
+            account.lines,
+            account.activities + account.skipped_total() + account.rejected,
+            "{file}: {account:?}"
+        );
+    }
+    let rejected: Vec<(&str, usize)> = accounts
+        .iter()
+        .filter(|(_, a)| a.rejected > 0)
+        .map(|(file, a)| (file.as_str(), a.rejected))
+        .collect();
+    assert_eq!(rejected, [("falco-minikube-2018/fal_01_003.json", 1)]);
+    // audit2rbac's recording is all reads (get/list) at Metadata level: every line skipped, none traced.
+    assert_eq!(
+        accounts["audit2rbac-2017/demo.log"],
+        FileAccount {
+            lines: 37,
+            activities: 0,
+            skipped: BTreeMap::from([(SkipReason::UnsupportedVerb, 37)]),
+            rejected: 0,
+        }
+    );
+    // The whole recording, exactly.
+    let total = |count: fn(&FileAccount) -> usize| accounts.values().map(count).sum::<usize>();
+    let mut skipped = BTreeMap::<SkipReason, usize>::new();
+    for account in accounts.values() {
+        for (reason, count) in &account.skipped {
+            *skipped.entry(*reason).or_default() += count;
+        }
+    }
+    assert_eq!(accounts.len(), TOTAL_FILES);
+    assert_eq!(total(|a| a.lines), TOTAL_LINES);
+    assert_eq!(total(|a| a.activities), TOTAL_ACTIVITIES);
+    assert_eq!(skipped, total_skipped());
+    assert_eq!(total(|a| a.rejected), 1);
+}
+
 #[test]
 fn every_fixture_line_maps_without_panic_and_only_the_bad_file_is_rejected() {
     let Some(dir) = fixtures() else { return };
     let lines = lines(&dir);
-    assert!(
-        lines.len() >= 80,
-        "expected the ~90 recorded events, found {} lines",
-        lines.len()
-    );
+    assert_eq!(lines.len(), TOTAL_LINES);
     let tally = map_all(&lines);
 
     assert_eq!(
@@ -218,13 +313,9 @@ fn every_fixture_line_maps_without_panic_and_only_the_bad_file_is_rejected() {
     );
     let skipped: usize = tally.skipped.values().sum();
     assert_eq!(tally.events, tally.activities.len() + skipped);
-    // The falco recording is almost all writes; audit2rbac's is all reads (get/list).
-    assert!(
-        tally.activities.len() >= 45,
-        "only {} activities",
-        tally.activities.len()
-    );
-    assert!(tally.skipped[&SkipReason::UnsupportedVerb] >= 37);
+    assert_eq!(tally.events + tally.rejected_documents.len(), TOTAL_LINES);
+    assert_eq!(tally.activities.len(), TOTAL_ACTIVITIES);
+    assert_eq!(tally.skipped, total_skipped());
     for (origin, activity) in &tally.activities {
         assert!(activity.dedup_key.starts_with("audit:"), "{origin}");
         assert!(activity.change.is_some(), "{origin}");
@@ -248,14 +339,12 @@ fn extensions_deployment_is_created_and_deleted() {
                 && key.name == "nginx-deployment"
         })
         .collect();
-    let kinds: HashSet<ChangeKind> = deployment
+    // Exactly one create and one delete, in that order: no duplicate, nothing else on it.
+    let kinds: Vec<Option<ChangeKind>> = deployment
         .iter()
-        .filter_map(|a| a.change.as_ref().map(|c| c.kind))
+        .map(|a| a.change.as_ref().map(|c| c.kind))
         .collect();
-    assert!(
-        kinds.contains(&ChangeKind::Create) && kinds.contains(&ChangeKind::Delete),
-        "{kinds:?}"
-    );
+    assert_eq!(kinds, [Some(ChangeKind::Create), Some(ChangeKind::Delete)]);
     for activity in &deployment {
         assert_eq!(activity.object.key().group, "extensions");
         assert_eq!(activity.object.object_ref.version, "v1beta1");
@@ -332,9 +421,9 @@ fn configmap_creates_are_snapshotted_without_their_values() {
             );
         }
     }
-    assert!(
-        snapshots >= 6,
-        "expected the configmap creations to be snapshotted, found {snapshots}"
+    assert_eq!(
+        snapshots, 9,
+        "the ConfigMap writes recorded with their object are snapshotted"
     );
 }
 

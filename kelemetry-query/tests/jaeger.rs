@@ -34,7 +34,7 @@ use kelemetry_store::{SpanStore, ViewLimits};
 use serde_json::Value;
 
 fn recording() -> Option<PathBuf> {
-    Some(kelemetry_testkit::fixtures()?.join("events/kspan-kind-2021/deployment-2-pods.yaml"))
+    kelemetry_testkit::fixture("events/kspan-kind-2021/deployment-2-pods.yaml")
 }
 
 /// Replays the recording (cluster `local`, owner links, diffs) into the store at `dir` and `otlp` exporters.

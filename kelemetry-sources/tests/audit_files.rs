@@ -7,7 +7,7 @@ use std::io::Write;
 use common::run;
 use kelemetry_core::SourceKind;
 use kelemetry_sources::AuditFileSource;
-use kelemetry_testkit::fixtures;
+use kelemetry_testkit::fixture;
 
 fn write_temp(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
@@ -21,10 +21,12 @@ fn non_blank_lines(text: &str) -> u64 {
 
 #[tokio::test]
 async fn every_audit_fixture_reads() {
-    let Some(fixtures) = fixtures() else { return };
+    let Some(audit) = fixture("audit") else {
+        return;
+    };
     let mut files = Vec::new();
-    for folder in ["audit/falco-minikube-2018", "audit/audit2rbac-2017"] {
-        for entry in std::fs::read_dir(fixtures.join(folder)).expect("folder") {
+    for folder in ["falco-minikube-2018", "audit2rbac-2017"] {
+        for entry in std::fs::read_dir(audit.join(folder)).expect("folder") {
             files.push(entry.expect("entry").path());
         }
     }
@@ -102,8 +104,9 @@ async fn every_audit_fixture_reads() {
 /// A malformed document, a truncated line and garbage do not stop the reading; each is reported at its line.
 #[tokio::test]
 async fn bad_lines_are_reported_and_the_rest_is_read() {
-    let Some(fixtures) = fixtures() else { return };
-    let falco = fixtures.join("audit/falco-minikube-2018");
+    let Some(falco) = fixture("audit/falco-minikube-2018") else {
+        return;
+    };
     let malformed = std::fs::read_to_string(falco.join("fal_01_003.json")).expect("fal_01_003");
     let deployment =
         std::fs::read_to_string(falco.join("create_deployment.json")).expect("deployment");
@@ -143,8 +146,9 @@ async fn bad_lines_are_reported_and_the_rest_is_read() {
 /// pretty-printed single event: the same activities either way.
 #[tokio::test]
 async fn event_lists_and_pretty_events_read_like_lines() {
-    let Some(fixtures) = fixtures() else { return };
-    let falco = fixtures.join("audit/falco-minikube-2018");
+    let Some(falco) = fixture("audit/falco-minikube-2018") else {
+        return;
+    };
     let mut paths: Vec<_> = std::fs::read_dir(&falco)
         .expect("falco")
         .map(|entry| entry.expect("entry").path())

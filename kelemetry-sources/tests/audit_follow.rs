@@ -138,6 +138,13 @@ async fn wait_for(sink: &Collect, count: usize) {
     );
 }
 
+/// Appends one more line and waits until it arrives: anything the follower would still send from before it (a
+/// line read twice) has arrived by then. Positive evidence instead of a pause before stopping.
+async fn settle(path: &Path, sink: &Collect, expected: &mut Vec<String>) {
+    expected.extend(append_lines(path, "settled", 0..1));
+    wait_for(sink, expected.len()).await;
+}
+
 fn follower(path: &Path, checkpoint: Option<&PathBuf>) -> AuditLogFollower {
     let follower = AuditLogFollower::new(path, "c").with_poll_interval(Duration::from_millis(20));
     match checkpoint {
@@ -155,6 +162,7 @@ async fn follows_appends_and_waits_for_whole_lines() {
     let sink = Collect::new(usize::MAX >> 4);
     // The file does not exist yet: the follower waits for it.
     let following = follow(follower(&path, None), sink.clone());
+    // Pacing (the file appears while the follower polls for it), not readiness.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut expected = append_lines(&path, "a", 0..3);
     wait_for(&sink, 3).await;
@@ -162,6 +170,7 @@ async fn follows_appends_and_waits_for_whole_lines() {
     let whole = line("half");
     let (first, second) = whole.split_at(40);
     append(&path, first);
+    // The thing under test: in five polls, half a line is not taken for a line.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(sink.keys().len(), 3);
     append(&path, second);
@@ -194,6 +203,7 @@ async fn follows_rotation_by_rename() {
     let rotated = dir.path().join("audit-2024-05-01T12-00-00.000.log");
     std::fs::rename(&path, &rotated).unwrap();
     expected.extend(append_lines(&rotated, "late", 0..3));
+    // Pacing: the new file appears a few polls after the rename, as it would from the apiserver.
     tokio::time::sleep(Duration::from_millis(60)).await;
     expected.extend(append_lines(&path, "new", 0..4));
     wait_for(&sink, 12).await;
@@ -220,10 +230,11 @@ async fn follows_copytruncate() {
         .unwrap()
         .set_len(0)
         .unwrap();
+    // Pacing: the writer goes on a few polls after the truncation.
     tokio::time::sleep(Duration::from_millis(60)).await;
     expected.extend(append_lines(&path, "after", 0..2));
     wait_for(&sink, 8).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle(&path, &sink, &mut expected).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(expected));
 }
@@ -243,10 +254,10 @@ async fn resumes_from_the_checkpoint_without_duplicates() {
     assert_eq!(stored.offset, std::fs::metadata(&path).unwrap().len());
 
     // Written while stopped.
-    let second = append_lines(&path, "two", 0..3);
+    let mut second = append_lines(&path, "two", 0..3);
     let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 3).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle(&path, &sink, &mut second).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(second));
 }
@@ -268,7 +279,7 @@ async fn resumes_across_a_rotation_that_happened_while_stopped() {
 
     let (sink, following) = follow_all(&path, Some(&checkpoint));
     wait_for(&sink, 5).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    settle(&path, &sink, &mut expected).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(expected));
     let stored = stored(&checkpoint).await;
@@ -276,7 +287,7 @@ async fn resumes_across_a_rotation_that_happened_while_stopped() {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&path).unwrap().ino()
     });
-    assert_eq!(stored.line, 3);
+    assert_eq!(stored.line, 4);
 }
 
 #[tokio::test]
@@ -287,9 +298,18 @@ async fn the_checkpoint_only_covers_what_the_pipeline_accepted() {
     let all = append_lines(&path, "x", 0..10);
     // A pipeline that takes 4 records and then stalls.
     let sink = Collect::new(4);
-    let following = follow(follower(&path, Some(&checkpoint)), sink.clone());
+    let follower = follower(&path, Some(&checkpoint));
+    let counters = follower.counters();
+    let following = follow(follower, sink.clone());
     wait_for(&sink, 4).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The follower has read the fifth line and waits for the pipeline to take it.
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while counters.snapshot().records < 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{}", counters.snapshot());
     stop(following).await;
     assert_eq!(sink.keys(), keys(all[..4].to_vec()));
     let stored = stored(&checkpoint).await;
@@ -313,11 +333,13 @@ async fn starting_at_the_end_reads_only_new_lines() {
         follower(&path, None).with_start(StartPosition::End),
         sink.clone(),
     );
+    // Pacing: the rest of the half-written line comes a few polls after the start (nothing shows when the
+    // follower has placed itself at the end).
     tokio::time::sleep(Duration::from_millis(60)).await;
     append(&path, "ent\"}\n");
-    let expected = append_lines(&path, "fresh", 0..2);
+    let mut expected = append_lines(&path, "fresh", 0..2);
     wait_for(&sink, 2).await;
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    settle(&path, &sink, &mut expected).await;
     stop(following).await;
     assert_eq!(sink.keys(), keys(expected));
     assert!(sink.rejections.lock().unwrap().is_empty());

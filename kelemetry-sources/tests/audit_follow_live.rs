@@ -56,7 +56,11 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     let trigger = CancellationToken::new();
     let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower()).run(first.clone(), shutdown));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Ready once it reads the end of the log: a write made now arrives.
+    cluster
+        .kubectl(["create", "configmap", "follow-ready", "--from-literal=a=1"])
+        .unwrap();
+    wait_for(&first, "follow-ready", 1).await;
     cluster
         .kubectl(["create", "configmap", "followed", "--from-literal=a=1"])
         .unwrap();
@@ -97,10 +101,17 @@ async fn follows_the_apiserver_audit_log_and_resumes_from_the_checkpoint() {
     let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(follower()).run(second.clone(), shutdown));
     wait_for(&second, "followed", 1).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A write made after the delete has arrived: whatever the restart would send again came before it.
+    cluster
+        .kubectl(["delete", "configmap", "follow-ready"])
+        .unwrap();
+    wait_for(&second, "follow-ready", 1).await;
     trigger.cancel();
     task.await.unwrap().unwrap();
     let titles = titles_of(&second, "followed");
+    assert_eq!(titles.len(), 1, "{titles:?}");
+    assert!(titles[0].ends_with(" delete"), "{titles:?}");
+    let titles = titles_of(&second, "follow-ready");
     assert_eq!(titles.len(), 1, "{titles:?}");
     assert!(titles[0].ends_with(" delete"), "{titles:?}");
 }

@@ -14,8 +14,10 @@ use std::time::Duration;
 use common::CollectingSink;
 use jiff::{SignedDuration, Timestamp};
 use kelemetry_core::{CancellationToken, ResourceMap, Source, vocabulary};
+use kelemetry_sources::ReadCounters;
+use kelemetry_sources::ReadReport;
 use kelemetry_sources::kube_events::{EventApiChoice, KubeEventOptions, KubeEventSource};
-use kelemetry_testkit::{TestCluster, e2e_enabled};
+use kelemetry_testkit::{TestCluster, e2e_enabled, wait_until};
 
 /// `(event name, message and count)` of what was sent about `subject`.
 fn seen_of(sink: &CollectingSink, subject: &str) -> Vec<(String, String)> {
@@ -69,6 +71,7 @@ fn create_event(cluster: &TestCluster, name: &str, subject: &str, at: Timestamp,
 struct Running {
     trigger: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), kelemetry_core::SourceError>>,
+    counters: Arc<ReadCounters>,
 }
 
 fn start(
@@ -87,10 +90,31 @@ fn start(
         Arc::new(ResourceMap::builtin()),
         options,
     );
+    let counters = source.counters();
     let trigger = CancellationToken::new();
     let shutdown = trigger.clone();
     let task = tokio::spawn(Box::new(source).run(sink, shutdown));
-    Running { trigger, task }
+    Running {
+        trigger,
+        task,
+        counters,
+    }
+}
+
+/// Waits until the source's counters satisfy `ready`: positive evidence that it listed what is there.
+async fn wait_counters(running: &Running, what: &str, ready: impl Fn(&ReadReport) -> bool) {
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !ready(&running.counters.snapshot()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what}: {}", running.counters.snapshot());
+}
+
+/// Events the source skipped because a previous run had handled them.
+fn already_handled(report: &ReadReport) -> u64 {
+    report.skipped.get("already handled").copied().unwrap_or(0)
 }
 
 async fn stop(running: Running) {
@@ -116,6 +140,28 @@ async fn wait_for(sink: &CollectingSink, subject: &str, count: usize) {
     );
 }
 
+/// Waits until the watermark ConfigMap `name` exists: the source has set the floor below which Events count as
+/// handled, so an Event made from now on is new to it.
+async fn wait_until_watermark(cluster: &'static TestCluster, name: &'static str) {
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            &format!("the watermark ConfigMap {name}"),
+            Duration::from_secs(30),
+            || {
+                let selector = format!("--field-selector=metadata.name={name}");
+                let found = cluster.kubectl_json(["get", "configmaps", selector.as_str()])?;
+                Ok(found["items"]
+                    .as_array()
+                    .is_some_and(|items| !items.is_empty())
+                    .then_some(()))
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
 fn names(seen: &[(String, String)]) -> BTreeSet<String> {
     seen.iter()
         .map(|(name, note)| format!("{name}:{note}"))
@@ -134,7 +180,8 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
 
     let first = Arc::new(CollectingSink::default());
     let running = start(&client, "restart-test", EventApiChoice::Auto, first.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Ready once it has listed the Events already there and stored its first watermark.
+    wait_until_watermark(cluster, "restart-test").await;
     let t1 = Timestamp::now();
     create_event(cluster, "a1", subject, t1, "first");
     let t2 = t1.checked_add(SignedDuration::from_millis(800)).unwrap();
@@ -178,8 +225,16 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
         second.clone(),
     );
     wait_for(&second, subject, 4).await;
-    // Anything replayed would come with the initial list; give it time to show.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Anything replayed would come with the initial list, before an Event created now: once that one is seen,
+    // everything the restart would send about the subject has been sent.
+    create_event(
+        cluster,
+        "probe-2",
+        subject,
+        Timestamp::now(),
+        "after the restart",
+    );
+    wait_for(&second, subject, 5).await;
     stop(running).await;
     let details: Vec<String> = second
         .activities()
@@ -195,25 +250,40 @@ async fn a_restart_replays_no_old_event_and_misses_no_new_one() {
             "b1:new".to_owned(),
             "b2:same time as a2".to_owned(),
             "b3:between a1 and a2".to_owned(),
+            "probe-2:after the restart".to_owned(),
         ])
     );
     assert_eq!(
         seen_of(&second, subject).len(),
-        4,
+        5,
         "nothing twice: {:?}",
         seen_of(&second, subject)
     );
     assert!(second.rejections().is_empty());
 
-    // A third start with nothing new sends nothing about the subject.
+    // A third start with nothing new sends nothing old about the subject. Positive evidence that it ran: it
+    // skips the subject's six Events as already handled, and an Event created after it started arrives (and
+    // anything old it would send comes with the initial list, before that one).
     let third = Arc::new(CollectingSink::default());
     let running = start(&client, "restart-test", EventApiChoice::Auto, third.clone());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_counters(
+        &running,
+        "the third start lists the handled Events",
+        |report| already_handled(report) >= 6,
+    )
+    .await;
+    create_event(
+        cluster,
+        "probe-3",
+        subject,
+        Timestamp::now(),
+        "after the third start",
+    );
+    wait_for(&third, subject, 1).await;
     stop(running).await;
-    assert!(
-        seen_of(&third, subject).is_empty(),
-        "{:?}",
-        seen_of(&third, subject)
+    assert_eq!(
+        seen_of(&third, subject),
+        [("probe-3".to_owned(), "after the third start".to_owned())]
     );
 }
 
@@ -228,7 +298,7 @@ async fn core_v1_events_are_watched_too() {
     let subject = "core-subject";
     let sink = Arc::new(CollectingSink::default());
     let running = start(&client, "core-test", EventApiChoice::CoreV1, sink.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until_watermark(cluster, "core-test").await;
     create_event(cluster, "c1", subject, Timestamp::now(), "through core v1");
     wait_for(&sink, subject, 1).await;
     stop(running).await;

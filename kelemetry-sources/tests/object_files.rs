@@ -9,7 +9,7 @@ use common::{replay_bodies, run};
 use jiff::Timestamp;
 use kelemetry_core::{SourceKind, vocabulary};
 use kelemetry_sources::ObjectFileSource;
-use kelemetry_testkit::fixtures;
+use kelemetry_testkit::fixture;
 
 fn time(text: &str) -> Timestamp {
     text.parse().expect("a timestamp")
@@ -17,8 +17,9 @@ fn time(text: &str) -> Timestamp {
 
 #[tokio::test]
 async fn kspan_recording_yields_events_and_objects() {
-    let Some(fixtures) = fixtures() else { return };
-    let path = fixtures.join("events/kspan-kind-2021/deployment-2-pods.yaml");
+    let Some(path) = fixture("events/kspan-kind-2021/deployment-2-pods.yaml") else {
+        return;
+    };
     let source = ObjectFileSource::new(&path, "kind");
     let counters = source.counters();
     let sink = run(Box::new(source)).await;
@@ -156,8 +157,9 @@ fn write_temp(text: &str) -> tempfile::NamedTempFile {
 
 #[tokio::test]
 async fn watch_streams_become_observations() {
-    let Some(fixtures) = fixtures() else { return };
-    let replays = fixtures.join("apiserver-replays/k8s-openapi-v1-36");
+    let Some(replays) = fixture("apiserver-replays/k8s-openapi-v1-36") else {
+        return;
+    };
     for (file, pods, bookmarks) in [
         ("watch_event-watch_pods.json", 5, 0),
         ("watch_event-watch_pods_without_initial_events.json", 8, 1),
@@ -198,10 +200,12 @@ async fn watch_streams_become_observations() {
 
 #[tokio::test]
 async fn custom_resource_watch_guesses_the_plural() {
-    let Some(fixtures) = fixtures() else { return };
-    let bodies = replay_bodies(
-        &fixtures.join("apiserver-replays/k8s-openapi-v1-36/custom_resource_definition-test.json"),
-    );
+    let Some(replay) =
+        fixture("apiserver-replays/k8s-openapi-v1-36/custom_resource_definition-test.json")
+    else {
+        return;
+    };
+    let bodies = replay_bodies(&replay);
     let watch = bodies
         .iter()
         .find(|body| body.starts_with("{\"type\":"))
@@ -225,8 +229,10 @@ async fn custom_resource_watch_guesses_the_plural() {
 /// objects and list items become observations; `Status` and `APIGroupList` (no name) are rejected at their line.
 #[tokio::test]
 async fn pretty_json_stream_of_all_replays() {
-    let Some(fixtures) = fixtures() else { return };
-    let mut files: Vec<_> = std::fs::read_dir(fixtures.join("apiserver-replays/k8s-openapi-v1-36"))
+    let Some(replays) = fixture("apiserver-replays/k8s-openapi-v1-36") else {
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(replays)
         .expect("replays")
         .map(|entry| entry.expect("entry").path())
         .collect();
@@ -282,8 +288,10 @@ async fn pretty_json_stream_of_all_replays() {
 /// The pod list of a replay written as multi-document YAML (one Pod per document) and as a YAML `PodList`.
 #[tokio::test]
 async fn yaml_documents_and_yaml_lists() {
-    let Some(fixtures) = fixtures() else { return };
-    let bodies = replay_bodies(&fixtures.join("apiserver-replays/k8s-openapi-v1-36/pod-list.json"));
+    let Some(pod_list) = fixture("apiserver-replays/k8s-openapi-v1-36/pod-list.json") else {
+        return;
+    };
+    let bodies = replay_bodies(&pod_list);
     let list: serde_json::Value = serde_json::from_str(&bodies[0]).expect("pod list");
     let items = list["items"].as_array().expect("items");
     assert_eq!(items.len(), 8);
@@ -386,8 +394,16 @@ async fn shutdown_ends_a_source_waiting_on_a_full_pipeline() {
         std::sync::Arc::new(StuckSink),
         shutdown,
     ));
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Positive evidence that it is held: it has read the first object and waits to hand it over.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while counters.snapshot().records == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the source reads the first object");
     assert!(!run.is_finished());
+    assert_eq!(counters.snapshot().sent, 0);
     trigger.cancel();
     let result = tokio::time::timeout(std::time::Duration::from_secs(5), run)
         .await

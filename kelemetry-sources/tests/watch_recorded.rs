@@ -19,15 +19,16 @@ use kelemetry_sources::watch_store::{
 };
 use serde_json::Value;
 
-fn recording() -> Option<PathBuf> {
+/// The recording, part of the repository: never skipped.
+fn recording() -> PathBuf {
     let dir =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recorded/deployment-lifecycle");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} not found", dir.display());
-        None
-    }
+    assert!(
+        dir.is_dir(),
+        "{} is part of the repository and missing",
+        dir.display()
+    );
+    dir
 }
 
 fn resource_of(kind: &str) -> &'static str {
@@ -129,9 +130,7 @@ fn log(activity: &Activity, kind: LogKind) -> Option<&str> {
 
 #[tokio::test]
 async fn metadata_level_audit_gets_the_watched_diffs_and_snapshots() {
-    let Some(dir) = recording() else {
-        return;
-    };
+    let dir = recording();
     let store = Arc::new(WatchStore::new(
         WatchStoreLimits::default(),
         Redactor::default(),

@@ -350,8 +350,23 @@ async fn shutdown_delivers_what_was_accepted() {
     let response = post(&client(), format!("{base}/audit/c"), event_list(items)).await;
     assert_eq!(response.status(), 200);
     running.trigger.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // Shutting down: new batches are refused with 503 (or the connection is refused), and health says so.
+    // Shutting down: health says so (503, or the connection is refused)...
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client().get(format!("{base}/healthz")).send().await {
+                Ok(health) if health.status() == 200 => {}
+                Ok(health) => {
+                    assert_eq!(health.status(), 503);
+                    break;
+                }
+                Err(_) => break,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("health reports the shutdown");
+    // ... and new batches are refused with 503 (or the connection is refused).
     let late = client()
         .post(format!("{base}/audit/c"))
         .body(event_list(vec![event("late", "update", "late")]))

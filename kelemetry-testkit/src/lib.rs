@@ -23,8 +23,8 @@
 //! - [`KelemetryProcess`]: a `kelemetry run` child process, started and stopped as an operator would.
 //!
 //! The helpers every suite needs, written once:
-//! - [`fixtures`]: where the shared recorded data is (`KELEMETRY_FIXTURES`, else `../shared/fixtures`); a test
-//!   without it skips itself, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI);
+//! - [`fixtures`] and [`fixture`]: where the shared recorded data is (`KELEMETRY_FIXTURES`, else
+//!   `../shared/fixtures`); a test without it skips itself, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI);
 //! - [`LoopbackCertificates`]: a test CA and a serving certificate for 127.0.0.1, for TLS tests;
 //! - [`http_get`]: one plain HTTP/1.1 GET, for the servers the binary starts;
 //! - [`release_binary`] and [`fault_line`]: the release binary the fault suite attacks, and its one summary line
@@ -61,6 +61,6 @@ pub use cluster::{
 };
 pub use error::ClusterError;
 pub use faults::{BIN_ENV, FAULT_SUMMARY_ENV, fault_line, release_binary};
-pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixtures};
+pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixture, fixtures};
 pub use http::http_get;
 pub use process::KelemetryProcess;

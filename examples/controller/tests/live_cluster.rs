@@ -108,7 +108,7 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
             "cluster: tracetest\n\
              kubernetes:\n  kubeconfig: {kubeconfig}\n\
              sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n  events:\n    watermark:\n      name: e2e-controller\n  objectWatch: {{}}\n\
-             exporters:\n  store:\n    path: store\n",
+             exporters:\n  store:\n    path: store\n  jsonLines:\n    path: spans.jsonl\n",
             kubeconfig = cluster.kubeconfig().display(),
         ),
     )
@@ -128,7 +128,19 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
         ])
         .unwrap();
     let kelemetry = KelemetryProcess::start(&kelemetry_binary(), &config, "warn");
-    std::thread::sleep(Duration::from_secs(3));
+    // Ready once its Events source has stored its watermark (it does so before it watches).
+    kelemetry_testkit::wait_until("the Events watermark", Duration::from_secs(60), || {
+        let found = cluster.kubectl_json([
+            "get",
+            "configmaps",
+            "--field-selector=metadata.name=e2e-controller",
+        ])?;
+        Ok(found["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+            .then_some(()))
+    })
+    .unwrap();
 
     // The controller, in this process, as the source of a pipeline: its spans and activities into memory.
     let spans = Arc::new(MemoryExporter::new(100_000));
@@ -163,6 +175,7 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
             .kubectl_with_input(["apply", "-f", "-"], &resource_text)
             .unwrap();
         wait_synced(cluster_ref, 1);
+        // Pacing: the change comes a while after the creation, as a user's would.
         std::thread::sleep(Duration::from_secs(3));
         cluster_ref
             .kubectl([
@@ -179,8 +192,18 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
             .kubectl_json(["get", "configmap", "demo-settings"])
             .unwrap();
         assert_eq!(data["data"]["size"], "large");
-        // The apiserver sends audit batches every second; let the last ones and the watch arrive.
-        std::thread::sleep(Duration::from_secs(8));
+        // The apiserver sends audit batches every second: wait until kelemetry exported the patch.
+        let exported = dir.path().join("spans.jsonl");
+        kelemetry_testkit::wait_until("the patch exported", Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&exported).unwrap_or_default();
+            Ok(text
+                .lines()
+                .any(|line| {
+                    line.contains(r#""stringValue":"demo-sync""#) && line.contains(" patch\"")
+                })
+                .then_some(()))
+        })
+        .unwrap();
     });
 
     shutdown.cancel();
@@ -191,7 +214,14 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
     telemetry.flush().await.unwrap();
     let summary = tokio::task::block_in_place(|| kelemetry.stop());
     eprintln!("{summary}");
-    assert!(summary.contains(" 0 lost"), "{summary}");
+    let webhook = summary
+        .lines()
+        .find_map(|line| line.strip_prefix("webhook: "))
+        .unwrap_or_else(|| panic!("no webhook line in {summary}"));
+    let lost = webhook
+        .split([',', ';'])
+        .find_map(|piece| piece.trim().strip_suffix(" lost")?.parse::<u64>().ok());
+    assert_eq!(lost, Some(0), "{webhook}");
 
     // The controller's spans join kelemetry's in the store.
     let controller_spans = spans.spans();

@@ -16,8 +16,20 @@ fn the_own_pipeline_prints_the_deployments_tree_with_diffs() {
         String::from_utf8_lossy(&output.stderr),
     );
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains(", 0 not exported"), "{stderr}");
-    assert!(stderr.contains(", 0 rejected;"), "{stderr}");
+    // `pipeline: N records, N activities, N observations, N filtered, N rejected; N spans (...), N not exported`.
+    let report = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("pipeline: "))
+        .unwrap_or_else(|| panic!("no pipeline report in {stderr}"));
+    let count = |label: &str| -> u64 {
+        report
+            .split([',', ';', '(', ')'])
+            .find_map(|piece| piece.trim().strip_suffix(label)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in {report}"))
+    };
+    assert_eq!(count(" not exported"), 0, "{report}");
+    assert_eq!(count(" rejected"), 0, "{report}");
+    assert!(count(" activities") > 0, "{report}");
     assert!(
         stdout.starts_with("local deployments demo"),
         "the Deployment is the root: {stdout}"
