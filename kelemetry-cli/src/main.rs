@@ -3,11 +3,13 @@
 
 mod config;
 mod inputs;
+mod readiness;
 mod replay;
 mod rules;
 mod run;
 mod serve;
 mod show;
+mod store_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a live pipeline from a configuration file (audit webhook, audit log, Events, object watch).
     Run(run::RunArgs),
+    /// Repair or check a store folder.
+    Store(store_cmd::StoreArgs),
 }
 
 /// What can go wrong, said so that the user knows which file or object and what to do.
@@ -59,8 +63,8 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
-    /// The store could not be opened or read.
-    #[error("store {}: {source}", path.display())]
+    /// The store could not be opened or read; the message ends with what to do when there is something to do.
+    #[error("store {}: {source}{}", path.display(), store_cmd::store_hint(source, path))]
     Store {
         /// The store folder.
         path: PathBuf,
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
             Command::Rules(args) => rules::rules(args),
             Command::Serve(args) => serve::serve(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Store(args) => store_cmd::store(args),
         }
     });
     match result {

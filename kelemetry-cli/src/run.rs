@@ -22,12 +22,13 @@ use kelemetry_core::lifecycle::{ShutdownSignals, shutdown_on_signals};
 use kelemetry_core::redact::Redactor;
 use kelemetry_core::{Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Windowing};
 use kelemetry_sources::kube_discovery;
-use kelemetry_sources::webhook::WebhookMetrics;
+use kelemetry_sources::webhook::{ReadinessCheck, WebhookMetrics};
 use kelemetry_sources::{ReadCounters, WatchStore};
 use tokio::task::JoinHandle;
 
 use crate::CliError;
 use crate::config::{ExportersConfig, KubernetesConfig, RunConfig};
+use crate::readiness::{LOSS_MEMORY, Readiness};
 
 /// Arguments of `kelemetry run`.
 #[derive(Debug, Args)]
@@ -54,6 +55,7 @@ struct Plan {
     pipeline: Pipeline,
     reports: SourceReports,
     memory: Option<MemoryWatch>,
+    readiness: Arc<Readiness>,
 }
 
 /// Watches the process's resident memory against a ceiling and raises the webhook's pressure flag near it.
@@ -169,11 +171,15 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         .stop_when_a_source_ends(true);
     let memory = config.limits.memory.map(MemoryWatch::new);
     let mut reports = SourceReports::default();
+    let readiness = Readiness::new(LOSS_MEMORY);
 
     if let Some(webhook) = &config.sources.webhook {
         let mut webhook = webhook.clone();
         webhook.default_cluster.clone_from(&config.cluster);
         webhook.memory_pressure = memory.as_ref().map(|watch| watch.pressure.clone());
+        // `GET /readyz`: the sources started and no span lost lately (crate::readiness).
+        let ready = Arc::clone(&readiness);
+        webhook.readiness = Some(ReadinessCheck::new(move || ready.check()));
         let webhook = webhook
             .build()
             .map_err(|err| setup_error(file, "sources.webhook", err))?;
@@ -182,6 +188,15 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
             if webhook.is_tls() { "https" } else { "http" },
             webhook.local_addr()
         );
+        match webhook.write_ahead_log() {
+            Some(folder) => eprintln!(
+                "kelemetry: audit webhook writes ahead into {} (200 once a batch is on disk)",
+                folder.display()
+            ),
+            None => eprintln!(
+                "kelemetry: audit webhook without a write-ahead log: accepted batches wait in memory only"
+            ),
+        }
         reports.webhook = Some(webhook.metrics());
         builder = builder.source(Box::new(webhook));
     }
@@ -206,10 +221,13 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
     for exporter in build_exporters(&config.exporters, file).await? {
         builder = builder.exporter(exporter);
     }
+    let pipeline = builder.build();
+    readiness.attach(pipeline.stats());
     Ok(Plan {
-        pipeline: builder.build(),
+        pipeline,
         reports,
         memory,
+        readiness,
     })
 }
 
@@ -266,10 +284,12 @@ async fn build_exporters(
 ) -> Result<Vec<Arc<dyn Exporter>>, CliError> {
     let mut built: Vec<Arc<dyn Exporter>> = Vec::new();
     if let Some(store) = &exporters.store {
+        // Shared with readers: `kelemetry serve` and `show` read it while this process writes.
         let exporter = store.build().map_err(|source| CliError::Store {
             path: store.path.clone(),
             source,
         })?;
+        crate::store_cmd::announce_repair(exporter.store());
         built.push(Arc::new(exporter));
     }
     if let Some(lines) = &exporters.json_lines {
@@ -311,17 +331,22 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         pipeline,
         reports,
         memory,
+        readiness,
     } = plan(&config, &args.config).await?;
     let memory_task = memory.as_ref().map(MemoryWatch::spawn);
+    let loss_watch = readiness.spawn_watch();
     let signals = shutdown_on_signals();
     announce_signals(&signals);
     eprintln!(
         "kelemetry: running (cluster {}); stop with SIGINT or SIGTERM",
         config.cluster
     );
+    // The sources start as the pipeline runs.
+    readiness.mark_started();
     let report = pipeline
         .run_until(signals.graceful, signals.immediate)
         .await;
+    loss_watch.abort();
     if let Some(task) = memory_task {
         task.abort();
     }

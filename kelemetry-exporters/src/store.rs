@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use kelemetry_core::{ExportError, Exporter, SpanRecord};
-use kelemetry_store::{PreparedBatch, SpanStore, StoreError, WriteDurability};
+use kelemetry_store::{PreparedBatch, SpanStore, StoreError, StoreOptions, WriteDurability};
 
 /// Writes each batch into a [`SpanStore`] in one transaction. Idempotent: a batch exported twice leaves the store
 /// as after the first time.
@@ -64,9 +64,16 @@ impl StoreConfig {
         Self { path: path.into() }
     }
 
-    /// Creates or opens the store and exports into it, durably per batch.
+    /// Creates or opens the store, shared with readers (other processes, such as `kelemetry serve`, may read it
+    /// while it is written, and see each batch once it is written), and exports into it, durably per batch. A
+    /// store whose last writer stopped in the middle of a write is repaired as it opens
+    /// ([`SpanStore::repaired_on_open`]).
     pub fn build(&self) -> Result<StoreExporter, StoreError> {
-        SpanStore::create(&self.path).map(StoreExporter::new)
+        let options = StoreOptions {
+            shared_with_readers: true,
+            ..StoreOptions::default()
+        };
+        SpanStore::create_with(&self.path, &options).map(StoreExporter::new)
     }
 }
 

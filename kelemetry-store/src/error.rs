@@ -8,6 +8,7 @@ use crate::codec::DecodeError;
 
 /// A span store operation failed. Every variant names the store file (or directory) involved.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The store directory could not be created or read.
     #[error("span store directory {path}: {source}")]
@@ -29,7 +30,43 @@ pub enum StoreError {
         /// The store file.
         path: PathBuf,
     },
-    /// The database could not be opened or created (locked by another process, not a redb file, ...).
+    /// The store was not closed cleanly (its writer stopped in the middle of a write: killed, crashed, power lost)
+    /// and no writer has it open now. A read-only open cannot repair it; a writable open
+    /// ([`crate::SpanStore::open`], [`crate::SpanStore::repair`]) does.
+    #[error(
+        "span store {path} was not closed cleanly (its writer stopped in the middle of a write) and must be \
+         repaired by opening it for writing before it can be read"
+    )]
+    NeedsRepair {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// Another process has the store open in a way that excludes this open: a writer that has it to itself, or
+    /// a second writer (a store has at most one writing process).
+    #[error(
+        "span store {path} is in use by another process (one process may write a store; readers may join it only \
+         if it opened the store shared with readers)"
+    )]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// A writable store closed its database after an I/O error and could not open it again yet; the next write
+    /// tries again.
+    #[error("span store {path} is closed after an I/O error (the next write opens it again)")]
+    Closed {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The full integrity check of [`crate::SpanStore::repair`] found damage it could not repair.
+    #[error("span store {path} is damaged beyond repair: {source}")]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What the check found.
+        source: redb::DatabaseError,
+    },
+    /// The database could not be opened or created (not a redb file, an I/O error, ...).
     #[error("span store {path}: cannot open: {source}")]
     Open {
         /// The store file.
@@ -91,11 +128,22 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether trying the same operation again may succeed: an I/O failure (disk full, a transient device error)
-    /// rather than a property of the data or of the store.
+    /// rather than a property of the data or of the store. A writable store opens its database again before the
+    /// next write after such a failure, so a retry does not meet redb's "previous I/O error" refusal.
     pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Directory { .. } | Self::Closed { .. }) || self.is_io_failure()
+    }
+
+    /// An I/O error of the storage engine, or its refusal to go on after one.
+    pub(crate) fn is_io_failure(&self) -> bool {
         match self {
-            Self::Directory { .. } => true,
-            Self::Storage { source, .. } => matches!(**source, redb::Error::Io(_)),
+            Self::Storage { source, .. } => {
+                matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
+            }
+            Self::Open {
+                source: redb::DatabaseError::Storage(redb::StorageError::Io(_)),
+                ..
+            } => true,
             _ => false,
         }
     }

@@ -13,6 +13,11 @@
 //! - [`ViewStore`]: the bounded, persistent map from the view ids in the read side's trace ids to the questions
 //!   they answered ([`StoredView`], [`ViewLimits`]), in its own file beside the spans ([`SpanStore::views`]).
 //! - [`codec`]: the stored, versioned binary form of a span.
+//! - Sharing and repair: one process writes a store; with [`StoreOptions::shared_with_readers`] other processes
+//!   read it at the same time ([`SpanStore::open_read_only`]) and see its commits. A store whose writer stopped
+//!   in the middle of a write is repaired by the next writable open ([`SpanStore::repaired_on_open`] says so) or
+//!   by [`SpanStore::repair`]; until then read-only opens fail with [`StoreError::NeedsRepair`].
+//!   [`SpanStore::check`] reads and decodes a whole store without changing it.
 //! - [`StoreError`]: every error names the store file.
 //!
 //! ```
@@ -43,8 +48,8 @@ mod views;
 
 pub use error::StoreError;
 pub use store::{
-    AllSpans, LAYOUT_VERSION, PreparedBatch, STORE_FILE_NAME, SpanStore, StoreOptions,
-    StoredWindow, WriteDurability,
+    AllSpans, CheckReport, LAYOUT_VERSION, PreparedBatch, RepairReport, STORE_FILE_NAME, SpanStore,
+    StoreOptions, StoredWindow, WriteDurability,
 };
 pub use views::{StoredView, VIEWS_FILE_NAME, ViewLimits, ViewStore};
 

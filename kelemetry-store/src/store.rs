@@ -2,7 +2,9 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanId, SpanKind, SpanRecord, TraceId};
@@ -144,12 +146,20 @@ pub struct StoredWindow {
 enum Handle {
     Writable(Database),
     ReadOnly(ReadOnlyDatabase),
+    /// A writable database closed after an I/O error, not open again yet.
+    Closed,
 }
 
 struct Inner {
     path: PathBuf,
-    handle: Handle,
-    shared: bool,
+    /// Replaced only by [`SpanStore::reopen_if_failed`].
+    handle: RwLock<Handle>,
+    /// The options of a writable store, to open it again after an I/O error.
+    options: StoreOptions,
+    /// An I/O error was met: redb refuses every later operation on this database until it is closed.
+    io_failed: AtomicBool,
+    /// How long the last open took when it had to repair the store.
+    repaired_on_open: Mutex<Option<Duration>>,
 }
 
 /// The embedded span store: one redb file, `spans.redb`, inside a store directory.
@@ -171,10 +181,7 @@ impl std::fmt::Debug for SpanStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpanStore")
             .field("path", &self.inner.path)
-            .field(
-                "read_only",
-                &matches!(self.inner.handle, Handle::ReadOnly(_)),
-            )
+            .field("read_only", &matches!(*self.handle(), Handle::ReadOnly(_)))
             .finish()
     }
 }
@@ -187,6 +194,65 @@ fn builder(options: &StoreOptions) -> redb::Builder {
         builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
     }
     builder
+}
+
+/// A writable open of `path` made by `open` (create or open), timed, noting whether redb had to repair the file.
+fn open_writable(
+    path: &Path,
+    options: &StoreOptions,
+    open: impl FnOnce(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError>,
+) -> Result<(Database, Option<Duration>), StoreError> {
+    let repairing = Arc::new(AtomicBool::new(false));
+    let mut builder = builder(options);
+    let seen = Arc::clone(&repairing);
+    // redb calls this during a repair only (at least once when the file needs one).
+    builder.set_repair_callback(move |_| seen.store(true, Ordering::Relaxed));
+    let started = Instant::now();
+    let db = open(&builder, path).map_err(|source| open_error(path, source))?;
+    let repaired = repairing.load(Ordering::Relaxed).then(|| started.elapsed());
+    Ok((db, repaired))
+}
+
+/// The [`StoreError`] of a failed open of the store file `path`.
+fn open_error(path: &Path, source: redb::DatabaseError) -> StoreError {
+    let path = path.to_path_buf();
+    match source {
+        redb::DatabaseError::RepairAborted => StoreError::NeedsRepair { path },
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path },
+        source => StoreError::Open { path, source },
+    }
+}
+
+/// What [`SpanStore::repair`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepairReport {
+    /// The store file.
+    pub path: PathBuf,
+    /// The store had not been closed cleanly, and opening it repaired it.
+    pub repaired_on_open: bool,
+    /// The integrity check (the checksum of every page of the committed trees) found damage and repaired it.
+    pub repaired_by_check: bool,
+    /// Spans in the store after the repair.
+    pub spans: u64,
+    /// How long the open, the repair and the check took.
+    pub took: Duration,
+}
+
+/// What [`SpanStore::check`] found in a store that opened for reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckReport {
+    /// The store file.
+    pub path: PathBuf,
+    /// Spans read and decoded, every one of them.
+    pub spans: u64,
+    /// Traces holding at least one span.
+    pub traces: u64,
+    /// Objects in the index.
+    pub objects: u64,
+    /// How long the check took.
+    pub took: Duration,
 }
 
 impl SpanStore {
@@ -203,13 +269,8 @@ impl SpanStore {
             source,
         })?;
         let path = dir.join(STORE_FILE_NAME);
-        let db = builder(options)
-            .create(&path)
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        Self::writable(path, db, options.shared_with_readers)
+        let (db, repaired) = open_writable(&path, options, |builder, path| builder.create(path))?;
+        Self::writable(path, db, options, repaired)
     }
 
     /// Opens the existing store in directory `dir` for reading and writing.
@@ -220,18 +281,15 @@ impl SpanStore {
     /// [`SpanStore::open`] with explicit options.
     pub fn open_with(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = existing_file(dir.as_ref())?;
-        let db = builder(options)
-            .open(&path)
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        Self::writable(path, db, options.shared_with_readers)
+        let (db, repaired) = open_writable(&path, options, |builder, path| builder.open(path))?;
+        Self::writable(path, db, options, repaired)
     }
 
     /// Opens the existing store in directory `dir` for reading only. Works while another process writes it if
-    /// that process opened it with [`StoreOptions::shared_with_readers`]; a writer that has the store to itself
-    /// makes this fail with [`StoreError::Open`].
+    /// that process opened it with [`StoreOptions::shared_with_readers`], and then sees each of its commits as it
+    /// lands; a writer that has the store to itself makes this fail with [`StoreError::InUse`]. A store whose
+    /// writer stopped in the middle of a write, with no writer open now, fails with [`StoreError::NeedsRepair`]:
+    /// a read-only open cannot repair it.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = existing_file(dir.as_ref())?;
         let options = StoreOptions {
@@ -240,15 +298,14 @@ impl SpanStore {
         };
         let db = builder(&options)
             .open_read_only(&path)
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| open_error(&path, source))?;
         let store = Self {
             inner: Arc::new(Inner {
                 path,
-                handle: Handle::ReadOnly(db),
-                shared: true,
+                handle: RwLock::new(Handle::ReadOnly(db)),
+                options,
+                io_failed: AtomicBool::new(false),
+                repaired_on_open: Mutex::new(None),
             }),
         };
         let txn = store.begin_read()?;
@@ -263,21 +320,85 @@ impl SpanStore {
         Ok(store)
     }
 
-    fn writable(path: PathBuf, db: Database, shared: bool) -> Result<Self, StoreError> {
+    fn writable(
+        path: PathBuf,
+        db: Database,
+        options: &StoreOptions,
+        repaired_on_open: Option<Duration>,
+    ) -> Result<Self, StoreError> {
         let store = Self {
             inner: Arc::new(Inner {
                 path,
-                handle: Handle::Writable(db),
-                shared,
+                handle: RwLock::new(Handle::Writable(db)),
+                options: options.clone(),
+                io_failed: AtomicBool::new(false),
+                repaired_on_open: Mutex::new(repaired_on_open),
             }),
         };
-        store.initialise()?;
+        store.with_writer(|db| store.initialise(db))?;
         Ok(store)
     }
 
+    /// Repairs the store in directory `dir` if it needs it, and checks its integrity: opens it for writing (which
+    /// repairs a store whose writer stopped in the middle of a write), verifies the checksum of every page of
+    /// its committed trees (repairing what it can), and counts its spans. Reads the whole file.
+    ///
+    /// Fails with [`StoreError::InUse`] while another process has the store open (a running writer repairs the
+    /// store itself when it opens it), and with [`StoreError::Damaged`] when the damage cannot be repaired.
+    pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, StoreError> {
+        let started = Instant::now();
+        let path = existing_file(dir.as_ref())?;
+        let (mut db, repaired) =
+            open_writable(&path, &StoreOptions::default(), |builder, path| {
+                builder.open(path)
+            })?;
+        let clean = db.check_integrity().map_err(|source| StoreError::Damaged {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Self::writable(path.clone(), db, &StoreOptions::default(), repaired)?;
+        let spans = store.span_count()?;
+        Ok(RepairReport {
+            path,
+            repaired_on_open: repaired.is_some(),
+            repaired_by_check: !clean,
+            spans,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Checks the store in directory `dir` without changing it: opens it read-only (so it works beside a writer
+    /// that shares the store with readers, and fails with [`StoreError::NeedsRepair`] when it needs a repair),
+    /// then reads and decodes every span of one snapshot, and counts traces and objects. Reads the whole file.
+    pub fn check(dir: impl AsRef<Path>) -> Result<CheckReport, StoreError> {
+        let started = Instant::now();
+        let store = Self::open_read_only(dir)?;
+        let mut spans = 0;
+        for span in store.spans()? {
+            span?;
+            spans += 1;
+        }
+        Ok(CheckReport {
+            path: store.inner.path.clone(),
+            spans,
+            traces: store.trace_count()?,
+            objects: store.object_count()?,
+            took: started.elapsed(),
+        })
+    }
+
+    /// How long this store's open took, when the open had to repair it (its last writer stopped in the middle of
+    /// a write); `None` when the store was clean, and for a read-only store.
+    pub fn repaired_on_open(&self) -> Option<Duration> {
+        *self
+            .inner
+            .repaired_on_open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Creates the tables of a new store and checks the layout version of an existing one.
-    fn initialise(&self) -> Result<(), StoreError> {
-        let db = self.writer()?;
+    fn initialise(&self, db: &Database) -> Result<(), StoreError> {
         let txn = db
             .begin_write()
             .map_err(|e| self.storage("begin a write", e))?;
@@ -332,19 +453,78 @@ impl SpanStore {
         }
     }
 
-    fn writer(&self) -> Result<&Database, StoreError> {
-        match &self.inner.handle {
-            Handle::Writable(db) => Ok(db),
+    fn handle(&self) -> std::sync::RwLockReadGuard<'_, Handle> {
+        self.inner
+            .handle
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` on the writable database, after opening it again if an I/O error closed it; notes the I/O
+    /// errors `work` meets.
+    fn with_writer<T>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.reopen_if_failed()?;
+        let result = match &*self.handle() {
+            Handle::Writable(db) => work(db),
             Handle::ReadOnly(_) => Err(StoreError::ReadOnly {
                 path: self.inner.path.clone(),
             }),
+            Handle::Closed => Err(StoreError::Closed {
+                path: self.inner.path.clone(),
+            }),
+        };
+        if let Err(err) = &result
+            && err.is_io_failure()
+        {
+            self.inner.io_failed.store(true, Ordering::Relaxed);
         }
+        result
+    }
+
+    /// After an I/O error (a full disk, a failing device), redb refuses every operation on the database until it is
+    /// closed. A writable store then closes it and opens the store again with the same options, repairing it if
+    /// the failed write left it needing a repair. When that fails too (the disk is still full), the store stays
+    /// closed and the next write tries again.
+    fn reopen_if_failed(&self) -> Result<(), StoreError> {
+        if !self.inner.io_failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut handle = self
+            .inner
+            .handle
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.inner.io_failed.load(Ordering::Relaxed) || matches!(*handle, Handle::ReadOnly(_)) {
+            return Ok(());
+        }
+        // Closes the failed database first: its file locks go with it.
+        *handle = Handle::Closed;
+        let (db, repaired) =
+            open_writable(&self.inner.path, &self.inner.options, |builder, path| {
+                builder.open(path)
+            })?;
+        *handle = Handle::Writable(db);
+        self.inner.io_failed.store(false, Ordering::Relaxed);
+        *self
+            .inner
+            .repaired_on_open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = repaired;
+        Ok(())
     }
 
     fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
-        let txn = match &self.inner.handle {
+        let txn = match &*self.handle() {
             Handle::Writable(db) => db.begin_read(),
             Handle::ReadOnly(db) => db.begin_read(),
+            Handle::Closed => {
+                return Err(StoreError::Closed {
+                    path: self.inner.path.clone(),
+                });
+            }
         };
         txn.map_err(|e| self.storage("begin a read", e))
     }
@@ -356,16 +536,27 @@ impl SpanStore {
 
     /// Writes a prepared batch in one transaction. A span already stored (same trace and span id) is replaced
     /// by the new copy, so writing the same spans again changes nothing.
+    ///
+    /// After an I/O error (a full disk), the next write first closes the database and opens it again (see
+    /// [`StoreError::is_transient`]): once the disk has room again, writes succeed without restarting the process.
     pub fn write(
         &self,
         batch: &PreparedBatch,
         durability: WriteDurability,
     ) -> Result<(), StoreError> {
-        let db = self.writer()?;
+        self.with_writer(|db| self.write_to(db, batch, durability))
+    }
+
+    fn write_to(
+        &self,
+        db: &Database,
+        batch: &PreparedBatch,
+        durability: WriteDurability,
+    ) -> Result<(), StoreError> {
         let mut txn = db
             .begin_write()
             .map_err(|e| self.storage("begin a write", e))?;
-        if durability == WriteDurability::Deferred && !self.inner.shared {
+        if durability == WriteDurability::Deferred && !self.inner.options.shared_with_readers {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| self.storage("defer durability", e))?;
         }
@@ -414,11 +605,12 @@ impl SpanStore {
 
     /// Makes every write so far durable (the deferred ones included).
     pub fn sync(&self) -> Result<(), StoreError> {
-        let db = self.writer()?;
-        let txn = db
-            .begin_write()
-            .map_err(|e| self.storage("begin a write", e))?;
-        txn.commit().map_err(|e| self.storage("commit", e))
+        self.with_writer(|db| {
+            let txn = db
+                .begin_write()
+                .map_err(|e| self.storage("begin a write", e))?;
+            txn.commit().map_err(|e| self.storage("commit", e))
+        })
     }
 
     /// Every span of `trace`, ordered by span id. Empty when the trace is unknown.

@@ -352,10 +352,192 @@ fn a_writer_that_has_the_store_to_itself_refuses_other_readers() {
     let dir = tempfile::tempdir().unwrap();
     let store = SpanStore::create(dir.path()).unwrap();
     let err = SpanStore::open_read_only(dir.path()).unwrap_err();
-    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
     drop(store);
     let read_only = SpanStore::open_read_only(dir.path()).unwrap();
     assert_eq!(read_only.span_count().unwrap(), 0);
+}
+
+#[test]
+fn a_reader_opened_before_the_writes_sees_each_later_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = StoreOptions {
+        shared_with_readers: true,
+        ..StoreOptions::default()
+    };
+    let writer = SpanStore::create_with(dir.path(), &shared).unwrap();
+    let reader = SpanStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.span_count().unwrap(), 0);
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    for (hour, expected) in [(12, 4), (13, 8), (14, 12)] {
+        let spans = trace_of(&nginx, &format!("2024-05-01T{hour}:00:00Z"));
+        writer.write_spans(&spans).unwrap();
+        assert_eq!(reader.span_count().unwrap(), expected, "after hour {hour}");
+        assert_eq!(
+            sorted(reader.spans_of_trace(spans[0].trace_id).unwrap()),
+            sorted(spans)
+        );
+    }
+    // A second writer is refused while the first one is open, shared or not.
+    let err = SpanStore::open_with(dir.path(), &shared).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    let err = SpanStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+}
+
+/// Set in the child process of [`a_store_whose_writer_was_killed_is_repaired_by_the_next_writer`]: the store
+/// folder it writes into before aborting.
+const CRASH_CHILD_ENV: &str = "KELEMETRY_STORE_TEST_CRASH_DIR";
+
+/// Written by the child of [`store_of_a_killed_writer`] once it has written, when asked to wait.
+const WRITTEN_MARK: &str = "written";
+/// Created by the parent to let a waiting child abort.
+const ABORT_MARK: &str = "abort";
+
+/// Writes a store shared with readers and aborts the process with the store open, as a `kill -9` would. When the
+/// folder holds a file `wait`, it first says it has written ([`WRITTEN_MARK`]) and waits for [`ABORT_MARK`].
+fn write_then_abort(dir: &std::path::Path) -> ! {
+    let shared = StoreOptions {
+        shared_with_readers: true,
+        ..StoreOptions::default()
+    };
+    let store = SpanStore::create_with(dir, &shared).unwrap();
+    for hour in 10..20 {
+        let nginx = object("prod", "apps", "deployments", "default", "nginx");
+        store
+            .write_spans(&trace_of(&nginx, &format!("2024-05-01T{hour}:00:00Z")))
+            .unwrap();
+    }
+    if dir.join("wait").exists() {
+        std::fs::write(dir.join(WRITTEN_MARK), "").unwrap();
+        while !dir.join(ABORT_MARK).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    std::process::abort();
+}
+
+/// A store folder whose writer was killed: a child process (this test binary, running
+/// [`a_store_whose_writer_was_killed_is_repaired_by_the_next_writer`] with [`CRASH_CHILD_ENV`] set) writes 40 spans
+/// into a store shared with readers and aborts with it open.
+fn store_of_a_killed_writer() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tests::a_store_whose_writer_was_killed_is_repaired_by_the_next_writer",
+        ])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the writer was meant to abort");
+    dir
+}
+
+#[test]
+fn a_store_whose_writer_was_killed_is_repaired_by_the_next_writer() {
+    if let Some(dir) = std::env::var_os(CRASH_CHILD_ENV) {
+        write_then_abort(std::path::Path::new(&dir));
+    }
+    let dir = store_of_a_killed_writer();
+    let err = SpanStore::open_read_only(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::NeedsRepair { .. }), "{err}");
+    assert!(err.to_string().contains(STORE_FILE_NAME), "{err}");
+    let err = SpanStore::check(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::NeedsRepair { .. }), "{err}");
+
+    let report = SpanStore::repair(dir.path()).unwrap();
+    assert!(report.repaired_on_open, "{report:?}");
+    assert!(!report.repaired_by_check, "{report:?}");
+    assert_eq!(report.spans, 40, "every committed write survives");
+    let check = SpanStore::check(dir.path()).unwrap();
+    assert_eq!((check.spans, check.traces, check.objects), (40, 10, 1));
+
+    // Repaired and closed cleanly: the next writable open repairs nothing.
+    let again = SpanStore::open(dir.path()).unwrap();
+    assert_eq!(again.repaired_on_open(), None);
+    // The repair of a clean store changes nothing.
+    drop(again);
+    let report = SpanStore::repair(dir.path()).unwrap();
+    assert!(
+        !report.repaired_on_open && !report.repaired_by_check,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_reader_open_when_its_writer_is_killed_keeps_reading_what_was_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wait"), "").unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tests::a_store_whose_writer_was_killed_is_repaired_by_the_next_writer",
+        ])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.path().join(WRITTEN_MARK).exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the writer never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let reader = SpanStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.span_count().unwrap(), 40);
+    std::fs::write(dir.path().join(ABORT_MARK), "").unwrap();
+    assert!(
+        !child.wait().unwrap().success(),
+        "the writer was meant to abort"
+    );
+    assert_eq!(reader.span_count().unwrap(), 40);
+    assert_eq!(all(&reader).len(), 40);
+    // A new reader is refused until a writer repairs the store.
+    let err = SpanStore::open_read_only(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::NeedsRepair { .. }), "{err}");
+
+    // The next writer repairs the store beside the old reader, which then follows its commits.
+    let shared = StoreOptions {
+        shared_with_readers: true,
+        ..StoreOptions::default()
+    };
+    let writer = SpanStore::open_with(dir.path(), &shared).unwrap();
+    assert!(writer.repaired_on_open().is_some());
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    writer
+        .write_spans(&trace_of(&nginx, "2024-05-01T21:00:00Z"))
+        .unwrap();
+    assert_eq!(reader.span_count().unwrap(), 44);
+    assert_eq!(
+        SpanStore::open_read_only(dir.path())
+            .unwrap()
+            .span_count()
+            .unwrap(),
+        44
+    );
+}
+
+#[test]
+fn a_killed_writer_is_repaired_by_the_next_writable_open() {
+    let dir = store_of_a_killed_writer();
+    let shared = StoreOptions {
+        shared_with_readers: true,
+        ..StoreOptions::default()
+    };
+    let store = SpanStore::open_with(dir.path(), &shared).unwrap();
+    assert!(store.repaired_on_open().is_some());
+    assert_eq!(store.span_count().unwrap(), 40);
+    // Readers join the repaired store while its writer has it open.
+    let reader = SpanStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.trace_count().unwrap(), 10);
+    let err = SpanStore::repair(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
 }
 
 /// Throughput check, not part of the normal run:
