@@ -17,6 +17,8 @@
 //!   sources' lifecycle ([`lifecycle`] turns signals into [`CancellationToken`]s) and retries exports on one
 //!   schedule ([`RetryPolicy`]); its sizes and intervals are [`PipelineLimits`];
 //! - which objects: [`ObjectSelector`], `RESOURCE[.GROUP]/NAMESPACE/NAME` ([`selector`]);
+//! - for the servers of other crates: [`connections`], the bookkeeping that keeps one client from taking every
+//!   connection (no sockets: just counts, idle times and which connection to close);
 //! - behind features: `config` (`Deserialize` for configuration types, and the `config` module's helpers for
 //!   durations and sizes), `otlp` (`SpanRecord`s as OTLP messages and back, module `otlp`), `kube` (object keys of
 //!   kube `Resource`s, [`context`]), `opentelemetry` (span contexts as OpenTelemetry types).
@@ -42,6 +44,7 @@ pub mod audit;
 pub mod body_cache;
 #[cfg(feature = "config")]
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod decorate;
 pub mod delivery;

@@ -8,6 +8,7 @@
 //!   into a [`TraceView`];
 //! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), the four bases and three modifiers, the displayed span tree ([`DisplayTrace`]);
 //! - [`text`]: a terminal rendering of a displayed trace;
+//! - [`budget`]: [`budget::QueryBudget`], how much one query may read (the HTTP API gives each heavy request one);
 //! - [`trace_query`]: [`TraceQuery`], search and fetch by trace id for the serving side, remembering handed-out
 //!   views in the store's bounded view table;
 //! - [`jaeger_json`]: Jaeger's HTTP JSON model; `http` (feature `http`, on by default): the axum router of the
@@ -20,6 +21,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod assemble;
+pub mod budget;
 pub mod display;
 #[cfg(feature = "http")]
 pub mod http;

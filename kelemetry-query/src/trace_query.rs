@@ -14,6 +14,7 @@ use kelemetry_core::{ObjectKey, ObjectSelector, vocabulary as v};
 use kelemetry_store::{StoreError, StoredView, ViewStore};
 
 use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
+use crate::budget::BudgetedReader;
 use crate::display::{DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, display};
 use crate::reader::{ReadError, Reader};
 
@@ -153,7 +154,8 @@ impl TraceQuery {
     /// objects.
     pub fn new(reader: Arc<dyn Reader>, views: Arc<ViewStore>) -> Self {
         Self {
-            reader,
+            // Counts what each query reads when the caller gives it a budget (the HTTP API does).
+            reader: Arc::new(BudgetedReader::new(reader)),
             views,
             budget: 2_000,
             clusters: Mutex::new(None),

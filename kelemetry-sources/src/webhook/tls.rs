@@ -41,3 +41,12 @@ pub(super) fn load_tls(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, We
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
+
+impl TlsFiles {
+    /// A TLS acceptor serving these files, HTTP/2 and HTTP/1.1 by ALPN: what the webhook serves with, for other
+    /// servers (`kelemetry serve`) to serve the same way. Fails as [`AuditWebhook::bind`](super::AuditWebhook::bind)
+    /// does when a file cannot be read or used.
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, WebhookError> {
+        load_tls(self)
+    }
+}
