@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kelemetry_core::decorate::DiffDecorator;
-use kelemetry_core::{CancellationToken, Pipeline, PipelineReport, ResourceMap, Source};
+use kelemetry_core::{CancellationToken, Pipeline, PipelineReport, Redactor, ResourceMap, Source};
 use kelemetry_exporters::StoreExporter;
 use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{DisplayMode, FindQuery, TraceQuery};
@@ -17,7 +17,7 @@ use kelemetry_sources::{
 };
 use kelemetry_store::{SpanStore, ViewLimits, WriteDurability};
 
-use crate::inputs::{self, InputKind};
+use crate::inputs::{self, InputKind, SkippedEntry};
 use crate::show::{self, ShowArgs};
 use crate::{CliError, DEFAULT_STORE};
 
@@ -42,6 +42,15 @@ pub(crate) struct ReplayArgs {
     /// Linking rules to use instead of the built-in ones (`kelemetry rules default` prints those).
     #[arg(long, value_name = "FILE")]
     pub(crate) rules: Option<PathBuf>,
+    /// Whether successive versions of the same object in object recordings become change activities with their
+    /// diffs (`watch update`, `watch delete`); `auto`: when no audit log is replayed with them (the audit records
+    /// are the changes then, and get their diffs from those versions).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) object_changes: ObjectChanges,
+    /// Succeed even when no record was accepted (by default such a replay fails, saying what was read and
+    /// rejected).
+    #[arg(long)]
+    pub(crate) allow_empty: bool,
 }
 
 /// Arguments of `kelemetry demo`.
@@ -67,6 +76,17 @@ fn default_demo_files() -> Vec<PathBuf> {
     vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recorded/deployment-lifecycle")]
 }
 
+/// Whether object recordings give change activities (`kelemetry replay --object-changes`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ObjectChanges {
+    /// When no audit log is among the files.
+    Auto,
+    /// Always.
+    On,
+    /// Never: every version is an observation.
+    Off,
+}
+
 struct PlannedSource {
     source: Box<dyn Source>,
     counters: Arc<ReadCounters>,
@@ -74,14 +94,22 @@ struct PlannedSource {
     kind: InputKind,
 }
 
+/// The sources of a replay, whether object versions become changes, and the folder entries left out (each
+/// reported on stderr as it is found).
 fn plan(
     files: &[PathBuf],
     cluster: &str,
     format: InputKind,
-) -> Result<Vec<PlannedSource>, CliError> {
+    object_changes: ObjectChanges,
+) -> Result<(Vec<PlannedSource>, bool, Vec<SkippedEntry>), CliError> {
     let resources = Arc::new(ResourceMap::builtin());
     let mut planned = Vec::new();
-    for path in inputs::expand(files)? {
+    let expansion = inputs::expand(files)?;
+    for skipped in &expansion.skipped {
+        eprintln!("{skipped}");
+    }
+    let mut kinds = Vec::with_capacity(expansion.files.len());
+    for path in expansion.files {
         let kind = match format {
             InputKind::Auto => inputs::detect(&path)?,
             other => other,
@@ -93,6 +121,14 @@ fn plan(
             );
             continue;
         }
+        kinds.push((path, kind));
+    }
+    let changes = match object_changes {
+        ObjectChanges::On => true,
+        ObjectChanges::Off => false,
+        ObjectChanges::Auto => !kinds.iter().any(|(_, kind)| *kind == InputKind::Audit),
+    };
+    for (path, kind) in kinds {
         let (source, counters): (Box<dyn Source>, _) = match kind {
             InputKind::Audit => {
                 let source = AuditFileSource::new(&path, cluster);
@@ -100,8 +136,12 @@ fn plan(
                 (Box::new(source), counters)
             }
             _ => {
-                let source =
+                let mut source =
                     ObjectFileSource::new(&path, cluster).with_resource_map(resources.clone());
+                if changes {
+                    // The pipeline's redactor is the default one: diffs never show what it hides.
+                    source = source.with_change_activities(Redactor::default());
+                }
                 let counters = source.counters();
                 (Box::new(source), counters)
             }
@@ -113,7 +153,20 @@ fn plan(
             kind,
         });
     }
-    Ok(planned)
+    Ok((planned, changes, expansion.skipped))
+}
+
+/// What a replay did: the pipeline's report, what each file read, and the folder entries left out.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    /// The pipeline's report.
+    pub(crate) report: PipelineReport,
+    /// Each file read, what it was read as and what it gave.
+    pub(crate) files: Vec<(PathBuf, InputKind, ReadReport)>,
+    /// Folder entries skipped (loops, dangling links, unreadable or special files, entries reached twice).
+    pub(crate) skipped: Vec<SkippedEntry>,
+    /// Whether successive object versions became change activities.
+    pub(crate) object_changes: bool,
 }
 
 /// Replays files into the store and returns the pipeline's report and what each file read.
@@ -123,8 +176,9 @@ pub(crate) async fn run_replay(
     format: InputKind,
     store_dir: &Path,
     quiet: bool,
-) -> Result<(PipelineReport, Vec<(PathBuf, InputKind, ReadReport)>), CliError> {
-    run_replay_with_rules(files, cluster, format, store_dir, quiet, None).await
+) -> Result<Replayed, CliError> {
+    let changes = ObjectChanges::Auto;
+    run_replay_with_rules(files, cluster, format, store_dir, quiet, None, changes).await
 }
 
 /// [`run_replay`] linking with the rules of `rules_file` instead of the built-in ones.
@@ -135,9 +189,10 @@ pub(crate) async fn run_replay_with_rules(
     store_dir: &Path,
     quiet: bool,
     rules_file: Option<&Path>,
-) -> Result<(PipelineReport, Vec<(PathBuf, InputKind, ReadReport)>), CliError> {
+    object_changes: ObjectChanges,
+) -> Result<Replayed, CliError> {
     let linkers = crate::rules::replay_linkers(Arc::new(ResourceMap::builtin()), rules_file)?;
-    let planned = plan(files, cluster, format)?;
+    let (planned, object_changes, skipped) = plan(files, cluster, format, object_changes)?;
     let total_bytes: u64 = planned
         .iter()
         .filter_map(|p| std::fs::metadata(&p.path).ok())
@@ -147,6 +202,7 @@ pub(crate) async fn run_replay_with_rules(
         path: store_dir.to_owned(),
         source,
     })?;
+    crate::store_cmd::announce_repair(&store);
     let mut builder = Pipeline::builder()
         .decorator(Arc::new(DiffDecorator))
         .exporter(Arc::new(
@@ -169,18 +225,7 @@ pub(crate) async fn run_replay_with_rules(
         .source(Box::new(TimeOrderedSources::new(sources)))
         .build();
     let stats = pipeline.stats();
-    let progress = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(total_bytes);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} replaying [{bar:30}] {bytes}/{total_bytes} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    };
+    let progress = progress_bar(quiet, total_bytes);
     let ticker = {
         let progress = progress.clone();
         let stats = stats.clone();
@@ -205,35 +250,91 @@ pub(crate) async fn run_replay_with_rules(
         .into_iter()
         .map(|(path, kind, counters)| (path, kind, counters.snapshot()))
         .collect();
-    Ok((report, files_read))
+    Ok(Replayed {
+        report,
+        files: files_read,
+        skipped,
+        object_changes,
+    })
+}
+
+/// The replay's progress bar over `total_bytes` (hidden when `quiet`).
+fn progress_bar(quiet: bool, total_bytes: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} replaying [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// `kelemetry replay`.
 pub(crate) async fn replay(args: ReplayArgs) -> Result<(), CliError> {
-    let (report, files) = run_replay_with_rules(
+    let replayed = run_replay_with_rules(
         &args.files,
         &args.cluster,
         args.format,
         &args.store,
         args.quiet,
         args.rules.as_deref(),
+        args.object_changes,
     )
     .await?;
-    print_summary(&report, &files, &args.store);
+    print_summary(&replayed, &args.store);
+    let report = &replayed.report;
+    // Spans the store did not take (a full disk, an I/O error): the store does not hold what the summary counts.
+    if report.spans_dropped > 0 {
+        return Err(CliError::Usage(format!(
+            "{} of {} spans were not written to the store {} (the errors above say why)",
+            report.spans_dropped,
+            report.spans(),
+            args.store.display()
+        )));
+    }
     if !report.source_errors.is_empty() {
         return Err(CliError::Usage(format!(
             "{} file(s) could not be read",
             report.source_errors.len()
         )));
     }
+    if !args.allow_empty {
+        check_not_empty(&replayed)?;
+    }
     Ok(())
 }
 
-fn print_summary(
-    report: &PipelineReport,
-    files: &[(PathBuf, InputKind, ReadReport)],
-    store: &Path,
-) {
+/// Fails a replay that accepted no record, saying what was read and rejected.
+fn check_not_empty(replayed: &Replayed) -> Result<(), CliError> {
+    let report = &replayed.report;
+    if report.activities + report.observations > 0 {
+        return Ok(());
+    }
+    let read: u64 = replayed.files.iter().map(|(_, _, r)| r.records).sum();
+    let skipped: u64 = replayed
+        .files
+        .iter()
+        .map(|(_, _, r)| r.skipped_total())
+        .sum();
+    Err(CliError::Usage(format!(
+        "nothing accepted: {} file(s) read, {read} records, {} rejected, {skipped} skipped by design, {} \
+         filtered, {} folder entries skipped; pass --allow-empty if an empty replay is expected",
+        replayed.files.len(),
+        report.rejected,
+        report.filtered,
+        replayed.skipped.len(),
+    )))
+}
+
+fn print_summary(replayed: &Replayed, store: &Path) {
+    let Replayed {
+        report,
+        files,
+        skipped: skipped_entries,
+        object_changes,
+    } = replayed;
     let read: u64 = files.iter().map(|(_, _, r)| r.records).sum();
     let skipped: u64 = files.iter().map(|(_, _, r)| r.skipped_total()).sum();
     println!(
@@ -265,6 +366,13 @@ fn print_summary(
             .collect();
         println!("skipped (not traced by design): {}", reasons.join(", "));
     }
+    let objects_read = files.iter().any(|(_, kind, _)| *kind == InputKind::Objects);
+    if objects_read && !object_changes {
+        println!(
+            "object versions were not compared: audit records are the changes (--object-changes on traces them too)"
+        );
+    }
+    print_skipped_entries(skipped_entries);
     if report.rejected > 0 {
         println!("rejected:");
         for (reason, count) in &report.rejections_by_reason {
@@ -288,6 +396,26 @@ fn print_summary(
     }
 }
 
+/// `folder entries skipped: N (N symlink loops, ...)`, when any were.
+fn print_skipped_entries(entries: &[SkippedEntry]) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut by_kind = std::collections::BTreeMap::<inputs::SkipKind, u64>::new();
+    for entry in entries {
+        *by_kind.entry(entry.kind).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind
+        .iter()
+        .map(|(kind, count)| format!("{count} {}", kind.counted()))
+        .collect();
+    println!(
+        "folder entries skipped: {} ({})",
+        entries.len(),
+        kinds.join(", ")
+    );
+}
+
 /// `kelemetry demo`: replays the recordings into a temporary store, prints the object's tree, then (unless
 /// `--no-serve`) serves the web viewer and the HTTP API on `--listen` until Ctrl-C, with the link to the object's
 /// trace printed. The temporary store is removed at the end.
@@ -307,8 +435,8 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), CliError> {
     }
     let dir = std::env::temp_dir().join(format!("kelemetry-demo-{}", std::process::id()));
     let result = async {
-        let (report, read) = run_replay(&files, "local", InputKind::Auto, &dir, true).await?;
-        print_summary(&report, &read, &dir);
+        let replayed = run_replay(&files, "local", InputKind::Auto, &dir, true).await?;
+        print_summary(&replayed, &dir);
         println!();
         show::show(ShowArgs::for_demo(&args.object, &dir)).await?;
         if args.no_serve {

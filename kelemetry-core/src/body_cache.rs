@@ -15,7 +15,34 @@ use crate::link::ObjectLookup;
 /// How many versions of one object the cache keeps by default.
 pub const DEFAULT_VERSIONS_PER_OBJECT: usize = 3;
 
-/// The latest bodies seen per object: at most `capacity` objects, and for each at most a few versions ordered by
+/// How many bytes of bodies (estimated by [`approximate_size`]) the cache keeps by default: 128 MiB.
+pub const DEFAULT_BODY_BYTES: usize = 128 * 1024 * 1024;
+
+/// An estimate of the memory a parsed JSON value takes: 32 bytes per value, the text of its strings and keys, and
+/// for each non-empty object a B-tree node (512 bytes) per 11 entries, which is what dominates Kubernetes bodies full
+/// of small maps (`managedFields`). Measured on recorded audit bodies, resident memory stays within about 1.5 times
+/// this estimate. Cheap to compute, so that a byte bound on bodies is a bound on memory.
+pub fn approximate_size(value: &Value) -> usize {
+    const VALUE: usize = 32;
+    const MAP_NODE: usize = 512;
+    const MAP_NODE_ENTRIES: usize = 11;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => VALUE,
+        Value::String(text) => VALUE + text.len(),
+        Value::Array(items) => VALUE + items.iter().map(approximate_size).sum::<usize>(),
+        Value::Object(map) => {
+            VALUE
+                + MAP_NODE * map.len().div_ceil(MAP_NODE_ENTRIES)
+                + map
+                    .iter()
+                    .map(|(k, v)| k.len() + approximate_size(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// The latest bodies seen per object: at most `capacity` objects and `max_bytes` of bodies (estimated by
+/// [`approximate_size`]), least recently used object first out, and for each at most a few versions ordered by
 /// `metadata.resourceVersion`. The diff decorator compares a new body with the version just before it; linkers look
 /// up the newest.
 ///
@@ -42,14 +69,35 @@ pub const DEFAULT_VERSIONS_PER_OBJECT: usize = 3;
 /// ```
 #[derive(Debug)]
 pub struct BodyCache {
-    inner: Mutex<LruCache<ObjectKey, Versions>>,
+    inner: Mutex<Bodies>,
     versions_per_object: usize,
+    max_bytes: usize,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-/// Versions of one object, oldest first.
-type Versions = VecDeque<(Option<u64>, Arc<Value>)>;
+/// Versions of one object, oldest first: resource version, body, estimated size.
+type Versions = VecDeque<(Option<u64>, Arc<Value>, usize)>;
+
+/// The cached objects and the estimated bytes of their bodies.
+#[derive(Debug)]
+struct Bodies {
+    objects: LruCache<ObjectKey, Versions>,
+    bytes: usize,
+}
+
+impl Bodies {
+    /// Forgets the least recently used object.
+    fn evict_one(&mut self) {
+        if let Some((_, versions)) = self.objects.pop_lru() {
+            self.bytes = self.bytes.saturating_sub(size_of(&versions));
+        }
+    }
+}
+
+fn size_of(versions: &Versions) -> usize {
+    versions.iter().map(|(_, _, size)| size).sum()
+}
 
 /// The numeric resource version of a body, if it has one.
 pub fn numeric_resource_version(body: &Value) -> Option<u64> {
@@ -64,11 +112,23 @@ impl BodyCache {
         Self::with_versions(capacity, DEFAULT_VERSIONS_PER_OBJECT)
     }
 
-    /// A cache of at most `capacity` objects with at most `versions` versions each (both at least one).
+    /// A cache of at most `capacity` objects with at most `versions` versions each (both at least one), and
+    /// [`DEFAULT_BODY_BYTES`] of bodies.
     pub fn with_versions(capacity: usize, versions: usize) -> Self {
+        Self::with_limits(capacity, versions, DEFAULT_BODY_BYTES)
+    }
+
+    /// A cache of at most `capacity` objects with at most `versions` versions each (both at least one), and at
+    /// most `max_bytes` of bodies as [`approximate_size`] estimates them. The newest body of the object inserted
+    /// last is always kept, even alone over `max_bytes`.
+    pub fn with_limits(capacity: usize, versions: usize, max_bytes: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
-            inner: Mutex::new(LruCache::new(capacity)),
+            inner: Mutex::new(Bodies {
+                objects: LruCache::new(capacity),
+                bytes: 0,
+            }),
+            max_bytes,
             versions_per_object: versions.max(1),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -85,11 +145,11 @@ impl BodyCache {
 
     /// The newest body of `key`, if cached.
     pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
-        let found = self
-            .inner
-            .lock()
-            .ok()
-            .and_then(|mut c| c.get(key).and_then(|v| v.back().map(|(_, b)| b.clone())));
+        let found = self.inner.lock().ok().and_then(|mut c| {
+            c.objects
+                .get(key)
+                .and_then(|v| v.back().map(|(_, b, _)| b.clone()))
+        });
         self.count(found.is_some());
         found
     }
@@ -99,14 +159,14 @@ impl BodyCache {
     pub fn before(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<Arc<Value>> {
         let target = resource_version.and_then(|rv| rv.parse::<u64>().ok());
         let found = self.inner.lock().ok().and_then(|mut c| {
-            let versions = c.get(key)?;
+            let versions = c.objects.get(key)?;
             match target {
                 Some(target) => versions
                     .iter()
                     .rev()
-                    .find(|(rv, _)| rv.is_some_and(|rv| rv < target))
-                    .map(|(_, body)| body.clone()),
-                None => versions.back().map(|(_, body)| body.clone()),
+                    .find(|(rv, _, _)| rv.is_some_and(|rv| rv < target))
+                    .map(|(_, body, _)| body.clone()),
+                None => versions.back().map(|(_, body, _)| body.clone()),
             }
         });
         self.count(found.is_some());
@@ -114,34 +174,53 @@ impl BodyCache {
     }
 
     /// Stores `body` as a version of `key`, in resource-version order. A version already held is not stored twice.
+    /// Then forgets least recently used objects while the bodies are over the byte bound.
     pub fn insert(&self, key: ObjectKey, body: Arc<Value>) {
         let rv = numeric_resource_version(&body);
         let Ok(mut cache) = self.inner.lock() else {
             return;
         };
-        let versions = cache.get_or_insert_mut(key, VecDeque::new);
+        if !cache.objects.contains(&key)
+            && let Some((_, evicted)) = cache.objects.push(key.clone(), VecDeque::new())
+        {
+            cache.bytes = cache.bytes.saturating_sub(size_of(&evicted));
+        }
+        let Some(versions) = cache.objects.get_mut(&key) else {
+            return;
+        };
         let position = match rv {
             Some(rv) => {
-                if versions.iter().any(|(held, _)| *held == Some(rv)) {
+                if versions.iter().any(|(held, _, _)| *held == Some(rv)) {
                     return;
                 }
                 // After every older numeric version; unnumbered bodies stay at the end.
                 versions
                     .iter()
-                    .position(|(held, _)| held.is_none_or(|held| held > rv))
+                    .position(|(held, _, _)| held.is_none_or(|held| held > rv))
                     .unwrap_or(versions.len())
             }
             None => versions.len(),
         };
-        versions.insert(position, (rv, body));
+        let size = approximate_size(&body);
+        versions.insert(position, (rv, body, size));
+        let mut freed = 0;
         while versions.len() > self.versions_per_object {
-            versions.pop_front();
+            freed += versions.pop_front().map_or(0, |(_, _, size)| size);
         }
+        cache.bytes = (cache.bytes + size).saturating_sub(freed);
+        while cache.bytes > self.max_bytes && cache.objects.len() > 1 {
+            cache.evict_one();
+        }
+    }
+
+    /// The estimated bytes of the bodies cached.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().map(|c| c.bytes).unwrap_or(0)
     }
 
     /// How many objects are cached.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|c| c.len()).unwrap_or(0)
+        self.inner.lock().map(|c| c.objects.len()).unwrap_or(0)
     }
 
     /// Whether nothing is cached.
@@ -185,6 +264,34 @@ mod tests {
         assert!(cache.get(&key("a")).is_none());
         assert!(cache.get(&key("c")).is_some());
         assert_eq!(cache.hits_and_misses(), (1, 1));
+    }
+
+    #[test]
+    fn keeps_at_most_max_bytes_of_bodies() {
+        let big = |name: &str| Arc::new(json!({"n": name, "data": "x".repeat(1000)}));
+        let one = approximate_size(&big("a"));
+        let cache = BodyCache::with_limits(100, 3, 3 * one);
+        for name in ["a", "b", "c", "d", "e"] {
+            cache.insert(key(name), big(name));
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.bytes(), 3 * one);
+        assert!(cache.get(&key("b")).is_none());
+        assert!(cache.get(&key("c")).is_some());
+        // Versions pushed out of an object free their bytes; an object over the bound alone is still kept.
+        let cache = BodyCache::with_limits(100, 1, one / 2);
+        cache.insert(key("a"), big("a"));
+        cache.insert(key("a"), big("b"));
+        assert_eq!((cache.len(), cache.bytes()), (1, one));
+        cache.insert(key("b"), big("b"));
+        assert_eq!((cache.len(), cache.bytes()), (1, one));
+        assert!(cache.get(&key("b")).is_some());
+        // Objects pushed out by the count bound free their bytes too.
+        let cache = BodyCache::with_limits(2, 3, usize::MAX);
+        for name in ["a", "b", "c"] {
+            cache.insert(key(name), big(name));
+        }
+        assert_eq!((cache.len(), cache.bytes()), (2, 2 * one));
     }
 
     #[test]

@@ -386,6 +386,9 @@ pub struct PipelineLimits {
     pub exporter_queue: usize,
     /// Objects whose latest body is kept for diffs and linkers.
     pub body_cache_objects: usize,
+    /// Bytes of bodies (estimated) kept for diffs and linkers, whatever their count.
+    #[cfg_attr(feature = "config", serde(with = "crate::config::size"))]
+    pub body_cache_bytes: usize,
     /// Span ids the default ledger remembers, to emit each object and link span once.
     pub ledger_ids: usize,
     /// How many link hops one record may cause.
@@ -406,6 +409,7 @@ impl Default for PipelineLimits {
             batch_size: 512,
             exporter_queue: 16,
             body_cache_objects: 10_000,
+            body_cache_bytes: crate::body_cache::DEFAULT_BODY_BYTES,
             ledger_ids: 1_000_000,
             max_link_depth: 8,
             flush_interval: Duration::from_secs(1),
@@ -534,6 +538,12 @@ impl PipelineBuilder {
         self
     }
 
+    /// Bytes of bodies (estimated) kept for diffs and linkers (default 128 MiB).
+    pub fn body_cache_bytes(mut self, bytes: usize) -> Self {
+        self.limits.body_cache_bytes = bytes;
+        self
+    }
+
     /// Ids the default ledger remembers (default 1,000,000).
     pub fn ledger_capacity(mut self, ids: usize) -> Self {
         self.limits.ledger_ids = ids;
@@ -582,7 +592,11 @@ impl PipelineBuilder {
         let limits = self.limits;
         let (sender, receiver) = mpsc::channel(limits.channel.max(1));
         let stats = Arc::new(PipelineStats::default());
-        let bodies = Arc::new(BodyCache::new(limits.body_cache_objects));
+        let bodies = Arc::new(BodyCache::with_limits(
+            limits.body_cache_objects,
+            crate::body_cache::DEFAULT_VERSIONS_PER_OBJECT,
+            limits.body_cache_bytes,
+        ));
         let ledger = self
             .ledger
             .unwrap_or_else(|| Arc::new(BoundedLedger::new(limits.ledger_ids)));

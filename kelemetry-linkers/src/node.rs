@@ -20,6 +20,10 @@ pub const NODE_DEDUP_ID: &str = "node";
 ///
 /// Pods not yet scheduled have no `spec.nodeName` and no link; the link appears in the window where the Pod's
 /// body first shows a node (the pipeline runs linkers again when a body first becomes known).
+///
+/// One relation per pair: a Pod whose controller owner reference is the very Node it runs on (a static Pod's
+/// mirror, as the kubelet writes it) gets no `node` link, because the [`OwnerLinker`](crate::OwnerLinker) already
+/// links the same two objects as owner and owned (class `children`), and ownership wins.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PodNodeLinker;
 
@@ -53,6 +57,9 @@ impl Linker for PodNodeLinker {
                 ));
             }
         };
+        if owned_by_node(&body, node) {
+            return Ok(Vec::new());
+        }
         let node = ObjectKey::new(&key.cluster, "", "nodes", "", node);
         Ok(vec![
             Link::parent(ObjectRef::new(node, "v1", None))
@@ -60,6 +67,23 @@ impl Linker for PodNodeLinker {
                 .with_dedup_id(NODE_DEDUP_ID),
         ])
     }
+}
+
+/// Whether `body`'s controller owner reference is core Node `node` (the owner linker's relation for the pair).
+fn owned_by_node(body: &serde_json::Value, node: &str) -> bool {
+    let Some(owners) = body
+        .pointer("/metadata/ownerReferences")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return false;
+    };
+    owners.iter().any(|owner| {
+        let field = |name: &str| owner.get(name).and_then(serde_json::Value::as_str);
+        owner.get("controller").and_then(serde_json::Value::as_bool) == Some(true)
+            && field("kind") == Some("Node")
+            && field("apiVersion") == Some("v1")
+            && field("name") == Some(node)
+    })
 }
 
 #[cfg(test)]
@@ -115,6 +139,26 @@ mod tests {
         }
     }
 
+    /// A static Pod's mirror is owned by its Node: the owner link is the only relation of the pair; a Pod owned
+    /// by another Node (or by its Node without `controller`) still gets its `node` link.
+    #[tokio::test]
+    async fn mirror_pod_owned_by_its_node_has_no_node_link() {
+        let mirror = |owner: &str, controller: bool| {
+            object(
+                "pods",
+                json!({
+                    "metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": owner,
+                        "uid": "u", "controller": controller}]},
+                    "spec": {"nodeName": "kind-control-plane"}
+                }),
+            )
+        };
+        let links = |pod: Object| async move { PodNodeLinker.link(&pod, &NoLookup).await.unwrap() };
+        assert_eq!(links(mirror("kind-control-plane", true)).await, vec![]);
+        assert_eq!(links(mirror("other-node", true)).await.len(), 1);
+        assert_eq!(links(mirror("kind-control-plane", false)).await.len(), 1);
+    }
+
     #[tokio::test]
     async fn malformed_node_name_is_an_error() {
         let err = PodNodeLinker
@@ -125,7 +169,9 @@ mod tests {
         assert!(err.to_string().contains("spec.nodeName"), "{err}");
     }
 
-    /// Real Pods listed from a Kubernetes 1.36 kind cluster: every scheduled Pod links to its Node.
+    /// Real Pods listed from a Kubernetes 1.36 kind cluster: the four scheduled Pods owned by a ReplicaSet or a
+    /// DaemonSet link to their Node; the four static Pods' mirrors (etcd, apiserver, controller manager,
+    /// scheduler), owned by that Node, do not (the owner link is their relation to it).
     #[tokio::test]
     async fn recorded_pod_list() {
         let Some(list) =
@@ -135,17 +181,31 @@ mod tests {
         };
         let items = list["items"].as_array().unwrap();
         assert_eq!(items.len(), 8);
+        let mut linked = Vec::new();
         for item in items {
             let name = item["metadata"]["name"].as_str().unwrap();
             let key = ObjectKey::new("kind", "", "pods", "kube-system", name);
             let pod = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(item.clone()));
             let links = PodNodeLinker.link(&pod, &NoLookup).await.unwrap();
-            assert_eq!(links.len(), 1, "{name}");
-            assert_eq!(links[0].object.key.resource, "nodes");
-            assert_eq!(
-                links[0].object.key.name,
-                item["spec"]["nodeName"].as_str().unwrap()
-            );
+            for link in &links {
+                assert_eq!(link.object.key.resource, "nodes");
+                assert_eq!(
+                    link.object.key.name,
+                    item["spec"]["nodeName"].as_str().unwrap()
+                );
+            }
+            if !links.is_empty() {
+                linked.push(name);
+            }
         }
+        assert_eq!(
+            linked,
+            [
+                "coredns-589f44dc88-4fpns",
+                "coredns-589f44dc88-lxdzt",
+                "kindnet-4pxt7",
+                "kube-proxy-hsdvx"
+            ]
+        );
     }
 }

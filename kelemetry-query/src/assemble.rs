@@ -485,10 +485,29 @@ impl Edges {
                 if seen.insert((parent, child)) {
                     edges.children_of[parent].push((child, link.class.clone()));
                     edges.parents_of[child].push((parent, link.class.clone()));
+                } else if link.class == OWNERSHIP_CLASS {
+                    // One relation per pair, whatever order the spans came in: ownership wins (a mirror Pod
+                    // linked to its Node both as owned and as `node` by stores written before the pod-node
+                    // linker left such Pods out).
+                    edges.own(parent, child);
                 }
             }
         }
         edges
+    }
+
+    /// Makes the edge from `parent` to `child` one of ownership.
+    fn own(&mut self, parent: usize, child: usize) {
+        for (other, class) in &mut self.children_of[parent] {
+            if *other == child {
+                OWNERSHIP_CLASS.clone_into(class);
+            }
+        }
+        for (other, class) in &mut self.parents_of[child] {
+            if *other == parent {
+                OWNERSHIP_CLASS.clone_into(class);
+            }
+        }
     }
 
     /// The top ancestor of `start`, following ownership first, stopping at a cycle.

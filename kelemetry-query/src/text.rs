@@ -22,7 +22,7 @@ impl Default for TextOptions {
 /// Renders `trace` as an indented tree.
 ///
 /// ```text
-/// local deployments px  [tracing [full tree]]  2021-05-19 09:42:58..09:43:07
+/// local deployments px / 2021-05-19 09:42:58..09:43:07  [tracing [full tree]]  2021-05-19 09:42:58..09:43:07
 /// │ 09:42:58.640  event ScalingReplicaSet  source=deployment-controller
 /// │               message: Scaled up replica set px-5d567cc74c to 1
 /// └── replicasets px-5d567cc74c
@@ -35,12 +35,11 @@ pub fn render(trace: &DisplayTrace, options: TextOptions) -> String {
     };
     let _ = writeln!(
         out,
-        "{} {}  [{}]  {}..{}",
+        "{} {}  [{}]  {}",
         root.service,
         root.operation,
         trace.mode,
-        root.start.strftime("%Y-%m-%d %H:%M:%S"),
-        root.end.strftime("%H:%M:%S"),
+        crate::display::time_range_text(root.start, root.end),
     );
     let _ = writeln!(out, "trace id {:032x}", trace.trace_id);
     render_body(trace, root, "", options, &mut out);

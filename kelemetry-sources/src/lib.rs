@@ -86,6 +86,7 @@ pub mod kube_events;
 mod lines;
 pub mod merge;
 mod object_file;
+mod object_versions;
 #[cfg(feature = "kube")]
 pub mod object_watch;
 mod outlet;

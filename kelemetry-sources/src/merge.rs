@@ -12,13 +12,18 @@ use tokio::sync::mpsc;
 /// How many records each inner source may read ahead of the merge.
 const READ_AHEAD: usize = 256;
 
+/// How many records all inner sources together may read ahead: with many sources, each reads ahead less (at least
+/// one record), so a folder of many files does not hold hundreds of records per file.
+const TOTAL_READ_AHEAD: usize = 4096;
+
 /// Runs several sources of recorded data and hands their records on in time order (activity start, observation
 /// time; ties keep the order of the sources), so a replay sees an audit log, the Events and the watched objects of
 /// the same period interleaved as they happened, the same way every time. Each source must itself yield its records
 /// in time order, as recordings do.
 ///
-/// Each inner source reads at most a few hundred records ahead: the merge waits until every source still running
-/// has a record to offer before it hands on the earliest one.
+/// Each inner source reads at most a few hundred records ahead, and all of them together at most a few thousand
+/// (one each beyond that): the merge waits until every source still running has a record to offer before it hands
+/// on the earliest one.
 pub struct TimeOrderedSources {
     sources: Vec<Box<dyn Source>>,
 }
@@ -81,8 +86,9 @@ impl Source for TimeOrderedSources {
     ) -> Result<(), SourceError> {
         let mut lanes = Vec::with_capacity(self.sources.len());
         let mut tasks = Vec::with_capacity(self.sources.len());
+        let read_ahead = (TOTAL_READ_AHEAD / self.sources.len().max(1)).clamp(1, READ_AHEAD);
         for source in self.sources {
-            let (records, receiver) = mpsc::channel(READ_AHEAD);
+            let (records, receiver) = mpsc::channel(read_ahead);
             let lane: Arc<dyn ActivitySink> = Arc::new(Lane {
                 records,
                 outer: sink.clone(),

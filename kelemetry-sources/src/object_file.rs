@@ -17,6 +17,7 @@ use crate::DEFAULT_DOCUMENT_LIMIT;
 use crate::audit_intake::{RecordRejection, RejectReason};
 use crate::json_stream::{JsonPiece, JsonSplitter};
 use crate::lines::{LineReader, open_buffered};
+use crate::object_versions::{FILE_VERSION_LIMITS, ObjectVersions};
 use crate::outlet::{Flow, Outlet};
 use crate::report::ReadCounters;
 use crate::yaml_stream::{YamlPiece, YamlSplitter};
@@ -38,6 +39,8 @@ use crate::yaml_stream::{YamlPiece, YamlSplitter};
 /// - any other object becomes an [`Observation`] with its body, its resource from the [`ResourceMap`], at the
 ///   recorded time, else `metadata.creationTimestamp`, else `metadata.deletionTimestamp` (for a `DELETED` watch
 ///   event the deletion time comes first); an object with none of them is rejected;
+/// - with [`ObjectFileSource::with_change_activities`], successive versions of the same object become change
+///   activities with their diffs (`watch update`, `watch delete`) instead of observations;
 /// - a `BOOKMARK` watch event is skipped; an `ERROR` watch event is rejected.
 ///
 /// A document larger than the document limit (default [`DEFAULT_DOCUMENT_LIMIT`], 16 MiB) is rejected; the file
@@ -49,6 +52,7 @@ pub struct ObjectFileSource {
     converter: ObjectConverter,
     document_limit: usize,
     counters: Arc<ReadCounters>,
+    versions: Option<ObjectVersions>,
 }
 
 impl ObjectFileSource {
@@ -62,7 +66,22 @@ impl ObjectFileSource {
             },
             document_limit: DEFAULT_DOCUMENT_LIMIT,
             counters: Arc::default(),
+            versions: None,
         }
+    }
+
+    /// Turns successive versions of the same object into change activities, as the live object watch's
+    /// `watchActivities` does: the first version of an object stays an observation; a later version with another
+    /// `metadata.resourceVersion` becomes a `watch update` activity with the field diff against the version before;
+    /// a `DELETED` watch event a `watch delete` activity with the final snapshot. Bodies are redacted with
+    /// `redactor` (use the pipeline's) before they are kept or diffed. The latest version of at most 10,000
+    /// objects (64 MiB) is remembered; an object pushed out starts again with an observation.
+    ///
+    /// Off by default: next to audit records of the same writes, each write would be traced twice (the audit
+    /// activity already gets its diff from these bodies through the pipeline's body cache).
+    pub fn with_change_activities(mut self, redactor: kelemetry_core::Redactor) -> Self {
+        self.versions = Some(ObjectVersions::new(FILE_VERSION_LIMITS, redactor));
+        self
     }
 
     /// Uses this resource map (e.g. one that knows the cluster's custom resources).
@@ -241,6 +260,20 @@ impl ObjectFileSource {
                         return Flow::Stop;
                     }
                 }
+                Outcome::Version {
+                    observation,
+                    deleted,
+                } => {
+                    let record = match &self.versions {
+                        Some(versions) => {
+                            versions.record(observation, deleted, recorded_time.is_some())
+                        }
+                        None => observation.into(),
+                    };
+                    if outlet.send(record).await == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
                 Outcome::Skipped(reason) => outlet.skip(reason),
                 Outcome::Rejected { reason, detail } => outlet.reject(line, reason, detail),
             }
@@ -276,6 +309,13 @@ enum Format {
 pub(crate) enum Outcome {
     /// Something to send.
     Record(Record),
+    /// A version of an object (not an Event): an observation, or a change when versions are compared.
+    Version {
+        /// The object as recorded, at its time.
+        observation: Observation,
+        /// Seen in a `DELETED` watch event.
+        deleted: bool,
+    },
     /// Deliberately not sent.
     Skipped(&'static str),
     /// Not usable.
@@ -512,7 +552,10 @@ impl ObjectConverter {
             .filter(|uid| !uid.is_empty())
             .map(str::to_owned);
         let object = Object::with_body(ObjectRef::new(key, info.version, uid), Arc::new(value));
-        Outcome::Record(Observation { object, time }.into())
+        Outcome::Version {
+            observation: Observation { object, time },
+            deleted,
+        }
     }
 }
 
@@ -548,7 +591,7 @@ mod tests {
 
     fn observation(outcome: &Outcome) -> &Observation {
         match outcome {
-            Outcome::Record(Record::Observation(observation)) => observation,
+            Outcome::Version { observation, .. } => observation,
             other => panic!("expected an observation, got {other:?}"),
         }
     }

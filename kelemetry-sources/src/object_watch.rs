@@ -14,7 +14,7 @@
 //!   interrupted watch, the re-list is compared with what the store knew: changed objects get diffs, new ones
 //!   creation snapshots, vanished ones deletion snapshots.
 //! - **Watch-only activities** ([`ObjectWatchOptions::emit_activities`], off by default): each change also becomes
-//!   an activity of source [`SourceKind::Watch`] titled `watch create|update|delete`, with the diff or snapshot as
+//!   an activity of source [`SourceKind::Watch`](kelemetry_core::activity::SourceKind::Watch) titled `watch create|update|delete`, with the diff or snapshot as
 //!   its log and dedup key `watch:<uid>:<resourceVersion>`. Meant for clusters whose audit records cannot be had:
 //!   with an audit source as well, each write would appear twice (once as the request, once as the change), so the
 //!   default leaves changes to decorate the audit activities only.
@@ -27,11 +27,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use jiff::Timestamp;
-use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine, SourceKind};
-use kelemetry_core::decorate::REDACTED_MESSAGE;
-use kelemetry_core::{
-    ActivitySink, CancellationToken, Object, ObjectKey, ObjectRef, Source, SourceError, vocabulary,
-};
+use kelemetry_core::activity::ChangeKind;
+use kelemetry_core::{ActivitySink, CancellationToken, ObjectKey, ObjectRef, Source, SourceError};
 use kube::api::{Api, DynamicObject};
 use kube::core::TypeMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -41,8 +38,7 @@ use tracing::{info, warn};
 
 use crate::kube_discovery::{DiscoveredResource, discover_resources};
 use crate::watch_store::{
-    ChangeContent, WatchDiffDecorator, WatchPhase, WatchStore, WatchStoreLimits, WatchWait,
-    WatchedChange,
+    WatchDiffDecorator, WatchPhase, WatchStore, WatchStoreLimits, WatchWait, WatchedChange,
 };
 
 /// Resources left out by default: Events (the Events source traces them) and Leases (renewed every few seconds).
@@ -321,55 +317,6 @@ impl Watched {
     }
 }
 
-fn watch_activity(change: &WatchedChange, body: Option<Arc<serde_json::Value>>) -> Activity {
-    let verb = match change.kind {
-        ChangeKind::Create => "create",
-        ChangeKind::Update => "update",
-        ChangeKind::Delete => "delete",
-    };
-    let identity = change
-        .object
-        .uid
-        .clone()
-        .unwrap_or_else(|| change.object.key.to_string());
-    let rv = change.resource_version.clone().unwrap_or_default();
-    let dedup_key = match change.kind {
-        ChangeKind::Delete => format!("watch:{identity}:{rv}:delete"),
-        _ => format!("watch:{identity}:{rv}"),
-    };
-    let object = match body {
-        Some(body) => Object::with_body(change.object.clone(), body),
-        None => Object::new(change.object.clone()),
-    };
-    let mut activity = Activity::new(
-        object,
-        SourceKind::Watch,
-        change.seen_at,
-        format!("watch {verb}"),
-        dedup_key,
-    );
-    if !rv.is_empty() {
-        activity.attribute(vocabulary::RESOURCE_VERSION, rv);
-    }
-    match &change.content {
-        ChangeContent::Diff(text) if text.is_empty() => {}
-        ChangeContent::Diff(text) => activity
-            .logs
-            .push(LogLine::new(LogKind::ObjectDiff, text.clone())),
-        ChangeContent::Snapshot(text) => {
-            activity
-                .logs
-                .push(LogLine::new(LogKind::ObjectSnapshot, text.clone()));
-        }
-        ChangeContent::Redacted => {
-            activity
-                .logs
-                .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
-        }
-    }
-    activity
-}
-
 #[async_trait]
 impl Source for ObjectWatchSource {
     fn name(&self) -> &str {
@@ -562,7 +509,7 @@ impl ObjectWatchSource {
                 ChangeKind::Delete => None,
                 _ => self.store.body(&change.object.key),
             };
-            let activity = watch_activity(&change, body);
+            let activity = change.to_activity(body);
             let sent = tokio::select! {
                 sent = sink.send(activity.into()) => sent,
                 () = shutdown.cancelled() => return false,
@@ -577,9 +524,12 @@ impl ObjectWatchSource {
 
 #[cfg(test)]
 mod tests {
+    use kelemetry_core::activity::SourceKind;
+    use kelemetry_core::vocabulary;
     use kube::discovery::ApiResource;
 
     use super::*;
+    use crate::watch_store::ChangeContent;
 
     fn resource(group: &str, plural: &str, watchable: bool) -> DiscoveredResource {
         DiscoveredResource {
@@ -632,7 +582,7 @@ mod tests {
             seen_at: "2024-05-01T12:00:00Z".parse().unwrap_or_default(),
             content: ChangeContent::Diff("spec.replicas 2 -> 4".into()),
         };
-        let activity = watch_activity(&change, None);
+        let activity = change.to_activity(None);
         assert_eq!(activity.title, "watch update");
         assert_eq!(activity.source, SourceKind::Watch);
         assert_eq!(activity.dedup_key, "watch:u1:12");

@@ -31,11 +31,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine};
+use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine, SourceKind};
 use kelemetry_core::decorate::{Decorator, REDACTED_MESSAGE};
 use kelemetry_core::diff::audit_diff;
 use kelemetry_core::redact::{Redactor, is_redacted_whole};
-use kelemetry_core::{BodyCache, ObjectKey, ObjectLookup, ObjectRef, vocabulary};
+use kelemetry_core::{BodyCache, Object, ObjectKey, ObjectLookup, ObjectRef, vocabulary};
 use lru::LruCache;
 use serde_json::Value;
 
@@ -81,6 +81,58 @@ pub struct WatchedChange {
 }
 
 impl WatchedChange {
+    /// The change as a watch activity (docs/behaviour/watch.md): source `watch`, titled `watch create|update|delete`,
+    /// the diff or snapshot as its log, dedup key `watch:<uid>:<resourceVersion>` (`:delete` added for a deletion),
+    /// carrying `body` when given. The object watch sends these when asked to; recorded object files always do.
+    pub fn to_activity(&self, body: Option<Arc<Value>>) -> Activity {
+        let verb = match self.kind {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        };
+        let identity = self
+            .object
+            .uid
+            .clone()
+            .unwrap_or_else(|| self.object.key.to_string());
+        let rv = self.resource_version.clone().unwrap_or_default();
+        let dedup_key = match self.kind {
+            ChangeKind::Delete => format!("watch:{identity}:{rv}:delete"),
+            _ => format!("watch:{identity}:{rv}"),
+        };
+        let object = match body {
+            Some(body) => Object::with_body(self.object.clone(), body),
+            None => Object::new(self.object.clone()),
+        };
+        let mut activity = Activity::new(
+            object,
+            SourceKind::Watch,
+            self.seen_at,
+            format!("watch {verb}"),
+            dedup_key,
+        );
+        if !rv.is_empty() {
+            activity.attribute(vocabulary::RESOURCE_VERSION, rv);
+        }
+        match &self.content {
+            ChangeContent::Diff(text) if text.is_empty() => {}
+            ChangeContent::Diff(text) => activity
+                .logs
+                .push(LogLine::new(LogKind::ObjectDiff, text.clone())),
+            ChangeContent::Snapshot(text) => {
+                activity
+                    .logs
+                    .push(LogLine::new(LogKind::ObjectSnapshot, text.clone()));
+            }
+            ChangeContent::Redacted => {
+                activity
+                    .logs
+                    .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
+            }
+        }
+        activity
+    }
+
     fn approximate_size(&self) -> usize {
         let content = match &self.content {
             ChangeContent::Diff(text) | ChangeContent::Snapshot(text) => text.len(),
@@ -234,21 +286,8 @@ impl std::fmt::Debug for WatchStore {
     }
 }
 
-/// An estimate of the memory a JSON value takes.
-pub fn approximate_size(value: &Value) -> usize {
-    const NODE: usize = 32;
-    match value {
-        Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
-        Value::String(text) => NODE + text.len(),
-        Value::Array(items) => NODE + items.iter().map(approximate_size).sum::<usize>(),
-        Value::Object(map) => {
-            NODE + map
-                .iter()
-                .map(|(k, v)| NODE + k.len() + approximate_size(v))
-                .sum::<usize>()
-        }
-    }
-}
+/// An estimate of the memory a JSON value takes (the body cache's, so both bound bodies alike).
+pub use kelemetry_core::body_cache::approximate_size;
 
 fn resource_version(body: &Value) -> Option<&str> {
     body.pointer("/metadata/resourceVersion")

@@ -26,4 +26,4 @@ mod tree;
 pub use diff::DiffClass;
 pub use mode::{BaseMode, DisplayMode, Modifier, ParseModeError};
 pub use trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field};
-pub use tree::display;
+pub use tree::{display, time_range_text};

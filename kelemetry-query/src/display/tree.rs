@@ -27,7 +27,6 @@ pub fn display(view: &TraceView, mode: DisplayMode) -> DisplayTrace {
     };
     if mode.base.collapses() {
         compact(&mut root);
-        pad(&mut root.span);
     }
     if view.truncated > 0 {
         root.span.warnings.push(format!(
@@ -36,10 +35,9 @@ pub fn display(view: &TraceView, mode: DisplayMode) -> DisplayTrace {
         ));
     }
     root.span.operation = format!(
-        "{} / {}..{}",
+        "{} / {}",
         root.span.operation,
-        root.span.start.strftime("%H:%M:%S"),
-        root.span.end.strftime("%H:%M:%S")
+        time_range_text(root.span.start, root.span.end)
     );
     let mut spans = Vec::new();
     flatten(root, None, None, &mut spans);
@@ -440,12 +438,18 @@ fn fit(node: &mut Node, start: Timestamp, end: Timestamp) {
     }
 }
 
-/// The root gets 5% of its length on each side.
-fn pad(root: &mut DisplaySpan) {
-    let length = root.end.duration_since(root.start);
-    let pad = length / 20;
-    root.start = root.start.saturating_sub(pad).unwrap_or(root.start);
-    root.end = root.end.saturating_add(pad).unwrap_or(root.end);
+/// A displayed interval as text, in UTC: `2024-05-01 11:59:57..12:00:44` when both ends fall on the same date,
+/// `2018-12-16 19:39:02..2018-12-17 12:21:40` when they do not. The root span's name ends with it and the text
+/// rendering's header prints it, so both read the same.
+pub fn time_range_text(start: Timestamp, end: Timestamp) -> String {
+    const DAY_AND_TIME: &str = "%Y-%m-%d %H:%M:%S";
+    let same_date = start.strftime("%Y-%m-%d").to_string() == end.strftime("%Y-%m-%d").to_string();
+    let end_format = if same_date { "%H:%M:%S" } else { DAY_AND_TIME };
+    format!(
+        "{}..{}",
+        start.strftime(DAY_AND_TIME),
+        end.strftime(end_format)
+    )
 }
 
 /// Depth first into `out`; prefixes the service with the cluster where it differs from the nearest ancestor's
