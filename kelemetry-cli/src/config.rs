@@ -27,7 +27,7 @@ use kelemetry_core::redact::FieldRedaction;
 use kelemetry_core::{Filter, PipelineLimits, Windowing};
 use kelemetry_exporters::{JsonLinesConfig, OtlpConfig, StoreConfig};
 use kelemetry_linkers::{LinkerSetConfig, RuleChoice};
-use kelemetry_sources::webhook::WebhookConfig;
+use kelemetry_sources::webhook::{WalConfig, WebhookConfig};
 use kelemetry_sources::{AuditLogConfig, KubeEventOptions, ObjectWatchConfig};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IntoDeserializer, MapAccess};
@@ -236,7 +236,7 @@ impl RunConfig {
 
     /// Reads and checks `text`, the content of `file`.
     pub(crate) fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let config: RunConfig = serde_yaml_ng::from_str(text).map_err(|err| {
+        let mut config: RunConfig = serde_yaml_ng::from_str(text).map_err(|err| {
             let line = err.location().map(|l| l.line());
             // The message names the field path; the location is given separately.
             let mut message = err.to_string();
@@ -250,6 +250,7 @@ impl RunConfig {
                 message,
             }
         })?;
+        config.default_webhook_wal();
         config.check().map_err(|(path, message)| ConfigError {
             file: file.to_owned(),
             line: line_of(text, &path),
@@ -257,6 +258,21 @@ impl RunConfig {
             message,
         })?;
         Ok(config)
+    }
+
+    /// With a store, the webhook writes ahead into `<store>/webhook-wal` unless its `wal` says otherwise (another
+    /// `path`, or `enabled: false`); without a store, only when `wal` gives a path.
+    fn default_webhook_wal(&mut self) {
+        let (Some(webhook), Some(store)) = (&mut self.sources.webhook, &self.exporters.store)
+        else {
+            return;
+        };
+        let default_path = store.path.join(WEBHOOK_WAL_FOLDER);
+        match &mut webhook.wal {
+            None => webhook.wal = Some(WalConfig::new(default_path)),
+            Some(wal) if wal.path.as_os_str().is_empty() => wal.path = default_path,
+            Some(_) => {}
+        }
     }
 
     /// Takes every relative path from `base` (the folder of the file).
@@ -276,6 +292,11 @@ impl RunConfig {
             if let Some(tls) = &mut webhook.tls {
                 resolve(&mut tls.cert);
                 resolve(&mut tls.key);
+            }
+            if let Some(wal) = &mut webhook.wal
+                && !wal.path.as_os_str().is_empty()
+            {
+                resolve(&mut wal.path);
             }
         }
         if let Some(audit_log) = &mut self.sources.audit_log {
@@ -384,6 +405,9 @@ impl RunConfig {
         }
     }
 }
+
+/// The folder of the webhook's write-ahead log inside the store's folder, by default.
+pub(crate) const WEBHOOK_WAL_FOLDER: &str = "webhook-wal";
 
 /// The webhook's own checks ([`WebhookConfig::check`]), placed at the field they are about.
 fn check_webhook(webhook: &WebhookConfig) -> Result<(), (Vec<&'static str>, String)> {

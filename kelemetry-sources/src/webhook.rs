@@ -6,6 +6,11 @@
 //!
 //! - answers **200 only once every activity of the batch is in its bounded queue**, from where a forwarder hands
 //!   them to the pipeline's sink in order: an accepted event is never dropped, even when the pipeline is slow;
+//! - with a write-ahead log ([`WebhookConfig::wal`]), answers **200 only once the batch's body is also synced to
+//!   disk**, keeps it there until the pipeline's [`Receipt`](kelemetry_core::Receipt) says every span made from it
+//!   was exported, and replays what it holds at the next start before any new batch: a batch answered 200
+//!   survives `kill -9` (docs/durability.md). Concurrent batches share one sync; a full log answers 429, a failed
+//!   write 503;
 //! - answers **429** (`Retry-After: 1`) when the queue has no room for the batch, without keeping the body when it
 //!   is already full or when [`WebhookConfig::memory_pressure`] says so; the apiserver's webhook backend retries
 //!   with backoff. The queue is bounded twice: by
@@ -15,16 +20,19 @@
 //!   `Event`/`EventList`, **401** without the bearer token, **503** while shutting down;
 //! - requires a bearer token unless it listens on a loopback address (binding elsewhere without one is refused),
 //!   and serves TLS from PEM certificate and key files when configured;
-//! - bounds connections and the request bodies read at once, with a timeout on headers and bodies;
-//! - answers `GET /healthz` with `ok` (no token needed).
+//! - keeps one client from starving the others ([`ConnectionLimits`]): connections bounded in all and per client
+//!   (an idle one makes room for a newcomer, nothing waits in a queue), closed when silent past a head or idle
+//!   timeout, bodies slower than a minimum rate cut with 408, the bodies read at once bounded;
+//! - answers `GET /healthz` with `ok`, and `GET /readyz` with `ready` or 503 and the reason (no token needed).
 //!
 //! Bodies go through the same [`AuditIntake`](crate::audit_intake::AuditIntake) as the file sources: a body that
 //! is not an audit document gets 400 naming its [`RejectReason`](crate::audit_intake::RejectReason); well-formed
 //! events that are not traced (reads, intermediate stages) are counted as skipped; malformed events are reported as
 //! rejections through the sink, with the same reasons as the file sources. [`WebhookMetrics`] counts it all.
 //!
-//! A request goes through small steps: admission (shutting down, bearer token, declared length, room in the queue,
-//! a read slot), reading the body, the intake, the queue; each step that says no answers with its status.
+//! A request goes through small steps: admission (shutting down, bearer token, declared length, room in the queue
+//! and the log, a read slot), reading the body, the intake, room in the queue, the write-ahead log, the queue; each
+//! step that says no answers with its status.
 //!
 //! ```no_run
 //! use kelemetry_core::{CancellationToken, Pipeline};
@@ -56,16 +64,28 @@ use kelemetry_core::{ActivitySink, CancellationToken, Source, SourceError};
 use tokio::sync::oneshot;
 use tracing::info;
 
+pub use self::limits::{ConnectionCounts, ConnectionLimits};
 use self::queue::{BatchQueue, forward};
+pub use self::readiness::ReadinessCheck;
 use self::receive::{Shared, router};
 use self::server::Server;
 use self::tls::load_tls;
+use self::wal::OpenedWal;
+use self::wal::replay::Durable;
+pub use self::wal::{DEFAULT_WAL_MAX_BYTES, DEFAULT_WAL_SEGMENT_BYTES, WalConfig, WalError};
 
 mod admission;
+mod body_rate;
+mod limits;
 mod queue;
+mod readiness;
 mod receive;
 mod server;
 mod tls;
+mod wal;
+
+#[doc(hidden)]
+pub use self::receive::take_body;
 
 /// Default largest request body: 16 MiB (the apiserver's batches are at most 400 events by default).
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -128,11 +148,13 @@ pub struct WebhookConfig {
     /// Queue room in bytes of request bodies; a batch that does not fit gets 429.
     #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub queue_bytes: usize,
-    /// Open connections at most; further clients wait to be accepted.
+    /// Open connections at most; a further one takes the place of the connection idle the longest, or is closed
+    /// at once ([`ConnectionLimits`]).
     pub max_connections: usize,
     /// Request bodies read and parsed at once at most; further requests get 429.
     pub concurrent_reads: usize,
-    /// Longest time to receive request headers, and separately the body.
+    /// Longest time to receive a request body (which must also keep up with
+    /// [`ConnectionLimits::min_body_rate`]); heads have [`ConnectionLimits::head_timeout`].
     #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
     pub read_timeout: Duration,
     /// How audit events become activities.
@@ -143,6 +165,17 @@ pub struct WebhookConfig {
     /// with `limits.memory`).
     #[cfg_attr(feature = "config", serde(skip))]
     pub memory_pressure: Option<Arc<AtomicBool>>,
+    /// The write-ahead log: with it, a batch is answered 200 only once its body is synced to disk, and kept there
+    /// until every span made from it is exported; it is replayed at the next start if the process dies first.
+    /// Without it (or with [`WalConfig::enabled`] off), accepted batches wait in memory only.
+    pub wal: Option<WalConfig>,
+    /// Limits on slow, silent and greedy clients (`connections:`): per-client connections, head and idle
+    /// timeouts, the TLS handshake timeout, the minimum body rate, the wait for a read slot.
+    pub connections: ConnectionLimits,
+    /// What `GET /readyz` reports besides shutting down: `Err(reason)` answers 503 with the reason. The program
+    /// sets it (`kelemetry run` reports spans lost by its exporters).
+    #[cfg_attr(feature = "config", serde(skip))]
+    pub readiness: Option<ReadinessCheck>,
 }
 
 impl Default for WebhookConfig {
@@ -163,6 +196,9 @@ impl Default for WebhookConfig {
             read_timeout: Duration::from_secs(30),
             mapping: AuditMapping::default(),
             memory_pressure: None,
+            wal: None,
+            connections: ConnectionLimits::default(),
+            readiness: None,
         }
     }
 }
@@ -211,7 +247,16 @@ impl WebhookConfig {
                 return Err(WebhookError::Zero { what, field });
             }
         }
+        if let Some(wal) = self.durable() {
+            wal.check()?;
+        }
+        self.connections.check()?;
         Ok(())
+    }
+
+    /// The write-ahead log, when one is configured and enabled.
+    pub fn durable(&self) -> Option<&WalConfig> {
+        self.wal.as_ref().filter(|wal| wal.enabled)
     }
 
     fn read_token_file(mut self) -> Result<Self, WebhookError> {
@@ -283,6 +328,9 @@ pub enum WebhookError {
         /// Why.
         detail: String,
     },
+    /// The write-ahead log is misconfigured or cannot be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
 }
 
 impl WebhookError {
@@ -295,6 +343,7 @@ impl WebhookError {
             Self::Zero { field, .. } => Some(field),
             Self::Bind { .. } => Some("listen"),
             Self::Tls { .. } => Some("tls"),
+            Self::Wal(_) => Some("wal"),
         }
     }
 
@@ -338,9 +387,22 @@ pub struct WebhookMetrics {
     malformed: AtomicU64,
     unavailable: AtomicU64,
     queued_events: AtomicU64,
+    durable: AtomicBool,
+    wal_batches: AtomicU64,
+    wal_syncs: AtomicU64,
+    wal_full: AtomicU64,
+    wal_failed: AtomicU64,
+    wal_damaged: AtomicU64,
+    wal_bytes: AtomicU64,
+    replayed_batches: AtomicU64,
+    replayed_events: AtomicU64,
+    batches_not_delivered: AtomicU64,
+    events_not_delivered: AtomicU64,
+    connections: limits::ConnectionMetrics,
 }
 
-/// One line: requests, batches and events by outcome, then the refusals by status.
+/// One line: requests, batches and events by outcome, then the refusals by status; with a write-ahead log, what it
+/// did after a semicolon; then what the connection limits cut.
 impl std::fmt::Display for WebhookCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -360,7 +422,25 @@ impl std::fmt::Display for WebhookCounts {
             self.unauthorized,
             self.malformed,
             self.unavailable,
-        )
+        )?;
+        if self.durable {
+            write!(
+                f,
+                "; write-ahead log: {} batches written, {} syncs, {} replayed ({} events), {} not delivered \
+                 ({} events, kept for the next start), {} full, {} failed writes, {} damaged, {} bytes on disk",
+                self.wal_batches,
+                self.wal_syncs,
+                self.replayed_batches,
+                self.replayed_events,
+                self.batches_not_delivered,
+                self.events_not_delivered,
+                self.wal_full,
+                self.wal_failed,
+                self.wal_damaged,
+                self.wal_bytes,
+            )?;
+        }
+        write!(f, "; {}", self.connections)
     }
 }
 
@@ -395,6 +475,31 @@ pub struct WebhookCounts {
     pub unavailable: u64,
     /// Activities in the queue now.
     pub queued_events: u64,
+    /// Whether a write-ahead log is in use (the counters below count only then).
+    pub durable: bool,
+    /// Batches written to the write-ahead log (each answered 200 once synced).
+    pub wal_batches: u64,
+    /// Syncs of the write-ahead log: each made one or more batches durable at once.
+    pub wal_syncs: u64,
+    /// Batches refused (429) because the write-ahead log had no room.
+    pub wal_full: u64,
+    /// Batches refused (503) because writing or syncing the write-ahead log failed.
+    pub wal_failed: u64,
+    /// Damaged stretches (torn tails, checksum mismatches) found in the write-ahead log at start.
+    pub wal_damaged: u64,
+    /// Bytes the write-ahead log holds on disk now.
+    pub wal_bytes: u64,
+    /// Batches read back from the write-ahead log at start and handed to the pipeline again.
+    pub replayed_batches: u64,
+    /// Activities of those batches.
+    pub replayed_events: u64,
+    /// Batches the pipeline did not export (an exporter gave up, or it stopped first); they stay in the
+    /// write-ahead log for the next start.
+    pub batches_not_delivered: u64,
+    /// Activities of those batches that were lost.
+    pub events_not_delivered: u64,
+    /// What the connection limits cut, by reason.
+    pub connections: ConnectionCounts,
 }
 
 impl WebhookMetrics {
@@ -415,6 +520,18 @@ impl WebhookMetrics {
             malformed: self.malformed.load(Relaxed),
             unavailable: self.unavailable.load(Relaxed),
             queued_events: self.queued_events.load(Relaxed),
+            durable: self.durable.load(Relaxed),
+            wal_batches: self.wal_batches.load(Relaxed),
+            wal_syncs: self.wal_syncs.load(Relaxed),
+            wal_full: self.wal_full.load(Relaxed),
+            wal_failed: self.wal_failed.load(Relaxed),
+            wal_damaged: self.wal_damaged.load(Relaxed),
+            wal_bytes: self.wal_bytes.load(Relaxed),
+            replayed_batches: self.replayed_batches.load(Relaxed),
+            replayed_events: self.replayed_events.load(Relaxed),
+            batches_not_delivered: self.batches_not_delivered.load(Relaxed),
+            events_not_delivered: self.events_not_delivered.load(Relaxed),
+            connections: self.connections.snapshot(),
         }
     }
 }
@@ -426,6 +543,7 @@ pub struct AuditWebhook {
     tls: Option<tokio_rustls::TlsAcceptor>,
     config: WebhookConfig,
     metrics: Arc<WebhookMetrics>,
+    wal: Option<OpenedWal>,
 }
 
 impl std::fmt::Debug for AuditWebhook {
@@ -433,13 +551,15 @@ impl std::fmt::Debug for AuditWebhook {
         f.debug_struct("AuditWebhook")
             .field("local_addr", &self.local_addr)
             .field("tls", &self.tls.is_some())
+            .field("wal", &self.wal)
             .finish_non_exhaustive()
     }
 }
 
 impl AuditWebhook {
-    /// Checks the configuration, reads the token file, loads the TLS files and binds the address. Refuses a
-    /// non-loopback address without a token.
+    /// Checks the configuration, reads the token file, loads the TLS files, opens the write-ahead log (checking
+    /// what the previous process left in it) and binds the address. Refuses a non-loopback address without a
+    /// token.
     pub fn bind(config: WebhookConfig) -> Result<Self, WebhookError> {
         config.check()?;
         let config = config.read_token_file()?;
@@ -449,6 +569,14 @@ impl AuditWebhook {
             return Err(WebhookError::BadToken);
         }
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let metrics = Arc::<WebhookMetrics>::default();
+        let wal = match config.durable() {
+            Some(wal_config) => {
+                metrics.durable.store(true, Relaxed);
+                Some(wal::open(wal_config, Arc::clone(&metrics))?)
+            }
+            None => None,
+        };
         let bind_error = |source| WebhookError::Bind {
             listen: config.listen,
             source,
@@ -461,7 +589,8 @@ impl AuditWebhook {
             local_addr,
             tls,
             config,
-            metrics: Arc::default(),
+            metrics,
+            wal,
         })
     }
 
@@ -473,6 +602,11 @@ impl AuditWebhook {
     /// Whether it serves HTTPS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The folder of its write-ahead log, when it writes ahead.
+    pub fn write_ahead_log(&self) -> Option<&std::path::Path> {
+        self.config.durable().map(|wal| wal.path.as_path())
     }
 
     /// The counters; read them while it runs or after.
@@ -498,16 +632,38 @@ impl Source for AuditWebhook {
             tls,
             config,
             metrics,
+            wal,
         } = *self;
         let origin = format!("audit webhook {local_addr}");
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|error| SourceError::io(origin.clone(), error))?;
+        let durable = match wal {
+            Some(wal) => {
+                let (handle, replay) = wal
+                    .start()
+                    .map_err(|error| SourceError::other(origin.clone(), error))?;
+                Some(Durable::new(handle, replay, &config, Arc::clone(&metrics)))
+            }
+            None => None,
+        };
         let (queue, receiver) = BatchQueue::new(config.queue_events, config.queue_bytes);
-        let shared = Arc::new(Shared::new(&config, queue, Arc::clone(&metrics)));
+        let wal_handle = durable.as_ref().map(|durable| durable.wal.clone());
+        let shared = Arc::new(Shared::new(
+            &config,
+            queue,
+            wal_handle,
+            Arc::clone(&metrics),
+        ));
         let (stop_forwarding, stop) = oneshot::channel();
-        let forwarder = tokio::spawn(forward(receiver, sink, Arc::clone(&metrics), stop));
-        info!(address = %local_addr, tls = tls.is_some(), "audit webhook listening");
-        let server = Server::new(listener, tls, router(Arc::clone(&shared)), &config);
+        let forwarder = tokio::spawn(forward(receiver, sink, Arc::clone(&metrics), stop, durable));
+        info!(address = %local_addr, tls = tls.is_some(), durable = metrics.durable.load(Relaxed), "audit webhook listening");
+        let server = Server::new(
+            listener,
+            tls,
+            router(Arc::clone(&shared)),
+            &config,
+            Arc::clone(&metrics),
+        );
         server.accept_until(&shutdown).await;
         // Stop: no new connections; requests still in flight finish (and may still be accepted) within the grace.
         shared.stop_accepting();

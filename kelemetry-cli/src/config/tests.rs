@@ -224,7 +224,11 @@ fn the_example_states_the_defaults() {
     assert_eq!(config.kubernetes, KubernetesConfig::default());
 
     let webhook = config.sources.webhook.unwrap();
-    let expected = WebhookConfig::default();
+    let mut expected = WebhookConfig::default();
+    // With a store, the webhook writes ahead into the store's folder.
+    expected.wal = Some(kelemetry_sources::webhook::WalConfig::new(
+        ".kelemetry/store/webhook-wal",
+    ));
     // `WebhookConfig` holds an `AtomicBool` handle and is compared by its full `Debug` text.
     assert_eq!(format!("{webhook:?}"), format!("{expected:?}"));
 
@@ -267,4 +271,55 @@ fn lines_of_nested_fields() {
     assert_eq!(line_of(text, &["listen"]), Some(7));
     assert_eq!(line_of(text, &["sources", "events"]), Some(4));
     assert_eq!(line_of(text, &["missing"]), None);
+}
+
+#[test]
+fn the_webhook_writes_ahead_into_the_store_unless_told_otherwise() {
+    use kelemetry_sources::webhook::WalConfig;
+    let with_store = |wal: &str| {
+        with_webhook_lines(wal).replace(
+            "  jsonLines:\n    path: spans.jsonl\n",
+            "  store:\n    path: data/store\n",
+        )
+    };
+    // Without a store: memory only, unless a path is given.
+    assert_eq!(parse(MINIMAL).unwrap().sources.webhook.unwrap().wal, None);
+    let shown = parse(&with_webhook_lines("    wal:\n      maxBytes: 64MiB\n"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        shown,
+        "run.yaml:5: sources.webhook.wal: the write-ahead log needs a folder: give `path`"
+    );
+    // With a store: in its folder, sizes as configured.
+    let config = parse(&with_store("")).unwrap();
+    assert_eq!(
+        config.sources.webhook.unwrap().wal,
+        Some(WalConfig::new("data/store/webhook-wal"))
+    );
+    let config = parse(&with_store("    wal:\n      segmentBytes: 1MiB\n")).unwrap();
+    let wal = config.sources.webhook.unwrap().wal.unwrap();
+    assert_eq!(
+        (wal.path.as_path(), wal.segment_bytes),
+        (Path::new("data/store/webhook-wal"), 1 << 20)
+    );
+    // Turned off, and elsewhere (relative to the file's folder once loaded).
+    let config = parse(&with_store("    wal:\n      enabled: false\n")).unwrap();
+    assert!(config.sources.webhook.unwrap().durable().is_none());
+    let mut config = parse(&with_store("    wal:\n      path: wal\n")).unwrap();
+    config.resolve_paths(Path::new("/etc/kelemetry"));
+    let webhook = config.sources.webhook.unwrap();
+    assert_eq!(webhook.wal.unwrap().path, Path::new("/etc/kelemetry/wal"));
+    // Sizes that leave no room for a segment being written while another waits.
+    let shown = parse(&with_store(
+        "    wal:\n      maxBytes: 1MiB\n      segmentBytes: 1MiB\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        shown.starts_with(
+            "run.yaml:5: sources.webhook.wal: the write-ahead log's maxBytes (1048576) must be"
+        ),
+        "{shown}"
+    );
 }

@@ -26,13 +26,15 @@ pub(super) enum Refusal {
     BodyTimeout,
     /// 400: the body could not be read, or is not an audit `Event`/`EventList`.
     Malformed(String),
+    /// 503 with `Retry-After`: the batch could not be written to the write-ahead log (a disk error).
+    NotDurable(String),
 }
 
 impl Refusal {
     /// Counts the refusal in its counter.
     pub(super) fn count(&self, metrics: &WebhookMetrics) {
         let counter = match self {
-            Self::ShuttingDown => &metrics.unavailable,
+            Self::ShuttingDown | Self::NotDurable(_) => &metrics.unavailable,
             Self::Unauthorized => &metrics.unauthorized,
             Self::TooLarge(_) => &metrics.too_large,
             Self::Throttled(_) => &metrics.throttled,
@@ -62,6 +64,7 @@ impl Refusal {
             Self::Throttled(text) => retry_later(StatusCode::TOO_MANY_REQUESTS, text),
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, "the body took too long"),
             Self::Malformed(text) => plain(StatusCode::BAD_REQUEST, text),
+            Self::NotDurable(text) => retry_later(StatusCode::SERVICE_UNAVAILABLE, &text),
         }
     }
 }
@@ -153,6 +156,8 @@ pub(super) async fn read_body(
             let error = err.into_inner();
             if error.is::<http_body_util::LengthLimitError>() {
                 Err(body_over_limit(limit))
+            } else if super::body_rate::is_too_slow(&*error) {
+                Err(Refusal::BodyTimeout)
             } else {
                 Err(Refusal::Malformed(format!("cannot read the body: {error}")))
             }
@@ -263,6 +268,7 @@ mod tests {
             (Refusal::Throttled("queue full"), 429, true),
             (Refusal::BodyTimeout, 408, false),
             (Refusal::Malformed("bad".into()), 400, false),
+            (Refusal::NotDurable("disk".into()), 503, true),
         ] {
             refusal.count(&metrics);
             let response = refusal.into_response();
@@ -281,7 +287,7 @@ mod tests {
                 counts.throttled,
                 counts.malformed
             ),
-            (1, 1, 1, 1, 2)
+            (2, 1, 1, 1, 2)
         );
     }
 

@@ -1,21 +1,34 @@
-//! The webhook's bounded queue: [`BatchQueue::push`] admits a batch only with room for all of it (bounded in
-//! activities and in bytes of the bodies they came from), and [`forward`] hands the queued batches to the sink.
+//! The webhook's bounded queue: [`BatchQueue::reserve`] holds room for all of a batch (bounded in activities and
+//! in bytes of the bodies they came from) before it is written ahead, [`BatchQueue::push`] queues it into that
+//! room, and [`forward`] hands the queued batches to the sink (after what the write-ahead log holds from the
+//! previous run), tracking each batch written ahead until its spans are exported.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use kelemetry_core::{ActivitySink, Record, Rejection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::WebhookMetrics;
 use super::admission::Refusal;
+use super::wal::SegmentId;
+use super::wal::replay::{Durable, Receipts, send_tracked};
 
-/// Activities of one accepted batch, with the queue room they hold until delivered.
+/// Activities of one accepted batch, with the queue room they hold until delivered, and the write-ahead log
+/// segment holding its body.
 #[derive(Debug)]
 pub(super) struct QueuedBatch {
     records: Vec<Record>,
     rejections: Vec<Rejection>,
+    wal: Option<SegmentId>,
+    _room: Room,
+}
+
+/// Room in the queue held for one batch.
+#[derive(Debug)]
+pub(super) struct Room {
+    count: usize,
     _events: Option<OwnedSemaphorePermit>,
     _bytes: OwnedSemaphorePermit,
 }
@@ -50,16 +63,9 @@ impl BatchQueue {
         self.event_room.available_permits() == 0 || self.byte_room.available_permits() == 0
     }
 
-    /// Queues `records` and `rejections`, which came from a body of `body_bytes` bytes, if there is room for them
-    /// all; counts them as queued in `metrics`.
-    pub(super) fn push(
-        &self,
-        records: Vec<Record>,
-        rejections: Vec<Rejection>,
-        body_bytes: usize,
-        metrics: &WebhookMetrics,
-    ) -> Result<(), Refusal> {
-        let count = records.len();
+    /// Holds room for `count` activities that came from a body of `body_bytes` bytes, if there is room for them
+    /// all.
+    pub(super) fn reserve(&self, count: usize, body_bytes: usize) -> Result<Room, Refusal> {
         if count > self.events {
             return Err(Refusal::TooLarge(format!(
                 "batch of {count} activities is larger than the queue ({})",
@@ -71,11 +77,30 @@ impl BatchQueue {
             n => Some(take_room(&self.event_room, n)?),
         };
         let bytes_permit = take_room(&self.byte_room, body_bytes.clamp(1, self.bytes))?;
+        Ok(Room {
+            count,
+            _events: events_permit,
+            _bytes: bytes_permit,
+        })
+    }
+
+    /// Queues `records` and `rejections` into `room` (held for as many records), with the write-ahead log
+    /// segment holding their body; counts them as queued in `metrics`.
+    pub(super) fn push(
+        &self,
+        room: Room,
+        records: Vec<Record>,
+        rejections: Vec<Rejection>,
+        wal: Option<SegmentId>,
+        metrics: &WebhookMetrics,
+    ) -> Result<(), Refusal> {
+        let count = records.len();
+        debug_assert_eq!(count, room.count, "room held for another batch");
         let batch = QueuedBatch {
             records,
             rejections,
-            _events: events_permit,
-            _bytes: bytes_permit,
+            wal,
+            _room: room,
         };
         metrics.queued_events.fetch_add(count as u64, Relaxed);
         if let Err(err) = self.sender.try_send(batch) {
@@ -95,17 +120,28 @@ fn take_room(room: &Arc<Semaphore>, amount: usize) -> Result<OwnedSemaphorePermi
         .map_err(|_| Refusal::Throttled("queue full"))
 }
 
-/// Hands queued batches to the sink, in order, until told to stop taking new ones and the queue is empty.
+/// Hands queued batches to the sink, in order, until told to stop taking new ones and the queue is empty. With a
+/// write-ahead log, first hands over what the previous run left in it, and at the end waits for the receipts of
+/// what it handed over (so that exported batches are acknowledged) before closing the log.
 pub(super) async fn forward(
     mut queue: mpsc::Receiver<QueuedBatch>,
     sink: Arc<dyn ActivitySink>,
     metrics: Arc<WebhookMetrics>,
     mut stop: oneshot::Receiver<()>,
+    durable: Option<Durable>,
 ) {
+    let mut receipts = Receipts::new(
+        durable.as_ref().map(|durable| durable.wal.clone()),
+        Arc::clone(&metrics),
+    );
+    if let Some(durable) = &durable {
+        durable.replay(sink.as_ref(), &mut receipts).await;
+    }
     let mut closed = false;
     loop {
         let batch = tokio::select! {
             biased;
+            () = receipts.settle_one(), if !receipts.is_empty() => continue,
             _ = &mut stop, if !closed => {
                 // No new batches: the server has stopped. Deliver what was accepted.
                 queue.close();
@@ -115,26 +151,35 @@ pub(super) async fn forward(
             batch = queue.recv() => batch,
         };
         let Some(batch) = batch else { break };
-        deliver(batch, sink.as_ref(), &metrics).await;
+        deliver(batch, sink.as_ref(), &metrics, &mut receipts).await;
     }
+    let Some(durable) = durable else { return };
+    receipts.settle_all().await;
+    let remaining = durable.wal.close().await;
+    info!(
+        segments = remaining.segments,
+        unacknowledged = remaining.entries,
+        "audit webhook: write-ahead log closed"
+    );
 }
 
-/// Reports the batch's rejections and sends its records; counts what was delivered and what the closed pipeline
-/// did not take.
-async fn deliver(batch: QueuedBatch, sink: &dyn ActivitySink, metrics: &WebhookMetrics) {
+/// Reports the batch's rejections and sends its records (tracked until exported when the batch was written
+/// ahead); counts what was delivered and what the closed pipeline did not take.
+async fn deliver(
+    batch: QueuedBatch,
+    sink: &dyn ActivitySink,
+    metrics: &WebhookMetrics,
+    receipts: &mut Receipts,
+) {
     for rejection in batch.rejections {
         sink.reject(rejection);
     }
     let count = batch.records.len() as u64;
-    let mut records = batch.records.into_iter();
-    for record in records.by_ref() {
-        if sink.send(record).await.is_err() {
-            metrics.events_lost.fetch_add(1, Relaxed);
-            break;
-        }
-        metrics.events_delivered.fetch_add(1, Relaxed);
-    }
-    let lost = records.len() as u64;
+    let (sent, lost) = match batch.wal {
+        Some(segment) => send_tracked(batch.records, segment, sink, receipts).await,
+        None => send(batch.records, sink).await,
+    };
+    metrics.events_delivered.fetch_add(sent, Relaxed);
     if lost > 0 {
         metrics.events_lost.fetch_add(lost, Relaxed);
         warn!(
@@ -143,6 +188,19 @@ async fn deliver(batch: QueuedBatch, sink: &dyn ActivitySink, metrics: &WebhookM
         );
     }
     metrics.queued_events.fetch_sub(count, Relaxed);
+}
+
+/// Sends `records` untracked; how many were sent, and how many the closed pipeline did not take.
+async fn send(records: Vec<Record>, sink: &dyn ActivitySink) -> (u64, u64) {
+    let total = records.len() as u64;
+    let mut sent = 0;
+    for record in records {
+        if sink.send(record).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    (sent, total - sent)
 }
 
 #[cfg(test)]
@@ -168,23 +226,43 @@ mod tests {
             .collect()
     }
 
+    /// Reserves room for `count` records from `body_bytes` and queues them.
+    fn push(
+        queue: &BatchQueue,
+        count: usize,
+        body_bytes: usize,
+        metrics: &WebhookMetrics,
+    ) -> Result<(), Refusal> {
+        let room = queue.reserve(count, body_bytes)?;
+        queue.push(room, records(count), Vec::new(), None, metrics)
+    }
+
     #[test]
     fn a_batch_takes_room_until_delivered() {
         let metrics = WebhookMetrics::default();
         let (queue, mut receiver) = BatchQueue::new(4, 100);
-        assert_eq!(queue.push(records(3), Vec::new(), 10, &metrics), Ok(()));
+        assert_eq!(push(&queue, 3, 10, &metrics), Ok(()));
         assert_eq!(metrics.snapshot().queued_events, 3);
         assert_eq!(
-            queue.push(records(2), Vec::new(), 10, &metrics),
+            push(&queue, 2, 10, &metrics),
             Err(Refusal::Throttled("queue full"))
         );
         assert!(matches!(
-            queue.push(records(5), Vec::new(), 10, &metrics),
+            push(&queue, 5, 10, &metrics),
             Err(Refusal::TooLarge(_))
         ));
-        assert_eq!(queue.push(records(1), Vec::new(), 90, &metrics), Ok(()));
+        assert_eq!(push(&queue, 1, 90, &metrics), Ok(()));
         assert!(queue.is_full());
         drop(receiver.try_recv());
+        assert!(!queue.is_full());
+    }
+
+    #[test]
+    fn room_held_but_not_used_is_given_back() {
+        let (queue, _receiver) = BatchQueue::new(4, 100);
+        let room = queue.reserve(4, 100);
+        assert!(queue.is_full());
+        drop(room);
         assert!(!queue.is_full());
     }
 
@@ -193,10 +271,7 @@ mod tests {
         let metrics = WebhookMetrics::default();
         let (queue, receiver) = BatchQueue::new(4, 100);
         drop(receiver);
-        assert_eq!(
-            queue.push(records(1), Vec::new(), 10, &metrics),
-            Err(Refusal::ShuttingDown)
-        );
+        assert_eq!(push(&queue, 1, 10, &metrics), Err(Refusal::ShuttingDown));
         assert_eq!(metrics.snapshot().queued_events, 0);
     }
 }

@@ -1,4 +1,5 @@
-//! The webhook's routes, and [`receive`]: one audit batch through admission, body read, intake and queue.
+//! The webhook's routes, and [`receive`]: one audit batch through admission, body read, intake, room in the
+//! queue, the write-ahead log (when there is one) and the queue.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -19,7 +21,8 @@ use super::admission::{
     Refusal, authenticate, check_declared_length, check_room, discard, plain, read_body,
 };
 use super::queue::BatchQueue;
-use super::{WebhookConfig, WebhookMetrics};
+use super::wal::{AppendError, SegmentId, WalHandle};
+use super::{ReadinessCheck, WebhookConfig, WebhookMetrics};
 use crate::audit_intake::{AuditIntake, AuditItem};
 
 /// What the request handlers share.
@@ -32,16 +35,20 @@ pub(super) struct Shared {
     intake: AuditIntake,
     memory_pressure: Option<Arc<AtomicBool>>,
     queue: BatchQueue,
+    wal: Option<WalHandle>,
     reads: Arc<Semaphore>,
+    read_slot_wait: Duration,
+    readiness: Option<ReadinessCheck>,
     accepting: AtomicBool,
     metrics: Arc<WebhookMetrics>,
 }
 
 impl Shared {
-    /// The handlers' state for `config`, queueing into `queue`.
+    /// The handlers' state for `config`, queueing into `queue` after writing ahead into `wal` when given.
     pub(super) fn new(
         config: &WebhookConfig,
         queue: BatchQueue,
+        wal: Option<WalHandle>,
         metrics: Arc<WebhookMetrics>,
     ) -> Self {
         Self {
@@ -52,7 +59,10 @@ impl Shared {
             intake: AuditIntake::new(config.mapping.clone()),
             memory_pressure: config.memory_pressure.clone(),
             queue,
+            wal,
             reads: Arc::new(Semaphore::new(config.concurrent_reads)),
+            read_slot_wait: config.connections.read_slot_wait,
+            readiness: config.readiness.clone(),
             accepting: AtomicBool::new(true),
             metrics,
         }
@@ -64,8 +74,9 @@ impl Shared {
     }
 
     /// Admission, before the body is read: shutting down, authentication, declared length, room in the queue,
-    /// and a slot for reading the body (held until the batch is queued or refused).
-    fn admit(&self, parts: &Parts) -> Result<OwnedSemaphorePermit, Refusal> {
+    /// and a slot for reading the body (held until the batch is queued or refused; waited for in arrival order, at
+    /// most the configured wait).
+    async fn admit(&self, parts: &Parts) -> Result<OwnedSemaphorePermit, Refusal> {
         if !self.accepting.load(Relaxed) {
             return Err(Refusal::ShuttingDown);
         }
@@ -80,9 +91,22 @@ impl Shared {
             memory_pressed,
             self.metrics.queued_events.load(Relaxed),
         )?;
-        Arc::clone(&self.reads)
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Throttled("too many batches being read"))
+        if self.wal.as_ref().is_some_and(WalHandle::is_full) {
+            self.metrics.wal_full.fetch_add(1, Relaxed);
+            return Err(Refusal::Throttled(WAL_FULL));
+        }
+        match tokio::time::timeout(self.read_slot_wait, Arc::clone(&self.reads).acquire_owned())
+            .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => {
+                self.metrics
+                    .connections
+                    .read_slot_timeouts
+                    .fetch_add(1, Relaxed);
+                Err(Refusal::Throttled("too many batches being read"))
+            }
+        }
     }
 }
 
@@ -90,10 +114,11 @@ impl Shared {
 #[derive(Copy, Clone, Debug)]
 pub(super) struct PeerAddr(pub(super) SocketAddr);
 
-/// `GET /healthz`, `POST /audit` and `POST /audit/{cluster}`.
+/// `GET /healthz`, `GET /readyz`, `POST /audit` and `POST /audit/{cluster}`.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/audit", post(audit_default))
         .route("/audit/{cluster}", post(audit_cluster))
         .with_state(shared)
@@ -104,6 +129,24 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+/// `ready`, or 503 with the reason: shutting down, or what the [`ReadinessCheck`] says.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if !shared.accepting.load(Relaxed) {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down");
+    }
+    match shared
+        .readiness
+        .as_ref()
+        .map_or(Ok(()), ReadinessCheck::check)
+    {
+        Ok(()) => plain(StatusCode::OK, "ready"),
+        Err(reason) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}"),
+        ),
     }
 }
 
@@ -120,12 +163,16 @@ async fn audit_cluster(
     receive(shared, cluster, request).await
 }
 
-/// One batch: admitted, its body read, taken in by the audit intake, queued. 200 once all of it is queued.
+/// What a 429 for a full write-ahead log says.
+const WAL_FULL: &str = "write-ahead log full";
+
+/// One batch: admitted, its body read, taken in by the audit intake, written ahead, queued. 200 once all of it is
+/// queued (and, with a write-ahead log, its body synced to disk).
 async fn receive(shared: Arc<Shared>, cluster: String, request: Request) -> Response {
     let metrics = &shared.metrics;
     metrics.requests.fetch_add(1, Relaxed);
     let (parts, body) = request.into_parts();
-    let _reading = match shared.admit(&parts) {
+    let _reading = match shared.admit(&parts).await {
         Ok(permit) => permit,
         Err(refusal) => {
             if refusal.drains_body() {
@@ -139,14 +186,13 @@ async fn receive(shared: Arc<Shared>, cluster: String, request: Request) -> Resp
         .get::<PeerAddr>()
         .map(|p| p.0.to_string())
         .unwrap_or_else(|| "unknown client".to_owned());
-    let taken = match read_body(body, shared.body_limit, shared.read_timeout).await {
-        // The body is dropped here, before its activities take room in the queue.
-        Ok(bytes) => take_batch(&shared.intake, &bytes, &cluster, &peer, metrics)
-            .map(|batch| (batch, bytes.len())),
+    let queued = match read_body(body, shared.body_limit, shared.read_timeout).await {
+        Ok(bytes) => match take_batch(&shared.intake, &bytes, &cluster, &peer, metrics) {
+            Ok(batch) => batch.enqueue(&shared, &cluster, bytes, metrics).await,
+            Err(refusal) => Err(refusal),
+        },
         Err(refusal) => Err(refusal),
     };
-    let queued =
-        taken.and_then(|(batch, body_bytes)| batch.enqueue(&shared.queue, body_bytes, metrics));
     match queued {
         Ok(()) => {
             metrics.batches_accepted.fetch_add(1, Relaxed);
@@ -206,23 +252,73 @@ fn take_batch(
     Ok(batch)
 }
 
+/// The webhook's handling of one POSTed body for `cluster`, without the HTTP server, with the default audit
+/// mapping: the records it would queue and the rejections it would report, or the message of its 400 answer.
+/// Counts into `metrics` as a request does. For the fuzz targets (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub fn take_body(
+    body: &[u8],
+    cluster: &str,
+    metrics: &WebhookMetrics,
+) -> Result<(Vec<Record>, Vec<Rejection>), String> {
+    match take_batch(&AuditIntake::default(), body, cluster, "fuzz", metrics) {
+        Ok(batch) => Ok((batch.records, batch.rejections)),
+        Err(Refusal::Malformed(message)) => Err(message),
+        Err(other) => Err(format!("{other:?}")),
+    }
+}
+
 impl TakenBatch {
-    /// Queues the batch (nothing to queue when it has neither activities nor rejections), holding room for a
-    /// body of `body_bytes`; counts what was accepted.
-    fn enqueue(
+    /// Queues the batch (nothing to queue when it has neither activities nor rejections), holding room for its
+    /// `body`; with a write-ahead log, a batch with activities is first written ahead (the body is dropped then).
+    /// Counts what was accepted.
+    async fn enqueue(
         self,
-        queue: &BatchQueue,
-        body_bytes: usize,
+        shared: &Shared,
+        cluster: &str,
+        body: Bytes,
         metrics: &WebhookMetrics,
     ) -> Result<(), Refusal> {
         if self.records.is_empty() && self.rejections.is_empty() {
             return Ok(());
         }
         let (count, invalid) = (self.records.len() as u64, self.rejections.len() as u64);
-        queue.push(self.records, self.rejections, body_bytes, metrics)?;
+        // Room first: once the body is on disk, the batch must be answered 200.
+        let room = shared.queue.reserve(self.records.len(), body.len())?;
+        let segment = match &shared.wal {
+            Some(wal) if count > 0 => Some(write_ahead(wal, cluster, &body, metrics).await?),
+            _ => None,
+        };
+        drop(body);
+        shared
+            .queue
+            .push(room, self.records, self.rejections, segment, metrics)?;
         metrics.events_invalid.fetch_add(invalid, Relaxed);
         metrics.events_accepted.fetch_add(count, Relaxed);
         Ok(())
+    }
+}
+
+/// Writes `body` (posted for `cluster`) to the write-ahead log and waits until it is synced.
+async fn write_ahead(
+    wal: &WalHandle,
+    cluster: &str,
+    body: &[u8],
+    metrics: &WebhookMetrics,
+) -> Result<SegmentId, Refusal> {
+    if !wal.could_fit(cluster, body.len()) {
+        return Err(Refusal::TooLarge(
+            "the batch is larger than the write-ahead log".to_owned(),
+        ));
+    }
+    match wal.append(cluster, body).await {
+        Ok(segment) => {
+            metrics.wal_batches.fetch_add(1, Relaxed);
+            Ok(segment)
+        }
+        Err(AppendError::Full { .. }) => Err(Refusal::Throttled(WAL_FULL)),
+        Err(AppendError::Closed) => Err(Refusal::ShuttingDown),
+        Err(error @ AppendError::Write { .. }) => Err(Refusal::NotDurable(error.to_string())),
     }
 }
 
