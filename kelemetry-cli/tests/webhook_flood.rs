@@ -216,8 +216,8 @@ async fn flood(queue: &str, ceiling_mib: u64) -> String {
     // Nothing accepted is lost: the webhook delivered all it accepted, and every activity became an exported span.
     let webhook = summary.lines().find(|l| l.starts_with("webhook:")).unwrap();
     assert_eq!(number_after(webhook, " accepted,"), accepted, "{webhook}");
-    assert_eq!(number_after(webhook, " delivered"), accepted, "{webhook}");
-    assert_eq!(number_after(webhook, " lost"), 0, "{webhook}");
+    assert_eq!(number_after(webhook, " delivered, "), accepted, "{webhook}");
+    assert_eq!(number_after(webhook, " lost, "), 0, "{webhook}");
     let pipeline = summary
         .lines()
         .find(|l| l.starts_with("pipeline:"))

@@ -174,7 +174,8 @@ impl std::str::FromStr for TraceId {
             what: "trace id",
             digits: 32,
         };
-        if text.len() != 32 {
+        // `from_str_radix` also takes a leading `+`, which is no hex digit and would not render back.
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err());
         }
         u128::from_str_radix(text, 16)
@@ -192,7 +193,8 @@ impl std::str::FromStr for SpanId {
             what: "span id",
             digits: 16,
         };
-        if text.len() != 16 {
+        // `from_str_radix` also takes a leading `+`, which is no hex digit and would not render back.
+        if text.len() != 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err());
         }
         u64::from_str_radix(text, 16)
@@ -263,6 +265,23 @@ mod tests {
         assert_eq!(span.to_string().parse::<SpanId>().unwrap(), span);
         assert!("0".repeat(32).parse::<TraceId>().is_err());
         assert!("xyz".parse::<SpanId>().is_err());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/id_codec): a leading `+` parsed, and the id rendered without it.
+    #[test]
+    fn only_hex_digits_parse() {
+        assert!("+000000000000001".parse::<SpanId>().is_err());
+        assert!(
+            format!("+{}", "0".repeat(30) + "1")
+                .parse::<TraceId>()
+                .is_err()
+        );
+        assert!("-000000000000001".parse::<SpanId>().is_err());
+        let upper = "0123456789ABCDEF".parse::<SpanId>();
+        assert_eq!(
+            upper.map(|id| id.to_string()),
+            Ok("0123456789abcdef".to_owned())
+        );
     }
 
     fn arb_key() -> impl Strategy<Value = ObjectKey> {

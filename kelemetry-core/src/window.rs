@@ -1,6 +1,6 @@
 //! Time windows: an object has one object span per window it was active in.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The default window length: 30 minutes, as in the original.
@@ -97,16 +97,21 @@ impl Window {
         self.length_secs
     }
 
-    /// Start instant.
+    /// Start instant; [`Timestamp::MIN`] for the first window, which starts before the earliest time a
+    /// [`Timestamp`] holds.
     pub fn start(&self) -> Timestamp {
-        Timestamp::from_second(self.start_secs).unwrap_or(Timestamp::UNIX_EPOCH)
+        Timestamp::from_second(self.start_secs).unwrap_or(Timestamp::MIN)
     }
 
-    /// End instant (exclusive).
+    /// End instant (exclusive); [`Timestamp::MAX`] for the last window, which ends after the latest time a
+    /// [`Timestamp`] holds.
     pub fn end(&self) -> Timestamp {
-        self.start()
-            .checked_add(SignedDuration::from_secs(self.length_secs as i64))
-            .unwrap_or(Timestamp::MAX)
+        let end = self.start_secs.saturating_add_unsigned(self.length_secs);
+        Timestamp::from_second(end).unwrap_or(if end < 0 {
+            Timestamp::MIN
+        } else {
+            Timestamp::MAX
+        })
     }
 
     /// The window right after this one.
@@ -121,6 +126,24 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the window check of the audit fuzz target (fuzz/regressions/audit_document): the window of the
+    /// earliest timestamp starts before it, and its start read as 1970.
+    #[test]
+    fn the_earliest_and_latest_times_are_in_their_windows() {
+        let w = Windowing::default();
+        let window = w.window_of(Timestamp::MIN);
+        assert_eq!(window.start(), Timestamp::MIN);
+        assert!(Timestamp::MIN < window.end());
+        assert_eq!(window.end(), window.next().start());
+        let last = w.window_of(Timestamp::MAX);
+        assert!(last.start() <= Timestamp::MAX);
+        assert_eq!(
+            last.end(),
+            Timestamp::MAX,
+            "the last window ends at the latest time, saturated"
+        );
+    }
 
     #[test]
     fn windows_are_epoch_aligned_and_cover_the_range() {

@@ -81,12 +81,18 @@ async fn a_receipt_settles_only_after_every_exporter_exported_the_spans() {
 
     let (delivery, mut receipt) = Delivery::new();
     for n in 0..3 {
-        sink.send_tracked(activity("pods", n), &delivery).await.unwrap();
+        sink.send_tracked(activity("pods", n), &delivery)
+            .await
+            .unwrap();
     }
     drop(delivery);
     // Past the flush interval: the batch went out, the ungated exporter has it, the gated one waits.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(memory.spans().len(), 6, "3 object spans and 3 activity spans");
+    assert_eq!(
+        memory.spans().len(),
+        6,
+        "3 object spans and 3 activity spans"
+    );
     assert!(
         futures_poll(&mut receipt).is_none(),
         "settled before the gated exporter exported"
@@ -111,7 +117,9 @@ async fn records_that_make_no_span_are_delivered_once_processed() {
     let running = tokio::spawn(pipeline.run(CancellationToken::new()));
 
     let (delivery, receipt) = Delivery::new();
-    sink.send_tracked(activity("leases", 1), &delivery).await.unwrap();
+    sink.send_tracked(activity("leases", 1), &delivery)
+        .await
+        .unwrap();
     drop(delivery);
     assert_eq!(receipt.await, Ok(()));
     assert!(memory.spans().is_empty());
@@ -133,7 +141,9 @@ async fn a_batch_an_exporter_gave_up_on_is_reported_lost_with_its_record_count()
 
     let (delivery, receipt) = Delivery::new();
     for n in 0..4 {
-        sink.send_tracked(activity("pods", n), &delivery).await.unwrap();
+        sink.send_tracked(activity("pods", n), &delivery)
+            .await
+            .unwrap();
     }
     drop(delivery);
     assert_eq!(receipt.await, Err(NotDelivered { records: 4 }));
@@ -166,7 +176,9 @@ async fn records_abandoned_by_a_hard_stop_are_reported_lost() {
 
     let (delivery, receipt) = Delivery::new();
     for n in 0..50 {
-        sink.send_tracked(activity("pods", n), &delivery).await.unwrap();
+        sink.send_tracked(activity("pods", n), &delivery)
+            .await
+            .unwrap();
     }
     drop(delivery);
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -178,7 +190,10 @@ async fn records_abandoned_by_a_hard_stop_are_reported_lost() {
     };
     drop(sink);
     let report = running.await.unwrap();
-    assert_eq!(report.abandoned, lost, "the receipt counts what the report abandoned");
+    assert_eq!(
+        report.abandoned, lost,
+        "the receipt counts what the report abandoned"
+    );
     assert!(lost > 0 && lost < 50, "{lost}");
     let exported_activities = gated
         .inner

@@ -389,3 +389,22 @@ fn only_the_object_itself_becomes_the_body() {
     value["objectRef"]["subresource"] = json!("status");
     assert!(activity(value).object.body.is_some());
 }
+
+/// The input of fuzz/regressions/audit_document/earliest-timestamp.json: a delete at the earliest time a timestamp
+/// holds. Its activity lies in its window, whose start read as 1970.
+#[test]
+fn an_activity_at_the_earliest_time_is_in_its_window() {
+    let text = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"b1","stage":"ResponseComplete","verb":"delete","user":{"username":"carol"},"objectRef":{"resource":"nodes","name":"node-1"},"requestReceivedTimestamp":"-009999-01-02T01:59:59Z"}"#;
+    let mut events = parse_document(text.as_bytes()).expect("the event parses");
+    let Ok(AuditOutcome::Activity(a)) = map_event(events.remove(0), "c") else {
+        panic!("a delete of a node is an activity");
+    };
+    assert_eq!(a.start, jiff::Timestamp::MIN);
+    let window = crate::Windowing::default().window_of(a.start);
+    assert!(window.start() <= a.start && a.start < window.end());
+    let span = crate::span::activity_span(&a, window);
+    assert_eq!(
+        span.trace_id,
+        crate::TraceId::for_object(a.object.key(), window)
+    );
+}

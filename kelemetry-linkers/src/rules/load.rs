@@ -30,6 +30,27 @@ const SOURCE_KEYS: &[&str] = &["path", "label", "annotation"];
 const SELECTOR_KEYS: &[&str] = &["matchLabels", "matchExpressions"];
 const REQUIREMENT_KEYS: &[&str] = &["key", "operator", "values"];
 
+/// How deep the brackets of a JSONPath may nest. `serde_json_path`'s parser backtracks over nested filter queries
+/// in a time exponential in their depth (16 levels of `[?@[?@.b` took minutes, found by fuzzing); paths over
+/// Kubernetes objects nest two or three deep.
+const MAX_PATH_NESTING: usize = 8;
+
+/// How deep the brackets of `path` nest; a bracket never closed stays open to the end.
+fn bracket_nesting(path: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for c in path.chars() {
+        match c {
+            '[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Parses `text`; every error found, in file order, when there is any.
 pub(super) fn parse(text: &str, origin: &Arc<str>) -> Result<Vec<Rule>, Vec<RuleError>> {
     let mut reader = Reader {
@@ -368,6 +389,16 @@ impl Reader {
 
     fn query(&mut self, node: &Node<'_>) -> Option<Query> {
         let text = self.string(node, "a JSONPath")?;
+        let nesting = bracket_nesting(&text);
+        if nesting > MAX_PATH_NESTING {
+            self.fail(
+                node,
+                format!(
+                    "JSONPath {text:?} nests brackets {nesting} deep; at most {MAX_PATH_NESTING} are allowed"
+                ),
+            );
+            return None;
+        }
         match JsonPath::parse(&text) {
             Ok(path) => Some(Query { text, path }),
             Err(err) => {

@@ -399,6 +399,38 @@ rules:
     );
 }
 
+/// Found by fuzzing (fuzz/regressions/rules): a path of unclosed nested filters took minutes to parse; it is
+/// refused at once. Eight levels still parse.
+#[test]
+fn deeply_nested_paths_are_refused_quickly() {
+    let rule = |path: &str| {
+        format!(
+            "rules:\n  - match: {{resource: pods}}\n    target: {{group: '', resource: configmaps, name: {{path: \"{path}\"}}}}\n    role: parent\n"
+        )
+    };
+    let deep = format!("$.a{}", "[?@[?@.b".repeat(16));
+    let started = std::time::Instant::now();
+    let errors = errors(&rule(&deep));
+    assert_eq!(
+        errors,
+        [format!(
+            "rules.yaml:3:60: rule 1 (pods→configmaps): JSONPath {deep:?} nests brackets 32 deep; at most 8 are \
+             allowed"
+        )]
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let eight = format!("$.a{}{}", "[?@[?@.b".repeat(4), "]".repeat(8));
+    let eight_deep = RuleSet::parse(&rule(&eight), "rules.yaml").map(|rules| rules.len());
+    assert_eq!(eight_deep.ok(), Some(1), "eight levels are allowed");
+    let fine = "$.spec.containers[?@.name == 'web'].env[?@.name == 'CONFIG'].value";
+    assert_eq!(
+        RuleSet::parse(&rule(fine), "rules.yaml")
+            .map(|rules| rules.len())
+            .ok(),
+        Some(1)
+    );
+}
+
 #[test]
 fn yaml_and_shape_errors() {
     assert_eq!(

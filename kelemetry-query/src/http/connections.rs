@@ -188,6 +188,8 @@ impl Connection {
                     if goodbye.is_some() {
                         return;
                     }
+                    // Requests may have come and gone since the deadline was computed: look again.
+                    let idle_deadline = self.slot.idle_deadline(head_timeout, idle_timeout);
                     if idle_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
                         self.metrics.idle_closed.fetch_add(1, Relaxed);
                         connection.as_mut().graceful_shutdown();

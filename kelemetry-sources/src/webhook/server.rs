@@ -267,6 +267,8 @@ impl Connection {
                     if goodbye.is_some() {
                         return;
                     }
+                    // Requests may have come and gone since the deadline was computed: look again.
+                    let idle_deadline = self.slot.idle_deadline(head_timeout, idle_timeout);
                     if idle_deadline.is_some_and(|deadline| deadline <= Instant::now()) {
                         let counters = &self.metrics.connections;
                         let counter = if self.slot.requests() == 0 {

@@ -1,0 +1,58 @@
+//! The webhook's body path: bytes as a POSTed body → `kelemetry_sources::webhook::take_body` (what the
+//! `/audit` handler runs once the body is read: the audit intake, counting, rejections). Checks: a refused body
+//! is exactly one the audit parser refuses, counts no event and says why; an accepted body accounts for every
+//! event (received = activities + skipped + rejected, as many as the parser found); rejections name their item;
+//! activities keep the invariants of `kelemetry_fuzz::check_activity`.
+
+#![no_main]
+
+use kelemetry_core::audit::parse_document;
+use kelemetry_core::{Record, SourceKind};
+use kelemetry_fuzz::{CLUSTER, check_activity};
+use kelemetry_sources::webhook::{WebhookMetrics, take_body};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let metrics = WebhookMetrics::default();
+    let parsed = parse_document(data).map(|events| events.len());
+    match take_body(data, CLUSTER, &metrics) {
+        Ok((records, rejections)) => {
+            let counts = metrics.snapshot();
+            assert_eq!(
+                parsed.ok(),
+                Some(counts.events_received as usize),
+                "events received"
+            );
+            assert_eq!(
+                counts.events_received,
+                records.len() as u64 + rejections.len() as u64 + counts.events_skipped,
+                "every event is an activity, a skip or a rejection: {counts}"
+            );
+            for record in &records {
+                let Record::Activity(activity) = record else {
+                    panic!("the webhook queues activities only: {record:?}");
+                };
+                check_activity(activity, &SourceKind::Audit);
+            }
+            for rejection in &rejections {
+                let item = rejection
+                    .origin
+                    .strip_prefix("webhook fuzz item ")
+                    .and_then(|item| item.parse::<u64>().ok());
+                assert!(
+                    item.is_some_and(|item| item < counts.events_received),
+                    "{}",
+                    rejection.origin
+                );
+            }
+        }
+        Err(message) => {
+            assert!(
+                parsed.is_err(),
+                "a body the parser takes was refused: {message}"
+            );
+            assert!(message.starts_with("not an audit EventList ("), "{message}");
+            assert_eq!(metrics.snapshot().events_received, 0);
+        }
+    }
+});
