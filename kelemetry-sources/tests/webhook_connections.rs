@@ -375,3 +375,39 @@ async fn readyz_answers_what_the_readiness_check_says() {
     assert_eq!(answer.text().await.unwrap(), "not ready: 3 spans lost\n");
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_keep_alive_connection_outlives_the_head_timeout() {
+    // Found by the flood test: the watchdog judged idleness from the deadline it computed when the connection
+    // opened, so a connection busy with requests was closed once the head timeout had passed.
+    let mut config = config();
+    config.connections.head_timeout = Duration::from_millis(300);
+    config.connections.idle_timeout = Duration::from_secs(5);
+    let running = Running::start(config);
+    let mut stream = TcpStream::connect(running.address).await.unwrap();
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 512];
+        let read = stream.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..read].starts_with(b"HTTP/1.1 200"),
+            "request {answered} on the connection: {:?}",
+            String::from_utf8_lossy(&answer[..read])
+        );
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answered > 20, "{answered}");
+    let connections = running.connections();
+    assert_eq!(
+        connections.head_timeouts + connections.idle_timeouts,
+        0,
+        "{connections:?}"
+    );
+    running.stop().await;
+}
