@@ -108,7 +108,7 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
             "cluster: tracetest\n\
              kubernetes:\n  kubeconfig: {kubeconfig}\n\
              sources:\n  webhook:\n    listen: 127.0.0.1:{port}\n  events:\n    watermark:\n      name: e2e-controller\n  objectWatch: {{}}\n\
-             exporters:\n  store:\n    path: store\n  jsonLines:\n    path: spans.jsonl\n",
+             exporters:\n  store:\n    path: store\n",
             kubeconfig = cluster.kubeconfig().display(),
         ),
     )
@@ -192,16 +192,21 @@ async fn reconcile_spans_show_inside_the_custom_resource_next_to_the_audit_recor
             .kubectl_json(["get", "configmap", "demo-settings"])
             .unwrap();
         assert_eq!(data["data"]["size"], "large");
-        // The apiserver sends audit batches every second: wait until kelemetry exported the patch.
-        let exported = dir.path().join("spans.jsonl");
-        kelemetry_testkit::wait_until("the patch exported", Duration::from_secs(60), || {
-            let text = std::fs::read_to_string(&exported).unwrap_or_default();
-            Ok(text
-                .lines()
-                .any(|line| {
-                    line.contains(r#""stringValue":"demo-sync""#) && line.contains(" patch\"")
-                })
-                .then_some(()))
+        // The apiserver sends audit batches every second: wait until the patch's audit span is in the store (read
+        // beside the running kelemetry).
+        let written = dir.path().join("store");
+        kelemetry_testkit::wait_until("the patch in the store", Duration::from_secs(60), || {
+            let Ok(store) = SpanStore::open_read_only(&written) else {
+                return Ok(None);
+            };
+            let found = store.spans().unwrap().filter_map(Result::ok).any(|span| {
+                span.name.ends_with(" patch")
+                    && span
+                        .attributes
+                        .iter()
+                        .any(|(key, value)| key == "name" && value == "demo-sync")
+            });
+            Ok(found.then_some(()))
         })
         .unwrap();
     });
