@@ -90,8 +90,9 @@ type Destination = BufWriter<Box<dyn AsyncWrite + Send + Unpin>>;
 /// JSON encoding (the format of the OpenTelemetry Collector's file exporter), with one `resourceSpans` entry per
 /// service name (`object`, `link`, `audit`, `event`, ...); see `kelemetry_core::otlp`.
 ///
-/// Writes go through a buffer of [`WRITE_BUFFER_BYTES`]; [`Exporter::flush`] pushes the buffer out and flushes
-/// the destination. Each line is serialised completely before any of it is written, so a serialisation problem
+/// Writes go through a buffer of [`WRITE_BUFFER_BYTES`], pushed out to the destination at the end of every
+/// [`Exporter::export`] (a batch reported exported is in the file, as far as this process is concerned; it is not
+/// synced to disk). Each line is serialised completely before any of it is written, so a serialisation problem
 /// never leaves half a line; an I/O failure part way through a line can.
 pub struct JsonLinesExporter {
     destination_name: String,
@@ -195,7 +196,12 @@ impl Exporter for JsonLinesExporter {
                 .await
                 .map_err(|e| self.io_error("cannot write to", e))?;
         }
-        Ok(())
+        // An exported batch is acknowledged to the sources: hand it to the OS now, not at the next flush, so that a
+        // crash of this process cannot lose it and a reader of the file sees it.
+        destination
+            .flush()
+            .await
+            .map_err(|e| self.io_error("cannot write to", e))
     }
 
     async fn flush(&self) -> Result<(), ExportError> {
