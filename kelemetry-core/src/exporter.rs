@@ -111,3 +111,74 @@ impl Exporter for MemoryExporter {
         Ok(())
     }
 }
+
+/// A [`MemoryExporter`] behind a gate, for tests of what waits on exports (delivery receipts, checkpoints,
+/// watermarks, offsets): each batch takes one permit before it is kept, so a test can hold spans in export with
+/// a closed gate, let them through with [`GatedExporter::open`], or make every export give up with
+/// [`GatedExporter::refuse`].
+///
+/// ```
+/// use kelemetry_core::{Exporter, GatedExporter};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let gated = GatedExporter::new(100);
+/// gated.open(1);
+/// gated.export(&[]).await.unwrap();
+/// gated.refuse(true);
+/// assert!(gated.export(&[]).await.is_err());
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct GatedExporter {
+    gate: tokio::sync::Semaphore,
+    refusing: std::sync::atomic::AtomicBool,
+    kept: MemoryExporter,
+}
+
+impl GatedExporter {
+    /// A closed gate in front of a [`MemoryExporter`] keeping at most `capacity` spans.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            gate: tokio::sync::Semaphore::new(0),
+            refusing: std::sync::atomic::AtomicBool::new(false),
+            kept: MemoryExporter::new(capacity),
+        }
+    }
+
+    /// Lets `batches` more batches through.
+    pub fn open(&self, batches: usize) {
+        self.gate.add_permits(batches);
+    }
+
+    /// While `refusing`, every export fails permanently at once ("the backend refused the batch"), gate or not.
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A copy of the spans let through so far.
+    pub fn spans(&self) -> Vec<SpanRecord> {
+        self.kept.spans()
+    }
+}
+
+#[async_trait]
+impl Exporter for GatedExporter {
+    fn name(&self) -> &str {
+        "gated"
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ExportError::permanent("the backend refused the batch"));
+        }
+        let permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| ExportError::permanent("the gate was closed for good"))?;
+        permit.forget();
+        self.kept.export(batch).await
+    }
+}

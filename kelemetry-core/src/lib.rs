@@ -10,7 +10,8 @@
 //! - spans as data: [`SpanRecord`] and how objects, links and activities become spans ([`span`]);
 //! - the extension points: [`Source`]/[`ActivitySink`] (with [`Delivery`] receipts for sources that must know
 //!   when what they handed over was exported), [`Decorator`], [`Linker`]/[`ObjectLookup`], [`Exporter`],
-//!   [`SpanLedger`];
+//!   [`SpanLedger`]; and exporters for tests and tools: [`MemoryExporter`], [`DiscardExporter`] and
+//!   [`GatedExporter`] (holds or refuses batches, for tests of what waits on exports);
 //! - the mappings from outside data: apiserver audit events ([`audit`]), Kubernetes Events ([`kube_event`]), field
 //!   diffs ([`diff`]) with redaction ([`redact`]), kinds to resources ([`resource_map`]);
 //! - the [`Pipeline`] that wires sources through filter, decorators, windowing, linkers and exporters, owns the
@@ -77,7 +78,7 @@ pub use context::ObjectSpanContext;
 pub use decorate::{Decorator, DiffDecorator};
 pub use delivery::{Delivery, NotDelivered, PendingRecord, Receipt};
 pub use diff::DiffEntry;
-pub use exporter::{DiscardExporter, ExportError, Exporter, MemoryExporter};
+pub use exporter::{DiscardExporter, ExportError, Exporter, GatedExporter, MemoryExporter};
 pub use filter::Filter;
 pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};

@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kelemetry_core::pipeline::RetryPolicy;
 use kelemetry_core::{
-    Activity, CancellationToken, Delivery, ExportError, Exporter, Filter, MemoryExporter,
-    NotDelivered, Object, ObjectKey, ObjectRef, Pipeline, Record, SourceKind, SpanRecord,
+    Activity, CancellationToken, Delivery, ExportError, Exporter, Filter, GatedExporter,
+    MemoryExporter, NotDelivered, Object, ObjectKey, ObjectRef, Pipeline, Record, SourceKind,
+    SpanRecord,
 };
-use tokio::sync::Semaphore;
 
 fn activity(resource: &str, n: u32) -> Record {
     let key = ObjectKey::new("c", "", resource, "ns", format!("o{n}"));
@@ -24,23 +24,6 @@ fn activity(resource: &str, n: u32) -> Record {
         format!("audit-{n}"),
     )
     .into()
-}
-
-/// Exports only when a permit is given, so a test can hold a batch in export.
-struct GatedExporter {
-    gate: Arc<Semaphore>,
-    inner: MemoryExporter,
-}
-
-#[async_trait]
-impl Exporter for GatedExporter {
-    fn name(&self) -> &str {
-        "gated"
-    }
-    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
-        self.gate.acquire().await.unwrap().forget();
-        self.inner.export(batch).await
-    }
 }
 
 /// Fails every export permanently, or its flush.
@@ -66,11 +49,7 @@ impl Exporter for FailingExporter {
 
 #[tokio::test(start_paused = true)]
 async fn a_receipt_settles_only_after_every_exporter_exported_the_spans() {
-    let gate = Arc::new(Semaphore::new(0));
-    let gated = Arc::new(GatedExporter {
-        gate: gate.clone(),
-        inner: MemoryExporter::new(10_000),
-    });
+    let gated = Arc::new(GatedExporter::new(10_000));
     let memory = Arc::new(MemoryExporter::new(10_000));
     let pipeline = Pipeline::builder()
         .exporter(gated.clone())
@@ -98,9 +77,9 @@ async fn a_receipt_settles_only_after_every_exporter_exported_the_spans() {
         "settled before the gated exporter exported"
     );
 
-    gate.add_permits(100);
+    gated.open(100);
     assert_eq!(receipt.await, Ok(()));
-    assert_eq!(gated.inner.spans().len(), 6);
+    assert_eq!(gated.spans().len(), 6);
     drop(sink);
     let report = running.await.unwrap();
     assert_eq!(report.spans_dropped, 0);
@@ -157,11 +136,7 @@ async fn a_batch_an_exporter_gave_up_on_is_reported_lost_with_its_record_count()
 
 #[tokio::test(start_paused = true)]
 async fn records_abandoned_by_a_hard_stop_are_reported_lost() {
-    let gate = Arc::new(Semaphore::new(0));
-    let gated = Arc::new(GatedExporter {
-        gate: gate.clone(),
-        inner: MemoryExporter::new(10_000),
-    });
+    let gated = Arc::new(GatedExporter::new(10_000));
     // One span a batch and one batch of queue: the stage waits on the exporter after a few records, and the rest
     // stay in the intake queue.
     let pipeline = Pipeline::builder()
@@ -183,7 +158,7 @@ async fn records_abandoned_by_a_hard_stop_are_reported_lost() {
     drop(delivery);
     tokio::time::sleep(Duration::from_millis(10)).await;
     hard_stop.cancel();
-    gate.add_permits(10_000);
+    gated.open(10_000);
 
     let Err(NotDelivered { records: lost }) = receipt.await else {
         panic!("a hard stop with 50 records queued lost none");
@@ -196,7 +171,6 @@ async fn records_abandoned_by_a_hard_stop_are_reported_lost() {
     );
     assert!(lost > 0 && lost < 50, "{lost}");
     let exported_activities = gated
-        .inner
         .spans()
         .iter()
         .filter(|span| span.parent_span_id.is_some())

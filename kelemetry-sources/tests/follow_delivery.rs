@@ -8,33 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use kelemetry_core::{
-    CancellationToken, ExportError, Exporter, MemoryExporter, Pipeline, PipelineReport, SpanRecord,
-};
+use kelemetry_core::{CancellationToken, GatedExporter, Pipeline, PipelineReport};
 use kelemetry_sources::{AuditLogFollower, CheckpointFile, FileCheckpoint};
-use tokio::sync::Semaphore;
-
-/// Exports only with a permit (so a test holds the spans in export), or gives up on every batch.
-struct TestExporter {
-    gate: Arc<Semaphore>,
-    give_up: bool,
-    kept: MemoryExporter,
-}
-
-#[async_trait]
-impl Exporter for TestExporter {
-    fn name(&self) -> &str {
-        "test"
-    }
-    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
-        if self.give_up {
-            return Err(ExportError::permanent("the backend refused the batch"));
-        }
-        self.gate.acquire().await.unwrap().forget();
-        self.kept.export(batch).await
-    }
-}
 
 fn write_lines(path: &Path, count: u32) {
     let mut file = std::fs::File::create(path).unwrap();
@@ -60,7 +35,7 @@ struct Running {
     stats: Arc<kelemetry_core::pipeline::PipelineStats>,
 }
 
-fn start(log: &Path, checkpoint: &Path, exporter: Arc<TestExporter>) -> Running {
+fn start(log: &Path, checkpoint: &Path, exporter: Arc<GatedExporter>) -> Running {
     let follower = AuditLogFollower::new(log, "c")
         .with_poll_interval(Duration::from_millis(10))
         .with_checkpoint(CheckpointFile::new(checkpoint))
@@ -91,9 +66,8 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
-fn activities(exporter: &TestExporter) -> usize {
+fn activities(exporter: &GatedExporter) -> usize {
     exporter
-        .kept
         .spans()
         .iter()
         .filter(|span| span.parent_span_id.is_some())
@@ -105,12 +79,7 @@ async fn the_checkpoint_waits_for_the_exporters() {
     let dir = tempfile::tempdir().unwrap();
     let (log, checkpoint) = (dir.path().join("audit.log"), dir.path().join("checkpoint"));
     write_lines(&log, 10);
-    let gate = Arc::new(Semaphore::new(0));
-    let exporter = Arc::new(TestExporter {
-        gate: gate.clone(),
-        give_up: false,
-        kept: MemoryExporter::new(1000),
-    });
+    let exporter = Arc::new(GatedExporter::new(1000));
     let running = start(&log, &checkpoint, exporter.clone());
 
     // The pipeline took all 10 lines' records, and a good many checkpoint intervals pass: nothing is exported, so
@@ -123,7 +92,7 @@ async fn the_checkpoint_waits_for_the_exporters() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(checkpoint_line(&checkpoint).await.unwrap_or(0), 0);
 
-    gate.add_permits(1000);
+    exporter.open(1000);
     wait_for("the checkpoint past line 10", async || {
         checkpoint_line(&checkpoint).await == Some(10)
     })
@@ -139,11 +108,8 @@ async fn lines_whose_spans_were_lost_are_read_again_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let (log, checkpoint) = (dir.path().join("audit.log"), dir.path().join("checkpoint"));
     write_lines(&log, 10);
-    let refusing = Arc::new(TestExporter {
-        gate: Arc::new(Semaphore::new(1000)),
-        give_up: true,
-        kept: MemoryExporter::new(1000),
-    });
+    let refusing = Arc::new(GatedExporter::new(1000));
+    refusing.refuse(true);
     let running = start(&log, &checkpoint, refusing);
     let stats = running.stats.clone();
     wait_for("the exporter to give up on the spans", async || {
@@ -159,11 +125,8 @@ async fn lines_whose_spans_were_lost_are_read_again_at_the_next_start() {
     assert_eq!(checkpoint_line(&checkpoint).await.unwrap_or(0), 0);
 
     // The next start reads the 10 lines again, and this time they are exported and checkpointed.
-    let accepting = Arc::new(TestExporter {
-        gate: Arc::new(Semaphore::new(1000)),
-        give_up: false,
-        kept: MemoryExporter::new(1000),
-    });
+    let accepting = Arc::new(GatedExporter::new(1000));
+    accepting.open(1000);
     let running = start(&log, &checkpoint, accepting.clone());
     wait_for("the checkpoint past line 10", async || {
         checkpoint_line(&checkpoint).await == Some(10)

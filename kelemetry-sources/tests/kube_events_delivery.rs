@@ -7,32 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kelemetry_core::{
-    CancellationToken, ExportError, Exporter, MemoryExporter, Pipeline, ResourceMap, SpanRecord,
-};
+use kelemetry_core::{CancellationToken, GatedExporter, Pipeline, ResourceMap};
 use kelemetry_sources::kube_events::{KubeEventOptions, KubeEventSource, StoredWatermark};
 use kelemetry_testkit::{TestCluster, e2e_enabled};
-use tokio::sync::Semaphore;
-
-/// Exports only with a permit, so the test holds the Event's span in export.
-struct GatedExporter {
-    gate: Arc<Semaphore>,
-    kept: MemoryExporter,
-}
-
-#[async_trait]
-impl Exporter for GatedExporter {
-    fn name(&self) -> &str {
-        "gated"
-    }
-    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
-        self.gate.acquire().await.unwrap().forget();
-        self.kept.export(batch).await
-    }
-}
 
 async fn client(cluster: &TestCluster) -> kube::Client {
     let kubeconfig = kube::config::Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
@@ -71,11 +50,7 @@ async fn the_watermark_waits_for_the_exporters() {
         Arc::new(ResourceMap::builtin()),
         options,
     );
-    let gate = Arc::new(Semaphore::new(0));
-    let exporter = Arc::new(GatedExporter {
-        gate: gate.clone(),
-        kept: MemoryExporter::new(1000),
-    });
+    let exporter = Arc::new(GatedExporter::new(1000));
     let pipeline = Pipeline::builder()
         .source(Box::new(source))
         .exporter(exporter.clone())
@@ -121,7 +96,7 @@ async fn the_watermark_waits_for_the_exporters() {
         "the watermark moved past an Event not exported: {before:?}"
     );
 
-    gate.add_permits(1000);
+    exporter.open(1000);
     let waited = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let keys = handled_keys(&client, watermark).await;
@@ -138,7 +113,6 @@ async fn the_watermark_waits_for_the_exporters() {
     running.await.unwrap().check().unwrap();
     assert!(
         exporter
-            .kept
             .spans()
             .iter()
             .any(|span| span.name.contains("DeliveryTest")),
