@@ -24,9 +24,8 @@ fuzz_target!(|data: &[u8]| {
         );
         let dedup_key = format!("audit:{}", event.audit_id);
         for use_impersonated_user in [true, false] {
-            let mapping = AuditMapping {
-                use_impersonated_user,
-            };
+            let mut mapping = AuditMapping::default();
+            mapping.use_impersonated_user = use_impersonated_user;
             let outcome = mapping.map(event.clone(), CLUSTER);
             assert_eq!(
                 outcome,

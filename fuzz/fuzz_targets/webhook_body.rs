@@ -1,20 +1,27 @@
 //! The webhook's body path: bytes as a POSTed body → `kelemetry_sources::webhook::take_body` (what the
 //! `/audit` handler runs once the body is read: the audit intake, counting, rejections). Checks: a refused body
-//! is exactly one the audit parser refuses, counts no event and says why; an accepted body accounts for every
-//! event (received = activities + skipped + rejected, as many as the parser found); rejections name their item;
-//! activities keep the invariants of `kelemetry_fuzz::check_activity`.
+//! is exactly one the audit intake's unwrapping (`unwrap_document`: native documents and the envelopes of managed
+//! clusters) refuses, counts no event and says why; an accepted body accounts for every record (received =
+//! activities + skipped + rejected, as many as unwrapping found); rejections name their item; activities are in
+//! the webhook's cluster or one an envelope named, and keep the invariants of `kelemetry_fuzz::check_activity`.
 
 #![no_main]
 
-use kelemetry_core::audit::parse_document;
 use kelemetry_core::{Record, SourceKind};
 use kelemetry_fuzz::{CLUSTER, check_activity};
+use kelemetry_sources::audit_envelope::{EnvelopeLimits, unwrap_document};
 use kelemetry_sources::webhook::{WebhookMetrics, take_body};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let metrics = WebhookMetrics::default();
-    let parsed = parse_document(data).map(|events| events.len());
+    let unwrapped = unwrap_document(data, &EnvelopeLimits::default());
+    let clusters: Vec<String> = unwrapped
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.cluster.as_deref().map(str::to_owned))
+        .collect();
+    let parsed = unwrapped.map(|entries| entries.len());
     match take_body(data, CLUSTER, &metrics) {
         Ok((records, rejections)) => {
             let counts = metrics.snapshot();
@@ -32,7 +39,15 @@ fuzz_target!(|data: &[u8]| {
                 let Record::Activity(activity) = record else {
                     panic!("the webhook queues activities only: {record:?}");
                 };
-                check_activity(activity, &SourceKind::Audit);
+                let mut activity = activity.clone();
+                let cluster = &activity.object.key().cluster;
+                assert!(
+                    cluster == CLUSTER || clusters.contains(cluster),
+                    "cluster {cluster}"
+                );
+                // The shared checks are written for CLUSTER.
+                activity.object.object_ref.key.cluster = CLUSTER.to_owned();
+                check_activity(&activity, &SourceKind::Audit);
             }
             for rejection in &rejections {
                 let item = rejection
@@ -49,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         Err(message) => {
             assert!(
                 parsed.is_err(),
-                "a body the parser takes was refused: {message}"
+                "a body the intake takes was refused: {message}"
             );
             assert!(message.starts_with("not an audit EventList ("), "{message}");
             assert_eq!(metrics.snapshot().events_received, 0);

@@ -264,7 +264,9 @@ fn walk_error(dir: &Path, error: walkdir::Error) -> SkippedEntry {
     }
 }
 
-/// Decides what `path` holds from its first 64 KiB: audit events carry `auditID`.
+/// Decides what `path` holds from its first 64 KiB: audit events carry `auditID` (JSON or YAML), or come in a
+/// managed cluster's envelope (see [`holds_audit_envelope`]); an audit policy names `audit.k8s.io` and `kind:
+/// Policy`; anything else is objects.
 pub(crate) fn detect(path: &Path) -> Result<InputKind, CliError> {
     let mut head = Vec::with_capacity(64 * 1024);
     std::fs::File::open(path)
@@ -273,18 +275,47 @@ pub(crate) fn detect(path: &Path) -> Result<InputKind, CliError> {
             path: path.to_owned(),
             source,
         })?;
-    let text = String::from_utf8_lossy(&head);
+    Ok(kind_of_head(&head))
+}
+
+/// What a file whose first bytes are `head` holds.
+fn kind_of_head(head: &[u8]) -> InputKind {
+    let text = String::from_utf8_lossy(head);
     let audit_group = text.contains("audit.k8s.io/");
-    if text.contains("\"auditID\"") {
-        Ok(InputKind::Audit)
+    let yaml_audit_id = text
+        .lines()
+        .any(|line| line.trim_start().starts_with("auditID:"));
+    if text.contains("\"auditID\"") || yaml_audit_id || holds_audit_envelope(&text, head) {
+        InputKind::Audit
     } else if audit_group && (text.contains("kind: Policy") || text.contains("\"kind\":\"Policy\""))
     {
-        Ok(InputKind::AuditPolicy)
+        InputKind::AuditPolicy
     } else if audit_group {
-        Ok(InputKind::Audit)
+        InputKind::Audit
     } else {
-        Ok(InputKind::Objects)
+        InputKind::Objects
     }
+}
+
+/// Whether the start of a file shows a managed cluster's audit envelope (`kelemetry_sources::audit_envelope`):
+/// a GKE LogEntry of the Kubernetes API (`protoPayload` and `k8s.io`, JSON or YAML), an AKS record of a
+/// `kube-audit` category, an EKS subscription-filter record (`messageType` and `logEvents`) or audit log stream
+/// (`kube-apiserver-audit`), a Lambda subscription event (`awslogs`), or gzip or base64 data (how Kinesis and
+/// Firehose deliver subscription records; no object file is written so).
+fn holds_audit_envelope(text: &str, head: &[u8]) -> bool {
+    let gke = text.contains("protoPayload") && text.contains("k8s.io");
+    let aks =
+        text.contains("kube-audit") && (text.contains("category") || text.contains("Category"));
+    let eks = (text.contains("messageType") && text.contains("logEvents"))
+        || text.contains("kube-apiserver-audit")
+        || text.contains("\"awslogs\"");
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    let first_line = text.lines().next().unwrap_or_default().trim();
+    let base64 = first_line.len() >= 64
+        && first_line
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    gke || aks || eks || gzip || base64
 }
 
 #[cfg(test)]
@@ -292,6 +323,36 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn audit_envelopes_and_yaml_audit_files_are_audit() {
+        let audit = [
+            "{\"protoPayload\":{\"serviceName\":\"k8s.io\",\"methodName\":\"io.k8s.core.v1.pods.create\"}}",
+            "insertId: x\nprotoPayload:\n  serviceName: k8s.io\n",
+            "{\"category\":\"kube-audit\",\"properties\":{\"log\":\"{\\\"kind\\\":\\\"Event\\\"}\"}}",
+            "{\"messageType\":\"DATA_MESSAGE\",\"logGroup\":\"/aws/eks/c/cluster\",\"logEvents\":[]}",
+            "{\"logStreamName\":\"kube-apiserver-audit-1\",\"message\":\"{}\"}",
+            "apiVersion: audit.k8s.io/v1\nkind: Event\nauditID: a1\n",
+            "kind: Event\nauditID: a1\nverb: get\n",
+            "H4sIAAAAAAACA+1bC0/bShb+KyjaXe1KTOL3I1K1okB7WZUWEVqtWlA1nhmDF8f2tZ1Aivjve+ZhZ5I4EFqgvSqtBHhe58x5fuc4uemNWVXhc3YyK1hv2Nvb\n",
+        ];
+        for head in audit {
+            assert_eq!(kind_of_head(head.as_bytes()), InputKind::Audit, "{head}");
+        }
+        assert_eq!(kind_of_head(&[0x1f, 0x8b, 8, 0, 0]), InputKind::Audit);
+        let objects = [
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-audit-settings}\n",
+            "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"labels\":{\"app\":\"k8s.io\"}}}",
+            "---\n# {\"time\": \"2024-05-01T12:00:00Z\"}\nkind: Event\nreason: Scheduled\n",
+        ];
+        for head in objects {
+            assert_eq!(kind_of_head(head.as_bytes()), InputKind::Objects, "{head}");
+        }
+        assert_eq!(
+            kind_of_head(b"apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n"),
+            InputKind::AuditPolicy
+        );
+    }
 
     #[cfg(unix)]
     #[test]

@@ -353,6 +353,16 @@ fn print_summary(replayed: &Replayed, store: &Path) {
         report.activity_spans,
         store.display()
     );
+    // Audit records by the envelope they came in (`gke 3, native 10`), when any audit file was read.
+    let mut envelopes = ReadReport::default();
+    for (_, _, r) in files {
+        for (envelope, count) in &r.by_envelope {
+            *envelopes.by_envelope.entry(*envelope).or_default() += count;
+        }
+    }
+    if !envelopes.by_envelope.is_empty() {
+        println!("records by envelope: {}", envelopes.envelopes_text());
+    }
     let mut skipped_by_reason = std::collections::BTreeMap::<&str, u64>::new();
     for (_, _, r) in files {
         for (reason, count) in &r.skipped {

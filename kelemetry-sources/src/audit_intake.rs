@@ -1,5 +1,10 @@
-//! Audit intake, written once: the bytes of one audit document (a JSON line, an `EventList`, a webhook body) →
-//! its audit events → an activity, a skip or a rejection each, with one set of rejection reasons.
+//! Audit intake, written once: the bytes of one audit document (a JSON line, an `EventList`, a webhook body, a
+//! managed cluster's envelope) → its audit events → an activity, a skip or a rejection each, with one set of
+//! rejection reasons.
+//!
+//! Every document goes through [`unwrap_document`] first, so a native
+//! audit event and the envelopes of GKE, AKS and EKS are taken alike; an event is mapped for the cluster its
+//! envelope names, else for the cluster the source was given ([`AuditIntake::take`]).
 //!
 //! [`AuditFileSource`](crate::AuditFileSource), [`AuditLogFollower`](crate::AuditLogFollower) and the audit
 //! webhook all take audit input through [`AuditIntake`], so the same bad input gets the same [`RejectReason`]
@@ -23,10 +28,14 @@
 use std::fmt;
 
 use kelemetry_core::audit::{
-    AuditEvent, AuditMapping, AuditOutcome, AuditParseError, SkipReason, parse_document,
+    AuditEvent, AuditMapping, AuditMappingError, AuditOutcome, AuditParseError, SkipReason,
 };
 use kelemetry_core::{Activity, Rejection};
 use serde_json::error::Category;
+
+use crate::audit_envelope::{
+    Envelope, EnvelopeLimits, EnvelopeSkip, Enveloped, EnvelopedContent, unwrap_document,
+};
 
 /// Why a source could not use a record: a short class with a stable text ([`RejectReason::as_str`]), counted by
 /// [`ReadCounters`](crate::ReadCounters) and carried by the [`Rejection`]s the sources report.
@@ -45,16 +54,23 @@ pub enum RejectReason {
     /// An audit event that cannot be traced: no `auditID`, no verb, a missing or unknown stage, a field of the
     /// wrong type...
     InvalidAuditEvent,
+    /// A managed cluster's envelope (GKE, AKS, EKS) missing a field it needs, or with one of the wrong form;
+    /// the detail names the envelope and the field (`gke: protoPayload.methodName missing`).
+    InvalidEnvelope,
+    /// A YAML document that does not parse.
+    InvalidYaml,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 7] = [
         Self::InvalidJson,
         Self::TruncatedJson,
         Self::DocumentTooLarge,
         Self::NotAnAuditEvent,
         Self::InvalidAuditEvent,
+        Self::InvalidEnvelope,
+        Self::InvalidYaml,
     ];
 
     /// The stable text of the reason, as counted in reports and carried in [`Rejection::reason`].
@@ -65,6 +81,8 @@ impl RejectReason {
             Self::DocumentTooLarge => "document too large",
             Self::NotAnAuditEvent => "not an audit event",
             Self::InvalidAuditEvent => "invalid audit event",
+            Self::InvalidEnvelope => "invalid envelope",
+            Self::InvalidYaml => "invalid YAML",
         }
     }
 
@@ -105,8 +123,11 @@ impl fmt::Display for RejectReason {
 pub struct RecordRejection {
     /// The class of the problem.
     pub reason: RejectReason,
-    /// The details, e.g. the parser's message.
+    /// The details, e.g. the parser's message; for a record of a managed cluster's envelope, starting with the
+    /// envelope (`gke: ...`).
     pub detail: String,
+    /// The envelope the record came in, when it was recognised.
+    pub envelope: Option<Envelope>,
 }
 
 impl RecordRejection {
@@ -115,7 +136,26 @@ impl RecordRejection {
         Self {
             reason,
             detail: detail.into(),
+            envelope: None,
         }
+    }
+
+    /// The rejection of a record of `envelope`: the detail starts with the envelope's name (`gke: `), except for
+    /// native records. A rejection that already names its envelope is kept as it is.
+    pub fn in_envelope(mut self, envelope: Envelope) -> Self {
+        if self.envelope.is_none() {
+            self.envelope = Some(envelope);
+            if envelope != Envelope::Native {
+                self.detail = format!("{envelope}: {}", self.detail);
+            }
+        }
+        self
+    }
+
+    /// The rejection of the `index`th item of a batch: the detail starts with `item <index>: `.
+    pub fn in_item(mut self, index: usize) -> Self {
+        self.detail = format!("item {index}: {}", self.detail);
+        self
     }
 
     /// A document of `size` bytes over the limit of `limit` bytes.
@@ -142,82 +182,157 @@ impl fmt::Display for RecordRejection {
     }
 }
 
-/// What became of one audit event of a document.
+/// Why a record was deliberately not traced: the audit mapping's [`SkipReason`] for an event, or the
+/// envelope's [`EnvelopeSkip`] for a record that is no audit event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum SkipCause {
+    /// A well-formed audit event that is not traced (a read, an intermediate stage...).
+    Event(SkipReason),
+    /// A record of an envelope that is no audit event (a control message, another log).
+    Envelope(EnvelopeSkip),
+}
+
+impl SkipCause {
+    /// The stable text, as counted in reports (the reason's own text).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event(reason) => reason.as_str(),
+            Self::Envelope(skip) => skip.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for SkipCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<SkipReason> for SkipCause {
+    fn from(reason: SkipReason) -> Self {
+        Self::Event(reason)
+    }
+}
+
+/// What became of one record of a document.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum AuditItem {
     /// A write on an object: its activity.
     Activity(Box<Activity>),
-    /// Well formed but not traced (a read, an intermediate stage...).
-    Skipped(SkipReason),
+    /// Well formed but not traced (a read, an intermediate stage, a CloudWatch control message...).
+    Skipped(SkipCause),
     /// Malformed.
     Rejected(RecordRejection),
 }
 
-/// Takes audit documents in: parses them and maps their events with one [`AuditMapping`]. See the module
-/// documentation.
+/// Takes audit documents in: unwraps their envelope, parses them and maps their events with one
+/// [`AuditMapping`]. See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub struct AuditIntake {
     mapping: AuditMapping,
+    limits: EnvelopeLimits,
 }
 
 impl AuditIntake {
-    /// An intake mapping events with `mapping`.
+    /// An intake mapping events with `mapping`, with the default [`EnvelopeLimits`].
     pub fn new(mapping: AuditMapping) -> Self {
-        Self { mapping }
+        Self {
+            mapping,
+            limits: EnvelopeLimits::default(),
+        }
     }
 
-    /// Parses `document`, an audit `Event` or `EventList` (any version of `audit.k8s.io`), and returns its events,
-    /// mapped for `cluster` one at a time as the items are taken; or why the whole document is rejected.
+    /// Unwraps envelopes within `limits`.
+    pub fn with_envelope_limits(mut self, limits: EnvelopeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Reads `document`: an audit `Event` or `EventList` (any version of `audit.k8s.io`), or a managed cluster's
+    /// envelope ([`audit_envelope`](crate::audit_envelope)). Returns its records, each event mapped one at a time
+    /// as the items are taken, for the cluster its envelope names, else for `cluster`; or why the whole
+    /// document is rejected.
     pub fn take<'a>(
         &'a self,
         document: &[u8],
         cluster: &'a str,
     ) -> Result<AuditItems<'a>, RecordRejection> {
-        match parse_document(document) {
-            Ok(events) => Ok(self.items(events, cluster)),
-            Err(error) => Err(RecordRejection::new(
-                RejectReason::of_parse_error(&error, document),
-                error.to_string(),
-            )),
-        }
+        let entries = unwrap_document(document, &self.limits)?;
+        Ok(AuditItems {
+            entries: entries.into_iter(),
+            mapping: &self.mapping,
+            cluster,
+        })
     }
 
-    /// Events already parsed, mapped for `cluster` one at a time as the items are taken.
+    /// Native events already parsed, mapped for `cluster` one at a time as the items are taken.
     pub fn items<'a>(&'a self, events: Vec<AuditEvent>, cluster: &'a str) -> AuditItems<'a> {
         AuditItems {
-            events: events.into_iter(),
+            entries: Enveloped::native(events).collect::<Vec<_>>().into_iter(),
             mapping: &self.mapping,
             cluster,
         }
     }
 }
 
-/// The events of one audit document, each mapped to an [`AuditItem`] when it is taken, in the document's order.
+/// The records of one audit document, each event mapped to an [`AuditItem`] when it is taken, in the
+/// document's order. [`AuditItems::next_enveloped`] also says which envelope each came in.
 #[derive(Debug)]
 pub struct AuditItems<'a> {
-    events: std::vec::IntoIter<AuditEvent>,
+    entries: std::vec::IntoIter<Enveloped>,
     mapping: &'a AuditMapping,
     cluster: &'a str,
+}
+
+impl AuditItems<'_> {
+    /// The next item and the envelope it came in.
+    pub fn next_enveloped(&mut self) -> Option<(Envelope, AuditItem)> {
+        let entry = self.entries.next()?;
+        let envelope = entry.envelope;
+        let item = match entry.content {
+            EnvelopedContent::Event(event) => {
+                let cluster = entry.cluster.as_deref().unwrap_or(self.cluster);
+                match self.mapping.map(*event, cluster) {
+                    Ok(AuditOutcome::Activity(activity)) => AuditItem::Activity(activity),
+                    Ok(AuditOutcome::Skipped(reason)) => AuditItem::Skipped(reason.into()),
+                    Err(error) => AuditItem::Rejected(mapping_rejection(envelope, &error)),
+                }
+            }
+            EnvelopedContent::Skipped(skip) => AuditItem::Skipped(SkipCause::Envelope(skip)),
+            EnvelopedContent::Rejected(rejection) => AuditItem::Rejected(rejection),
+        };
+        Some((envelope, item))
+    }
+}
+
+/// The rejection of an event the mapping refused. For GKE, whose events are translated, the missing field is
+/// named as the LogEntry writes it.
+fn mapping_rejection(envelope: Envelope, error: &AuditMappingError) -> RecordRejection {
+    let detail = match (envelope, error) {
+        (Envelope::Gke, AuditMappingError::MissingUser { audit_id }) => {
+            format!(
+                "protoPayload.authenticationInfo.principalEmail missing (audit event {audit_id})"
+            )
+        }
+        (Envelope::Gke, AuditMappingError::MissingResource { audit_id }) => {
+            format!("protoPayload.resourceName names no resource (audit event {audit_id})")
+        }
+        _ => error.to_string(),
+    };
+    RecordRejection::new(RejectReason::InvalidAuditEvent, detail).in_envelope(envelope)
 }
 
 impl Iterator for AuditItems<'_> {
     type Item = AuditItem;
 
     fn next(&mut self) -> Option<AuditItem> {
-        let event = self.events.next()?;
-        Some(match self.mapping.map(event, self.cluster) {
-            Ok(AuditOutcome::Activity(activity)) => AuditItem::Activity(activity),
-            Ok(AuditOutcome::Skipped(reason)) => AuditItem::Skipped(reason),
-            Err(error) => AuditItem::Rejected(RecordRejection::new(
-                RejectReason::InvalidAuditEvent,
-                error.to_string(),
-            )),
-        })
+        self.next_enveloped().map(|(_, item)| item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.events.size_hint()
+        self.entries.size_hint()
     }
 }
 

@@ -8,7 +8,10 @@
 //! Recordings:
 //! - [`ObjectFileSource`]: recorded Kubernetes objects and Events (YAML streams, JSON streams, lists, watch
 //!   events) → Event activities and object observations.
-//! - [`AuditFileSource`]: apiserver audit logs (JSON lines, `EventList` documents) → audit activities.
+//! - [`AuditFileSource`]: apiserver audit logs (JSON lines, pretty JSON, arrays, YAML; native events or the
+//!   envelopes of managed clusters) → audit activities.
+//! - [`audit_envelope`]: the wrappings GKE, AKS and EKS deliver audit events in ([`Envelope`]), recognised per
+//!   document and unwrapped by every audit source.
 //! - [`ReadReport`]/[`ReadCounters`]: what a source read, skipped and rejected.
 //! - [`audit_intake`]: audit input written once ([`AuditIntake`]: a document's bytes → activities, skips and
 //!   rejections), with one set of rejection reasons ([`RejectReason`]) for the three audit sources (file,
@@ -23,6 +26,8 @@
 //!   watermark in a ConfigMap.
 //! - `object_watch::ObjectWatchSource` (feature `kube`): watches objects and files their field diffs and
 //!   snapshots in a [`WatchStore`], which [`WatchDiffDecorator`] attaches to audit activities by resource version.
+//! - `kafka::KafkaSource` (feature `kafka`): audit documents from Kafka topics (or Azure Event Hubs) as a consumer
+//!   group member, each offset committed once its spans are exported.
 //! - `kube_discovery` (feature `kube`): the resources the apiserver serves, and teaching a
 //!   [`ResourceMap`](kelemetry_core::ResourceMap) their kinds.
 //!
@@ -74,11 +79,14 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit_envelope;
 mod audit_file;
 pub mod audit_follow;
 pub mod audit_intake;
 pub mod checkpoint;
 mod json_stream;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "kube")]
 pub mod kube_discovery;
 #[cfg(feature = "kube")]
@@ -96,10 +104,13 @@ pub mod watch_store;
 pub mod webhook;
 mod yaml_stream;
 
+pub use audit_envelope::{Envelope, EnvelopeLimits};
 pub use audit_file::AuditFileSource;
 pub use audit_follow::{AuditLogConfig, AuditLogFollower, StartPosition};
-pub use audit_intake::{AuditIntake, RejectReason};
+pub use audit_intake::{AuditIntake, RejectReason, SkipCause};
 pub use checkpoint::{CheckpointFile, FileCheckpoint};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaConfig, KafkaSource};
 #[cfg(feature = "kube")]
 pub use kube_events::{KubeEventOptions, KubeEventSource};
 pub use merge::TimeOrderedSources;

@@ -106,16 +106,21 @@ impl Outlet {
         self.sink.reject(rejection);
     }
 
-    /// Reports a record found at `line` of the input that could not be used.
+    /// Reports a record found at `line` of the input that could not be used; counts its envelope when it was
+    /// recognised.
     pub(crate) fn reject_record(&self, line: u64, rejection: RecordRejection) {
+        if let Some(envelope) = rejection.envelope {
+            self.counters.record_envelope(envelope);
+        }
         self.reject(line, rejection.reason.as_str(), rejection.detail);
     }
 
-    /// Hands over the events of one audit document found at `line`: sends each activity, counts each skip and
-    /// reports each rejection. Every event counts as a record found.
-    pub(crate) async fn deliver_audit(&mut self, line: u64, items: AuditItems<'_>) -> Flow {
-        for item in items {
+    /// Hands over the records of one audit document found at `line`: sends each activity, counts each skip and
+    /// reports each rejection. Every record counts as a record found, and as one of its envelope.
+    pub(crate) async fn deliver_audit(&mut self, line: u64, mut items: AuditItems<'_>) -> Flow {
+        while let Some((envelope, item)) = items.next_enveloped() {
             self.found();
+            self.counters.record_envelope(envelope);
             match item {
                 AuditItem::Activity(activity) => {
                     if self.send(Record::Activity(activity)).await == Flow::Stop {
@@ -123,7 +128,9 @@ impl Outlet {
                     }
                 }
                 AuditItem::Skipped(reason) => self.skip(reason.as_str()),
-                AuditItem::Rejected(rejection) => self.reject_record(line, rejection),
+                AuditItem::Rejected(rejection) => {
+                    self.reject(line, rejection.reason.as_str(), rejection.detail);
+                }
             }
         }
         Flow::Continue

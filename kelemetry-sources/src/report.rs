@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
+use crate::audit_envelope::Envelope;
+
 /// How many distinct reasons a report counts separately; further reasons are counted under [`OTHER_REASON`].
 pub const MAX_REASONS: usize = 64;
 
@@ -23,6 +25,9 @@ pub struct ReadReport {
     pub skipped: BTreeMap<String, u64>,
     /// Records that could not be used, by reason (the [`Rejection`](kelemetry_core::Rejection)'s class).
     pub rejected: BTreeMap<String, u64>,
+    /// Audit records by the envelope they came in (`native`, `gke`...): every record of an audit source whose
+    /// envelope was recognised, whatever became of it. Bounded by [`Envelope::ALL`].
+    pub by_envelope: BTreeMap<Envelope, u64>,
 }
 
 /// `[N bytes, ]N records, N sent[ (REASON N, ..., rejected REASON N, ...)]`.
@@ -54,6 +59,22 @@ impl ReadReport {
     /// All rejected records.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// `gke 3, native 10`: the records by envelope, in the order of the envelopes' names; empty when no audit
+    /// record was read.
+    pub fn envelopes_text(&self) -> String {
+        let mut counts: Vec<(&str, u64)> = self
+            .by_envelope
+            .iter()
+            .map(|(envelope, count)| (envelope.as_str(), *count))
+            .collect();
+        counts.sort_unstable();
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        parts.join(", ")
     }
 }
 
@@ -102,6 +123,10 @@ impl ReadCounters {
 
     pub(crate) fn record_rejected(&self, reason: &str) {
         count_reason(&mut self.lock().rejected, reason);
+    }
+
+    pub(crate) fn record_envelope(&self, envelope: Envelope) {
+        *self.lock().by_envelope.entry(envelope).or_default() += 1;
     }
 }
 

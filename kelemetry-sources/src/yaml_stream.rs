@@ -137,6 +137,19 @@ impl YamlSplitter {
         }
     }
 
+    /// Feeds a line numbered `number` of `bytes` bytes that was too long to keep: its document is too large.
+    pub(crate) fn feed_oversized_line(&mut self, number: u64, bytes: u64) {
+        if self.start_line.is_none() {
+            self.start_line = Some(number);
+        }
+        if self.first_text_line.is_none() {
+            self.first_text_line = Some(number);
+        }
+        self.has_content = true;
+        self.size = self.size.saturating_add(bytes).max(self.limit as u64 + 1);
+        self.text = String::new();
+    }
+
     /// Ends the input.
     pub(crate) fn finish(&mut self, out: &mut Vec<YamlPiece>) {
         self.flush(out);
@@ -185,6 +198,21 @@ mod tests {
                 }),
             ]
         );
+    }
+
+    #[test]
+    fn an_oversized_line_makes_its_document_too_large() {
+        let mut splitter = YamlSplitter::new(10);
+        let mut out = Vec::new();
+        splitter.feed_line(1, "a: 1", &mut out);
+        splitter.feed_oversized_line(2, 50);
+        splitter.feed_line(3, "b: 2", &mut out);
+        splitter.feed_line(4, "---", &mut out);
+        splitter.feed_line(5, "c: 3", &mut out);
+        splitter.finish(&mut out);
+        assert_eq!(out[0], YamlPiece::Oversized { line: 1, size: 60 });
+        assert!(matches!(&out[1], YamlPiece::Document(doc) if doc.text == "c: 3\n"));
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

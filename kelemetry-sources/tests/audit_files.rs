@@ -72,9 +72,16 @@ async fn every_audit_fixture_reads() {
                 );
             }
             "demo-policy.yaml" => {
-                // A policy, not a log: every non-blank line is reported, nothing is sent.
+                // A policy, not a log: one YAML document, so one rejection at its first line; nothing is sent.
                 assert_eq!(report.sent, 0);
-                assert_eq!(rejections.len() as u64, non_blank_lines(&text));
+                assert_eq!(report.records, 1);
+                assert_eq!(rejections.len(), 1);
+                assert_eq!(rejections[0].origin, format!("{}:1", path.display()));
+                assert_eq!(rejections[0].reason, "not an audit event");
+                assert_eq!(
+                    rejections[0].detail,
+                    "kind \"Policy\" is not an audit Event or EventList"
+                );
             }
             "demo.log" => {
                 // Only reads (get, list), some of them denied: all skipped, none rejected.
