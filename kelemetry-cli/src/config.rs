@@ -10,16 +10,19 @@
 //! | `sources.auditLog`   | [`AuditLogConfig`]                                          |
 //! | `sources.events`     | [`KubeEventOptions`]                                        |
 //! | `sources.objectWatch`| [`ObjectWatchConfig`]                                       |
+//! | `sources.kafka`      | `KafkaConfig` (`kelemetry_sources::kafka`; feature `kafka`) |
 //! | `filter`, `redaction`| [`Filter`], [`FieldRedaction`]                              |
 //! | `linkers`            | [`LinkerSetConfig`]                                         |
 //! | `exporters.*`        | [`StoreConfig`], [`JsonLinesConfig`], [`OtlpConfig`]        |
 //! | `limits`             | [`PipelineLimits`], and `memory` (the CLI's memory watch)   |
+//! | `metrics`            | [`MetricsConfig`] (its `audit`: [`AuditMetricsConfig`])     |
 //!
 //! Errors name the file, the line and the field: those found while reading come from the YAML parser (which knows
 //! where it was); those found when checking the values afterwards are placed by looking the field's path up in
 //! the text.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +30,9 @@ use kelemetry_core::redact::FieldRedaction;
 use kelemetry_core::{Filter, PipelineLimits, Windowing};
 use kelemetry_exporters::{JsonLinesConfig, OtlpConfig, StoreConfig};
 use kelemetry_linkers::{LinkerSetConfig, RuleChoice};
+use kelemetry_metrics::AuditMetricsConfig;
+#[cfg(feature = "kafka")]
+use kelemetry_sources::KafkaConfig;
 use kelemetry_sources::webhook::{WalConfig, WebhookConfig};
 use kelemetry_sources::{AuditLogConfig, KubeEventOptions, ObjectWatchConfig};
 use serde::Deserialize;
@@ -89,6 +95,40 @@ pub(crate) struct RunConfig {
     /// The length of a window (the default of [`Windowing`]).
     #[serde(default = "default_window", with = "kelemetry_core::config::duration")]
     pub(crate) window: Duration,
+    /// `/metrics`, `/healthz`, `/readyz` and the audit request metrics (off unless configured, or
+    /// `--metrics-listen` is given).
+    #[serde(default)]
+    pub(crate) metrics: Option<MetricsConfig>,
+}
+
+/// `metrics:` (docs/metrics.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (default 127.0.0.1:9464).
+    #[serde(default = "default_metrics_listen")]
+    pub(crate) listen: SocketAddr,
+    /// Request counts and latencies from the audit stream.
+    #[serde(default)]
+    pub(crate) audit: AuditMetricsConfig,
+}
+
+/// The default address of the metrics endpoint: 127.0.0.1:9464 (9464 is the port commonly given to Prometheus
+/// exporters of OpenTelemetry-style services).
+pub(crate) const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+fn default_metrics_listen() -> SocketAddr {
+    DEFAULT_METRICS_LISTEN
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_METRICS_LISTEN,
+            audit: AuditMetricsConfig::default(),
+        }
+    }
 }
 
 fn default_window() -> Duration {
@@ -121,6 +161,19 @@ pub(crate) struct SourcesConfig {
     pub(crate) events: Option<KubeEventOptions>,
     /// The object watch.
     pub(crate) object_watch: Option<ObjectWatchConfig>,
+    /// Audit documents from Kafka topics (a consumer group).
+    #[cfg(feature = "kafka")]
+    pub(crate) kafka: Option<KafkaConfig>,
+}
+
+impl SourcesConfig {
+    /// Whether `kafka` is configured (never without the feature `kafka`).
+    fn has_kafka(&self) -> bool {
+        #[cfg(feature = "kafka")]
+        return self.kafka.is_some();
+        #[cfg(not(feature = "kafka"))]
+        false
+    }
 }
 
 /// `exporters:`; each is off unless configured.
@@ -327,10 +380,11 @@ impl RunConfig {
             && sources.audit_log.is_none()
             && sources.events.is_none()
             && sources.object_watch.is_none()
+            && !sources.has_kafka()
         {
             return fail(
                 &["sources"],
-                "configure at least one of webhook, auditLog, events, objectWatch",
+                "configure at least one of webhook, auditLog, events, objectWatch, kafka",
             );
         }
         let exporters = &self.exporters;
@@ -343,6 +397,12 @@ impl RunConfig {
         self.check_required()?;
         if let Some(webhook) = &sources.webhook {
             check_webhook(webhook)?;
+        }
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &sources.kafka {
+            kafka
+                .check()
+                .map_err(|err| (vec!["sources", "kafka", err.field()], err.of_field()))?;
         }
         if (sources.events.is_some() || sources.object_watch.is_some())
             && self.kubernetes.in_cluster
@@ -358,6 +418,11 @@ impl RunConfig {
         }
         if let Err(err) = kelemetry_core::redact::Redactor::new(&self.redaction) {
             return fail(&["redaction"], &err.to_string());
+        }
+        if let Some(metrics) = &self.metrics
+            && metrics.audit.max_series == 0
+        {
+            return fail(&["metrics", "audit", "maxSeries"], "must be at least 1");
         }
         Ok(())
     }

@@ -1,15 +1,21 @@
 //! `kelemetry run --config FILE`: a live pipeline from a configuration file (see [`crate::config`]).
 //!
-//! Sources (audit webhook, audit log follower, Kubernetes Events, object watch) feed one pipeline (filter,
+//! Sources (audit webhook, audit log follower, Kafka topics, Kubernetes Events, object watch) feed one pipeline (filter,
 //! redaction, diff decorators, owner and other linkers) that writes to the embedded store, JSON lines and/or OTLP.
 //! Each configured component is made by its configuration type's `build()`.
 //!
 //! The pipeline owns the lifecycle ([`Pipeline::run_until`]): on SIGINT or SIGTERM the sources stop taking input
-//! (the webhook answers 503 and closes, the follower and the Events source store their checkpoint and watermark)
+//! (the webhook answers 503 and closes, the follower and the Events source store their checkpoint and watermark,
+//! the Kafka source commits the offsets of what was exported)
 //! and hand over everything they accepted; the pipeline drains it and flushes the exporters; then a summary is
 //! printed. A second signal, or `limits.shutdownGrace` running out, stops the pipeline with what it has. A source
 //! that ends (a live source only does when it fails) stops the pipeline the same way, and the process exits with
 //! an error. Relative paths in the file are taken from the file's folder.
+//!
+//! With `metrics:` in the file (or `--metrics-listen`), `/metrics`, `/healthz` and `/readyz` are served on an
+//! address of their own (docs/metrics.md), and every audit event the audit sources see is counted by the audit
+//! request metrics, through the observer of their `AuditMapping`: the one place every audit event of every audit
+//! source passes, reads included, before it is mapped.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,17 +23,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::Args;
+use kelemetry_core::audit::AuditMapping;
 use kelemetry_core::decorate::DiffDecorator;
 use kelemetry_core::lifecycle::{ShutdownSignals, shutdown_on_signals};
 use kelemetry_core::redact::Redactor;
-use kelemetry_core::{Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Windowing};
+use kelemetry_core::{
+    CancellationToken, Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Windowing,
+};
+use kelemetry_exporters::OtlpStats;
+use kelemetry_metrics::{
+    AuditRequests, Metrics, OtlpCollector, PipelineCollector, SourceReadCollector, WatchCollector,
+    WebhookCollector,
+};
 use kelemetry_sources::kube_discovery;
 use kelemetry_sources::webhook::{ReadinessCheck, WebhookMetrics};
 use kelemetry_sources::{ReadCounters, WatchStore};
 use tokio::task::JoinHandle;
 
 use crate::CliError;
-use crate::config::{ExportersConfig, KubernetesConfig, RunConfig};
+use crate::config::{ExportersConfig, KubernetesConfig, MetricsConfig, RunConfig};
 use crate::readiness::{LOSS_MEMORY, Readiness};
 
 /// Arguments of `kelemetry run`.
@@ -39,6 +53,10 @@ pub(crate) struct RunArgs {
     /// Only check the configuration file, then exit.
     #[arg(long)]
     pub(crate) check: bool,
+    /// Serve /metrics, /healthz and /readyz on this address (instead of `metrics.listen`; turns metrics on when
+    /// the file has no `metrics:` section).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// What can be read about the sources while and after they run.
@@ -47,7 +65,9 @@ struct SourceReports {
     webhook: Option<Arc<WebhookMetrics>>,
     audit_log: Option<Arc<ReadCounters>>,
     events: Option<Arc<ReadCounters>>,
+    kafka: Option<Arc<ReadCounters>>,
     watch: Option<Arc<WatchStore>>,
+    otlp: Option<Arc<OtlpStats>>,
 }
 
 /// A pipeline with its sources, ready to run.
@@ -56,6 +76,77 @@ struct Plan {
     reports: SourceReports,
     memory: Option<MemoryWatch>,
     readiness: Arc<Readiness>,
+    metrics: Option<MetricsEndpoint>,
+}
+
+/// The metrics endpoint of a run: its bound listener and what it renders.
+struct MetricsEndpoint {
+    listener: std::net::TcpListener,
+    metrics: Metrics,
+}
+
+/// The audit request metrics of `config`, when metrics are on and they are enabled.
+fn audit_requests(config: &RunConfig) -> Option<Arc<AuditRequests>> {
+    let metrics = config.metrics.as_ref()?;
+    metrics
+        .audit
+        .enabled
+        .then(|| Arc::new(AuditRequests::new(&metrics.audit)))
+}
+
+/// `mapping`, with the audit request metrics (if any) seeing every event it maps.
+fn observed(mapping: AuditMapping, requests: Option<&Arc<AuditRequests>>) -> AuditMapping {
+    match requests {
+        Some(requests) => mapping.with_observer(Arc::clone(requests) as _),
+        None => mapping,
+    }
+}
+
+/// Binds the metrics endpoint's address now, so that a taken port fails the start.
+fn bind_metrics(metrics: &MetricsConfig, file: &Path) -> Result<std::net::TcpListener, CliError> {
+    let listener = std::net::TcpListener::bind(metrics.listen)
+        .map_err(|err| setup_error(file, "metrics.listen", format!("{}: {err}", metrics.listen)))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|err| setup_error(file, "metrics.listen", err))?;
+    Ok(listener)
+}
+
+/// The collectors of everything `plan` built.
+fn collectors(
+    config: &RunConfig,
+    pipeline: &Pipeline,
+    reports: &SourceReports,
+    requests: Option<Arc<AuditRequests>>,
+) -> Metrics {
+    let mut metrics = Metrics::new();
+    metrics.register(PipelineCollector::new(pipeline, &config.limits.pipeline));
+    let mut read = SourceReadCollector::default();
+    if let Some(counters) = &reports.audit_log {
+        read = read.source("audit_log", Arc::clone(counters));
+    }
+    if let Some(counters) = &reports.events {
+        read = read.source("events", Arc::clone(counters));
+    }
+    if let Some(counters) = &reports.kafka {
+        read = read.source("kafka", Arc::clone(counters));
+    }
+    if !read.is_empty() {
+        metrics.register(read);
+    }
+    if let Some(webhook) = &reports.webhook {
+        metrics.register(WebhookCollector::new(Arc::clone(webhook)));
+    }
+    if let Some(store) = &reports.watch {
+        metrics.register(WatchCollector::new(Arc::clone(store)));
+    }
+    if let Some(otlp) = &reports.otlp {
+        metrics.register(OtlpCollector::new(Arc::clone(otlp)));
+    }
+    if let Some(requests) = requests {
+        metrics.register(requests);
+    }
+    metrics
 }
 
 /// Watches the process's resident memory against a ceiling and raises the webhook's pressure flag near it.
@@ -172,11 +263,17 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
     let memory = config.limits.memory.map(MemoryWatch::new);
     let mut reports = SourceReports::default();
     let readiness = Readiness::new(LOSS_MEMORY);
+    let metrics_listener = match &config.metrics {
+        Some(metrics) => Some(bind_metrics(metrics, file)?),
+        None => None,
+    };
+    let requests = audit_requests(config);
 
     if let Some(webhook) = &config.sources.webhook {
         let mut webhook = webhook.clone();
         webhook.default_cluster.clone_from(&config.cluster);
         webhook.memory_pressure = memory.as_ref().map(|watch| watch.pressure.clone());
+        webhook.mapping = observed(webhook.mapping, requests.as_ref());
         // `GET /readyz`: the sources started and no span lost lately (crate::readiness).
         let ready = Arc::clone(&readiness);
         webhook.readiness = Some(ReadinessCheck::new(move || ready.check()));
@@ -201,13 +298,34 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         builder = builder.source(Box::new(webhook));
     }
     if let Some(audit_log) = &config.sources.audit_log {
-        let follower = audit_log.build(config.cluster.clone());
+        let follower = audit_log
+            .build(config.cluster.clone())
+            .with_mapping(observed(AuditMapping::default(), requests.as_ref()));
         eprintln!(
             "kelemetry: following the audit log {}",
             audit_log.path.display()
         );
         reports.audit_log = Some(follower.counters());
         builder = builder.source(Box::new(follower));
+    }
+    #[cfg(feature = "kafka")]
+    if let Some(kafka) = &config.sources.kafka {
+        let mut kafka = kafka.clone();
+        if kafka.default_cluster.is_empty() {
+            kafka.default_cluster.clone_from(&config.cluster);
+        }
+        let source = kafka
+            .build()
+            .map_err(|err| setup_error(file, "sources.kafka", err))?
+            .with_mapping(observed(AuditMapping::default(), requests.as_ref()));
+        eprintln!(
+            "kelemetry: reading audit documents from Kafka topics {} (group {}, brokers {})",
+            kafka.topics.join(", "),
+            kafka.group_id,
+            kafka.bootstrap_servers
+        );
+        reports.kafka = Some(source.counters());
+        builder = builder.source(Box::new(source));
     }
     builder = add_kube_sources(config, file, builder, &resources, &redactor, &mut reports).await?;
 
@@ -218,16 +336,21 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
     for linker in linkers {
         builder = builder.linker(linker);
     }
-    for exporter in build_exporters(&config.exporters, file).await? {
+    for exporter in build_exporters(&config.exporters, file, &mut reports).await? {
         builder = builder.exporter(exporter);
     }
     let pipeline = builder.build();
     readiness.attach(pipeline.stats());
+    let metrics = metrics_listener.map(|listener| MetricsEndpoint {
+        listener,
+        metrics: collectors(config, &pipeline, &reports, requests),
+    });
     Ok(Plan {
         pipeline,
         reports,
         memory,
         readiness,
+        metrics,
     })
 }
 
@@ -281,6 +404,7 @@ async fn add_kube_sources(
 async fn build_exporters(
     exporters: &ExportersConfig,
     file: &Path,
+    reports: &mut SourceReports,
 ) -> Result<Vec<Arc<dyn Exporter>>, CliError> {
     let mut built: Vec<Arc<dyn Exporter>> = Vec::new();
     if let Some(store) = &exporters.store {
@@ -304,9 +428,38 @@ async fn build_exporters(
             .clone()
             .build()
             .map_err(|err| setup_error(file, "exporters.otlp", err))?;
+        reports.otlp = Some(exporter.stats());
         built.push(Arc::new(exporter));
     }
     Ok(built)
+}
+
+/// Serves the metrics endpoint (`/metrics`, `/healthz`, `/readyz`) until `stop` is cancelled, within the same
+/// connection limits as `kelemetry serve`.
+fn serve_metrics(
+    endpoint: MetricsEndpoint,
+    readiness: &Arc<Readiness>,
+    stop: &CancellationToken,
+) -> Result<JoinHandle<()>, CliError> {
+    let address = endpoint
+        .listener
+        .local_addr()
+        .map_err(|source| CliError::Usage(format!("metrics.listen: {source}")))?;
+    let listener = tokio::net::TcpListener::from_std(endpoint.listener)
+        .map_err(|source| CliError::Usage(format!("metrics.listen {address}: {source}")))?;
+    let ready = Arc::clone(readiness);
+    let routes = kelemetry_metrics::metrics_router(Arc::new(endpoint.metrics)).merge(
+        kelemetry_metrics::health_router(Arc::new(move || ready.check())),
+    );
+    eprintln!("kelemetry: metrics on http://{address}/metrics (and /healthz, /readyz)");
+    let stop = stop.clone();
+    Ok(tokio::spawn(async move {
+        let options = kelemetry_query::http::ServeOptions::default();
+        kelemetry_query::http::serve_routes(listener, routes, options, async move {
+            stop.cancelled().await;
+        })
+        .await;
+    }))
 }
 
 /// Says on stderr when the signals arrive; the pipeline does the stopping.
@@ -322,7 +475,13 @@ fn announce_signals(signals: &ShutdownSignals) {
 
 /// `kelemetry run`.
 pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
-    let config = RunConfig::load(&args.config)?;
+    let mut config = RunConfig::load(&args.config)?;
+    if let Some(listen) = args.metrics_listen {
+        config
+            .metrics
+            .get_or_insert_with(MetricsConfig::default)
+            .listen = listen;
+    }
     if args.check {
         println!("{}: ok", args.config.display());
         return Ok(());
@@ -332,7 +491,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
         reports,
         memory,
         readiness,
+        metrics,
     } = plan(&config, &args.config).await?;
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = match metrics {
+        Some(endpoint) => Some(serve_metrics(endpoint, &readiness, &metrics_stop)?),
+        None => None,
+    };
     let memory_task = memory.as_ref().map(MemoryWatch::spawn);
     let loss_watch = readiness.spawn_watch();
     let signals = shutdown_on_signals();
@@ -349,6 +514,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), CliError> {
     loss_watch.abort();
     if let Some(task) = memory_task {
         task.abort();
+    }
+    metrics_stop.cancel();
+    if let Some(task) = metrics_task {
+        let _ = task.await;
     }
     eprintln!("kelemetry: stopped ({})", report.stop);
     print_summary(&report, &reports);
@@ -385,6 +554,9 @@ fn print_summary(report: &PipelineReport, sources: &SourceReports) {
     }
     if let Some(counters) = &sources.events {
         println!("events: {}", counters.snapshot());
+    }
+    if let Some(counters) = &sources.kafka {
+        println!("kafka: {}", counters.snapshot());
     }
     if let Some(store) = &sources.watch {
         println!("object watch: {}", store.counts());

@@ -1,5 +1,6 @@
 //! `kelemetry serve`: the Jaeger-shaped HTTP API over the embedded store, within connection limits and query
-//! budgets (docs/limits.md), optionally behind a bearer token and TLS.
+//! budgets (docs/limits.md), optionally behind a bearer token and TLS. `GET /metrics` gives its connection and
+//! query-limit counters in the Prometheus text format (docs/metrics.md), behind the token when there is one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -147,7 +148,15 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
             ..ViewLimits::default()
         })
         .map_err(store_error)?;
-    let options = args.options()?;
+    let counters = Arc::new(kelemetry_query::http::ServeMetrics::default());
+    let mut metrics = kelemetry_metrics::Metrics::new();
+    metrics.register(kelemetry_metrics::ServeCollector::new(Arc::clone(
+        &counters,
+    )));
+    let options = args
+        .options()?
+        .with_counters(counters)
+        .with_routes(kelemetry_metrics::metrics_router(Arc::new(metrics)));
     let query = TraceQuery::new(Arc::new(store), Arc::new(views));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -264,7 +264,7 @@ fn a_large_replay_stays_within_its_memory_bound() {
     assert!(
         lines >= REPLAY_MIN_LINES,
         "the large replay needs {} MiB free in {} for {REPLAY_MIN_LINES} lines; df says {} MiB",
-        REPLAY_MIN_LINES as u64 * REPLAY_DISK_BYTES_PER_LINE * 2 >> 20,
+        (REPLAY_MIN_LINES as u64 * REPLAY_DISK_BYTES_PER_LINE * 2) >> 20,
         dir.path().display(),
         free.unwrap_or(0) >> 20
     );

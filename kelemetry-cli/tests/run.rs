@@ -56,7 +56,7 @@ fn configuration_errors_name_file_line_and_field() {
         ),
         (
             "cluster: c\nsources: {}\nexporters:\n  store: {path: s}\n",
-            "run.yaml:2: sources: configure at least one of webhook, auditLog, events, objectWatch",
+            "run.yaml:2: sources: configure at least one of webhook, auditLog, events, objectWatch, kafka",
         ),
     ];
     for (text, expected) in cases {

@@ -18,6 +18,8 @@
 //!   sources' lifecycle ([`lifecycle`] turns signals into [`CancellationToken`]s) and retries exports on one
 //!   schedule ([`RetryPolicy`]); its sizes and intervals are [`PipelineLimits`];
 //! - which objects: [`ObjectSelector`], `RESOURCE[.GROUP]/NAMESPACE/NAME` ([`selector`]);
+//! - for metrics: [`histogram`], durations counted in fixed buckets where they are measured (the pipeline's
+//!   ingest-to-export and export latencies), read when a metrics endpoint is scraped;
 //! - for the servers of other crates: [`connections`], the bookkeeping that keeps one client from taking every
 //!   connection (no sockets: just counts, idle times and which connection to close);
 //! - behind features: `config` (`Deserialize` for configuration types, and the `config` module's helpers for
@@ -52,6 +54,7 @@ pub mod delivery;
 pub mod diff;
 pub mod exporter;
 pub mod filter;
+pub mod histogram;
 pub mod ids;
 pub mod key;
 pub mod kube_event;
@@ -85,8 +88,8 @@ pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
 pub use pipeline::{
-    Pipeline, PipelineBuilder, PipelineLimits, PipelineReport, PipelineStats, RetryPolicy,
-    RunFailed, SourceFailure, StopCause,
+    ExporterStats, Pipeline, PipelineBuilder, PipelineLimits, PipelineReport, PipelineStats,
+    RetryPolicy, RunFailed, SourceFailure, StopCause,
 };
 pub use redact::Redactor;
 pub use resource_map::{ResourceInfo, ResourceMap, ResourceScope};

@@ -22,8 +22,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -35,6 +35,7 @@ use crate::decorate::Decorator;
 use crate::delivery::{Delivery, PendingRecord};
 use crate::exporter::Exporter;
 use crate::filter::Filter;
+use crate::histogram::DurationHistogram;
 use crate::ids::TraceId;
 use crate::key::Object;
 use crate::ledger::{BoundedLedger, SpanLedger};
@@ -74,17 +75,89 @@ pub struct PipelineStats {
     pub link_errors: AtomicU64,
     /// Spans an exporter could not take (after retries).
     pub spans_dropped: AtomicU64,
+    /// From a record's arrival in the pipeline (its sink took it) to the acknowledgement of the batch holding its
+    /// spans by the last exporter. Records that made no span, or whose batch an exporter gave up on, are not in it.
+    pub ingest_to_export: DurationHistogram,
+    /// Records waiting in the channel between the sources and the stage now (a gauge).
+    pub queued_records: AtomicU64,
     rejections: Mutex<RejectionLog>,
+    exporters: OnceLock<Vec<Arc<ExporterStats>>>,
+}
+
+/// The name under which rejections reported through a sink of [`Pipeline::sink`] (not a source's) are counted.
+pub const SINK_SOURCE_NAME: &str = "sink";
+
+/// Counters of one exporter of a running pipeline ([`PipelineStats::exporters`]).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ExporterStats {
+    name: String,
+    /// Batches the exporter took (after retries).
+    pub batches_exported: AtomicU64,
+    /// Spans of those batches.
+    pub spans_exported: AtomicU64,
+    /// Spans the exporter gave up on (after retries), or whose flush failed.
+    pub spans_dropped: AtomicU64,
+    /// Tries that failed and were retried.
+    pub retries: AtomicU64,
+    /// Batches waiting in the exporter's queue now (a gauge).
+    pub queued_batches: AtomicU64,
+    /// How long the exporter took to take a batch, retries included (batches it took only).
+    pub export_duration: DurationHistogram,
+}
+
+impl ExporterStats {
+    /// The counters of the exporter named `name` ([`Exporter::name`]).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The exporter's [`Exporter::name`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 #[derive(Debug, Default)]
 struct RejectionLog {
     by_reason: BTreeMap<String, u64>,
+    /// Source name → reason (as counted in `by_reason`) → count.
+    by_source: BTreeMap<String, BTreeMap<String, u64>>,
     examples: Vec<Rejection>,
 }
 
+/// Takes one from a gauge, never below zero.
+fn decrement(gauge: &AtomicU64) {
+    let _ = gauge.fetch_update(Relaxed, Relaxed, |now| now.checked_sub(1));
+}
+
 impl PipelineStats {
-    fn record_rejection(&self, rejection: Rejection) {
+    /// The counters of each exporter, in the order they were added to the pipeline (empty until it is built).
+    pub fn exporters(&self) -> &[Arc<ExporterStats>] {
+        self.exporters.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Rejections by the source that reported them ([`Source::name`], or [`SINK_SOURCE_NAME`]) and reason, as
+    /// `(source, reason, count)`. The reasons are those of [`PipelineReport::rejections_by_reason`] (64 at most,
+    /// then `other`), and the sources those the pipeline was built with, so the set is bounded.
+    pub fn rejections_by_source(&self) -> Vec<(String, String, u64)> {
+        let Ok(log) = self.rejections.lock() else {
+            return Vec::new();
+        };
+        log.by_source
+            .iter()
+            .flat_map(|(source, reasons)| {
+                reasons
+                    .iter()
+                    .map(move |(reason, count)| (source.clone(), reason.clone(), *count))
+            })
+            .collect()
+    }
+
+    fn record_rejection(&self, rejection: Rejection, source: &str) {
         self.rejected.fetch_add(1, Relaxed);
         warn!(origin = %rejection.origin, reason = %rejection.reason, "{}", rejection.detail);
         let Ok(mut log) = self.rejections.lock() else {
@@ -97,6 +170,11 @@ impl PipelineStats {
         } else {
             "other".to_owned()
         };
+        *log.by_source
+            .entry(source.to_owned())
+            .or_default()
+            .entry(reason.clone())
+            .or_default() += 1;
         *log.by_reason.entry(reason).or_default() += 1;
         if log.examples.len() < MAX_REJECTION_EXAMPLES {
             log.examples.push(rejection);
@@ -592,6 +670,13 @@ impl PipelineBuilder {
         let limits = self.limits;
         let (sender, receiver) = mpsc::channel(limits.channel.max(1));
         let stats = Arc::new(PipelineStats::default());
+        let exporter_stats = self
+            .exporters
+            .iter()
+            .map(|exporter| Arc::new(ExporterStats::new(exporter.name())))
+            .collect();
+        // Set once, here, on a new value.
+        let _ = stats.exporters.set(exporter_stats);
         let bodies = Arc::new(BodyCache::with_limits(
             limits.body_cache_objects,
             crate::body_cache::DEFAULT_VERSIONS_PER_OBJECT,
@@ -616,6 +701,7 @@ impl PipelineBuilder {
             stats: stats.clone(),
             batch: Vec::with_capacity(limits.batch_size.max(1)),
             pending: Vec::new(),
+            arrivals: Vec::new(),
         };
         Pipeline {
             stage,
@@ -691,6 +777,7 @@ impl Pipeline {
         Arc::new(ChannelSink {
             sender: self.sender.clone(),
             stats: self.stats.clone(),
+            source: Arc::from(SINK_SOURCE_NAME),
         })
     }
 
@@ -752,14 +839,19 @@ impl Pipeline {
                     }
                 }
                 tracked = receiver.recv(), if !stopping.input_done => {
-                    let Some(Tracked { record, pending }) = tracked else {
+                    let Some(Tracked { record, pending, arrived }) = tracked else {
                         if running.is_empty() {
                             break;
                         }
                         stopping.input_ended();
                         continue;
                     };
+                    decrement(&stats.queued_records);
+                    let spans_before = stage.batch.len();
                     stage.process(record).await;
+                    if stage.batch.len() > spans_before {
+                        stage.arrivals.push(arrived);
+                    }
                     stage.pending.extend(pending);
                     if stage.batch.len() >= batch_size || stage.pending.len() >= batch_size {
                         exports.dispatch(&mut stage).await;
@@ -771,6 +863,9 @@ impl Pipeline {
             }
         }
         let abandoned = stopping.abandon_if_hard(&mut running, &mut receiver);
+        if abandoned > 0 {
+            stats.queued_records.store(0, Relaxed);
+        }
         exports.dispatch(&mut stage).await;
         exports.finish().await;
 
@@ -935,11 +1030,12 @@ impl RunningSources {
         let mut tasks = tokio::task::JoinSet::new();
         let mut names = BTreeMap::new();
         for source in sources {
+            let name = source.name().to_owned();
             let sink: Arc<dyn ActivitySink> = Arc::new(ChannelSink {
                 sender: sender.clone(),
                 stats: stats.clone(),
+                source: Arc::from(name.as_str()),
             });
-            let name = source.name().to_owned();
             let handle = tasks.spawn(source.run(sink, stop.clone()));
             names.insert(handle.id(), name);
         }
@@ -1018,13 +1114,16 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 struct ExportBatch {
     spans: Vec<SpanRecord>,
     pending: Mutex<Vec<PendingRecord>>,
+    /// When each record that made spans of this batch arrived (for [`PipelineStats::ingest_to_export`]).
+    arrivals: Vec<Instant>,
     exported_by: AtomicU64,
     exporters: u64,
 }
 
 impl ExportBatch {
-    fn exported(&self) {
-        self.exported_by.fetch_add(1, Relaxed);
+    /// One more exporter took the batch; `true` when it was the last.
+    fn exported(&self) -> bool {
+        self.exported_by.fetch_add(1, Relaxed) + 1 == self.exporters
     }
 }
 
@@ -1044,7 +1143,7 @@ impl Drop for ExportBatch {
 }
 
 struct ExportWorkers {
-    queues: Vec<mpsc::Sender<Arc<ExportBatch>>>,
+    queues: Vec<(mpsc::Sender<Arc<ExportBatch>>, Arc<ExporterStats>)>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -1057,13 +1156,19 @@ impl ExportWorkers {
     ) -> Self {
         let mut queues = Vec::with_capacity(exporters.len());
         let mut workers = Vec::with_capacity(exporters.len());
-        for exporter in exporters {
+        for (index, exporter) in exporters.into_iter().enumerate() {
             let (sender, batches) = mpsc::channel::<Arc<ExportBatch>>(queue);
-            queues.push(sender);
+            let counters = stats
+                .exporters()
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(ExporterStats::new(exporter.name())));
+            queues.push((sender, Arc::clone(&counters)));
             workers.push(tokio::spawn(export_worker(
                 exporter,
                 batches,
                 stats.clone(),
+                counters,
                 retry,
             )));
         }
@@ -1079,12 +1184,16 @@ impl ExportWorkers {
         let batch = Arc::new(ExportBatch {
             spans: std::mem::replace(&mut stage.batch, Vec::with_capacity(capacity)),
             pending: Mutex::new(std::mem::take(&mut stage.pending)),
+            arrivals: std::mem::take(&mut stage.arrivals),
             exported_by: AtomicU64::new(0),
             exporters: self.queues.len() as u64,
         });
-        for queue in &self.queues {
+        for (queue, counters) in &self.queues {
             // A closed queue means its worker died; it already counted and logged why.
-            let _ = queue.send(batch.clone()).await;
+            if let Ok(room) = queue.reserve().await {
+                counters.queued_batches.fetch_add(1, Relaxed);
+                room.send(batch.clone());
+            }
         }
     }
 
@@ -1103,22 +1212,32 @@ async fn export_worker(
     exporter: Arc<dyn Exporter>,
     mut batches: mpsc::Receiver<Arc<ExportBatch>>,
     stats: Arc<PipelineStats>,
+    counters: Arc<ExporterStats>,
     retry: RetryPolicy,
 ) {
     let mut since_flush = 0u64;
     while let Some(batch) = batches.recv().await {
+        decrement(&counters.queued_batches);
         if batch.spans.is_empty() {
             batch.exported();
             continue;
         }
-        if export_with_retries(exporter.as_ref(), &batch.spans, &stats, retry).await {
-            batch.exported();
+        if export_with_retries(exporter.as_ref(), &batch.spans, &stats, &counters, retry).await {
+            if batch.exported() {
+                let now = Instant::now();
+                for arrived in &batch.arrivals {
+                    stats
+                        .ingest_to_export
+                        .observe(now.saturating_duration_since(*arrived));
+                }
+            }
             since_flush += batch.spans.len() as u64;
         }
     }
     if let Err(err) = exporter.flush().await {
         // What was exported since the last flush may not have been written.
         stats.spans_dropped.fetch_add(since_flush, Relaxed);
+        counters.spans_dropped.fetch_add(since_flush, Relaxed);
         error!(exporter = exporter.name(), spans = since_flush, error = %error_chain(&err), "flush failed: spans not written");
     }
 }
@@ -1129,12 +1248,19 @@ async fn export_with_retries(
     exporter: &dyn Exporter,
     spans: &[SpanRecord],
     stats: &PipelineStats,
+    counters: &ExporterStats,
     retry: RetryPolicy,
 ) -> bool {
     let mut delays = retry.delays();
     let mut attempt = 1;
+    let started = Instant::now();
     loop {
         let Err(err) = exporter.export(spans).await else {
+            counters.export_duration.observe(started.elapsed());
+            counters.batches_exported.fetch_add(1, Relaxed);
+            counters
+                .spans_exported
+                .fetch_add(spans.len() as u64, Relaxed);
             return true;
         };
         let wait = if err.is_retryable() {
@@ -1144,9 +1270,13 @@ async fn export_with_retries(
         };
         let Some(wait) = wait else {
             stats.spans_dropped.fetch_add(spans.len() as u64, Relaxed);
+            counters
+                .spans_dropped
+                .fetch_add(spans.len() as u64, Relaxed);
             error!(exporter = exporter.name(), spans = spans.len(), error = %error_chain(&err), "dropped a batch of spans");
             return false;
         };
+        counters.retries.fetch_add(1, Relaxed);
         debug!(exporter = exporter.name(), attempt, error = %error_chain(&err), "export failed, retrying");
         tokio::time::sleep(wait).await;
         attempt += 1;
@@ -1157,37 +1287,46 @@ async fn export_with_retries(
 struct Tracked {
     record: Record,
     pending: Option<PendingRecord>,
+    /// When the sink took it.
+    arrived: Instant,
 }
 
 struct ChannelSink {
     sender: mpsc::Sender<Tracked>,
     stats: Arc<PipelineStats>,
+    /// The source's name, for counting its rejections.
+    source: Arc<str>,
 }
 
 #[async_trait]
 impl ActivitySink for ChannelSink {
     async fn send(&self, record: Record) -> Result<(), SinkClosed> {
         self.stats.records.fetch_add(1, Relaxed);
-        let tracked = Tracked {
+        let room = self.sender.reserve().await.map_err(|_| SinkClosed)?;
+        self.stats.queued_records.fetch_add(1, Relaxed);
+        room.send(Tracked {
             record,
             pending: None,
-        };
-        self.sender.send(tracked).await.map_err(|_| SinkClosed)
+            arrived: Instant::now(),
+        });
+        Ok(())
     }
 
     async fn send_tracked(&self, record: Record, delivery: &Delivery) -> Result<(), SinkClosed> {
         // Room first: a send cancelled while waiting takes nothing, so it leaves the delivery as it was.
         let room = self.sender.reserve().await.map_err(|_| SinkClosed)?;
         self.stats.records.fetch_add(1, Relaxed);
+        self.stats.queued_records.fetch_add(1, Relaxed);
         room.send(Tracked {
             record,
             pending: Some(delivery.pending()),
+            arrived: Instant::now(),
         });
         Ok(())
     }
 
     fn reject(&self, rejection: Rejection) {
-        self.stats.record_rejection(rejection);
+        self.stats.record_rejection(rejection, &self.source);
     }
 
     fn progress(&self, bytes: u64) {
@@ -1229,6 +1368,8 @@ struct Stage {
     batch: Vec<SpanRecord>,
     /// Tracked records processed since the last dispatch: delivered with `batch`.
     pending: Vec<PendingRecord>,
+    /// When the records that made the spans of `batch` arrived: at most one per span.
+    arrivals: Vec<Instant>,
 }
 
 impl Stage {

@@ -302,8 +302,31 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> ServeCounts {
-    let metrics = Arc::new(ServeMetrics::default());
+    let metrics = options.counters.clone().unwrap_or_default();
     let app = guarded_router(query, &options, Arc::clone(&metrics));
+    connections::serve_connections(
+        listener,
+        app,
+        options.tls,
+        &options.limits,
+        Arc::clone(&metrics),
+        shutdown,
+    )
+    .await;
+    metrics.snapshot()
+}
+
+/// Serves `routes` (e.g. a metrics endpoint) on `listener` until `shutdown` completes, within the same
+/// connection limits, token and TLS as [`serve_with`] (the query limits do not apply: there are no heavy routes).
+/// Returns what the limits cut.
+pub async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    routes: Router,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> ServeCounts {
+    let metrics = options.counters.clone().unwrap_or_default();
+    let app = with_token(routes, &options, &metrics);
     connections::serve_connections(
         listener,
         app,
@@ -385,6 +408,10 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// Serve HTTPS with this acceptor (for example `kelemetry_sources::webhook::TlsFiles::acceptor`).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// More routes beside the API, behind the token when there is one (e.g. `/metrics`).
+    pub routes: Option<Router>,
+    /// The counters to count in (default: new ones), so that they can be read while serving.
+    pub counters: Option<Arc<ServeMetrics>>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -393,7 +420,8 @@ impl std::fmt::Debug for ServeOptions {
             .field("limits", &self.limits)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("tls", &self.tls.is_some())
-            .finish()
+            .field("routes", &self.routes.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -402,9 +430,20 @@ impl ServeOptions {
     pub fn new(limits: ServeLimits) -> Self {
         Self {
             limits,
-            token: None,
-            tls: None,
+            ..Self::default()
         }
+    }
+
+    /// Serves `routes` too, beside the API.
+    pub fn with_routes(mut self, routes: Router) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
+    /// Counts in `counters`, which can be read while serving ([`ServeMetrics::snapshot`]).
+    pub fn with_counters(mut self, counters: Arc<ServeMetrics>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// Requires `token`.
@@ -420,9 +459,10 @@ impl ServeOptions {
     }
 }
 
-/// The counters of [`serve_with`].
+/// The counters of [`serve_with`] and [`serve_routes`]: give them in [`ServeOptions::with_counters`] to read them
+/// while serving.
 #[derive(Debug, Default)]
-pub(crate) struct ServeMetrics {
+pub struct ServeMetrics {
     accepted: AtomicU64,
     refused: AtomicU64,
     closed_for_room: AtomicU64,
@@ -434,7 +474,8 @@ pub(crate) struct ServeMetrics {
 }
 
 impl ServeMetrics {
-    fn snapshot(&self) -> ServeCounts {
+    /// A copy of the counters now.
+    pub fn snapshot(&self) -> ServeCounts {
         ServeCounts {
             accepted: self.accepted.load(Relaxed),
             refused: self.refused.load(Relaxed),
@@ -517,14 +558,24 @@ fn guarded_router(
     let mut app = heavy_routes(Arc::clone(&query))
         .layer(middleware::from_fn_with_state(heavy, heavy_gate))
         .merge(light_routes(query));
-    if let Some(token) = options.token.clone() {
-        let token = Arc::new(Token {
-            token,
-            metrics: Arc::clone(&metrics),
-        });
-        app = app.layer(middleware::from_fn_with_state(token, require_token));
+    if let Some(routes) = options.routes.clone() {
+        app = app.merge(routes);
     }
-    app.route("/healthz", get(|| async { "ok\n" }))
+    with_token(app, options, &metrics).route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// `app` behind the token of `options`, when there is one.
+fn with_token(app: Router, options: &ServeOptions, metrics: &Arc<ServeMetrics>) -> Router {
+    match options.token.clone() {
+        Some(token) => {
+            let token = Arc::new(Token {
+                token,
+                metrics: Arc::clone(metrics),
+            });
+            app.layer(middleware::from_fn_with_state(token, require_token))
+        }
+        None => app,
+    }
 }
 
 /// A heavy request: a slot or 503, then the handler within the query budget and the time budget.

@@ -525,7 +525,14 @@ impl Source for KubeEventSource {
             let event = match item {
                 None => break,
                 Some(Err(err)) => {
-                    warn!(%err, "Kubernetes Events watch failed; retrying");
+                    match crate::object_watch::forbidden(&err) {
+                        Some(refusal) => error!(
+                            "Kubernetes Events: forbidden to list and watch events (API group {:?}): {refusal}; \
+                             grant the verbs list and watch on events in that group; retrying",
+                            resource.group
+                        ),
+                        None => warn!(%err, "Kubernetes Events watch failed; retrying"),
+                    }
                     continue;
                 }
                 Some(Ok(watcher::Event::Apply(event) | watcher::Event::InitApply(event))) => event,

@@ -8,7 +8,11 @@
 //!   otherwise or not at all), at most [`ObjectWatchOptions::max_watches`] resources. Names are `resource` (any
 //!   group) or `resource.group`, as in the pipeline's filter.
 //! - **Bounded concurrency**: at most [`ObjectWatchOptions::concurrent_lists`] resources list their objects at the
-//!   same time (the list is paged by kube's watcher); the watches themselves are multiplexed on one task.
+//!   same time (the list is paged by kube's watcher); the watches themselves are multiplexed on one task. A failed
+//!   first list gives its slot up (a resource the service account may not list must not starve the others) and is
+//!   retried with backoff, outside the bound.
+//! - **Refusals**: a list or watch the apiserver refuses (403) is logged at error level, naming the resource, its
+//!   API group and the verbs to grant, and retried.
 //! - **Versions**: the first list of a resource only fills the store; afterwards an added object gets a creation
 //!   snapshot, a modified one a diff against its previous version, a deleted one a deletion snapshot. After an
 //!   interrupted watch, the re-list is compared with what the store knew: changed objects get diffs, new ones
@@ -34,7 +38,7 @@ use kube::core::TypeMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::kube_discovery::{DiscoveredResource, discover_resources};
 use crate::watch_store::{
@@ -262,7 +266,8 @@ impl ObjectWatchSource {
 
 type Item = (usize, Result<watcher::Event<DynamicObject>, watcher::Error>);
 
-/// The watch of one resource, which waits for a list slot and gives it back once its first list is complete.
+/// The watch of one resource, which waits for a list slot and gives it back once its first list is complete or
+/// has failed.
 fn bounded_watch(
     index: usize,
     api: Api<DynamicObject>,
@@ -279,13 +284,29 @@ fn bounded_watch(
         .flat_map(move |(permit, events)| {
             let mut permit = permit;
             events.map(move |event| {
-                if matches!(event, Ok(watcher::Event::InitDone)) {
+                // The slot goes back once the first list is complete, or when a list fails: a list refused for
+                // good (403) would otherwise hold its slot for ever and starve every resource behind it. A list
+                // retried after a failure runs without a slot.
+                if matches!(event, Ok(watcher::Event::InitDone) | Err(_)) {
                     permit.take();
                 }
                 (index, event)
             })
         })
         .boxed()
+}
+
+/// The apiserver's message when `err` is its refusal for lack of permission (403); it names the verb, the resource
+/// and the API group refused.
+pub(crate) fn forbidden(err: &watcher::Error) -> Option<&str> {
+    let status = match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::WatchError(status) => status,
+        _ => return None,
+    };
+    (status.code == 403).then_some(status.message.as_str())
 }
 
 /// Where one watched resource is.
@@ -367,7 +388,19 @@ impl Source for ObjectWatchSource {
             let event = match event {
                 Ok(event) => event,
                 Err(err) => {
-                    warn!(resource = %state.resource.qualified_name(), %err, "object watch failed; retrying");
+                    let resource = state.resource.qualified_name();
+                    match forbidden(&err) {
+                        // Said at error level, with what to grant: a missing RBAC rule does not heal by itself.
+                        Some(refusal) => error!(
+                            %resource,
+                            "object watch: forbidden to list and watch {resource} (resource {:?} in API group \
+                             {:?}): {refusal}; grant the verbs list and watch on it, or leave it out of the watch \
+                             (include, exclude); retrying",
+                            state.resource.api.plural,
+                            state.resource.api.group,
+                        ),
+                        None => warn!(%resource, %err, "object watch failed; retrying"),
+                    }
                     continue;
                 }
             };
@@ -565,6 +598,31 @@ mod tests {
         assert!(only.selects(&resource("", "pods", true)));
         assert!(!only.selects(&resource("extensions", "deployments", true)));
         assert!(!only.selects(&resource("apps", "replicasets", true)));
+    }
+
+    #[test]
+    fn refusals_are_told_apart_from_other_failures() {
+        let status = |code: u16| {
+            Box::new(kube::core::Status {
+                code,
+                message: "deployments.apps is forbidden: User \"sa\" cannot list resource \"deployments\""
+                    .into(),
+                ..kube::core::Status::default()
+            })
+        };
+        let refused = watcher::Error::InitialListFailed(kube::Error::Api(status(403)));
+        assert_eq!(
+            forbidden(&refused),
+            Some("deployments.apps is forbidden: User \"sa\" cannot list resource \"deployments\"")
+        );
+        assert!(forbidden(&watcher::Error::WatchError(status(403))).is_some());
+        assert_eq!(
+            forbidden(&watcher::Error::WatchStartFailed(kube::Error::Api(status(
+                410
+            )))),
+            None
+        );
+        assert_eq!(forbidden(&watcher::Error::NoResourceVersion), None);
     }
 
     #[test]

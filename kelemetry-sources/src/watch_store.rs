@@ -240,6 +240,10 @@ struct Counters {
     decorator_hits: AtomicU64,
     decorator_misses: AtomicU64,
     decorator_wait_ms: AtomicU64,
+    /// The waits of the decorator that found the change (how far the watch lagged behind the audit record).
+    waits_found: kelemetry_core::histogram::DurationHistogram,
+    /// The waits of the decorator that gave up.
+    waits_given_up: kelemetry_core::histogram::DurationHistogram,
 }
 
 struct Bodies {
@@ -789,7 +793,12 @@ impl Decorator for WatchDiffDecorator {
                 break;
             }
         }
-        let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let waited = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        match found {
+            Some(_) => self.store.counters.waits_found.observe(elapsed),
+            None => self.store.counters.waits_given_up.observe(elapsed),
+        }
         self.store
             .counters
             .decorator_wait_ms
@@ -804,5 +813,32 @@ impl Decorator for WatchDiffDecorator {
                 tracing::debug!(object = %key, ?slot, "no watched change for this write");
             }
         }
+    }
+}
+
+/// For metrics: the decorator's waits and how far the watches are.
+impl WatchStore {
+    /// How long [`WatchDiffDecorator`] waited for a lagging watch, for the writes whose change then came (the
+    /// watch's lag behind the audit record) and for those it gave up on. Writes that did not wait are in neither.
+    pub fn decorator_waits(
+        &self,
+    ) -> (
+        kelemetry_core::histogram::HistogramSnapshot,
+        kelemetry_core::histogram::HistogramSnapshot,
+    ) {
+        (
+            self.counters.waits_found.snapshot(),
+            self.counters.waits_given_up.snapshot(),
+        )
+    }
+
+    /// The watched resources whose first list is still being read, and those listed.
+    pub fn resources_listing_and_listed(&self) -> (u64, u64) {
+        let resources = self
+            .resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let listed = resources.values().filter(|watch| watch.listed).count() as u64;
+        (resources.len() as u64 - listed, listed)
     }
 }

@@ -330,7 +330,7 @@ fn run_script(script: &Path, env: &[(&str, String)]) -> Result<String, ClusterEr
 
 /// Where a command's stderr goes.
 #[derive(Debug, Clone, Copy)]
-enum StderrTo {
+pub(crate) enum StderrTo {
     /// Kept, for the error when the command fails.
     Capture,
     /// Shown as it comes (build progress, cluster logs).
@@ -339,7 +339,7 @@ enum StderrTo {
 
 /// Runs `command`, feeding `input` to its stdin, and returns its stdout; a non-zero exit is an error carrying the
 /// end of its stderr (when captured).
-fn run_command(
+pub(crate) fn run_command(
     mut command: Command,
     display: String,
     input: Option<&str>,
@@ -407,7 +407,7 @@ fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ClusterError> 
     Ok(parse_env(&text))
 }
 
-fn parse_env(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_env(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .filter_map(|line| line.split_once('='))

@@ -59,6 +59,20 @@ pub enum ClusterError {
         /// How long.
         seconds: u64,
     },
+    /// A service that should be running does not accept connections.
+    #[error("{what} at {address} is unreachable: {detail}")]
+    Unreachable {
+        /// The service.
+        what: String,
+        /// Its address.
+        address: String,
+        /// Why connecting failed.
+        detail: String,
+    },
+    /// The Kafka broker shared by this test binary could not be started or reached (the first caller saw the full
+    /// error).
+    #[error("the shared test Kafka is not there: {0}")]
+    SharedKafka(String),
     /// The cluster shared by this test binary failed to start (the first caller saw the full error).
     #[error("the shared test cluster could not start: {0}")]
     SharedStart(String),

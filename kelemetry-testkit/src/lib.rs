@@ -27,6 +27,8 @@
 //!   `../shared/fixtures`); a test without it skips itself, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI);
 //! - [`LoopbackCertificates`]: a test CA and a serving certificate for 127.0.0.1, for TLS tests;
 //! - [`http_get`]: one plain HTTP/1.1 GET, for the servers the binary starts;
+//! - [`TestKafka`] (module [`kafka`]): a real Apache Kafka broker on loopback (`scripts/kafka`), one per test
+//!   binary, for tests gated on `KELEMETRY_KAFKA=1` ([`kafka_enabled`]);
 //! - [`release_binary`] and [`fault_line`]: the release binary the fault suite attacks, and its one summary line
 //!   per attack.
 //!
@@ -53,6 +55,7 @@ mod error;
 mod faults;
 mod fixtures;
 mod http;
+pub mod kafka;
 mod process;
 
 pub use certificates::{CertificateError, LoopbackCertificates};
@@ -63,4 +66,5 @@ pub use error::ClusterError;
 pub use faults::{BIN_ENV, FAULT_SUMMARY_ENV, fault_line, release_binary};
 pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixture, fixtures};
 pub use http::http_get;
+pub use kafka::{TestKafka, kafka_enabled};
 pub use process::KelemetryProcess;

@@ -210,6 +210,8 @@ fn the_example_file_is_valid() {
     assert!(config.sources.audit_log.is_some());
     assert!(config.sources.events.is_some());
     assert!(config.sources.object_watch.is_some());
+    #[cfg(feature = "kafka")]
+    assert!(config.sources.kafka.is_some());
     assert!(config.exporters.json_lines.is_some());
     assert!(config.exporters.otlp.is_some());
 }
@@ -236,6 +238,12 @@ fn the_example_states_the_defaults() {
     expected.checkpoint = Some("/var/lib/kelemetry/audit-log.checkpoint".into());
     assert_eq!(config.sources.audit_log, Some(expected));
     assert_eq!(config.sources.events, Some(KubeEventOptions::default()));
+    #[cfg(feature = "kafka")]
+    {
+        let mut expected = kelemetry_sources::KafkaConfig::new("127.0.0.1:9092", ["kube-audit"]);
+        expected.default_cluster = "prod".to_owned();
+        assert_eq!(config.sources.kafka, Some(expected));
+    }
     assert_eq!(
         config.sources.object_watch,
         Some(ObjectWatchConfig::default())
@@ -262,6 +270,46 @@ fn the_example_states_the_defaults() {
     assert_eq!(config.limits.pipeline, PipelineLimits::default());
     assert_eq!(config.limits.memory, Some(256 << 20));
     assert_eq!(config.window, default_window());
+    assert_eq!(config.metrics, Some(super::MetricsConfig::default()));
+}
+
+#[test]
+fn metrics_are_off_unless_configured_and_their_labels_are_checked() {
+    assert_eq!(parse(MINIMAL).unwrap().metrics, None);
+    let with_metrics = |section: &str| format!("{MINIMAL}metrics:\n{section}");
+    let config = parse(&with_metrics("  listen: 0.0.0.0:9100\n")).unwrap();
+    let metrics = config.metrics.unwrap();
+    assert_eq!(metrics.listen.to_string(), "0.0.0.0:9100");
+    assert_eq!(
+        metrics.audit,
+        kelemetry_metrics::AuditMetricsConfig::default()
+    );
+    let config = parse(&with_metrics(
+        "  audit:\n    labels: [user, verb]\n    maxSeries: 5\n",
+    ))
+    .unwrap();
+    let audit = config.metrics.unwrap().audit;
+    assert_eq!(
+        (audit.labels, audit.max_series),
+        (
+            vec![
+                kelemetry_metrics::AuditLabel::User,
+                kelemetry_metrics::AuditLabel::Verb
+            ],
+            5
+        )
+    );
+    let shown = parse(&with_metrics("  audit:\n    labels: [pod]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(shown.contains("unknown variant `pod`"), "{shown}");
+    let shown = parse(&with_metrics("  audit:\n    maxSeries: 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        shown.ends_with("metrics.audit.maxSeries: must be at least 1"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -321,5 +369,47 @@ fn the_webhook_writes_ahead_into_the_store_unless_told_otherwise() {
             "run.yaml:5: sources.webhook.wal: the write-ahead log's maxBytes (1048576) must be"
         ),
         "{shown}"
+    );
+}
+
+/// A Kafka section alone is a source; its mistakes are placed at their field.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_settings_are_checked_where_they_are() {
+    let kafka = |lines: &str| {
+        format!(
+            "cluster: prod\nsources:\n  kafka:\n    bootstrapServers: 127.0.0.1:9092\n{lines}exporters:\n  jsonLines:\n    path: spans.jsonl\n"
+        )
+    };
+    let config = parse(&kafka(
+        "    topics: [audit]\n    properties: {security.protocol: SASL_SSL}\n",
+    ))
+    .unwrap();
+    let kafka_config = config.sources.kafka.unwrap();
+    assert_eq!(kafka_config.topics, ["audit"]);
+    assert_eq!(kafka_config.properties["security.protocol"], "SASL_SSL");
+    assert_eq!(kafka_config.default_cluster, "", "run fills in the cluster");
+    for (lines, expected) in [
+        (
+            "    topics: []\n",
+            "run.yaml:5: sources.kafka.topics: give at least one topic",
+        ),
+        (
+            "    topics: [audit]\n    maxInFlight: 0\n",
+            "run.yaml:6: sources.kafka.maxInFlight: must be at least 1",
+        ),
+        (
+            "    topics: [audit]\n    properties: {enable.auto.commit: 'true'}\n",
+            "run.yaml:6: sources.kafka.properties: enable.auto.commit is set by the source (bootstrapServers, groupId, start; commits are its own)",
+        ),
+    ] {
+        assert_eq!(parse(&kafka(lines)).unwrap_err().to_string(), expected);
+    }
+    let unknown = parse(&kafka("    topics: [audit]\n    partitions: 3\n")).unwrap_err();
+    assert!(
+        unknown
+            .to_string()
+            .starts_with("run.yaml:6: sources.kafka: unknown field `partitions`"),
+        "{unknown}"
     );
 }

@@ -95,17 +95,38 @@ pub enum AuditMappingError {
 
 /// How audit events become activities.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct AuditMapping {
     /// Name the impersonated user (not the one who authenticated) as the actor; the authenticated one is then
     /// kept in the `impersonatedBy` attribute. On by default, as in the original.
     pub use_impersonated_user: bool,
+    /// Sees every event before it is mapped (default: none).
+    pub observer: Option<Arc<dyn AuditObserver>>,
 }
 
 impl Default for AuditMapping {
     fn default() -> Self {
         Self {
             use_impersonated_user: true,
+            observer: None,
         }
+    }
+}
+
+/// Sees every well-formed audit event an [`AuditMapping`] maps, before it is mapped: reads and writes, at every
+/// stage, whether it becomes an activity, is skipped or is malformed. Every audit source (the webhook, the log
+/// follower, recorded files) maps its events through its `AuditMapping`, so an observer set there sees them all;
+/// request metrics are made this way. It must be quick: it runs on the source's task, once per event.
+pub trait AuditObserver: Send + Sync + fmt::Debug {
+    /// One event, of `cluster`.
+    fn observe(&self, event: &AuditEvent, cluster: &str);
+}
+
+impl AuditMapping {
+    /// This mapping, with `observer` seeing every event.
+    pub fn with_observer(mut self, observer: Arc<dyn AuditObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -180,6 +201,9 @@ pub fn activity_title(
 impl AuditMapping {
     /// Maps one audit event of `cluster`: an activity, a normal skip, or an error for a malformed event.
     pub fn map(&self, event: AuditEvent, cluster: &str) -> Result<AuditOutcome, AuditMappingError> {
+        if let Some(observer) = &self.observer {
+            observer.observe(&event, cluster);
+        }
         match self.activity(event, cluster) {
             Ok(activity) => Ok(AuditOutcome::Activity(Box::new(activity))),
             Err(NoActivity::Skipped(reason)) => Ok(AuditOutcome::Skipped(reason)),

@@ -34,8 +34,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 pub use mapping::{
-    AuditMapping, AuditMappingError, AuditOutcome, SkipReason, activity_title, map_event,
-    status_text,
+    AuditMapping, AuditMappingError, AuditObserver, AuditOutcome, SkipReason, activity_title,
+    map_event, status_text,
 };
 
 /// The audit API group; documents of any version of it are accepted.

@@ -285,6 +285,7 @@ fn impersonation_names_the_impersonated_user() {
     );
     let mapping = AuditMapping {
         use_impersonated_user: false,
+        ..AuditMapping::default()
     };
     let AuditOutcome::Activity(a) = mapping.map(event(value), "prod").unwrap() else {
         panic!()

@@ -1,0 +1,84 @@
+# shellcheck shell=bash disable=SC2034  # the variables here are used by the scripts that source this file
+# Shared settings of the scripts under scripts/prometheus. Sourced, never run.
+#
+# Pinned version (one place to change it):
+#   PROMETHEUS_MODULE_VERSION  the github.com/prometheus/prometheus Go module release that `cmd/prometheus` and
+#                              `cmd/promtool` are built from. Prometheus 3.x is published on the module proxy as
+#                              v0.(300+minor).patch: v0.315.1 is Prometheus 3.15.1.
+#
+# Built without the `builtinassets` tag: the web UI's assets are not embedded (its pages answer an error), the HTTP
+# API (/api/v1/...) and scraping are all there; that is what the tests use. Built with `remove_all_sd`: only the
+# static, file and HTTP service discovery (the tests list their targets), which leaves out the cloud SDKs.
+#
+# Environment a caller may set:
+#   KELEMETRY_CACHE  root of the build cache (default ~/.cache/kelemetry). The binaries go to
+#                    $KELEMETRY_CACHE/prometheus-$PROMETHEUS_MODULE_VERSION/bin/{prometheus,promtool}; Go's module and
+#                    build caches to .../go, so a version's whole build is one folder.
+#   KELEMETRY_PROMETHEUS_RUN  run dir of one Prometheus: config, data, log, pid, ports
+#                    (default /tmp/kelemetry-prometheus; `--name NAME` appends -NAME)
+
+PROMETHEUS_MODULE_VERSION="v0.315.1"
+
+PROMETHEUS_BUILD_TAGS="remove_all_sd"
+
+PROMETHEUS_CACHE_ROOT="${KELEMETRY_CACHE:-${HOME:-/root}/.cache/kelemetry}"
+PROMETHEUS_DIR="$PROMETHEUS_CACHE_ROOT/prometheus-$PROMETHEUS_MODULE_VERSION"
+PROMETHEUS_BIN="$PROMETHEUS_DIR/bin/prometheus"
+PROMTOOL_BIN="$PROMETHEUS_DIR/bin/promtool"
+PROMETHEUS_RUN_DIR="${KELEMETRY_PROMETHEUS_RUN:-/tmp/kelemetry-prometheus}"
+
+# The Prometheus release of the pinned module version (v0.315.1 -> 3.15.1), stamped into the binaries.
+prometheus_release_version() {
+  local rest="${PROMETHEUS_MODULE_VERSION#v0.}"
+  local minor="${rest%%.*}"
+  printf '%s.%s.%s\n' "$((minor / 100))" "$((minor % 100))" "${rest#*.}"
+}
+
+prometheus_log() {
+  printf '[prometheus %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2
+}
+
+prometheus_die() {
+  prometheus_log "error: $*"
+  exit 1
+}
+
+# True when both binaries of the pinned version are built.
+prometheus_is_built() {
+  [[ -x "$PROMETHEUS_BIN" && -x "$PROMTOOL_BIN" ]]
+}
+
+# Go settings for the build: caches under the version's cache folder (kept between runs, never in the work tree),
+# module mode so that the throwaway module's go.sum is filled in, the local toolchain only, no cgo.
+prometheus_go_env() {
+  export GOMODCACHE="$PROMETHEUS_DIR/go/mod"
+  export GOCACHE="$PROMETHEUS_DIR/go/build"
+  export GOFLAGS="-mod=mod -buildvcs=false"
+  export GOTOOLCHAIN=local
+  export CGO_ENABLED=0
+  mkdir -p "$GOMODCACHE" "$GOCACHE"
+}
+
+# Pid of the Prometheus started by `up`, if its pid file exists and the process still runs.
+prometheus_running_pid() {
+  local pid_file="$PROMETHEUS_RUN_DIR/prometheus.pid" pid
+  [[ -f "$pid_file" ]] || return 1
+  pid="$(cat "$pid_file")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  printf '%s\n' "$pid"
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on now (picked at random in 40000-59999, checked with bash's
+# /dev/tcp).
+prometheus_free_port() {
+  local port tries=0
+  while ((tries < 200)); do
+    port=$((40000 + RANDOM % 20000))
+    tries=$((tries + 1))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      printf '%s\n' "$port"
+      return 0
+    fi
+  done
+  prometheus_die "no free port on 127.0.0.1 after $tries tries"
+}
