@@ -133,38 +133,6 @@ fn local_run_config(rendered: &serde_yaml_ng::Value, dir: &Path, port: u16) -> P
     file
 }
 
-/// Pacing between the steps of the original's script (the controllers act in between), not readiness.
-fn pause(seconds: u64) {
-    std::thread::sleep(Duration::from_secs(seconds));
-}
-
-/// The original's `e2e/deployment` script.
-fn deployment_scenario(cluster: &TestCluster) {
-    cluster
-        .kubectl([
-            "create",
-            "deployment",
-            "demo",
-            "--image=alpine:3.16",
-            "--replicas=2",
-        ])
-        .unwrap();
-    pause(5);
-    cluster
-        .kubectl(["scale", "deployment", "demo", "--replicas=4"])
-        .unwrap();
-    pause(5);
-    cluster
-        .kubectl(["set", "image", "deployment/demo", "alpine=alpine:3.17"])
-        .unwrap();
-    pause(5);
-    cluster
-        .kubectl(["scale", "deployment", "demo", "--replicas=2"])
-        .unwrap();
-    pause(5);
-    cluster.kubectl(["delete", "deployment", "demo"]).unwrap();
-}
-
 /// Applies the manifests `docs` (as admin).
 fn apply(cluster: &TestCluster, docs: &[&Value]) {
     let text: String = docs
@@ -276,7 +244,7 @@ fn the_charts_service_account_traces_the_deployment_scenario_and_a_missing_rule_
             .then_some(()))
     })
     .unwrap();
-    deployment_scenario(&cluster);
+    cluster.deployment_scenario(Duration::from_secs(5)).unwrap();
     wait_until_exported(
         &dir.path().join("spans.jsonl"),
         &[

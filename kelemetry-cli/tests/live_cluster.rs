@@ -110,33 +110,6 @@ fn wait_for_configmap(cluster: &TestCluster, name: &str) {
     .unwrap();
 }
 
-/// The script of the original's `e2e/deployment`.
-fn deployment_script(cluster: &TestCluster) {
-    cluster
-        .kubectl([
-            "create",
-            "deployment",
-            "demo",
-            "--image=alpine:3.16",
-            "--replicas=2",
-        ])
-        .unwrap();
-    pause(5);
-    cluster
-        .kubectl(["scale", "deployment", "demo", "--replicas=4"])
-        .unwrap();
-    pause(5);
-    cluster
-        .kubectl(["set", "image", "deployment/demo", "alpine=alpine:3.17"])
-        .unwrap();
-    pause(5);
-    cluster
-        .kubectl(["scale", "deployment", "demo", "--replicas=2"])
-        .unwrap();
-    pause(5);
-    cluster.kubectl(["delete", "deployment", "demo"]).unwrap();
-}
-
 /// The script of the original's `e2e/ancestors`; returns the name of the first ReplicaSet.
 fn ancestors_script(cluster: &TestCluster) -> String {
     cluster
@@ -186,7 +159,8 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
     wait_for_configmap(cluster, &format!("e2e-{port}"));
 
     let deployment = std::thread::scope(|scope| {
-        let deployment = scope.spawn(|| deployment_script(cluster));
+        let deployment =
+            scope.spawn(|| cluster.deployment_scenario(Duration::from_secs(5)).unwrap());
         let ancestors = scope.spawn(|| ancestors_script(cluster));
         deployment.join().unwrap();
         ancestors.join().unwrap()

@@ -56,13 +56,6 @@ fn scraped_deployment_requests(prometheus: &Prometheus) -> BTreeMap<String, f64>
         .collect()
 }
 
-fn kubectl(cluster: &TestCluster, args: &[&str]) {
-    cluster
-        .kubectl(args)
-        .unwrap_or_else(|err| panic!("kubectl {args:?}: {err}"));
-    std::thread::sleep(Duration::from_secs(2));
-}
-
 #[test]
 fn prometheus_scrapes_run_through_the_live_deployment_scenario() {
     if !e2e_enabled() || !prometheus_enabled() {
@@ -97,23 +90,7 @@ fn prometheus_scrapes_run_through_the_live_deployment_scenario() {
     let prometheus = Prometheus::start(&metrics);
     prometheus.wait_for("up{job=\"kelemetry\"}", 1.0);
 
-    kubectl(
-        &cluster,
-        &[
-            "create",
-            "deployment",
-            "demo",
-            "--image=alpine:3.16",
-            "--replicas=2",
-        ],
-    );
-    kubectl(&cluster, &["scale", "deployment", "demo", "--replicas=4"]);
-    kubectl(
-        &cluster,
-        &["set", "image", "deployment/demo", "alpine=alpine:3.17"],
-    );
-    kubectl(&cluster, &["scale", "deployment", "demo", "--replicas=2"]);
-    kubectl(&cluster, &["delete", "deployment", "demo"]);
+    cluster.deployment_scenario(Duration::from_secs(2)).unwrap();
 
     // The webhook's batches and Prometheus' scrapes trail the audit log by a few seconds: wait until they agree.
     let started = Instant::now();

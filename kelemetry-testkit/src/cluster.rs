@@ -195,6 +195,31 @@ impl TestCluster {
         &self.kube_version
     }
 
+    /// The original kelemetry's `e2e/deployment` scenario, with `pause` between its steps: create the Deployment
+    /// `default/demo` with 2 replicas, scale it to 4, give it a new image, scale it to 2, delete it.
+    pub fn deployment_scenario(&self, pause: std::time::Duration) -> Result<(), ClusterError> {
+        let steps: [&[&str]; 5] = [
+            &[
+                "create",
+                "deployment",
+                "demo",
+                "--image=alpine:3.16",
+                "--replicas=2",
+            ],
+            &["scale", "deployment", "demo", "--replicas=4"],
+            &["set", "image", "deployment/demo", "alpine=alpine:3.17"],
+            &["scale", "deployment", "demo", "--replicas=2"],
+            &["delete", "deployment", "demo"],
+        ];
+        for (n, step) in steps.iter().enumerate() {
+            if n > 0 {
+                std::thread::sleep(pause);
+            }
+            self.kubectl(step.iter())?;
+        }
+        Ok(())
+    }
+
     /// Runs kubectl with `args` against this cluster and returns its stdout.
     pub fn kubectl<I, S>(&self, args: I) -> Result<String, ClusterError>
     where
