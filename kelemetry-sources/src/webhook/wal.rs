@@ -614,6 +614,8 @@ impl Writer {
         match self.write(&group.frames) {
             Ok(id) => {
                 self.metrics.wal_syncs.fetch_add(1, Relaxed);
+                // The size is published before anyone hears of the append, so a caller never reads an older one.
+                self.publish_used();
                 for answer in group.answers {
                     let _ = answer.send(Ok(id));
                 }
@@ -626,6 +628,7 @@ impl Writer {
                     .fetch_add(group.frames.len() as u64, Relaxed);
                 // What is on disk after a failed write or sync is unknown: the next entries go to a new segment.
                 self.seal();
+                self.publish_used();
                 let source = Arc::new(source);
                 for answer in group.answers {
                     let _ = answer.send(Err(AppendError::Write {
