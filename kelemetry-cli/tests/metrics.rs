@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kelemetry_testkit::scrape::Scrape;
 use kelemetry_testkit::{KelemetryProcess, http_get, release_binary};
 use metrics_support::{
     PROMETHEUS_ENV, Prometheus, address_after, parse, prometheus_enabled, promtool_check, value,
 };
-use prometheus_parse::Scrape;
 
 mod metrics_support;
 

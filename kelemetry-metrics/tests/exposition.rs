@@ -13,27 +13,7 @@ use kelemetry_core::{
 use kelemetry_metrics::{
     AuditLabel, AuditMetricsConfig, AuditRequests, MAX_LABEL_BYTES, Metrics, PipelineCollector,
 };
-use prometheus_parse::{Scrape, Value};
-
-fn parse(text: &str) -> Scrape {
-    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("the exposition parses")
-}
-
-/// The value of the sample `name` whose labels include `labels` exactly once; a histogram's count.
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<f64> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => f64::NAN,
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
-    found[0]
-}
+use kelemetry_testkit::scrape::{parse, value};
 
 /// One audit event line at `stage`, with `latency_ms` between its timestamps.
 fn audit_line(

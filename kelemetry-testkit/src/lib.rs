@@ -30,7 +30,8 @@
 //! - [`TestKafka`] (module [`kafka`]): a real Apache Kafka broker on loopback (`scripts/kafka`), one per test
 //!   binary, for tests gated on `KELEMETRY_KAFKA=1` ([`kafka_enabled`]);
 //! - [`release_binary`] and [`fault_line`]: the release binary the fault suite attacks, and its one summary line
-//!   per attack.
+//!   per attack;
+//! - [`scrape`]: Prometheus exposition text parsed back, and one sample's value, for the metrics tests.
 //!
 //! ```no_run
 //! use kelemetry_testkit::{TestCluster, e2e_enabled};
@@ -57,6 +58,7 @@ mod fixtures;
 mod http;
 pub mod kafka;
 mod process;
+pub mod scrape;
 
 pub use certificates::{CertificateError, LoopbackCertificates};
 pub use cluster::{

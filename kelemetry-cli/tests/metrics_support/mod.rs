@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kelemetry_testkit::http_get;
-use prometheus_parse::{Scrape, Value};
+pub(crate) use kelemetry_testkit::scrape::{parse, value};
 
 /// The gate of the tests that need Prometheus' binaries (set by scripts/test).
 pub(crate) const PROMETHEUS_ENV: &str = "KELEMETRY_PROMETHEUS";
@@ -66,26 +66,6 @@ pub(crate) fn address_after(stderr: &str, prefix: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
-}
-
-pub(crate) fn parse(text: &str) -> Scrape {
-    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid exposition text")
-}
-
-/// The one sample `name` whose labels include `labels`; a histogram's count.
-pub(crate) fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<f64> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            Value::Summary(_) => f64::NAN,
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
-    found[0]
 }
 
 /// A Prometheus started by scripts/prometheus/up, stopped by `down` and its run dir removed when dropped.
