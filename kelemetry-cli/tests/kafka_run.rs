@@ -7,8 +7,9 @@
 #![cfg(feature = "kafka")]
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use kelemetry_sources::audit_intake::{AuditIntake, AuditItem};
@@ -67,20 +68,6 @@ fn kafka_counts(stdout: &str) -> (u64, u64) {
             .unwrap()
     };
     (number_before(" records"), number_before(" sent"))
-}
-
-fn show(store: &Path, object: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kelemetry"))
-        .args(["show", object, "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The lines of the JSON-lines exporter's file that name `audit_id`.
@@ -180,7 +167,7 @@ async fn kelemetry_run_reads_a_topic_into_the_store_and_resumes_after_a_restart(
     let stdout = running.stop();
     assert_eq!(kafka_counts(&stdout), (1, 1), "{stdout}");
 
-    let tree = show(&dir.path().join("store"), "deployments/default/web");
+    let tree = support::show(&dir.path().join("store"), "deployments/default/web");
     for expected in [
         "audit alice create",
         "audit alice update",

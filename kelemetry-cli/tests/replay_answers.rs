@@ -23,12 +23,6 @@ fn replay(files: &[&Path], extra: &[&str], store: &Path) -> String {
     stdout
 }
 
-fn show(object: &str, store: &Path) -> String {
-    let (ok, stdout, stderr) = kelemetry(&["show", object], store);
-    assert!(ok, "show failed:\n{stdout}\n{stderr}");
-    stdout
-}
-
 /// A ConfigMap recorded at each of `times` (kspan's `# {"time": ...}` comments), one resource version each: the
 /// first version is an observation, each later one a change (an activity).
 fn config_map_versions(dir: &Path, times: &[&str]) -> PathBuf {
@@ -72,7 +66,7 @@ fn a_range_over_two_days_prints_both_dates_and_starts_at_the_first_change() {
     // The first version is an observation, the two after it changes; the range starts at the first change.
     assert_eq!(summary.count("activities"), 2, "{stdout}");
     assert_eq!(summary.count("object observations"), 1, "{stdout}");
-    let output = show("configmaps/default/settings", &store);
+    let output = support::show(&store, "configmaps/default/settings");
     let (name, range) = header(&output);
     assert_eq!(
         range, "2018-12-16 19:39:02..2018-12-17 12:21:41",
@@ -105,7 +99,7 @@ fn recordings_five_years_apart_start_at_the_first_activity() {
         ],
     );
     replay(&[&file], &[], &store);
-    let output = show("configmaps/default/settings", &store);
+    let output = support::show(&store, "configmaps/default/settings");
     let (name, range) = header(&output);
     assert_eq!(
         range, "2019-03-01 10:15:30..2024-03-01 10:15:31",
@@ -127,7 +121,7 @@ fn a_days_range_prints_its_date_once() {
         ],
     );
     replay(&[&file], &[], &store);
-    let (name, range) = header(&show("configmaps/default/settings", &store));
+    let (name, range) = header(&support::show(&store, "configmaps/default/settings"));
     assert_eq!(range, "2024-05-01 11:59:57..12:00:44");
     assert_eq!(
         name,
@@ -150,7 +144,7 @@ fn object_recordings_become_changes_with_diffs() {
     assert_eq!(summary.count("activities"), 100, "{stdout}");
     assert_eq!(summary.count("object observations"), 11, "{stdout}");
     assert!(!stdout.contains("not compared"), "{stdout}");
-    let output = show("deployments/default/demo", &store);
+    let output = support::show(&store, "deployments/default/demo");
     let scaled = output
         .lines()
         .filter(|line| line.trim() == "diff: spec.replicas 2 -> 4")
@@ -173,7 +167,7 @@ fn object_recordings_become_changes_with_diffs() {
         1,
         "{stdout}"
     );
-    let output = show("deployments/default/demo", &with_audit);
+    let output = support::show(&with_audit, "deployments/default/demo");
     assert_eq!(output.matches("watch watch").count(), 0, "{output}");
     assert!(output.contains("diff: spec.replicas 4 -> 2"), "{output}");
 }

@@ -177,20 +177,6 @@ fn audit(id: &str, verb: &str, rv: &str, replicas: u32, code: u16) -> serde_json
     event
 }
 
-fn show(store: &Path, object: &str) -> String {
-    let out = kelemetry()
-        .args(["show", object, "--store"])
-        .arg(store)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn write_config(dir: &Path, sources: &str) -> PathBuf {
     let config = dir.join("run.yaml");
     std::fs::write(
@@ -242,7 +228,7 @@ async fn the_webhook_feeds_the_store_until_sigterm() {
         (3, 3, 0),
         "{stdout}"
     );
-    let tree = show(&dir.path().join("store"), "deployments/default/web");
+    let tree = support::show(&dir.path().join("store"), "deployments/default/web");
     assert!(tree.contains("audit alice create"), "{tree}");
     assert!(tree.contains("diff: spec.replicas 2 -> 4"), "{tree}");
     assert!(tree.contains("audit alice delete"), "{tree}");
@@ -306,7 +292,7 @@ fn the_audit_log_follower_resumes_after_sigint() {
     let (stdout, _) = stop(running, "-TERM");
     let read = counts(line_after(&stdout, "audit log: "));
     assert_eq!((read["records"], read["sent"]), (1, 1), "{stdout}");
-    let tree = show(&dir.path().join("store"), "deployments/default/web");
+    let tree = support::show(&dir.path().join("store"), "deployments/default/web");
     for expected in [
         "audit alice create",
         "audit alice update",

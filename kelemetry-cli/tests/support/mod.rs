@@ -26,6 +26,13 @@ pub(crate) fn kelemetry(args: &[&str], store: &Path) -> (bool, String, String) {
     )
 }
 
+/// `kelemetry show OBJECT --store STORE`'s output; panics with the output when it fails.
+pub(crate) fn show(store: &Path, object: &str) -> String {
+    let (ok, stdout, stderr) = kelemetry(&["show", object], store);
+    assert!(ok, "show {object} failed:\n{stdout}\n{stderr}");
+    stdout
+}
+
 /// The counts of a summary line such as `replayed 2 file(s): 26 records read, 19 activities, 7 object
 /// observations` or `pipeline: 3 records, 3 activities, 0 rejected; 9 spans (3 object, ...)`: each piece between
 /// `,`, `;`, `:`, `(` and `)` that starts with a number, by what follows the number (`records read`,
