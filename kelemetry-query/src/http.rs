@@ -304,16 +304,7 @@ pub async fn serve_with(
 ) -> ServeCounts {
     let metrics = options.counters.clone().unwrap_or_default();
     let app = guarded_router(query, &options, Arc::clone(&metrics));
-    connections::serve_connections(
-        listener,
-        app,
-        options.tls,
-        &options.limits,
-        Arc::clone(&metrics),
-        shutdown,
-    )
-    .await;
-    metrics.snapshot()
+    serve_app(listener, app, options, metrics, shutdown).await
 }
 
 /// Serves `routes` (e.g. a metrics endpoint) on `listener` until `shutdown` completes, within the same
@@ -327,6 +318,17 @@ pub async fn serve_routes(
 ) -> ServeCounts {
     let metrics = options.counters.clone().unwrap_or_default();
     let app = with_token(routes, &options, &metrics);
+    serve_app(listener, app, options, metrics, shutdown).await
+}
+
+/// Serves `app` within the connection limits and TLS of `options`, counting into `metrics`, until `shutdown`.
+async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    options: ServeOptions,
+    metrics: Arc<ServeMetrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> ServeCounts {
     connections::serve_connections(
         listener,
         app,
