@@ -24,13 +24,3 @@ helm_die() {
   exit 1
 }
 
-# Go settings for the build: caches under the version's cache folder (kept between runs, never in the work tree),
-# module mode so that the throwaway module's go.sum is filled in, the local toolchain only, no cgo.
-helm_go_env() {
-  export GOMODCACHE="$HELM_DIR/go/mod"
-  export GOCACHE="$HELM_DIR/go/build"
-  export GOFLAGS="-mod=mod -buildvcs=false"
-  export GOTOOLCHAIN=local
-  export CGO_ENABLED=0
-  mkdir -p "$GOMODCACHE" "$GOCACHE"
-}

@@ -29,16 +29,6 @@ jaeger_die() {
   exit 1
 }
 
-# Go settings for the build: caches under the version's cache folder (kept between runs, never in the work tree),
-# module mode so that the throwaway module's go.sum is filled in, the local toolchain only, no cgo.
-jaeger_go_env() {
-  export GOMODCACHE="$JAEGER_DIR/go/mod"
-  export GOCACHE="$JAEGER_DIR/go/build"
-  export GOFLAGS="-mod=mod -buildvcs=false"
-  export GOTOOLCHAIN=local
-  export CGO_ENABLED=0
-  mkdir -p "$GOMODCACHE" "$GOCACHE"
-}
 
 # Pid of the Jaeger started by `up`, if its pid file exists and the process still runs.
 jaeger_running_pid() {

@@ -34,16 +34,6 @@ cluster_die() {
   exit 1
 }
 
-# Go settings for every build: caches under the cache root (kept between runs, never in the work tree), module
-# mode so that a throwaway module's go.sum is filled in, and the local toolchain only.
-cluster_go_env() {
-  export GOMODCACHE="$CLUSTER_CACHE_ROOT/go/mod"
-  export GOCACHE="$CLUSTER_CACHE_ROOT/go/build"
-  export GOFLAGS="-mod=mod -buildvcs=false"
-  export GOTOOLCHAIN=local
-  export CGO_ENABLED=0
-  mkdir -p "$GOMODCACHE" "$GOCACHE"
-}
 
 # Path of one of the cached binaries; kubectl falls back to the one on PATH when it was not built.
 cluster_bin() {

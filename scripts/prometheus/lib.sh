@@ -48,16 +48,6 @@ prometheus_is_built() {
   [[ -x "$PROMETHEUS_BIN" && -x "$PROMTOOL_BIN" ]]
 }
 
-# Go settings for the build: caches under the version's cache folder (kept between runs, never in the work tree),
-# module mode so that the throwaway module's go.sum is filled in, the local toolchain only, no cgo.
-prometheus_go_env() {
-  export GOMODCACHE="$PROMETHEUS_DIR/go/mod"
-  export GOCACHE="$PROMETHEUS_DIR/go/build"
-  export GOFLAGS="-mod=mod -buildvcs=false"
-  export GOTOOLCHAIN=local
-  export CGO_ENABLED=0
-  mkdir -p "$GOMODCACHE" "$GOCACHE"
-}
 
 # Pid of the Prometheus started by `up`, if its pid file exists and the process still runs.
 prometheus_running_pid() {
