@@ -67,6 +67,28 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The extension providers of `serve` and `show` from the YAML file `path` (docs/extension-traces.md); an error
+/// names the file, the line and the provider.
+pub(crate) fn load_extensions(
+    path: &Path,
+) -> Result<kelemetry_query::extension::Extensions, crate::CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| crate::CliError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let config: kelemetry_query::extension::ExtensionsConfig = serde_yaml_ng::from_str(&text)
+        .map_err(|err| {
+            let at = err
+                .location()
+                .map(|l| format!(":{}", l.line()))
+                .unwrap_or_default();
+            crate::CliError::Usage(format!("{}{at}: {err}", path.display()))
+        })?;
+    config
+        .build()
+        .map_err(|err| crate::CliError::Usage(format!("{}: {err}", path.display())))
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

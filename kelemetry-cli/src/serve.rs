@@ -64,6 +64,10 @@ pub(crate) struct ServeArgs {
     /// Seconds one search, trace or redirect may take; beyond, 503 saying how to narrow it.
     #[arg(long, default_value_t = ServeLimits::default().query_time.as_secs())]
     pub(crate) query_timeout_secs: u64,
+    /// Graft spans of other tracing backends (the apiserver's, a controller's) into every trace shown, with the
+    /// providers of this YAML file (docs/extension-traces.md).
+    #[arg(long)]
+    pub(crate) extensions: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -157,7 +161,20 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .options()?
         .with_counters(counters)
         .with_routes(kelemetry_metrics::metrics_router(Arc::new(metrics)));
-    let query = TraceQuery::new(Arc::new(store), Arc::new(views));
+    let mut query = TraceQuery::new(Arc::new(store), Arc::new(views));
+    if let Some(path) = &args.extensions {
+        let extensions = crate::config::load_extensions(path)?;
+        eprintln!(
+            "kelemetry serve: extension providers: {}",
+            extensions
+                .providers()
+                .iter()
+                .map(|p| p.name().to_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        query = query.with_extensions(Arc::new(extensions));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| CliError::Usage(format!("cannot listen on {}: {source}", args.listen)))?;

@@ -42,6 +42,14 @@ pub(crate) struct ShowArgs {
     /// Longest snapshot printed, in characters.
     #[arg(long, default_value_t = 160)]
     pub(crate) snapshot_chars: usize,
+    /// The display base: tracing (activities as lines of their object), tree (activities as spans), timeline or
+    /// grouped.
+    #[arg(long, default_value = "tracing")]
+    pub(crate) mode: BaseMode,
+    /// Graft spans of other tracing backends (the apiserver's, a controller's) into the view, with the providers
+    /// of this YAML file (docs/extension-traces.md).
+    #[arg(long)]
+    pub(crate) extensions: Option<PathBuf>,
 }
 
 impl ShowArgs {
@@ -57,6 +65,8 @@ impl ShowArgs {
             owned: false,
             store: store.to_owned(),
             snapshot_chars: 160,
+            mode: BaseMode::Tracing,
+            extensions: None,
         }
     }
 }
@@ -77,6 +87,11 @@ pub(crate) fn parse_object(
 /// `kelemetry show`.
 pub(crate) async fn show(args: ShowArgs) -> Result<(), CliError> {
     let selector = parse_object(&args.object, args.cluster.clone())?;
+    let extensions = args
+        .extensions
+        .as_deref()
+        .map(crate::config::load_extensions)
+        .transpose()?;
     if !args.store.exists() {
         return Err(CliError::Usage(format!(
             "no store at {}; replay recordings first (kelemetry replay FILE...) or pass --store",
@@ -97,7 +112,7 @@ pub(crate) async fn show(args: ShowArgs) -> Result<(), CliError> {
         None
     };
     let mode = DisplayMode {
-        base: BaseMode::Tracing,
+        base: args.mode,
         modifier,
     };
     let mut shown = kelemetry_query::show(&store, &selector, mode, (args.from, args.to))
@@ -106,6 +121,9 @@ pub(crate) async fn show(args: ShowArgs) -> Result<(), CliError> {
             ShowError::NotFound(_) => CliError::Query(format!("{err} at {}", args.store.display())),
             other => CliError::Query(other.to_string()),
         })?;
+    if let Some(extensions) = &extensions {
+        shown.graft(extensions).await;
+    }
     shown.text = TextOptions {
         max_snapshot_chars: args.snapshot_chars,
     };

@@ -17,12 +17,16 @@ pub struct Response<T> {
     /// The answer; `null` when the request failed.
     pub data: Option<T>,
     /// How many items `data` holds.
+    #[serde(default)]
     pub total: usize,
     /// Always 0 (no paging).
+    #[serde(default)]
     pub limit: usize,
     /// Always 0 (no paging).
+    #[serde(default)]
     pub offset: usize,
     /// What went wrong, `null` when nothing did.
+    #[serde(default)]
     pub errors: Option<Vec<ResponseError>>,
 }
 
@@ -75,6 +79,7 @@ pub struct Trace {
     /// The spans, parents before children.
     pub spans: Vec<Span>,
     /// The processes the spans refer to by [`Span::process_id`].
+    #[serde(default)]
     pub processes: BTreeMap<String, Process>,
     /// Notes about the whole trace.
     #[serde(default)]

@@ -7,6 +7,9 @@
 //! - [`assemble`](mod@assemble): merge an object's windows, follow links through a [`LinkSelector`], clip to a time range, nest
 //!   into a [`TraceView`];
 //! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), the four bases and three modifiers, the displayed span tree ([`DisplayTrace`]);
+//! - [`extension`]: extension traces, spans of other tracing backends (the kube-apiserver's, a controller's)
+//!   grafted under the objects and activities of a view at read time ([`extension::Extensions`]); the HTTP
+//!   providers with feature `extensions`;
 //! - [`text`]: a terminal rendering of a displayed trace;
 //! - [`budget`]: [`budget::QueryBudget`], how much one query may read (the HTTP API gives each heavy request one);
 //! - [`trace_query`]: [`TraceQuery`], search and fetch by trace id for the serving side, remembering handed-out
@@ -23,6 +26,7 @@
 pub mod assemble;
 pub mod budget;
 pub mod display;
+pub mod extension;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod jaeger_json;

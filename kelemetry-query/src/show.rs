@@ -19,6 +19,7 @@ use kelemetry_core::{ObjectKey, ObjectSelector};
 
 use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble};
 use crate::display::{DisplayMode, DisplayTrace, display};
+use crate::extension::{Extensions, GraftReport};
 use crate::reader::{ReadError, Reader};
 use crate::text::{self, TextOptions};
 
@@ -35,6 +36,14 @@ pub struct Shown {
     pub trace: DisplayTrace,
     /// How the text form is written.
     pub text: TextOptions,
+}
+
+impl Shown {
+    /// Grafts the spans `extensions` find for the view's objects and activities into [`Shown::trace`]
+    /// ([`Extensions::graft`]).
+    pub async fn graft(&mut self, extensions: &Extensions) -> GraftReport {
+        extensions.graft(&self.view, &mut self.trace).await
+    }
 }
 
 impl fmt::Display for Shown {

@@ -16,6 +16,7 @@ use kelemetry_store::{StoreError, StoredView, ViewStore};
 use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
 use crate::budget::BudgetedReader;
 use crate::display::{DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, display};
+use crate::extension::Extensions;
 use crate::reader::{ReadError, Reader};
 
 /// A query failed. [`QueryError::status`] says which HTTP status fits.
@@ -138,6 +139,7 @@ pub struct TraceQuery {
     views: Arc<ViewStore>,
     budget: usize,
     clusters: Mutex<Option<(Instant, Vec<String>)>>,
+    extensions: Arc<Extensions>,
 }
 
 impl std::fmt::Debug for TraceQuery {
@@ -145,6 +147,7 @@ impl std::fmt::Debug for TraceQuery {
         f.debug_struct("TraceQuery")
             .field("views", &self.views)
             .field("budget", &self.budget)
+            .field("extensions", &self.extensions)
             .finish()
     }
 }
@@ -159,7 +162,15 @@ impl TraceQuery {
             views,
             budget: 2_000,
             clusters: Mutex::new(None),
+            extensions: Arc::new(Extensions::default()),
         }
+    }
+
+    /// The same, grafting extension traces into every view [`TraceQuery::get`] shows (searches list views
+    /// without them: a search shows many views and is answered before anyone opens one).
+    pub fn with_extensions(mut self, extensions: Arc<Extensions>) -> Self {
+        self.extensions = extensions;
+        self
     }
 
     /// The same, with another budget of linked objects per view.
@@ -272,6 +283,7 @@ impl TraceQuery {
             Err(AssembleError::Read(err)) => return Err(err.into()),
         };
         let mut trace = display(&view, mode);
+        self.extensions.graft(&view, &mut trace).await;
         // The id asked for, even when this mode connects fewer of the objects asked about.
         trace.trace_id = mode.trace_id(low);
         if view.also_queried.len() < asked

@@ -27,3 +27,4 @@ pub use diff::DiffClass;
 pub use mode::{BaseMode, DisplayMode, Modifier, ParseModeError};
 pub use trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field};
 pub use tree::{display, time_range_text};
+pub(crate) use tree::{object_display_span_id, object_window};

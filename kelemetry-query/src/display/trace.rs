@@ -30,6 +30,7 @@ impl DisplayLog {
 
 /// What a display span stands for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DisplayKind {
     /// An object (its windows merged).
     Object,
@@ -39,6 +40,8 @@ pub enum DisplayKind {
     SourceGroup,
     /// An activity (`tree`, `timeline`).
     Activity,
+    /// A span of another tracing backend, grafted by an extension provider (`crate::extension`).
+    Extension,
 }
 
 /// A span of a displayed trace.

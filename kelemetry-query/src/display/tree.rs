@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::diff::{collapse, log_fields};
 use super::mode::{BaseMode, DisplayMode};
 use super::trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field};
-use crate::assemble::{TraceView, ViewNode};
+use crate::assemble::{ObjectHistory, TraceView, ViewNode};
 
 /// Shows `view` in `mode`. The trace id's low half is [`TraceView::low_half`]: the same question (objects and
 /// range) gets the same id in every mode.
@@ -67,6 +67,17 @@ struct Node {
 /// The interval an object span shows before compaction: its windows, clipped to the range (the original sets it to
 /// the range; clipping to the windows keeps "all time" views finite; docs/behaviour/display-modes.md#intervals).
 fn object_interval(node: &ViewNode, range: Range) -> (Timestamp, Timestamp) {
+    object_window(node, range.from, range.to)
+}
+
+/// An object's windows (or, without object spans, its activities) clipped to `from..to`: the interval its span
+/// shows before compaction.
+pub(crate) fn object_window(
+    node: &ViewNode,
+    from: Timestamp,
+    to: Timestamp,
+) -> (Timestamp, Timestamp) {
+    let range = Range { from, to };
     let spans = &node.history.object_spans;
     let first = spans.iter().map(|s| s.start).min();
     let last = spans.iter().map(|s| s.end).max();
@@ -80,14 +91,19 @@ fn object_interval(node: &ViewNode, range: Range) -> (Timestamp, Timestamp) {
     (start, end.max(start))
 }
 
-fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
-    let history = &node.history;
-    let key = &history.key;
-    let span_id = history
+/// The id of an object's display span: its first window's object span, else a hash of its key.
+pub(crate) fn object_display_span_id(history: &ObjectHistory) -> u64 {
+    history
         .object_spans
         .first()
         .map(|s| s.span_id.to_u64())
-        .unwrap_or_else(|| xxh3_64(key.to_string().as_bytes()));
+        .unwrap_or_else(|| xxh3_64(history.key.to_string().as_bytes()))
+}
+
+fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
+    let history = &node.history;
+    let key = &history.key;
+    let span_id = object_display_span_id(history);
     let operation = if key.namespace.is_empty() || key.namespace == "default" {
         key.name.clone()
     } else {
