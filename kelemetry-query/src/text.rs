@@ -71,6 +71,13 @@ fn render_body(
             .find(|(k, _)| k == kelemetry_core::vocabulary::LINK_CLASS)
             .map(|(_, c)| format!("  ({c})"))
             .unwrap_or_default();
+        // Spans of other backends are requests and calls: how long they took is what one reads them for.
+        let class = if child.kind == crate::display::DisplayKind::Extension {
+            let micros = child.end.duration_since(child.start).as_micros();
+            format!("{class}  {:.1} ms", micros as f64 / 1000.0)
+        } else {
+            class
+        };
         let _ = writeln!(
             out,
             "{prefix}{branch}{} {}{class}",

@@ -71,6 +71,9 @@ pub struct ClusterOptions {
     pub fake_nodes: Option<u32>,
     /// Keep the run dir (logs, audit log, certificates) after stopping, for a look after a failure.
     pub keep_run_dir: bool,
+    /// An OTLP gRPC `host:port` (a test Jaeger's) the kube-apiserver sends its own spans to, every request
+    /// sampled; `None`: no apiserver tracing.
+    pub apiserver_tracing: Option<String>,
 }
 
 /// A running Kubernetes control plane on 127.0.0.1 (see the crate doc). Dropping it stops the cluster.
@@ -126,6 +129,9 @@ impl TestCluster {
                 "KELEMETRY_AUDIT_WEBHOOK_CA_FILE",
                 ca_file.display().to_string(),
             ));
+        }
+        if let Some(endpoint) = &options.apiserver_tracing {
+            env.push(("KELEMETRY_APISERVER_TRACING", endpoint.clone()));
         }
         if let Some(nodes) = options.fake_nodes {
             env.push(("KELEMETRY_FAKE_NODES", nodes.to_string()));

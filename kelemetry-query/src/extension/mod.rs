@@ -288,23 +288,20 @@ impl Extensions {
             let mut fetches =
                 futures::stream::iter(calls).buffer_unordered(self.limits.max_concurrency.max(1));
             let deadline = tokio::time::Instant::now() + self.limits.timeout;
-            loop {
-                match tokio::time::timeout_at(deadline, fetches.next()).await {
-                    Ok(Some((job, outcome))) => {
-                        pending.remove(&job);
-                        let provider = &mut report.providers[jobs[job].0].1;
-                        match outcome {
-                            Ok(traces) => {
-                                provider.answered += 1;
-                                results.push((job, traces));
-                            }
-                            Err(err) => {
-                                provider.failed += 1;
-                                provider.first_error.get_or_insert_with(|| err.to_string());
-                            }
-                        }
+            while let Ok(Some((job, outcome))) =
+                tokio::time::timeout_at(deadline, fetches.next()).await
+            {
+                pending.remove(&job);
+                let provider = &mut report.providers[jobs[job].0].1;
+                match outcome {
+                    Ok(traces) => {
+                        provider.answered += 1;
+                        results.push((job, traces));
                     }
-                    Ok(None) | Err(_) => break,
+                    Err(err) => {
+                        provider.failed += 1;
+                        provider.first_error.get_or_insert_with(|| err.to_string());
+                    }
                 }
             }
         }
