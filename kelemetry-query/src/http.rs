@@ -5,6 +5,9 @@
 //! - `GET /api/traces?service=&operation=&tags=&start=&end=&limit=`: search (`tags` a JSON object as the Jaeger UI
 //!   sends it, or repeated `tag=key:value`; `start`/`end` in microseconds);
 //! - `GET /api/traces/{id}`: one trace, in the mode its digits 3–10 name;
+//! - `GET /api/diagnose/{id}`: the findings about the objects of the view a trace id stands for; `GET
+//!   /api/diagnose?cluster=&resource=&namespace=&name=&start=&end=&fullTree=`: about one object (and its tree);
+//!   both answer `{"data": [findings], ...}` (docs/diagnose.md);
 //! - `GET /redirect?cluster=&resource=&namespace=&name=&ts=`: `302` to `/trace/<id>` when exactly one view
 //!   matches, a placeholder trace when none, `409` when several;
 //! - `GET /`, `/trace/{id}`, `/viewer.js`, `/viewer.css`: the web viewer ([`crate::viewer`]);
@@ -46,6 +49,8 @@ fn heavy_routes(query: Arc<TraceQuery>) -> Router {
     Router::new()
         .route("/api/traces", get(find_traces))
         .route("/api/traces/{id}", get(get_trace))
+        .route("/api/diagnose", get(diagnose_object))
+        .route("/api/diagnose/{id}", get(diagnose_trace))
         .route("/redirect", get(redirect))
         .with_state(query)
 }
@@ -233,6 +238,67 @@ async fn get_trace(State(query): State<Arc<TraceQuery>>, Path(id): Path<String>)
     };
     match query.get(trace_id).await {
         Ok(trace) => answer(StatusCode::OK, Response::ok(vec![Trace::from(&trace)], 1)),
+        Err(err) => query_failure(&err),
+    }
+}
+
+async fn diagnose_trace(
+    State(query): State<Arc<TraceQuery>>,
+    Path(id): Path<String>,
+) -> HttpResponse {
+    let Ok(trace_id) = u128::from_str_radix(id.trim(), 16) else {
+        return failure(400, format!("{id:?} is not a hexadecimal trace id"));
+    };
+    match query.diagnose_trace(trace_id).await {
+        Ok(findings) => {
+            let total = findings.len();
+            answer(StatusCode::OK, Response::ok(findings, total))
+        }
+        Err(err) => query_failure(&err),
+    }
+}
+
+async fn diagnose_object(
+    State(query): State<Arc<TraceQuery>>,
+    Query(params): Query<Params>,
+) -> HttpResponse {
+    let mut tags = Vec::new();
+    for field in ["resource", "namespace", "name", "group"] {
+        if let Some(value) = param(&params, field) {
+            tags.push((field, value));
+        }
+    }
+    if param(&params, "resource").is_none() || param(&params, "name").is_none() {
+        return failure(
+            400,
+            "/api/diagnose needs resource= and name= (and namespace= for namespaced objects)",
+        );
+    }
+    let objects = match search_selector(param(&params, "cluster"), tags) {
+        Ok(objects) => objects,
+        Err(err) => return query_failure(&err),
+    };
+    let time = |name: &str, default: Timestamp| match param(&params, name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .and_then(|micros| Timestamp::from_microsecond(micros).ok())
+            .or_else(|| text.parse::<Timestamp>().ok())
+            .ok_or_else(|| {
+                format!("{name}={text:?} is neither microseconds since the epoch nor RFC 3339")
+            }),
+    };
+    let (from, to) = match (time("start", Timestamp::MIN), time("end", Timestamp::MAX)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) | (_, Err(e)) => return failure(400, e),
+    };
+    let full_tree = matches!(param(&params, "fullTree"), Some("true" | "1"));
+    match query.diagnose_object(&objects, from, to, full_tree).await {
+        Ok(findings) => {
+            let total = findings.len();
+            answer(StatusCode::OK, Response::ok(findings, total))
+        }
         Err(err) => query_failure(&err),
     }
 }

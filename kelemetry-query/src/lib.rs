@@ -7,6 +7,8 @@
 //! - [`assemble`](mod@assemble): merge an object's windows, follow links through a [`LinkSelector`], clip to a time range, nest
 //!   into a [`TraceView`];
 //! - [`display`](mod@display): display modes and their ids ([`DisplayMode`]), the four bases and three modifiers, the displayed span tree ([`DisplayTrace`]);
+//! - [`diagnose`]: known failure patterns found in objects' histories ([`diagnose::Diagnosis`], the
+//!   [`diagnose::Diagnoser`] trait, the built-in diagnosers, rules declared in YAML);
 //! - [`extension`]: extension traces, spans of other tracing backends (the kube-apiserver's, a controller's)
 //!   grafted under the objects and activities of a view at read time ([`extension::Extensions`]); the HTTP
 //!   providers with feature `extensions`;
@@ -25,6 +27,7 @@
 
 pub mod assemble;
 pub mod budget;
+pub mod diagnose;
 pub mod display;
 pub mod extension;
 #[cfg(feature = "http")]

@@ -15,6 +15,7 @@ use kelemetry_store::{StoreError, StoredView, ViewStore};
 
 use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
 use crate::budget::BudgetedReader;
+use crate::diagnose::{Diagnosis, Finding};
 use crate::display::{DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, display};
 use crate::extension::Extensions;
 use crate::reader::{ReadError, Reader};
@@ -140,6 +141,7 @@ pub struct TraceQuery {
     budget: usize,
     clusters: Mutex<Option<(Instant, Vec<String>)>>,
     extensions: Arc<Extensions>,
+    diagnosis: Arc<Diagnosis>,
 }
 
 impl std::fmt::Debug for TraceQuery {
@@ -163,7 +165,59 @@ impl TraceQuery {
             budget: 2_000,
             clusters: Mutex::new(None),
             extensions: Arc::new(Extensions::default()),
+            diagnosis: Arc::new(Diagnosis::default()),
         }
+    }
+
+    /// The same, diagnosing with these diagnosers and thresholds (default: the built-in ones).
+    pub fn with_diagnosis(mut self, diagnosis: Arc<Diagnosis>) -> Self {
+        self.diagnosis = diagnosis;
+        self
+    }
+
+    /// The findings about the objects of the view a trace id stands for ([`TraceQuery::get`]).
+    pub async fn diagnose_trace(&self, trace_id: u128) -> Result<Vec<Finding>, QueryError> {
+        let (_, _, view, _) = self.view_of(trace_id).await?;
+        Ok(self.diagnosis.view(self.reader.as_ref(), &view).await?)
+    }
+
+    /// The findings about the one object `objects` names (and its whole tree with `full_tree`) between `from`
+    /// and `to`.
+    pub async fn diagnose_object(
+        &self,
+        objects: &ObjectSelector,
+        from: Timestamp,
+        to: Timestamp,
+        full_tree: bool,
+    ) -> Result<Vec<Finding>, QueryError> {
+        let mut found = self.reader.find_objects(objects, 2).await?;
+        let key = match found.len() {
+            0 => return Err(QueryError::NotFound(format!("no object {objects}"))),
+            1 => found.remove(0),
+            _ => {
+                return Err(QueryError::BadRequest(format!(
+                    "{objects} matches several objects; name the cluster or the group"
+                )));
+            }
+        };
+        let mode = if full_tree {
+            DisplayMode::TRACING.with_modifier(crate::display::Modifier::FullTree)
+        } else {
+            DisplayMode::TRACING
+        };
+        let mut request = ViewRequest::new(key);
+        request.from = from;
+        request.to = to;
+        request.selector = mode.selector();
+        request.budget = self.budget;
+        let view = match assemble(self.reader.as_ref(), &request).await {
+            Ok(view) => view,
+            Err(err @ AssembleError::NotFound { .. }) => {
+                return Err(QueryError::NotFound(err.to_string()));
+            }
+            Err(AssembleError::Read(err)) => return Err(err.into()),
+        };
+        Ok(self.diagnosis.view(self.reader.as_ref(), &view).await?)
     }
 
     /// The same, grafting extension traces into every view [`TraceQuery::get`] shows (searches list views
@@ -238,9 +292,11 @@ impl TraceQuery {
         Ok(traces)
     }
 
-    /// The view a trace id handed out by [`TraceQuery::find`] stands for, assembled now in the mode its digits
-    /// name.
-    pub async fn get(&self, trace_id: u128) -> Result<DisplayTrace, QueryError> {
+    /// The view a trace id stands for: its mode, its low half, the view, and how many objects were asked about.
+    async fn view_of(
+        &self,
+        trace_id: u128,
+    ) -> Result<(DisplayMode, u64, TraceView, usize), QueryError> {
         let Some((mode, low)) = DisplayMode::from_trace_id(trace_id) else {
             return Err(QueryError::BadRequest(format!(
                 "{trace_id:032x} is not a trace id of this service (ff<mode>e1e3e7<view>, mode one of {})",
@@ -282,6 +338,13 @@ impl TraceQuery {
             }
             Err(AssembleError::Read(err)) => return Err(err.into()),
         };
+        Ok((mode, low, view, asked))
+    }
+
+    /// The view a trace id handed out by [`TraceQuery::find`] stands for, assembled now in the mode its digits
+    /// name.
+    pub async fn get(&self, trace_id: u128) -> Result<DisplayTrace, QueryError> {
+        let (mode, low, view, asked) = self.view_of(trace_id).await?;
         let mut trace = display(&view, mode);
         self.extensions.graft(&view, &mut trace).await;
         // The id asked for, even when this mode connects fewer of the objects asked about.
