@@ -31,7 +31,9 @@
 //!   binary, for tests gated on `KELEMETRY_KAFKA=1` ([`kafka_enabled`]);
 //! - [`release_binary`] and [`fault_line`]: the release binary the fault suite attacks, and its one summary line
 //!   per attack;
-//! - [`scrape`]: Prometheus exposition text parsed back, and one sample's value, for the metrics tests.
+//! - [`scrape`]: Prometheus exposition text parsed back, and one sample's value, for the metrics tests;
+//! - [`TraceOnFailure`]: when a test fails, the HTML trace of the objects it touched, written to
+//!   [`artifacts_dir`] (docs/e2e-tests.md).
 //!
 //! ```no_run
 //! use kelemetry_testkit::{TestCluster, e2e_enabled};
@@ -59,6 +61,7 @@ mod http;
 pub mod kafka;
 mod process;
 pub mod scrape;
+mod trace_on_failure;
 
 pub use certificates::{CertificateError, LoopbackCertificates};
 pub use cluster::{
@@ -70,3 +73,4 @@ pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixture, fixtures};
 pub use http::http_get;
 pub use kafka::{TestKafka, kafka_enabled};
 pub use process::KelemetryProcess;
+pub use trace_on_failure::{ARTIFACTS_ENV, TraceOnFailure, artifacts_dir};

@@ -396,13 +396,17 @@ fn targets(view: &TraceView, shown: &HashSet<u64>) -> Vec<ExtensionTarget> {
                 continue;
             };
             let mut fields = object_fields.clone();
-            fields.insert("source".into(), activity.service_name().to_owned());
-            fields.insert("title".into(), activity.name.clone());
             for (name, value) in &activity.attributes {
                 if !name.starts_with(v::INTERNAL_PREFIX) {
                     fields.insert(name.to_string(), value.clone());
                 }
             }
+            // An Event's `source` attribute is the component that reported it; `source` here is the activity's.
+            if let Some(component) = fields.remove(v::EVENT_SOURCE) {
+                fields.insert("eventSource".into(), component);
+            }
+            fields.insert("source".into(), activity.service_name().to_owned());
+            fields.insert("title".into(), activity.name.clone());
             out.push(ExtensionTarget::new(
                 TargetKind::Activity,
                 fields,
