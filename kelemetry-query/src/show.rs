@@ -47,17 +47,10 @@ impl Shown {
 }
 
 impl fmt::Display for Shown {
-    /// The text tree, and a line saying how many linked objects were left out when the link budget ran out.
+    /// The text tree ([`text::render`]), the view's warnings (linked objects left out when the link budget ran
+    /// out, extension providers that failed) under its first lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&text::render(&self.trace, self.text))?;
-        if self.view.truncated > 0 {
-            writeln!(
-                f,
-                "({} linked objects left out: budget exhausted)",
-                self.view.truncated
-            )?;
-        }
-        Ok(())
+        f.write_str(&text::render(&self.trace, self.text))
     }
 }
 

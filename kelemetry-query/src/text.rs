@@ -42,6 +42,10 @@ pub fn render(trace: &DisplayTrace, options: TextOptions) -> String {
         crate::display::time_range_text(root.start, root.end),
     );
     let _ = writeln!(out, "trace id {:032x}", trace.trace_id);
+    // The view's own notes: objects left out, extension providers that failed or ran late.
+    for warning in &root.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     render_body(trace, root, "", options, &mut out);
     out
 }

@@ -316,7 +316,7 @@ impl Extensions {
             let (index, target) = &jobs[job];
             let name = self.providers[*index].name();
             for fetched in &traces {
-                let spans = graft_spans(name, target, fetched);
+                let spans = graft_spans(name, target, fetched, &shown);
                 let keep = spans.len().min(budget);
                 report.spans_dropped += spans.len() - keep;
                 budget -= keep;
@@ -457,6 +457,7 @@ fn graft_spans<'a>(
     provider: &str,
     target: &ExtensionTarget,
     trace: &'a jaeger_json::Trace,
+    shown: &HashSet<u64>,
 ) -> Vec<DisplaySpan> {
     let id_of = |span_id: &str| {
         xxh3_64(
@@ -499,17 +500,25 @@ fn graft_spans<'a>(
         if !seen.insert(span.span_id.as_str()) {
             continue;
         }
-        let id = id_of(&span.span_id);
-        out.push(display_span(
-            provider, target, trace, span, id, parent, is_root,
-        ));
+        // A span the view shows already (a controller traced with kelemetry-tracing exports the object's span
+        // with the same id): not shown twice; its children hang under the target.
+        let known = u64::from_str_radix(&span.span_id, 16).is_ok_and(|id| shown.contains(&id));
+        let (id, children_are_roots) = if known {
+            (target.attach_to, true)
+        } else {
+            let id = id_of(&span.span_id);
+            out.push(display_span(
+                provider, target, trace, span, id, parent, is_root,
+            ));
+            (id, false)
+        };
         for child in children
             .get(span.span_id.as_str())
             .into_iter()
             .flatten()
             .rev()
         {
-            stack.push((child, id, false));
+            stack.push((child, id, children_are_roots));
         }
     }
     out

@@ -353,3 +353,59 @@ async fn a_provider_at_a_dead_address_leaves_the_view_intact() {
         "{warnings}"
     );
 }
+
+/// Answers, for each object, a trace holding that object's own span (as a controller traced with
+/// kelemetry-tracing exports it) and a reconcile span under it.
+#[derive(Debug)]
+struct ControllerTraces;
+
+#[async_trait::async_trait]
+impl ExtensionProvider for ControllerTraces {
+    fn name(&self) -> &str {
+        "controller"
+    }
+
+    fn wants(&self, target: &ExtensionTarget) -> bool {
+        target.kind == TargetKind::Object
+    }
+
+    async fn fetch(&self, target: &ExtensionTarget) -> Result<Vec<Trace>, ExtensionError> {
+        let object = format!("{:016x}", target.attach_to);
+        let mut own = jaeger_span(&object, None, "object", 1_704_103_200_000_000);
+        own.trace_id = "t2".into();
+        let mut reconcile = jaeger_span("ab", Some(&object), "reconcile", 1_704_103_200_000_500);
+        reconcile.trace_id = "t2".into();
+        Ok(vec![Trace {
+            trace_id: "t2".into(),
+            spans: vec![own, reconcile],
+            processes: BTreeMap::from([(
+                "p1".to_owned(),
+                Process {
+                    service_name: "configmap-sync".into(),
+                    tags: Vec::new(),
+                },
+            )]),
+            warnings: None,
+        }])
+    }
+}
+
+#[tokio::test]
+async fn a_span_the_view_shows_already_is_not_grafted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store(dir.path());
+    let (view, mut trace) = view_in(&store, &key, BaseMode::Tracing).await;
+    let before = trace.spans.len();
+    let extensions = Extensions::new(vec![Arc::new(ControllerTraces)], ExtensionLimits::default());
+    let report = extensions.graft(&view, &mut trace).await;
+    assert_eq!(report.providers[0].1.spans, 1);
+    assert_eq!(trace.spans.len(), before + 1);
+    let object = trace.spans[0].span_id;
+    let reconcile = trace
+        .spans
+        .iter()
+        .find(|s| s.operation == "reconcile")
+        .unwrap();
+    assert_eq!(reconcile.parent, Some(object));
+    assert_parents_first(&trace);
+}
