@@ -111,7 +111,7 @@ async fn deployment_scenario() {
     );
     assert!(diffs.iter().any(|d| d.contains("spec.replicas 2 -> 4")));
     assert!(diffs.iter().any(|d| {
-        d.contains(r#"spec.template.spec.containers[0].image "alpine:3.16" -> "alpine:3.17""#)
+        d.contains(r#"spec.template.spec.containers[alpine].image "alpine:3.16" -> "alpine:3.17""#)
     }));
     // 6. No diff shows managedFields.
     assert!(diffs.iter().all(|d| !d.contains("metadata.managedFields")));

@@ -1,6 +1,6 @@
 //! [`Decorator`]: enriches an activity before it becomes a span (diffs, snapshots, tags).
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::activity::{Activity, ChangeKind, LogKind, LogLine};
 use crate::body_cache::BodyCache;
-use crate::diff::audit_diff;
+use crate::diff::audit_diff_with;
+use crate::list_keys::{ListKeys, SharedListKeys};
 use crate::redact::is_redacted_whole;
 use crate::vocabulary;
 
@@ -33,7 +34,8 @@ pub const REDACTED_MESSAGE: &str = "Sensitive object content has been redacted";
 /// - update or patch: when the new resource version equals the one the request was based on, a `realVerbose`
 ///   "No-op update" log and nothing else; otherwise the attribute `newResourceVersion` and, when an earlier body
 ///   of the object was seen, one `audit/objectDiff` log with a line `path old -> new` per changed field
-///   ([`audit_diff`]: `metadata.managedFields` and `metadata.resourceVersion` never
+///   ([`audit_diff_of`](crate::diff::audit_diff_of) for the object's group and resource: lists matched by their
+///   keys in [`ListKeys::builtin`]; `metadata.managedFields` and `metadata.resourceVersion` never
 ///   appear). Without an earlier body nothing is added: the first write seen of an object has nothing to compare
 ///   with, and saying so on every such activity would be noise;
 /// - delete (not of a subresource): a snapshot of the deleted object, from the response, else the previous body;
@@ -43,6 +45,8 @@ pub const REDACTED_MESSAGE: &str = "Sensitive object content has been redacted";
 /// it before decorators run); for an object redacted whole (labelled
 /// [`REDACTED_LABEL`](crate::redact::REDACTED_LABEL)) a `kelemetryError` log [`REDACTED_MESSAGE`] replaces the
 /// diff or snapshot. Activities that already carry a diff or snapshot log are left alone.
+///
+/// [`DiffDecoratorWithKeys`] does the same with a table of list keys that can grow while the pipeline runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DiffDecorator;
 
@@ -60,72 +64,122 @@ impl Decorator for DiffDecorator {
 impl DiffDecorator {
     /// What [`Decorator::decorate`] does, without the `async`.
     pub fn decorate_now(&self, activity: &mut Activity, bodies: &BodyCache) {
-        let Some(change) = &activity.change else {
-            return;
-        };
-        let already = activity
-            .logs
-            .iter()
-            .any(|l| matches!(l.kind, LogKind::ObjectDiff | LogKind::ObjectSnapshot));
-        if already || failed(activity) {
-            return;
+        decorate_with_keys(activity, bodies, ListKeys::builtin());
+    }
+}
+
+/// [`DiffDecorator`] with a table of list keys of your own, shared so that a source can add the keys of custom
+/// resources (their schemas' `x-kubernetes-list-map-keys`) while the pipeline runs; a diff uses the table as it
+/// is when the diff is made.
+///
+/// ```
+/// use std::sync::{Arc, RwLock};
+/// use kelemetry_core::decorate::DiffDecoratorWithKeys;
+/// use kelemetry_core::ListKeys;
+///
+/// let keys = Arc::new(RwLock::new(ListKeys::kubernetes()));
+/// let decorator = DiffDecoratorWithKeys::new(Arc::clone(&keys));
+/// // Later, from what discovery served:
+/// keys.write().unwrap().insert("example.io", "widgets", "status.parts", &["id"]).unwrap();
+/// # drop(decorator);
+/// ```
+#[derive(Clone, Debug)]
+pub struct DiffDecoratorWithKeys {
+    keys: SharedListKeys,
+}
+
+impl DiffDecoratorWithKeys {
+    /// A decorator reading list keys from `keys`.
+    pub fn new(keys: SharedListKeys) -> Self {
+        Self { keys }
+    }
+
+    /// What [`Decorator::decorate`] does, without the `async`.
+    pub fn decorate_now(&self, activity: &mut Activity, bodies: &BodyCache) {
+        let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+        decorate_with_keys(activity, bodies, &keys);
+    }
+}
+
+#[async_trait]
+impl Decorator for DiffDecoratorWithKeys {
+    fn name(&self) -> &str {
+        "diff"
+    }
+
+    async fn decorate(&self, activity: &mut Activity, bodies: &BodyCache) {
+        self.decorate_now(activity, bodies);
+    }
+}
+
+/// What the diff decorators do, with list keys from `keys`.
+fn decorate_with_keys(activity: &mut Activity, bodies: &BodyCache, keys: &ListKeys) {
+    let Some(change) = &activity.change else {
+        return;
+    };
+    let already = activity
+        .logs
+        .iter()
+        .any(|l| matches!(l.kind, LogKind::ObjectDiff | LogKind::ObjectSnapshot));
+    if already || failed(activity) {
+        return;
+    }
+    let body = activity.object.body.clone();
+    match change.kind {
+        ChangeKind::Create => {
+            if change.subresource.is_none()
+                && let Some(body) = body
+            {
+                push_snapshot(activity, &body);
+            }
         }
-        let body = activity.object.body.clone();
-        match change.kind {
-            ChangeKind::Create => {
-                if change.subresource.is_none()
-                    && let Some(body) = body
-                {
-                    push_snapshot(activity, &body);
-                }
+        ChangeKind::Delete => {
+            if change.subresource.is_none()
+                && let Some(body) = body.or_else(|| bodies.get(activity.object.key()))
+            {
+                push_snapshot(activity, &body);
             }
-            ChangeKind::Delete => {
-                if change.subresource.is_none()
-                    && let Some(body) = body.or_else(|| bodies.get(activity.object.key()))
-                {
-                    push_snapshot(activity, &body);
-                }
+        }
+        ChangeKind::Update => {
+            let Some(body) = body else {
+                return;
+            };
+            let new_rv = resource_version(&body);
+            if new_rv.is_some() && new_rv == change.old_resource_version.as_deref() {
+                activity
+                    .logs
+                    .push(LogLine::new(LogKind::RealVerbose, "No-op update"));
+                return;
             }
-            ChangeKind::Update => {
-                let Some(body) = body else {
-                    return;
-                };
-                let new_rv = resource_version(&body);
-                if new_rv.is_some() && new_rv == change.old_resource_version.as_deref() {
-                    activity
-                        .logs
-                        .push(LogLine::new(LogKind::RealVerbose, "No-op update"));
-                    return;
-                }
-                if let Some(rv) = new_rv {
-                    activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv.to_owned());
-                }
-                let Some(previous) = bodies.before(activity.object.key(), new_rv) else {
-                    return;
-                };
-                if Arc::ptr_eq(&previous, &body)
-                    || (new_rv.is_some() && resource_version(&previous) == new_rv)
-                {
-                    // The cache already holds this very version (a redelivery): nothing to compare.
-                    return;
-                }
-                if is_redacted_whole(&previous) || is_redacted_whole(&body) {
-                    activity
-                        .logs
-                        .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
-                    return;
-                }
-                let mut text = String::new();
-                for entry in audit_diff(&previous, &body) {
-                    use std::fmt::Write as _;
-                    if !text.is_empty() {
-                        text.push('\n');
-                    }
-                    let _ = write!(text, "{entry}");
-                }
+            if let Some(rv) = new_rv {
+                activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv.to_owned());
+            }
+            let Some(previous) = bodies.before(activity.object.key(), new_rv) else {
+                return;
+            };
+            if Arc::ptr_eq(&previous, &body)
+                || (new_rv.is_some() && resource_version(&previous) == new_rv)
+            {
+                // The cache already holds this very version (a redelivery): nothing to compare.
+                return;
+            }
+            if is_redacted_whole(&previous) || is_redacted_whole(&body) {
+                activity
+                    .logs
+                    .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
+                return;
+            }
+            let mut text = String::new();
+            let key = activity.object.key();
+            for entry in audit_diff_with(keys, &key.group, &key.resource, &previous, &body) {
+                use std::fmt::Write as _;
                 if !text.is_empty() {
-                    activity.logs.push(LogLine::new(LogKind::ObjectDiff, text));
+                    text.push('\n');
                 }
+                let _ = write!(text, "{entry}");
+            }
+            if !text.is_empty() {
+                activity.logs.push(LogLine::new(LogKind::ObjectDiff, text));
             }
         }
     }
@@ -284,6 +338,52 @@ mod tests {
         assert_eq!(
             a.attribute_value(vocabulary::NEW_RESOURCE_VERSION),
             Some("5")
+        );
+    }
+
+    #[test]
+    fn update_diffs_lists_by_the_keys_of_the_objects_resource() {
+        let with_parts = |rv: &str, parts: Value| {
+            let mut body = deployment(rv, 2);
+            body["spec"]["parts"] = parts;
+            body["spec"]["template"] = json!({"spec": {"volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "secret": {}}]}});
+            body
+        };
+        let old = with_parts("1", json!([{"id": 1, "size": 1}, {"id": 2, "size": 1}]));
+        let mut new = with_parts("2", json!([{"id": 2, "size": 1}, {"id": 1, "size": 2}]));
+        // The volumes swapped places: by the built-in table (keyed by name), that is no change.
+        new["spec"]["template"]["spec"]["volumes"] =
+            json!([{"name": "b", "secret": {}}, {"name": "a", "emptyDir": {}}]);
+        let keys: SharedListKeys = Arc::new(std::sync::RwLock::new(ListKeys::kubernetes()));
+        let decorator = DiffDecoratorWithKeys::new(Arc::clone(&keys));
+        let diff_with = |decorate: &dyn Fn(&mut Activity, &BodyCache)| {
+            let bodies = BodyCache::new(4);
+            bodies.insert(key(), Arc::new(old.clone()));
+            let mut a = write(ChangeKind::Update, Some("1"), Some(new.clone()), 200);
+            decorate(&mut a, &bodies);
+            logs(&a)
+        };
+        let by_index = diff_with(&|a, b| DiffDecorator.decorate_now(a, b));
+        assert_eq!(
+            by_index,
+            [(
+                LogKind::ObjectDiff,
+                "spec.parts[0].id 1 -> 2\nspec.parts[1].id 2 -> 1\nspec.parts[1].size 1 -> 2"
+                    .to_owned()
+            )]
+        );
+        // A key added while running (as a source would from a CRD schema) is used from the next diff on.
+        keys.write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert("apps", "deployments", "spec.parts", &["id"])
+            .unwrap_or_default();
+        let keyed = diff_with(&|a, b| decorator.decorate_now(a, b));
+        assert_eq!(
+            keyed,
+            [(
+                LogKind::ObjectDiff,
+                "spec.parts[id=1].size 1 -> 2".to_owned()
+            )]
         );
     }
 

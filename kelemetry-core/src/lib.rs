@@ -61,6 +61,7 @@ pub mod kube_event;
 pub mod ledger;
 pub mod lifecycle;
 pub mod link;
+pub mod list_keys;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod pipeline;
@@ -78,7 +79,7 @@ pub use activity::{
 pub use audit::{AuditEvent, AuditMapping, AuditOutcome};
 pub use body_cache::BodyCache;
 pub use context::ObjectSpanContext;
-pub use decorate::{Decorator, DiffDecorator};
+pub use decorate::{Decorator, DiffDecorator, DiffDecoratorWithKeys};
 pub use delivery::{Delivery, NotDelivered, PendingRecord, Receipt};
 pub use diff::DiffEntry;
 pub use exporter::{DiscardExporter, ExportError, Exporter, GatedExporter, MemoryExporter};
@@ -87,6 +88,7 @@ pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};
 pub use link::{Link, LinkError, LinkRole, Linker, NoLookup, ObjectLookup};
+pub use list_keys::ListKeys;
 pub use pipeline::{
     ExporterStats, Pipeline, PipelineBuilder, PipelineLimits, PipelineReport, PipelineStats,
     RetryPolicy, RunFailed, SourceFailure, StopCause,

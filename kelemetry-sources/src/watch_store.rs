@@ -8,10 +8,10 @@
 //! - the **latest body** of each object (redacted with the configured [`Redactor`]), which is also an
 //!   [`ObjectLookup`] for linkers;
 //! - the **changes**: for an update, the field diff between the previous and the new version (core's
-//!   [`audit_diff`]: `metadata.managedFields` and `metadata.resourceVersion` never appear), indexed by the new
-//!   resource version *and* by the old one (so audit records of level `Metadata`, which only know the version the
-//!   request was based on, still match); for a creation seen after the initial list and for a deletion, a
-//!   snapshot of the object (without `managedFields`).
+//!   [`audit_diff_of`], lists matched by key; `metadata.managedFields` and `metadata.resourceVersion` never
+//!   appear), indexed by the new resource version *and* by the old one (so audit records of level `Metadata`, which
+//!   only know the version the request was based on, still match); for a creation seen after the initial list and
+//!   for a deletion, a snapshot of the object (without `managedFields`).
 //!
 //! [`WatchDiffDecorator`] runs after core's [`DiffDecorator`](kelemetry_core::DiffDecorator) in the pipeline: an
 //! audit write that got no diff or snapshot from its own response body (level `Metadata` or `Request`, or the
@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine, SourceKind};
 use kelemetry_core::decorate::{Decorator, REDACTED_MESSAGE};
-use kelemetry_core::diff::audit_diff;
+use kelemetry_core::diff::audit_diff_of;
 use kelemetry_core::redact::{Redactor, is_redacted_whole};
 use kelemetry_core::{BodyCache, Object, ObjectKey, ObjectLookup, ObjectRef, vocabulary};
 use lru::LruCache;
@@ -312,10 +312,12 @@ fn snapshot_text(body: &Value) -> String {
     copy.to_string()
 }
 
-fn diff_text(old: &Value, new: &Value) -> String {
+/// The diff of two versions of an object of `group`/`resource`, lists matched by their keys
+/// (`kelemetry_core::ListKeys`).
+fn diff_text(group: &str, resource: &str, old: &Value, new: &Value) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
-    for entry in audit_diff(old, new) {
+    for entry in audit_diff_of(group, resource, old, new) {
         if !text.is_empty() {
             text.push('\n');
         }
@@ -434,7 +436,12 @@ impl WatchStore {
                 let content = if is_redacted_whole(&previous) || is_redacted_whole(&body) {
                     ChangeContent::Redacted
                 } else {
-                    ChangeContent::Diff(diff_text(&previous, &body))
+                    ChangeContent::Diff(diff_text(
+                        &object.key.group,
+                        &object.key.resource,
+                        &previous,
+                        &body,
+                    ))
                 };
                 WatchedChange {
                     object,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::SpanRecord;
 
 use super::facts::Fact;
 use super::{Context, Diagnoser, Evidence, Finding, object_name};
 use crate::assemble::ObjectHistory;
+use crate::display::{CONFLICT_RETRY_WINDOW, retried_conflicts};
 
 /// Every built-in diagnoser.
 pub fn all() -> Vec<Arc<dyn Diagnoser>> {
@@ -64,7 +64,7 @@ pub(crate) fn spoken(duration: Duration) -> String {
     }
     if secs < 60 {
         let tenths = duration.as_millis() / 100;
-        return if tenths % 10 == 0 || secs >= 10 {
+        return if tenths.is_multiple_of(10) || secs >= 10 {
             format!("{secs} s")
         } else {
             format!("{}.{} s", tenths / 10, tenths % 10)
@@ -213,29 +213,8 @@ fn list(items: &BTreeSet<String>) -> String {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Whether a failed request is one the same writer made good: a 409 Conflict followed by a successful write of the
-/// same user within `within`. Optimistic concurrency at work, not a failure.
-pub(crate) fn retried_conflict(activities: &[SpanRecord], index: usize, within: Duration) -> bool {
-    let Some(conflict) = activities.get(index).map(Fact::new) else {
-        return false;
-    };
-    if conflict.code() != Some(409) || !conflict.is_write() {
-        return false;
-    }
-    let within = SignedDuration::try_from(within).unwrap_or(SignedDuration::MAX);
-    let until = conflict
-        .time()
-        .saturating_add(within)
-        .unwrap_or(Timestamp::MAX);
-    activities[index + 1..]
-        .iter()
-        .map(Fact::new)
-        .take_while(|later| later.time() <= until)
-        .any(|later| later.is_successful_write() && later.user() == conflict.user())
-}
-
 /// Repeated failed requests on one object by one user: 401, 403, 422, 429, 5xx, and 409s the writer did not make
-/// good (see [`retried_conflict`]).
+/// good (see [`retried_conflicts`]).
 #[derive(Debug)]
 pub struct FailedRequests;
 
@@ -281,14 +260,17 @@ impl Diagnoser for FailedRequests {
 
     fn diagnose(&self, history: &ObjectHistory, context: &Context) -> Vec<Finding> {
         let thresholds = &context.thresholds;
+        let within = SignedDuration::try_from(thresholds.conflict_retry_within)
+            .unwrap_or(CONFLICT_RETRY_WINDOW);
+        let retried = retried_conflicts(&history.activities, within);
         let mut groups: BTreeMap<(String, u16), Vec<Fact<'_>>> = BTreeMap::new();
-        for (index, fact) in facts(history).enumerate() {
+        for fact in facts(history) {
             let Some(code) = fact.code() else { continue };
             let failing = matches!(code, 401 | 403 | 409 | 422 | 429) || code >= 500;
             if !fact.is_audit() || !failing {
                 continue;
             }
-            if retried_conflict(&history.activities, index, thresholds.conflict_retry_within) {
+            if retried.contains(&fact.span.span_id) {
                 continue;
             }
             let user = fact.user().unwrap_or("(unknown user)").to_owned();
@@ -582,7 +564,8 @@ impl Diagnoser for ControllerFight {
                 }
             }
         }
-        let mut fights: BTreeMap<(&str, &str), Vec<(&str, Vec<Change<'_>>)>> = BTreeMap::new();
+        type Fought<'a> = Vec<(&'a str, Vec<Change<'a>>)>;
+        let mut fights: BTreeMap<(&str, &str), Fought<'_>> = BTreeMap::new();
         for (path, changes) in by_path {
             // A flip: another writer than the previous one puts back the value the previous one replaced.
             let flips: Vec<Change<'_>> = changes
@@ -808,10 +791,11 @@ impl Diagnoser for StaleHolder {
         }
         let mut by_user: BTreeMap<&str, Vec<Fact<'_>>> = BTreeMap::new();
         for fact in facts(history) {
-            if fact.is_successful_write() && fact.verb() != Some("delete") {
-                if let Some(user) = fact.user() {
-                    by_user.entry(user).or_default().push(fact);
-                }
+            if fact.is_successful_write()
+                && fact.verb() != Some("delete")
+                && let Some(user) = fact.user()
+            {
+                by_user.entry(user).or_default().push(fact);
             }
         }
         let mut out = Vec::new();

@@ -23,7 +23,7 @@ mod mode;
 mod trace;
 mod tree;
 
-pub use diff::DiffClass;
+pub use diff::{CONFLICT_RETRY_WINDOW, DiffClass, retried_conflicts};
 pub use mode::{BaseMode, DisplayMode, Modifier, ParseModeError};
 pub use trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field};
 pub use tree::{display, time_range_text};

@@ -7,7 +7,9 @@ use jiff::{SignedDuration, Timestamp};
 use kelemetry_core::{ObjectKey, SpanId, SpanRecord, vocabulary as v};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::diff::{collapse, log_fields};
+use super::diff::{
+    CONFLICT_RETRIED, CONFLICT_RETRY_WINDOW, OUTCOME, collapse, log_fields, retried_conflicts,
+};
 use super::mode::{BaseMode, DisplayMode};
 use super::trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field};
 use crate::assemble::{ObjectHistory, TraceView, ViewNode};
@@ -243,12 +245,16 @@ fn object_node(
 /// The activities of an object under its span, as `base` shows them: child spans (`tree`), logs on the span
 /// (`tracing`), or logs grouped into one child span per source but Kubernetes Events (`grouped`).
 fn add_activities(out: &mut Node, activities: &[SpanRecord], base: BaseMode) {
+    let retried = retried_conflicts(activities, CONFLICT_RETRY_WINDOW);
     match base {
         BaseMode::Tree | BaseMode::Timeline => {
-            out.children.extend(nested_activities(activities));
+            out.children.extend(nested_activities(activities, &retried));
         }
         BaseMode::Tracing => {
-            out.span.logs = activities.iter().map(collapse).collect();
+            out.span.logs = activities
+                .iter()
+                .map(|activity| collapse(activity, &retried))
+                .collect();
         }
         BaseMode::Grouped => {
             // Kubernetes Events stay as logs on the object; every other source gets a child span.
@@ -256,7 +262,7 @@ fn add_activities(out: &mut Node, activities: &[SpanRecord], base: BaseMode) {
             for activity in activities {
                 let source = activity.service_name();
                 if source == "event" {
-                    out.span.logs.push(collapse(activity));
+                    out.span.logs.push(collapse(activity, &retried));
                 } else {
                     groups
                         .entry(source)
@@ -265,7 +271,7 @@ fn add_activities(out: &mut Node, activities: &[SpanRecord], base: BaseMode) {
                         })
                         .span
                         .logs
-                        .push(collapse(activity));
+                        .push(collapse(activity, &retried));
                 }
             }
             out.children.extend(groups.into_values());
@@ -305,20 +311,29 @@ fn add_related(out: &mut Node, children: Vec<(String, Node)>, base: BaseMode) {
 /// `timeline`: the root object, every activity of the view under it by time (non-root object spans and link
 /// classes extracted; the original leaves link-class spans; docs/behaviour/display-modes.md#bases).
 fn timeline_root(root: &ViewNode, range: Range) -> Node {
-    let mut activities: Vec<&SpanRecord> = root
-        .walk()
-        .into_iter()
+    let nodes = root.walk();
+    // Retried conflicts are a matter of one object's own activities.
+    let retried: HashSet<SpanId> = nodes
+        .iter()
+        .flat_map(|(_, node)| retried_conflicts(&node.history.activities, CONFLICT_RETRY_WINDOW))
+        .collect();
+    let mut activities: Vec<&SpanRecord> = nodes
+        .iter()
         .flat_map(|(_, node)| node.history.activities.iter())
         .collect();
     activities.sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
     let mut out = bare_node(root, range);
-    out.children = activities.into_iter().map(activity_node).collect();
+    out.children = activities
+        .into_iter()
+        .map(|activity| activity_node(activity, &retried))
+        .collect();
     out
 }
 
 /// The activities of one object as child spans, each under its parent when that is another of them (a
 /// controller's spans inside its reconcile span, exported by `kelemetry-tracing`), else under the object.
-fn nested_activities(activities: &[SpanRecord]) -> Vec<Node> {
+/// `retried` are the object's retried conflicts ([`retried_conflicts`]).
+fn nested_activities(activities: &[SpanRecord], retried: &HashSet<SpanId>) -> Vec<Node> {
     let ids: HashSet<SpanId> = activities.iter().map(|a| a.span_id).collect();
     let mut children: HashMap<SpanId, Vec<&SpanRecord>> = HashMap::new();
     let mut top = Vec::new();
@@ -333,12 +348,12 @@ fn nested_activities(activities: &[SpanRecord]) -> Vec<Node> {
     let mut placed: HashSet<SpanId> = HashSet::new();
     let mut out: Vec<Node> = top
         .into_iter()
-        .filter_map(|activity| nest(activity, &children, &mut placed, 0))
+        .filter_map(|activity| nest(activity, &children, &mut placed, retried, 0))
         .collect();
     // Spans whose parents form a cycle (never written so, but read from outside) stay visible, flat.
     for activity in activities {
         if placed.insert(activity.span_id) {
-            out.push(activity_node(activity));
+            out.push(activity_node(activity, retried));
         }
     }
     out
@@ -351,22 +366,23 @@ fn nest(
     activity: &SpanRecord,
     children: &HashMap<SpanId, Vec<&SpanRecord>>,
     placed: &mut HashSet<SpanId>,
+    retried: &HashSet<SpanId>,
     depth: usize,
 ) -> Option<Node> {
     if !placed.insert(activity.span_id) {
         return None;
     }
-    let mut node = activity_node(activity);
+    let mut node = activity_node(activity, retried);
     for child in children.get(&activity.span_id).into_iter().flatten() {
         if depth < MAX_ACTIVITY_NESTING {
             node.children
-                .extend(nest(child, children, placed, depth + 1));
+                .extend(nest(child, children, placed, retried, depth + 1));
             continue;
         }
         let mut stack = vec![*child];
         while let Some(span) = stack.pop() {
             if placed.insert(span.span_id) {
-                node.children.push(activity_node(span));
+                node.children.push(activity_node(span, retried));
                 stack.extend(children.get(&span.span_id).into_iter().flatten());
             }
         }
@@ -374,14 +390,18 @@ fn nest(
     Some(node)
 }
 
-/// An activity as a child span (`tree`, `timeline`): its tags without internal markers, its log lines.
-fn activity_node(activity: &SpanRecord) -> Node {
-    let tags = activity
+/// An activity as a child span (`tree`, `timeline`): its tags without internal markers, then [`OUTCOME`] when
+/// it is one of the `retried` conflicts, its log lines.
+fn activity_node(activity: &SpanRecord, retried: &HashSet<SpanId>) -> Node {
+    let mut tags: Vec<Field> = activity
         .attributes
         .iter()
         .filter(|(k, _)| !k.starts_with(v::INTERNAL_PREFIX))
         .map(|(k, value)| (k.to_string(), value.clone()))
         .collect();
+    if retried.contains(&activity.span_id) {
+        tags.push((OUTCOME.to_owned(), CONFLICT_RETRIED.to_owned()));
+    }
     let logs = activity
         .logs
         .iter()
@@ -529,7 +549,10 @@ mod tests {
         let mut cycle_b = span_of("cycle b");
         cycle_a.parent_span_id = Some(cycle_b.span_id);
         cycle_b.parent_span_id = Some(cycle_a.span_id);
-        let nodes = nested_activities(&[reconcile, apply, audit, patch, cycle_a, cycle_b]);
+        let nodes = nested_activities(
+            &[reconcile, apply, audit, patch, cycle_a, cycle_b],
+            &HashSet::new(),
+        );
         let names: Vec<&str> = nodes.iter().map(|n| n.span.operation.as_str()).collect();
         assert_eq!(names, ["reconcile", "audit", "cycle a", "cycle b"]);
         assert_eq!(nodes[0].children.len(), 1);
