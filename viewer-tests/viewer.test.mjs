@@ -1,6 +1,8 @@
-// The web viewer in headless Chromium, against `kelemetry demo` (the project's recording of a Deployment rollout)
-// and against a generated rollout of 1,000 Pods. Run by scripts/browser-test, which installs Debian's chromium and
-// playwright-core (outside the work tree) and says where they are:
+// The web viewer in headless Chromium, against `kelemetry demo` (the project's recording of a Deployment rollout),
+// against a generated rollout of 1,000 Pods, against `kelemetry serve --extensions` grafting the apiserver's own
+// spans (fixtures/recorded/apiserver-traces) and on the page `kelemetry export --html` writes, opened from disk.
+// Run by scripts/browser-test, which installs Debian's chromium and playwright-core (outside the work tree) and
+// says where they are:
 //   KELEMETRY_BIN            the kelemetry binary
 //   KELEMETRY_NODE_MODULES   the node_modules folder holding playwright-core
 //   KELEMETRY_ARTIFACTS      where screenshots go
@@ -10,10 +12,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { bigRollout } from "./big-rollout.mjs";
 
@@ -26,6 +30,9 @@ const BIN = process.env.KELEMETRY_BIN;
 const ARTIFACTS = process.env.KELEMETRY_ARTIFACTS || mkdtempSync(path.join(tmpdir(), "kelemetry-viewer-"));
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const PODS = 1000;
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const APISERVER_TRACES = path.join(ROOT, "fixtures/recorded/apiserver-traces");
+const DEPLOYMENT_LIFECYCLE = path.join(ROOT, "fixtures/recorded/deployment-lifecycle");
 
 /** `kelemetry demo ARGS --listen 127.0.0.1:0`: resolves with the printed link once the viewer is served. */
 function startDemo(args) {
@@ -45,6 +52,58 @@ function startDemo(args) {
       }
     });
     child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`kelemetry demo exited (${code}) before printing a link:\n${printed.join("\n")}\n${stderr}`)); });
+  });
+}
+
+/** `kelemetry ARGS` run to its end: resolves with its output, rejects with it when the command fails. */
+function kelemetry(args) {
+  const child = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk) => { output += chunk; });
+  child.stderr.on("data", (chunk) => { output += chunk; });
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve(output) : reject(new Error(`kelemetry ${args.join(" ")} exited (${code}):\n${output}`))));
+  });
+}
+
+/** `kelemetry serve ARGS --listen 127.0.0.1:0`: resolves with its address once it listens. */
+function startServe(args) {
+  const child = spawn(BIN, ["serve", ...args, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stderr.on("data", (chunk) => { output += chunk; });
+  const lines = createInterface({ input: child.stdout });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill(); reject(new Error(`kelemetry serve did not listen in 60 s:\n${output}`)); }, 60_000);
+    lines.on("line", (line) => {
+      output += `${line}\n`;
+      const match = /^listening on (http:\/\/\S+)/.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, base: match[1], output: () => output });
+      }
+    });
+    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`kelemetry serve exited (${code}):\n${output}`)); });
+  });
+}
+
+/**
+ * A tracing backend of our own for an `http` extension provider: `GET /traces?audit=ID` answers with the recorded
+ * Jaeger answer of that audit id (`{"data": []}` for an id it has none for). Resolves with its port and the ids asked.
+ */
+function startTraceServer(answers) {
+  const asked = [];
+  const server = createServer((request, response) => {
+    const url = new URL(request.url, "http://127.0.0.1");
+    const id = url.searchParams.get("audit") || "";
+    asked.push(id);
+    const answer = url.pathname === "/traces" && Object.hasOwn(answers, id) ? answers[id] : { data: [] };
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(JSON.stringify(answer));
+  });
+  return new Promise((resolve, reject) => {
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve({ server, port: server.address().port, asked }));
   });
 }
 
@@ -237,6 +296,160 @@ test(`a Deployment with ${PODS} Pods loads fast and scrolls`, async () => {
     assert.deepEqual(problems, []);
   } finally {
     big.child.kill("SIGINT");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The waterfall of extension spans in the side panel: depth, service, operation, duration text, in order. */
+async function waterfall(page) {
+  return page.$$eval("#panel details.ext-span", (lines) => lines.map((line) => ({
+    depth: Number(line.dataset.depth),
+    service: line.dataset.service,
+    operation: line.dataset.operation,
+    provider: line.dataset.provider,
+    duration: line.querySelector(".ext-duration").textContent,
+  })));
+}
+
+/** Opens the side panel of the Deployment's create request. */
+async function openCreateRequest(page) {
+  await page.locator('.row[data-resource="deployments"] .row-label').click();
+  await page.locator("#panel a.activity", { hasText: "kelemetry-admin create" }).first().click();
+  assert.match(await page.locator("#panel h2").innerText(), /kelemetry-admin create/);
+}
+
+/** The apiserver's request span of the create and the spans under it, as the panel shows them. */
+function assertCreateRequestSpans(lines, where) {
+  const request = lines.findIndex((line) => line.operation === "POST /apis/apps/v1/namespaces/{:namespace}/deployments");
+  assert.ok(request >= 0, `${where}: the create request's mark shows the apiserver's request span (${lines.map((l) => l.operation).join(", ")})`);
+  assert.equal(lines[request].service, "apiserver");
+  assert.equal(lines[request].provider, "apiserver");
+  assert.match(lines[request].duration, /^\d+\.\d+ ms$/);
+  const below = [];
+  for (let i = request + 1; i < lines.length && lines[i].depth > lines[request].depth; i++) below.push(lines[i]);
+  const names = below.map((line) => line.operation);
+  assert.ok(names.includes("Create") && names.includes("etcdserverpb.KV/Txn"), `${where}: with its children, indented (${names.join(", ")})`);
+  assert.ok(below.every((line) => line.service === "apiserver"));
+}
+
+test("the apiserver's own spans show under the audit requests they served", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "kelemetry-extensions-"));
+  const answers = JSON.parse(readFileSync(path.join(APISERVER_TRACES, "traces.json"), "utf8"));
+  const audit = readFileSync(path.join(APISERVER_TRACES, "audit.log"), "utf8").trim().split("\n").map((line) => JSON.parse(line));
+  const created = audit.find((event) => event.verb === "create");
+  const traces = await startTraceServer(answers);
+  let serve;
+  try {
+    const store = path.join(dir, "store");
+    await kelemetry(["replay", "--store", store, path.join(APISERVER_TRACES, "audit.log")]);
+    const config = path.join(dir, "extensions.yaml");
+    writeFileSync(config, [
+      "providers:",
+      "  - name: apiserver",
+      "    for: activities",
+      "    when: {source: audit}",
+      "    http:",
+      `      url: "http://127.0.0.1:${traces.port}/traces?audit={auditId}"`,
+      "",
+    ].join("\n"));
+    serve = await startServe(["--store", store, "--extensions", config]);
+    const { page, problems } = await newPage();
+    await page.goto(`${serve.base}/#/search?resource=deployments&namespace=default&name=demo&mode=tracing&open=1`);
+    await page.waitForURL(/#\/trace\/ff20000000/);
+    await ready(page);
+
+    // Every traced request of the Deployment got its trace; each mark says so with a badge.
+    const marks = await page.$$eval('.row[data-resource="deployments"] .mark', (nodes) => nodes.map((m) => ({ extensions: Number(m.dataset.extensions || 0), cls: m.className })));
+    assert.ok(marks.length >= 10, `the Deployment's requests are marks (${marks.length})`);
+    assert.ok(marks.every((m) => m.extensions > 0 && m.cls.includes("has-ext")), "every request's mark has the apiserver's spans");
+    assert.equal(await page.locator('.row[data-resource="deployments"] .ext-badge').count(), marks.length, "each such mark has a badge");
+    assert.ok(traces.asked.includes(created.auditID), "the provider was asked about the create request");
+    assert.equal(await page.locator(".row").count(), 1, "extension spans are no rows");
+    assert.match(await page.locator("#trace-stats").innerText(), /\d+ extension spans/);
+    assert.ok(await page.locator(".legend-extension").isVisible(), "the legend explains the badge");
+
+    // tracing: activities are logs of their object; the grafted trace is found by its activity's time.
+    await openCreateRequest(page);
+    const lines = await waterfall(page);
+    assertCreateRequestSpans(lines, "tracing");
+    assert.equal(lines.length, answers[created.auditID].data[0].spans.length, "every span of the create's trace");
+    const screenshot = path.join(ARTIFACTS, "viewer-extension-spans.png");
+    await page.screenshot({ path: screenshot });
+    console.log(`screenshot: ${screenshot}`);
+    // Tags on demand: the request span's, with the audit id it was found by.
+    const requestLine = page.locator('#panel details.ext-span[data-operation="POST /apis/apps/v1/namespaces/{:namespace}/deployments"]');
+    assert.equal(await requestLine.locator(".ext-detail").isVisible(), false, "tags are hidden until asked for");
+    await requestLine.locator("summary").click();
+    const tags = await requestLine.locator(".ext-detail").innerText();
+    assert.match(tags, new RegExp(`audit-id\\s+${created.auditID}`));
+    assert.match(tags, /http\.status_code\s+201/);
+
+    // tree: activities are spans; the grafted trace hangs under the activity span.
+    await page.selectOption("#mode-switch", "tree");
+    await page.waitForURL(/#\/trace\/ff00000000/);
+    await ready(page);
+    await openCreateRequest(page);
+    assertCreateRequestSpans(await waterfall(page), "tree");
+    assert.deepEqual(problems, []);
+  } finally {
+    if (serve) serve.child.kill("SIGINT");
+    traces.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the exported page shows the tree and a diff from disk, loading nothing", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "kelemetry-export-"));
+  try {
+    const store = path.join(dir, "store");
+    await kelemetry(["replay", "--store", store, DEPLOYMENT_LIFECYCLE]);
+    const file = path.join(dir, "demo.html");
+    await kelemetry(["export", "deployments/default/demo", "--full-tree", "--store", store, "--html", file]);
+    // Nothing but the file itself: the store is gone before the page opens.
+    rmSync(store, { recursive: true, force: true });
+
+    const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
+    const page = await context.newPage();
+    const problems = [];
+    const requests = [];
+    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    page.on("console", (msg) => { if (msg.type() === "error") problems.push(`console: ${msg.text()}`); });
+    page.on("request", (request) => requests.push(request.url()));
+    const url = pathToFileURL(file).href;
+    await page.goto(url);
+    await ready(page);
+    assert.match(page.url(), /#\/trace\/ff21000000[0-9a-f]{22}$/, "the embedded trace, in the mode it was exported in");
+    assert.deepEqual(requests.filter((request) => request !== url), [], "no request but the file itself");
+
+    const shown = await rows(page);
+    assert.deepEqual(shown.filter((r) => r.resource === "deployments").map((r) => r.name), ["demo"]);
+    assert.equal(shown.filter((r) => r.resource === "replicasets").length, 2, "both ReplicaSets");
+    assert.ok(shown.filter((r) => r.resource === "pods").length >= 4, "and their Pods");
+    assert.equal(await page.locator("#search").isVisible(), false, "no search offline");
+    assert.equal(await page.locator("#mode-switch").isDisabled(), true, "no mode switch offline");
+
+    // A diff, as on the served page.
+    const deployment = page.locator('.row[data-resource="deployments"] .row-label');
+    await deployment.click();
+    const withDiff = page.locator("#panel a.activity.has-diff");
+    const count = await withDiff.count();
+    assert.ok(count > 0, "the Deployment has activities with diffs");
+    let found = null;
+    for (let i = 0; i < count && !found; i++) {
+      await deployment.click();
+      await withDiff.nth(i).click();
+      const text = await page.locator("#panel").innerText();
+      if (/spec\.replicas 2 -> 4|status\.observedGeneration 1 -> 2/.test(text)) found = text;
+    }
+    assert.ok(found, "some diff of the Deployment shows spec.replicas 2 -> 4 or status.observedGeneration 1 -> 2");
+    assert.equal(await page.locator("#panel pre.diff").count() > 0, true);
+    const screenshot = path.join(ARTIFACTS, "viewer-export-offline.png");
+    await page.screenshot({ path: screenshot });
+    console.log(`screenshot: ${screenshot}`);
+    assert.deepEqual(requests.filter((request) => request !== url), [], "still no request after clicking around");
+    assert.deepEqual(problems, []);
+    await context.close();
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

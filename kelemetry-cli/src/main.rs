@@ -2,6 +2,8 @@
 //! that explains what happened.
 
 mod config;
+mod diagnose;
+mod export;
 mod inputs;
 mod readiness;
 mod replay;
@@ -39,6 +41,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Print the trace view of one object as a tree.
     Show(show::ShowArgs),
+    /// Write the trace view of one object to files: a self-contained HTML page, OTLP JSON.
+    Export(export::ExportArgs),
+    /// Find known failure patterns in an object's history (or every object's) and print them with their evidence.
+    Diagnose(diagnose::DiagnoseArgs),
     /// Replay the recorded demo data into a fresh store and print the tree of its Deployment.
     Demo(replay::DemoArgs),
     /// Check linking rule files, print the built-in rules.
@@ -102,9 +108,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Replay(args) => replay::replay(args).await,
             Command::Show(args) => show::show(args).await,
+            Command::Export(args) => export::export(args).await,
             Command::Demo(args) => replay::demo(args).await,
             Command::Rules(args) => rules::rules(args),
             Command::Serve(args) => serve::serve(args).await,
+            Command::Diagnose(args) => diagnose::diagnose(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Store(args) => store_cmd::store(args),
         }

@@ -18,7 +18,8 @@ use kelemetry_query::display::{BaseMode, Modifier};
 use kelemetry_query::{DisplayMode, DisplayTrace, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_testkit::{
-    ClusterOptions, KelemetryProcess, TestCluster, e2e_enabled, free_loopback_port, wait_until,
+    ClusterOptions, KelemetryProcess, TestCluster, TraceOnFailure, e2e_enabled, free_loopback_port,
+    wait_until,
 };
 
 /// The cluster of this test binary and the port its apiserver sends audit batches to.
@@ -149,6 +150,14 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    // Dropped after the process and before the folder: a failure leaves the HTML traces (docs/e2e-tests.md).
+    let _trace = TraceOnFailure::new(
+        "live_deployment_and_ancestors",
+        Path::new(env!("CARGO_BIN_EXE_kelemetry")),
+        &dir.path().join("store"),
+    )
+    .object("deployments/default/demo")
+    .object("deployments/default/ancestors");
     let config = write_config(dir.path(), cluster, *port);
     let kelemetry = KelemetryProcess::start(
         Path::new(env!("CARGO_BIN_EXE_kelemetry")),
@@ -230,7 +239,7 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
         "{diffs:#?}"
     );
     assert!(diffs.iter().any(|d| {
-        d.contains(r#"spec.template.spec.containers[0].image "alpine:3.16" -> "alpine:3.17""#)
+        d.contains(r#"spec.template.spec.containers[alpine].image "alpine:3.16" -> "alpine:3.17""#)
     }));
     // 6. No diff shows managedFields.
     assert!(diffs.iter().all(|d| !d.contains("metadata.managedFields")));
@@ -279,6 +288,12 @@ async fn without_audit_the_watch_traces_the_changes() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let _trace = TraceOnFailure::new(
+        "live_watch_without_audit",
+        Path::new(env!("CARGO_BIN_EXE_kelemetry")),
+        &dir.path().join("store"),
+    )
+    .object("deployments/default/watched");
     let config = dir.path().join("kelemetry.yaml");
     std::fs::write(
         &config,

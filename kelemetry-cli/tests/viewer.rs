@@ -1,7 +1,8 @@
 //! `kelemetry demo` serving the web viewer: the page and its assets, the link it prints, the API behind it, the
 //! temporary store removed on Ctrl-C; `--no-serve`; and, with `KELEMETRY_BROWSER=1`, the viewer in headless
 //! Chromium (`scripts/browser-test`: search, rows and marks, a diff in the side panel, the display-mode switch,
-//! 1,000 Pods, screenshots).
+//! 1,000 Pods, the apiserver's spans grafted under their audit requests, the exported page from disk,
+//! screenshots).
 
 #![allow(clippy::unwrap_used)]
 

@@ -8,6 +8,15 @@
 // A trace is drawn as a timeline: one row per object span (depth first, indented by relation), the object's
 // activities as marks on its row. Activities come from the logs of object spans (modes `tracing`, `grouped`) or
 // from activity child spans (`tree`, `timeline`). Rows are virtualized: only the rows in view are in the DOM.
+//
+// Extension spans (spans of other tracing backends grafted in by `kelemetry serve --extensions`, each tagged
+// `kelemetry.extension`) are no rows and no marks: each grafted subtree hangs on the mark of its activity (its
+// root's parent is the activity span; or, when the parent is an object span, the mark of that row starting at the
+// root's `kelemetry.extension.activityTime`), else on the object's row, and shows as a small waterfall in the side
+// panel.
+//
+// A page that carries a trace (`<script type="application/json" id="kelemetry-trace">`, as `kelemetry export
+// --html` writes it) shows that trace offline: no API call, no search, no mode switch.
 "use strict";
 
 (function () {
@@ -17,6 +26,9 @@
   const BASES = { tree: "0", timeline: "1", tracing: "2", grouped: "3" };
   const MODIFIERS = { "": "0", "full tree": "1", ancestors: "2", "owned objects": "4" };
   const DEFAULT_MODE = "tracing [full tree]";
+  const EXTENSION_TAG = "kelemetry.extension";
+  const EXTENSION_ACTIVITY_TAG = "kelemetry.extension.activityTime";
+  const MAX_EXTENSION_ROWS = 1000;
 
   const $ = (id) => document.getElementById(id);
   const form = $("search");
@@ -93,6 +105,7 @@
     collapsed: new Set(), // span ids of collapsed rows
     filter: "",
     timings: {},
+    offline: null, // { id, answer } on a page that carries its trace (kelemetry export --html)
   };
   window.kelemetryViewer = state; // for tests and for the curious
 
@@ -125,6 +138,11 @@
     const { path, params } = parseHash();
     showMessage("");
     const trace = /^\/trace\/([0-9a-fA-F]{1,32})$/.exec(path);
+    if (state.offline && !trace) {
+      // An exported page holds one trace and nothing to search.
+      navigate(`#/trace/${state.offline.id}`, true);
+      return;
+    }
     if (trace) {
       const id = trace[1].toLowerCase().padStart(32, "0");
       if (state.trace && state.trace.id === id) {
@@ -239,10 +257,12 @@
     return map;
   }
 
-  /** object | linkClass | group | activity, from the span's tags and service name. */
+  /** object | linkClass | group | activity | extension, from the span's tags and service name. */
   function spanKind(trace, span) {
     const service = serviceOf(trace, span);
     const tags = span._tags || (span._tags = tagMap(span.tags));
+    // First: another backend's spans may carry tags of the same names (the apiserver's have `resource`).
+    if (tags[EXTENSION_TAG] !== undefined) return "extension";
     const bare = service.split(" ").pop();
     if (tags.resource && bare === tags.resource && !tags.auditId && !tags.eventName) return "object";
     if (tags.resource) return "activity";
@@ -281,7 +301,69 @@
       failed: (Number.isFinite(code) && code >= 400) || get("error") !== undefined,
       warning: source === "event" && get("type") === "Warning",
       hasDiff: get("diff") !== undefined || get("verbose diff") !== undefined,
+      extensions: [],
     };
+  }
+
+  /** One grafted span as the side panel's waterfall shows it. */
+  function extensionEntry(trace, span, depth) {
+    const tags = (span.tags || []).map((t) => [t.key, String(t.value)]);
+    return {
+      spanId: span.spanID,
+      provider: span._tags[EXTENSION_TAG],
+      service: serviceOf(trace, span),
+      operation: span.operationName,
+      start: span.startTime,
+      duration: span.duration,
+      depth,
+      tags: tags.filter(([k]) => k !== EXTENSION_TAG && k !== EXTENSION_ACTIVITY_TAG),
+      logs: span.logs || [],
+      warnings: span.warnings || [],
+    };
+  }
+
+  /**
+   * Hangs the grafted spans on marks and rows: each subtree on the mark of the activity it was fetched for (the
+   * activity span its root hangs under; or the mark of the nearest row that starts at the root's activity time),
+   * else on the nearest object row. Returns how many spans found a place.
+   */
+  function attachExtensions(trace, spans, { byId, parentOf, nearestRow, rows, markOfSpan }) {
+    const extension = new Set(spans.map((span) => span.spanID));
+    const placed = new Map(); // span id -> { holder, depth }
+    const place = (id) => {
+      if (placed.has(id)) return placed.get(id);
+      placed.set(id, { holder: null, depth: 0 }); // what a (malformed) cycle of parents resolves to
+      const parent = parentOf.get(id);
+      let found;
+      if (extension.has(parent)) {
+        const above = place(parent);
+        found = { holder: above.holder, depth: above.depth + 1 };
+      } else {
+        found = { holder: holderOfRoot(byId.get(id)), depth: 0 };
+      }
+      placed.set(id, found);
+      return found;
+    };
+    const holderOfRoot = (root) => {
+      const parent = parentOf.get(root.spanID);
+      if (markOfSpan.has(parent)) return markOfSpan.get(parent);
+      const { row } = nearestRow(root.spanID);
+      if (row < 0) return null;
+      const at = Number(root._tags[EXTENSION_ACTIVITY_TAG]);
+      if (Number.isFinite(at)) {
+        const mark = rows[row].marks.find((m) => m.start === at);
+        if (mark) return mark;
+      }
+      return rows[row];
+    };
+    let count = 0;
+    for (const span of spans) {
+      const { holder, depth } = place(span.spanID);
+      if (!holder) continue;
+      holder.extensions.push(extensionEntry(trace, span, depth));
+      count += 1;
+    }
+    return count;
   }
 
   function buildRows(trace) {
@@ -306,9 +388,13 @@
       return { row: -1, linkClass };
     };
     let markCount = 0;
+    const markOfSpan = new Map(); // activity span id -> its mark
+    const extensionSpans = [];
     for (const span of trace.spans) {
       const kind = spanKind(trace, span);
-      if (kind === "object") {
+      if (kind === "extension") {
+        extensionSpans.push(span);
+      } else if (kind === "object") {
         const tags = span._tags;
         const { row: parent, linkClass } = nearestRow(span.spanID);
         const row = {
@@ -329,6 +415,7 @@
           operation: span.operationName,
           warnings: span.warnings || [],
           marks: (span.logs || []).map(markFromLog),
+          extensions: [],
         };
         rowOf.set(span.spanID, row.index);
         if (parent >= 0) rows[parent].children.push(row.index);
@@ -337,9 +424,14 @@
         const { row } = nearestRow(span.spanID);
         if (row < 0) continue;
         if (kind === "group") rows[row].marks.push(...(span.logs || []).map(markFromLog));
-        else rows[row].marks.push(markFromSpan(trace, span));
+        else {
+          const mark = markFromSpan(trace, span);
+          markOfSpan.set(span.spanID, mark);
+          rows[row].marks.push(mark);
+        }
       }
     }
+    const extensionCount = extensionSpans.length ? attachExtensions(trace, extensionSpans, { byId, parentOf, nearestRow, rows, markOfSpan }) : 0;
     for (const row of rows) {
       row.marks.sort((a, b) => a.start - b.start);
       markCount += row.marks.length;
@@ -347,12 +439,14 @@
     let from = Infinity;
     let to = -Infinity;
     for (const span of trace.spans) {
+      // The time axis is the objects' and activities'; grafted spans are drawn in the side panel.
+      if (span._tags && span._tags[EXTENSION_TAG] !== undefined) continue;
       from = Math.min(from, span.startTime);
       to = Math.max(to, span.startTime + span.duration);
     }
     if (!Number.isFinite(from)) { from = 0; to = 1; }
     if (to <= from) to = from + 1e6;
-    return { rows, from, to, markCount };
+    return { rows, from, to, markCount, extensionCount };
   }
 
   // ---- the trace page ----
@@ -368,7 +462,7 @@
     const token = ++loads;
     let data;
     try {
-      data = await api(`/api/traces/${id}`);
+      data = state.offline ? offlineTrace(id) : await api(`/api/traces/${id}`);
     } catch (e) {
       if (token !== loads) return;
       showMessage(`Trace ${id}: ${e.message}`, true);
@@ -387,6 +481,7 @@
       to: built.to,
       spanCount: trace.spans.length,
       markCount: built.markCount,
+      extensionCount: built.extensionCount,
       warnings: trace.warnings || [],
       viewFrom: built.from,
       viewTo: built.to,
@@ -401,7 +496,9 @@
     $("trace-title").textContent = root ? `${root.resource} ${root.operation}` : "(no objects)";
     document.title = root ? `${root.resource} ${root.name} · Kelemetry` : "Kelemetry";
     $("mode-switch").value = state.trace.mode || "";
-    $("trace-stats").textContent = `${built.rows.length} objects · ${built.markCount} activities · ${isoTime(built.from)} .. ${isoTime(built.to)}`;
+    const grafted = built.extensionCount ? ` · ${built.extensionCount} extension spans` : "";
+    document.querySelector(".legend-extension").hidden = !built.extensionCount;
+    $("trace-stats").textContent = `${built.rows.length} objects · ${built.markCount} activities${grafted} · ${isoTime(built.from)} .. ${isoTime(built.to)}`;
     if (root && !form.elements.name.value) {
       form.elements.resource.value = root.resource;
       form.elements.namespace.value = root.namespace;
@@ -481,8 +578,11 @@
     if (mark.warning) cls += " warning";
     if (mark.hasDiff) cls += " has-diff";
     if (mark.failed) cls += " failed";
+    if (mark.extensions.length) cls += " has-ext";
     return cls;
   }
+
+  const spanCount = (n) => `${n} extension span${n === 1 ? "" : "s"}`;
 
   let drawQueued = false;
   function queueDraw() {
@@ -509,14 +609,20 @@
       row.marks.forEach((mark, m) => {
         if (mark.start < trace.viewFrom || mark.start > trace.viewTo) return;
         const selectedMark = selectedRow && state.selected.mark === m;
+        const grafted = mark.extensions.length;
         lane.append(el("span", {
           class: markClass(mark) + (selectedMark ? " selected" : ""),
           style: `left:${position(mark.start)}`,
           "data-row": index,
           "data-mark": m,
           "data-source": mark.source,
-          title: `${clock(mark.start, true)} ${mark.source}: ${mark.title}`,
+          "data-extensions": grafted || undefined,
+          title: `${clock(mark.start, true)} ${mark.source}: ${mark.title}${grafted ? ` (${spanCount(grafted)})` : ""}`,
         }));
+        // A badge beside the mark (not inside it: some marks are clipped or rotated).
+        if (grafted) {
+          lane.append(el("span", { class: "ext-badge", style: `left:${position(mark.start)}`, "data-row": index, "data-mark": m, title: spanCount(grafted) }));
+        }
       });
       const failed = row.marks.filter((m) => m.failed).length;
       nodes.push(el("div", {
@@ -530,6 +636,7 @@
         el("span", { class: "caret", "data-toggle": index }, caret),
         el("span", { class: "resource" }, row.resource),
         el("span", { class: "object-name" }, row.namespace && row.namespace !== "default" ? `${row.namespace}/${row.name}` : row.name),
+        row.extensions.length ? el("span", { class: "badge extension", title: spanCount(row.extensions.length) }, "ext") : null,
         el("span", { class: "count" }, failed ? `${row.marks.length} (${failed} failed)` : String(row.marks.length))),
       lane));
     }
@@ -622,14 +729,65 @@
       el("h3", {}, `Children (${row.children.length})`),
       children.length ? el("ul", {}, children.map((c) => el("li", {}, objectLink(c)))) : el("p", {}, "none in this view"),
       row.children.length > children.length ? el("p", {}, `and ${row.children.length - children.length} more`) : null,
-      el("p", {}, el("a", { href: `#/search?${ownSearch}`, class: "own-trace" }, "Open the trace of this object alone")),
+      // Offline (an exported page) there is no search to open.
+      state.offline ? null : el("p", {}, el("a", { href: `#/search?${ownSearch}`, class: "own-trace" }, "Open the trace of this object alone")),
       el("h3", {}, `Activities (${row.marks.length})`),
       el("ol", { class: "activities" }, row.marks.slice(0, 500).map((mark, m) =>
         el("li", {},
           el("a", { href: selectionHash(index, m), class: `activity${mark.hasDiff ? " has-diff" : ""}${mark.failed ? " failed" : ""}`, "data-select": index, "data-mark": m },
             el("i", { class: markClass(mark) }),
-            `${clock(mark.start, true)} ${mark.source}: ${mark.title}`)))),
-      row.marks.length > 500 ? el("p", {}, `and ${row.marks.length - 500} more`) : null);
+            `${clock(mark.start, true)} ${mark.source}: ${mark.title}`,
+            mark.extensions.length ? el("span", { class: "badge extension", title: spanCount(mark.extensions.length) }, `ext ${mark.extensions.length}`) : null)))),
+      row.marks.length > 500 ? el("p", {}, `and ${row.marks.length - 500} more`) : null,
+      row.extensions.length ? [el("h3", {}, `Extension spans of the object (${row.extensions.length})`), waterfall(row.extensions)] : null);
+  }
+
+  /** Microseconds as milliseconds, e.g. "7.30 ms". */
+  const millis = (micros) => `${(micros / 1000).toFixed(micros < 10_000 ? 2 : 1)} ms`;
+
+  /**
+   * Grafted spans as a small waterfall: one line per span (service, operation, indented by its depth in the
+   * grafted subtree, a bar over the spans' common time range, the duration in ms); a click on a line shows its
+   * tags, logs and warnings.
+   */
+  function waterfall(entries) {
+    const shown = entries.slice(0, MAX_EXTENSION_ROWS);
+    let from = Infinity;
+    let to = -Infinity;
+    for (const entry of shown) {
+      from = Math.min(from, entry.start);
+      to = Math.max(to, entry.start + entry.duration);
+    }
+    const range = Math.max(1, to - from);
+    const percent = (micros) => `${((micros / range) * 100).toFixed(2)}%`;
+    const lines = shown.map((entry) => el("details", {
+      class: "ext-span",
+      "data-depth": entry.depth,
+      "data-service": entry.service,
+      "data-operation": entry.operation,
+      "data-provider": entry.provider,
+    },
+    el("summary", { title: `${entry.service} ${entry.operation} · depth ${entry.depth} · ${entry.provider}` },
+      el("span", { class: "ext-label", style: `padding-left:${entry.depth * 12}px` },
+        el("span", { class: "ext-service" }, entry.service), " ",
+        el("span", { class: "ext-operation" }, entry.operation)),
+      el("span", { class: "ext-lane" },
+        el("span", { class: "ext-bar", style: `left:${percent(entry.start - from)};width:${percent(entry.duration)}` })),
+      el("span", { class: "ext-duration" }, millis(entry.duration))),
+    el("div", { class: "ext-detail" },
+      fieldTable([
+        ["operation", entry.operation],
+        ["service", entry.service],
+        ["provider", entry.provider],
+        ["start", isoTime(entry.start)],
+        ["depth", String(entry.depth)],
+        ...entry.tags,
+      ]),
+      entry.warnings.length ? el("p", { class: "failed-note" }, entry.warnings.join("; ")) : null,
+      entry.logs.length ? el("ol", { class: "ext-logs" }, entry.logs.map((log) =>
+        el("li", {}, `${clock(log.timestamp, true)} `, log.fields.map((f) => `${f.key}: ${f.value}`).join(" · ")))) : null)));
+    return el("div", { class: "waterfall" }, lines,
+      entries.length > shown.length ? el("p", {}, `and ${entries.length - shown.length} more`) : null);
   }
 
   function diffBlock(text) {
@@ -664,6 +822,7 @@
         mark.title),
       el("p", {}, `${isoTime(mark.start)} on `, objectLink(index)),
       fieldTable(plain),
+      mark.extensions.length ? [el("h3", {}, `Extension spans (${mark.extensions.length})`), waterfall(mark.extensions)] : null,
       blocks,
       el("p", {},
         m > 0 ? el("a", { href: selectionHash(index, m - 1), "data-select": index, "data-mark": m - 1 }, "← previous") : null,
@@ -713,7 +872,7 @@
       drawRows();
       return;
     }
-    const mark = event.target.closest(".mark");
+    const mark = event.target.closest(".mark, .ext-badge");
     if (mark) { select(Number(mark.dataset.row), Number(mark.dataset.mark)); return; }
     const label = event.target.closest(".row-label");
     if (label) select(Number(label.dataset.row), undefined);
@@ -756,7 +915,46 @@
 
   // ---- start ----
 
+  /** The embedded trace's answer, as `/api/traces/{id}` gives it; another id is not on this page. */
+  function offlineTrace(id) {
+    if (id !== state.offline.id) throw new Error(`this page holds trace ${state.offline.id} only`);
+    return state.offline.answer.data;
+  }
+
+  /** An exported page: the trace it carries, shown without the API; search and mode switch disabled. */
+  async function startOffline(embedded) {
+    let answer;
+    try {
+      answer = JSON.parse(embedded.textContent);
+    } catch (e) {
+      showMessage(`The trace on this page is not JSON: ${e.message}`, true);
+      setBusy("error");
+      return;
+    }
+    const trace = answer && answer.data && answer.data[0];
+    if (!trace || !Array.isArray(trace.spans)) {
+      showMessage("This page carries no trace.", true);
+      setBusy("error");
+      return;
+    }
+    const mode = embedded.dataset.mode || "";
+    state.offline = { id: String(trace.traceID).toLowerCase().padStart(32, "0"), answer };
+    state.modes = mode ? [mode] : [];
+    form.hidden = true;
+    for (const control of form.elements) control.disabled = true;
+    const modeSwitch = $("mode-switch");
+    modeSwitch.replaceChildren(el("option", { value: mode }, mode || "(mode unknown)"));
+    modeSwitch.disabled = true;
+    modeSwitch.title = "an exported trace is shown in the mode it was exported in";
+    await route();
+  }
+
   async function start() {
+    const embedded = document.getElementById("kelemetry-trace");
+    if (embedded) {
+      await startOffline(embedded);
+      return;
+    }
     const serverTrace = /^\/trace\/([0-9a-fA-F]+)$/.exec(location.pathname);
     if (serverTrace) history.replaceState(null, "", `/#/trace/${serverTrace[1]}`);
     try {

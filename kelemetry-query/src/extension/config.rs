@@ -278,11 +278,15 @@ impl ExtensionsConfig {
             max_spans: self.max_spans.unwrap_or(defaults.max_spans),
         };
         let mut names = std::collections::HashSet::new();
+        if let Some(twice) = self
+            .providers
+            .iter()
+            .find(|p| !names.insert(p.name.as_str()))
+        {
+            return Err(twice.error("is configured twice"));
+        }
         let mut providers = Vec::new();
         for provider in &self.providers {
-            if !names.insert(provider.name.as_str()) {
-                return Err(provider.error("is configured twice"));
-            }
             let built = provider.build()?;
             if provider.enabled {
                 providers.push(built);

@@ -5,12 +5,20 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::SignedDuration;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::config::{ConfigError, HttpConfig, JaegerConfig, ProviderConfig, TargetFilter};
 use super::template::Template;
 use super::{ExtensionError, ExtensionProvider, ExtensionTarget};
 use crate::jaeger_json::{self, micros};
+
+/// What a value filled into a URL is encoded as: all but RFC 3986's unreserved characters (letters, digits,
+/// `-`, `.`, `_`, `~`).
+const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// How long one request may take at most (the view's budget usually ends it first).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -217,7 +225,7 @@ impl HttpProvider {
 
     fn url(&self, target: &ExtensionTarget) -> Option<String> {
         self.url.fill(&target.fields, |value| {
-            utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+            utf8_percent_encode(value, URL_VALUE).to_string()
         })
     }
 }
