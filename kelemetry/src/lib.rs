@@ -15,7 +15,7 @@
 //! | the audit webhook; Kubernetes Events and the object watch | [`sources`] | `webhook`, `kube` |
 //! | the embedded store | [`store`] | `store` (default) |
 //! | store and JSON-lines exporters; OTLP | [`exporters`] | `exporters` (default), `otlp` |
-//! | assemble and show an object's tree | [`query`] | `query` (default), `http`, `jaeger-reader`, `remote-storage` |
+//! | assemble and show an object's tree | [`query`] | `query` (default), `http`, `jaeger-reader`, `remote-storage`, `extensions` (extension traces from Jaeger or HTTP) |
 //! | configuration types with `Deserialize` | each component's module | `config` |
 //! | test helpers: a collecting sink, a linker harness | `testing` | `testing` |
 //!
