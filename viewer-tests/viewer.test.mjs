@@ -1,6 +1,8 @@
 // The web viewer in headless Chromium, against `kelemetry demo` (the project's recording of a Deployment rollout),
 // against a generated rollout of 1,000 Pods, against `kelemetry serve --extensions` grafting the apiserver's own
-// spans (fixtures/recorded/apiserver-traces) and on the page `kelemetry export --html` writes, opened from disk.
+// spans (fixtures/recorded/apiserver-traces), against `kelemetry serve` with a finding of the automatic diagnosis
+// (fixtures/recorded/failed-requests when recorded, else a generated audit log of the same pattern), and on the
+// pages `kelemetry export --html` writes, opened from disk.
 // Run by scripts/browser-test, which installs Debian's chromium and playwright-core (outside the work tree) and
 // says where they are:
 //   KELEMETRY_BIN            the kelemetry binary
@@ -12,7 +14,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -20,6 +22,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { bigRollout } from "./big-rollout.mjs";
+import { refusedPatches } from "./refused-patches.mjs";
 
 const require = createRequire(
   process.env.KELEMETRY_NODE_MODULES ? path.resolve(process.env.KELEMETRY_NODE_MODULES, "..", "package.json") : import.meta.url,
@@ -33,6 +36,7 @@ const PODS = 1000;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const APISERVER_TRACES = path.join(ROOT, "fixtures/recorded/apiserver-traces");
 const DEPLOYMENT_LIFECYCLE = path.join(ROOT, "fixtures/recorded/deployment-lifecycle");
+const FAILED_REQUESTS = path.join(ROOT, "fixtures/recorded/failed-requests");
 
 /** `kelemetry demo ARGS --listen 127.0.0.1:0`: resolves with the printed link once the viewer is served. */
 function startDemo(args) {
@@ -427,6 +431,8 @@ test("the exported page shows the tree and a diff from disk, loading nothing", a
     assert.ok(shown.filter((r) => r.resource === "pods").length >= 4, "and their Pods");
     assert.equal(await page.locator("#search").isVisible(), false, "no search offline");
     assert.equal(await page.locator("#mode-switch").isDisabled(), true, "no mode switch offline");
+    const findings = await findingsPanel(page);
+    assert.deepEqual([findings.state, findings.summary, findings.open], ["none", "Findings (0): no finding", false], "the healthy rollout's page carries no finding");
 
     // A diff, as on the served page.
     const deployment = page.locator('.row[data-resource="deployments"] .row-label');
@@ -447,6 +453,229 @@ test("the exported page shows the tree and a diff from disk, loading nothing", a
     await page.screenshot({ path: screenshot });
     console.log(`screenshot: ${screenshot}`);
     assert.deepEqual(requests.filter((request) => request !== url), [], "still no request after clicking around");
+    assert.deepEqual(problems, []);
+    await context.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---- findings of the automatic diagnosis ----
+
+/** The findings section once its answer is in: state, summary, whether it is open, the findings and their lines. */
+async function findingsPanel(page) {
+  await page.waitForSelector("#findings:not([data-state=loading])", { timeout: 30_000 });
+  return page.$eval("#findings", (section) => ({
+    state: section.dataset.state,
+    summary: section.querySelector("summary").textContent,
+    open: section.open,
+    text: section.innerText,
+    findings: [...section.querySelectorAll(".finding")].map((finding) => ({
+      diagnoser: finding.dataset.diagnoser,
+      title: finding.querySelector(".finding-title").textContent,
+      meta: finding.querySelector(".finding-meta").textContent,
+      explanation: finding.querySelector(".finding-explanation").textContent,
+      nextSteps: [...finding.querySelectorAll(".finding-next li")].map((li) => li.textContent),
+      evidence: [...finding.querySelectorAll(".evidence li")].map((li) => {
+        const line = li.querySelector(".evidence-line");
+        return {
+          text: line.textContent,
+          linked: line.tagName === "A",
+          row: line.dataset.select === undefined ? null : Number(line.dataset.select),
+          mark: line.dataset.mark === undefined ? null : Number(line.dataset.mark),
+          spanId: line.dataset.span || null,
+        };
+      }),
+    })),
+  }));
+}
+
+/** What the recording (or the generated log) of refused patches holds: the input to replay, alice's 403 count. */
+function refusedPatchesInput(dir) {
+  if (existsSync(path.join(FAILED_REQUESTS, "audit.log"))) {
+    const audit = readFileSync(path.join(FAILED_REQUESTS, "audit.log"), "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    // The recording's requests are the admin's, impersonating alice (kubectl --as=alice).
+    const user = (event) => (event.impersonatedUser || event.user || {}).username;
+    const refused = audit.filter((event) => user(event) === "alice" && event.objectRef
+      && event.objectRef.resource === "configmaps" && event.objectRef.name === "target"
+      && event.responseStatus && event.responseStatus.code === 403).length;
+    return { input: FAILED_REQUESTS, refused, recorded: true };
+  }
+  const file = path.join(dir, "refused.audit.log");
+  writeFileSync(file, refusedPatches(4));
+  return { input: file, refused: 4, recorded: false };
+}
+
+/** The mark the viewer has selected: its source, title, whether it is evidence, and its activity span id. */
+async function selectedMark(page) {
+  return page.evaluate(() => {
+    const { selected, trace } = window.kelemetryViewer;
+    if (!selected || selected.mark === undefined) return null;
+    const mark = trace.rows[selected.row].marks[selected.mark];
+    return { row: selected.row, mark: selected.mark, source: mark.source, title: mark.title, start: mark.start, evidence: mark.evidence, spanId: mark.spanId };
+  });
+}
+
+/** Checks the refused-patches finding on the page shown; clicks one of its evidence lines and checks the selection. */
+async function assertRefusedPatchesFinding(page, refused, where) {
+  const panel = await findingsPanel(page);
+  assert.equal(panel.state, "ready", `${where}: ${panel.text}`);
+  assert.equal(panel.open, true, `${where}: the findings are open`);
+  const finding = panel.findings.find((f) => f.diagnoser === "failed-requests" && f.title.startsWith("alice: "));
+  assert.ok(finding, `${where}: a finding about alice (${panel.findings.map((f) => f.title).join("; ")})`);
+  assert.ok(finding.title.startsWith(`alice: ${refused} requests failed with 403 Forbidden`), `${where}: ${finding.title}`);
+  assert.match(panel.summary, new RegExp(`^Findings \\(${panel.findings.length}\\)$`));
+  assert.match(finding.meta, /failed-requests · configmaps default\/target \(\w+\) · \d{4}-\d{2}-\d{2} [\d:.]+ \.\. [\d:.]+/);
+  assert.match(finding.explanation, /403/);
+  assert.ok(finding.nextSteps.length >= 1, `${where}: what to check next`);
+  assert.equal(finding.evidence.length, Math.min(refused, 12), `${where}: one evidence line per refused patch`);
+  assert.ok(finding.evidence.every((line) => line.linked && /audit alice patch/.test(line.text) && /403 Forbidden/.test(line.text)),
+    `${where}: every evidence line found its mark (${JSON.stringify(finding.evidence)})`);
+  assert.equal(new Set(finding.evidence.map((line) => `${line.row}:${line.mark}`)).size, finding.evidence.length, `${where}: each line its own mark`);
+
+  // The evidence marks are ringed while the findings are open.
+  const rings = page.locator('.row[data-resource="configmaps"][data-name="target"] .evidence-ring');
+  assert.equal(await rings.count(), finding.evidence.length, `${where}: a ring per evidence mark`);
+  assert.equal(await rings.first().isVisible(), true);
+  assert.equal(await page.locator('.row[data-resource="configmaps"][data-name="target"] .mark[data-evidence]').count(), finding.evidence.length);
+  assert.equal(await page.locator(".legend-evidence").isVisible(), true, `${where}: the legend explains the ring`);
+
+  // A click on the second evidence line selects its mark.
+  const line = page.locator(".finding", { has: page.locator(".finding-title", { hasText: finding.title }) }).locator(".evidence a.evidence-line").nth(1);
+  await line.click();
+  const chosen = finding.evidence[1];
+  const selected = await selectedMark(page);
+  assert.deepEqual([selected.row, selected.mark], [chosen.row, chosen.mark], `${where}: the line's mark is selected`);
+  assert.equal(selected.source, "audit");
+  assert.match(selected.title, /alice patch/);
+  assert.ok(selected.evidence > 0);
+  if (chosen.spanId && selected.spanId) assert.equal(selected.spanId, chosen.spanId, `${where}: the activity span the evidence names`);
+  assert.match(page.url(), new RegExp(`\\?span=[0-9a-f]{16}&mark=${chosen.mark}$`), `${where}: the selection is in the URL`);
+  assert.equal(await page.locator(`.mark.selected[data-row="${chosen.row}"][data-mark="${chosen.mark}"][data-evidence]`).count(), 1);
+  assert.match(await page.locator("#panel h2").innerText(), /alice patch/);
+  assert.match(await page.locator("#panel").innerText(), new RegExp(`Evidence of[\\s\\S]*alice: ${refused} requests failed`, "i"), `${where}: the panel names the finding`);
+  assert.equal(await line.getAttribute("class"), "evidence-line current", `${where}: the clicked line is marked current`);
+
+  // Collapsed, the findings leave the marks alone.
+  await page.locator("#findings > summary").click();
+  await page.waitForFunction(() => !document.querySelector("#trace").classList.contains("findings-open"));
+  assert.equal(await rings.first().isVisible(), false, `${where}: no ring while the findings are closed`);
+  await page.locator("#findings > summary").click();
+  await page.waitForFunction(() => document.querySelector("#trace").classList.contains("findings-open"));
+  assert.equal(await rings.first().isVisible(), true, `${where}: rings again when opened`);
+  return finding;
+}
+
+test("a healthy rollout has no finding: the findings section says so, collapsed", async () => {
+  const { page, problems } = await newPage();
+  await page.goto(demo.url);
+  await ready(page);
+  const panel = await findingsPanel(page);
+  assert.equal(panel.state, "none", panel.text);
+  assert.equal(panel.summary, "Findings (0): no finding");
+  assert.equal(panel.open, false, "collapsed");
+  assert.deepEqual(panel.findings, []);
+  assert.equal(await page.locator(".row .evidence-ring").count(), 0, "no mark is evidence");
+  assert.equal(await page.locator(".legend-evidence").isVisible(), false);
+  await page.locator("#findings > summary").click();
+  assert.match(await page.locator("#findings-list").innerText(), /No finding: no diagnoser matched the 11 objects of this view/);
+  assert.deepEqual(problems, []);
+});
+
+test("a finding shows in its panel, its evidence marks ringed, a click on a line selects the mark", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "kelemetry-findings-"));
+  let serve;
+  try {
+    const { input, refused, recorded } = refusedPatchesInput(dir);
+    console.log(`refused patches: ${recorded ? "fixtures/recorded/failed-requests" : "a generated audit log"}, ${refused} refused`);
+    const store = path.join(dir, "store");
+    await kelemetry(["replay", "--store", store, input]);
+    serve = await startServe(["--store", store]);
+    const { page, problems } = await newPage();
+    const asked = [];
+    page.on("request", (request) => { if (request.url().includes("/api/diagnose/")) asked.push(request.url()); });
+    await page.goto(`${serve.base}/#/search?resource=configmaps&namespace=default&name=target&mode=tracing&open=1`);
+    await page.waitForURL(/#\/trace\/ff20000000/);
+    await ready(page);
+
+    // tracing: activities are logs of their object; evidence is found by its object, time and activity.
+    const tracing = await assertRefusedPatchesFinding(page, refused, "tracing");
+    assert.ok(tracing.evidence.every((line) => line.spanId && /^[0-9a-f]{16}$/.test(line.spanId)));
+    assert.equal(asked.length, 1, "the diagnosis is asked once per trace");
+    assert.ok(asked[0].endsWith(`/api/diagnose/${/#\/trace\/([0-9a-f]{32})/.exec(page.url())[1]}`), asked[0]);
+    const screenshot = path.join(ARTIFACTS, "viewer-findings.png");
+    await page.screenshot({ path: screenshot });
+    console.log(`screenshot: ${screenshot}`);
+
+    // tree: activities are spans; evidence is found by its span id.
+    await page.selectOption("#mode-switch", "tree");
+    await page.waitForURL(/#\/trace\/ff00000000/);
+    await ready(page);
+    await assertRefusedPatchesFinding(page, refused, "tree");
+    assert.equal(asked.length, 2, "and again for the other mode's trace");
+
+    // grouped: Events in a child span per source, audit requests logs of the object.
+    await page.selectOption("#mode-switch", "grouped");
+    await page.waitForURL(/#\/trace\/ff30000000/);
+    await ready(page);
+    await assertRefusedPatchesFinding(page, refused, "grouped");
+
+    // timeline: the root and every activity of the view as its child spans.
+    await page.selectOption("#mode-switch", "timeline");
+    await page.waitForURL(/#\/trace\/ff10000000/);
+    await ready(page);
+    await assertRefusedPatchesFinding(page, refused, "timeline");
+    assert.deepEqual(problems, []);
+  } finally {
+    if (serve) serve.child.kill("SIGINT");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a failed diagnosis leaves a note and the trace as it is", async () => {
+  const { page, problems } = await newPage();
+  await page.route("**/api/diagnose/**", (route) => route.fulfill({ status: 500, contentType: "application/json", body: '{"data":null,"errors":[{"code":500,"msg":"the store is gone"}]}' }));
+  await page.goto(demo.url);
+  await ready(page);
+  const panel = await findingsPanel(page);
+  assert.equal(panel.state, "error");
+  assert.equal(panel.summary, "Findings: not available");
+  assert.equal(panel.open, false);
+  assert.match(await page.locator("#findings-list").textContent(), /could not be read \(the store is gone\)/);
+  // The trace works as ever: rows, marks, the side panel.
+  assert.ok((await rows(page)).length >= 11);
+  await page.locator('.row[data-resource="deployments"] .row-label').click();
+  assert.match(await page.locator("#panel h2").innerText(), /^deployments default\/demo/);
+  // The browser reports the failed load itself; nothing else went wrong.
+  assert.deepEqual(problems.filter((problem) => !/Failed to load resource: the server responded with a status of 500/.test(problem)), []);
+});
+
+test("the exported page carries the findings and shows them from disk", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "kelemetry-export-findings-"));
+  try {
+    const { input, refused } = refusedPatchesInput(dir);
+    const store = path.join(dir, "store");
+    await kelemetry(["replay", "--store", store, input]);
+    const file = path.join(dir, "target.html");
+    const printed = await kelemetry(["export", "configmaps/default/target", "--store", store, "--html", file]);
+    assert.match(printed, /and \d+ findings?/);
+    rmSync(store, { recursive: true, force: true });
+
+    const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
+    const page = await context.newPage();
+    const problems = [];
+    const requests = [];
+    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    page.on("console", (msg) => { if (msg.type() === "error") problems.push(`console: ${msg.text()}`); });
+    page.on("request", (request) => requests.push(request.url()));
+    const url = pathToFileURL(file).href;
+    await page.goto(url);
+    await ready(page);
+    await assertRefusedPatchesFinding(page, refused, "offline");
+    const screenshot = path.join(ARTIFACTS, "viewer-findings-offline.png");
+    await page.screenshot({ path: screenshot });
+    console.log(`screenshot: ${screenshot}`);
+    assert.deepEqual(requests.filter((request) => request !== url), [], "no request but the file itself");
     assert.deepEqual(problems, []);
     await context.close();
   } finally {

@@ -71,6 +71,11 @@ impl ViewArgs {
     /// The object's view, with the extension providers' spans grafted in when `--extensions` names any (what each
     /// provider did goes to standard error).
     pub(crate) async fn shown(&self) -> Result<Shown, CliError> {
+        Ok(self.shown_with_store().await?.0)
+    }
+
+    /// [`Self::shown`], and the store (opened read-only) it was read from, to read more (the findings about it).
+    pub(crate) async fn shown_with_store(&self) -> Result<(Shown, SpanStore), CliError> {
         let selector = parse_object(&self.object, self.cluster.clone())?;
         let extensions = self
             .extensions
@@ -91,7 +96,7 @@ impl ViewArgs {
                 );
             }
         }
-        Ok(shown)
+        Ok((shown, store))
     }
 }
 

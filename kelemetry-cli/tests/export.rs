@@ -1,8 +1,9 @@
 //! `kelemetry export`: the project's recording of the deployment scenario (`fixtures/recorded/deployment-lifecycle`)
 //! replayed and exported as one self-contained HTML page (nothing a browser would fetch) and as OTLP JSON (every
 //! span of the view); and the apiserver's recorded spans (`fixtures/recorded/apiserver-traces`) grafted into an
-//! export by an `http` extension provider. The page in headless Chromium, from a `file://` URL, is
-//! `viewer-tests/viewer.test.mjs` (`scripts/browser-test`).
+//! export by an `http` extension provider; the findings of the automatic diagnosis embedded in the page (none for
+//! the healthy deployment scenario, one for a user refused again and again). The page in headless Chromium, from a
+//! `file://` URL, is `viewer-tests/viewer.test.mjs` (`scripts/browser-test`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -122,10 +123,15 @@ fn loading_attributes(markup: &str) -> Vec<String> {
 
 /// The `/api/traces/{id}` answer the page carries.
 fn embedded_answer(html: &str) -> Value {
+    embedded(html, "kelemetry-trace")
+}
+
+/// The JSON of the page's `<script>` element with this id.
+fn embedded(html: &str, id: &str) -> Value {
     let (_, data) = elements(html, "script")
         .into_iter()
-        .find(|(head, _)| head.contains(r#"id="kelemetry-trace""#))
-        .expect("the page carries its trace");
+        .find(|(head, _)| head.contains(&format!(r#"id="{id}""#)))
+        .unwrap_or_else(|| panic!("the page has no element {id}"));
     serde_json::from_str(data).unwrap()
 }
 
@@ -204,7 +210,11 @@ fn the_deployment_scenario_exports_to_a_self_contained_page_and_to_otlp_json() {
         assert!(!css.contains("url(") && !css.contains("@import"));
     }
     let scripts = elements(&html, "script");
-    assert_eq!(scripts.len(), 2, "the trace and the viewer's script");
+    assert_eq!(
+        scripts.len(),
+        3,
+        "the trace, its findings and the viewer's script"
+    );
     for (head, body) in &scripts {
         assert!(!head.contains("src"), "{head}");
         if !head.contains("application/json") {
@@ -250,6 +260,11 @@ fn the_deployment_scenario_exports_to_a_self_contained_page_and_to_otlp_json() {
         .map(|s| s["logs"].as_array().unwrap().len())
         .sum();
     assert_eq!(logs, 152, "every audit event and Event of the recording");
+    // The findings beside it: a healthy rollout has none, and the page says so.
+    assert!(printed.contains("and no finding"), "{printed}");
+    let findings = embedded(&html, "kelemetry-findings");
+    assert_eq!(findings["data"], Value::Array(Vec::new()));
+    assert_eq!(findings["total"], 0);
 
     // OTLP JSON: the same spans, the activities as span events.
     let spans = otlp_spans(&otlp_path);
@@ -439,6 +454,155 @@ fn export_grafts_the_apiservers_spans_with_an_extension_provider() {
             .unwrap()
             .len();
     assert_eq!(page_spans, spans.len());
+}
+
+/// An audit log (JSON lines of `audit.k8s.io/v1` Events at `ResponseComplete`): the admin creates ConfigMap
+/// `default/target`, then user `alice` patches it `refused` times, 3 s apart, and is refused each time (403).
+fn refused_patches(refused: usize) -> String {
+    let start: jiff::Timestamp = "2026-11-28T03:00:00Z".parse().unwrap();
+    let event = |n: usize, verb: &str, user: &str, code: u16, request: Value, response: Value| {
+        let at = start + jiff::SignedDuration::from_secs(3 * n as i64);
+        serde_json::json!({
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "RequestResponse",
+            "auditID": format!("00000000-0000-4000-9000-{n:012}"),
+            "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/default/configmaps/target",
+            "verb": verb,
+            "user": {"username": user},
+            "sourceIPs": ["127.0.0.1"],
+            "userAgent": "export-test",
+            "objectRef": {"resource": "configmaps", "namespace": "default", "name": "target", "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": code},
+            "requestObject": request,
+            "responseObject": response,
+            "requestReceivedTimestamp": at.to_string(),
+            "stageTimestamp": (at + jiff::SignedDuration::from_millis(4)).to_string(),
+        })
+        .to_string()
+    };
+    let config_map = serde_json::json!({
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "target", "namespace": "default", "uid": "00000000-0000-4000-9000-000000000001",
+            "resourceVersion": "700"},
+        "data": {"purpose": "labelled-by-alice"},
+    });
+    let mut lines = vec![event(
+        0,
+        "create",
+        "kelemetry-admin",
+        201,
+        config_map.clone(),
+        config_map,
+    )];
+    for n in 1..=refused {
+        lines.push(event(
+            n,
+            "patch",
+            "alice",
+            403,
+            serde_json::json!({"metadata": {"labels": {"reviewed": n.to_string()}}}),
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                "code": 403, "message": "configmaps \"target\" is forbidden: User \"alice\" cannot patch resource"}),
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn the_exported_page_carries_the_findings_kelemetry_diagnose_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    std::fs::write(&log, refused_patches(4)).unwrap();
+    let store = dir.path().join("store").to_str().unwrap().to_owned();
+    run(&[
+        "replay",
+        "--quiet",
+        "--store",
+        &store,
+        log.to_str().unwrap(),
+    ]);
+    let html_path = dir.path().join("target.html");
+    let printed = run(&[
+        "export",
+        "configmaps/default/target",
+        "--store",
+        &store,
+        "--html",
+        html_path.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("and 1 finding"), "{printed}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let answer = embedded(&html, "kelemetry-findings");
+    assert_eq!(answer["total"], 1);
+    let findings = answer["data"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{answer:#}");
+    let finding = &findings[0];
+    assert_eq!(finding["diagnoser"], "failed-requests");
+    assert_eq!(
+        finding["title"],
+        "alice: 4 requests failed with 403 Forbidden on configmaps default/target (local)"
+    );
+    let evidence = finding["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 4, "each refused patch");
+    for line in evidence {
+        let span_id = line["spanId"].as_str().unwrap();
+        assert!(
+            span_id.len() == 16 && span_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{span_id}"
+        );
+        assert_eq!(line["activity"], "audit alice patch (Forbidden)");
+    }
+    assert!(
+        finding["nextSteps"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+    // The same findings `kelemetry diagnose --json` prints for the same view.
+    let printed = run(&[
+        "diagnose",
+        "configmaps/default/target",
+        "--store",
+        &store,
+        "--json",
+    ]);
+    let diagnosed: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(answer["data"], diagnosed);
+
+    // --diagnose-config: the diagnosis as `kelemetry diagnose --config` reads it.
+    let config = dir.path().join("diagnose.yaml");
+    std::fs::write(&config, "thresholds:\n  failedRequests: 5\n").unwrap();
+    let printed = run(&[
+        "export",
+        "configmaps/default/target",
+        "--store",
+        &store,
+        "--html",
+        html_path.to_str().unwrap(),
+        "--diagnose-config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("and no finding"), "{printed}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert_eq!(
+        embedded(&html, "kelemetry-findings")["data"],
+        Value::Array(Vec::new())
+    );
+    std::fs::write(&config, "thresholds:\n  noSuchThreshold: 5\n").unwrap();
+    let (ok, output) = kelemetry(&[
+        "export",
+        "configmaps/default/target",
+        "--store",
+        &store,
+        "--html",
+        dir.path().join("not-written.html").to_str().unwrap(),
+        "--diagnose-config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!ok && output.contains("diagnose.yaml"), "{output}");
+    assert!(!dir.path().join("not-written.html").exists());
 }
 
 #[test]

@@ -6,19 +6,22 @@
 //!   (`#/search?...`, `#/trace/<id>?span=...&mark=...`), so every view is a link that can be shared;
 //! - `GET /viewer.js`, `GET /viewer.css`: the script and the style sheet.
 //!
-//! The page reads `/api/services` (display modes), `/api/operations` (clusters), `/api/traces` (search) and
-//! `/api/traces/{id}`, and draws a trace as a timeline: one row per object, its activities as marks, the spans
-//! extension providers grafted in (`crate::extension`) as small waterfalls in the side panel of their activity.
+//! The page reads `/api/services` (display modes), `/api/operations` (clusters), `/api/traces` (search),
+//! `/api/traces/{id}` and `/api/diagnose/{id}`, and draws a trace as a timeline: one row per object, its activities
+//! as marks, the spans extension providers grafted in (`crate::extension`) as small waterfalls in the side panel of
+//! their activity, and the findings of the automatic diagnosis (`crate::diagnose`) in a section above the timeline,
+//! their evidence marks ringed.
 //!
-//! [`offline_page`] is the same page as one file that carries one trace (`kelemetry export --html`): style sheet,
-//! script and the trace's `/api/traces/{id}` answer inlined, a content security policy that lets it load nothing,
-//! so that it opens from disk.
+//! [`offline_page`] is the same page as one file that carries one trace and its findings (`kelemetry export
+//! --html`): style sheet, script, the trace's `/api/traces/{id}` answer and the `/api/diagnose/{id}` answer inlined,
+//! a content security policy that lets it load nothing, so that it opens from disk.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::diagnose::Finding;
 use crate::display::DisplayTrace;
 use crate::jaeger_json::{Response as ApiResponse, Trace};
 
@@ -36,15 +39,18 @@ const SCRIPT_TAG: &str = r#"<script src="/viewer.js"></script>"#;
 /// What [`offline_page`] puts after the charset: nothing may be loaded, inline script and style only.
 const OFFLINE_POLICY: &str = r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">"#;
 
-/// The viewer as one self-contained HTML page showing `trace` without a server: the style sheet and the script
-/// inlined, and the trace as `/api/traces/{id}` answers it in a `<script type="application/json"
-/// id="kelemetry-trace">` element (its display mode in `data-mode`), which the script renders instead of calling
-/// the API (search and mode switch disabled). A content security policy in the page forbids every load, so it
-/// opens from disk (`file://`) and reaches nothing.
-pub fn offline_page(trace: &DisplayTrace) -> Result<String, serde_json::Error> {
-    let answer = ApiResponse::ok(vec![Trace::from(trace)], 1);
-    // `<` only occurs inside JSON strings, where `\u003c` means the same; so no `</script>` ends the element early.
-    let data = serde_json::to_string(&answer)?.replace('<', "\\u003c");
+/// The viewer as one self-contained HTML page showing `trace` and its `findings` without a server: the style sheet
+/// and the script inlined; the trace as `/api/traces/{id}` answers it in a `<script type="application/json"
+/// id="kelemetry-trace">` element (its display mode in `data-mode`) and the findings as `/api/diagnose/{id}` answers
+/// in a `<script type="application/json" id="kelemetry-findings">` element, which the script renders instead of
+/// calling the API (search and mode switch disabled). A content security policy in the page forbids every load, so
+/// it opens from disk (`file://`) and reaches nothing.
+pub fn offline_page(
+    trace: &DisplayTrace,
+    findings: &[Finding],
+) -> Result<String, serde_json::Error> {
+    let data = embedded_json(&ApiResponse::ok(vec![Trace::from(trace)], 1))?;
+    let diagnosis = embedded_json(&ApiResponse::ok(findings, findings.len()))?;
     let mode = html_attribute(&trace.mode.to_string());
     let page = INDEX_HTML
         .replacen(
@@ -56,11 +62,18 @@ pub fn offline_page(trace: &DisplayTrace) -> Result<String, serde_json::Error> {
         .replacen(
             SCRIPT_TAG,
             &format!(
-                "<script type=\"application/json\" id=\"kelemetry-trace\" data-mode=\"{mode}\">{data}</script>\n<script>\n{VIEWER_JS}</script>"
+                "<script type=\"application/json\" id=\"kelemetry-trace\" data-mode=\"{mode}\">{data}</script>\n\
+                 <script type=\"application/json\" id=\"kelemetry-findings\">{diagnosis}</script>\n<script>\n{VIEWER_JS}</script>"
             ),
             1,
         );
     Ok(page)
+}
+
+/// `value` as JSON to put inside a `<script>` element: `<` only occurs inside JSON strings, where `\u003c` means the
+/// same; so no `</script>` (nor `<!--`) in a value ends the element early.
+fn embedded_json(value: &impl serde::Serialize) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_string(value)?.replace('<', "\\u003c"))
 }
 
 /// `text` as the value of a double-quoted HTML attribute.
@@ -136,6 +149,9 @@ mod tests {
             "message",
             "row-filter",
             "copy-link",
+            "findings",
+            "findings-summary",
+            "findings-list",
         ] {
             assert!(
                 INDEX_HTML.contains(&format!(r#"id="{id}""#)),
@@ -172,10 +188,37 @@ mod tests {
         }
     }
 
+    fn sample_finding() -> Finding {
+        let at: jiff::Timestamp = "2026-11-28T01:35:00.123456Z".parse().unwrap();
+        Finding {
+            diagnoser: "failed-requests".into(),
+            title: "alice: 4 requests failed with 403 Forbidden on </script><!-- (local)".into(),
+            object: "deployments default/web (local)".into(),
+            from: at,
+            to: at,
+            evidence: vec![crate::diagnose::Evidence {
+                object: "deployments default/web (local)".into(),
+                span_id: "0000000000000002".into(),
+                time: at,
+                activity: "audit alice patch (Forbidden)".into(),
+                note: "403 Forbidden".into(),
+            }],
+            explanation: "each was answered 403".into(),
+            next_steps: vec!["check the user's RoleBindings".into()],
+        }
+    }
+
+    /// The text of the `<script type="application/json">` element with this id on `page`.
+    fn embedded<'a>(page: &'a str, id: &str) -> &'a str {
+        let data = &page[page.find(&format!(r#"id="{id}""#)).unwrap()..];
+        &data[data.find('>').unwrap() + 1..data.find("</script>").unwrap()]
+    }
+
     #[test]
     fn the_offline_page_carries_everything_and_loads_nothing() {
         let trace = sample_trace();
-        let page = offline_page(&trace).unwrap();
+        let findings = vec![sample_finding()];
+        let page = offline_page(&trace, &findings).unwrap();
         // The style sheet and the script inline, nothing to load.
         assert!(page.contains(VIEWER_CSS) && page.contains(VIEWER_JS));
         for load in [
@@ -191,15 +234,36 @@ mod tests {
         assert!(page.contains(OFFLINE_POLICY));
         assert!(page.contains(&format!(r#"data-mode="{}""#, trace.mode)));
         // One element holds the embedded answer; a `</script>` inside a value does not end it.
-        let data = &page[page.find(r#"id="kelemetry-trace""#).unwrap()..];
-        let data = &data[data.find('>').unwrap() + 1..data.find("</script>").unwrap()];
-        let answer: serde_json::Value = serde_json::from_str(data).unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_str(embedded(&page, "kelemetry-trace")).unwrap();
         let expected = serde_json::to_value(ApiResponse::ok(vec![Trace::from(&trace)], 1)).unwrap();
         assert_eq!(answer, expected, "the answer /api/traces/{{id}} gives");
         assert_eq!(
             answer["data"][0]["spans"][0]["logs"][0]["fields"][0]["value"],
             "</script><script>alert(1)</script>"
         );
+        // The findings beside it, as `/api/diagnose/{id}` answers, camelCase, whole.
+        let text = embedded(&page, "kelemetry-findings");
+        assert!(!text.contains('<'), "no markup inside the element: {text}");
+        let answer: serde_json::Value = serde_json::from_str(text).unwrap();
+        let expected = serde_json::to_value(ApiResponse::ok(&findings, 1)).unwrap();
+        assert_eq!(answer, expected, "the answer /api/diagnose/{{id}} gives");
+        assert_eq!(answer["total"], 1);
+        assert_eq!(
+            answer["data"][0]["evidence"][0]["spanId"],
+            "0000000000000002"
+        );
+        assert_eq!(
+            answer["data"][0]["nextSteps"][0],
+            "check the user's RoleBindings"
+        );
+        let back: Vec<Finding> = serde_json::from_value(answer["data"].clone()).unwrap();
+        assert_eq!(back, findings);
+        // No findings: an empty list, not a missing element (the page says "no finding").
+        let page = offline_page(&trace, &[]).unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_str(embedded(&page, "kelemetry-findings")).unwrap();
+        assert_eq!(answer["data"], serde_json::json!([]));
     }
 
     #[test]

@@ -15,8 +15,16 @@
 // root's `kelemetry.extension.activityTime`), else on the object's row, and shows as a small waterfall in the side
 // panel.
 //
+// Findings (automatic diagnosis, docs/diagnose.md): once a trace is drawn, `/api/diagnose/<trace id>` is asked for
+// the findings about the view's objects; they show in a collapsible "Findings (N)" section above the timeline (a
+// failed call leaves a note there and nothing else). Each evidence line is matched to a mark: by span id when the
+// mark comes from an activity span (`tree`, `timeline`); else (activities as logs, `tracing`, `grouped`) on the row
+// of the evidence's object by the time in microseconds and the text `<source> <title>`. A click on a matched line
+// selects the mark. Matched marks get a red ring while the section is open.
+//
 // A page that carries a trace (`<script type="application/json" id="kelemetry-trace">`, as `kelemetry export
-// --html` writes it) shows that trace offline: no API call, no search, no mode switch.
+// --html` writes it) shows that trace offline: no API call, no search, no mode switch. Its findings are beside it
+// (`<script type="application/json" id="kelemetry-findings">`, the answer `/api/diagnose/<trace id>` gives).
 "use strict";
 
 (function () {
@@ -105,7 +113,8 @@
     collapsed: new Set(), // span ids of collapsed rows
     filter: "",
     timings: {},
-    offline: null, // { id, answer } on a page that carries its trace (kelemetry export --html)
+    offline: null, // { id, answer, findings } on a page that carries its trace (kelemetry export --html)
+    findings: null, // { status: loading | ready | error | absent, list, located, error } of the trace shown
   };
   window.kelemetryViewer = state; // for tests and for the curious
 
@@ -290,7 +299,9 @@
     const source = serviceOf(trace, span).split(" ").pop();
     const fields = (span.tags || []).filter((t) => !["cluster", "group", "version", "resource", "namespace", "name"].includes(t.key)).map((t) => [t.key, String(t.value)]);
     for (const log of span.logs || []) for (const f of log.fields) fields.push([f.key, String(f.value)]);
-    return newMark(span.startTime, span.startTime + span.duration, source, span.operationName, fields);
+    const mark = newMark(span.startTime, span.startTime + span.duration, source, span.operationName, fields);
+    mark.spanId = span.spanID;
+    return mark;
   }
 
   function newMark(start, end, source, title, fields) {
@@ -302,6 +313,8 @@
       warning: source === "event" && get("type") === "Warning",
       hasDiff: get("diff") !== undefined || get("verbose diff") !== undefined,
       extensions: [],
+      spanId: null, // the activity span's id when the mark comes from one
+      evidence: 0, // how many evidence lines of the findings point at it
     };
   }
 
@@ -432,9 +445,11 @@
       }
     }
     const extensionCount = extensionSpans.length ? attachExtensions(trace, extensionSpans, { byId, parentOf, nearestRow, rows, markOfSpan }) : 0;
+    const markAt = new Map(); // activity span id -> { row, mark } (indexes), for the findings' evidence
     for (const row of rows) {
       row.marks.sort((a, b) => a.start - b.start);
       markCount += row.marks.length;
+      row.marks.forEach((mark, m) => { if (mark.spanId) markAt.set(mark.spanId, { row: row.index, mark: m }); });
     }
     let from = Infinity;
     let to = -Infinity;
@@ -446,7 +461,7 @@
     }
     if (!Number.isFinite(from)) { from = 0; to = 1; }
     if (to <= from) to = from + 1e6;
-    return { rows, from, to, markCount, extensionCount };
+    return { rows, from, to, markCount, extensionCount, markAt };
   }
 
   // ---- the trace page ----
@@ -485,6 +500,7 @@
       warnings: trace.warnings || [],
       viewFrom: built.from,
       viewTo: built.to,
+      markAt: built.markAt,
     };
     state.collapsed = new Set();
     state.selected = null;
@@ -515,6 +531,8 @@
       state.timings = { fetchMs: fetched - started, buildMs: drawn - fetched, totalMs: performance.now() - started };
       setBusy("ready");
     }, 0));
+    // After the trace is drawn: its findings never hold it up, and their failure leaves it as it is.
+    loadFindings(token);
   }
 
   /** The rows shown: collapsed subtrees and rows that match no filter (nor have a matching descendant) left out. */
@@ -610,6 +628,8 @@
         if (mark.start < trace.viewFrom || mark.start > trace.viewTo) return;
         const selectedMark = selectedRow && state.selected.mark === m;
         const grafted = mark.extensions.length;
+        // The ring first, under the mark; it shows while the findings section is open.
+        if (mark.evidence) lane.append(el("span", { class: "evidence-ring", style: `left:${position(mark.start)}` }));
         lane.append(el("span", {
           class: markClass(mark) + (selectedMark ? " selected" : ""),
           style: `left:${position(mark.start)}`,
@@ -617,7 +637,8 @@
           "data-mark": m,
           "data-source": mark.source,
           "data-extensions": grafted || undefined,
-          title: `${clock(mark.start, true)} ${mark.source}: ${mark.title}${grafted ? ` (${spanCount(grafted)})` : ""}`,
+          "data-evidence": mark.evidence || undefined,
+          title: `${clock(mark.start, true)} ${mark.source}: ${mark.title}${grafted ? ` (${spanCount(grafted)})` : ""}${mark.evidence ? " · evidence of a finding" : ""}`,
         }));
         // A badge beside the mark (not inside it: some marks are clipped or rotated).
         if (grafted) {
@@ -656,6 +677,7 @@
       state.selected = null;
       $("panel").hidden = true;
       drawRows();
+      markCurrentEvidence();
       return;
     }
     const markText = params.get("mark");
@@ -688,6 +710,7 @@
       container.scrollTop = Math.max(0, v * ROW_HEIGHT - container.clientHeight / 3);
     }
     drawRows();
+    markCurrentEvidence();
     if (mark === undefined) showObject(row);
     else showMark(row, mark);
   }
@@ -700,7 +723,7 @@
   function openPanel(...children) {
     const panel = $("panel");
     panel.hidden = false;
-    panel.replaceChildren(el("button", { class: "close", type: "button", onclick: () => { state.selected = null; panel.hidden = true; history.replaceState(null, "", selectionHash()); drawRows(); } }, "×"), ...children.flat().filter(Boolean));
+    panel.replaceChildren(el("button", { class: "close", type: "button", onclick: () => { state.selected = null; panel.hidden = true; history.replaceState(null, "", selectionHash()); drawRows(); markCurrentEvidence(); } }, "×"), ...children.flat().filter(Boolean));
     panel.scrollTop = 0;
   }
 
@@ -821,6 +844,7 @@
         mark.failed ? el("span", { class: "badge failed" }, "failed") : null,
         mark.title),
       el("p", {}, `${isoTime(mark.start)} on `, objectLink(index)),
+      mark.evidence ? [el("h3", {}, "Evidence of"), el("ul", { class: "evidence-of" }, findingsOfMark(index, m).map((title) => el("li", { class: "failed-note" }, title)))] : null,
       fieldTable(plain),
       mark.extensions.length ? [el("h3", {}, `Extension spans (${mark.extensions.length})`), waterfall(mark.extensions)] : null,
       blocks,
@@ -828,6 +852,200 @@
         m > 0 ? el("a", { href: selectionHash(index, m - 1), "data-select": index, "data-mark": m - 1 }, "← previous") : null,
         " ",
         m + 1 < row.marks.length ? el("a", { href: selectionHash(index, m + 1), "data-select": index, "data-mark": m + 1 }, "next →") : null));
+  }
+
+  // ---- findings ----
+
+  /** Microseconds since the epoch of an RFC 3339 time (fraction digits beyond 6 cut, as the API does), or null. */
+  function timestampMicros(text) {
+    const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/.exec(String(text || ""));
+    if (!match) return null;
+    const millis = Date.parse(`${match[1]}${match[3]}`);
+    if (Number.isNaN(millis)) return null;
+    return millis * 1000 + Number((match[2] || "").slice(0, 6).padEnd(6, "0"));
+  }
+
+  /** A finding's time range: `2026-11-28 03:00:03.000 .. 03:00:12.000`, the date once when both share it. */
+  function findingRange(fromText, toText) {
+    const from = timestampMicros(fromText);
+    const to = timestampMicros(toText);
+    if (from === null || to === null) return `${fromText} .. ${toText}`;
+    const day = (micros) => isoTime(micros).slice(0, 10);
+    const fromDay = day(from);
+    return `${fromDay} ${clock(from, true)} .. ${day(to) === fromDay ? "" : `${day(to)} `}${clock(to, true)}`;
+  }
+
+  /** A row's object as findings name it: `configmaps default/target (local)`, `deployments.apps default/web (c)`. */
+  function findingObjectName(row) {
+    const resource = row.group ? `${row.resource}.${row.group}` : row.resource;
+    return `${resource} ${row.namespace ? `${row.namespace}/` : ""}${row.name} (${row.cluster})`;
+  }
+
+  /**
+   * The mark an evidence line points at, as { row, mark } indexes, or null when this view does not draw it:
+   * the mark of the activity span with the evidence's span id (modes where activities are spans); else a mark on
+   * the row of the evidence's object (any row when no row has that name) at the evidence's time in microseconds
+   * whose `<source> <title>` is the evidence's activity; else, on the object's row, a mark at that time. Marks in
+   * `taken` (already matched by the finding's other lines) are chosen last.
+   */
+  function locateEvidence(evidence, taken) {
+    const trace = state.trace;
+    const spanId = String(evidence.spanId || "").toLowerCase();
+    if (spanId && trace.markAt.has(spanId)) return trace.markAt.get(spanId);
+    const at = timestampMicros(evidence.time);
+    if (at === null) return null;
+    const named = trace.rows.filter((row) => findingObjectName(row) === evidence.object);
+    const candidates = named.length ? named : trace.rows;
+    let best = null;
+    let bestScore = 0;
+    for (const row of candidates) {
+      row.marks.forEach((mark, m) => {
+        if (mark.start !== at) return;
+        const sameActivity = `${mark.source} ${mark.title}` === evidence.activity;
+        if (!sameActivity && !named.length) return;
+        const score = (sameActivity ? 2 : 0) + (taken.has(`${row.index}:${m}`) ? 0 : 1);
+        if (score > bestScore) {
+          best = { row: row.index, mark: m };
+          bestScore = score;
+        }
+      });
+    }
+    return best;
+  }
+
+  /** Shows `list` (findings as the API gives them) for the trace shown, matching their evidence to its marks. */
+  function applyFindings(status, list, error) {
+    const trace = state.trace;
+    for (const row of trace.rows) for (const mark of row.marks) mark.evidence = 0;
+    const located = list.map((finding) => {
+      const taken = new Set();
+      return (finding.evidence || []).map((evidence) => {
+        const at = locateEvidence(evidence, taken);
+        if (at) {
+          taken.add(`${at.row}:${at.mark}`);
+          trace.rows[at.row].marks[at.mark].evidence += 1;
+        }
+        return at;
+      });
+    });
+    state.findings = { status, list, located, error };
+    renderFindings();
+    drawRows();
+    // A mark selected before the findings came: its panel names them now.
+    const selected = state.selected;
+    if (selected && selected.mark !== undefined && trace.rows[selected.row].marks[selected.mark].evidence) showMark(selected.row, selected.mark);
+  }
+
+  /** The titles of the findings whose evidence is the mark `m` of row `row`. */
+  function findingsOfMark(row, m) {
+    if (!state.findings) return [];
+    const { list, located } = state.findings;
+    return list.filter((_, f) => located[f].some((at) => at && at.row === row && at.mark === m)).map((finding) => finding.title);
+  }
+
+  function evidenceLine(evidence, at) {
+    const micros = timestampMicros(evidence.time);
+    const parts = [
+      el("span", { class: "evidence-time" }, micros === null ? String(evidence.time) : clock(micros, true)),
+      el("span", { class: "evidence-object" }, evidence.object),
+      el("span", { class: "evidence-activity" }, evidence.activity),
+      evidence.note ? el("span", { class: "evidence-note" }, evidence.note) : null,
+    ];
+    if (!at) return el("span", { class: "evidence-line unmatched", title: "this activity is not drawn in this view" }, parts);
+    return el("a", {
+      href: selectionHash(at.row, at.mark),
+      class: "evidence-line",
+      "data-select": at.row,
+      "data-mark": at.mark,
+      "data-span": evidence.spanId || undefined,
+      title: "select this activity",
+    }, parts);
+  }
+
+  function findingBlock(finding, located) {
+    const evidence = finding.evidence || [];
+    const steps = finding.nextSteps || [];
+    return el("section", { class: "finding", "data-diagnoser": finding.diagnoser },
+      el("h3", { class: "finding-title" }, finding.title),
+      el("p", { class: "finding-meta" }, `${finding.diagnoser} · ${finding.object} · ${findingRange(finding.from, finding.to)}`),
+      el("p", { class: "finding-explanation" }, finding.explanation),
+      steps.length ? [el("div", { class: "next-heading" }, "Check next"), el("ul", { class: "finding-next" }, steps.map((step) => el("li", {}, step)))] : null,
+      el("div", { class: "evidence-heading" }, `Evidence (${evidence.length})`),
+      el("ol", { class: "evidence" }, evidence.map((line, e) => el("li", {}, evidenceLine(line, located[e])))));
+  }
+
+  /** The findings section as `state.findings` says: looking, a note, no finding (collapsed), or the findings (open). */
+  function renderFindings() {
+    const section = $("findings");
+    const summary = $("findings-summary");
+    const body = $("findings-list");
+    const { status, list, located, error } = state.findings;
+    const count = list.length;
+    const objects = state.trace.rows.length;
+    let open = false;
+    if (status === "loading") {
+      summary.textContent = "Findings: looking…";
+      body.replaceChildren();
+    } else if (status === "error") {
+      summary.textContent = "Findings: not available";
+      body.replaceChildren(el("p", { class: "findings-note" }, `The diagnosis could not be read (${error}). The trace is shown without it.`));
+    } else if (status === "absent") {
+      summary.textContent = "Findings: not in this page";
+      body.replaceChildren(el("p", { class: "findings-note" }, "This page was exported without findings."));
+    } else if (!count) {
+      summary.textContent = "Findings (0): no finding";
+      body.replaceChildren(el("p", { class: "findings-note" }, `No finding: no diagnoser matched the ${objects} object${objects === 1 ? "" : "s"} of this view.`));
+    } else {
+      summary.textContent = `Findings (${count})`;
+      body.replaceChildren(...list.map((finding, f) => findingBlock(finding, located[f])));
+      open = true;
+    }
+    section.dataset.state = status === "ready" && !count ? "none" : status;
+    section.dataset.count = String(count);
+    section.open = open;
+    $("trace").classList.toggle("findings-open", open);
+    document.querySelector(".legend-evidence").hidden = !located.some((lines) => lines.some(Boolean));
+    markCurrentEvidence();
+  }
+
+  /** Highlights the evidence lines of the selected mark. */
+  function markCurrentEvidence() {
+    const selected = state.selected;
+    for (const line of $("findings-list").querySelectorAll("a.evidence-line")) {
+      line.classList.toggle("current", Boolean(selected) && selected.mark !== undefined
+        && Number(line.dataset.select) === selected.row && Number(line.dataset.mark) === selected.mark);
+    }
+  }
+
+  /** The findings of the trace shown (embedded on an exported page, else `/api/diagnose/<id>`). */
+  async function loadFindings(token) {
+    try {
+      state.findings = { status: "loading", list: [], located: [] };
+      renderFindings();
+      let list;
+      try {
+        if (state.offline) {
+          if (state.offline.findings.error) throw new Error(state.offline.findings.error);
+          if (!state.offline.findings.list) {
+            applyFindings("absent", []);
+            return;
+          }
+          list = state.offline.findings.list;
+        } else {
+          list = await api(`/api/diagnose/${state.trace.id}`);
+        }
+        if (!Array.isArray(list)) throw new Error("the answer holds no list of findings");
+        if (token !== loads) return; // another trace is shown by now
+        applyFindings("ready", list);
+      } catch (e) {
+        if (token !== loads) return;
+        applyFindings("error", [], e.message);
+      }
+    } catch (e) {
+      // Whatever went wrong, the trace stays as it is drawn.
+      $("findings-summary").textContent = "Findings: not available";
+      $("findings").dataset.state = "error";
+    }
   }
 
   // ---- events ----
@@ -883,6 +1101,20 @@
     event.preventDefault();
     select(Number(link.dataset.select), link.dataset.mark === undefined ? undefined : Number(link.dataset.mark));
   });
+  $("findings").addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-select]");
+    if (!link || !state.trace) return;
+    event.preventDefault();
+    const row = Number(link.dataset.select);
+    const m = Number(link.dataset.mark);
+    const mark = state.trace.rows[row] && state.trace.rows[row].marks[m];
+    if (!mark) return;
+    // A mark outside the zoomed range would not be drawn: show the whole trace.
+    if (mark.start < state.trace.viewFrom || mark.start > state.trace.viewTo) zoom(undefined, undefined, false);
+    select(row, m);
+  });
+  // Evidence rings show while the section is open.
+  $("findings").addEventListener("toggle", () => $("trace").classList.toggle("findings-open", $("findings").open));
   $("mode-switch").addEventListener("change", (event) => {
     if (state.trace) navigate(`#/trace/${withMode(state.trace.id, event.target.value)}`);
   });
@@ -921,6 +1153,18 @@
     return state.offline.answer.data;
   }
 
+  /** The findings an exported page carries ({ list } or { error }); { list: null } when it carries none. */
+  function offlineFindings() {
+    const embedded = document.getElementById("kelemetry-findings");
+    if (!embedded) return { list: null };
+    try {
+      const answer = JSON.parse(embedded.textContent);
+      return Array.isArray(answer && answer.data) ? { list: answer.data } : { error: "the findings on this page are no list" };
+    } catch (e) {
+      return { error: `the findings on this page are not JSON: ${e.message}` };
+    }
+  }
+
   /** An exported page: the trace it carries, shown without the API; search and mode switch disabled. */
   async function startOffline(embedded) {
     let answer;
@@ -938,7 +1182,7 @@
       return;
     }
     const mode = embedded.dataset.mode || "";
-    state.offline = { id: String(trace.traceID).toLowerCase().padStart(32, "0"), answer };
+    state.offline = { id: String(trace.traceID).toLowerCase().padStart(32, "0"), answer, findings: offlineFindings() };
     state.modes = mode ? [mode] : [];
     form.hidden = true;
     for (const control of form.elements) control.disabled = true;
