@@ -5,6 +5,8 @@
 //! - [`counting_alloc`]: a global allocator that counts live bytes, for measuring retained memory;
 //! - the binary `throughput` (`cargo run --release -p kelemetry-benches --bin throughput`): plain `serde_json`
 //!   parsing against the full pipeline on the same file, and the memory kept per tracked object-window;
+//! - the binary `shards` (`cargo run --release -p kelemetry-benches --bin shards`): the same pipeline on a
+//!   multi-threaded runtime with 1 shard and with 2 (`PipelineLimits::shards`);
 //! - the criterion benches in `benches/` (`cargo bench -p kelemetry-benches`): the hot pieces, each beside a
 //!   baseline measured in the same run.
 //!

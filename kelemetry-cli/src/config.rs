@@ -10,6 +10,7 @@
 //! | `sources.auditLog`   | [`AuditLogConfig`]                                          |
 //! | `sources.events`     | [`KubeEventOptions`]                                        |
 //! | `sources.objectWatch`| [`ObjectWatchConfig`]                                       |
+//! | `sources.leaderElection` | [`LeaderElection`] (runs `events` and `objectWatch` on one replica) |
 //! | `sources.kafka`      | `KafkaConfig` (`kelemetry_sources::kafka`; feature `kafka`) |
 //! | `filter`, `redaction`| [`Filter`], [`FieldRedaction`]                              |
 //! | `linkers`            | [`LinkerSetConfig`]                                         |
@@ -34,7 +35,7 @@ use kelemetry_metrics::AuditMetricsConfig;
 #[cfg(feature = "kafka")]
 use kelemetry_sources::KafkaConfig;
 use kelemetry_sources::webhook::{WalConfig, WebhookConfig};
-use kelemetry_sources::{AuditLogConfig, KubeEventOptions, ObjectWatchConfig};
+use kelemetry_sources::{AuditLogConfig, KubeEventOptions, LeaderElection, ObjectWatchConfig};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IntoDeserializer, MapAccess};
 
@@ -183,6 +184,9 @@ pub(crate) struct SourcesConfig {
     pub(crate) events: Option<KubeEventOptions>,
     /// The object watch.
     pub(crate) object_watch: Option<ObjectWatchConfig>,
+    /// Run `events` and `objectWatch` only while this process holds a Lease, so that of several replicas
+    /// watching one cluster exactly one runs them (docs/scaling.md#leader-election).
+    pub(crate) leader_election: Option<LeaderElection>,
     /// Audit documents from Kafka topics (a consumer group).
     #[cfg(feature = "kafka")]
     pub(crate) kafka: Option<KafkaConfig>,
@@ -213,7 +217,8 @@ pub(crate) struct ExportersConfig {
 /// `limits:`: the pipeline's [`PipelineLimits`], and `memory`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LimitsConfig {
-    /// The pipeline's sizes, intervals and shutdown grace.
+    /// The pipeline's sizes, shards, intervals and shutdown grace (every key of `limits:` but `memory`, read by
+    /// `PipelineLimits` itself: `shards: 0`, the default, is one shard per core).
     pub(crate) pipeline: PipelineLimits,
     /// A memory ceiling in bytes: above 85% of it (resident memory), the webhook answers 429 to new batches while
     /// its queue holds something, until the process is back under 75% (default: none; the queue bounds still
@@ -425,6 +430,17 @@ impl RunConfig {
             kafka
                 .check()
                 .map_err(|err| (vec!["sources", "kafka", err.field()], err.of_field()))?;
+        }
+        if let Some(election) = &sources.leader_election {
+            if sources.events.is_none() && sources.object_watch.is_none() {
+                return fail(
+                    &["sources", "leaderElection"],
+                    "elects the replica that runs events and objectWatch: configure one of them, or remove it",
+                );
+            }
+            election
+                .check()
+                .map_err(|err| (vec!["sources", "leaderElection", err.field], err.message))?;
         }
         if (sources.events.is_some() || sources.object_watch.is_some())
             && self.kubernetes.in_cluster

@@ -36,14 +36,18 @@ use crate::delivery::{Delivery, PendingRecord};
 use crate::exporter::Exporter;
 use crate::filter::Filter;
 use crate::histogram::DurationHistogram;
-use crate::ids::TraceId;
-use crate::key::Object;
 use crate::ledger::{BoundedLedger, SpanLedger};
 use crate::link::{Linker, ObjectLookup};
 use crate::redact::Redactor;
 use crate::source::{ActivitySink, CancellationToken, Rejection, SinkClosed, Source, SourceError};
-use crate::span::{self, SpanRecord};
-use crate::window::{Window, Windowing};
+use crate::span::SpanRecord;
+use crate::window::Windowing;
+
+mod shard;
+mod stage;
+
+use shard::{Batch, ShardSettings, Shards};
+use stage::{CachedLookup, Stage};
 
 /// How many distinct rejection reasons are counted separately; further ones are counted as `other`.
 const MAX_REJECTION_REASONS: usize = 64;
@@ -78,8 +82,12 @@ pub struct PipelineStats {
     /// From a record's arrival in the pipeline (its sink took it) to the acknowledgement of the batch holding its
     /// spans by the last exporter. Records that made no span, or whose batch an exporter gave up on, are not in it.
     pub ingest_to_export: DurationHistogram,
-    /// Records waiting in the channel between the sources and the stage now (a gauge).
+    /// Records taken from the sources and not yet handled now (a gauge): in the intake channel, in a shard's
+    /// queue, or in progress. At most about [`PipelineLimits::channel`] (see there).
     pub queued_records: AtomicU64,
+    /// Of those, the records a shard has started on and is waiting for now, a decorator or a lookup being slow
+    /// (a gauge). Later records of the same objects wait behind them; other objects' records do not.
+    pub in_progress_records: AtomicU64,
     rejections: Mutex<RejectionLog>,
     exporters: OnceLock<Vec<Arc<ExporterStats>>>,
 }
@@ -456,8 +464,15 @@ impl RetryPolicy {
     serde(default, rename_all = "camelCase", deny_unknown_fields)
 )]
 pub struct PipelineLimits {
-    /// Records buffered between the sources and the pipeline.
+    /// Records held between the sources and the exporters' batches: half in the intake channel the sources write
+    /// to, the other half split evenly over the shards (at least one record each). A source's `send` waits while
+    /// the intake is full; the intake waits while the shard of its next record is full.
     pub channel: usize,
+    /// Shards of the stage: records are routed by their object's key, so the records of one object stay in order
+    /// on one shard, and shards run on as many cores. `0` (the default) takes the cores this process may use.
+    /// Inside a shard, a record waiting on a slow decorator or lookup holds back only its own object's later
+    /// records.
+    pub shards: usize,
     /// Spans per batch handed to exporters.
     pub batch_size: usize,
     /// Batches buffered per exporter.
@@ -484,6 +499,7 @@ impl Default for PipelineLimits {
     fn default() -> Self {
         Self {
             channel: 4096,
+            shards: 0,
             batch_size: 512,
             exporter_queue: 16,
             body_cache_objects: 10_000,
@@ -592,9 +608,15 @@ impl PipelineBuilder {
         self
     }
 
-    /// Records buffered between sources and the pipeline (default 4096).
+    /// Records held between sources and the exporters' batches (default 4096; see [`PipelineLimits::channel`]).
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
         self.limits.channel = capacity;
+        self
+    }
+
+    /// Shards of the stage (default 0: one per core this process may use; see [`PipelineLimits::shards`]).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.limits.shards = shards;
         self
     }
 
@@ -668,7 +690,9 @@ impl PipelineBuilder {
     /// The pipeline, ready to run.
     pub fn build(self) -> Pipeline {
         let limits = self.limits;
-        let (sender, receiver) = mpsc::channel(limits.channel.max(1));
+        let shards = shard::shard_count(limits.shards);
+        let (intake, _) = shard::split_channel(limits.channel, shards);
+        let (sender, receiver) = mpsc::channel(intake);
         let stats = Arc::new(PipelineStats::default());
         let exporter_stats = self
             .exporters
@@ -699,12 +723,10 @@ impl PipelineBuilder {
             ledger,
             max_link_depth: limits.max_link_depth,
             stats: stats.clone(),
-            batch: Vec::with_capacity(limits.batch_size.max(1)),
-            pending: Vec::new(),
-            arrivals: Vec::new(),
         };
         Pipeline {
-            stage,
+            stage: Arc::new(stage),
+            shards,
             sources: self.sources,
             exporters: self.exporters,
             sender,
@@ -726,7 +748,9 @@ impl PipelineBuilder {
 /// intake, drains what is queued and flushes the exporters. Sources that do not return within the shutdown grace
 /// period are aborted and reported as failures. Dropping a token never stops anything.
 pub struct Pipeline {
-    stage: Stage,
+    stage: Arc<Stage>,
+    /// The number of shards, resolved.
+    shards: usize,
     sources: Vec<Box<dyn Source>>,
     exporters: Vec<Arc<dyn Exporter>>,
     sender: mpsc::Sender<Tracked>,
@@ -748,6 +772,7 @@ impl std::fmt::Debug for Pipeline {
                 "exporters",
                 &self.exporters.iter().map(|e| e.name()).collect::<Vec<_>>(),
             )
+            .field("shards", &self.shards)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -762,6 +787,11 @@ impl Pipeline {
     /// The counters, readable while the pipeline runs.
     pub fn stats(&self) -> Arc<PipelineStats> {
         self.stats.clone()
+    }
+
+    /// How many shards the stage runs ([`PipelineLimits::shards`], with 0 resolved to the cores).
+    pub fn shard_count(&self) -> usize {
+        self.shards
     }
 
     /// The bounded cache of the latest body per object, which the diff decorator and the linkers' lookups read
@@ -796,7 +826,8 @@ impl Pipeline {
         hard_stop: CancellationToken,
     ) -> PipelineReport {
         let Pipeline {
-            mut stage,
+            stage,
+            shards: shard_count,
             sources,
             exporters,
             sender,
@@ -811,10 +842,22 @@ impl Pipeline {
         let mut running = RunningSources::start(sources, &sender, &stats, &stop_sources);
         drop(sender);
         let exports = ExportWorkers::start(exporters, limits.exporter_queue.max(1), &stats, retry);
+        let (_, budget) = shard::split_channel(limits.channel, shard_count);
+        let shards = Shards::start(
+            &ShardSettings {
+                count: shard_count,
+                budget,
+                batch_size: limits.batch_size.max(1),
+                flush_interval: limits.flush_interval,
+            },
+            &stage,
+            &exports.queues,
+            &stats,
+            hard_stop.child_token(),
+        );
+        drop(stage);
 
-        let batch_size = limits.batch_size.max(1);
-        let mut ticker = tokio::time::interval(limits.flush_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unrouted = 0u64;
         let mut stopping =
             Stopping::new(limits.shutdown_grace, stop_sources, stop_when_a_source_ends);
         loop {
@@ -839,35 +882,46 @@ impl Pipeline {
                     }
                 }
                 tracked = receiver.recv(), if !stopping.input_done => {
-                    let Some(Tracked { record, pending, arrived }) = tracked else {
+                    let Some(tracked) = tracked else {
                         if running.is_empty() {
                             break;
                         }
                         stopping.input_ended();
                         continue;
                     };
-                    decrement(&stats.queued_records);
-                    let spans_before = stage.batch.len();
-                    stage.process(record).await;
-                    if stage.batch.len() > spans_before {
-                        stage.arrivals.push(arrived);
+                    if shards.route(tracked).await.is_err() {
+                        // Stopped hard while waiting for room, or a shard's task is gone (its panic is raised
+                        // below): nothing more can be handled.
+                        unrouted += 1;
+                        decrement(&stats.queued_records);
+                        stopping.stop = StopCause::HardStop;
+                        break;
                     }
-                    stage.pending.extend(pending);
-                    if stage.batch.len() >= batch_size || stage.pending.len() >= batch_size {
-                        exports.dispatch(&mut stage).await;
-                    }
-                }
-                _ = ticker.tick() => {
-                    exports.dispatch(&mut stage).await;
                 }
             }
         }
-        let abandoned = stopping.abandon_if_hard(&mut running, &mut receiver);
-        if abandoned > 0 {
-            stats.queued_records.store(0, Relaxed);
+        let left_in_intake = stopping.abandon_if_hard(&mut running, &mut receiver);
+        if left_in_intake > 0 {
+            let _ = stats.queued_records.fetch_update(Relaxed, Relaxed, |now| {
+                Some(now.saturating_sub(left_in_intake))
+            });
         }
-        exports.dispatch(&mut stage).await;
+        let mut abandoned = unrouted + left_in_intake;
+        if stopping.stop == StopCause::HardStop {
+            shards.stop_hard();
+        }
+        let (dropped_in_shards, panic) = shards.finish(stopping.deadline, &mut stopping.stop).await;
+        abandoned += dropped_in_shards;
+        if abandoned > 0 {
+            error!(
+                abandoned,
+                "hard stop: records accepted from sources were not processed"
+            );
+        }
         exports.finish().await;
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
 
         let mut report = stats.report();
         report.abandoned = abandoned;
@@ -980,7 +1034,8 @@ impl Stopping {
         }
     }
 
-    /// After a hard stop: aborts the sources and counts the queued records that will not be processed.
+    /// After a hard stop: aborts the sources and counts the records left in the intake channel, which will not be
+    /// processed (the shards count their own).
     fn abandon_if_hard(
         &mut self,
         running: &mut RunningSources,
@@ -994,12 +1049,6 @@ impl Stopping {
         let mut abandoned = 0u64;
         while receiver.try_recv().is_ok() {
             abandoned += 1;
-        }
-        if abandoned > 0 {
-            error!(
-                abandoned,
-                "hard stop: records accepted from sources were not processed"
-            );
         }
         abandoned
     }
@@ -1143,8 +1192,14 @@ impl Drop for ExportBatch {
 }
 
 struct ExportWorkers {
-    queues: Vec<(mpsc::Sender<Arc<ExportBatch>>, Arc<ExporterStats>)>,
+    /// Shared by the shards; the workers end once every clone is gone.
+    queues: Arc<ExportQueues>,
     workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The queue of each exporter's worker, with the exporter's counters.
+struct ExportQueues {
+    queues: Vec<(mpsc::Sender<Arc<ExportBatch>>, Arc<ExporterStats>)>,
 }
 
 impl ExportWorkers {
@@ -1172,19 +1227,35 @@ impl ExportWorkers {
                 retry,
             )));
         }
-        Self { queues, workers }
+        Self {
+            queues: Arc::new(ExportQueues { queues }),
+            workers,
+        }
     }
 
-    /// Hands the stage's batch and tracked records to every exporter (nothing when both are empty).
-    async fn dispatch(&self, stage: &mut Stage) {
-        if stage.batch.is_empty() && stage.pending.is_empty() {
+    /// Closes the queues and waits until every worker has exported its queue and flushed (the shards, which hold
+    /// the other handles on the queues, have returned).
+    async fn finish(self) {
+        drop(self.queues);
+        for worker in self.workers {
+            if let Err(err) = worker.await {
+                error!(%err, "export worker failed");
+            }
+        }
+    }
+}
+
+impl ExportQueues {
+    /// Hands a shard's batch and tracked records to every exporter (nothing when both are empty).
+    async fn dispatch(&self, batch: &mut Batch) {
+        if batch.spans.is_empty() && batch.pending.is_empty() {
             return;
         }
-        let capacity = stage.batch.capacity();
-        let batch = Arc::new(ExportBatch {
-            spans: std::mem::replace(&mut stage.batch, Vec::with_capacity(capacity)),
-            pending: Mutex::new(std::mem::take(&mut stage.pending)),
-            arrivals: std::mem::take(&mut stage.arrivals),
+        let capacity = batch.spans.capacity();
+        let export = Arc::new(ExportBatch {
+            spans: std::mem::replace(&mut batch.spans, Vec::with_capacity(capacity)),
+            pending: Mutex::new(std::mem::take(&mut batch.pending)),
+            arrivals: std::mem::take(&mut batch.arrivals),
             exported_by: AtomicU64::new(0),
             exporters: self.queues.len() as u64,
         });
@@ -1192,17 +1263,7 @@ impl ExportWorkers {
             // A closed queue means its worker died; it already counted and logged why.
             if let Ok(room) = queue.reserve().await {
                 counters.queued_batches.fetch_add(1, Relaxed);
-                room.send(batch.clone());
-            }
-        }
-    }
-
-    /// Closes the queues and waits until every worker has exported its queue and flushed.
-    async fn finish(self) {
-        drop(self.queues);
-        for worker in self.workers {
-            if let Err(err) = worker.await {
-                error!(%err, "export worker failed");
+                room.send(export.clone());
             }
         }
     }
@@ -1331,167 +1392,5 @@ impl ActivitySink for ChannelSink {
 
     fn progress(&self, bytes: u64) {
         self.stats.bytes_read.fetch_add(bytes, Relaxed);
-    }
-}
-
-/// The pipeline's body cache first, then the configured lookup.
-struct CachedLookup {
-    bodies: Arc<BodyCache>,
-    fallback: Option<Arc<dyn ObjectLookup>>,
-}
-
-#[async_trait]
-impl ObjectLookup for CachedLookup {
-    async fn body(&self, object: &crate::ObjectRef) -> Option<Arc<serde_json::Value>> {
-        if let Some(body) = self.bodies.get(&object.key) {
-            return Some(body);
-        }
-        match &self.fallback {
-            Some(fallback) => fallback.body(object).await,
-            None => None,
-        }
-    }
-}
-
-/// The single-threaded heart of the pipeline: records in arrival order become spans.
-struct Stage {
-    windowing: Windowing,
-    filter: Filter,
-    redactor: Redactor,
-    decorators: Vec<Arc<dyn Decorator>>,
-    linkers: Vec<Arc<dyn Linker>>,
-    lookup: CachedLookup,
-    bodies: Arc<BodyCache>,
-    ledger: Arc<dyn SpanLedger>,
-    max_link_depth: usize,
-    stats: Arc<PipelineStats>,
-    batch: Vec<SpanRecord>,
-    /// Tracked records processed since the last dispatch: delivered with `batch`.
-    pending: Vec<PendingRecord>,
-    /// When the records that made the spans of `batch` arrived: at most one per span.
-    arrivals: Vec<Instant>,
-}
-
-impl Stage {
-    async fn process(&mut self, record: Record) {
-        if !self.filter.is_empty() && !self.filter.admits(&record) {
-            self.stats.filtered.fetch_add(1, Relaxed);
-            return;
-        }
-        match record {
-            Record::Activity(mut activity) => {
-                self.redact(&mut activity.object);
-                for decorator in &self.decorators {
-                    decorator.decorate(&mut activity, &self.bodies).await;
-                }
-                let window = self.windowing.window_of(activity.start);
-                self.ensure_object(&activity.object, window).await;
-                if let Some(body) = &activity.object.body {
-                    self.bodies
-                        .insert(activity.object.key().clone(), body.clone());
-                }
-                self.batch.push(span::activity_into_span(*activity, window));
-                self.stats.activity_spans.fetch_add(1, Relaxed);
-                self.stats.activities.fetch_add(1, Relaxed);
-            }
-            Record::Observation(mut observation) => {
-                self.redact(&mut observation.object);
-                self.stats.observations.fetch_add(1, Relaxed);
-                if let Some(body) = &observation.object.body {
-                    self.bodies
-                        .insert(observation.object.key().clone(), body.clone());
-                }
-                let window = self.windowing.window_of(observation.time);
-                self.ensure_object(&observation.object, window).await;
-            }
-        }
-    }
-
-    fn redact(&self, object: &mut Object) {
-        if let Some(body) = &mut object.body
-            && self.redactor.applies_to(&object.object_ref.key, body)
-        {
-            let key = object.object_ref.key.clone();
-            self.redactor.redact(&key, Arc::make_mut(body));
-        }
-    }
-
-    /// Emits the object's span for `window` unless already emitted, and runs the linkers when the span is new or
-    /// when this is the first time a body is known for it in this window.
-    async fn ensure_object(&mut self, object: &Object, window: Window) {
-        let trace = TraceId::for_object(object.key(), window);
-        let new_span = self.ledger.first_sighting(trace.object_span());
-        if new_span {
-            self.batch
-                .push(span::object_span(&object.object_ref, window));
-            self.stats.object_spans.fetch_add(1, Relaxed);
-        }
-        if self.linkers.is_empty() {
-            return;
-        }
-        let body = match &object.body {
-            Some(body) => Some(body.clone()),
-            None if new_span => self.lookup.body(&object.object_ref).await,
-            None => None,
-        };
-        let first_with_body = body.is_some() && self.ledger.first_sighting(trace.body_marker());
-        if new_span || first_with_body {
-            let object = Object {
-                object_ref: object.object_ref.clone(),
-                body,
-            };
-            self.link(object, window).await;
-        }
-    }
-
-    async fn link(&mut self, object: Object, window: Window) {
-        let mut work = vec![(object, 0usize)];
-        while let Some((object, depth)) = work.pop() {
-            for linker in &self.linkers {
-                let links = match linker.link(&object, &self.lookup).await {
-                    Ok(links) => links,
-                    Err(err) => {
-                        self.stats.link_errors.fetch_add(1, Relaxed);
-                        warn!(error = %error_chain(&err), "linker failed");
-                        continue;
-                    }
-                };
-                for link in links {
-                    if link.object.key == object.object_ref.key {
-                        continue;
-                    }
-                    let linked_trace = TraceId::for_object(&link.object.key, window);
-                    let linked_new = self.ledger.first_sighting(linked_trace.object_span());
-                    if linked_new {
-                        self.batch.push(span::object_span(&link.object, window));
-                        self.stats.object_spans.fetch_add(1, Relaxed);
-                    }
-                    let forward = span::link_span(&object.object_ref, window, &link);
-                    if self.ledger.first_sighting(forward.span_id) {
-                        self.batch.push(forward);
-                        self.stats.link_spans.fetch_add(1, Relaxed);
-                    }
-                    let backward_link = link.reversed(object.object_ref.clone());
-                    let backward = span::link_span(&link.object, window, &backward_link);
-                    if self.ledger.first_sighting(backward.span_id) {
-                        self.batch.push(backward);
-                        self.stats.link_spans.fetch_add(1, Relaxed);
-                    }
-                    if linked_new && depth + 1 < self.max_link_depth {
-                        let body = self.lookup.body(&link.object).await;
-                        if body.is_some() {
-                            self.ledger.first_sighting(linked_trace.body_marker());
-                        }
-                        work.push((
-                            Object {
-                                object_ref: link.object,
-                                body,
-                            },
-                            depth + 1,
-                        ));
-                    }
-                }
-            }
-        }
     }
 }
