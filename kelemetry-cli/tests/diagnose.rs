@@ -238,3 +238,66 @@ fn healthy_recordings_give_no_finding() {
         "only {diagnosed} files replayed into a store"
     );
 }
+
+#[test]
+fn an_elected_holder_that_stops_writing_is_found_by_its_lease_renewals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed(dir.path(), &[recording("stale-leader")]);
+    let heartbeat = "configmaps default/heartbeat (local)";
+    assert_eq!(found(&store), pairs(&[("stale-holder", heartbeat)]));
+    let all = findings(&store, &["configmaps/default/heartbeat"]);
+    let f = finding(&all, "stale-holder", heartbeat);
+    let title = f["title"].as_str().unwrap();
+    assert!(
+        title.starts_with("system:serviceaccount:default:demo-controller renews leases.coordination.k8s.io default/demo-controller"),
+        "{title}"
+    );
+    assert!(title.contains("(it wrote every 5 s before)"), "{title}");
+    let evidence = f["evidence"].as_array().unwrap();
+    assert!(evidence.iter().any(|e| e["note"] == "the last write"));
+    assert!(evidence.iter().any(|e| e["note"] == "Lease renewed"));
+}
+
+#[test]
+fn creates_the_owner_never_counts_are_found_and_a_steady_replicaset_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed(dir.path(), &[recording("unobserved-creates")]);
+    let flaky = "replicasets.apps default/flaky (local)";
+    let all = findings(&store, &["--all"]);
+    let f = finding(&all, "unobserved-creates", flaky);
+    assert!(
+        f["title"]
+            .as_str()
+            .unwrap()
+            .contains("created 23 children but never counted more than 0 (it wants 1)"),
+        "{f}"
+    );
+    assert_eq!(found(&store), pairs(&[("unobserved-creates", flaky)]));
+    assert!(findings(&store, &["replicasets/default/steady"]).is_empty());
+}
+
+#[test]
+fn a_hot_loop_names_its_writer_and_the_busiest_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed(dir.path(), &[recording("controller-fight")]);
+    let hot = "configmaps default/hot (local)";
+    let fought = "configmaps default/fought (local)";
+    assert_eq!(
+        found(&store),
+        pairs(&[("controller-fight", fought), ("hot-loop", hot)])
+    );
+    let all = findings(&store, &["configmaps/default/hot"]);
+    let f = finding(&all, "hot-loop", hot);
+    let title = f["title"].as_str().unwrap();
+    assert!(
+        title.starts_with("hot loop: writer-a wrote configmaps default/hot (local)"),
+        "{title}"
+    );
+    assert!(
+        f["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.annotations"),
+        "names the field that changed: {f}"
+    );
+}

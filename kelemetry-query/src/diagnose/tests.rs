@@ -252,3 +252,52 @@ fn facts_read_the_verb_user_and_code() {
     );
     assert_eq!(fact.diff_lines().count(), 1);
 }
+
+/// A Kubernetes Event `reason` on ReplicaSet `name` at second `secs`.
+fn event(name: &str, secs: i64, reason: &str, kind: &str) -> SpanRecord {
+    let object = Object::new(ObjectRef::new(
+        ObjectKey::new("c", "apps", "replicasets", "default", name),
+        "v1",
+        None,
+    ));
+    let mut activity = Activity::new(
+        object,
+        SourceKind::Event,
+        at(secs),
+        reason,
+        format!("{name}{secs}{reason}"),
+    );
+    activity.attribute(v::EVENT_TYPE, kind);
+    activity.attribute(v::EVENT_NAME, format!("{name}.{secs}"));
+    activity.attribute(v::EVENT_COUNT, "1");
+    activity_span(&activity, Windowing::default().window_of(at(secs)))
+}
+
+#[test]
+fn creates_every_five_minutes_are_named_as_the_expectations_timeout() {
+    let mut create = write("flaky", 0, "admin", "create", 201, &[]);
+    create.logs.push(kelemetry_core::SpanLog {
+        time: at(0),
+        message: r#"{"spec":{"replicas":1},"status":{"replicas":0}}"#.to_owned(),
+        attributes: vec![(v::LOG_TYPE.into(), LogKind::ObjectSnapshot.as_str().to_owned())],
+    });
+    let mut activities = vec![create];
+    for n in 0..5 {
+        activities.push(event("flaky", 1 + n * 300, "SuccessfulCreate", "Normal"));
+    }
+    let mut history = history("flaky", activities);
+    history.key = ObjectKey::new("c", "apps", "replicasets", "default", "flaky");
+    let findings = builtin::UnobservedCreates.diagnose(&history, &context());
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(findings[0].title.contains("created 5 children but never counted more than 0 (it wants 1)"));
+    assert!(
+        findings[0].explanation.contains("A new one every 5 min matches the controller expectations timeout"),
+        "{}",
+        findings[0].explanation
+    );
+
+    // What it wants, created once each: no finding.
+    let mut healthy = history.clone();
+    healthy.activities.truncate(2);
+    assert!(builtin::UnobservedCreates.diagnose(&healthy, &context()).is_empty());
+}
