@@ -34,8 +34,9 @@ fn with_webhook_lines(lines: &str) -> String {
 fn sizes_and_durations() {
     let text =
         with_webhook_lines("    queueBytes: 2GB\n    bodyLimit: 512\n    readTimeout: 250ms\n")
-            + "limits:\n  flushInterval: 2m\n  memory: 16MiB\n";
+            + "limits:\n  flushInterval: 2m\n  memory: 16MiB\n  shards: 4\n";
     let config = parse(&text).unwrap();
+    assert_eq!(config.limits.pipeline.shards, 4);
     let webhook = config.sources.webhook.unwrap();
     assert_eq!(webhook.queue_bytes, 2_000_000_000);
     assert_eq!(webhook.body_limit, 512);
