@@ -33,6 +33,7 @@ pub mod extension;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod jaeger_json;
+mod patterns;
 #[cfg(feature = "jaeger-reader")]
 pub mod jaeger_reader;
 pub mod reader;

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use regex::Regex;
 use serde::Deserialize;
 
 use super::facts::Fact;
 use super::{Context, Diagnoser, Diagnosis, Evidence, Finding, Thresholds, builtin, object_name};
 use crate::assemble::ObjectHistory;
+use crate::patterns::FieldPatterns;
 
 /// A diagnose configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +110,7 @@ impl DiagnoseConfig {
 #[derive(Debug)]
 pub struct DeclaredRule {
     config: RuleConfig,
-    patterns: Vec<(String, Regex)>,
+    patterns: FieldPatterns,
 }
 
 impl DeclaredRule {
@@ -128,19 +128,13 @@ impl DeclaredRule {
                 message: "needs at least one field in match".into(),
             });
         }
-        let patterns = config
-            .matches
-            .iter()
-            .map(|(field, pattern)| {
-                Regex::new(&format!("^(?:{pattern})$"))
-                    .map(|regex| (field.clone(), regex))
-                    .map_err(|source| DiagnoseConfigError::Pattern {
-                        rule: config.name.clone(),
-                        field: field.clone(),
-                        source,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let patterns = FieldPatterns::compile(&config.matches).map_err(|(field, source)| {
+            DiagnoseConfigError::Pattern {
+                rule: config.name.clone(),
+                field,
+                source,
+            }
+        })?;
         Ok(Self {
             config: config.clone(),
             patterns,
@@ -164,9 +158,7 @@ impl Diagnoser for DeclaredRule {
     fn diagnose(&self, history: &ObjectHistory, _: &Context) -> Vec<Finding> {
         let mut groups: BTreeMap<Vec<String>, Vec<Fact<'_>>> = BTreeMap::new();
         for fact in history.activities.iter().map(Fact::new) {
-            let matched = self.patterns.iter().all(|(field, pattern)| {
-                Self::field(fact, field).is_some_and(|value| pattern.is_match(value))
-            });
+            let matched = self.patterns.matches(|field| Self::field(fact, field));
             if matched {
                 let key = self
                     .config

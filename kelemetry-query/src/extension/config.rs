@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
 use serde::Deserialize;
 
 use super::template::Template;
 use super::{ExtensionLimits, ExtensionProvider, ExtensionTarget, Extensions, TargetKind};
+use crate::patterns::FieldPatterns;
 
 /// An extensions config that cannot be used; names the provider and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +159,7 @@ pub struct HttpConfig {
 #[derive(Clone, Debug)]
 pub struct TargetFilter {
     kinds: TargetKinds,
-    when: Vec<(String, Regex)>,
+    when: FieldPatterns,
 }
 
 impl TargetFilter {
@@ -171,30 +171,19 @@ impl TargetFilter {
             | (TargetKinds::Activities, TargetKind::Activity) => true,
             (TargetKinds::Objects | TargetKinds::Activities, _) => false,
         };
-        kind && self.when.iter().all(|(field, pattern)| {
-            target
-                .field(field)
-                .is_some_and(|value| pattern.is_match(value))
-        })
+        kind && self.when.matches(|field| target.field(field))
     }
 }
 
 impl ProviderConfig {
     /// The filter its `for` and `when` give.
     pub fn filter(&self) -> Result<TargetFilter, ConfigError> {
-        let when = self
-            .when
-            .iter()
-            .map(|(field, pattern)| {
-                Regex::new(&format!("^(?:{pattern})$"))
-                    .map(|regex| (field.clone(), regex))
-                    .map_err(|source| ConfigError::Pattern {
-                        provider: self.name.clone(),
-                        field: field.clone(),
-                        source,
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let when =
+            FieldPatterns::compile(&self.when).map_err(|(field, source)| ConfigError::Pattern {
+                provider: self.name.clone(),
+                field,
+                source,
+            })?;
         Ok(TargetFilter {
             kinds: self.targets,
             when,
