@@ -33,9 +33,9 @@ pub mod extension;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod jaeger_json;
-mod patterns;
 #[cfg(feature = "jaeger-reader")]
 pub mod jaeger_reader;
+mod patterns;
 pub mod reader;
 #[cfg(feature = "remote-storage")]
 pub mod remote_storage;

@@ -279,7 +279,10 @@ fn creates_every_five_minutes_are_named_as_the_expectations_timeout() {
     create.logs.push(kelemetry_core::SpanLog {
         time: at(0),
         message: r#"{"spec":{"replicas":1},"status":{"replicas":0}}"#.to_owned(),
-        attributes: vec![(v::LOG_TYPE.into(), LogKind::ObjectSnapshot.as_str().to_owned())],
+        attributes: vec![(
+            v::LOG_TYPE.into(),
+            LogKind::ObjectSnapshot.as_str().to_owned(),
+        )],
     });
     let mut activities = vec![create];
     for n in 0..5 {
@@ -289,9 +292,15 @@ fn creates_every_five_minutes_are_named_as_the_expectations_timeout() {
     history.key = ObjectKey::new("c", "apps", "replicasets", "default", "flaky");
     let findings = builtin::UnobservedCreates.diagnose(&history, &context());
     assert_eq!(findings.len(), 1, "{findings:#?}");
-    assert!(findings[0].title.contains("created 5 children but never counted more than 0 (it wants 1)"));
     assert!(
-        findings[0].explanation.contains("A new one every 5 min matches the controller expectations timeout"),
+        findings[0]
+            .title
+            .contains("created 5 children but never counted more than 0 (it wants 1)")
+    );
+    assert!(
+        findings[0]
+            .explanation
+            .contains("A new one every 5 min matches the controller expectations timeout"),
         "{}",
         findings[0].explanation
     );
@@ -299,5 +308,9 @@ fn creates_every_five_minutes_are_named_as_the_expectations_timeout() {
     // What it wants, created once each: no finding.
     let mut healthy = history.clone();
     healthy.activities.truncate(2);
-    assert!(builtin::UnobservedCreates.diagnose(&healthy, &context()).is_empty());
+    assert!(
+        builtin::UnobservedCreates
+            .diagnose(&healthy, &context())
+            .is_empty()
+    );
 }

@@ -3,7 +3,7 @@
 //! object it worked on.
 //!
 //! - [`ExtensionProvider`]: the trait. Asked about one [`ExtensionTarget`] (an object or an activity of the view,
-//!   with its fields), it answers with traces in Jaeger's JSON model ([`jaeger_json::Trace`](crate::jaeger_json::Trace));
+//!   with its fields), it answers with traces in Jaeger's JSON model ([`crate::jaeger_json::Trace`]);
 //! - [`Extensions`]: the providers of a view and their [`ExtensionLimits`]; [`Extensions::graft`] asks every
 //!   provider about every target at once (at most `max_concurrency` requests in flight), keeps what came back
 //!   before the view's time budget ran out, and re-parents each returned trace's roots under the target's span;
