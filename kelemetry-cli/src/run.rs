@@ -28,7 +28,8 @@ use kelemetry_core::decorate::DiffDecorator;
 use kelemetry_core::lifecycle::{ShutdownSignals, shutdown_on_signals};
 use kelemetry_core::redact::Redactor;
 use kelemetry_core::{
-    CancellationToken, Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Windowing,
+    CancellationToken, Exporter, Pipeline, PipelineBuilder, PipelineReport, ResourceMap, Source,
+    Windowing,
 };
 use kelemetry_exporters::OtlpStats;
 use kelemetry_metrics::{
@@ -37,7 +38,10 @@ use kelemetry_metrics::{
 };
 use kelemetry_sources::kube_discovery;
 use kelemetry_sources::webhook::{ReadinessCheck, WebhookMetrics};
-use kelemetry_sources::{ReadCounters, WatchStore};
+use kelemetry_sources::{
+    LeaderElected, Leadership, ObjectWatchOptions, ObjectWatchSource, ReadCounters, TermSource,
+    WatchStore,
+};
 use tokio::task::JoinHandle;
 
 use crate::CliError;
@@ -68,6 +72,8 @@ struct SourceReports {
     kafka: Option<Arc<ReadCounters>>,
     watch: Option<Arc<WatchStore>>,
     otlp: Option<Arc<OtlpStats>>,
+    /// The Lease (`namespace/name`) and where this process is in its election.
+    leadership: Option<(String, Arc<Leadership>)>,
 }
 
 /// A pipeline with its sources, ready to run.
@@ -355,7 +361,9 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
 }
 
 /// Adds the sources that read the apiserver (Events, the object watch) to `builder`, teaching `resources` the
-/// kinds the apiserver serves.
+/// kinds the apiserver serves. With `sources.leaderElection`, both run inside one [`LeaderElected`] source: only
+/// while this process holds the Lease (the object watch's decorator and store are part of the pipeline on every
+/// replica; where the watch does not run, the decorator does not wait for it).
 async fn add_kube_sources(
     config: &RunConfig,
     file: &Path,
@@ -375,29 +383,103 @@ async fn add_kube_sources(
         .await
         .map_err(|err| setup_error(file, "kubernetes", format!("discovery failed: {err}")))?;
     kube_discovery::register_resources(resources, &discovered);
+    let mut elected = sources
+        .leader_election
+        .clone()
+        .map(|election| LeaderElected::new(client.clone(), election));
     if let Some(events) = &sources.events {
         eprintln!(
             "kelemetry: watching Kubernetes Events (watermark ConfigMap {}/{})",
             events.watermark.namespace, events.watermark.name
         );
-        let source = events.clone().build(
-            client.clone(),
-            config.cluster.clone(),
-            Arc::clone(resources),
-        );
+        let build = {
+            let (options, client, cluster, resources) = (
+                events.clone(),
+                client.clone(),
+                config.cluster.clone(),
+                Arc::clone(resources),
+            );
+            move || {
+                options
+                    .clone()
+                    .build(client.clone(), cluster.clone(), resources.clone())
+            }
+        };
+        let source = build();
         reports.events = Some(source.counters());
-        builder = builder.source(Box::new(source));
+        match elected {
+            // The first term runs the source built here, whose counters are reported; later terms build anew.
+            Some(election) => {
+                let mut first = Some(source);
+                elected = Some(election.source(move || -> Box<dyn Source> {
+                    Box::new(first.take().unwrap_or_else(&build))
+                }));
+            }
+            None => builder = builder.source(Box::new(source)),
+        }
     }
-    if let Some(watch) = &sources.object_watch {
-        let watch = watch.build(client, config.cluster.clone(), redactor.clone());
+    if let Some(watch_config) = &sources.object_watch {
+        let watch = watch_config.build(client.clone(), config.cluster.clone(), redactor.clone());
         eprintln!("kelemetry: watching objects for diffs and snapshots");
         reports.watch = Some(Arc::clone(&watch.store));
         builder = builder
             .decorator(Arc::new(watch.decorator))
-            .lookup(watch.store)
-            .source(Box::new(watch.source.with_resources(discovered)));
+            .lookup(Arc::clone(&watch.store) as _);
+        let source = watch.source.with_resources(discovered);
+        match elected {
+            Some(election) => {
+                elected = Some(election.source(WatchTerms {
+                    client,
+                    cluster: config.cluster.clone(),
+                    store: watch.store,
+                    options: watch_config.options(),
+                    first: Some(source),
+                }));
+            }
+            None => builder = builder.source(Box::new(source)),
+        }
+    }
+    if let Some(elected) = elected {
+        let election = sources.leader_election.as_ref();
+        let lease = election.map_or_else(String::new, |e| format!("{}/{}", e.namespace, e.lease));
+        eprintln!(
+            "kelemetry: leader election: Events and the object watch run while this process holds the Lease \
+             {lease} (identity {})",
+            elected.identity()
+        );
+        reports.leadership = Some((lease, elected.status()));
+        builder = builder.source(Box::new(elected));
     }
     Ok(builder)
+}
+
+/// The object watch's source for each term of leadership; when a term ends, the store stops counting its
+/// resources as watched, so that the decorator does not wait for a watch that no longer runs here.
+struct WatchTerms {
+    client: kube::Client,
+    cluster: String,
+    store: Arc<WatchStore>,
+    options: ObjectWatchOptions,
+    /// The first term's source, with the resources discovered at start; later terms discover again.
+    first: Option<ObjectWatchSource>,
+}
+
+impl TermSource for WatchTerms {
+    fn build(&mut self) -> Box<dyn Source> {
+        let source = self.first.take().unwrap_or_else(|| {
+            ObjectWatchSource::new(
+                self.client.clone(),
+                self.cluster.clone(),
+                Arc::clone(&self.store),
+                self.options.clone(),
+            )
+        });
+        Box::new(source)
+    }
+
+    fn stopped(&mut self) {
+        self.store.watch_stopped();
+    }
 }
 
 /// The configured exporters, in the order store, JSON lines, OTLP.
@@ -560,6 +642,9 @@ fn print_summary(report: &PipelineReport, sources: &SourceReports) {
     }
     if let Some(store) = &sources.watch {
         println!("object watch: {}", store.counts());
+    }
+    if let Some((lease, status)) = &sources.leadership {
+        println!("leader election: Lease {lease}: {status}");
     }
     for failure in &report.source_errors {
         println!("failed: {failure}");

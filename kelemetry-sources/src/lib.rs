@@ -26,6 +26,8 @@
 //!   watermark in a ConfigMap.
 //! - `object_watch::ObjectWatchSource` (feature `kube`): watches objects and files their field diffs and
 //!   snapshots in a [`WatchStore`], which [`WatchDiffDecorator`] attaches to audit activities by resource version.
+//! - `leader::LeaderElected` (feature `kube`): runs the Events source and the object watch on one replica at a
+//!   time, the one holding a `coordination.k8s.io` Lease, and hands them over when it dies or stops.
 //! - `kafka::KafkaSource` (feature `kafka`): audit documents from Kafka topics (or Azure Event Hubs) as a consumer
 //!   group member, each offset committed once its spans are exported.
 //! - `kube_discovery` (feature `kube`): the resources the apiserver serves, and teaching a
@@ -91,6 +93,8 @@ pub mod kafka;
 pub mod kube_discovery;
 #[cfg(feature = "kube")]
 pub mod kube_events;
+#[cfg(feature = "kube")]
+pub mod leader;
 mod lines;
 pub mod merge;
 mod object_file;
@@ -113,6 +117,8 @@ pub use checkpoint::{CheckpointFile, FileCheckpoint};
 pub use kafka::{KafkaConfig, KafkaSource};
 #[cfg(feature = "kube")]
 pub use kube_events::{KubeEventOptions, KubeEventSource};
+#[cfg(feature = "kube")]
+pub use leader::{LeaderElected, LeaderElection, Leadership, TermSource};
 pub use merge::TimeOrderedSources;
 pub use object_file::ObjectFileSource;
 #[cfg(feature = "kube")]

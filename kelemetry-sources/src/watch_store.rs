@@ -18,9 +18,10 @@
 //! first write seen of an object since the start) gets the watch's, matched by resource version. As in the
 //! original, the watch may lag behind the audit record: it tries at once, then polls (every second by default)
 //! until `stageTimestamp + 15 s`, and never waits more than 10 s for one activity; it only waits for resources the
-//! watch covers and has listed, not for writes that finished before that list (the apiserver may deliver old
-//! audit batches after a restart; their changes were never watched), and not when the latest version watched is
-//! already the one written (a patch that changed nothing). A miss adds nothing. An update or patch that created
+//! watch of this process covers and has listed (so not on a replica where the watch does not run because another
+//! holds the leader election's Lease, nor after [`WatchStore::watch_stopped`]), not for writes that finished before
+//! that list (the apiserver may deliver old audit batches after a restart; their changes were never watched), and
+//! not when the latest version watched is already the one written (a patch that changed nothing). A miss adds nothing. An update or patch that created
 //! its object (server-side apply) gets the creation snapshot.
 
 use std::collections::{HashMap, HashSet};
@@ -353,6 +354,17 @@ impl WatchStore {
             .unwrap_or_else(PoisonError::into_inner)
             .entry((group.to_owned(), resource.to_owned()))
             .or_default();
+    }
+
+    /// Notes that the object watch stopped (this replica lost the Lease, see `leader::LeaderElected`): no resource
+    /// counts as watched until the watch starts and lists it again, so [`WatchDiffDecorator`] does not hold audit
+    /// writes waiting for changes that no watch on this replica will file. The bodies and changes kept stay, for
+    /// the writes that still find them.
+    pub fn watch_stopped(&self) {
+        self.resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Notes that the first list of `group`/`resource` was complete at `at` (later calls change nothing).
@@ -847,5 +859,81 @@ impl WatchStore {
             .unwrap_or_else(PoisonError::into_inner);
         let listed = resources.values().filter(|watch| watch.listed).count() as u64;
         (resources.len() as u64 - listed, listed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kelemetry_core::activity::Change;
+    use kelemetry_core::{Object, ObjectRef};
+
+    use super::*;
+
+    fn write_without_change(at: Timestamp) -> Activity {
+        let object = ObjectRef::new(
+            ObjectKey::new("c", "apps", "deployments", "default", "web"),
+            "v1",
+            Some("uid-web".into()),
+        );
+        let mut activity = Activity::new(
+            Object::new(object),
+            SourceKind::Audit,
+            at,
+            "alice create",
+            "audit:1",
+        );
+        activity.end = Some(at);
+        activity.change = Some(Change {
+            kind: ChangeKind::Create,
+            old_resource_version: None,
+            subresource: None,
+        });
+        activity
+    }
+
+    /// The decorator's wait, on tokio's paused clock: how long it waited for one write that no change comes for.
+    async fn waited_for_one_write(store: &Arc<WatchStore>) -> u64 {
+        let wait = WatchWait {
+            poll: Duration::from_secs(1),
+            after_stage: Duration::from_secs(3600),
+            total: Duration::from_secs(10),
+        };
+        let decorator = WatchDiffDecorator::new(Arc::clone(store), wait);
+        let before = store.counts().decorator_wait_ms;
+        let mut activity = write_without_change(Timestamp::now());
+        decorator.decorate(&mut activity, &BodyCache::new(1)).await;
+        store.counts().decorator_wait_ms - before
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_wait_where_the_watch_does_not_run_or_stopped() {
+        let store = Arc::new(WatchStore::new(
+            WatchStoreLimits::default(),
+            Redactor::default(),
+        ));
+        // A replica that does not hold the Lease: its watch never ran.
+        assert_eq!(waited_for_one_write(&store).await, 0);
+        // The watch runs and has listed: a write without its change is waited for, up to the bound.
+        store.watching("apps", "deployments");
+        store.listed(
+            "apps",
+            "deployments",
+            Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(60))
+                .unwrap_or_default(),
+        );
+        assert_eq!(waited_for_one_write(&store).await, 10_000);
+        // The Lease was lost and the watch stopped: no more waiting, until it lists again.
+        store.watch_stopped();
+        assert!(!store.covers(&ObjectKey::new(
+            "c",
+            "apps",
+            "deployments",
+            "default",
+            "web"
+        )));
+        assert_eq!(waited_for_one_write(&store).await, 0);
+        store.watching("apps", "deployments");
+        assert_eq!(waited_for_one_write(&store).await, 0);
     }
 }

@@ -103,3 +103,8 @@ The object watch's resources as kelemetry names them: `resource` for the core gr
 {{- end }}
 {{- toJson $names }}
 {{- end }}
+
+{{/* The Lease of the leader election (leaderElection.lease, or the release's full name). */}}
+{{- define "kelemetry.leaseName" -}}
+{{- default (include "kelemetry.fullname" .) .Values.leaderElection.lease }}
+{{- end }}
