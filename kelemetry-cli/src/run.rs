@@ -392,23 +392,26 @@ async fn add_kube_sources(
             "kelemetry: watching Kubernetes Events (watermark ConfigMap {}/{})",
             events.watermark.namespace, events.watermark.name
         );
+        let counters = Arc::new(ReadCounters::default());
         let build = {
-            let (options, client, cluster, resources) = (
+            let (options, client, cluster, resources, counters) = (
                 events.clone(),
                 client.clone(),
                 config.cluster.clone(),
                 Arc::clone(resources),
+                Arc::clone(&counters),
             );
             move || {
                 options
                     .clone()
                     .build(client.clone(), cluster.clone(), resources.clone())
+                    .with_counters(Arc::clone(&counters))
             }
         };
         let source = build();
-        reports.events = Some(source.counters());
+        reports.events = Some(counters);
         match elected {
-            // The first term runs the source built here, whose counters are reported; later terms build anew.
+            // Every term builds its source anew (the first runs the one built here); all count into one place.
             Some(election) => {
                 let mut first = Some(source);
                 elected = Some(election.source(move || -> Box<dyn Source> {

@@ -20,7 +20,8 @@
 //!   floor is the start time: Events from before the first start are not traced.
 //! - Deletions of Event objects are ignored.
 //!
-//! Leader election is not done here: run one Events source per cluster.
+//! Leader election is not done here: run one Events source per cluster, or several under
+//! [`LeaderElected`](crate::leader::LeaderElected) (one runs at a time).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
@@ -433,6 +434,12 @@ impl KubeEventSource {
             options,
             counters: Arc::default(),
         }
+    }
+
+    /// The same source counting into `counters` (shared by the terms of a leader-elected source).
+    pub fn with_counters(mut self, counters: Arc<ReadCounters>) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// The counters: Events found, sent, skipped by reason (`already handled`, `re-delivered`), rejected.
