@@ -94,9 +94,9 @@ impl PreparedBatch {
         for span in spans {
             batch.push(span);
         }
-        batch
-            .spans
-            .sort_unstable_by_key(|(trace, span, _)| (*trace, *span));
+        // A stable sort: of two spans with the same ids in one batch, the later is written last and stays, as it
+        // would across two batches, so which copy a store keeps never depends on where a batch was cut.
+        batch.spans.sort_by_key(|(trace, span, _)| (*trace, *span));
         batch
     }
 
@@ -535,7 +535,8 @@ impl SpanStore {
     }
 
     /// Writes a prepared batch in one transaction. A span already stored (same trace and span id) is replaced
-    /// by the new copy, so writing the same spans again changes nothing.
+    /// by the new copy, so writing the same spans again changes nothing; of two copies in one batch, the later
+    /// stays.
     ///
     /// After an I/O error (a full disk), the next write first closes the database and opens it again (see
     /// [`StoreError::is_transient`]): once the disk has room again, writes succeed without restarting the process.

@@ -599,3 +599,42 @@ fn a_million_spans() {
     let read = store.spans().unwrap().count();
     println!("read back {read} spans in {:?}", read_started.elapsed());
 }
+
+/// Different spans with the same ids (audit records that share an audit id): the later written stays, whether
+/// they come in one batch or in two, so where a batch is cut never decides what a store keeps.
+#[test]
+fn of_two_copies_of_a_span_the_later_stays_in_one_batch_as_in_two() {
+    let deployment = object("prod", "apps", "deployments", "default", "nginx");
+    let copy = |n: usize, user: &str| {
+        let activity = Activity::new(
+            Object::new(deployment.clone()),
+            SourceKind::Audit,
+            at("2024-05-01T12:00:00Z"),
+            format!("{user} create"),
+            format!("audit id {n}"),
+        );
+        activity_span(&activity, window("2024-05-01T12:00:00Z"))
+    };
+    // 200 pairs, the later copy of each after every first copy: enough for an unstable sort to swap some.
+    let firsts: Vec<SpanRecord> = (0..200).map(|n| copy(n, "some-user")).collect();
+    let laters: Vec<SpanRecord> = (0..200).map(|n| copy(n, "system:anonymous")).collect();
+    assert_eq!(
+        (firsts[7].trace_id, firsts[7].span_id),
+        (laters[7].trace_id, laters[7].span_id)
+    );
+    let one_batch = vec![[firsts.clone(), laters.clone()].concat()];
+    let two_batches = vec![firsts, laters.clone()];
+    for batches in [one_batch, two_batches] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::create(dir.path()).unwrap();
+        for batch in &batches {
+            store.write_spans(batch).unwrap();
+        }
+        assert_eq!(
+            all(&store),
+            sorted(laters.clone()),
+            "{} batch(es)",
+            batches.len()
+        );
+    }
+}
