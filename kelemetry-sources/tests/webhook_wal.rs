@@ -90,8 +90,11 @@ fn start(wal: WalConfig, exporter: Arc<dyn Exporter>) -> Running {
     let webhook = AuditWebhook::bind(config).unwrap();
     let address = format!("http://{}", webhook.local_addr());
     let metrics = webhook.metrics();
+    // One shard: the tests check the order in which the webhook hands batches over (replayed ones first), and
+    // one shard exports in that order; several export different objects side by side.
     let limits = PipelineLimits {
         flush_interval: Duration::from_millis(50),
+        shards: 1,
         ..PipelineLimits::default()
     };
     let pipeline = Pipeline::builder()
