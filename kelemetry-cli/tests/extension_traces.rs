@@ -2,7 +2,8 @@
 //! a real Jaeger over OTLP; the deployment scenario's audit log is replayed into a store; `kelemetry show` and
 //! `kelemetry serve --extensions` graft the apiserver's own spans under each audit request, found by the audit id
 //! the apiserver puts on its request span (`audit-id`). Seen in `show`, in the HTTP API, and in a Jaeger Query whose
-//! storage is our remote storage service. A provider at a dead address is named in the view, which stays intact.
+//! storage is our remote storage service. A provider at a dead address, and one whose real answers exceed what it may
+//! read, are named in the view, which stays intact.
 //!
 //! Runs with `KELEMETRY_E2E=1 KELEMETRY_JAEGER=1` (scripts/test sets both).
 
@@ -228,7 +229,9 @@ async fn apiserver_spans_are_grafted_under_their_audit_requests() {
         format!(
             "timeout: 10s\nproviders:\n\
              - name: apiserver\n  when: {{source: audit}}\n  jaeger:\n    url: {}\n    service: apiserver\n    tags: {{audit-id: '{{auditId}}'}}\n\
-             - name: nowhere\n  http:\n    url: 'http://{dead_address}/traces?audit={{auditId}}'\n",
+             - name: nowhere\n  http:\n    url: 'http://{dead_address}/traces?audit={{auditId}}'\n\
+             - name: tiny\n  when: {{source: audit}}\n  maxResponseBytes: 200\n  jaeger:\n    url: {}\n    service: apiserver\n    tags: {{audit-id: '{{auditId}}'}}\n",
+            traces.query_http(),
             traces.query_http()
         ),
     )
@@ -298,6 +301,19 @@ async fn apiserver_spans_are_grafted_under_their_audit_requests() {
                 && warnings.contains(&dead_address.to_string()),
             "{name}: {warnings}"
         );
+        // A real answer larger than the provider may read: refused and named, nothing of it grafted.
+        assert!(
+            warnings.contains("extension provider \\\"tiny\\\" failed")
+                && warnings.contains("the answer exceeds 200 bytes"),
+            "{name}: {warnings}"
+        );
+        assert!(
+            !shown
+                .spans
+                .keys()
+                .any(|id| shown.tag(id, "kelemetry.extension") == Some("tiny")),
+            "{name}"
+        );
         audit_requests = shown
             .spans
             .keys()
@@ -342,7 +358,8 @@ async fn apiserver_spans_are_grafted_under_their_audit_requests() {
         "apiserver tracing to a real Jaeger, audit requests grafted",
         &format!(
             "{apiserver_lines} apiserver spans in show's tree, {} grafted spans under {audit_requests} audit \
-             requests in the API's and Jaeger UI's view; provider at {dead_address} named, view intact; {:.0} s",
+             requests in the API's and Jaeger UI's view; provider at {dead_address} and one over its 200-byte \
+             answer limit named, view intact; {:.0} s",
             grafted_counts[0],
             started.elapsed().as_secs_f64()
         ),
