@@ -217,6 +217,24 @@ pub enum Record {
     Observation(Box<Observation>),
 }
 
+impl Record {
+    /// The object the record is about.
+    pub fn object(&self) -> &Object {
+        match self {
+            Self::Activity(activity) => &activity.object,
+            Self::Observation(observation) => &observation.object,
+        }
+    }
+
+    /// The object's mutable parts (to redact its body, for example).
+    pub fn object_mut(&mut self) -> &mut Object {
+        match self {
+            Self::Activity(activity) => &mut activity.object,
+            Self::Observation(observation) => &mut observation.object,
+        }
+    }
+}
+
 impl From<Activity> for Record {
     fn from(activity: Activity) -> Self {
         Self::Activity(Box::new(activity))

@@ -17,6 +17,8 @@
 //! - the [`Pipeline`] that wires sources through filter, decorators, windowing, linkers and exporters, owns the
 //!   sources' lifecycle ([`lifecycle`] turns signals into [`CancellationToken`]s) and retries exports on one
 //!   schedule ([`RetryPolicy`]); its sizes and intervals are [`PipelineLimits`];
+//! - between processes: [`forward`] ([`RecordForwarder`], where a pipeline in the `ingest` role hands its records
+//!   instead of making spans) and [`wire`], the versioned format those records travel in;
 //! - which objects: [`ObjectSelector`], `RESOURCE[.GROUP]/NAMESPACE/NAME` ([`selector`]);
 //! - for metrics: [`histogram`], durations counted in fixed buckets where they are measured (the pipeline's
 //!   ingest-to-export and export latencies), read when a metrics endpoint is scraped;
@@ -54,6 +56,7 @@ pub mod delivery;
 pub mod diff;
 pub mod exporter;
 pub mod filter;
+pub mod forward;
 pub mod histogram;
 pub mod ids;
 pub mod key;
@@ -72,6 +75,7 @@ pub mod source;
 pub mod span;
 pub mod vocabulary;
 pub mod window;
+pub mod wire;
 
 pub use activity::{
     Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind,
@@ -84,6 +88,7 @@ pub use delivery::{Delivery, NotDelivered, PendingRecord, Receipt};
 pub use diff::DiffEntry;
 pub use exporter::{DiscardExporter, ExportError, Exporter, GatedExporter, MemoryExporter};
 pub use filter::Filter;
+pub use forward::RecordForwarder;
 pub use ids::{SpanId, TraceId};
 pub use key::{Object, ObjectKey, ObjectRef};
 pub use ledger::{BoundedLedger, SpanLedger};

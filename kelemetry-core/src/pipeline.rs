@@ -35,6 +35,7 @@ use crate::decorate::Decorator;
 use crate::delivery::{Delivery, PendingRecord};
 use crate::exporter::Exporter;
 use crate::filter::Filter;
+use crate::forward::RecordForwarder;
 use crate::histogram::DurationHistogram;
 use crate::ledger::{BoundedLedger, SpanLedger};
 use crate::link::{Linker, ObjectLookup};
@@ -43,10 +44,12 @@ use crate::source::{ActivitySink, CancellationToken, Rejection, SinkClosed, Sour
 use crate::span::SpanRecord;
 use crate::window::Windowing;
 
+mod forward;
 mod shard;
 mod stage;
 
-use shard::{Batch, ShardSettings, Shards};
+use forward::Forwarding;
+use shard::{Batch, ShardSettings, Shards, Unrouted};
 use stage::{CachedLookup, Stage};
 
 /// How many distinct rejection reasons are counted separately; further ones are counted as `other`.
@@ -88,6 +91,10 @@ pub struct PipelineStats {
     /// Of those, the records a shard has started on and is waiting for now, a decorator or a lookup being slow
     /// (a gauge). Later records of the same objects wait behind them; other objects' records do not.
     pub in_progress_records: AtomicU64,
+    /// Records a forwarding pipeline ([`PipelineBuilder::forward`]) handed on and had acknowledged.
+    pub forwarded: AtomicU64,
+    /// Records its forwarder did not take (refused, or not acknowledged in time): lost, their sources told so.
+    pub forward_failed: AtomicU64,
     rejections: Mutex<RejectionLog>,
     exporters: OnceLock<Vec<Arc<ExporterStats>>>,
 }
@@ -207,6 +214,8 @@ impl PipelineStats {
             activity_spans: self.activity_spans.load(Relaxed),
             link_errors: self.link_errors.load(Relaxed),
             spans_dropped: self.spans_dropped.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            forward_failed: self.forward_failed.load(Relaxed),
             rejections_by_reason: by_reason,
             rejection_examples: examples,
             source_errors: Vec::new(),
@@ -240,6 +249,10 @@ pub struct PipelineReport {
     pub link_errors: u64,
     /// Spans an exporter could not take.
     pub spans_dropped: u64,
+    /// Records forwarded and acknowledged (a forwarding pipeline's output instead of spans).
+    pub forwarded: u64,
+    /// Records the forwarder did not take: lost.
+    pub forward_failed: u64,
     /// Rejections counted by reason.
     pub rejections_by_reason: BTreeMap<String, u64>,
     /// The first rejections, with where they were.
@@ -260,6 +273,8 @@ pub struct RunFailed {
     pub source_errors: Vec<SourceFailure>,
     /// Spans an exporter could not take.
     pub spans_dropped: u64,
+    /// Records a forwarder did not take.
+    pub forward_failed: u64,
     /// Records accepted but not processed because of a hard stop.
     pub abandoned: u64,
 }
@@ -273,6 +288,9 @@ impl std::fmt::Display for RunFailed {
             .collect();
         if self.spans_dropped > 0 {
             parts.push(format!("{} spans not exported", self.spans_dropped));
+        }
+        if self.forward_failed > 0 {
+            parts.push(format!("{} records not forwarded", self.forward_failed));
         }
         if self.abandoned > 0 {
             parts.push(format!("{} records abandoned", self.abandoned));
@@ -324,7 +342,7 @@ impl std::fmt::Display for StopCause {
 }
 
 /// One line: `N records, N activities, N observations, N filtered, N rejected; N spans (N object, N link, N
-/// activity), N not exported`, then the stop cause when it is not the end of the input, and the numbers of
+/// activity), N not exported`, then `; N forwarded, N not forwarded` for a forwarding pipeline, the stop cause when it is not the end of the input, and the numbers of
 /// abandoned records and of failed sources when there are any (each failure's [`SourceFailure`] has its own
 /// `Display`).
 impl std::fmt::Display for PipelineReport {
@@ -344,6 +362,13 @@ impl std::fmt::Display for PipelineReport {
             self.activity_spans,
             self.spans_dropped,
         )?;
+        if self.forwarded > 0 || self.forward_failed > 0 {
+            write!(
+                f,
+                "; {} forwarded, {} not forwarded",
+                self.forwarded, self.forward_failed
+            )?;
+        }
         if self.stop != StopCause::InputEnded {
             write!(f, "; stopped by {}", self.stop)?;
         }
@@ -360,14 +385,19 @@ impl std::fmt::Display for PipelineReport {
 }
 
 impl PipelineReport {
-    /// `Err` when the run lost something: a source failed, spans were not exported, or records were abandoned; the
+    /// `Err` when the run lost something: a source failed, spans were not exported, records were not forwarded or
+    /// were abandoned; the
     /// error says what, so a binary can fail loudly with `report.check()?`.
     pub fn check(&self) -> Result<(), RunFailed> {
-        let lost = !self.source_errors.is_empty() || self.spans_dropped > 0 || self.abandoned > 0;
+        let lost = !self.source_errors.is_empty()
+            || self.spans_dropped > 0
+            || self.forward_failed > 0
+            || self.abandoned > 0;
         match lost {
             true => Err(RunFailed {
                 source_errors: self.source_errors.clone(),
                 spans_dropped: self.spans_dropped,
+                forward_failed: self.forward_failed,
                 abandoned: self.abandoned,
             }),
             false => Ok(()),
@@ -522,6 +552,7 @@ pub struct PipelineBuilder {
     linkers: Vec<Arc<dyn Linker>>,
     lookup: Option<Arc<dyn ObjectLookup>>,
     exporters: Vec<Arc<dyn Exporter>>,
+    forwarder: Option<Arc<dyn RecordForwarder>>,
     ledger: Option<Arc<dyn SpanLedger>>,
     sources: Vec<Box<dyn Source>>,
     limits: PipelineLimits,
@@ -687,6 +718,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// Forwards every record (filtered and redacted) to `forwarder` instead of making spans: the `ingest` half of a
+    /// split deployment (see [`crate::forward`]). The decorators, linkers and exporters are then not used; a
+    /// record's delivery settles once the forwarder acknowledged it.
+    pub fn forward(mut self, forwarder: Arc<dyn RecordForwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
+    }
+
     /// The pipeline, ready to run.
     pub fn build(self) -> Pipeline {
         let limits = self.limits;
@@ -729,6 +768,7 @@ impl PipelineBuilder {
             shards,
             sources: self.sources,
             exporters: self.exporters,
+            forwarder: self.forwarder,
             sender,
             receiver,
             stats,
@@ -753,6 +793,7 @@ pub struct Pipeline {
     shards: usize,
     sources: Vec<Box<dyn Source>>,
     exporters: Vec<Arc<dyn Exporter>>,
+    forwarder: Option<Arc<dyn RecordForwarder>>,
     sender: mpsc::Sender<Tracked>,
     receiver: mpsc::Receiver<Tracked>,
     stats: Arc<PipelineStats>,
@@ -830,6 +871,7 @@ impl Pipeline {
             shards: shard_count,
             sources,
             exporters,
+            forwarder,
             sender,
             mut receiver,
             stats,
@@ -843,18 +885,28 @@ impl Pipeline {
         drop(sender);
         let exports = ExportWorkers::start(exporters, limits.exporter_queue.max(1), &stats, retry);
         let (_, budget) = shard::split_channel(limits.channel, shard_count);
-        let shards = Shards::start(
-            &ShardSettings {
-                count: shard_count,
-                budget,
-                batch_size: limits.batch_size.max(1),
-                flush_interval: limits.flush_interval,
-            },
-            &stage,
-            &exports.queues,
-            &stats,
-            hard_stop.child_token(),
-        );
+        let shards = match forwarder {
+            Some(forwarder) => Processing::Forward(Forwarding::start(
+                forwarder,
+                Arc::clone(&stage),
+                &stats,
+                budget * shard_count,
+                limits.channel,
+                hard_stop.child_token(),
+            )),
+            None => Processing::Shards(Shards::start(
+                &ShardSettings {
+                    count: shard_count,
+                    budget,
+                    batch_size: limits.batch_size.max(1),
+                    flush_interval: limits.flush_interval,
+                },
+                &stage,
+                &exports.queues,
+                &stats,
+                hard_stop.child_token(),
+            )),
+        };
         drop(stage);
 
         let mut unrouted = 0u64;
@@ -928,6 +980,39 @@ impl Pipeline {
         report.stop = stopping.stop;
         report.source_errors = running.finish().await;
         report
+    }
+}
+
+/// What the run loop hands records to: the sharded stage that makes spans, or the forwarding task.
+enum Processing {
+    Shards(Shards),
+    Forward(Forwarding),
+}
+
+impl Processing {
+    async fn route(&self, tracked: Tracked) -> Result<(), Unrouted> {
+        match self {
+            Self::Shards(shards) => shards.route(tracked).await,
+            Self::Forward(forwarding) => forwarding.route(tracked).await,
+        }
+    }
+
+    fn stop_hard(&self) {
+        match self {
+            Self::Shards(shards) => shards.stop_hard(),
+            Self::Forward(forwarding) => forwarding.stop_hard(),
+        }
+    }
+
+    async fn finish(
+        self,
+        deadline: Option<tokio::time::Instant>,
+        stop: &mut StopCause,
+    ) -> (u64, Option<Box<dyn std::any::Any + Send>>) {
+        match self {
+            Self::Shards(shards) => shards.finish(deadline, stop).await,
+            Self::Forward(forwarding) => forwarding.finish(deadline, stop).await,
+        }
     }
 }
 

@@ -59,11 +59,13 @@ pub enum RejectReason {
     InvalidEnvelope,
     /// A YAML document that does not parse.
     InvalidYaml,
+    /// A message that is no record of Kelemetry's wire format (`kelemetry_core::wire`), or one of another version.
+    InvalidRecord,
 }
 
 impl RejectReason {
     /// Every reason, in declaration order.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 8] = [
         Self::InvalidJson,
         Self::TruncatedJson,
         Self::DocumentTooLarge,
@@ -71,6 +73,7 @@ impl RejectReason {
         Self::InvalidAuditEvent,
         Self::InvalidEnvelope,
         Self::InvalidYaml,
+        Self::InvalidRecord,
     ];
 
     /// The stable text of the reason, as counted in reports and carried in [`Rejection::reason`].
@@ -83,6 +86,7 @@ impl RejectReason {
             Self::InvalidAuditEvent => "invalid audit event",
             Self::InvalidEnvelope => "invalid envelope",
             Self::InvalidYaml => "invalid YAML",
+            Self::InvalidRecord => "invalid record",
         }
     }
 

@@ -1,8 +1,11 @@
 //! [`KafkaSource`] (feature `kafka`): audit documents read from Kafka topics by a consumer group, each message's
 //! offset committed only once what it held was exported.
 //!
-//! Each message's value is one audit document, taken by [`AuditIntake`]: an audit `Event` or `EventList`, or any
-//! envelope the intake knows. Azure Event Hubs speaks the Kafka protocol (SASL_SSL with the PLAIN mechanism, the
+//! With [`MessageFormat::Audit`] (the default), each message's value is one audit document, taken by
+//! [`AuditIntake`]: an audit `Event` or `EventList`, or any envelope the intake knows. With
+//! [`MessageFormat::Records`], each is one record in the [wire format](kelemetry_core::wire) that `ingest`
+//! processes write through [`KafkaForwarder`](crate::kafka_forward::KafkaForwarder): this source is then the input
+//! of the `process` role. Azure Event Hubs speaks the Kafka protocol (SASL_SSL with the PLAIN mechanism, the
 //! connection string as the password), and GKE and EKS exports are commonly bridged into Kafka, so one source reads
 //! them all. Documents whose envelope names no cluster get [`KafkaConfig::default_cluster`].
 //!
@@ -47,6 +50,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kelemetry_core::audit::AuditMapping;
+use kelemetry_core::wire;
 use kelemetry_core::{
     ActivitySink, CancellationToken, Delivery, NotDelivered, Receipt, Record, Source, SourceError,
 };
@@ -66,7 +70,7 @@ pub use rdkafka;
 
 use crate::DEFAULT_DOCUMENT_LIMIT;
 use crate::audit_follow::StartPosition;
-use crate::audit_intake::{AuditIntake, AuditItem, RecordRejection, RejectReason};
+use crate::audit_intake::{AuditIntake, AuditItem, RecordRejection, RejectReason, SkipCause};
 use crate::report::ReadCounters;
 
 /// The consumer group of [`KafkaConfig::default`].
@@ -126,6 +130,8 @@ pub struct KafkaConfig {
     /// How often the settled offsets are committed (also on revocation and at shutdown).
     #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
     pub commit_interval: Duration,
+    /// What the messages hold: audit documents (`audit`, the default) or records in the wire format (`records`).
+    pub format: MessageFormat,
     /// librdkafka client properties passed through as given (`security.protocol`, `sasl.mechanism`,
     /// `sasl.username`, `ssl.ca.location`, `session.timeout.ms`, `group.protocol`...), at most
     /// [`MAX_PROPERTIES`]; the [`MANAGED_PROPERTIES`] are refused. librdkafka refuses names it does not know.
@@ -146,9 +152,26 @@ impl Default for KafkaConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             document_limit: DEFAULT_DOCUMENT_LIMIT,
             commit_interval: Duration::from_secs(1),
+            format: MessageFormat::Audit,
             properties: BTreeMap::new(),
         }
     }
+}
+
+/// What the messages of a [`KafkaSource`]'s topics hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(rename_all = "camelCase")
+)]
+#[non_exhaustive]
+pub enum MessageFormat {
+    /// One audit document a message (any envelope [`AuditIntake`] knows).
+    #[default]
+    Audit,
+    /// One record a message, in [`kelemetry_core::wire`]'s format (what `ingest` processes write).
+    Records,
 }
 
 /// A [`KafkaConfig`] that cannot make a source: the field and what is wrong.
@@ -190,16 +213,52 @@ impl KafkaConfigError {
     }
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> KafkaConfigError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> KafkaConfigError {
     KafkaConfigError::Invalid {
         field,
         message: message.into(),
     }
 }
 
+/// Checks librdkafka `properties` given in a configuration: at most [`MAX_PROPERTIES`], none longer than
+/// [`MAX_PROPERTY_BYTES`], none of `managed` (which `managed_by` sets).
+pub(crate) fn check_properties(
+    properties: &BTreeMap<String, String>,
+    managed: &[&str],
+    managed_by: &str,
+) -> Result<(), KafkaConfigError> {
+    if properties.len() > MAX_PROPERTIES {
+        return Err(invalid(
+            "properties",
+            format!(
+                "{} properties, at most {MAX_PROPERTIES} are accepted",
+                properties.len()
+            ),
+        ));
+    }
+    for (name, value) in properties {
+        if managed.contains(&name.as_str()) {
+            return Err(invalid(
+                "properties",
+                format!("{name} is set by {managed_by}"),
+            ));
+        }
+        if name.len() > MAX_PROPERTY_BYTES || value.len() > MAX_PROPERTY_BYTES {
+            return Err(invalid(
+                "properties",
+                format!(
+                    "{} is longer than {MAX_PROPERTY_BYTES} bytes",
+                    name.get(..64).unwrap_or(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `topic` is a name Kafka accepts: 1 to 249 characters of ASCII letters, digits, `.`, `_` and `-`, and
 /// not `.` or `..`.
-fn is_topic_name(topic: &str) -> bool {
+pub(crate) fn is_topic_name(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 249
         && topic != "."
@@ -250,35 +309,11 @@ impl KafkaConfig {
         if self.commit_interval.is_zero() {
             return Err(invalid("commitInterval", "must be longer than 0s"));
         }
-        if self.properties.len() > MAX_PROPERTIES {
-            return Err(invalid(
-                "properties",
-                format!(
-                    "{} properties, at most {MAX_PROPERTIES} are accepted",
-                    self.properties.len()
-                ),
-            ));
-        }
-        for (name, value) in &self.properties {
-            if MANAGED_PROPERTIES.contains(&name.as_str()) {
-                return Err(invalid(
-                    "properties",
-                    format!(
-                        "{name} is set by the source (bootstrapServers, groupId, start; commits are its own)"
-                    ),
-                ));
-            }
-            if name.len() > MAX_PROPERTY_BYTES || value.len() > MAX_PROPERTY_BYTES {
-                return Err(invalid(
-                    "properties",
-                    format!(
-                        "{} is longer than {MAX_PROPERTY_BYTES} bytes",
-                        name.get(..64).unwrap_or(name)
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        check_properties(
+            &self.properties,
+            &MANAGED_PROPERTIES,
+            "the source (bootstrapServers, groupId, start; commits are its own)",
+        )
     }
 
     /// The librdkafka client configuration of the consumer.
@@ -350,6 +385,26 @@ impl KafkaSource {
     /// The settings it runs with.
     pub fn config(&self) -> &KafkaConfig {
         &self.config
+    }
+}
+
+/// What became of one record of a message.
+enum Taken {
+    /// To be handed to the pipeline.
+    Record(Record),
+    /// Well formed, not traced.
+    Skipped(SkipCause),
+    /// Malformed.
+    Rejected(RecordRejection),
+}
+
+impl From<AuditItem> for Taken {
+    fn from(item: AuditItem) -> Self {
+        match item {
+            AuditItem::Activity(activity) => Self::Record(Record::Activity(activity)),
+            AuditItem::Skipped(cause) => Self::Skipped(cause),
+            AuditItem::Rejected(rejection) => Self::Rejected(rejection),
+        }
     }
 }
 
@@ -638,7 +693,7 @@ impl KafkaSource {
     /// a closed pipeline is reported as `Stop` and must not count as settled.
     async fn hand_over(
         &self,
-        value: Result<Vec<AuditItem>, RecordRejection>,
+        value: Result<Vec<Taken>, RecordRejection>,
         place: &(Arc<str>, i32, i64),
         sink: &Arc<dyn ActivitySink>,
         shutdown: &CancellationToken,
@@ -658,8 +713,8 @@ impl KafkaSource {
         for item in items {
             self.counters.record_found();
             match item {
-                AuditItem::Activity(activity) => {
-                    let sending = sink.send_tracked(Record::Activity(activity), &delivery);
+                Taken::Record(record) => {
+                    let sending = sink.send_tracked(record, &delivery);
                     let result = tokio::select! {
                         result = sending => result,
                         () = shutdown.cancelled() => return (None, Flow::Stop),
@@ -670,8 +725,8 @@ impl KafkaSource {
                     self.counters.record_sent();
                     sent = true;
                 }
-                AuditItem::Skipped(reason) => self.counters.record_skipped(reason.as_str()),
-                AuditItem::Rejected(rejection) => {
+                Taken::Skipped(reason) => self.counters.record_skipped(reason.as_str()),
+                Taken::Rejected(rejection) => {
                     self.counters.record_rejected(rejection.reason.as_str());
                     sink.reject(rejection.into_rejection(origin(topic, *partition, *offset)));
                 }
@@ -682,7 +737,7 @@ impl KafkaSource {
     }
 
     /// Parses a message's value (or rejects it whole).
-    fn take(&self, value: &[u8]) -> Result<Vec<AuditItem>, RecordRejection> {
+    fn take(&self, value: &[u8]) -> Result<Vec<Taken>, RecordRejection> {
         if value.len() > self.config.document_limit {
             return Err(RecordRejection::too_large(
                 value.len() as u64,
@@ -695,9 +750,19 @@ impl KafkaSource {
                 "the message has no value",
             ));
         }
-        self.intake
-            .take(value, &self.config.default_cluster)
-            .map(Iterator::collect)
+        match self.config.format {
+            MessageFormat::Audit => self
+                .intake
+                .take(value, &self.config.default_cluster)
+                .map(|items| items.map(Taken::from).collect()),
+            MessageFormat::Records => match wire::decode(value) {
+                Ok(record) => Ok(vec![Taken::Record(record)]),
+                Err(err) => Err(RecordRejection::new(
+                    RejectReason::InvalidRecord,
+                    err.to_string(),
+                )),
+            },
+        }
     }
 
     /// Waits for the oldest message's receipt while the window is full. `Stop` when shutdown came first.

@@ -29,7 +29,10 @@
 //! - `leader::LeaderElected` (feature `kube`): runs the Events source and the object watch on one replica at a
 //!   time, the one holding a `coordination.k8s.io` Lease, and hands them over when it dies or stops.
 //! - `kafka::KafkaSource` (feature `kafka`): audit documents from Kafka topics (or Azure Event Hubs) as a consumer
-//!   group member, each offset committed once its spans are exported.
+//!   group member, each offset committed once its spans are exported; with `format: records`, the records
+//!   `ingest` processes wrote (the input of the `process` role).
+//! - `kafka_forward::KafkaForwarder` (feature `kafka`): the output of the `ingest` role, records produced to a
+//!   topic keyed by object key (idempotent, `acks=all`), each delivery settled by the brokers' acknowledgement.
 //! - `kube_discovery` (feature `kube`): the resources the apiserver serves, and teaching a
 //!   [`ResourceMap`](kelemetry_core::ResourceMap) their kinds.
 //!
@@ -89,6 +92,8 @@ pub mod checkpoint;
 mod json_stream;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
+pub mod kafka_forward;
 #[cfg(feature = "kube")]
 pub mod kube_discovery;
 #[cfg(feature = "kube")]
@@ -114,7 +119,9 @@ pub use audit_follow::{AuditLogConfig, AuditLogFollower, StartPosition};
 pub use audit_intake::{AuditIntake, RejectReason, SkipCause};
 pub use checkpoint::{CheckpointFile, FileCheckpoint};
 #[cfg(feature = "kafka")]
-pub use kafka::{KafkaConfig, KafkaSource};
+pub use kafka::{KafkaConfig, KafkaSource, MessageFormat};
+#[cfg(feature = "kafka")]
+pub use kafka_forward::{KafkaForwarder, KafkaForwarderConfig};
 #[cfg(feature = "kube")]
 pub use kube_events::{KubeEventOptions, KubeEventSource};
 #[cfg(feature = "kube")]

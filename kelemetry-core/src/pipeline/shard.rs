@@ -34,7 +34,6 @@ use super::stage::Stage;
 use super::{ExportQueues, PipelineStats, StopCause, Tracked, decrement, sleep_until_or_never};
 use crate::activity::Record;
 use crate::delivery::PendingRecord;
-use crate::key::ObjectKey;
 use crate::source::CancellationToken;
 use crate::span::SpanRecord;
 
@@ -43,18 +42,10 @@ const SPARE_SPAN_VECTORS: usize = 64;
 /// How many records a shard takes from its inbox at one wake-up at most (fewer once its batch is full).
 const RECORDS_PER_WAKE_UP: usize = 64;
 
-/// The key a record is routed by: its object's.
-fn object_key(record: &Record) -> &ObjectKey {
-    match record {
-        Record::Activity(activity) => activity.object.key(),
-        Record::Observation(observation) => observation.object.key(),
-    }
-}
-
 /// The hash of a record's object key. The same in every run (`DefaultHasher::new` has fixed keys), though
 /// nothing depends on that: ids do not depend on shards.
 fn route_hash(record: &Record) -> u64 {
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(object_key(record))
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(record.object().key())
 }
 
 /// How the pipeline's `channel` records are split: the intake channel the sinks write to takes half, and each

@@ -94,7 +94,7 @@ impl Stage {
         }
     }
 
-    fn redact(&self, object: &mut Object) {
+    pub(super) fn redact(&self, object: &mut Object) {
         if let Some(body) = &mut object.body
             && self.redactor.applies_to(&object.object_ref.key, body)
         {
