@@ -12,6 +12,8 @@
 //! | `sources.objectWatch`| [`ObjectWatchConfig`]                                       |
 //! | `sources.leaderElection` | [`LeaderElection`] (runs `events` and `objectWatch` on one replica) |
 //! | `sources.kafka`      | `KafkaConfig` (`kelemetry_sources::kafka`; feature `kafka`) |
+//! | `role`               | [`Role`]: `allInOne`, `ingest` or `process`                 |
+//! | `forward.kafka`      | `KafkaForwarderConfig` (`kelemetry_sources::kafka_forward`; feature `kafka`; role `ingest`) |
 //! | `filter`, `redaction`| [`Filter`], [`FieldRedaction`]                              |
 //! | `linkers`            | [`LinkerSetConfig`]                                         |
 //! | `exporters.*`        | [`StoreConfig`], [`JsonLinesConfig`], [`OtlpConfig`]        |
@@ -32,10 +34,10 @@ use kelemetry_core::{Filter, PipelineLimits, Windowing};
 use kelemetry_exporters::{JsonLinesConfig, OtlpConfig, StoreConfig};
 use kelemetry_linkers::{LinkerSetConfig, RuleChoice};
 use kelemetry_metrics::AuditMetricsConfig;
-#[cfg(feature = "kafka")]
-use kelemetry_sources::KafkaConfig;
 use kelemetry_sources::webhook::{WalConfig, WebhookConfig};
 use kelemetry_sources::{AuditLogConfig, KubeEventOptions, LeaderElection, ObjectWatchConfig};
+#[cfg(feature = "kafka")]
+use kelemetry_sources::{KafkaConfig, KafkaForwarderConfig, MessageFormat};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IntoDeserializer, MapAccess};
 
@@ -96,6 +98,12 @@ pub(crate) fn load_extensions(
 pub(crate) struct RunConfig {
     /// The name of the cluster (the `cluster` of every object; `/audit` posts without a cluster get it).
     pub(crate) cluster: String,
+    /// What this process does of the whole: everything (the default), only the sources, or only the spans.
+    #[serde(default)]
+    pub(crate) role: Role,
+    /// Where an `ingest` process hands its records.
+    #[serde(default)]
+    pub(crate) forward: ForwardConfig,
     /// How to reach the apiserver (for `events` and `objectWatch`).
     #[serde(default)]
     pub(crate) kubernetes: KubernetesConfig,
@@ -110,7 +118,8 @@ pub(crate) struct RunConfig {
     /// How objects relate.
     #[serde(default)]
     pub(crate) linkers: LinkerSetConfig,
-    /// Where spans go.
+    /// Where spans go (none in the `ingest` role).
+    #[serde(default)]
     pub(crate) exporters: ExportersConfig,
     /// Queue and cache sizes, the shutdown grace, the memory ceiling.
     #[serde(default)]
@@ -122,6 +131,40 @@ pub(crate) struct RunConfig {
     /// `--metrics-listen` is given).
     #[serde(default)]
     pub(crate) metrics: Option<MetricsConfig>,
+}
+
+/// `role:`: which part of the work a `kelemetry run` process does (docs/scaling.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum Role {
+    /// Sources, spans and exporters in one process.
+    #[default]
+    AllInOne,
+    /// The sources (webhook, audit log, Events, object watch), every record forwarded to Kafka (`forward.kafka`):
+    /// no spans, no exporters.
+    Ingest,
+    /// The records ingest processes forwarded (`sources.kafka` with `format: records`) made into spans and
+    /// exported.
+    Process,
+}
+
+/// `forward:`, the output of the `ingest` role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ForwardConfig {
+    /// Records produced to a Kafka topic, keyed by object key.
+    #[cfg(feature = "kafka")]
+    pub(crate) kafka: Option<KafkaForwarderConfig>,
+}
+
+impl ForwardConfig {
+    /// Whether a forwarder is configured (never without the feature `kafka`).
+    fn is_set(&self) -> bool {
+        #[cfg(feature = "kafka")]
+        return self.kafka.is_some();
+        #[cfg(not(feature = "kafka"))]
+        false
+    }
 }
 
 /// `metrics:` (docs/metrics.md).
@@ -414,13 +457,7 @@ impl RunConfig {
                 "configure at least one of webhook, auditLog, events, objectWatch, kafka",
             );
         }
-        let exporters = &self.exporters;
-        if exporters.store.is_none() && exporters.json_lines.is_none() && exporters.otlp.is_none() {
-            return fail(
-                &["exporters"],
-                "configure at least one of store, jsonLines, otlp",
-            );
-        }
+        self.check_role()?;
         self.check_required()?;
         if let Some(webhook) = &sources.webhook {
             check_webhook(webhook)?;
@@ -461,6 +498,76 @@ impl RunConfig {
             && metrics.audit.max_series == 0
         {
             return fail(&["metrics", "audit", "maxSeries"], "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// What each role needs and refuses: an ingest process forwards and exports nothing; a process process reads
+    /// only what ingest processes forwarded.
+    fn check_role(&self) -> Result<(), (Vec<&'static str>, String)> {
+        let fail = |path: &[&'static str], message: &str| Err((path.to_vec(), message.to_owned()));
+        let exporters = &self.exporters;
+        let has_exporter =
+            exporters.store.is_some() || exporters.json_lines.is_some() || exporters.otlp.is_some();
+        match self.role {
+            Role::AllInOne | Role::Process if !has_exporter => fail(
+                &["exporters"],
+                "configure at least one of store, jsonLines, otlp",
+            ),
+            Role::AllInOne | Role::Process if self.forward.is_set() => fail(
+                &["forward"],
+                "only a process of role ingest forwards its records: remove it, or set role: ingest",
+            ),
+            Role::Ingest if has_exporter => fail(
+                &["exporters"],
+                "a process of role ingest makes no spans: remove the exporters (the process role exports)",
+            ),
+            Role::Ingest if !self.forward.is_set() => fail(
+                &["role"],
+                "ingest needs forward.kafka: where its records go",
+            ),
+            Role::Process => self.check_process_sources(),
+            _ => self.check_forward(),
+        }
+    }
+
+    /// A process of role `process` reads records from Kafka and nothing else.
+    fn check_process_sources(&self) -> Result<(), (Vec<&'static str>, String)> {
+        let sources = &self.sources;
+        let direct = [
+            ("webhook", sources.webhook.is_some()),
+            ("auditLog", sources.audit_log.is_some()),
+            ("events", sources.events.is_some()),
+            ("objectWatch", sources.object_watch.is_some()),
+        ];
+        if let Some((name, _)) = direct.iter().find(|(_, set)| *set) {
+            return Err((
+                vec!["sources", name],
+                "a process of role process reads only sources.kafka (format: records); run this source in a \
+                 process of role ingest"
+                    .to_owned(),
+            ));
+        }
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &sources.kafka
+            && kafka.format == MessageFormat::Records
+        {
+            return Ok(());
+        }
+        Err((
+            vec!["sources", "kafka"],
+            "role process needs sources.kafka with format: records (the topic ingest processes forward to)"
+                .to_owned(),
+        ))
+    }
+
+    /// The forwarder's own checks, at its fields.
+    fn check_forward(&self) -> Result<(), (Vec<&'static str>, String)> {
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &self.forward.kafka {
+            kafka
+                .check()
+                .map_err(|err| (vec!["forward", "kafka", err.field()], err.of_field()))?;
         }
         Ok(())
     }

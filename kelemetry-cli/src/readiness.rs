@@ -3,7 +3,8 @@
 //! Ready means: the pipeline has started its sources, and no span was lost in the last [`LOSS_MEMORY`], that is,
 //! every exporter took every batch it was handed in that time (after its retries), and every flush succeeded. A
 //! full disk under the store, an OTLP collector that stays away past the retries or a store that fails its writes
-//! makes `run` unready at the first lost batch, and ready again once nothing has been lost for [`LOSS_MEMORY`].
+//! makes `run` unready at the first lost batch (in the `ingest` role: the first record Kafka did not acknowledge),
+//! and ready again once nothing has been lost for [`LOSS_MEMORY`].
 //! Each loss is also logged with its count, at error level, which the default log filter shows.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -83,10 +84,9 @@ impl Readiness {
     /// Reads the lost-span counter at `now`: the spans lost and not logged yet (counted as logged), in all, and
     /// when the last loss was seen.
     fn observe(&self, now: Instant) -> (u64, u64, Option<Instant>) {
-        let total = self
-            .stats
-            .get()
-            .map_or(0, |stats| stats.spans_dropped.load(Relaxed));
+        let total = self.stats.get().map_or(0, |stats| {
+            stats.spans_dropped.load(Relaxed) + stats.forward_failed.load(Relaxed)
+        });
         let mut losses = self
             .losses
             .lock()

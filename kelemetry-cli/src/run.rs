@@ -45,7 +45,7 @@ use kelemetry_sources::{
 use tokio::task::JoinHandle;
 
 use crate::CliError;
-use crate::config::{ExportersConfig, KubernetesConfig, MetricsConfig, RunConfig};
+use crate::config::{ExportersConfig, KubernetesConfig, MetricsConfig, Role, RunConfig};
 use crate::readiness::{LOSS_MEMORY, Readiness};
 
 /// Arguments of `kelemetry run`.
@@ -335,12 +335,16 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
     }
     builder = add_kube_sources(config, file, builder, &resources, &redactor, &mut reports).await?;
 
-    let linkers = config
-        .linkers
-        .build(resources)
-        .map_err(|err| setup_error(file, "linkers.rules", err))?;
-    for linker in linkers {
-        builder = builder.linker(linker);
+    if config.role == Role::Ingest {
+        builder = add_forwarder(config, file, builder)?;
+    } else {
+        let linkers = config
+            .linkers
+            .build(resources)
+            .map_err(|err| setup_error(file, "linkers.rules", err))?;
+        for linker in linkers {
+            builder = builder.linker(linker);
+        }
     }
     for exporter in build_exporters(&config.exporters, file, &mut reports).await? {
         builder = builder.exporter(exporter);
@@ -358,6 +362,32 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         readiness,
         metrics,
     })
+}
+
+/// Makes `builder` forward its records to `forward.kafka` (role `ingest`).
+fn add_forwarder(
+    config: &RunConfig,
+    file: &Path,
+    builder: PipelineBuilder,
+) -> Result<PipelineBuilder, CliError> {
+    #[cfg(feature = "kafka")]
+    if let Some(kafka) = &config.forward.kafka {
+        let forwarder = kafka
+            .build()
+            .map_err(|err| setup_error(file, "forward.kafka", err))?;
+        eprintln!(
+            "kelemetry: role ingest: forwarding records to Kafka topic {} (brokers {}; idempotent, acks=all: a \
+             source's input counts as delivered once the brokers hold it)",
+            kafka.topic, kafka.bootstrap_servers
+        );
+        return Ok(builder.forward(Arc::new(forwarder)));
+    }
+    let _ = builder;
+    Err(setup_error(
+        file,
+        "forward",
+        "role ingest needs forward.kafka (this build has no feature kafka)",
+    ))
 }
 
 /// Adds the sources that read the apiserver (Events, the object watch) to `builder`, teaching `resources` the

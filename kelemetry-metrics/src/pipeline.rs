@@ -97,6 +97,18 @@ impl Collector for PipelineCollector {
             "Spans an exporter did not take after its retries, or whose flush failed.",
             load(&stats.spans_dropped),
         )?;
+        encode::counter(
+            e,
+            "kelemetry_pipeline_records_forwarded",
+            "Records an ingest process forwarded and had acknowledged (role ingest).",
+            load(&stats.forwarded),
+        )?;
+        encode::counter(
+            e,
+            "kelemetry_pipeline_records_not_forwarded",
+            "Records an ingest process could not forward: lost, their sources told so (role ingest).",
+            load(&stats.forward_failed),
+        )?;
         encode::gauge(
             e,
             "kelemetry_pipeline_queue_records",

@@ -414,3 +414,78 @@ fn kafka_settings_are_checked_where_they_are() {
         "{unknown}"
     );
 }
+
+#[cfg(feature = "kafka")]
+#[test]
+fn each_role_takes_what_it_needs_and_refuses_the_rest() {
+    let ingest = "cluster: c\nrole: ingest\nsources:\n  webhook:\n    listen: 127.0.0.1:0\nforward:\n  kafka:\n    \
+                  bootstrapServers: 127.0.0.1:9092\n";
+    let config = parse(ingest).unwrap();
+    assert_eq!(config.role, super::Role::Ingest);
+    assert_eq!(
+        config.forward.kafka,
+        Some(kelemetry_sources::KafkaForwarderConfig::new(
+            "127.0.0.1:9092",
+            kelemetry_sources::kafka_forward::DEFAULT_RECORDS_TOPIC
+        ))
+    );
+    // An ingest process writes no webhook WAL by default (it has no store): Kafka's acknowledgement is the 200.
+    assert!(config.sources.webhook.unwrap().wal.is_none());
+
+    let process = "cluster: c\nrole: process\nsources:\n  kafka:\n    bootstrapServers: 127.0.0.1:9092\n    \
+                   topics: [kelemetry-records]\n    format: records\nexporters:\n  store:\n    path: s\n";
+    let config = parse(process).unwrap();
+    assert_eq!(config.role, super::Role::Process);
+    assert_eq!(
+        config.sources.kafka.unwrap().format,
+        kelemetry_sources::MessageFormat::Records
+    );
+
+    for (text, expected) in [
+        (
+            ingest.replace(
+                "forward:\n  kafka:\n    bootstrapServers: 127.0.0.1:9092\n",
+                "",
+            ),
+            "run.yaml:2: role: ingest needs forward.kafka: where its records go",
+        ),
+        (
+            format!("{ingest}exporters:\n  store:\n    path: s\n"),
+            "run.yaml:9: exporters: a process of role ingest makes no spans: remove the exporters (the process \
+             role exports)",
+        ),
+        (
+            format!("{ingest}    topic: 'no topic'\n"),
+            "run.yaml:9: forward.kafka.topic: \"no topic\" is no topic name (1 to 249 of the characters a-z A-Z \
+             0-9 . _ -, not . or ..)",
+        ),
+        (
+            format!("{ingest}    properties: {{acks: '1'}}\n"),
+            "run.yaml:9: forward.kafka.properties: acks is set by the forwarder (bootstrapServers, \
+             deliveryTimeout; acks=all and idempotence are its own)",
+        ),
+        (
+            process.replace("    format: records\n", ""),
+            "run.yaml:4: sources.kafka: role process needs sources.kafka with format: records (the topic ingest \
+             processes forward to)",
+        ),
+        (
+            process.replace("sources:\n", "sources:\n  webhook: {}\n"),
+            "run.yaml:4: sources.webhook: a process of role process reads only sources.kafka (format: records); \
+             run this source in a process of role ingest",
+        ),
+        (
+            format!("{MINIMAL}forward:\n  kafka:\n    bootstrapServers: 127.0.0.1:9092\n"),
+            "run.yaml:8: forward: only a process of role ingest forwards its records: remove it, or set role: \
+             ingest",
+        ),
+    ] {
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(err, expected, "\n{text}");
+    }
+    let unknown = parse(&ingest.replace("role: ingest", "role: both")).unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown variant `both`"),
+        "{unknown}"
+    );
+}
