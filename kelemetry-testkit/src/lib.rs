@@ -26,7 +26,7 @@
 //! - [`fixtures`] and [`fixture`]: where the shared recorded data is (`KELEMETRY_FIXTURES`, else
 //!   `../shared/fixtures`); a test without it skips itself, unless `KELEMETRY_REQUIRE_FIXTURES=1` (as in CI);
 //! - [`LoopbackCertificates`]: a test CA and a serving certificate for 127.0.0.1, for TLS tests;
-//! - [`http_get`]: one plain HTTP/1.1 GET, for the servers the binary starts;
+//! - [`http_get`] and [`http_post`]: one plain HTTP/1.1 request, for the servers the binary starts;
 //! - [`TestKafka`] (module [`kafka`]): a real Apache Kafka broker on loopback (`scripts/kafka`), one per test
 //!   binary, for tests gated on `KELEMETRY_KAFKA=1` ([`kafka_enabled`]);
 //! - [`release_binary`] and [`fault_line`]: the release binary the fault suite attacks, and its one summary line
@@ -70,7 +70,7 @@ pub use cluster::{
 pub use error::ClusterError;
 pub use faults::{BIN_ENV, FAULT_SUMMARY_ENV, fault_line, release_binary};
 pub use fixtures::{FIXTURES_ENV, REQUIRE_FIXTURES_ENV, fixture, fixtures};
-pub use http::http_get;
+pub use http::{http_get, http_post};
 pub use kafka::{TestKafka, kafka_enabled};
 pub use process::KelemetryProcess;
 pub use trace_on_failure::{ARTIFACTS_ENV, TraceOnFailure, artifacts_dir};
