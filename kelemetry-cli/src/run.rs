@@ -37,7 +37,7 @@ use kelemetry_metrics::{
     WebhookCollector,
 };
 use kelemetry_sources::kube_discovery;
-use kelemetry_sources::webhook::{ReadinessCheck, WebhookMetrics};
+use kelemetry_sources::webhook::{Acknowledge, ReadinessCheck, WebhookMetrics};
 use kelemetry_sources::{
     LeaderElected, Leadership, ObjectWatchOptions, ObjectWatchSource, ReadCounters, TermSource,
     WatchStore,
@@ -280,6 +280,10 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         webhook.default_cluster.clone_from(&config.cluster);
         webhook.memory_pressure = memory.as_ref().map(|watch| watch.pressure.clone());
         webhook.mapping = observed(webhook.mapping, requests.as_ref());
+        // An ingest process has no store to write ahead to: a batch is answered 200 once Kafka holds it.
+        if config.role == Role::Ingest && webhook.wal.as_ref().is_none_or(|wal| !wal.enabled) {
+            webhook.acknowledge = Acknowledge::Delivered;
+        }
         // `GET /readyz`: the sources started and no span lost lately (crate::readiness).
         let ready = Arc::clone(&readiness);
         webhook.readiness = Some(ReadinessCheck::new(move || ready.check()));
@@ -295,6 +299,9 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
             Some(folder) => eprintln!(
                 "kelemetry: audit webhook writes ahead into {} (200 once a batch is on disk)",
                 folder.display()
+            ),
+            None if config.role == Role::Ingest => eprintln!(
+                "kelemetry: audit webhook answers 200 once Kafka acknowledged every record of the batch"
             ),
             None => eprintln!(
                 "kelemetry: audit webhook without a write-ahead log: accepted batches wait in memory only"
@@ -455,9 +462,13 @@ async fn add_kube_sources(
         let watch = watch_config.build(client.clone(), config.cluster.clone(), redactor.clone());
         eprintln!("kelemetry: watching objects for diffs and snapshots");
         reports.watch = Some(Arc::clone(&watch.store));
-        builder = builder
-            .decorator(Arc::new(watch.decorator))
-            .lookup(Arc::clone(&watch.store) as _);
+        // An ingest process forwards its records one after the other: a decorator that waits for a lagging watch
+        // would hold back all of them. Its watch still files watch activities, forwarded like the others.
+        if config.role != Role::Ingest {
+            builder = builder
+                .decorator(Arc::new(watch.decorator))
+                .lookup(Arc::clone(&watch.store) as _);
+        }
         let source = watch.source.with_resources(discovered);
         match elected {
             Some(election) => {

@@ -227,20 +227,7 @@ fn spans(path: &Path) -> Vec<Span> {
 
 /// The holder of the Lease `default/name` (`None`: no Lease yet, or no holder).
 fn holder(cluster: &TestCluster, name: &str) -> Option<String> {
-    let selector = format!("--field-selector=metadata.name={name}");
-    let list = cluster
-        .kubectl_json([
-            "get",
-            "leases.coordination.k8s.io",
-            "-n",
-            "default",
-            &selector,
-        ])
-        .unwrap();
-    list["items"][0]["spec"]["holderIdentity"]
-        .as_str()
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
+    cluster.lease_holder("default", name).unwrap()
 }
 
 /// Polls (every 50 ms, `timeout` at most) until `identity` holds the Lease; how long that took.

@@ -18,34 +18,6 @@ use kelemetry_sources::kafka::rdkafka::admin::{
 use kelemetry_sources::kafka::rdkafka::client::DefaultClientContext;
 use kelemetry_testkit::{KelemetryProcess, TestKafka, http_post, kafka_enabled, wait_until};
 
-/// A topic of `partitions` partitions, new for this test.
-async fn create_topic(bootstrap: &str, prefix: &str, partitions: i32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let topic = format!("{prefix}-{}-{nanos}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(topic, err)| panic!("creating {topic}: {err}"));
-    }
-    topic
-}
-
 fn recording() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recorded/deployment-lifecycle")
 }
@@ -108,7 +80,8 @@ async fn ingest_and_process_through_kafka_show_what_replay_shows() {
         return;
     }
     let kafka = TestKafka::shared().unwrap_or_else(|err| panic!("KELEMETRY_KAFKA=1 but {err}"));
-    let topic = create_topic(kafka.bootstrap(), "split", 3).await;
+    let topic = support::fresh_topic("split");
+    support::create_topic(kafka.bootstrap(), &topic, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_kelemetry"));
 
@@ -163,7 +136,23 @@ async fn ingest_and_process_through_kafka_show_what_replay_shows() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // The JSON lines the process wrote, imported into a store of their own, show the same.
+    let imported = dir.path().join("imported");
+    let out = std::process::Command::new(binary)
+        .args(["store", "import"])
+        .arg(&imported)
+        .arg(&spans)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(support::counts(&stdout)["spans"] > forwarded, "{stdout}");
     let split = support::show(&dir.path().join("store"), "deployments/default/demo");
+    assert_eq!(
+        support::show(&imported, "deployments/default/demo"),
+        split,
+        "imported from JSON lines"
+    );
     let replay = support::show(&replayed, "deployments/default/demo");
     assert!(split.lines().count() > 10, "{split}");
     assert_eq!(split, replay, "split roles:\n{split}\nreplay:\n{replay}");

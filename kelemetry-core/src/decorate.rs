@@ -27,6 +27,9 @@ pub trait Decorator: Send + Sync {
 /// The text of the log that stands in for a diff or snapshot of an object redacted whole.
 pub const REDACTED_MESSAGE: &str = "Sensitive object content has been redacted";
 
+/// The `realVerbose` log of an update that changed nothing (its resource version is the one it was based on).
+pub const NO_OP_UPDATE: &str = "No-op update";
+
 /// Adds what a write changed to audit activities (docs/behaviour/diffs-and-redaction.md#diffs-from-audit-bodies),
 /// from the activity's body (the response object) and the previous body of the object in the [`BodyCache`]:
 ///
@@ -117,10 +120,12 @@ fn decorate_with_keys(activity: &mut Activity, bodies: &BodyCache, keys: &ListKe
     let Some(change) = &activity.change else {
         return;
     };
-    let already = activity
-        .logs
-        .iter()
-        .any(|l| matches!(l.kind, LogKind::ObjectDiff | LogKind::ObjectSnapshot));
+    // Decorated already (by an ingest process, before the record travelled): decorating twice changes nothing.
+    let already = activity.logs.iter().any(|l| {
+        matches!(l.kind, LogKind::ObjectDiff | LogKind::ObjectSnapshot)
+            || (l.kind == LogKind::RealVerbose && l.message == NO_OP_UPDATE)
+            || (l.kind == LogKind::KelemetryError && l.message == REDACTED_MESSAGE)
+    });
     if already || failed(activity) {
         return;
     }
@@ -148,10 +153,14 @@ fn decorate_with_keys(activity: &mut Activity, bodies: &BodyCache, keys: &ListKe
             if new_rv.is_some() && new_rv == change.old_resource_version.as_deref() {
                 activity
                     .logs
-                    .push(LogLine::new(LogKind::RealVerbose, "No-op update"));
+                    .push(LogLine::new(LogKind::RealVerbose, NO_OP_UPDATE));
                 return;
             }
-            if let Some(rv) = new_rv {
+            if let Some(rv) = new_rv
+                && activity
+                    .attribute_value(vocabulary::NEW_RESOURCE_VERSION)
+                    .is_none()
+            {
                 activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv.to_owned());
             }
             let Some(previous) = bodies.before(activity.object.key(), new_rv) else {
@@ -385,6 +394,28 @@ mod tests {
                 "spec.parts[id=1].size 1 -> 2".to_owned()
             )]
         );
+    }
+
+    /// An ingest process decorates before the record travels; the process that makes its span decorates again
+    /// (with a cache of its own, warm or cold): the second time changes nothing.
+    #[test]
+    fn decorating_twice_is_decorating_once() {
+        let warm = BodyCache::new(4);
+        warm.insert(key(), Arc::new(deployment("1", 2)));
+        let cases = [
+            write(ChangeKind::Update, Some("1"), Some(deployment("5", 4)), 200),
+            write(ChangeKind::Update, Some("7"), Some(deployment("7", 9)), 200),
+            write(ChangeKind::Create, None, Some(deployment("1", 2)), 201),
+        ];
+        for case in cases {
+            let mut once = case.clone();
+            run(&mut once, &warm);
+            for second in [&warm, &BodyCache::new(4)] {
+                let mut twice = once.clone();
+                run(&mut twice, second);
+                assert_eq!(twice, once);
+            }
+        }
     }
 
     #[test]

@@ -190,6 +190,10 @@ pub enum OtlpDecodeError {
         /// The value.
         nanos: u64,
     },
+    /// A line of OTLP/JSON that is not an `ExportTraceServiceRequest`: the parser's message (kept as text, so that
+    /// this error stays comparable and cloneable).
+    #[error("not an OTLP/JSON export request: {0}")]
+    Json(String),
 }
 
 /// The text of an attribute value: strings as they are, other scalars as Rust prints them, arrays and maps in
@@ -265,6 +269,14 @@ pub fn span_record(span: &Span, kind: SpanKind) -> Result<SpanRecord, OtlpDecode
         attributes: attributes_of(&span.attributes),
         logs,
     })
+}
+
+/// The spans of one line of OTLP/JSON (an `ExportTraceServiceRequest`, as the JSON lines exporter writes them), in
+/// order.
+pub fn span_records_from_json(line: &str) -> Result<Vec<SpanRecord>, OtlpDecodeError> {
+    let request: ExportTraceServiceRequest =
+        serde_json::from_str(line).map_err(|err| OtlpDecodeError::Json(err.to_string()))?;
+    span_records(&request.resource_spans)
 }
 
 /// OTLP spans back into [`SpanRecord`]s, in order: the inverse of [`export_request`] (see the

@@ -718,9 +718,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// Forwards every record (filtered and redacted) to `forwarder` instead of making spans: the `ingest` half of a
-    /// split deployment (see [`crate::forward`]). The decorators, linkers and exporters are then not used; a
-    /// record's delivery settles once the forwarder acknowledged it.
+    /// Forwards every record (filtered, redacted and decorated, one after the other) to `forwarder` instead of
+    /// making spans: the `ingest` half of a split deployment (see [`crate::forward`]). The linkers and exporters
+    /// are then not used; a record's delivery settles once the forwarder acknowledged it.
     pub fn forward(mut self, forwarder: Arc<dyn RecordForwarder>) -> Self {
         self.forwarder = Some(forwarder);
         self
@@ -1136,6 +1136,36 @@ impl Stopping {
             abandoned += 1;
         }
         abandoned
+    }
+}
+
+/// Waits for `work` (a stage draining what it holds). Once `stop` is cancelled, or past `deadline` (the shutdown
+/// grace; then `stop` is cancelled here, logging that `what` did not drain), `cause` becomes
+/// [`StopCause::HardStop`] and the wait goes on for the stage to drop what it still holds.
+async fn drain_within<T>(
+    work: impl std::future::Future<Output = T>,
+    stop: &CancellationToken,
+    deadline: Option<tokio::time::Instant>,
+    cause: &mut StopCause,
+    what: &str,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut stopped_hard = false;
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            () = stop.cancelled(), if !stopped_hard => {
+                stopped_hard = true;
+                *cause = StopCause::HardStop;
+            }
+            () = sleep_until_or_never(deadline), if !stopped_hard => {
+                warn!("{what} did not drain within the shutdown grace: stopping hard");
+                stopped_hard = true;
+                *cause = StopCause::HardStop;
+                stop.cancel();
+            }
+        }
     }
 }
 

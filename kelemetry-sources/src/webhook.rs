@@ -11,6 +11,9 @@
 //!   was exported, and replays what it holds at the next start before any new batch: a batch answered 200
 //!   survives `kill -9` (docs/durability.md). Concurrent batches share one sync; a full log answers 429, a failed
 //!   write 503;
+//! - with [`WebhookConfig::acknowledge`] `delivered` (and no write-ahead log), answers **200 only once the pipeline
+//!   delivered every record of the batch**: exported, or in the `ingest` role forwarded and acknowledged by Kafka;
+//!   503 when some were lost. What was answered 200 survives `kill -9` without a disk;
 //! - answers **429** (`Retry-After: 1`) when the queue has no room for the batch, without keeping the body when it
 //!   is already full or when [`WebhookConfig::memory_pressure`] says so; the apiserver's webhook backend retries
 //!   with backoff. The queue is bounded twice: by
@@ -169,6 +172,10 @@ pub struct WebhookConfig {
     /// until every span made from it is exported; it is replayed at the next start if the process dies first.
     /// Without it (or with [`WalConfig::enabled`] off), accepted batches wait in memory only.
     pub wal: Option<WalConfig>,
+    /// When a batch without a write-ahead log is answered 200: once queued (the default), or once every record
+    /// of it was delivered by the pipeline (exported, or forwarded and acknowledged by Kafka in the `ingest` role);
+    /// a batch some of whose records were lost is then answered 503, and the apiserver sends it again.
+    pub acknowledge: Acknowledge,
     /// Limits on slow, silent and greedy clients (`connections:`): per-client connections, head and idle
     /// timeouts, the TLS handshake timeout, the minimum body rate, the wait for a read slot.
     pub connections: ConnectionLimits,
@@ -197,10 +204,28 @@ impl Default for WebhookConfig {
             mapping: AuditMapping::default(),
             memory_pressure: None,
             wal: None,
+            acknowledge: Acknowledge::Queued,
             connections: ConnectionLimits::default(),
             readiness: None,
         }
     }
+}
+
+/// When [`WebhookConfig::acknowledge`] answers a batch 200 (with a write-ahead log: once synced, whatever this says).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "config",
+    derive(serde::Deserialize),
+    serde(rename_all = "camelCase")
+)]
+#[non_exhaustive]
+pub enum Acknowledge {
+    /// Once the batch is in the bounded queue: fast; what was queued is lost if the process dies.
+    #[default]
+    Queued,
+    /// Once the pipeline delivered every record of the batch: survives the process's death without a disk,
+    /// costs the pipeline's latency per batch (the apiserver sends the next batch meanwhile).
+    Delivered,
 }
 
 impl WebhookConfig {

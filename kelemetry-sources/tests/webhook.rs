@@ -511,3 +511,60 @@ async fn memory_pressure_answers_429_while_the_queue_holds_something() {
     assert_eq!(metrics.snapshot().throttled, 1);
     assert_eq!(sink.titles().len(), 2);
 }
+
+/// `acknowledge: delivered`: a batch is answered only once the pipeline delivered all of it (here: forwarded and
+/// acknowledged, as in the `ingest` role), and 503 when its records were not.
+#[tokio::test]
+async fn acknowledge_delivered_answers_once_the_batch_is_delivered() {
+    use kelemetry_core::Pipeline;
+    use kelemetry_core::forward::MemoryForwarder;
+    use kelemetry_sources::webhook::Acknowledge;
+
+    let forwarder = Arc::new(MemoryForwarder::default());
+    let mut config = WebhookConfig::new(loopback(), "c");
+    config.acknowledge = Acknowledge::Delivered;
+    let webhook = AuditWebhook::bind(config).unwrap();
+    let address = webhook.local_addr();
+    let pipeline = Pipeline::builder()
+        .forward(forwarder.clone())
+        .source(Box::new(webhook))
+        .build();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(pipeline.run(shutdown.clone()));
+    let client = client();
+    let url = format!("http://{address}/audit");
+
+    let body = event_list(vec![
+        event("a1", "create", "web"),
+        event("a2", "update", "web"),
+    ]);
+    let answer = post(&client, &url, body).await;
+    assert_eq!(answer.status(), 200);
+    // Answered 200: both records are with the forwarder already, not merely queued.
+    assert_eq!(forwarder.records().len(), 2);
+
+    forwarder.refuse(true);
+    let answer = post(
+        &client,
+        &url,
+        event_list(vec![event("a3", "delete", "web")]),
+    )
+    .await;
+    assert_eq!(answer.status(), 503);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("not delivered: 1 record(s)"), "{text}");
+    forwarder.refuse(false);
+    // The apiserver sends the batch again.
+    let answer = post(
+        &client,
+        &url,
+        event_list(vec![event("a3", "delete", "web")]),
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(forwarder.records().len(), 3);
+
+    shutdown.cancel();
+    let report = running.await.unwrap();
+    assert_eq!((report.forwarded, report.forward_failed), (3, 1));
+}

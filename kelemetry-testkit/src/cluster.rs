@@ -235,6 +235,27 @@ impl TestCluster {
         self.run_kubectl(args, None)
     }
 
+    /// The holder of the `coordination.k8s.io` Lease `namespace/name`: `None` while there is no such Lease, or it
+    /// has no holder (released).
+    pub fn lease_holder(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let selector = format!("--field-selector=metadata.name={name}");
+        let list = self.kubectl_json([
+            "get",
+            "leases.coordination.k8s.io",
+            "-n",
+            namespace,
+            &selector,
+        ])?;
+        Ok(list["items"][0]["spec"]["holderIdentity"]
+            .as_str()
+            .filter(|holder| !holder.is_empty())
+            .map(str::to_owned))
+    }
+
     /// Runs kubectl with `args` and `--output=json` and parses what it prints.
     pub fn kubectl_json<I, S>(&self, args: I) -> Result<serde_json::Value, ClusterError>
     where

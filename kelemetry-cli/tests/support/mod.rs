@@ -205,3 +205,36 @@ pub(crate) fn wait_until_exported(
     })
     .unwrap_or_else(|err| panic!("{err}: {wanted:?}"));
 }
+
+/// Creates the Kafka topic `topic` with `partitions` partitions (replication 1) on the brokers `bootstrap`.
+#[cfg(feature = "kafka")]
+pub(crate) async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use kelemetry_sources::kafka::rdkafka::ClientConfig;
+    use kelemetry_sources::kafka::rdkafka::admin::{
+        AdminClient, AdminOptions, NewTopic, TopicReplication,
+    };
+    use kelemetry_sources::kafka::rdkafka::client::DefaultClientContext;
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("a Kafka admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(30))),
+        )
+        .await
+        .expect("the brokers answer");
+    for result in results {
+        result.unwrap_or_else(|(topic, err)| panic!("creating {topic}: {err}"));
+    }
+}
+
+/// A topic name no earlier run used: `PREFIX-PID-NANOS`.
+pub(crate) fn fresh_topic(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}

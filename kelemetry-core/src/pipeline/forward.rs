@@ -1,8 +1,10 @@
-//! The stage of a forwarding pipeline (the `ingest` role): filter → redact → [`RecordForwarder`], each record's
-//! delivery settled by the forwarder's acknowledgement.
+//! The stage of a forwarding pipeline (the `ingest` role): filter → redact → decorate → [`RecordForwarder`], each
+//! record's delivery settled by the forwarder's acknowledgement.
 //!
 //! One task takes the records in arrival order, so a forwarder that keeps order per key (Kafka's idempotent
-//! producer does, per partition) keeps each object's records in order. At most `max_in_flight` records wait for
+//! producer does, per partition) keeps each object's records in order. The decorators run here, one record after
+//! the other: a forwarding pipeline is meant for decorators that do not wait (the diff decorator); one that waits
+//! (the watch diff decorator) would hold back every record behind it. At most `max_in_flight` records wait for
 //! their acknowledgements; then the task waits for the oldest ones, and the intake channel, then the sources, feel
 //! the back-pressure.
 
@@ -13,11 +15,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::error;
 
 use super::shard::Unrouted;
 use super::stage::Stage;
-use super::{PipelineStats, StopCause, Tracked, decrement, error_chain, sleep_until_or_never};
+use super::{PipelineStats, StopCause, Tracked, decrement, drain_within, error_chain};
 use crate::activity::Record;
 use crate::delivery::PendingRecord;
 use crate::forward::RecordForwarder;
@@ -79,24 +81,7 @@ impl Forwarding {
         stop: &mut StopCause,
     ) -> (u64, Option<Box<dyn std::any::Any + Send>>) {
         drop(self.sender);
-        let mut task = self.task;
-        let mut stopped_hard = false;
-        let joined = loop {
-            tokio::select! {
-                biased;
-                joined = &mut task => break joined,
-                () = self.stop.cancelled(), if !stopped_hard => {
-                    stopped_hard = true;
-                    *stop = StopCause::HardStop;
-                }
-                () = sleep_until_or_never(deadline), if !stopped_hard => {
-                    warn!("the forwarder did not drain within the shutdown grace: stopping hard");
-                    stopped_hard = true;
-                    *stop = StopCause::HardStop;
-                    self.stop.cancel();
-                }
-            }
-        };
+        let joined = drain_within(self.task, &self.stop, deadline, stop, "the forwarder").await;
         match joined {
             Ok(dropped) => (dropped, None),
             Err(err) if err.is_panic() => (0, Some(err.into_panic())),
@@ -139,7 +124,7 @@ async fn run(
                     open = false;
                     continue;
                 };
-                let Some(record) = admitted(&stage, record) else {
+                let Some(record) = prepared(&stage, record).await else {
                     if let Some(pending) = pending {
                         pending.delivered();
                     }
@@ -178,13 +163,24 @@ async fn run(
     0
 }
 
-/// `record` if the filter admits it, redacted; `None` when filtered (counted).
-fn admitted(stage: &Stage, mut record: Record) -> Option<Record> {
+/// `record` if the filter admits it, redacted and decorated (a diff made here, where one object's records arrive
+/// in order, travels with the record); `None` when filtered (counted). The body cache learns each body, as in the
+/// stage that makes spans.
+async fn prepared(stage: &Stage, mut record: Record) -> Option<Record> {
     if !stage.filter.is_empty() && !stage.filter.admits(&record) {
         stage.stats.filtered.fetch_add(1, Relaxed);
         return None;
     }
     stage.redact(record.object_mut());
+    if let Record::Activity(activity) = &mut record {
+        for decorator in &stage.decorators {
+            decorator.decorate(activity, &stage.bodies).await;
+        }
+    }
+    let object = record.object();
+    if let Some(body) = &object.body {
+        stage.bodies.insert(object.key().clone(), body.clone());
+    }
     Some(record)
 }
 

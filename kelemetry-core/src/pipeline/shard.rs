@@ -28,10 +28,9 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
-use tracing::warn;
 
 use super::stage::Stage;
-use super::{ExportQueues, PipelineStats, StopCause, Tracked, decrement, sleep_until_or_never};
+use super::{ExportQueues, PipelineStats, StopCause, Tracked, decrement, drain_within};
 use crate::activity::Record;
 use crate::delivery::PendingRecord;
 use crate::source::CancellationToken;
@@ -200,24 +199,14 @@ impl Shards {
         stop: &mut StopCause,
     ) -> (u64, Option<Box<dyn std::any::Any + Send>>) {
         drop(self.inboxes);
-        let mut joined = std::pin::pin!(futures::future::join_all(self.tasks));
-        let mut stopped_hard = false;
-        let results = loop {
-            tokio::select! {
-                biased;
-                results = &mut joined => break results,
-                () = self.stop.cancelled(), if !stopped_hard => {
-                    stopped_hard = true;
-                    *stop = StopCause::HardStop;
-                }
-                () = sleep_until_or_never(deadline), if !stopped_hard => {
-                    warn!("the pipeline did not drain within the shutdown grace: stopping hard");
-                    stopped_hard = true;
-                    *stop = StopCause::HardStop;
-                    self.stop.cancel();
-                }
-            }
-        };
+        let results = drain_within(
+            futures::future::join_all(self.tasks),
+            &self.stop,
+            deadline,
+            stop,
+            "the pipeline",
+        )
+        .await;
         let mut dropped = 0;
         let mut panic = None;
         for result in results {

@@ -28,13 +28,17 @@ pub(super) enum Refusal {
     Malformed(String),
     /// 503 with `Retry-After`: the batch could not be written to the write-ahead log (a disk error).
     NotDurable(String),
+    /// 503 with `Retry-After`: with `acknowledge: delivered`, some of the batch's records were not delivered.
+    NotDelivered(String),
 }
 
 impl Refusal {
     /// Counts the refusal in its counter.
     pub(super) fn count(&self, metrics: &WebhookMetrics) {
         let counter = match self {
-            Self::ShuttingDown | Self::NotDurable(_) => &metrics.unavailable,
+            Self::ShuttingDown | Self::NotDurable(_) | Self::NotDelivered(_) => {
+                &metrics.unavailable
+            }
             Self::Unauthorized => &metrics.unauthorized,
             Self::TooLarge(_) => &metrics.too_large,
             Self::Throttled(_) => &metrics.throttled,
@@ -65,6 +69,10 @@ impl Refusal {
             Self::BodyTimeout => plain(StatusCode::REQUEST_TIMEOUT, "the body took too long"),
             Self::Malformed(text) => plain(StatusCode::BAD_REQUEST, text),
             Self::NotDurable(text) => retry_later(StatusCode::SERVICE_UNAVAILABLE, &text),
+            Self::NotDelivered(text) => retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not delivered: {text}"),
+            ),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use kelemetry_core::{ActivitySink, Record, Rejection};
+use kelemetry_core::{ActivitySink, Delivery, NotDelivered, Record, Rejection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -22,6 +22,8 @@ pub(super) struct QueuedBatch {
     records: Vec<Record>,
     rejections: Vec<Rejection>,
     wal: Option<SegmentId>,
+    /// Told the outcome of the batch's delivery, when the request waits for it (`acknowledge: delivered`).
+    answer: Option<oneshot::Sender<Result<(), NotDelivered>>>,
     _room: Room,
 }
 
@@ -85,13 +87,15 @@ impl BatchQueue {
     }
 
     /// Queues `records` and `rejections` into `room` (held for as many records), with the write-ahead log
-    /// segment holding their body; counts them as queued in `metrics`.
+    /// segment holding their body, and `answer` to tell when all of them were delivered; counts them as queued in
+    /// `metrics`.
     pub(super) fn push(
         &self,
         room: Room,
         records: Vec<Record>,
         rejections: Vec<Rejection>,
         wal: Option<SegmentId>,
+        answer: Option<oneshot::Sender<Result<(), NotDelivered>>>,
         metrics: &WebhookMetrics,
     ) -> Result<(), Refusal> {
         let count = records.len();
@@ -100,6 +104,7 @@ impl BatchQueue {
             records,
             rejections,
             wal,
+            answer,
             _room: room,
         };
         metrics.queued_events.fetch_add(count as u64, Relaxed);
@@ -175,9 +180,10 @@ async fn deliver(
         sink.reject(rejection);
     }
     let count = batch.records.len() as u64;
-    let (sent, lost) = match batch.wal {
-        Some(segment) => send_tracked(batch.records, segment, sink, receipts).await,
-        None => send(batch.records, sink).await,
+    let (sent, lost) = match (batch.wal, batch.answer) {
+        (Some(segment), _) => send_tracked(batch.records, segment, sink, receipts).await,
+        (None, Some(answer)) => send_answered(batch.records, sink, answer).await,
+        (None, None) => send(batch.records, sink).await,
     };
     metrics.events_delivered.fetch_add(sent, Relaxed);
     if lost > 0 {
@@ -188,6 +194,36 @@ async fn deliver(
         );
     }
     metrics.queued_events.fetch_sub(count, Relaxed);
+}
+
+/// Sends `records` as one delivery whose outcome goes to `answer` once settled (the request waits for it);
+/// how many were sent, and how many the closed pipeline did not take (then the answer says lost at once).
+async fn send_answered(
+    records: Vec<Record>,
+    sink: &dyn ActivitySink,
+    answer: oneshot::Sender<Result<(), NotDelivered>>,
+) -> (u64, u64) {
+    let total = records.len() as u64;
+    let (delivery, receipt) = Delivery::new();
+    let mut sent = 0;
+    for record in records {
+        if sink.send_tracked(record, &delivery).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    drop(delivery);
+    if sent < total {
+        let _ = answer.send(Err(NotDelivered {
+            records: total - sent,
+        }));
+        return (sent, total - sent);
+    }
+    // The request's task waits on the answer; this one goes on with the next batch.
+    tokio::spawn(async move {
+        let _ = answer.send(receipt.await);
+    });
+    (sent, 0)
 }
 
 /// Sends `records` untracked; how many were sent, and how many the closed pipeline did not take.
@@ -234,7 +270,7 @@ mod tests {
         metrics: &WebhookMetrics,
     ) -> Result<(), Refusal> {
         let room = queue.reserve(count, body_bytes)?;
-        queue.push(room, records(count), Vec::new(), None, metrics)
+        queue.push(room, records(count), Vec::new(), None, None, metrics)
     }
 
     #[test]

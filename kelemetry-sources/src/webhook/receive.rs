@@ -13,8 +13,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kelemetry_core::{Record, Rejection};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use kelemetry_core::{NotDelivered, Record, Rejection};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tracing::debug;
 
 use super::admission::{
@@ -22,7 +22,7 @@ use super::admission::{
 };
 use super::queue::BatchQueue;
 use super::wal::{AppendError, SegmentId, WalHandle};
-use super::{ReadinessCheck, WebhookConfig, WebhookMetrics};
+use super::{Acknowledge, ReadinessCheck, WebhookConfig, WebhookMetrics};
 use crate::audit_intake::{AuditIntake, AuditItem};
 
 /// What the request handlers share.
@@ -36,6 +36,7 @@ pub(super) struct Shared {
     memory_pressure: Option<Arc<AtomicBool>>,
     queue: BatchQueue,
     wal: Option<WalHandle>,
+    acknowledge: Acknowledge,
     reads: Arc<Semaphore>,
     read_slot_wait: Duration,
     readiness: Option<ReadinessCheck>,
@@ -60,6 +61,7 @@ impl Shared {
             memory_pressure: config.memory_pressure.clone(),
             queue,
             wal,
+            acknowledge: config.acknowledge,
             reads: Arc::new(Semaphore::new(config.concurrent_reads)),
             read_slot_wait: config.connections.read_slot_wait,
             readiness: config.readiness.clone(),
@@ -193,6 +195,16 @@ async fn receive(shared: Arc<Shared>, cluster: String, request: Request) -> Resp
         },
         Err(refusal) => Err(refusal),
     };
+    // `acknowledge: delivered`: the answer waits until the pipeline delivered the whole batch.
+    let queued = match queued {
+        Ok(Some(delivered)) => match delivered.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(lost)) => Err(Refusal::NotDelivered(lost.to_string())),
+            Err(_) => Err(Refusal::NotDelivered("the pipeline stopped".to_owned())),
+        },
+        Ok(None) => Ok(()),
+        Err(refusal) => Err(refusal),
+    };
     match queued {
         Ok(()) => {
             metrics.batches_accepted.fetch_add(1, Relaxed);
@@ -271,16 +283,17 @@ pub fn take_body(
 impl TakenBatch {
     /// Queues the batch (nothing to queue when it has neither activities nor rejections), holding room for its
     /// `body`; with a write-ahead log, a batch with activities is first written ahead (the body is dropped then).
-    /// Counts what was accepted.
+    /// Counts what was accepted. With `acknowledge: delivered` and no write-ahead log, returns what tells when the
+    /// batch was delivered.
     async fn enqueue(
         self,
         shared: &Shared,
         cluster: &str,
         body: Bytes,
         metrics: &WebhookMetrics,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<oneshot::Receiver<Result<(), NotDelivered>>>, Refusal> {
         if self.records.is_empty() && self.rejections.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let (count, invalid) = (self.records.len() as u64, self.rejections.len() as u64);
         // Room first: once the body is on disk, the batch must be answered 200.
@@ -290,12 +303,24 @@ impl TakenBatch {
             _ => None,
         };
         drop(body);
-        shared
-            .queue
-            .push(room, self.records, self.rejections, segment, metrics)?;
+        let (answer, delivered) = match (&segment, shared.acknowledge) {
+            (None, Acknowledge::Delivered) if count > 0 => {
+                let (answer, delivered) = oneshot::channel();
+                (Some(answer), Some(delivered))
+            }
+            _ => (None, None),
+        };
+        shared.queue.push(
+            room,
+            self.records,
+            self.rejections,
+            segment,
+            answer,
+            metrics,
+        )?;
         metrics.events_invalid.fetch_add(invalid, Relaxed);
         metrics.events_accepted.fetch_add(count, Relaxed);
-        Ok(())
+        Ok(delivered)
     }
 }
 
