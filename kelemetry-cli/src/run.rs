@@ -462,8 +462,8 @@ async fn add_kube_sources(
         let watch = watch_config.build(client.clone(), config.cluster.clone(), redactor.clone());
         eprintln!("kelemetry: watching objects for diffs and snapshots");
         reports.watch = Some(Arc::clone(&watch.store));
-        // An ingest process forwards its records one after the other: a decorator that waits for a lagging watch
-        // would hold back all of them. Its watch still files watch activities, forwarded like the others.
+        // An ingest process decorates nothing (its records are diffed where they become spans); its watch still
+        // files watch activities, forwarded like the others.
         if config.role != Role::Ingest {
             builder = builder
                 .decorator(Arc::new(watch.decorator))

@@ -11,11 +11,6 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kelemetry_sources::kafka::rdkafka::ClientConfig;
-use kelemetry_sources::kafka::rdkafka::admin::{
-    AdminClient, AdminOptions, NewTopic, TopicReplication,
-};
-use kelemetry_sources::kafka::rdkafka::client::DefaultClientContext;
 use kelemetry_testkit::{KelemetryProcess, TestKafka, http_post, kafka_enabled, wait_until};
 
 fn recording() -> PathBuf {

@@ -1,10 +1,9 @@
 //! [`RecordForwarder`]: where a pipeline in the `ingest` role hands its records, instead of making spans of them.
 //!
 //! A fleet splits the work in two: `ingest` processes run the sources near each cluster and forward every record
-//! (filtered, redacted and decorated: a diff is made where one object's records arrive in order) to a queue;
-//! `process` processes read the queue and make the spans. A pipeline built with
-//! [`PipelineBuilder::forward`](crate::PipelineBuilder::forward) does the first half: its linkers and exporters are
-//! not used. A record's [`Delivery`](crate::Delivery) settles once the
+//! (filtered and redacted, nothing else) to a queue; `process` processes read the queue, diff and link, and make
+//! the spans. A pipeline built with [`PipelineBuilder::forward`](crate::PipelineBuilder::forward) does the first
+//! half: its decorators, linkers and exporters are not used. A record's [`Delivery`](crate::Delivery) settles once the
 //! forwarder's [`Acknowledgement`] does, so a webhook answers 200, and a follower moves its checkpoint, only once the
 //! queue holds the record durably.
 //!

@@ -718,9 +718,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// Forwards every record (filtered, redacted and decorated, one after the other) to `forwarder` instead of
-    /// making spans: the `ingest` half of a split deployment (see [`crate::forward`]). The linkers and exporters
-    /// are then not used; a record's delivery settles once the forwarder acknowledged it.
+    /// Forwards every record (filtered and redacted) to `forwarder` instead of making spans: the `ingest` half of
+    /// a split deployment (see [`crate::forward`]). The decorators, linkers and exporters are then not used; a
+    /// record's delivery settles once the forwarder acknowledged it.
     pub fn forward(mut self, forwarder: Arc<dyn RecordForwarder>) -> Self {
         self.forwarder = Some(forwarder);
         self

@@ -79,6 +79,12 @@ pub const DEFAULT_GROUP_ID: &str = "kelemetry";
 /// Messages waiting for their receipts, at most, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
+/// Messages read again before a newly assigned partition's committed offset, by default ([`KafkaConfig::warmup`]).
+pub const DEFAULT_WARMUP: usize = 10_000;
+
+/// How long the warm-up of newly assigned partitions may wait for the brokers, at one step.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How many client properties [`KafkaConfig::properties`] may hold.
 pub const MAX_PROPERTIES: usize = 64;
 
@@ -132,6 +138,11 @@ pub struct KafkaConfig {
     pub commit_interval: Duration,
     /// What the messages hold: audit documents (`audit`, the default) or records in the wire format (`records`).
     pub format: MessageFormat,
+    /// When this member is given a partition, how many messages before its committed offset it reads again first,
+    /// only to learn the objects' latest bodies (as observations: no activity span is made twice), so that the
+    /// first write of an object after a rebalance is diffed against its body as the previous owner would have.
+    /// `0` turns it off. Default [`DEFAULT_WARMUP`].
+    pub warmup: usize,
     /// librdkafka client properties passed through as given (`security.protocol`, `sasl.mechanism`,
     /// `sasl.username`, `ssl.ca.location`, `session.timeout.ms`, `group.protocol`...), at most
     /// [`MAX_PROPERTIES`]; the [`MANAGED_PROPERTIES`] are refused. librdkafka refuses names it does not know.
@@ -153,6 +164,7 @@ impl Default for KafkaConfig {
             document_limit: DEFAULT_DOCUMENT_LIMIT,
             commit_interval: Duration::from_secs(1),
             format: MessageFormat::Audit,
+            warmup: DEFAULT_WARMUP,
             properties: BTreeMap::new(),
         }
     }
@@ -408,6 +420,91 @@ impl From<AuditItem> for Taken {
     }
 }
 
+/// The observation of an object's body a record holds (none for an activity without a body).
+fn observation_of(record: Record) -> Option<Record> {
+    match record {
+        Record::Activity(activity) if activity.object.body.is_some() => {
+            Some(Record::Observation(Box::new(kelemetry_core::Observation {
+                time: activity.start,
+                object: activity.object,
+            })))
+        }
+        Record::Activity(_) => None,
+        observation @ Record::Observation(_) => Some(observation),
+    }
+}
+
+/// On a consumer of its own (the group's id, never joining the group, never committing): reads each of
+/// `partitions` from `warmup` messages before the group's committed offset (or its first message) up to that
+/// offset, sending each value to `values`. Partitions without a committed offset have nothing before it. Returns
+/// how many messages were read.
+fn read_before_committed(
+    client: &ClientConfig,
+    partitions: &[PartitionKey],
+    warmup: usize,
+    values: &tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> KafkaResult<u64> {
+    let consumer: BaseConsumer = client.create()?;
+    let mut wanted = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        wanted.add_partition(topic, *partition);
+    }
+    let committed = consumer.committed_offsets(wanted, WARMUP_TIMEOUT)?;
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for element in committed.elements() {
+        let Offset::Offset(end) = element.offset() else {
+            continue;
+        };
+        let (low, _) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), WARMUP_TIMEOUT)?;
+        let start = end
+            .saturating_sub(i64::try_from(warmup).unwrap_or(i64::MAX))
+            .max(low);
+        if start >= end {
+            continue;
+        }
+        assignment.add_partition_offset(element.topic(), element.partition(), Offset::Offset(start))?;
+        ends.insert((element.topic().to_owned(), element.partition()), end);
+    }
+    if ends.is_empty() {
+        return Ok(0);
+    }
+    consumer.assign(&assignment)?;
+    let mut read = 0u64;
+    let mut last_progress = std::time::Instant::now();
+    while !ends.is_empty() && last_progress.elapsed() < WARMUP_TIMEOUT {
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(err)) => {
+                debug!(%err, "Kafka warm-up: consumer error");
+                continue;
+            }
+            Some(Ok(message)) => message,
+        };
+        last_progress = std::time::Instant::now();
+        let key = (message.topic().to_owned(), message.partition());
+        let Some(&end) = ends.get(&key) else {
+            continue;
+        };
+        if message.offset() >= end {
+            ends.remove(&key);
+            continue;
+        }
+        if values
+            .blocking_send(message.payload().unwrap_or_default().to_vec())
+            .is_err()
+        {
+            break;
+        }
+        read += 1;
+        if message.offset() + 1 >= end {
+            ends.remove(&key);
+        }
+    }
+    Ok(read)
+}
+
 /// Where a message was: `kafka:TOPIC/PARTITION@OFFSET`.
 fn origin(topic: &str, partition: i32, offset: i64) -> String {
     format!("kafka:{topic}/{partition}@{offset}")
@@ -454,6 +551,8 @@ struct Offsets {
     in_flight: VecDeque<InFlight>,
     partitions: HashMap<PartitionKey, PartitionState>,
     next_seq: u64,
+    /// Partitions assigned since the run loop last looked: to be warmed up before their next message is handed on.
+    newly_assigned: Vec<PartitionKey>,
 }
 
 impl Offsets {
@@ -652,6 +751,7 @@ impl ConsumerContext for GroupContext {
                 for key in &assigned {
                     offsets.partitions.entry(key.clone()).or_default();
                 }
+                offsets.newly_assigned.extend(assigned.iter().cloned());
                 info!(partitions = assigned.len(), "Kafka partitions assigned");
             }
             Rebalance::Error(err) => warn!(%err, "Kafka rebalance failed"),
@@ -763,6 +863,58 @@ impl KafkaSource {
                 )),
             },
         }
+    }
+
+    /// Reads `partitions` again from up to [`KafkaConfig::warmup`] messages before their committed offsets up to
+    /// those offsets, and hands the bodies they hold to the pipeline as observations (untracked: those messages
+    /// were settled by the previous owner), so that its caches know the objects' latest bodies before the first
+    /// new message of these partitions. A failure to read them is logged, and the partitions go on without.
+    async fn warm_up(
+        &self,
+        partitions: Vec<PartitionKey>,
+        sink: &Arc<dyn ActivitySink>,
+        shutdown: &CancellationToken,
+    ) -> Flow {
+        let (sender, mut values) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let (client, warmup) = (self.client.clone(), self.config.warmup);
+        let count = partitions.len();
+        let reader = tokio::task::spawn_blocking(move || {
+            read_before_committed(&client, &partitions, warmup, &sender)
+        });
+        let mut observed = 0u64;
+        loop {
+            let value = tokio::select! {
+                value = values.recv() => value,
+                () = shutdown.cancelled() => return Flow::Stop,
+            };
+            let Some(value) = value else { break };
+            let Ok(items) = self.take(&value) else {
+                continue;
+            };
+            for item in items {
+                let Taken::Record(record) = item else {
+                    continue;
+                };
+                let Some(observation) = observation_of(record) else {
+                    continue;
+                };
+                if sink.send(observation).await.is_err() {
+                    return Flow::Stop;
+                }
+                observed += 1;
+            }
+        }
+        match reader.await {
+            Ok(Ok(messages)) => info!(
+                partitions = count,
+                messages,
+                observed,
+                "warmed up newly assigned Kafka partitions: the bodies before their committed offsets are known"
+            ),
+            Ok(Err(err)) => warn!(%err, partitions = count, "warming up newly assigned Kafka partitions failed; going on without"),
+            Err(err) => warn!(%err, "the warm-up of newly assigned Kafka partitions failed"),
+        }
+        Flow::Continue
     }
 
     /// Waits for the oldest message's receipt while the window is full. `Stop` when shutdown came first.
@@ -890,6 +1042,14 @@ impl Source for KafkaSource {
             sink.progress(value.len() as u64);
             let taken = self.take(value);
             drop(message);
+            let newly_assigned = std::mem::take(&mut lock(&offsets).newly_assigned);
+            if !newly_assigned.is_empty()
+                && self.config.warmup > 0
+                && self.warm_up(newly_assigned, &sink, &shutdown).await == Flow::Stop
+            {
+                // This message was not handed over: its offset is not settled, so it is read again.
+                break Ok(());
+            }
             let (receipt, flow) = self.hand_over(taken, &place, &sink, &shutdown).await;
             if flow == Flow::Stop {
                 // Cut short: its offset is not settled, so the next owner reads it again.

@@ -801,3 +801,91 @@ async fn a_source_whose_broker_died_still_stops() {
     );
     assert_eq!(exported_audit_ids(&exporter).len(), 3);
 }
+
+/// A record in the wire format, as an `ingest` process forwards it: `name`'s write at resource version `rv` with
+/// `data.k = value` (a create at `rv` 1).
+fn configmap_record(name: &str, rv: u32, value: &str) -> Vec<u8> {
+    use kelemetry_core::{Activity, Change, ChangeKind, Object, ObjectKey, ObjectRef, Record, SourceKind};
+    let key = ObjectKey::new(CLUSTER, "", "configmaps", "default", name);
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": rv.to_string()},
+        "data": {"k": value}});
+    let mut activity = Activity::new(
+        Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(body)),
+        SourceKind::Audit,
+        format!("2024-05-01T12:00:{rv:02}Z").parse().unwrap(),
+        "alice update",
+        format!("{name}-{rv}"),
+    );
+    activity.attribute("auditId", format!("{name}-{rv}"));
+    activity.change = Some(Change {
+        kind: if rv == 1 { ChangeKind::Create } else { ChangeKind::Update },
+        old_resource_version: (rv > 1).then(|| (rv - 1).to_string()),
+        subresource: None,
+    });
+    kelemetry_core::wire::encode(&Record::from(activity))
+}
+
+/// A member given a partition reads the messages before the committed offset again for their bodies, so the first
+/// new write after a restart (or a rebalance) is diffed against the last body the previous member saw; with
+/// `warmup: 0` it cannot be. The warm-up makes no activity span twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_warms_up_before_the_committed_offset() {
+    let Some(kafka) = kafka("a_new_member_warms_up_before_the_committed_offset") else {
+        return;
+    };
+    for (warmup, diffed) in [(kelemetry_sources::kafka::DEFAULT_WARMUP, true), (0, false)] {
+        let topic = unique("warmup");
+        let group = unique("warmup-group");
+        create_topic(kafka.bootstrap(), &topic, 1).await;
+        let earlier: Vec<Vec<u8>> = (1..=3)
+            .map(|rv| configmap_record("settings", rv, &format!("v{rv}")))
+            .collect();
+        produce(kafka.bootstrap(), &topic, 0, &earlier).await;
+        let mut settings = config(kafka, &topic, &group);
+        settings.format = kelemetry_sources::MessageFormat::Records;
+        settings.warmup = warmup;
+        let run = |settings: &KafkaConfig| {
+            let exporter = Arc::new(GatedExporter::new(10_000));
+            exporter.open(1_000_000);
+            let pipeline = Pipeline::builder()
+                .source(Box::new(settings.build().unwrap()))
+                .decorator(Arc::new(kelemetry_core::DiffDecorator))
+                .exporter(exporter.clone())
+                .flush_interval(Duration::from_millis(50))
+                .build();
+            let stop = CancellationToken::new();
+            (exporter, stop.clone(), tokio::spawn(pipeline.run(stop)))
+        };
+        let (first, stop, task) = run(&settings);
+        wait_for("the first three exported", Duration::from_secs(60), || {
+            exported_audit_ids(&first).len() == 3
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap().check().unwrap();
+        assert_eq!(committed(kafka.bootstrap(), &group, &topic, 1).await, [Some(3)]);
+
+        // A new member of the group, with empty caches: the next write of the object.
+        produce(kafka.bootstrap(), &topic, 0, &[configmap_record("settings", 4, "v4")]).await;
+        let (second, stop, task) = run(&settings);
+        wait_for("the fourth exported", Duration::from_secs(60), || {
+            exported_audit_ids(&second).contains_key("settings-4")
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap().check().unwrap();
+        let ids = exported_audit_ids(&second);
+        assert_eq!(ids.len(), 1, "the warm-up made no activity span: {ids:?}");
+        let fourth = second
+            .spans()
+            .into_iter()
+            .find(|span| span.attribute("auditId") == Some("settings-4"))
+            .unwrap();
+        let diff = fourth
+            .logs
+            .iter()
+            .any(|log| log.message.contains("data.k \"v3\" -> \"v4\""));
+        assert_eq!(diff, diffed, "warmup {warmup}: {:?}", fourth.logs);
+    }
+}

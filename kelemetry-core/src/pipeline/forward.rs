@@ -1,10 +1,8 @@
-//! The stage of a forwarding pipeline (the `ingest` role): filter → redact → decorate → [`RecordForwarder`], each
-//! record's delivery settled by the forwarder's acknowledgement.
+//! The stage of a forwarding pipeline (the `ingest` role): filter → redact → [`RecordForwarder`], each record's
+//! delivery settled by the forwarder's acknowledgement.
 //!
 //! One task takes the records in arrival order, so a forwarder that keeps order per key (Kafka's idempotent
-//! producer does, per partition) keeps each object's records in order. The decorators run here, one record after
-//! the other: a forwarding pipeline is meant for decorators that do not wait (the diff decorator); one that waits
-//! (the watch diff decorator) would hold back every record behind it. At most `max_in_flight` records wait for
+//! producer does, per partition) keeps each object's records in order. At most `max_in_flight` records wait for
 //! their acknowledgements; then the task waits for the oldest ones, and the intake channel, then the sources, feel
 //! the back-pressure.
 
@@ -124,7 +122,7 @@ async fn run(
                     open = false;
                     continue;
                 };
-                let Some(record) = prepared(&stage, record).await else {
+                let Some(record) = prepared(&stage, record) else {
                     if let Some(pending) = pending {
                         pending.delivered();
                     }
@@ -163,24 +161,16 @@ async fn run(
     0
 }
 
-/// `record` if the filter admits it, redacted and decorated (a diff made here, where one object's records arrive
-/// in order, travels with the record); `None` when filtered (counted). The body cache learns each body, as in the
-/// stage that makes spans.
-async fn prepared(stage: &Stage, mut record: Record) -> Option<Record> {
+/// `record` if the filter admits it, redacted; `None` when filtered (counted). Nothing is decorated here: an
+/// object's earlier body may have gone through another ingest process (two behind one Service), so a diff made
+/// here could span writes this process never saw. The process that makes the spans sees all of an object's
+/// records, in order, and diffs them.
+fn prepared(stage: &Stage, mut record: Record) -> Option<Record> {
     if !stage.filter.is_empty() && !stage.filter.admits(&record) {
         stage.stats.filtered.fetch_add(1, Relaxed);
         return None;
     }
     stage.redact(record.object_mut());
-    if let Record::Activity(activity) = &mut record {
-        for decorator in &stage.decorators {
-            decorator.decorate(activity, &stage.bodies).await;
-        }
-    }
-    let object = record.object();
-    if let Some(body) = &object.body {
-        stage.bodies.insert(object.key().clone(), body.clone());
-    }
     Some(record)
 }
 
