@@ -464,7 +464,11 @@ fn read_before_committed(
         if start >= end {
             continue;
         }
-        assignment.add_partition_offset(element.topic(), element.partition(), Offset::Offset(start))?;
+        assignment.add_partition_offset(
+            element.topic(),
+            element.partition(),
+            Offset::Offset(start),
+        )?;
         ends.insert((element.topic().to_owned(), element.partition()), end);
     }
     if ends.is_empty() {
@@ -911,7 +915,9 @@ impl KafkaSource {
                 observed,
                 "warmed up newly assigned Kafka partitions: the bodies before their committed offsets are known"
             ),
-            Ok(Err(err)) => warn!(%err, partitions = count, "warming up newly assigned Kafka partitions failed; going on without"),
+            Ok(Err(err)) => {
+                warn!(%err, partitions = count, "warming up newly assigned Kafka partitions failed; going on without")
+            }
             Err(err) => warn!(%err, "the warm-up of newly assigned Kafka partitions failed"),
         }
         Flow::Continue

@@ -805,7 +805,9 @@ async fn a_source_whose_broker_died_still_stops() {
 /// A record in the wire format, as an `ingest` process forwards it: `name`'s write at resource version `rv` with
 /// `data.k = value` (a create at `rv` 1).
 fn configmap_record(name: &str, rv: u32, value: &str) -> Vec<u8> {
-    use kelemetry_core::{Activity, Change, ChangeKind, Object, ObjectKey, ObjectRef, Record, SourceKind};
+    use kelemetry_core::{
+        Activity, Change, ChangeKind, Object, ObjectKey, ObjectRef, Record, SourceKind,
+    };
     let key = ObjectKey::new(CLUSTER, "", "configmaps", "default", name);
     let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": "default", "resourceVersion": rv.to_string()},
@@ -819,7 +821,11 @@ fn configmap_record(name: &str, rv: u32, value: &str) -> Vec<u8> {
     );
     activity.attribute("auditId", format!("{name}-{rv}"));
     activity.change = Some(Change {
-        kind: if rv == 1 { ChangeKind::Create } else { ChangeKind::Update },
+        kind: if rv == 1 {
+            ChangeKind::Create
+        } else {
+            ChangeKind::Update
+        },
         old_resource_version: (rv > 1).then(|| (rv - 1).to_string()),
         subresource: None,
     });
@@ -864,10 +870,19 @@ async fn a_new_member_warms_up_before_the_committed_offset() {
         .await;
         stop.cancel();
         task.await.unwrap().check().unwrap();
-        assert_eq!(committed(kafka.bootstrap(), &group, &topic, 1).await, [Some(3)]);
+        assert_eq!(
+            committed(kafka.bootstrap(), &group, &topic, 1).await,
+            [Some(3)]
+        );
 
         // A new member of the group, with empty caches: the next write of the object.
-        produce(kafka.bootstrap(), &topic, 0, &[configmap_record("settings", 4, "v4")]).await;
+        produce(
+            kafka.bootstrap(),
+            &topic,
+            0,
+            &[configmap_record("settings", 4, "v4")],
+        )
+        .await;
         let (second, stop, task) = run(&settings);
         wait_for("the fourth exported", Duration::from_secs(60), || {
             exported_audit_ids(&second).contains_key("settings-4")
