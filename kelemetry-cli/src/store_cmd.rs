@@ -51,7 +51,7 @@ const IMPORT_LINE_LIMIT: u64 = 256 << 20;
 /// error naming its file and line (what was imported before it stays).
 fn import(dir: &Path, files: &[PathBuf]) -> Result<(), CliError> {
     use std::io::BufRead as _;
-    let store = SpanStore::open(dir).map_err(|source| CliError::Store {
+    let store = SpanStore::create(dir).map_err(|source| CliError::Store {
         path: dir.to_owned(),
         source,
     })?;
