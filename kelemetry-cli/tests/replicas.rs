@@ -33,7 +33,7 @@ use kelemetry_query::jaeger_reader::JaegerReader;
 use kelemetry_query::{DisplayMode, LinkSelector, ViewRequest, assemble, display};
 use kelemetry_store::SpanStore;
 use kelemetry_testkit::{
-    KelemetryProcess, TestCluster, TestKafka, e2e_enabled, kafka_enabled, wait_until,
+    KelemetryProcess, TestCluster, TestKafka, e2e_enabled, fault_line, kafka_enabled, wait_until,
 };
 use serde_json::Value;
 
@@ -601,16 +601,19 @@ async fn two_ingest_and_three_process_replicas_lose_nothing_when_killed() {
     }
 
     let lost = accepted.len() - in_jaeger;
-    println!(
-        "replicas: {} audit events accepted (200), {in_jaeger} exported to Jaeger, lost {lost}, duplicate activities \
+    fault_line(
+        "replicas (2 ingest, 3 process, 6 partitions; kill -9 of a process replica and of the Events leader)",
+        &format!(
+            "{} audit events accepted (200), {in_jaeger} exported to Jaeger, lost {lost}, duplicate activities \
          shown {shown_twice}, activities with two span ids {two_ids}; {} scenario Events exported across the \
          handover (leader killed after {killed_leader_at} events, Lease taken in {:.1} s); process-0 killed after \
          {killed_process_at} events and restarted after {restarted_at}; {compared} Deployment views (full tree, \
          {shown_activities} activities) read from Jaeger equal to the all-in-one run's; Jaeger's own search shows \
          {shown_twice} activities twice",
-        accepted.len(),
-        scenario_events.len(),
-        handover.as_secs_f64(),
+            accepted.len(),
+            scenario_events.len(),
+            handover.as_secs_f64(),
+        ),
     );
     assert_eq!(lost, 0);
     assert_eq!(two_ids, 0, "an activity has two span ids");

@@ -11,7 +11,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kelemetry_testkit::{KelemetryProcess, TestKafka, http_post, kafka_enabled, wait_until};
+use kelemetry_testkit::{
+    KelemetryProcess, TestKafka, fault_line, http_post, kafka_enabled, wait_until,
+};
 
 fn recording() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/recorded/deployment-lifecycle")
@@ -151,8 +153,12 @@ async fn ingest_and_process_through_kafka_show_what_replay_shows() {
     let replay = support::show(&replayed, "deployments/default/demo");
     assert!(split.lines().count() > 10, "{split}");
     assert_eq!(split, replay, "split roles:\n{split}\nreplay:\n{replay}");
-    eprintln!(
-        "{forwarded} records forwarded and exported; the Deployment's tree, {} lines, equal:\n{split}",
-        split.lines().count()
+    fault_line(
+        "ingest and process through Kafka",
+        &format!(
+            "{forwarded} records forwarded and exported; the Deployment's tree, {} lines, equal to replay's and to \
+             the JSON lines imported with store import",
+            split.lines().count()
+        ),
     );
 }
