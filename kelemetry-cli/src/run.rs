@@ -264,8 +264,11 @@ async fn plan(config: &RunConfig, file: &Path) -> Result<Plan, CliError> {
         .filter(config.filter.clone())
         .redactor(redactor.clone())
         .windowing(windowing)
-        .decorator(Arc::new(DiffDecorator))
         .stop_when_a_source_ends(true);
+    // An ingest process decorates nothing: its records are diffed where they become spans.
+    if config.role != Role::Ingest {
+        builder = builder.decorator(Arc::new(DiffDecorator));
+    }
     let memory = config.limits.memory.map(MemoryWatch::new);
     let mut reports = SourceReports::default();
     let readiness = Readiness::new(LOSS_MEMORY);

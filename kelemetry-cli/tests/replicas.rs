@@ -90,14 +90,6 @@ fn copy(lines: &[Value], k: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The address after `prefix` in `stderr`.
-fn address_after(stderr: &str, prefix: &str) -> Option<String> {
-    stderr.lines().find_map(|line| {
-        line.split_once(prefix)
-            .map(|(_, rest)| rest.trim().to_owned())
-    })
-}
-
 /// One replica: its config and its process while it runs.
 struct Replica {
     name: String,
@@ -124,12 +116,9 @@ impl Replica {
         ));
     }
 
+    /// SIGKILL, and wait until the process is gone (what dropping it does).
     fn kill(&mut self) {
-        let process = self.process.take().unwrap();
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &process.id().to_string()])
-            .status();
-        drop(process);
+        drop(self.process.take());
     }
 
     fn stop(&mut self) -> String {
@@ -147,8 +136,7 @@ impl Replica {
     }
 
     fn webhook(&self) -> String {
-        address_after(&self.stderr(), "audit webhook listening on http://")
-            .unwrap_or_else(|| panic!("{}: no webhook address in\n{}", self.name, self.stderr()))
+        support::address_after(&self.stderr(), "audit webhook listening on http://")
     }
 }
 

@@ -47,17 +47,6 @@ fn process_config(dir: &Path, bootstrap: &str, topic: &str) -> PathBuf {
     config
 }
 
-/// The address after `prefix` in the process's standard error.
-fn address_after(stderr: &str, prefix: &str) -> String {
-    stderr
-        .lines()
-        .find_map(|line| {
-            line.split_once(prefix)
-                .map(|(_, rest)| rest.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("no {prefix:?} in\n{stderr}"))
-}
-
 /// The audit log's lines posted as `EventList`s of `per_batch` events; every batch must be answered 200.
 fn post_lines(webhook: &str, lines: &[&str], per_batch: usize) {
     for batch in lines.chunks(per_batch) {
@@ -92,7 +81,7 @@ async fn ingest_and_process_through_kafka_show_what_replay_shows() {
         &ingest_config(dir.path(), kafka.bootstrap(), &topic),
         "info",
     );
-    let webhook = address_after(&ingest.stderr(), "audit webhook listening on http://");
+    let webhook = support::address_after(&ingest.stderr(), "audit webhook listening on http://");
     let audit_log = std::fs::read_to_string(recording().join("audit.log")).unwrap();
     let lines: Vec<&str> = audit_log.lines().filter(|l| !l.trim().is_empty()).collect();
     post_lines(&webhook, &lines, 16);

@@ -268,9 +268,22 @@ pub(crate) fn check_properties(
     Ok(())
 }
 
+/// `Ok` when `topic` is a name Kafka accepts ([`is_topic_name`]); else the error of the setting `field`.
+pub(crate) fn check_topic(field: &'static str, topic: &str) -> Result<(), KafkaConfigError> {
+    if is_topic_name(topic) {
+        return Ok(());
+    }
+    Err(invalid(
+        field,
+        format!(
+            "{topic:?} is no topic name (1 to 249 of the characters a-z A-Z 0-9 . _ -, not . or ..)"
+        ),
+    ))
+}
+
 /// Whether `topic` is a name Kafka accepts: 1 to 249 characters of ASCII letters, digits, `.`, `_` and `-`, and
 /// not `.` or `..`.
-pub(crate) fn is_topic_name(topic: &str) -> bool {
+fn is_topic_name(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 249
         && topic != "."
@@ -301,13 +314,8 @@ impl KafkaConfig {
         if self.topics.is_empty() {
             return Err(invalid("topics", "give at least one topic"));
         }
-        if let Some(bad) = self.topics.iter().find(|topic| !is_topic_name(topic)) {
-            return Err(invalid(
-                "topics",
-                format!(
-                    "{bad:?} is no topic name (1 to 249 of the characters a-z A-Z 0-9 . _ -, not . or ..)"
-                ),
-            ));
+        for topic in &self.topics {
+            check_topic("topics", topic)?;
         }
         if self.group_id.trim().is_empty() {
             return Err(invalid("groupId", "must not be empty"));

@@ -36,7 +36,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
-use crate::kafka::{KafkaConfigError, check_properties, invalid, is_topic_name};
+use crate::kafka::{KafkaConfigError, check_properties, check_topic, invalid};
 
 /// The topic of [`KafkaForwarderConfig::default`].
 pub const DEFAULT_RECORDS_TOPIC: &str = "kelemetry-records";
@@ -107,15 +107,7 @@ impl KafkaForwarderConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return Err(invalid("bootstrapServers", "give at least one host:port"));
         }
-        if !is_topic_name(&self.topic) {
-            return Err(invalid(
-                "topic",
-                format!(
-                    "{:?} is no topic name (1 to 249 of the characters a-z A-Z 0-9 . _ -, not . or ..)",
-                    self.topic
-                ),
-            ));
-        }
+        check_topic("topic", &self.topic)?;
         if self.delivery_timeout < Duration::from_millis(1) {
             return Err(invalid("deliveryTimeout", "must be at least 1ms"));
         }

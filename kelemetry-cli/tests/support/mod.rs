@@ -238,3 +238,15 @@ pub(crate) fn fresh_topic(prefix: &str) -> String {
         .map_or(0, |since| since.as_nanos());
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// The rest of the first line of `stderr` holding `prefix` (for example the address after
+/// `audit webhook listening on http://`); a panic naming the output when there is none.
+pub(crate) fn address_after(stderr: &str, prefix: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|line| {
+            line.split_once(prefix)
+                .map(|(_, rest)| rest.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {prefix:?} in\n{stderr}"))
+}

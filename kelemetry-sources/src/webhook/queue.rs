@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use kelemetry_core::{ActivitySink, Delivery, NotDelivered, Record, Rejection};
+use kelemetry_core::{ActivitySink, NotDelivered, Record, Rejection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::WebhookMetrics;
 use super::admission::Refusal;
 use super::wal::SegmentId;
-use super::wal::replay::{Durable, Receipts, send_tracked};
+use super::wal::replay::{Durable, Receipts, send_as_one_delivery, send_tracked};
 
 /// Activities of one accepted batch, with the queue room they hold until delivered, and the write-ahead log
 /// segment holding its body.
@@ -204,15 +204,7 @@ async fn send_answered(
     answer: oneshot::Sender<Result<(), NotDelivered>>,
 ) -> (u64, u64) {
     let total = records.len() as u64;
-    let (delivery, receipt) = Delivery::new();
-    let mut sent = 0;
-    for record in records {
-        if sink.send_tracked(record, &delivery).await.is_err() {
-            break;
-        }
-        sent += 1;
-    }
-    drop(delivery);
+    let (sent, receipt) = send_as_one_delivery(records, sink).await;
     if sent < total {
         let _ = answer.send(Err(NotDelivered {
             records: total - sent,

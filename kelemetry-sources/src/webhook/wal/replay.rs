@@ -123,6 +123,19 @@ pub(crate) async fn send_tracked(
     receipts: &mut Receipts,
 ) -> (u64, u64) {
     let total = records.len() as u64;
+    let (sent, receipt) = send_as_one_delivery(records, sink).await;
+    if sent == total {
+        receipts.track(segment, total, receipt).await;
+    }
+    (sent, total - sent)
+}
+
+/// Sends `records` in order with one [`Delivery`] until the pipeline stops taking them: how many it took, and the
+/// receipt that settles once those are exported (or lost).
+pub(crate) async fn send_as_one_delivery(
+    records: Vec<Record>,
+    sink: &dyn ActivitySink,
+) -> (u64, Receipt) {
     let (delivery, receipt) = Delivery::new();
     let mut sent = 0;
     for record in records {
@@ -131,11 +144,7 @@ pub(crate) async fn send_tracked(
         }
         sent += 1;
     }
-    drop(delivery);
-    if sent == total {
-        receipts.track(segment, total, receipt).await;
-    }
-    (sent, total - sent)
+    (sent, receipt)
 }
 
 /// The receipts of entries handed over, each awaited by a task that acknowledges the entry in the log once it is
