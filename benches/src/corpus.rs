@@ -98,6 +98,9 @@ pub struct CorpusSpec {
     pub object_lifetime_minutes: u32,
     /// Seeds every choice; the same spec gives the same bytes.
     pub seed: u64,
+    /// Writes every line at the `Metadata` level: no request or response body (what most managed clusters'
+    /// audit policies record for most requests).
+    pub metadata_only: bool,
 }
 
 impl Default for CorpusSpec {
@@ -111,6 +114,7 @@ impl Default for CorpusSpec {
             duration_minutes: 180,
             object_lifetime_minutes: 20,
             seed: 0x6b65_6c65_6d65_7472,
+            metadata_only: false,
         }
     }
 }
@@ -449,6 +453,11 @@ pub fn write_corpus<W: Write>(
             count_write(&mut summary, plan, &rendered);
             rendered.event
         };
+        let event = if spec.metadata_only {
+            at_metadata_level(event)
+        } else {
+            event
+        };
         line.clear();
         serde_json::to_writer(&mut line, &event)?;
         line.push(b'\n');
@@ -573,6 +582,16 @@ impl<W: Write> Write for CountingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The event as the `Metadata` level records it: without its bodies.
+fn at_metadata_level(mut event: Value) -> Value {
+    if let Some(fields) = event.as_object_mut() {
+        fields.remove("requestObject");
+        fields.remove("responseObject");
+        fields.insert("level".to_owned(), Value::from("Metadata"));
+    }
+    event
 }
 
 fn render_read(template: &Value, seed: u64, i: u64, at: Timestamp) -> Value {

@@ -101,9 +101,7 @@ fn size_of(versions: &Versions) -> usize {
 
 /// The numeric resource version of a body, if it has one.
 pub fn numeric_resource_version(body: &Value) -> Option<u64> {
-    body.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|rv| rv.parse().ok())
+    crate::body::metadata_str(body, "resourceVersion").and_then(|rv| rv.parse().ok())
 }
 
 impl BodyCache {

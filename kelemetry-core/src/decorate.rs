@@ -7,6 +7,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::activity::{Activity, ChangeKind, LogKind, LogLine};
+use crate::body::resource_version;
 use crate::body_cache::BodyCache;
 use crate::diff::audit_diff_with;
 use crate::list_keys::{ListKeys, SharedListKeys};
@@ -199,12 +200,6 @@ fn failed(activity: &Activity) -> bool {
         .attribute_value(vocabulary::RESPONSE_CODE)
         .and_then(|code| code.parse::<i32>().ok())
         .is_some_and(|code| code >= 300)
-}
-
-fn resource_version(body: &Value) -> Option<&str> {
-    body.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|rv| !rv.is_empty())
 }
 
 fn push_snapshot(activity: &mut Activity, body: &Value) {

@@ -39,8 +39,10 @@
 //! assert_eq!(lines, [r#"status.conditions[Available].status "False" -> "True""#]);
 //! ```
 
+use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
@@ -300,6 +302,18 @@ fn general_rule_keys(old: &[Value], new: &[Value]) -> Option<KeyedSides> {
     })
 }
 
+/// Whether `serde_json::Map` iterates in key order, as it does unless serde_json's `preserve_order` feature is on
+/// (which any crate of a program can turn on); checked once.
+fn map_keys_sorted() -> bool {
+    static SORTED: OnceLock<bool> = OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut map = Map::new();
+        map.insert("b".to_owned(), Value::Null);
+        map.insert("a".to_owned(), Value::Null);
+        map.keys().next().is_some_and(|first| first == "a")
+    })
+}
+
 struct Walk<'e, 'k, 'v> {
     excluded: &'e [&'e [&'e str]],
     lists: ResourceListKeys<'k>,
@@ -345,31 +359,81 @@ impl<'v> Walk<'_, '_, 'v> {
         list_path: &mut String,
         fields: &mut Option<Vec<&'v str>>,
     ) {
-        let keys: BTreeSet<&'v str> = old.keys().chain(new.keys()).map(String::as_str).collect();
+        if !map_keys_sorted() {
+            let keys: BTreeSet<&'v str> =
+                old.keys().chain(new.keys()).map(String::as_str).collect();
+            for key in keys {
+                self.field(key, old.get(key), new.get(key), path, list_path, fields);
+            }
+            return;
+        }
+        // Both maps iterate in key order: walk them side by side, without collecting or looking up keys.
+        let mut old_entries = old.iter().peekable();
+        let mut new_entries = new.iter().peekable();
+        loop {
+            let order = match (old_entries.peek(), new_entries.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => a.as_str().cmp(b.as_str()),
+            };
+            let (key, a, b) = match order {
+                Ordering::Less => {
+                    let Some((key, a)) = old_entries.next() else {
+                        break;
+                    };
+                    (key, Some(a), None)
+                }
+                Ordering::Greater => {
+                    let Some((key, b)) = new_entries.next() else {
+                        break;
+                    };
+                    (key, None, Some(b))
+                }
+                Ordering::Equal => {
+                    let (Some((key, a)), Some((_, b))) = (old_entries.next(), new_entries.next())
+                    else {
+                        break;
+                    };
+                    (key, Some(a), Some(b))
+                }
+            };
+            self.field(key, a, b, path, list_path, fields);
+        }
+    }
+
+    /// Compares field `key` of two objects, either side possibly absent.
+    fn field(
+        &mut self,
+        key: &'v str,
+        old: Option<&'v Value>,
+        new: Option<&'v Value>,
+        path: &mut String,
+        list_path: &mut String,
+        fields: &mut Option<Vec<&'v str>>,
+    ) {
+        if let Some(list) = fields.as_mut() {
+            list.push(key);
+            let skip = self.excluded.contains(&list.as_slice());
+            if skip {
+                list.pop();
+                return;
+            }
+        }
         let base = path.len();
         let list_base = list_path.len();
-        for key in keys {
-            if let Some(list) = fields.as_mut() {
-                list.push(key);
-                let skip = self.excluded.contains(&list.as_slice());
-                if skip {
-                    list.pop();
-                    continue;
-                }
-            }
-            push_field(path, key);
-            if self.track_lists {
-                push_field(list_path, key);
-            }
-            match (old.get(key), new.get(key)) {
-                (Some(a), Some(b)) => self.value(a, b, path, list_path, fields),
-                (a, b) => self.push(path, a, b),
-            }
-            path.truncate(base);
-            list_path.truncate(list_base);
-            if let Some(list) = fields.as_mut() {
-                list.pop();
-            }
+        push_field(path, key);
+        if self.track_lists {
+            push_field(list_path, key);
+        }
+        match (old, new) {
+            (Some(a), Some(b)) => self.value(a, b, path, list_path, fields),
+            (a, b) => self.push(path, a, b),
+        }
+        path.truncate(base);
+        list_path.truncate(list_base);
+        if let Some(list) = fields.as_mut() {
+            list.pop();
         }
     }
 

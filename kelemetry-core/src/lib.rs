@@ -46,6 +46,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod body;
 pub mod body_cache;
 #[cfg(feature = "config")]
 pub mod config;

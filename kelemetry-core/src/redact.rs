@@ -144,7 +144,7 @@ impl Redactor {
 
 /// Whether `body` carries [`REDACTED_LABEL`], i.e. only its `apiVersion`, `kind` and `metadata` may be shown.
 pub fn is_redacted_whole(body: &Value) -> bool {
-    body.pointer("/metadata/labels")
+    crate::body::metadata_value(body, "labels")
         .and_then(Value::as_object)
         .is_some_and(|labels| labels.contains_key(REDACTED_LABEL))
 }

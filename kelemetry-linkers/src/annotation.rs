@@ -124,7 +124,7 @@ impl Linker for AnnotationLinker {
         let Some(body) = body_of(object, lookup).await else {
             return Ok(Vec::new());
         };
-        let Some(annotations) = body.pointer("/metadata/annotations") else {
+        let Some(annotations) = kelemetry_core::body::metadata_value(&body, "annotations") else {
             return Ok(Vec::new());
         };
         let Some(value) = annotations.get(PARENT_LINK_ANNOTATION) else {

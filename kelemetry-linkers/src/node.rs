@@ -71,8 +71,7 @@ impl Linker for PodNodeLinker {
 
 /// Whether `body`'s controller owner reference is core Node `node` (the owner linker's relation for the pair).
 fn owned_by_node(body: &serde_json::Value, node: &str) -> bool {
-    let Some(owners) = body
-        .pointer("/metadata/ownerReferences")
+    let Some(owners) = kelemetry_core::body::metadata_value(body, "ownerReferences")
         .and_then(serde_json::Value::as_array)
     else {
         return false;

@@ -53,7 +53,7 @@ impl Linker for OwnerLinker {
                 None => return Ok(Vec::new()),
             },
         };
-        let Some(owners) = body.pointer("/metadata/ownerReferences") else {
+        let Some(owners) = kelemetry_core::body::metadata_value(&body, "ownerReferences") else {
             return Ok(Vec::new());
         };
         let Some(owners) = owners.as_array() else {

@@ -294,11 +294,7 @@ impl std::fmt::Debug for WatchStore {
 /// An estimate of the memory a JSON value takes (the body cache's, so both bound bodies alike).
 pub use kelemetry_core::body_cache::approximate_size;
 
-fn resource_version(body: &Value) -> Option<&str> {
-    body.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|rv| !rv.is_empty())
-}
+use kelemetry_core::body::resource_version;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)

@@ -56,6 +56,9 @@ struct Args {
     /// Percent of the lines that are recorded reads (parsed, then skipped by the pipeline).
     #[arg(long, default_value_t = 10)]
     read_percent: u8,
+    /// Write every line at the `Metadata` level (no bodies), as most managed clusters' audit policies record.
+    #[arg(long)]
+    metadata_only: bool,
     /// Runs of each throughput measurement; the best is reported.
     #[arg(long, default_value_t = 2)]
     runs: u32,
@@ -156,6 +159,7 @@ fn load_templates(args: &Args) -> Result<(CorpusSpec, Templates), HarnessError> 
     let (creates, updates, deletes, reads, files) = templates.counts();
     let spec = CorpusSpec {
         read_percent: args.read_percent,
+        metadata_only: args.metadata_only,
         ..CorpusSpec::sized(args.events, args.objects)
     };
     println!(

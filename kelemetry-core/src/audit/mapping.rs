@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
+use crate::body::metadata_str;
 use crate::key::{Object, ObjectKey, ObjectRef};
 use crate::vocabulary;
 
@@ -412,13 +413,11 @@ impl Target {
                 .subresource
                 .as_deref()
                 .is_none_or(|s| s == "status")
-                && body.pointer("/metadata/name").and_then(Value::as_str)
-                    == Some(self.name.as_str())
+                && metadata_str(body, "name") == Some(self.name.as_str())
         });
         let uid = body
             .as_ref()
-            .and_then(|b| b.pointer("/metadata/uid"))
-            .and_then(Value::as_str)
+            .and_then(|b| metadata_str(b, "uid"))
             .map(str::to_owned)
             .or_else(|| nonempty(self.uid));
         let key = ObjectKey {
