@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
-use crate::body::metadata_str;
+use crate::body::{metadata_str, parse_object_body};
 use crate::key::{Object, ObjectKey, ObjectRef};
 use crate::vocabulary;
 
@@ -236,11 +236,13 @@ impl AuditMapping {
 
         let code = event.response_status.as_ref().and_then(|s| s.code);
         let failed = code.is_some_and(|c| c >= 300);
-        // Only writes get here, so the response body is worth parsing now.
+        // Only writes get here, so the response body of one that succeeded is worth parsing now; its
+        // `metadata.managedFields` is left out (see `parse_object_body`).
         let response: Option<Value> = event
             .response_object
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .filter(|body: &Value| !failed && is_object_body(body));
+            .filter(|_| !failed)
+            .and_then(|raw| parse_object_body(raw.get()).ok())
+            .filter(is_object_body);
         let target = Target::resolve(resource, object_ref, change_kind, response.as_ref())?;
         let (object, change) = target.into_object(cluster, response);
 
