@@ -164,10 +164,23 @@ pub fn keyed_diff<'a>(
     lists: ResourceListKeys<'_>,
     excluded: &[&[&str]],
 ) -> Vec<DiffEntry<'a>> {
+    walk_diff(old, new, lists, excluded, map_keys_sorted())
+}
+
+/// [`keyed_diff`], walking objects' fields side by side when `sorted_maps` (maps iterate in key order), else by
+/// their union of keys.
+fn walk_diff<'a>(
+    old: &'a Value,
+    new: &'a Value,
+    lists: ResourceListKeys<'_>,
+    excluded: &[&[&str]],
+    sorted_maps: bool,
+) -> Vec<DiffEntry<'a>> {
     let mut walk = Walk {
         excluded,
         lists,
         track_lists: lists.has_rules(),
+        sorted_maps,
         out: Vec::new(),
     };
     let mut path = String::new();
@@ -319,6 +332,8 @@ struct Walk<'e, 'k, 'v> {
     lists: ResourceListKeys<'k>,
     /// Whether list paths are tracked (only when the table has rules to look them up in).
     track_lists: bool,
+    /// Whether `Map`s iterate in key order ([`map_keys_sorted`]), so two can be walked side by side.
+    sorted_maps: bool,
     out: Vec<DiffEntry<'v>>,
 }
 
@@ -359,7 +374,7 @@ impl<'v> Walk<'_, '_, 'v> {
         list_path: &mut String,
         fields: &mut Option<Vec<&'v str>>,
     ) {
-        if !map_keys_sorted() {
+        if !self.sorted_maps {
             let keys: BTreeSet<&'v str> =
                 old.keys().chain(new.keys()).map(String::as_str).collect();
             for key in keys {
@@ -946,6 +961,42 @@ mod tests {
             keyed("apps", "deployments", old, new),
             [r#"status.conditions[A].status "True" -> "False""#]
         );
+    }
+
+    mod walking_maps {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON values whose objects share field names often, so that both sides have common and own fields.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                (0..4i64).prop_map(Value::from),
+                "[ab]{0,2}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    proptest::collection::btree_map("[a-e]|metadata|managedFields", inner, 0..5)
+                        .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn side_by_side_and_by_key_set_find_the_same_entries(old in json(), new in json()) {
+                let keys = ListKeys::builtin();
+                let lists = keys.for_resource("apps", "deployments");
+                let excluded = AUDIT_EXCLUDED_FIELDS;
+                let by_key_set: Vec<String> =
+                    walk_diff(&old, &new, lists, excluded, false).iter().map(ToString::to_string).collect();
+                let side_by_side: Vec<String> =
+                    walk_diff(&old, &new, lists, excluded, true).iter().map(ToString::to_string).collect();
+                prop_assert_eq!(by_key_set, side_by_side);
+            }
+        }
     }
 
     mod reordering {
