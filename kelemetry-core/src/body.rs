@@ -99,3 +99,60 @@ impl<'de> Visitor<'de> for ObjectFields {
         Ok(Value::Object(map))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_the_metadata_loses_its_managed_fields() {
+        let text = r#"{"metadata":{"name":"a","managedFields":[{"manager":"x"}],"labels":{"managedFields":"kept"}},
+            "spec":{"managedFields":[1]},"managedFields":2}"#;
+        let expected = json!({"metadata": {"name": "a", "labels": {"managedFields": "kept"}},
+            "spec": {"managedFields": [1]}, "managedFields": 2});
+        assert_eq!(parse_object_body(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused() {
+        for text in [
+            "[]",
+            "\"pod\"",
+            "null",
+            r#"{"metadata":"web"}"#,
+            r#"{"metadata":{}} x"#,
+        ] {
+            assert!(parse_object_body(text).is_err(), "{text}");
+        }
+        let without_metadata = parse_object_body(r#"{"kind":"Status"}"#).unwrap();
+        assert_eq!(without_metadata, json!({"kind": "Status"}));
+    }
+
+    #[test]
+    fn any_body_parses_as_serde_json_would_apart_from_managed_fields() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/recorded/deployment-lifecycle/audit.log"
+        ))
+        .unwrap();
+        let mut bodies = 0;
+        for line in text.lines() {
+            let event: Value = serde_json::from_str(line).unwrap();
+            let Some(body) = event
+                .get("responseObject")
+                .filter(|b| b.get("metadata").is_some())
+            else {
+                continue;
+            };
+            let mut expected = body.clone();
+            if let Some(metadata) = expected["metadata"].as_object_mut() {
+                metadata.remove("managedFields");
+            }
+            assert_eq!(parse_object_body(&body.to_string()).unwrap(), expected);
+            bodies += 1;
+        }
+        assert!(bodies > 50, "only {bodies} bodies in the recording");
+    }
+}
