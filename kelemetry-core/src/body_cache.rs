@@ -77,7 +77,42 @@ pub struct BodyCache {
 }
 
 /// Versions of one object, oldest first: resource version, body, estimated size.
-type Versions = VecDeque<(Option<u64>, Arc<Value>, usize)>;
+type Versions = VecDeque<(Option<u64>, Held, usize)>;
+
+/// One cached version of a body. The newest version of an object is kept parsed: the next write's diff and the
+/// linkers read it. Older versions are kept as compact JSON text and parsed again only when asked for (a record
+/// that arrived out of order): a parsed Kubernetes body takes about five times the memory of its text, in hundreds
+/// of small blocks, and freeing such a tree long after it was last touched costs a cache miss per block.
+#[derive(Debug)]
+enum Held {
+    Parsed(Arc<Value>),
+    Text(Box<str>),
+}
+
+impl Held {
+    /// The body; `None` only if its text no longer parses (it was written by `serde_json`, so it does).
+    fn body(&self) -> Option<Arc<Value>> {
+        match self {
+            Self::Parsed(body) => Some(Arc::clone(body)),
+            Self::Text(text) => serde_json::from_str(text).ok().map(Arc::new),
+        }
+    }
+
+    /// This version as text, with its estimated size; `None` if it is text already or cannot be written.
+    fn to_text(&self) -> Option<(Self, usize)> {
+        let Self::Parsed(body) = self else {
+            return None;
+        };
+        let text = serde_json::to_string(&**body).ok()?;
+        let size = text_size(&text);
+        Some((Self::Text(text.into_boxed_str()), size))
+    }
+}
+
+/// The estimated memory of a body kept as text.
+fn text_size(text: &str) -> usize {
+    32 + text.len()
+}
 
 /// The cached objects and the estimated bytes of their bodies.
 #[derive(Debug)]
@@ -146,7 +181,7 @@ impl BodyCache {
         let found = self.inner.lock().ok().and_then(|mut c| {
             c.objects
                 .get(key)
-                .and_then(|v| v.back().map(|(_, b, _)| b.clone()))
+                .and_then(|v| v.back().and_then(|(_, held, _)| held.body()))
         });
         self.count(found.is_some());
         found
@@ -163,8 +198,8 @@ impl BodyCache {
                     .iter()
                     .rev()
                     .find(|(rv, _, _)| rv.is_some_and(|rv| rv < target))
-                    .map(|(_, body, _)| body.clone()),
-                None => versions.back().map(|(_, body, _)| body.clone()),
+                    .and_then(|(_, held, _)| held.body()),
+                None => versions.back().and_then(|(_, held, _)| held.body()),
             }
         });
         self.count(found.is_some());
@@ -199,9 +234,29 @@ impl BodyCache {
             }
             None => versions.len(),
         };
-        let size = approximate_size(&body);
-        versions.insert(position, (rv, body, size));
+        let newest = position == versions.len();
+        let mut held = Held::Parsed(body);
+        let mut size = 0;
         let mut freed = 0;
+        if newest {
+            // The version that was newest becomes text (the diff of this write has just read it).
+            if let Some((_, previous, previous_size)) = versions.back_mut()
+                && let Some((text, text_size)) = previous.to_text()
+            {
+                *previous = text;
+                freed += *previous_size;
+                size += text_size;
+                *previous_size = text_size;
+            }
+        } else if let Some((text, _)) = held.to_text() {
+            held = text;
+        }
+        let held_size = match &held {
+            Held::Parsed(body) => approximate_size(body),
+            Held::Text(text) => text_size(text),
+        };
+        size += held_size;
+        versions.insert(position, (rv, held, held_size));
         while versions.len() > self.versions_per_object {
             freed += versions.pop_front().map_or(0, |(_, _, size)| size);
         }
