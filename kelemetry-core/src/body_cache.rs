@@ -44,7 +44,8 @@ pub fn approximate_size(value: &Value) -> usize {
 /// The latest bodies seen per object: at most `capacity` objects and `max_bytes` of bodies (estimated by
 /// [`approximate_size`]), least recently used object first out, and for each at most a few versions ordered by
 /// `metadata.resourceVersion`. The diff decorator compares a new body with the version just before it; linkers look
-/// up the newest.
+/// up the newest. Only the newest version of an object is kept parsed; older ones are kept as compact JSON text
+/// (about a fifth of the memory) and parsed again when asked for.
 ///
 /// Records of one object can arrive out of order when several sources report it (an audit log and a watch stream
 /// read side by side, a webhook and a watch): keeping a short history ordered by resource version lets a diff be
