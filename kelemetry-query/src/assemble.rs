@@ -243,7 +243,7 @@ fn merge_history(
         activities: Vec::new(),
         links: Vec::new(),
     };
-    let mut seen_links = HashSet::new();
+    let mut links = Vec::new();
     let mut seen_activities = HashSet::new();
     for span in traces.into_iter().flatten() {
         match &span.kind {
@@ -253,10 +253,7 @@ fn merge_history(
                     continue;
                 };
                 let class = span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned();
-                let link = LinkRef { other, role, class };
-                if seen_links.insert(link.clone()) {
-                    history.links.push(link);
-                }
+                links.push(LinkRef { other, role, class });
             }
             SpanKind::Activity(_) => {
                 if span.start >= from && span.start <= to && seen_activities.insert(span.span_id) {
@@ -265,6 +262,15 @@ fn merge_history(
             }
         }
     }
+    // Without duplicates, in the order first seen (compared in place: no link is copied).
+    let mut seen = HashSet::with_capacity(links.len());
+    let first_seen: Vec<bool> = links.iter().map(|link| seen.insert(link)).collect();
+    drop(seen);
+    history.links = links
+        .into_iter()
+        .zip(first_seen)
+        .filter_map(|(link, first)| first.then_some(link))
+        .collect();
     if history.object_spans.is_empty() && history.activities.is_empty() && history.links.is_empty()
     {
         return None;

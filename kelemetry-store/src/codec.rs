@@ -103,7 +103,7 @@ pub fn encode_span(span: &SpanRecord, out: &mut Vec<u8>) {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -159,6 +159,22 @@ pub enum DecodeError {
     /// Bytes are left after the span.
     #[error("{0} unexpected bytes after the span")]
     TrailingBytes(usize),
+    /// A chunk of spans (layout version 2, [`crate::LAYOUT_VERSION`]) was written in a chunk format this build
+    /// does not know.
+    #[error("chunk format {found} is not supported (this build reads chunk format 1)")]
+    UnknownChunkFormat {
+        /// The format byte found.
+        found: u8,
+    },
+    /// A chunk names a compression dictionary the store does not hold.
+    #[error("the chunk names compression dictionary {id}, which the store does not hold")]
+    UnknownDictionary {
+        /// The dictionary id.
+        id: u32,
+    },
+    /// A chunk's compressed bytes do not decompress.
+    #[error("the chunk does not decompress: {0}")]
+    Decompress(&'static str),
 }
 
 struct Cursor<'a> {

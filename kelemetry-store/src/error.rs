@@ -84,8 +84,13 @@ pub enum StoreError {
         /// The underlying error.
         source: Box<redb::Error>,
     },
-    /// The store was written in a layout this build does not read.
-    #[error("span store {path} has layout version {found}; this build reads version {supported}")]
+    /// The store was written in a layout this build does not read (an older build's, or a newer one's). It is
+    /// refused, not converted: replay the recordings into a new store, or read it with the build that wrote it.
+    #[error(
+        "span store {path} has layout version {found}, but this build reads and writes layout version \
+         {supported} only; it is not converted: replay its input into a new store (or read it with the build \
+         that wrote it)"
+    )]
     UnsupportedLayout {
         /// The store file.
         path: PathBuf,
@@ -105,6 +110,29 @@ pub enum StoreError {
         span_id: SpanId,
         /// What is wrong.
         source: DecodeError,
+    },
+    /// A stored chunk of spans (the spans of one trace from `first_span_id` on) cannot be decompressed or
+    /// decoded.
+    #[error(
+        "span store {path}: the chunk of trace {trace_id} from span {first_span_id} is corrupt: {source}"
+    )]
+    CorruptChunk {
+        /// The store file.
+        path: PathBuf,
+        /// Trace of the chunk.
+        trace_id: TraceId,
+        /// The first span of the chunk (its key).
+        first_span_id: SpanId,
+        /// What is wrong.
+        source: DecodeError,
+    },
+    /// A chunk of spans could not be compressed (zstd failed, which only a lack of memory should cause).
+    #[error("span store {path}: cannot compress a chunk of spans: {reason}")]
+    Compression {
+        /// The store file.
+        path: PathBuf,
+        /// What zstd said.
+        reason: String,
     },
     /// A stored view ([`crate::ViewStore`]) cannot be decoded.
     #[error("view store {path}: view {id:016x} is corrupt: {reason}")]

@@ -4,9 +4,11 @@
 //! crate of its own so that `kelemetry-exporters` (which writes it) and `kelemetry-query` (which reads it) do not
 //! depend on each other.
 //!
-//! - [`SpanStore`]: a store directory holding one redb file, [`STORE_FILE_NAME`]. Spans are keyed by (trace id,
-//!   span id); an index maps each object to its windows and traces, filled from object spans; writes are
-//!   idempotent and batched in one transaction ([`PreparedBatch`], [`WriteDurability`]).
+//! - [`SpanStore`]: a store directory holding one redb file, [`STORE_FILE_NAME`]. The spans of a trace are kept
+//!   in zstd-compressed chunks ordered by span id (layout version [`LAYOUT_VERSION`]; a store of another layout
+//!   is refused); an index maps each object to its windows and traces, filled from object spans; writes are
+//!   idempotent and batched in one transaction ([`PreparedBatch`], [`WriteDurability`]); a bulk load is
+//!   compacted when it is made durable ([`SpanStore::sync`], [`SpanStore::compact`]).
 //! - Reads: [`SpanStore::spans_of_trace`], [`SpanStore::windows_of`] ([`StoredWindow`]),
 //!   [`SpanStore::find_objects`] (by [`kelemetry_core::ObjectSelector`]), counts, and every span
 //!   through [`SpanStore::spans`] ([`AllSpans`]).
@@ -41,6 +43,7 @@
 //! assert_eq!(store.spans_of_trace(span.trace_id).unwrap(), vec![span]);
 //! ```
 
+mod chunk;
 pub mod codec;
 mod error;
 mod store;

@@ -13,21 +13,30 @@ use redb::{
     ReadableTableMetadata, TableDefinition,
 };
 
-use crate::codec::{decode_span, encode_span};
+use zstd::dict::{DecoderDictionary, EncoderDictionary};
+
+use crate::chunk::{ChunkReader, ChunkWriter, Decoders, piece_lengths, with_thread_reader};
+use crate::codec::{DecodeError, decode_span, encode_span};
 use crate::error::StoreError;
 
 /// The name of the store file inside the store directory.
 pub const STORE_FILE_NAME: &str = "spans.redb";
 
-/// The table layout written and read by this build. A store with another layout is refused, not guessed at.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The table layout written and read by this build. A store with another layout is refused, not guessed at
+/// and not converted (docs/store.md#layout-versions). Version 1 kept one entry per span; version 2 keeps the
+/// spans of a trace in compressed chunks ([`crate::chunk`]).
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// `"layout"` → [`LAYOUT_VERSION`].
 const META: TableDefinition<'_, &str, u32> = TableDefinition::new("meta");
-/// (trace id, span id) → encoded span ([`crate::codec`]).
-const SPANS: TableDefinition<'_, (u128, u64), &[u8]> = TableDefinition::new("spans");
-/// Every trace id that holds at least one span.
-const TRACES: TableDefinition<'_, u128, ()> = TableDefinition::new("traces");
+/// (trace id, id of the chunk's first span) → a compressed chunk of spans of that trace ([`crate::chunk`]).
+const CHUNKS: TableDefinition<'_, (u128, u64), &[u8]> = TableDefinition::new("span_chunks");
+/// [`SPANS_COUNT`] and [`TRACES_COUNT`] → how many are stored.
+const COUNTS: TableDefinition<'_, &str, u64> = TableDefinition::new("counts");
+const SPANS_COUNT: &str = "spans";
+const TRACES_COUNT: &str = "traces";
+/// Dictionary id → a zstd dictionary trained on the store's first spans.
+const DICTIONARIES: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("dictionaries");
 /// (cluster, group, resource, namespace, name, window start secs) → (trace id, window length secs).
 type WindowKey<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, i64);
 const WINDOWS: TableDefinition<'_, WindowKey<'_>, (u128, u64)> =
@@ -150,23 +159,97 @@ enum Handle {
     Closed,
 }
 
+/// The dictionary of a writable store, or what it collects to train one.
+struct Compression {
+    /// The dictionary new chunks are compressed with, once there is one.
+    encoder: Option<(u32, Arc<EncoderDictionary<'static>>)>,
+    /// A dictionary trained and not committed yet: the next write stores it.
+    pending: Option<(u32, Vec<u8>)>,
+    /// Encoded spans collected to train the dictionary, end to end, and their lengths.
+    samples: Vec<u8>,
+    sample_sizes: Vec<usize>,
+    /// Train once this many spans are collected; `usize::MAX` after giving up.
+    train_at: usize,
+}
+
+impl Compression {
+    fn new() -> Self {
+        Self {
+            encoder: None,
+            pending: None,
+            samples: Vec::new(),
+            sample_sizes: Vec::new(),
+            train_at: TRAINING_SPANS,
+        }
+    }
+
+    /// Collects the spans of `batch` as samples, and trains the dictionary once there are enough.
+    fn collect(&mut self, batch: &PreparedBatch) {
+        if self.encoder.is_some() || self.pending.is_some() || self.train_at == usize::MAX {
+            return;
+        }
+        for (_, _, range) in &batch.spans {
+            if self.samples.len() + range.len() > MAX_SAMPLE_BYTES {
+                break;
+            }
+            self.samples
+                .extend_from_slice(batch.bytes.get(range.clone()).unwrap_or_default());
+            self.sample_sizes.push(range.len());
+        }
+        let full = self.samples.len() + 4096 > MAX_SAMPLE_BYTES;
+        if self.sample_sizes.len() < self.train_at && !full {
+            return;
+        }
+        match zstd::dict::from_continuous(&self.samples, &self.sample_sizes, DICTIONARY_BYTES) {
+            Ok(dictionary) => {
+                self.pending = Some((1, dictionary));
+                self.samples = Vec::new();
+                self.sample_sizes = Vec::new();
+            }
+            // Too few or too uniform samples: try again with twice as many, then give up (chunks are still
+            // compressed, without a dictionary).
+            Err(_) if !full && self.train_at < MAX_TRAINING_SPANS => self.train_at *= 2,
+            Err(_) => {
+                self.train_at = usize::MAX;
+                self.samples = Vec::new();
+                self.sample_sizes = Vec::new();
+            }
+        }
+    }
+}
+
+/// Spans collected before the dictionary is first trained.
+const TRAINING_SPANS: usize = 4096;
+/// The most spans collected for one training before giving up.
+const MAX_TRAINING_SPANS: usize = 65_536;
+/// The most bytes of samples held for training.
+const MAX_SAMPLE_BYTES: usize = 8 * 1024 * 1024;
+/// The size of the trained dictionary.
+const DICTIONARY_BYTES: usize = 32 * 1024;
+
 struct Inner {
     path: PathBuf,
+    /// The dictionary writes use (and its training).
+    compression: Mutex<Compression>,
+    /// The decoder dictionaries read so far, by id.
+    decoders: RwLock<Arc<Decoders>>,
     /// Replaced only by [`SpanStore::reopen_if_failed`].
     handle: RwLock<Handle>,
     /// The options of a writable store, to open it again after an I/O error.
     options: StoreOptions,
     /// An I/O error was met: redb refuses every later operation on this database until it is closed.
     io_failed: AtomicBool,
+    /// Deferred writes were made since the last [`SpanStore::sync`]: a bulk load, which the sync compacts.
+    deferred_since_sync: AtomicBool,
     /// How long the last open took when it had to repair the store.
     repaired_on_open: Mutex<Option<Duration>>,
 }
 
 /// The embedded span store: one redb file, `spans.redb`, inside a store directory.
 ///
-/// It holds the spans keyed by (trace id, span id), and an index from each object to its windows (filled from
-/// object spans) that answers "which traces hold this object between these times" and "which objects are called
-/// `deployments/default/nginx`" without a scan. Writes are idempotent: a span written twice (same trace and span
+/// It holds the spans by (trace id, span id), in compressed chunks of the spans of one trace (docs/store.md), and
+/// an index from each object to its windows (filled from object spans) that answers "which traces hold this
+/// object between these times" and "which objects are called `deployments/default/nginx`" without a scan. Writes are idempotent: a span written twice (same trace and span
 /// id) is kept once, so replaying the same input leaves the same store.
 ///
 /// Cloning is cheap and shares the open database. Reads run on a snapshot (redb's MVCC) and proceed while a
@@ -302,9 +385,12 @@ impl SpanStore {
         let store = Self {
             inner: Arc::new(Inner {
                 path,
+                compression: Mutex::new(Compression::new()),
+                decoders: RwLock::new(Arc::default()),
                 handle: RwLock::new(Handle::ReadOnly(db)),
                 options,
                 io_failed: AtomicBool::new(false),
+                deferred_since_sync: AtomicBool::new(false),
                 repaired_on_open: Mutex::new(None),
             }),
         };
@@ -329,9 +415,12 @@ impl SpanStore {
         let store = Self {
             inner: Arc::new(Inner {
                 path,
+                compression: Mutex::new(Compression::new()),
+                decoders: RwLock::new(Arc::default()),
                 handle: RwLock::new(Handle::Writable(db)),
                 options: options.clone(),
                 io_failed: AtomicBool::new(false),
+                deferred_since_sync: AtomicBool::new(false),
                 repaired_on_open: Mutex::new(repaired_on_open),
             }),
         };
@@ -417,10 +506,22 @@ impl SpanStore {
                 }
                 found => self.check_layout(found)?,
             }
-            txn.open_table(SPANS)
-                .map_err(|e| self.storage("create the spans table", e))?;
-            txn.open_table(TRACES)
-                .map_err(|e| self.storage("create the traces table", e))?;
+            txn.open_table(CHUNKS)
+                .map_err(|e| self.storage("create the span chunks table", e))?;
+            txn.open_table(COUNTS)
+                .map_err(|e| self.storage("create the counts table", e))?;
+            let dictionaries = txn
+                .open_table(DICTIONARIES)
+                .map_err(|e| self.storage("create the dictionaries table", e))?;
+            let newest = dictionaries
+                .last()
+                .map_err(|e| self.storage("read the dictionaries", e))?;
+            if let Some((id, bytes)) = newest {
+                let id = id.value();
+                let encoder =
+                    EncoderDictionary::copy(bytes.value(), crate::chunk::COMPRESSION_LEVEL);
+                self.compression().encoder.replace((id, Arc::new(encoder)));
+            }
             txn.open_table(WINDOWS)
                 .map_err(|e| self.storage("create the windows table", e))?;
             txn.open_table(OBJECTS)
@@ -554,33 +655,80 @@ impl SpanStore {
         batch: &PreparedBatch,
         durability: WriteDurability,
     ) -> Result<(), StoreError> {
+        let mut compression = self.compression();
+        compression.collect(batch);
         let mut txn = db
             .begin_write()
             .map_err(|e| self.storage("begin a write", e))?;
         if durability == WriteDurability::Deferred && !self.inner.options.shared_with_readers {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| self.storage("defer durability", e))?;
+            self.inner
+                .deferred_since_sync
+                .store(true, Ordering::Relaxed);
         }
-        {
-            let mut spans = txn
-                .open_table(SPANS)
-                .map_err(|e| self.storage("open the spans table", e))?;
-            let mut traces = txn
-                .open_table(TRACES)
-                .map_err(|e| self.storage("open the traces table", e))?;
-            let mut last_trace = None;
-            for (trace, span, range) in &batch.spans {
-                let bytes = batch.bytes.get(range.clone()).unwrap_or_default();
-                spans
-                    .insert((*trace, *span), bytes)
-                    .map_err(|e| self.storage("write a span", e))?;
-                // Entries are sorted by trace: insert each trace once per batch.
-                if last_trace != Some(*trace) {
-                    traces
-                        .insert(*trace, ())
-                        .map_err(|e| self.storage("write a trace", e))?;
-                    last_trace = Some(*trace);
+        let committed_dictionary = {
+            let mut dictionaries = txn
+                .open_table(DICTIONARIES)
+                .map_err(|e| self.storage("open the dictionaries table", e))?;
+            let new_dictionary = match &compression.pending {
+                Some((id, bytes)) => {
+                    dictionaries
+                        .insert(*id, bytes.as_slice())
+                        .map_err(|e| self.storage("write a dictionary", e))?;
+                    let encoder = EncoderDictionary::copy(bytes, crate::chunk::COMPRESSION_LEVEL);
+                    Some((*id, Arc::new(encoder)))
                 }
+                None => None,
+            };
+            let decoders = self.decoders_from(&dictionaries)?;
+            let encoder = new_dictionary
+                .clone()
+                .or_else(|| compression.encoder.clone());
+            let mut chunks = txn
+                .open_table(CHUNKS)
+                .map_err(|e| self.storage("open the span chunks table", e))?;
+            let mut merge = ChunkMerge {
+                store: self,
+                writer: ChunkWriter::new(encoder.as_ref().map(|(id, d)| (*id, &**d))),
+                reader: ChunkReader::new(),
+                decoders: &decoders,
+                added_spans: 0,
+                added_traces: 0,
+            };
+            let mut rest = batch.spans.as_slice();
+            while let Some((trace, _, _)) = rest.first() {
+                let len = rest.partition_point(|(t, _, _)| t == trace);
+                let (same, others) = rest.split_at(len);
+                // Sorted by span id, the later of two copies last: keep the later.
+                let mut spans: Vec<(u64, &[u8])> = Vec::with_capacity(same.len());
+                for (_, span, range) in same {
+                    let bytes = batch.bytes.get(range.clone()).unwrap_or_default();
+                    match spans.last_mut() {
+                        Some(last) if last.0 == *span => *last = (*span, bytes),
+                        _ => spans.push((*span, bytes)),
+                    }
+                }
+                merge.trace(&mut chunks, *trace, &spans)?;
+                rest = others;
+            }
+            let mut counts = txn
+                .open_table(COUNTS)
+                .map_err(|e| self.storage("open the counts table", e))?;
+            for (name, added) in [
+                (SPANS_COUNT, merge.added_spans),
+                (TRACES_COUNT, merge.added_traces),
+            ] {
+                if added == 0 {
+                    continue;
+                }
+                let before = counts
+                    .get(name)
+                    .map_err(|e| self.storage("read a count", e))?
+                    .map_or(0, |v| v.value());
+                counts
+                    .insert(name, before + added)
+                    .map_err(|e| self.storage("write a count", e))?;
             }
             let mut windows = txn
                 .open_table(WINDOWS)
@@ -600,18 +748,157 @@ impl SpanStore {
                     .insert((resource, namespace, name, cluster, group), ())
                     .map_err(|e| self.storage("write an object", e))?;
             }
+            new_dictionary
+        };
+        txn.commit().map_err(|e| self.storage("commit", e))?;
+        if let Some(dictionary) = committed_dictionary {
+            compression.pending = None;
+            compression.encoder = Some(dictionary);
         }
-        txn.commit().map_err(|e| self.storage("commit", e))
+        Ok(())
     }
 
-    /// Makes every write so far durable (the deferred ones included).
+    fn compression(&self) -> std::sync::MutexGuard<'_, Compression> {
+        self.inner
+            .compression
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The decoder dictionaries of the store, read from `table` when it holds some this store has not read yet.
+    fn decoders_from(
+        &self,
+        table: &impl ReadableTable<u32, &'static [u8]>,
+    ) -> Result<Arc<Decoders>, StoreError> {
+        let known = Arc::clone(
+            &self
+                .inner
+                .decoders
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let stored = table
+            .len()
+            .map_err(|e| self.storage("count the dictionaries", e))?;
+        if stored == known.len() as u64 {
+            return Ok(known);
+        }
+        let mut decoders = Decoders::new();
+        for entry in table
+            .iter()
+            .map_err(|e| self.storage("read the dictionaries", e))?
+        {
+            let (id, bytes) = entry.map_err(|e| self.storage("read the dictionaries", e))?;
+            let id = id.value();
+            let decoder = match known.get(&id) {
+                Some(decoder) => Arc::clone(decoder),
+                None => Arc::new(DecoderDictionary::copy(bytes.value())),
+            };
+            decoders.insert(id, decoder);
+        }
+        let decoders = Arc::new(decoders);
+        *self
+            .inner
+            .decoders
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&decoders);
+        Ok(decoders)
+    }
+
+    /// The decoder dictionaries of the snapshot `txn`.
+    fn decoders(&self, txn: &ReadTransaction) -> Result<Arc<Decoders>, StoreError> {
+        match txn.open_table(DICTIONARIES) {
+            Ok(table) => self.decoders_from(&table),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Arc::default()),
+            Err(e) => Err(self.storage("open the dictionaries table", e)),
+        }
+    }
+
+    fn corrupt_chunk(&self, trace: u128, first: u64, source: DecodeError) -> StoreError {
+        match (TraceId::from_u128(trace), SpanId::from_u64(first)) {
+            (Some(trace_id), Some(first_span_id)) => StoreError::CorruptChunk {
+                path: self.inner.path.clone(),
+                trace_id,
+                first_span_id,
+                source,
+            },
+            _ => StoreError::ZeroId {
+                path: self.inner.path.clone(),
+                table: "span_chunks",
+            },
+        }
+    }
+
+    /// Decodes every span of the chunk `value` (of `trace`, from span `first` on) into `out`.
+    fn decode_chunk(
+        &self,
+        reader: &mut ChunkReader,
+        decoders: &Decoders,
+        (trace, first): (u128, u64),
+        value: &[u8],
+        out: &mut Vec<SpanRecord>,
+    ) -> Result<(), StoreError> {
+        reader
+            .load(value, decoders)
+            .map_err(|source| self.corrupt_chunk(trace, first, source))?;
+        for entry in reader.spans() {
+            let (span, bytes) = entry.map_err(|source| self.corrupt_chunk(trace, first, source))?;
+            out.push(self.decode(trace, span, bytes)?);
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable (the deferred ones included). After deferred writes (a bulk load such as
+    /// a replay), also compacts the store ([`SpanStore::compact`]): a bulk load leaves much of the file free.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.with_writer(|db| {
             let txn = db
                 .begin_write()
                 .map_err(|e| self.storage("begin a write", e))?;
             txn.commit().map_err(|e| self.storage("commit", e))
-        })
+        })?;
+        if self
+            .inner
+            .deferred_since_sync
+            .swap(false, Ordering::Relaxed)
+        {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Gives the free space of the store file back to the file system: moves the pages in use to the front of
+    /// the file and truncates it (redb's compaction). Reads and rewrites much of the file, and waits for the
+    /// reads of this process to end. Does nothing in a store shared with readers (another process may be
+    /// reading it) or while this process holds a read open (an [`AllSpans`]). Returns whether it compacted.
+    pub fn compact(&self) -> Result<bool, StoreError> {
+        if self.inner.options.shared_with_readers {
+            return Ok(false);
+        }
+        self.reopen_if_failed()?;
+        let mut handle = self
+            .inner
+            .handle
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Handle::Writable(db) = &mut *handle else {
+            return Ok(false);
+        };
+        match db.compact() {
+            Ok(_) => Ok(true),
+            Err(
+                redb::CompactionError::TransactionInProgress
+                | redb::CompactionError::EphemeralSavepointExists
+                | redb::CompactionError::PersistentSavepointExists,
+            ) => Ok(false),
+            Err(e) => {
+                let err = self.storage("compact", e);
+                if err.is_io_failure() {
+                    self.inner.io_failed.store(true, Ordering::Relaxed);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Every span of `trace`, ordered by span id. Empty when the trace is unknown.
@@ -624,38 +911,58 @@ impl SpanStore {
     /// read side asks for when it follows the links of a whole level of a tree.
     pub fn spans_of_traces(&self, traces: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
         let txn = self.begin_read()?;
+        let decoders = self.decoders(&txn)?;
         let table = txn
-            .open_table(SPANS)
-            .map_err(|e| self.storage("open the spans table", e))?;
-        let mut all = Vec::with_capacity(traces.len());
-        for trace in traces {
-            let t = trace.to_u128();
-            let range = table
-                .range((t, 0u64)..=(t, u64::MAX))
-                .map_err(|e| self.storage("read spans", e))?;
-            let mut out = Vec::new();
-            for entry in range {
-                let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
-                let (_, span) = key.value();
-                out.push(self.decode(t, span, value.value())?);
+            .open_table(CHUNKS)
+            .map_err(|e| self.storage("open the span chunks table", e))?;
+        with_thread_reader(|reader| {
+            let mut all = Vec::with_capacity(traces.len());
+            for trace in traces {
+                let t = trace.to_u128();
+                let range = table
+                    .range((t, 0u64)..=(t, u64::MAX))
+                    .map_err(|e| self.storage("read spans", e))?;
+                let mut out = Vec::new();
+                for entry in range {
+                    let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
+                    self.decode_chunk(reader, &decoders, key.value(), value.value(), &mut out)?;
+                }
+                all.push(out);
             }
-            all.push(out);
-        }
-        Ok(all)
+            Ok(all)
+        })
     }
 
     /// One span, if stored.
     pub fn span(&self, trace: TraceId, span: SpanId) -> Result<Option<SpanRecord>, StoreError> {
         let txn = self.begin_read()?;
+        let decoders = self.decoders(&txn)?;
         let table = txn
-            .open_table(SPANS)
-            .map_err(|e| self.storage("open the spans table", e))?;
-        let value = table
-            .get((trace.to_u128(), span.to_u64()))
-            .map_err(|e| self.storage("read a span", e))?;
-        value
-            .map(|v| self.decode(trace.to_u128(), span.to_u64(), v.value()))
-            .transpose()
+            .open_table(CHUNKS)
+            .map_err(|e| self.storage("open the span chunks table", e))?;
+        let (t, wanted) = (trace.to_u128(), span.to_u64());
+        // The chunk that would hold it: the last one of the trace starting at or before it.
+        let Some(entry) = table
+            .range((t, 0u64)..=(t, wanted))
+            .map_err(|e| self.storage("read a span", e))?
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (key, value) = entry.map_err(|e| self.storage("read a span", e))?;
+        let first = key.value().1;
+        with_thread_reader(|reader| {
+            reader
+                .load(value.value(), &decoders)
+                .map_err(|source| self.corrupt_chunk(t, first, source))?;
+            for entry in reader.spans() {
+                let (id, bytes) = entry.map_err(|source| self.corrupt_chunk(t, first, source))?;
+                if id == wanted {
+                    return self.decode(t, id, bytes).map(Some);
+                }
+            }
+            Ok(None)
+        })
     }
 
     fn decode(&self, trace: u128, span: u64, bytes: &[u8]) -> Result<SpanRecord, StoreError> {
@@ -794,20 +1101,24 @@ impl SpanStore {
 
     /// How many spans are stored.
     pub fn span_count(&self) -> Result<u64, StoreError> {
-        let txn = self.begin_read()?;
-        let table = txn
-            .open_table(SPANS)
-            .map_err(|e| self.storage("open the spans table", e))?;
-        table.len().map_err(|e| self.storage("count spans", e))
+        self.count(SPANS_COUNT)
     }
 
     /// How many traces hold at least one span.
     pub fn trace_count(&self) -> Result<u64, StoreError> {
+        self.count(TRACES_COUNT)
+    }
+
+    fn count(&self, name: &str) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;
         let table = txn
-            .open_table(TRACES)
-            .map_err(|e| self.storage("open the traces table", e))?;
-        table.len().map_err(|e| self.storage("count traces", e))
+            .open_table(COUNTS)
+            .map_err(|e| self.storage("open the counts table", e))?;
+        let count = table
+            .get(name)
+            .map_err(|e| self.storage("read a count", e))?
+            .map_or(0, |v| v.value());
+        Ok(count)
     }
 
     /// How many objects have at least one window.
@@ -822,16 +1133,141 @@ impl SpanStore {
     /// Every stored span, ordered by trace id then span id, read from one snapshot taken now.
     pub fn spans(&self) -> Result<AllSpans, StoreError> {
         let txn = self.begin_read()?;
+        let decoders = self.decoders(&txn)?;
         let table = txn
-            .open_table(SPANS)
-            .map_err(|e| self.storage("open the spans table", e))?;
+            .open_table(CHUNKS)
+            .map_err(|e| self.storage("open the span chunks table", e))?;
         let range = table
             .range_owned::<(u128, u64)>(..)
             .map_err(|e| self.storage("read spans", e))?;
         Ok(AllSpans {
             store: self.clone(),
             range,
+            decoders,
+            reader: ChunkReader::new(),
+            decoded: Vec::new().into_iter(),
         })
+    }
+}
+
+/// The merge of a batch's spans into the chunks of their traces, within one write transaction.
+struct ChunkMerge<'a> {
+    store: &'a SpanStore,
+    writer: ChunkWriter<'a>,
+    reader: ChunkReader,
+    decoders: &'a Decoders,
+    added_spans: u64,
+    added_traces: u64,
+}
+
+impl ChunkMerge<'_> {
+    /// Writes `spans` (sorted by span id, no two alike) into the chunks of `trace`: each into the chunk that
+    /// covers its id (the last one starting at or before it, else the first), replacing a span with the same id;
+    /// a chunk grown beyond the limits is split.
+    fn trace(
+        &mut self,
+        chunks: &mut redb::Table<'_, (u128, u64), &'static [u8]>,
+        trace: u128,
+        spans: &[(u64, &[u8])],
+    ) -> Result<(), StoreError> {
+        let store = self.store;
+        let firsts = chunks
+            .range((trace, 0u64)..=(trace, u64::MAX))
+            .map_err(|e| store.storage("read span chunks", e))?
+            .map(|entry| entry.map(|(key, _)| key.value().1))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(|e| store.storage("read span chunks", e))?;
+        if firsts.is_empty() {
+            self.added_traces += 1;
+            self.added_spans += spans.len() as u64;
+            return self.put(chunks, trace, spans);
+        }
+        let mut rest = spans;
+        while let Some((first_new, _)) = rest.first() {
+            let index = firsts
+                .partition_point(|first| first <= first_new)
+                .saturating_sub(1);
+            let covered = match firsts.get(index + 1) {
+                Some(next) => rest.partition_point(|(id, _)| id < next),
+                None => rest.len(),
+            };
+            let (into, others) = rest.split_at(covered);
+            let first = firsts[index];
+            {
+                let old = chunks
+                    .remove((trace, first))
+                    .map_err(|e| store.storage("read a span chunk", e))?;
+                let value = old.as_ref().map(|v| v.value()).unwrap_or_default();
+                self.reader
+                    .load(value, self.decoders)
+                    .map_err(|source| store.corrupt_chunk(trace, first, source))?;
+            }
+            let old: Vec<(u64, &[u8])> = self
+                .reader
+                .spans()
+                .collect::<Result<_, _>>()
+                .map_err(|source| store.corrupt_chunk(trace, first, source))?;
+            let mut merged = Vec::with_capacity(old.len() + into.len());
+            let (mut a, mut b) = (old.iter().peekable(), into.iter().peekable());
+            loop {
+                match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) if x.0 < y.0 => merged.extend(a.next()),
+                    (Some(x), Some(y)) if x.0 == y.0 => {
+                        a.next();
+                        merged.extend(b.next());
+                    }
+                    (_, Some(_)) => {
+                        self.added_spans += 1;
+                        merged.extend(b.next());
+                    }
+                    (Some(_), None) => merged.extend(a.next()),
+                    (None, None) => break,
+                }
+            }
+            let merged: Vec<(u64, &[u8])> = merged.into_iter().copied().collect();
+            Self::put_with(&mut self.writer, store, chunks, trace, &merged)?;
+            rest = others;
+        }
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        chunks: &mut redb::Table<'_, (u128, u64), &'static [u8]>,
+        trace: u128,
+        spans: &[(u64, &[u8])],
+    ) -> Result<(), StoreError> {
+        Self::put_with(&mut self.writer, self.store, chunks, trace, spans)
+    }
+
+    /// Writes `spans` as one chunk, or as several when they exceed the limits.
+    fn put_with(
+        writer: &mut ChunkWriter<'_>,
+        store: &SpanStore,
+        chunks: &mut redb::Table<'_, (u128, u64), &'static [u8]>,
+        trace: u128,
+        spans: &[(u64, &[u8])],
+    ) -> Result<(), StoreError> {
+        let bytes = spans.iter().map(|(_, b)| b.len() + 10).sum();
+        let mut rest = spans;
+        for length in piece_lengths(spans.len(), bytes) {
+            let (piece, others) = rest.split_at(length.min(rest.len()));
+            let Some((first, _)) = piece.first() else {
+                break;
+            };
+            let value =
+                writer
+                    .encode(piece.iter().copied())
+                    .map_err(|reason| StoreError::Compression {
+                        path: store.inner.path.clone(),
+                        reason,
+                    })?;
+            chunks
+                .insert((trace, *first), value.as_slice())
+                .map_err(|e| store.storage("write a span chunk", e))?;
+            rest = others;
+        }
+        Ok(())
     }
 }
 
@@ -839,6 +1275,10 @@ impl SpanStore {
 pub struct AllSpans {
     store: SpanStore,
     range: redb::OwnedRange<(u128, u64), &'static [u8]>,
+    decoders: Arc<Decoders>,
+    reader: ChunkReader,
+    /// The spans of the chunk read last, not returned yet.
+    decoded: std::vec::IntoIter<SpanRecord>,
 }
 
 impl std::fmt::Debug for AllSpans {
@@ -853,15 +1293,28 @@ impl Iterator for AllSpans {
     type Item = Result<SpanRecord, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let entry = self.range.next()?;
-        Some(
-            entry
+        loop {
+            if let Some(span) = self.decoded.next() {
+                return Some(Ok(span));
+            }
+            let entry = self.range.next()?;
+            let mut spans = Vec::new();
+            let decoded = entry
                 .map_err(|e| self.store.storage("read spans", e))
                 .and_then(|(key, value)| {
-                    let (trace, span) = key.value();
-                    self.store.decode(trace, span, value.value())
-                }),
-        )
+                    self.store.decode_chunk(
+                        &mut self.reader,
+                        &self.decoders,
+                        key.value(),
+                        value.value(),
+                        &mut spans,
+                    )
+                });
+            if let Err(err) = decoded {
+                return Some(Err(err));
+            }
+            self.decoded = spans.into_iter();
+        }
     }
 }
 

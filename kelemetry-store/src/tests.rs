@@ -5,6 +5,8 @@ use kelemetry_core::{
     SpanRecord, TraceId, Window, Windowing,
 };
 
+use redb::{ReadableDatabase, TableHandle};
+
 use crate::{PreparedBatch, STORE_FILE_NAME, SpanStore, StoreError, StoreOptions, WriteDurability};
 
 fn at(text: &str) -> Timestamp {
@@ -271,39 +273,66 @@ fn opening_a_missing_store_names_the_file() {
 }
 
 #[test]
-fn corrupt_span_and_wrong_layout_are_reported_with_the_path() {
+fn corrupt_chunk_and_wrong_layout_are_reported_with_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let nginx = object("prod", "apps", "deployments", "default", "nginx");
     let spans = trace_of(&nginx, "2024-05-01T12:00:00Z");
-    drop(SpanStore::create(dir.path()).unwrap());
-    let path = dir.path().join(STORE_FILE_NAME);
-    let raw_spans: redb::TableDefinition<'_, (u128, u64), &[u8]> =
-        redb::TableDefinition::new("spans");
-    let raw_meta: redb::TableDefinition<'_, &str, u32> = redb::TableDefinition::new("meta");
-    let raw = redb::Database::open(&path).unwrap();
-    let txn = raw.begin_write().unwrap();
-    txn.open_table(raw_spans)
+    let first = sorted(spans.clone())[0].span_id;
+    SpanStore::create(dir.path())
         .unwrap()
-        .insert(
-            (spans[0].trace_id.to_u128(), spans[0].span_id.to_u64()),
-            &[1u8, 2, 3][..],
-        )
+        .write_spans(&spans)
         .unwrap();
-    txn.commit().unwrap();
-    drop(raw);
+    let path = dir.path().join(STORE_FILE_NAME);
+    let raw_chunks: redb::TableDefinition<'_, (u128, u64), &[u8]> =
+        redb::TableDefinition::new("span_chunks");
+    let raw_meta: redb::TableDefinition<'_, &str, u32> = redb::TableDefinition::new("meta");
+    let trace = spans[0].trace_id.to_u128();
+    // A stored chunk cut short, then one whose compressed bytes are damaged.
+    let stored = {
+        let raw = redb::Database::open(&path).unwrap();
+        let txn = raw.begin_read().unwrap();
+        let table = txn.open_table(raw_chunks).unwrap();
+        table
+            .get((trace, first.to_u64()))
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec()
+    };
+    let mut damaged = stored.clone();
+    let last = damaged.len() - 3;
+    damaged[last] ^= 0xff;
+    for bad in [
+        stored[..stored.len() / 2].to_vec(),
+        damaged,
+        vec![9, 0, 1, 0],
+    ] {
+        let raw = redb::Database::open(&path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        txn.open_table(raw_chunks)
+            .unwrap()
+            .insert((trace, first.to_u64()), bad.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        drop(raw);
 
-    let store = SpanStore::open(dir.path()).unwrap();
-    let err = store.spans_of_trace(spans[0].trace_id).unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains(&spans[0].span_id.to_string()),
-        "{err}"
-    );
-    drop(store);
+        let store = SpanStore::open(dir.path()).unwrap();
+        let err = store.spans_of_trace(spans[0].trace_id).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::CorruptChunk { .. } | StoreError::Corrupt { .. }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&first.to_string()), "{err}");
+        assert!(SpanStore::check(dir.path()).is_err());
+        assert!(store.spans().unwrap().any(|span| span.is_err()));
+    }
 
     let raw = redb::Database::open(&path).unwrap();
     let txn = raw.begin_write().unwrap();
@@ -318,6 +347,189 @@ fn corrupt_span_and_wrong_layout_are_reported_with_the_path() {
         matches!(err, StoreError::UnsupportedLayout { found: 99, .. }),
         "{err}"
     );
+}
+
+/// A store of layout version 1 (one entry per span in the table `spans`, written here as that layout's build
+/// wrote it) is refused by every open, with a message naming the file and both versions, and is left unchanged.
+#[test]
+fn a_store_of_the_old_layout_is_refused_with_both_versions_and_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(STORE_FILE_NAME);
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let spans = trace_of(&nginx, "2024-05-01T12:00:00Z");
+    let v1_meta: redb::TableDefinition<'_, &str, u32> = redb::TableDefinition::new("meta");
+    let v1_spans: redb::TableDefinition<'_, (u128, u64), &[u8]> =
+        redb::TableDefinition::new("spans");
+    let v1_traces: redb::TableDefinition<'_, u128, ()> = redb::TableDefinition::new("traces");
+    {
+        let raw = redb::Database::create(&path).unwrap();
+        let txn = raw.begin_write().unwrap();
+        txn.open_table(v1_meta)
+            .unwrap()
+            .insert("layout", 1)
+            .unwrap();
+        let mut table = txn.open_table(v1_spans).unwrap();
+        for span in &spans {
+            let mut bytes = Vec::new();
+            crate::codec::encode_span(span, &mut bytes);
+            table
+                .insert(
+                    (span.trace_id.to_u128(), span.span_id.to_u64()),
+                    bytes.as_slice(),
+                )
+                .unwrap();
+        }
+        drop(table);
+        txn.open_table(v1_traces)
+            .unwrap()
+            .insert(spans[0].trace_id.to_u128(), ())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    type Open = fn(&std::path::Path) -> Result<SpanStore, StoreError>;
+    let opens: [(&str, Open); 3] = [
+        ("open", |dir| SpanStore::open(dir)),
+        ("create", |dir| SpanStore::create(dir)),
+        ("open_read_only", |dir| SpanStore::open_read_only(dir)),
+    ];
+    for (how, open) in opens {
+        let err = open(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::UnsupportedLayout {
+                    found: 1,
+                    supported: crate::LAYOUT_VERSION,
+                    ..
+                }
+            ),
+            "{how}: {err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&path.display().to_string()),
+            "{how}: {message}"
+        );
+        assert!(message.contains("layout version 1,"), "{how}: {message}");
+        assert!(
+            message.contains(&format!("layout version {} only", crate::LAYOUT_VERSION)),
+            "{how}: {message}"
+        );
+    }
+    assert_eq!(crate::LAYOUT_VERSION, 2);
+    let err = SpanStore::check(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnsupportedLayout { found: 1, .. }),
+        "{err}"
+    );
+    // Left as it was: the old tables, no table of the new layout.
+    let raw = redb::Database::open(&path).unwrap();
+    let txn = raw.begin_read().unwrap();
+    let tables: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|table| table.name().to_owned())
+        .collect();
+    assert_eq!(tables, ["meta", "spans", "traces"]);
+    let layout = txn.open_table(v1_meta).unwrap().get("layout").unwrap();
+    assert_eq!(layout.map(|v| v.value()), Some(1));
+}
+
+/// Enough spans to train the dictionary: later chunks name it, a reader opened before it was written and a
+/// reopened store read them, and spans written before it stay readable.
+#[test]
+fn spans_compressed_with_the_trained_dictionary_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        shared_with_readers: true,
+        ..StoreOptions::default()
+    };
+    let store = SpanStore::create_with(dir.path(), &options).unwrap();
+    let reader = SpanStore::open_read_only(dir.path()).unwrap();
+    let mut written = Vec::new();
+    for round in 0..24 {
+        let mut batch = Vec::new();
+        for i in 0..50 {
+            let pod = object("prod", "", "pods", "default", &format!("web-{i}"));
+            let mut spans = trace_of(&pod, &format!("2024-05-01T{:02}:10:{:02}Z", round, i % 60));
+            batch.append(&mut spans);
+        }
+        store.write_spans(&batch).unwrap();
+        written.extend(batch);
+    }
+    let dictionaries: redb::TableDefinition<'_, u32, &[u8]> =
+        redb::TableDefinition::new("dictionaries");
+    let expected = {
+        let mut unique = sorted(written);
+        unique.dedup_by_key(|s| (s.trace_id, s.span_id));
+        unique
+    };
+    assert_eq!(store.span_count().unwrap(), expected.len() as u64);
+    assert_eq!(all(&store), expected);
+    assert_eq!(all(&reader), expected);
+    drop((store, reader));
+    {
+        let raw = redb::Database::open(dir.path().join(STORE_FILE_NAME)).unwrap();
+        let txn = raw.begin_read().unwrap();
+        use redb::ReadableTableMetadata;
+        assert_eq!(
+            txn.open_table(dictionaries).unwrap().len().unwrap(),
+            1,
+            "a dictionary was trained"
+        );
+    }
+    let store = SpanStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(all(&store), expected);
+    let one = &expected[expected.len() / 2];
+    assert_eq!(
+        store.span(one.trace_id, one.span_id).unwrap().as_ref(),
+        Some(one)
+    );
+}
+
+/// A trace with more spans than a chunk holds is split into chunks; spans added to it later, in any order, and
+/// copies of spans already stored, land in the right chunk.
+#[test]
+fn a_large_trace_is_split_into_chunks_and_grows_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let w = window("2024-05-01T12:00:00Z");
+    let make = |i: usize| {
+        let mut a = Activity::new(
+            Object::new(nginx.clone()),
+            SourceKind::Audit,
+            w.start(),
+            "update",
+            format!("audit-{i}"),
+        );
+        a.attribute("username", format!("user-{}", i % 7));
+        activity_span(&a, w)
+    };
+    let spans: Vec<SpanRecord> = (0..1_000).map(make).collect();
+    let trace = spans[0].trace_id;
+    for part in spans.chunks(97).rev() {
+        store.write_spans(part).unwrap();
+    }
+    store.write_spans(&spans[10..20]).unwrap();
+    assert_eq!(store.span_count().unwrap(), 1_000);
+    assert_eq!(store.trace_count().unwrap(), 1);
+    assert_eq!(store.spans_of_trace(trace).unwrap(), sorted(spans.clone()));
+    assert_eq!(all(&store), sorted(spans.clone()));
+    for span in spans.iter().step_by(37) {
+        assert_eq!(
+            store.span(trace, span.span_id).unwrap().as_ref(),
+            Some(span)
+        );
+    }
+    let chunks: redb::TableDefinition<'_, (u128, u64), &[u8]> =
+        redb::TableDefinition::new("span_chunks");
+    drop(store);
+    let raw = redb::Database::open(dir.path().join(STORE_FILE_NAME)).unwrap();
+    let txn = raw.begin_read().unwrap();
+    use redb::ReadableTableMetadata;
+    let count = txn.open_table(chunks).unwrap().len().unwrap();
+    assert!((8..=40).contains(&count), "{count} chunks for 1,000 spans");
 }
 
 #[test]
@@ -637,4 +849,50 @@ fn of_two_copies_of_a_span_the_later_stays_in_one_batch_as_in_two() {
             batches.len()
         );
     }
+}
+
+/// A bulk load (deferred writes) ends, at its sync, with a compaction that gives the free pages back: the file
+/// shrinks and every span reads back.
+#[test]
+fn the_sync_after_deferred_writes_compacts_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let mut written = Vec::new();
+    for round in 0..60 {
+        let mut batch = Vec::new();
+        for i in 0..40 {
+            let pod = object("prod", "", "pods", "default", &format!("web-{i}"));
+            batch.extend(trace_of(&pod, &format!("2024-05-01T12:{round:02}:{i:02}Z")));
+        }
+        store
+            .write(&PreparedBatch::new(&batch), WriteDurability::Deferred)
+            .unwrap();
+        written.extend(batch);
+    }
+    let before = std::fs::metadata(store.path()).unwrap().len();
+    store.sync().unwrap();
+    let after = std::fs::metadata(store.path()).unwrap().len();
+    assert!(
+        after < before,
+        "{after} bytes after the sync, {before} before"
+    );
+    let mut expected = sorted(written);
+    expected.dedup_by_key(|s| (s.trace_id, s.span_id));
+    assert_eq!(all(&store), expected);
+    // Nothing deferred since: the next sync does not compact, and a store shared with readers never does.
+    store.sync().unwrap();
+    assert!(
+        !SpanStore::create_with(
+            tempfile::tempdir().unwrap().path(),
+            &StoreOptions {
+                shared_with_readers: true,
+                ..StoreOptions::default()
+            }
+        )
+        .unwrap()
+        .compact()
+        .unwrap()
+    );
+    drop(store);
+    assert_eq!(all(&SpanStore::open(dir.path()).unwrap()), expected);
 }
