@@ -30,24 +30,22 @@
 //! Every path defaults to the repository this crate is in, so the binary runs from any folder.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
+use kelemetry_benches::audit_batches::{Templates, clock_ticks_per_second, cpu_seconds};
+use kelemetry_benches::harness::{
+    self, HarnessError, KelemetryProcess, Poster, START_TIMEOUT, WEBHOOK_SOURCE_YAML, WebhookUrl,
+};
 use kelemetry_core::vocabulary::AUDIT_ID;
 use kelemetry_sources::kafka::rdkafka::ClientConfig;
 use kelemetry_sources::kafka::rdkafka::admin::{
@@ -55,29 +53,13 @@ use kelemetry_sources::kafka::rdkafka::admin::{
 };
 use kelemetry_sources::kafka::rdkafka::client::DefaultClientContext;
 use serde::Deserialize;
-use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc as async_mpsc;
 
 /// The histogram of the pipeline's own share of the latency (kelemetry-metrics `pipeline.rs`).
 const PIPELINE_HISTOGRAM: &str = "kelemetry_pipeline_ingest_to_export_seconds";
-/// What `kelemetry run` prints on standard error before the webhook's address.
-const WEBHOOK_PREFIX: &str = "audit webhook listening on http://";
-/// What `kelemetry run` prints on standard error before the metrics address.
-const METRICS_PREFIX: &str = "metrics on http://";
-/// What `kelemetry run` prints on standard error once its sources run.
-const RUNNING_LINE: &str = "kelemetry: running";
-/// The audit ids this generator gives its events: this prefix and the event's number.
+/// The audit ids this generator gives its events: this prefix and the event's number (the tail of the spans
+/// file reads the number back).
 const AUDIT_ID_PREFIX: &str = "latency-";
-/// Placeholders cut out of the serialised template lines (none occurs in a recording).
-const AUDIT_ID_TOKEN: &str = "@@LATENCY_AUDIT_ID@@";
-const NAMESPACE_TOKEN: &str = "@@LATENCY_NAMESPACE@@";
-const COPY_TOKEN: &str = "@@LATENCY_COPY@@";
-/// The recorded namespace that every copy replaces with its own.
-const RECORDED_NAMESPACE: &str = "default";
-/// How long a process may take to start and a warm-up batch to come out.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// Measures the latency from an audit batch's `200` to its spans in the exporter's file, at fixed offered rates.
 #[derive(Debug, Parser)]
 #[command(name = "latency")]
@@ -156,30 +138,9 @@ impl Layout {
 /// Why a measurement could not be made.
 #[derive(Debug, thiserror::Error)]
 enum LatencyError {
-    /// A file, pipe, socket or child process failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// Why it failed.
-        source: std::io::Error,
-    },
-    /// A line of the recording or a document built from it is no JSON.
-    #[error("{context}: {source}")]
-    Json {
-        /// What was being parsed or written.
-        context: String,
-        /// Why it failed.
-        source: serde_json::Error,
-    },
-    /// An HTTP exchange failed below the status code.
-    #[error("{context}: {source}")]
-    Http {
-        /// What was being done.
-        context: String,
-        /// Why it failed.
-        source: hyper::Error,
-    },
+    /// The batches could not be made, or a process, a socket or a file could not be started, reached or written.
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
     /// Creating the Kafka topic failed.
     #[error("{context}: {source}")]
     Kafka {
@@ -193,32 +154,8 @@ enum LatencyError {
     Setup(String),
 }
 
-impl LatencyError {
-    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
-        let context = context.into();
-        move |source| Self::Io { context, source }
-    }
-
-    fn http(context: impl Into<String>) -> impl FnOnce(hyper::Error) -> Self {
-        let context = context.into();
-        move |source| Self::Http { context, source }
-    }
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("latency: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// This repository's root (the folder above this crate).
-fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    harness::exit_code("latency", run(&Args::parse()))
 }
 
 fn run(args: &Args) -> Result<(), LatencyError> {
@@ -232,27 +169,11 @@ fn run(args: &Args) -> Result<(), LatencyError> {
             "--rates needs positive rates and --shards at least one value".to_owned(),
         ));
     }
-    let root = repository_root();
-    let binary = args
-        .binary
-        .clone()
-        .unwrap_or_else(|| root.join("target/release/kelemetry"));
-    if !binary.is_file() {
-        return Err(LatencyError::Setup(format!(
-            "no kelemetry binary at {} (cargo build --release --locked -p kelemetry-cli --bin kelemetry, or --binary)",
-            binary.display()
-        )));
-    }
-    let fixture = args
-        .fixture
-        .clone()
-        .unwrap_or_else(|| root.join("fixtures/recorded/deployment-lifecycle/audit.log"));
-    let templates = Arc::new(Templates::load(&fixture)?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(LatencyError::io("cannot start the tokio runtime"))?;
+    let binary = harness::kelemetry_binary(args.binary.as_deref())?;
+    let fixture = harness::recorded_fixture(args.fixture.as_deref());
+    let templates =
+        Arc::new(Templates::load(&fixture, AUDIT_ID_PREFIX).map_err(HarnessError::from)?);
+    let runtime = harness::runtime()?;
 
     let layouts: &[Layout] = match args.layout {
         LayoutChoice::AllInOne => &[Layout::AllInOne],
@@ -261,7 +182,7 @@ fn run(args: &Args) -> Result<(), LatencyError> {
     };
     println!(
         "latency: {} template lines from {}, batches of {}, {} connections, {} s per rate, poll every {} ms",
-        templates.lines.len(),
+        templates.events_per_copy(),
         fixture.display(),
         args.batch,
         args.connections,
@@ -274,7 +195,7 @@ fn run(args: &Args) -> Result<(), LatencyError> {
     let mut outcome = Ok(());
     'layouts: for &layout in layouts {
         if layout == Layout::Split && kafka.is_none() {
-            match Kafka::up(&root) {
+            match Kafka::up(&harness::repository_root()) {
                 Ok(broker) => kafka = Some(broker),
                 Err(err) => {
                     outcome = Err(err);
@@ -312,325 +233,7 @@ fn run(args: &Args) -> Result<(), LatencyError> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The events: copies of the recording.
-
-/// A piece of a serialised template line.
-#[derive(Debug, Clone)]
-enum Piece {
-    /// Text copied as is.
-    Text(String),
-    /// The event's audit id.
-    AuditId,
-    /// The copy's namespace.
-    Namespace,
-    /// The copy's number as 12 hexadecimal digits (the end of the copy's uids).
-    Copy,
-}
-
-/// The recorded lines, each serialised once with placeholders and cut at them, so a copy is a concatenation.
-#[derive(Debug)]
-struct Templates {
-    /// One entry per recorded line.
-    lines: Vec<Vec<Piece>>,
-}
-
-impl Templates {
-    /// Reads the recording and makes each line a template: `auditID` and every `"namespace": "default"` become
-    /// placeholders, so do `/namespaces/default` in URIs and links, and each 36-character `uid` keeps its first 24
-    /// characters and ends in the copy's number.
-    fn load(path: &Path) -> Result<Self, LatencyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(LatencyError::io(format!("cannot read {}", path.display())))?;
-        let mut lines = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let context = || format!("{} line {}", path.display(), number + 1);
-            let mut event: Value =
-                serde_json::from_str(line).map_err(|source| LatencyError::Json {
-                    context: context(),
-                    source,
-                })?;
-            let Some(fields) = event.as_object_mut() else {
-                return Err(LatencyError::Setup(format!(
-                    "{}: not a JSON object",
-                    context()
-                )));
-            };
-            fields.insert("auditID".to_owned(), Value::from(AUDIT_ID_TOKEN));
-            rewrite_for_copy(&mut event);
-            let serialised =
-                serde_json::to_string(&event).map_err(|source| LatencyError::Json {
-                    context: context(),
-                    source,
-                })?;
-            lines.push(cut_at_placeholders(&serialised));
-        }
-        if lines.is_empty() {
-            return Err(LatencyError::Setup(format!(
-                "{} holds no audit events",
-                path.display()
-            )));
-        }
-        Ok(Self { lines })
-    }
-
-    /// Event number `event` (line `event % lines` of copy `event / lines`) appended to `out` as JSON.
-    fn write_event(&self, event: u64, out: &mut String) {
-        let count = self.lines.len() as u64;
-        let copy = event / count;
-        let Some(pieces) = usize::try_from(event % count)
-            .ok()
-            .and_then(|line| self.lines.get(line))
-        else {
-            return;
-        };
-        for piece in pieces {
-            // Writing into a String cannot fail.
-            let _ = match piece {
-                Piece::Text(text) => {
-                    out.push_str(text);
-                    Ok(())
-                }
-                Piece::AuditId => write!(out, "{AUDIT_ID_PREFIX}{event}"),
-                Piece::Namespace => write!(out, "bench-{copy}"),
-                Piece::Copy => write!(out, "{copy:012x}"),
-            };
-        }
-    }
-
-    /// The `EventList` of events `first..first + count`.
-    fn event_list(&self, first: u64, count: u64) -> String {
-        let mut body = String::with_capacity(2048 * count as usize + 64);
-        body.push_str(r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#);
-        for event in first..first + count {
-            if event > first {
-                body.push(',');
-            }
-            self.write_event(event, &mut body);
-        }
-        body.push_str("]}");
-        body
-    }
-}
-
-/// Puts the placeholders into one event (see [`Templates::load`]).
-fn rewrite_for_copy(value: &mut Value) {
-    match value {
-        Value::Object(fields) => {
-            for (key, field) in fields.iter_mut() {
-                match (key.as_str(), &mut *field) {
-                    ("namespace", Value::String(text)) if text == RECORDED_NAMESPACE => {
-                        *text = NAMESPACE_TOKEN.to_owned();
-                    }
-                    ("uid", Value::String(text))
-                        if text.len() == 36 && text.is_char_boundary(24) =>
-                    {
-                        *text = format!("{}{COPY_TOKEN}", &text[..24]);
-                    }
-                    _ => rewrite_for_copy(field),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(rewrite_for_copy),
-        Value::String(text) => {
-            if let Some(rewritten) = namespace_paths_to_placeholder(text) {
-                *text = rewritten;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `/namespaces/default` in a URI or link (followed by `/`, `?` or nothing) with the namespace placeholder; `None`
-/// when there is none.
-fn namespace_paths_to_placeholder(text: &str) -> Option<String> {
-    let recorded = format!("/namespaces/{RECORDED_NAMESPACE}");
-    let mut rewritten = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut changed = false;
-    while let Some(at) = rest.find(&recorded) {
-        let after = &rest[at + recorded.len()..];
-        rewritten.push_str(&rest[..at]);
-        if after.is_empty() || after.starts_with(['/', '?']) {
-            rewritten.push_str("/namespaces/");
-            rewritten.push_str(NAMESPACE_TOKEN);
-            changed = true;
-        } else {
-            rewritten.push_str(&recorded);
-        }
-        rest = after;
-    }
-    rewritten.push_str(rest);
-    changed.then_some(rewritten)
-}
-
-/// A serialised line cut into text and placeholders.
-fn cut_at_placeholders(mut text: &str) -> Vec<Piece> {
-    let tokens = [
-        (AUDIT_ID_TOKEN, Piece::AuditId),
-        (NAMESPACE_TOKEN, Piece::Namespace),
-        (COPY_TOKEN, Piece::Copy),
-    ];
-    let mut pieces = Vec::new();
-    loop {
-        let next = tokens
-            .iter()
-            .filter_map(|(token, piece)| text.find(token).map(|at| (at, *token, piece)))
-            .min_by_key(|(at, _, _)| *at);
-        match next {
-            Some((at, token, piece)) => {
-                if at > 0 {
-                    pieces.push(Piece::Text(text[..at].to_owned()));
-                }
-                pieces.push(piece.clone());
-                text = &text[at + token.len()..];
-            }
-            None => {
-                if !text.is_empty() {
-                    pieces.push(Piece::Text(text.to_owned()));
-                }
-                return pieces;
-            }
-        }
-    }
-}
-
-/// The event number in an audit id this generator made.
-fn event_of_audit_id(audit_id: &str) -> Option<u64> {
-    audit_id.strip_prefix(AUDIT_ID_PREFIX)?.parse().ok()
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // The processes.
-
-/// A `kelemetry run` child, its standard error copied to a file and watched for lines.
-#[derive(Debug)]
-struct Kelemetry {
-    /// `ingest`, `process` or `all-in-one`.
-    name: &'static str,
-    child: Child,
-    /// Lines of standard error, as they come.
-    lines: mpsc::Receiver<String>,
-    /// Where standard error is copied.
-    log: PathBuf,
-    copier: Option<JoinHandle<()>>,
-}
-
-impl Kelemetry {
-    /// Starts `binary run --config config` and waits until it prints that it runs.
-    fn start(
-        name: &'static str,
-        binary: &Path,
-        config: &Path,
-        dir: &Path,
-    ) -> Result<Self, LatencyError> {
-        let log = dir.join(format!("{name}.stderr"));
-        let mut child = Command::new(binary)
-            .args(["run", "--config"])
-            .arg(config)
-            .current_dir(dir)
-            .env("KELEMETRY_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(LatencyError::io(format!(
-                "cannot start {}",
-                binary.display()
-            )))?;
-        let Some(pipe) = child.stderr.take() else {
-            return Err(LatencyError::Setup(
-                "the child's standard error is not piped".to_owned(),
-            ));
-        };
-        let mut copy = File::create(&log)
-            .map_err(LatencyError::io(format!("cannot create {}", log.display())))?;
-        let (sender, lines) = mpsc::channel();
-        let copier = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = writeln!(copy, "{line}");
-                let _ = sender.send(line);
-            }
-        });
-        let mut process = Self {
-            name,
-            child,
-            lines,
-            log,
-            copier: Some(copier),
-        };
-        process.wait_for(RUNNING_LINE)?;
-        Ok(process)
-    }
-
-    /// The rest of the first line of standard error holding `needle`, after it (lines read before are only in the
-    /// log file).
-    fn wait_for(&mut self, needle: &str) -> Result<String, LatencyError> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
-                Ok(line) => {
-                    if let Some((_, rest)) = line.split_once(needle) {
-                        return Ok(rest.trim().to_owned());
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        return Err(self.failed(&format!("exited with {status}")));
-                    }
-                }
-                Err(_) => return Err(self.failed(&format!("never printed {needle:?}"))),
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn failed(&self, what: &str) -> LatencyError {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        LatencyError::Setup(format!("kelemetry {} {what}:\n{log}", self.name))
-    }
-
-    /// SIGTERM (through `kill`), then SIGKILL after 40 s.
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(copier) = self.copier.take() {
-            let _ = copier.join();
-        }
-    }
-}
-
-impl Drop for Kelemetry {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
 
 /// The broker of `scripts/kafka/up --name latency-bench`.
 #[derive(Debug)]
@@ -654,7 +257,7 @@ impl Kafka {
             .env("KELEMETRY_OWNER_PID", std::process::id().to_string())
             .stderr(Stdio::inherit())
             .output()
-            .map_err(LatencyError::io("cannot run scripts/kafka/up"))?;
+            .map_err(HarnessError::io("cannot run scripts/kafka/up"))?;
         let printed = String::from_utf8_lossy(&output.stdout);
         let value_of = |name: &str| {
             printed
@@ -735,21 +338,20 @@ struct Running {
     /// The metrics address of the process that makes spans.
     span_metrics: SocketAddr,
     /// The processes, stopped in this order (ingest before process).
-    processes: Vec<Kelemetry>,
+    processes: Vec<KelemetryProcess>,
 }
 
 fn limits_yaml(shards: usize, flush_interval: &str) -> String {
     format!("limits:\n  flushInterval: {flush_interval}\n  shards: {shards}\n")
 }
 
-const WEBHOOK_YAML: &str = "  webhook:\n    listen: 127.0.0.1:0\n    wal:\n      enabled: false\n";
 const METRICS_YAML: &str = "metrics:\n  listen: 127.0.0.1:0\n";
 const EXPORTER_YAML: &str = "exporters:\n  jsonLines:\n    path: spans.jsonl\n";
 
 fn write_config(dir: &Path, name: &str, text: &str) -> Result<PathBuf, LatencyError> {
     let path = dir.join(name);
     std::fs::write(&path, text)
-        .map_err(LatencyError::io(format!("cannot write {}", path.display())))?;
+        .map_err(HarnessError::io(format!("cannot write {}", path.display())))?;
     Ok(path)
 }
 
@@ -761,19 +363,13 @@ async fn start_processes(setup: &Setup<'_>, dir: &Path) -> Result<Running, Laten
                 dir,
                 "all-in-one.yaml",
                 &format!(
-                    "cluster: bench\nrole: allInOne\nsources:\n{WEBHOOK_YAML}{EXPORTER_YAML}{limits}{METRICS_YAML}"
+                    "cluster: bench\nrole: allInOne\nsources:\n{WEBHOOK_SOURCE_YAML}{EXPORTER_YAML}{limits}{METRICS_YAML}"
                 ),
             )?;
-            let process = Kelemetry::start("all-in-one", setup.binary, &config, dir)?;
-            // The addresses are printed before "running", so they are in the copy of standard error by now.
-            let log = std::fs::read_to_string(&process.log).unwrap_or_default();
-            let webhook = address_in(&log, WEBHOOK_PREFIX)
-                .ok_or_else(|| process.failed("printed no webhook address before it ran"))?;
-            let metrics = address_in(&log, METRICS_PREFIX)
-                .ok_or_else(|| process.failed("printed no metrics address before it ran"))?;
+            let process = KelemetryProcess::start("all-in-one", setup.binary, &config, dir)?;
             Ok(Running {
-                webhook,
-                span_metrics: metrics,
+                webhook: process.webhook_address()?,
+                span_metrics: process.metrics_address()?,
                 processes: vec![process],
             })
         }
@@ -804,18 +400,14 @@ async fn start_processes(setup: &Setup<'_>, dir: &Path) -> Result<Running, Laten
                 dir,
                 "ingest.yaml",
                 &format!(
-                    "cluster: bench\nrole: ingest\nsources:\n{WEBHOOK_YAML}forward:\n  kafka:\n    \
+                    "cluster: bench\nrole: ingest\nsources:\n{WEBHOOK_SOURCE_YAML}forward:\n  kafka:\n    \
                      bootstrapServers: {bootstrap}\n    topic: {topic}\n{limits}{METRICS_YAML}"
                 ),
             )?;
-            let process = Kelemetry::start("process", setup.binary, &process_config, dir)?;
-            let process_log = std::fs::read_to_string(&process.log).unwrap_or_default();
-            let span_metrics = address_in(&process_log, METRICS_PREFIX)
-                .ok_or_else(|| process.failed("printed no metrics address before it ran"))?;
-            let ingest = Kelemetry::start("ingest", setup.binary, &ingest_config, dir)?;
-            let ingest_log = std::fs::read_to_string(&ingest.log).unwrap_or_default();
-            let webhook = address_in(&ingest_log, WEBHOOK_PREFIX)
-                .ok_or_else(|| ingest.failed("printed no webhook address before it ran"))?;
+            let process = KelemetryProcess::start("process", setup.binary, &process_config, dir)?;
+            let span_metrics = process.metrics_address()?;
+            let ingest = KelemetryProcess::start("ingest", setup.binary, &ingest_config, dir)?;
+            let webhook = ingest.webhook_address()?;
             Ok(Running {
                 webhook,
                 span_metrics,
@@ -823,17 +415,6 @@ async fn start_processes(setup: &Setup<'_>, dir: &Path) -> Result<Running, Laten
             })
         }
     }
-}
-
-/// The socket address after `prefix` in `log`.
-fn address_in(log: &str, prefix: &str) -> Option<SocketAddr> {
-    log.lines().find_map(|line| {
-        let (_, rest) = line.split_once(prefix)?;
-        rest.split(|c: char| c.is_whitespace() || c == '/')
-            .next()?
-            .parse()
-            .ok()
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -904,7 +485,13 @@ struct AnyValue {
 }
 
 /// Reads what was appended to `path` every `poll`, until `stop`; notes each audit id's first sighting.
-fn tail_spans(path: PathBuf, poll: Duration, sightings: Arc<Sightings>, stop: Arc<AtomicBool>) {
+fn tail_spans(
+    path: PathBuf,
+    poll: Duration,
+    templates: Arc<Templates>,
+    sightings: Arc<Sightings>,
+    stop: Arc<AtomicBool>,
+) {
     let mut file: Option<File> = None;
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 1 << 20];
@@ -930,7 +517,7 @@ fn tail_spans(path: PathBuf, poll: Duration, sightings: Arc<Sightings>, stop: Ar
                     continue;
                 }
                 match serde_json::from_slice::<ExportRequest>(line) {
-                    Ok(request) => collect_audit_ids(&request, &mut events),
+                    Ok(request) => collect_audit_ids(&request, &templates, &mut events),
                     Err(_) => {
                         sightings.bad_lines.fetch_add(1, Ordering::Relaxed);
                     }
@@ -954,7 +541,7 @@ fn tail_spans(path: PathBuf, poll: Duration, sightings: Arc<Sightings>, stop: Ar
     }
 }
 
-fn collect_audit_ids(request: &ExportRequest, events: &mut Vec<u64>) {
+fn collect_audit_ids(request: &ExportRequest, templates: &Templates, events: &mut Vec<u64>) {
     let spans = request
         .resource_spans
         .iter()
@@ -967,7 +554,7 @@ fn collect_audit_ids(request: &ExportRequest, events: &mut Vec<u64>) {
                     .value
                     .as_ref()
                     .and_then(|value| value.string_value.as_deref())
-                    .and_then(event_of_audit_id)
+                    .and_then(|audit_id| templates.event_of_audit_id(audit_id))
             {
                 events.push(event);
             }
@@ -1002,77 +589,18 @@ struct Answer {
     status: Option<StatusCode>,
 }
 
-/// A keep-alive HTTP/1.1 connection to the webhook.
-async fn connect(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, LatencyError> {
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(LatencyError::io(format!("cannot connect to {address}")))?;
-    stream
-        .set_nodelay(true)
-        .map_err(LatencyError::io("cannot set TCP_NODELAY"))?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(LatencyError::http(format!("HTTP handshake with {address}")))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
-/// Posts `body` to `/audit` on `sender`; the status once the whole answer is read.
-async fn post(
-    sender: &mut SendRequest<Full<Bytes>>,
-    address: SocketAddr,
-    body: Bytes,
-) -> Result<StatusCode, LatencyError> {
-    sender
-        .ready()
-        .await
-        .map_err(LatencyError::http("connection not ready"))?;
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/audit")
-        .header(HOST, address.to_string())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
-        .map_err(|err| LatencyError::Setup(format!("cannot build a request: {err}")))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(LatencyError::http("POST /audit"))?;
-    let status = response.status();
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(LatencyError::http("reading the answer"))?;
-    Ok(status)
-}
-
 /// One connection's worker: takes batches off the shared queue until it is closed and empty.
 async fn post_worker(
-    address: SocketAddr,
+    webhook: WebhookUrl,
     queue: Arc<tokio::sync::Mutex<async_mpsc::UnboundedReceiver<Batch>>>,
     answers: Arc<Mutex<Vec<Answer>>>,
 ) {
-    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let mut poster = Poster::new(webhook);
     loop {
         let next = queue.lock().await.recv().await;
         let Some(batch) = next else { return };
         let sent = Instant::now();
-        if sender.is_none() {
-            sender = connect(address).await.ok();
-        }
-        let status = match sender.as_mut() {
-            Some(open) => match post(open, address, batch.body).await {
-                Ok(status) => Some(status),
-                Err(_) => {
-                    sender = None;
-                    None
-                }
-            },
-            None => None,
-        };
+        let status = poster.post(batch.body).await;
         let answer = Answer {
             first: batch.first,
             count: batch.count,
@@ -1107,7 +635,7 @@ async fn offer_load(
     let workers: Vec<_> = (0..connections)
         .map(|_| {
             tokio::spawn(post_worker(
-                address,
+                WebhookUrl::kelemetry(address),
                 Arc::clone(&queue),
                 Arc::clone(&answers),
             ))
@@ -1137,27 +665,9 @@ async fn offer_load(
 
 /// Scrapes `/metrics` and returns the sum and count of the pipeline's ingest-to-export histogram.
 async fn scrape_pipeline_histogram(address: SocketAddr) -> Result<(f64, f64), LatencyError> {
-    let mut sender = connect(address).await?;
-    sender
-        .ready()
-        .await
-        .map_err(LatencyError::http("metrics connection not ready"))?;
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri("/metrics")
-        .header(HOST, address.to_string())
-        .body(Full::new(Bytes::new()))
-        .map_err(|err| LatencyError::Setup(format!("cannot build a request: {err}")))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(LatencyError::http("GET /metrics"))?;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(LatencyError::http("reading /metrics"))?
-        .to_bytes();
+    let mut sender = harness::connect(address).await?;
+    let (_, body) =
+        harness::exchange(&mut sender, address, Method::GET, "/metrics", Bytes::new()).await?;
     let text = String::from_utf8_lossy(&body);
     let value_of = |suffix: &str| {
         text.lines()
@@ -1216,7 +726,7 @@ async fn measure_setup(setup: Setup<'_>) -> Result<Vec<Row>, LatencyError> {
             setup.shards
         ))
         .tempdir()
-        .map_err(LatencyError::io("cannot create a temporary folder"))?;
+        .map_err(HarnessError::io("cannot create a temporary folder"))?;
     println!(
         "latency: {} with {} shard(s) in {}",
         setup.layout.name(),
@@ -1224,7 +734,7 @@ async fn measure_setup(setup: Setup<'_>) -> Result<Vec<Row>, LatencyError> {
         dir.path().display()
     );
     let running = start_processes(&setup, dir.path()).await?;
-    let lines = setup.templates.lines.len() as u64;
+    let lines = setup.templates.events_per_copy() as u64;
     let batch = args.batch as u64;
     let warmup = lines;
     let planned: u64 = args
@@ -1239,7 +749,8 @@ async fn measure_setup(setup: Setup<'_>) -> Result<Vec<Row>, LatencyError> {
         let poll = Duration::from_millis(args.poll_ms);
         let sightings = Arc::clone(&sightings);
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || tail_spans(path, poll, sightings, stop))
+        let templates = Arc::clone(&setup.templates);
+        std::thread::spawn(move || tail_spans(path, poll, templates, sightings, stop))
     };
     let result = measure_rates(&setup, &running, &sightings, warmup).await;
     stop.store(true, Ordering::Relaxed);
@@ -1381,7 +892,7 @@ fn machine_cpu_seconds() -> Option<[f64; 3]> {
 
 fn cpu_sample(setup: &Setup<'_>, running: &Running) -> CpuSample {
     let mut processes = vec![("generator", std::process::id())];
-    processes.extend(running.processes.iter().map(|p| (p.name, p.pid())));
+    processes.extend(running.processes.iter().map(|p| (p.name(), p.pid())));
     if setup.layout == Layout::Split
         && let Some(pid) = setup.kafka.and_then(|kafka| kafka.pid)
     {
@@ -1426,31 +937,6 @@ fn cpu_used(before: &CpuSample, after: &CpuSample) -> (String, f64) {
 
 /// The names of the `kelemetry run` processes in a [`CpuSample`].
 const KELEMETRY_PROCESSES: [&str; 3] = ["all-in-one", "ingest", "process"];
-
-/// User plus system CPU seconds of a process (every thread), from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
-    let (_, after_name) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    Some((user + system) / clock_ticks_per_second())
-}
-
-/// `getconf CLK_TCK` (100 on Linux unless told otherwise).
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
-            .filter(|ticks: &f64| *ticks > 0.0)
-            .unwrap_or(100.0)
-    })
-}
 
 /// Per accepted event: its number and the instant its batch's 200 arrived.
 fn accepted_events(answers: &[Answer]) -> Vec<(u64, Instant)> {
@@ -1569,18 +1055,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Events refused, by status.
 fn refused_text(row: &Row) -> String {
-    if row.refused.is_empty() {
-        return "-".to_owned();
-    }
-    row.refused
-        .iter()
-        .map(|(status, events)| match status {
-            Some(code) => format!("{code}:{events}"),
-            None => format!("conn:{events}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    harness::status_counts_text(&row.refused, "-", "conn", ",")
 }
 
 fn print_row(row: &Row) {
