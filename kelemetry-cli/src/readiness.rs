@@ -1,4 +1,4 @@
-//! Whether `kelemetry run` is ready, as its audit webhook's `GET /readyz` tells (docs/store.md#readiness).
+//! Whether `kelemetry run` is ready, as its audit webhook's `GET /readyz` tells (docs/store.md#failures-are-said-out-loud).
 //!
 //! Ready means: the pipeline has started its sources, and no span was lost in the last [`LOSS_MEMORY`], that is,
 //! every exporter took every batch it was handed in that time (after its retries), and every flush succeeded. A

@@ -23,8 +23,8 @@ use crate::error::StoreError;
 pub const STORE_FILE_NAME: &str = "spans.redb";
 
 /// The table layout written and read by this build. A store with another layout is refused, not guessed at
-/// and not converted (docs/store.md#layout-versions). Version 1 kept one entry per span; version 2 keeps the
-/// spans of a trace in compressed chunks ([`crate::chunk`]).
+/// and not converted (docs/store.md#what-is-in-the-file-and-old-stores-layout-version-2). Version 1 kept one
+/// entry per span; version 2 keeps the spans of a trace in compressed chunks (see docs/store.md).
 pub const LAYOUT_VERSION: u32 = 2;
 
 /// `"layout"` → [`LAYOUT_VERSION`].

@@ -65,6 +65,10 @@ struct Args {
     /// Skip the memory measurement.
     #[arg(long)]
     skip_memory: bool,
+    /// Only write the generated audit log to this file, and measure nothing (e.g. to time `kelemetry replay`
+    /// on the same input).
+    #[arg(long)]
+    write_corpus: Option<PathBuf>,
     /// Time only one side (for profiling); no ratio is printed then.
     #[arg(long, value_enum)]
     only: Option<Side>,
@@ -93,6 +97,11 @@ enum HarnessError {
     },
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the pipeline task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     #[error("the pipeline saw {seen} audit events, the log has {expected}")]
@@ -123,6 +132,20 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), HarnessError> {
     let (spec, templates) = load_templates(args)?;
     let started = Instant::now();
+    if let Some(target) = &args.write_corpus {
+        let file = File::create(target).map_err(|source| HarnessError::Create {
+            path: target.clone(),
+            source,
+        })?;
+        let summary = kelemetry_benches::corpus::write_corpus(
+            &spec,
+            &templates,
+            std::io::BufWriter::with_capacity(1 << 20, file),
+        )?;
+        print_corpus(&summary, started.elapsed());
+        println!("written to {}", target.display());
+        return Ok(());
+    }
     let (corpus, summary) = write_corpus_to_temp(&spec, &templates)?;
     print_corpus(&summary, started.elapsed());
     let path = corpus.path().to_owned();
