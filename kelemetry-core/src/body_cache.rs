@@ -84,7 +84,7 @@ type Versions = VecDeque<(Option<u64>, Held, usize)>;
 /// linkers read it. Older versions are kept as compact JSON text and parsed again only when asked for (a record
 /// that arrived out of order): a parsed Kubernetes body takes about five times the memory of its text, in hundreds
 /// of small blocks, and freeing such a tree long after it was last touched costs a cache miss per block.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Held {
     Parsed(Arc<Value>),
     Text(Box<str>),
@@ -97,16 +97,6 @@ impl Held {
             Self::Parsed(body) => Some(Arc::clone(body)),
             Self::Text(text) => serde_json::from_str(text).ok().map(Arc::new),
         }
-    }
-
-    /// This version as text, with its estimated size; `None` if it is text already or cannot be written.
-    fn to_text(&self) -> Option<(Self, usize)> {
-        let Self::Parsed(body) = self else {
-            return None;
-        };
-        let text = serde_json::to_string(&**body).ok()?;
-        let size = text_size(&text);
-        Some((Self::Text(text.into_boxed_str()), size))
     }
 }
 
@@ -182,8 +172,9 @@ impl BodyCache {
         let found = self.inner.lock().ok().and_then(|mut c| {
             c.objects
                 .get(key)
-                .and_then(|v| v.back().and_then(|(_, held, _)| held.body()))
+                .and_then(|v| v.back().map(|(_, held, _)| held.clone()))
         });
+        let found = found.and_then(|held| held.body());
         self.count(found.is_some());
         found
     }
@@ -199,10 +190,12 @@ impl BodyCache {
                     .iter()
                     .rev()
                     .find(|(rv, _, _)| rv.is_some_and(|rv| rv < target))
-                    .and_then(|(_, held, _)| held.body()),
-                None => versions.back().and_then(|(_, held, _)| held.body()),
+                    .map(|(_, held, _)| held.clone()),
+                None => versions.back().map(|(_, held, _)| held.clone()),
             }
         });
+        // Text is parsed outside the lock.
+        let found = found.and_then(|held| held.body());
         self.count(found.is_some());
         found
     }
@@ -211,21 +204,35 @@ impl BodyCache {
     /// Then forgets least recently used objects while the bodies are over the byte bound.
     pub fn insert(&self, key: ObjectKey, body: Arc<Value>) {
         let rv = numeric_resource_version(&body);
-        let Ok(mut cache) = self.inner.lock() else {
-            return;
-        };
-        if !cache.objects.contains(&key)
+        let size = approximate_size(&body);
+        // Written as text outside the lock, then swapped in if the cache still holds it.
+        if let Some(older) = self.insert_parsed(&key, rv, body, size)
+            && let Ok(text) = serde_json::to_string(&*older)
+        {
+            self.keep_as_text(&key, &older, text.into_boxed_str());
+        }
+    }
+
+    /// Stores `body` parsed, and returns a version of the object that is parsed but no longer the newest (the one
+    /// this body displaced, or this body when it arrived after a newer one), to be kept as text.
+    fn insert_parsed(
+        &self,
+        key: &ObjectKey,
+        rv: Option<u64>,
+        body: Arc<Value>,
+        size: usize,
+    ) -> Option<Arc<Value>> {
+        let mut cache = self.inner.lock().ok()?;
+        if !cache.objects.contains(key)
             && let Some((_, evicted)) = cache.objects.push(key.clone(), VecDeque::new())
         {
             cache.bytes = cache.bytes.saturating_sub(size_of(&evicted));
         }
-        let Some(versions) = cache.objects.get_mut(&key) else {
-            return;
-        };
+        let versions = cache.objects.get_mut(key)?;
         let position = match rv {
             Some(rv) => {
                 if versions.iter().any(|(held, _, _)| *held == Some(rv)) {
-                    return;
+                    return None;
                 }
                 // After every older numeric version; unnumbered bodies stay at the end.
                 versions
@@ -235,36 +242,45 @@ impl BodyCache {
             }
             None => versions.len(),
         };
-        let newest = position == versions.len();
-        let mut held = Held::Parsed(body);
-        let mut size = 0;
+        versions.insert(position, (rv, Held::Parsed(body), size));
         let mut freed = 0;
-        if newest {
-            // The version that was newest becomes text (the diff of this write has just read it).
-            if let Some((_, previous, previous_size)) = versions.back_mut()
-                && let Some((text, text_size)) = previous.to_text()
-            {
-                *previous = text;
-                freed += *previous_size;
-                size += text_size;
-                *previous_size = text_size;
-            }
-        } else if let Some((text, _)) = held.to_text() {
-            held = text;
-        }
-        let held_size = match &held {
-            Held::Parsed(body) => approximate_size(body),
-            Held::Text(text) => text_size(text),
-        };
-        size += held_size;
-        versions.insert(position, (rv, held, held_size));
         while versions.len() > self.versions_per_object {
             freed += versions.pop_front().map_or(0, |(_, _, size)| size);
         }
+        let older = versions
+            .iter()
+            .rev()
+            .skip(1)
+            .find_map(|(_, held, _)| match held {
+                Held::Parsed(body) => Some(Arc::clone(body)),
+                Held::Text(_) => None,
+            });
         cache.bytes = (cache.bytes + size).saturating_sub(freed);
         while cache.bytes > self.max_bytes && cache.objects.len() > 1 {
             cache.evict_one();
         }
+        older
+    }
+
+    /// Replaces the parsed version `older` of `key` with its `text`, if the cache still holds it.
+    fn keep_as_text(&self, key: &ObjectKey, older: &Arc<Value>, text: Box<str>) {
+        let Ok(mut cache) = self.inner.lock() else {
+            return;
+        };
+        let Some(versions) = cache.objects.peek_mut(key) else {
+            return;
+        };
+        let Some((_, held, size)) = versions
+            .iter_mut()
+            .find(|(_, held, _)| matches!(held, Held::Parsed(body) if Arc::ptr_eq(body, older)))
+        else {
+            return;
+        };
+        let was = *size;
+        *size = text_size(&text);
+        *held = Held::Text(text);
+        let now = *size;
+        cache.bytes = cache.bytes.saturating_sub(was) + now;
     }
 
     /// The estimated bytes of the bodies cached.
@@ -346,6 +362,34 @@ mod tests {
             cache.insert(key(name), big(name));
         }
         assert_eq!((cache.len(), cache.bytes()), (2, 2 * one));
+    }
+
+    #[test]
+    fn older_versions_are_kept_as_text_and_counted_as_such() {
+        let version = |rv: &str| {
+            Arc::new(
+                json!({"metadata": {"resourceVersion": rv, "labels": {"a": "b"}}, "spec": {"n": [1, 2]}}),
+            )
+        };
+        let text = |rv: &str| text_size(&serde_json::to_string(&*version(rv)).unwrap());
+        let cache = BodyCache::with_versions(10, 3);
+        for rv in ["1", "2", "4"] {
+            cache.insert(key("p"), version(rv));
+        }
+        // The newest parsed, the two before it as text.
+        assert_eq!(
+            cache.bytes(),
+            approximate_size(&version("4")) + text("1") + text("2")
+        );
+        // A version that arrives late is kept as text at its place.
+        cache.insert(key("p"), version("3"));
+        assert_eq!(
+            cache.bytes(),
+            approximate_size(&version("4")) + text("2") + text("3")
+        );
+        assert_eq!(cache.before(&key("p"), Some("4")), Some(version("3")));
+        assert_eq!(cache.before(&key("p"), Some("3")), Some(version("2")));
+        assert_eq!(cache.get(&key("p")), Some(version("4")));
     }
 
     #[test]
