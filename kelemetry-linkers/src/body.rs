@@ -1,6 +1,7 @@
 //! Reading an object's body: where a linker gets it ([`body_of`]) and the metadata it reads most ([`label_of`],
 //! [`annotation_of`]).
 
+use kelemetry_core::body::metadata_value;
 use serde_json::Value;
 
 /// The body of `object`, from itself or from `lookup` (see [`kelemetry_core::link::body_of`]).
@@ -12,12 +13,12 @@ pub use kelemetry_core::link::body_of;
 
 /// The value of label `key` in `body.metadata.labels`, if it is a string.
 pub fn label_of<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
-    body.get("metadata")?.get("labels")?.get(key)?.as_str()
+    metadata_value(body, "labels")?.get(key)?.as_str()
 }
 
 /// The value of annotation `key` in `body.metadata.annotations`, if it is a string.
 pub fn annotation_of<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
-    body.get("metadata")?.get("annotations")?.get(key)?.as_str()
+    metadata_value(body, "annotations")?.get(key)?.as_str()
 }
 
 #[cfg(test)]

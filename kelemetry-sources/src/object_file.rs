@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kelemetry_core::body::metadata_str;
 use kelemetry_core::kube_event::{event_api, event_to_activity};
 use kelemetry_core::{
     ActivitySink, CancellationToken, Object, ObjectRef, Observation, Record, ResourceMap, Source,
@@ -354,10 +355,6 @@ fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
     value.get(field).and_then(Value::as_str)
 }
 
-fn metadata_text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
-    value.get("metadata").and_then(|meta| text(meta, field))
-}
-
 impl ObjectConverter {
     /// The records of one document: an object, a list of them, or a watch event.
     pub(crate) fn convert(
@@ -495,10 +492,10 @@ impl ObjectConverter {
             return rejected("missing kind", "the object has no kind");
         };
         let api_version = text(&value, "apiVersion").unwrap_or("");
-        let Some(name) = metadata_text(&value, "name").filter(|name| !name.is_empty()) else {
+        let Some(name) = metadata_str(&value, "name").filter(|name| !name.is_empty()) else {
             return rejected("missing name", format!("{kind} without metadata.name"));
         };
-        let namespace = metadata_text(&value, "namespace").unwrap_or("");
+        let namespace = metadata_str(&value, "namespace").unwrap_or("");
         let describe = || {
             if namespace.is_empty() {
                 format!("{kind} {name}")
@@ -516,7 +513,7 @@ impl ObjectConverter {
                 };
                 let mut found = None;
                 for field in order {
-                    if let Some(raw) = metadata_text(&value, field) {
+                    if let Some(raw) = metadata_str(&value, field) {
                         match raw.parse::<Timestamp>() {
                             Ok(time) => {
                                 found = Some(time);
@@ -548,7 +545,7 @@ impl ObjectConverter {
         };
         let info = self.resources.resolve(api_version, kind);
         let key = info.object_key(&self.cluster, namespace, name);
-        let uid = metadata_text(&value, "uid")
+        let uid = metadata_str(&value, "uid")
             .filter(|uid| !uid.is_empty())
             .map(str::to_owned);
         let object = Object::with_body(ObjectRef::new(key, info.version, uid), Arc::new(value));
