@@ -539,4 +539,29 @@ mod tests {
         });
         assert!(bound);
     }
+
+    #[test]
+    fn the_scripts_pick_distinct_ports_in_their_range() {
+        // One call of free_ports must never hand out a port twice (the services bind them all at once); half of a
+        // 100-port range makes a repeat near certain if the check is broken.
+        let lib = scripts_dir().join("../lib/ports.sh");
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(format!(
+            "set -eu; source '{}'; free_ports 16000 16100 50; echo \"${{FREE_PORTS[*]}}\"",
+            lib.display()
+        ));
+        let output = run_command(command, "free_ports".to_owned(), None, StderrTo::Capture)
+            .expect("free_ports runs");
+        let ports: Vec<u16> = output
+            .split_whitespace()
+            .map(|port| port.parse().expect("a port number"))
+            .collect();
+        assert_eq!(ports.len(), 50, "{output}");
+        assert!(
+            ports.iter().all(|port| (16000..16100).contains(port)),
+            "{output}"
+        );
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), 50, "{output}");
+    }
 }

@@ -13,6 +13,9 @@
 #                    $KELEMETRY_CACHE/jaeger-$JAEGER_MODULE_VERSION/go, so a version's whole build is one folder.
 #   KELEMETRY_JAEGER_RUN  run dir of one Jaeger: config, logs, pid, ports (default /tmp/kelemetry-jaeger)
 
+# shellcheck source-path=SCRIPTDIR source=../lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
+
 JAEGER_MODULE_VERSION="v1.76.0"
 
 JAEGER_CACHE_ROOT="${KELEMETRY_CACHE:-${HOME:-/root}/.cache/kelemetry}"
@@ -39,20 +42,3 @@ jaeger_running_pid() {
   printf '%s\n' "$pid"
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on now (picked at random in 40000-59999, checked with bash's
-# /dev/tcp). Ports handed out earlier by this shell are skipped.
-JAEGER_PICKED_PORTS=" "
-jaeger_free_port() {
-  local port tries=0
-  while ((tries < 200)); do
-    port=$((40000 + RANDOM % 20000))
-    tries=$((tries + 1))
-    [[ "$JAEGER_PICKED_PORTS" == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      JAEGER_PICKED_PORTS+="$port "
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  jaeger_die "no free port on 127.0.0.1 after $tries tries"
-}

@@ -13,6 +13,9 @@
 #                        (default /tmp/kelemetry-kafka; `--name NAME` appends -NAME)
 #   KELEMETRY_KAFKA_HEAP the broker's -Xmx (default 512m)
 
+# shellcheck source-path=SCRIPTDIR source=../lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
+
 KAFKA_VERSION="4.1.1"
 KAFKA_SCALA_VERSION="2.13"
 
@@ -63,20 +66,3 @@ kafka_run_dir_is_ours() {
   [[ -z "$(ls -A "$dir")" || -f "$dir/server.properties" || -f "$dir/kafka.env" ]]
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on now (picked at random in 10000-19999, a range the cluster and
-# Jaeger scripts do not use, checked with bash's /dev/tcp). Ports handed out earlier by this shell are skipped.
-KAFKA_PICKED_PORTS=" "
-kafka_free_port() {
-  local port tries=0
-  while ((tries < 200)); do
-    port=$((10000 + RANDOM % 10000))
-    tries=$((tries + 1))
-    [[ "$KAFKA_PICKED_PORTS" == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      KAFKA_PICKED_PORTS+="$port "
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  kafka_die "no free port on 127.0.0.1 after $tries tries"
-}

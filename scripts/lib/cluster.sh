@@ -12,6 +12,9 @@
 #                    $KELEMETRY_CACHE/k8s-$KUBE_VERSION/bin, Go's module and build caches to $KELEMETRY_CACHE/go
 #   KELEMETRY_RUN    run dir of one cluster: certs, configs, data, logs, pids (default /tmp/kelemetry-cluster)
 
+# shellcheck source-path=SCRIPTDIR source=ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
+
 KUBE_VERSION="v1.34.4"
 KWOK_VERSION="v0.8.0"
 ETCD_VERSION="v3.6.16"
@@ -56,24 +59,6 @@ cluster_running_pid() {
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1" || return 1
   printf '%s\n' "$pid"
-}
-
-# A TCP port on 127.0.0.1 that nothing listens on now (picked at random in 20000-39999, checked with bash's
-# /dev/tcp). Ports handed out earlier by this shell are skipped.
-CLUSTER_PICKED_PORTS=" "
-cluster_free_port() {
-  local port tries=0
-  while ((tries < 200)); do
-    port=$((20000 + RANDOM % 20000))
-    tries=$((tries + 1))
-    [[ "$CLUSTER_PICKED_PORTS" == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      CLUSTER_PICKED_PORTS+="$port "
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  cluster_die "no free port on 127.0.0.1 after $tries tries"
 }
 
 # True when DIR is missing, empty, or was made by `up` (it has pids/ or cluster.env): only such a dir may be wiped.

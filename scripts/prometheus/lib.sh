@@ -17,6 +17,9 @@
 #   KELEMETRY_PROMETHEUS_RUN  run dir of one Prometheus: config, data, log, pid, ports
 #                    (default /tmp/kelemetry-prometheus; `--name NAME` appends -NAME)
 
+# shellcheck source-path=SCRIPTDIR source=../lib/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/ports.sh"
+
 PROMETHEUS_MODULE_VERSION="v0.315.1"
 
 PROMETHEUS_BUILD_TAGS="remove_all_sd"
@@ -58,17 +61,3 @@ prometheus_running_pid() {
   printf '%s\n' "$pid"
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on now (picked at random in 40000-59999, checked with bash's
-# /dev/tcp).
-prometheus_free_port() {
-  local port tries=0
-  while ((tries < 200)); do
-    port=$((40000 + RANDOM % 20000))
-    tries=$((tries + 1))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      printf '%s\n' "$port"
-      return 0
-    fi
-  done
-  prometheus_die "no free port on 127.0.0.1 after $tries tries"
-}
