@@ -1,37 +1,473 @@
-//! Object bodies: reading the `metadata` fields every stage asks for, and parsing a body without the field
-//! ownership nothing shows ([`parse_object_body`]).
+//! Object bodies: [`Body`], the JSON text a source received, parsed only as far as a stage asks; reading the
+//! `metadata` fields every stage asks for ([`metadata_value`], of a [`Body`] or a parsed [`Value`] alike); and
+//! parsing a body without the field ownership nothing shows ([`parse_object_body`]).
 //!
 //! These walk the two levels with `get` rather than a JSON pointer: `Value::pointer` allocates two strings per
 //! path segment (to unescape `~0` and `~1`), which showed in the pipeline's profile, as it runs several times
 //! per activity.
 //!
 //! ```
-//! use kelemetry_core::body::{metadata_str, resource_version};
+//! use kelemetry_core::body::{metadata_str, resource_version, Body};
 //! use serde_json::json;
 //!
 //! let body = json!({"metadata": {"name": "web", "resourceVersion": ""}});
 //! assert_eq!(metadata_str(&body, "name"), Some("web"));
 //! assert_eq!(resource_version(&body), None);
+//!
+//! // The same from text: only `metadata` is parsed to answer.
+//! let body = Body::from_text(r#"{"kind":"Pod","metadata":{"name":"web","resourceVersion":"7"},"spec":{}}"#).unwrap();
+//! assert_eq!(metadata_str(&body, "name"), Some("web"));
+//! assert_eq!(resource_version(&body), Some("7"));
+//! assert_eq!(body.kind(), Some("Pod"));
+//! // Anything else parses the whole body once (without `metadata.managedFields`).
+//! assert_eq!(body["spec"], json!({}));
 //! ```
 
 use std::fmt;
+use std::ops::{Deref, Range};
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::json_scan;
+
+/// What has an object's `metadata`: a parsed [`Value`], a [`Body`], or a reference or `Arc` of either. The
+/// functions of this module take any of them, so that a [`Body`] answers from its metadata alone.
+pub trait BodyMetadata {
+    /// The body's `metadata`, if present.
+    fn metadata(&self) -> Option<&Value>;
+
+    /// `metadata.<field>`, if it is a string.
+    fn metadata_string(&self, field: &str) -> Option<&str> {
+        self.metadata()?.get(field)?.as_str()
+    }
+
+    /// Whether `metadata.labels` has the label `key`.
+    fn has_label(&self, key: &str) -> bool {
+        metadata_value(self, "labels")
+            .and_then(Value::as_object)
+            .is_some_and(|labels| labels.contains_key(key))
+    }
+}
+
+impl BodyMetadata for Value {
+    fn metadata(&self) -> Option<&Value> {
+        self.get("metadata")
+    }
+}
+
+impl<T: BodyMetadata + ?Sized> BodyMetadata for &T {
+    fn metadata(&self) -> Option<&Value> {
+        (**self).metadata()
+    }
+
+    fn metadata_string(&self, field: &str) -> Option<&str> {
+        (**self).metadata_string(field)
+    }
+
+    fn has_label(&self, key: &str) -> bool {
+        (**self).has_label(key)
+    }
+}
+
+impl<T: BodyMetadata + ?Sized> BodyMetadata for Arc<T> {
+    fn metadata(&self) -> Option<&Value> {
+        (**self).metadata()
+    }
+
+    fn metadata_string(&self, field: &str) -> Option<&str> {
+        (**self).metadata_string(field)
+    }
+
+    fn has_label(&self, key: &str) -> bool {
+        (**self).has_label(key)
+    }
+}
+
 /// `body.metadata.<field>`, if present.
-pub fn metadata_value<'a>(body: &'a Value, field: &str) -> Option<&'a Value> {
-    body.get("metadata")?.get(field)
+pub fn metadata_value<'a, B: BodyMetadata + ?Sized>(body: &'a B, field: &str) -> Option<&'a Value> {
+    body.metadata()?.get(field)
 }
 
 /// `body.metadata.<field>`, if it is a string.
-pub fn metadata_str<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
-    metadata_value(body, field)?.as_str()
+pub fn metadata_str<'a, B: BodyMetadata + ?Sized>(body: &'a B, field: &str) -> Option<&'a str> {
+    body.metadata_string(field)
 }
 
 /// `body.metadata.resourceVersion`, if it is a non-empty string.
-pub fn resource_version(body: &Value) -> Option<&str> {
+pub fn resource_version<B: BodyMetadata + ?Sized>(body: &B) -> Option<&str> {
     metadata_str(body, "resourceVersion").filter(|rv| !rv.is_empty())
+}
+
+/// An object body as a source received it: compact JSON text, parsed when first read as a [`Value`] (through
+/// [`Deref`], without `metadata.managedFields`, as [`parse_object_body`]); its `metadata` alone is parsed when
+/// only that is asked for ([`BodyMetadata`]), and `metadata.name`, `namespace`, `uid` and `resourceVersion` are
+/// read from the text without parsing. A body made from a [`Value`] (a watch event, a test) has no text.
+///
+/// Most of what the pipeline does with a body needs no tree of it: the diff of two versions compares their text
+/// field by field and descends only where the text differs ([`crate::diff::audit_diff_bodies`]); the body cache
+/// keeps the text, about a fifth of the memory of the tree. A parsed Kubernetes body is hundreds of small
+/// allocations, and building them was the largest cost of the pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct Body {
+    /// The JSON text, `None` for a body made from a value or changed in place ([`Body::make_mut`]).
+    text: Option<Arc<str>>,
+    /// Where the value of the top-level `metadata` field is in `text`.
+    metadata_at: Option<Range<usize>>,
+    /// The top-level `kind` as found in `text`.
+    kind_at: Skimmed,
+    /// `metadata`'s [`SKIMMED_FIELDS`] as found in `text`.
+    skimmed: [Skimmed; 4],
+    /// Where `metadata.labels` is in `text`, when it is an object.
+    labels_at: Option<Range<usize>>,
+    /// The whole body, parsed on first use (or given).
+    value: OnceLock<Value>,
+    /// `metadata` alone, parsed on first use while `value` is not.
+    metadata: OnceLock<Value>,
+}
+
+/// The fields of `metadata` a body answers from its text.
+const SKIMMED_FIELDS: [&str; 4] = ["name", "namespace", "uid", "resourceVersion"];
+
+/// One of [`SKIMMED_FIELDS`] in a body's text.
+#[derive(Clone, Debug, Default)]
+enum Skimmed {
+    /// Not there.
+    #[default]
+    Absent,
+    /// A string without escapes; where its content is in the text.
+    Plain(Range<usize>),
+    /// Something else: the parsed metadata answers.
+    Other,
+}
+
+impl Body {
+    /// A body from JSON text, which must be an object whose `metadata`, if present, is an object. The text is
+    /// checked whole (so that parsing it later cannot fail) but nothing is built from it.
+    pub fn from_text(text: impl Into<Arc<str>>) -> serde_json::Result<Self> {
+        let text: Arc<str> = text.into();
+        serde_json::from_str::<IgnoredAny>(&text)?;
+        Self::from_checked(text).ok_or_else(|| {
+            serde::de::Error::custom(
+                "not an object body (a JSON object whose metadata, if any, is an object)",
+            )
+        })
+    }
+
+    /// A body from a raw value `serde_json` has read (so checked already): `None` if it is not an object body.
+    pub fn from_raw(raw: Box<RawValue>) -> Option<Self> {
+        let text: Box<str> = raw.into();
+        Self::from_checked(Arc::from(text))
+    }
+
+    /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].
+    fn from_checked(text: Arc<str>) -> Option<Self> {
+        let fields = json_scan::object_fields(&text)?;
+        let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
+        for field in fields {
+            match &*field.name {
+                "metadata" => {
+                    if !text.get(field.value.clone())?.starts_with('{') {
+                        return None;
+                    }
+                    metadata_at = Some(field.value);
+                }
+                "kind" => {
+                    kind_at = match json_scan::plain_string(text.get(field.value.clone())?) {
+                        Some(kind) => Skimmed::Plain(content_range(&text, kind)),
+                        None => Skimmed::Other,
+                    };
+                }
+                _ => {}
+            }
+        }
+        let mut skimmed: [Skimmed; 4] = Default::default();
+        let mut labels_at = None;
+        if let Some(range) = &metadata_at {
+            let metadata = text.get(range.clone())?;
+            for field in json_scan::object_fields(metadata)? {
+                if field.name == "labels" {
+                    let labels = metadata.get(field.value.clone())?;
+                    labels_at = labels
+                        .starts_with('{')
+                        .then(|| content_range(&text, labels));
+                    continue;
+                }
+                let Some(i) = SKIMMED_FIELDS.iter().position(|name| *name == field.name) else {
+                    continue;
+                };
+                let literal = metadata.get(field.value)?;
+                skimmed[i] = match json_scan::plain_string(literal) {
+                    Some(content) => Skimmed::Plain(content_range(&text, content)),
+                    None => Skimmed::Other,
+                };
+            }
+        }
+        Some(Self {
+            text: Some(text),
+            metadata_at,
+            kind_at,
+            skimmed,
+            labels_at,
+            value: OnceLock::new(),
+            metadata: OnceLock::new(),
+        })
+    }
+
+    /// A body already parsed.
+    pub fn from_value(value: Value) -> Self {
+        Self {
+            value: OnceLock::from(value),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the body has a `metadata` object.
+    pub fn has_metadata(&self) -> bool {
+        match &self.text {
+            Some(_) => self.metadata_at.is_some(),
+            None => self.value().get("metadata").is_some_and(Value::is_object),
+        }
+    }
+
+    /// The JSON text the body was made from, `None` if it was made from a value or changed since.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// The top-level `kind`, when it is a string.
+    pub fn kind(&self) -> Option<&str> {
+        match (&self.text, &self.kind_at) {
+            (Some(_), Skimmed::Absent) => None,
+            (Some(text), Skimmed::Plain(range)) => text.get(range.clone()),
+            _ => self.value().get("kind")?.as_str(),
+        }
+    }
+
+    /// The whole body (without `metadata.managedFields` when made from text), parsed on first use.
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| self.parsed_text())
+    }
+
+    /// Whether the whole body has been parsed (or was given parsed).
+    pub fn is_parsed(&self) -> bool {
+        self.value.get().is_some()
+    }
+
+    /// The body to change in place. Its text is dropped: from now on it is its value.
+    pub fn make_mut(&mut self) -> &mut Value {
+        let value = match self.value.take() {
+            Some(value) => value,
+            None => self.parsed_text(),
+        };
+        *self = Self::from_value(value);
+        self.value
+            .get_mut()
+            .expect("make_mut has just stored the value")
+    }
+
+    /// The text parsed (see [`Body::value`]).
+    fn parsed_text(&self) -> Value {
+        // The text was checked when the body was made, so this parses; `Null` is never reached.
+        self.text
+            .as_deref()
+            .and_then(|text| parse_object_body(text).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The whole body as a value, parsed if it was not.
+    pub fn into_value(mut self) -> Value {
+        match self.value.take() {
+            Some(value) => value,
+            None => self.parsed_text(),
+        }
+    }
+
+    /// The same body holding only its text, nothing parsed: how the body cache keeps a version no longer the
+    /// newest. `None` for a body without text.
+    pub fn text_only(&self) -> Option<Self> {
+        Some(Self {
+            text: Some(Arc::clone(self.text.as_ref()?)),
+            metadata_at: self.metadata_at.clone(),
+            kind_at: self.kind_at.clone(),
+            skimmed: self.skimmed.clone(),
+            labels_at: self.labels_at.clone(),
+            value: OnceLock::new(),
+            metadata: OnceLock::new(),
+        })
+    }
+
+    /// An estimate of the memory the body takes: its text, and what of it has been parsed (see
+    /// [`crate::body_cache::approximate_size`]).
+    pub fn approximate_size(&self) -> usize {
+        const BODY: usize = std::mem::size_of::<Body>();
+        BODY + self.text.as_ref().map_or(0, |text| text.len())
+            + self
+                .value
+                .get()
+                .map_or(0, crate::body_cache::approximate_size)
+            + self
+                .metadata
+                .get()
+                .map_or(0, crate::body_cache::approximate_size)
+    }
+}
+
+impl Deref for Body {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.value()
+    }
+}
+
+impl BodyMetadata for Body {
+    fn metadata(&self) -> Option<&Value> {
+        if let Some(value) = self.value.get() {
+            return value.get("metadata");
+        }
+        let Some(text) = &self.text else {
+            return self.value().get("metadata");
+        };
+        let range = self.metadata_at.clone()?;
+        let metadata = self.metadata.get_or_init(|| {
+            let mut deserializer =
+                serde_json::Deserializer::from_str(text.get(range).unwrap_or("{}"));
+            ObjectFields { metadata: true }
+                .deserialize(&mut deserializer)
+                .unwrap_or(Value::Null)
+        });
+        Some(metadata)
+    }
+
+    fn metadata_string(&self, field: &str) -> Option<&str> {
+        if let (Some(text), None) = (&self.text, self.value.get())
+            && let Some(i) = SKIMMED_FIELDS.iter().position(|name| *name == field)
+        {
+            match &self.skimmed[i] {
+                Skimmed::Absent => return None,
+                Skimmed::Plain(range) => return text.get(range.clone()),
+                Skimmed::Other => {}
+            }
+        }
+        self.metadata()?.get(field)?.as_str()
+    }
+
+    fn has_label(&self, key: &str) -> bool {
+        if let (Some(text), None) = (&self.text, self.value.get()) {
+            let Some(labels) = self.labels_at.clone().and_then(|range| text.get(range)) else {
+                return false;
+            };
+            return json_scan::object_fields(labels)
+                .is_some_and(|fields| fields.iter().any(|field| field.name == key));
+        }
+        metadata_value(self, "labels")
+            .and_then(Value::as_object)
+            .is_some_and(|labels| labels.contains_key(key))
+    }
+}
+
+/// Where `part`, a slice of `text`, is in it.
+fn content_range(text: &str, part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// What [`crate::Object::with_body`] takes: a [`Body`], a parsed [`Value`], or either in an `Arc` (shared, not
+/// copied, when it is an `Arc<Body>`).
+pub trait IntoBody {
+    /// The body, shared.
+    fn into_body(self) -> Arc<Body>;
+}
+
+impl IntoBody for Arc<Body> {
+    fn into_body(self) -> Arc<Body> {
+        self
+    }
+}
+
+impl IntoBody for Body {
+    fn into_body(self) -> Arc<Body> {
+        Arc::new(self)
+    }
+}
+
+impl IntoBody for Value {
+    fn into_body(self) -> Arc<Body> {
+        Arc::new(Body::from_value(self))
+    }
+}
+
+impl IntoBody for Arc<Value> {
+    fn into_body(self) -> Arc<Body> {
+        Arc::new(Body::from(self))
+    }
+}
+
+impl From<Value> for Body {
+    fn from(value: Value) -> Self {
+        Self::from_value(value)
+    }
+}
+
+impl From<Arc<Value>> for Body {
+    fn from(value: Arc<Value>) -> Self {
+        Self::from_value(Arc::unwrap_or_clone(value))
+    }
+}
+
+impl fmt::Display for Body {
+    /// The body as compact JSON: its text when it has one, else its value written out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.text {
+            Some(text) => f.write_str(text),
+            None => fmt::Display::fmt(self.value(), f),
+        }
+    }
+}
+
+impl PartialEq for Body {
+    /// Bodies are equal when their values are (which parses both).
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.text, &other.text) {
+            (Some(a), Some(b)) if a == b => true,
+            _ => self.value() == other.value(),
+        }
+    }
+}
+
+impl PartialEq<Value> for Body {
+    fn eq(&self, other: &Value) -> bool {
+        self.value() == other
+    }
+}
+
+impl Serialize for Body {
+    /// The text as it is when there is one (so `metadata.managedFields` travels), else the value.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Borrowing the text as a raw value scans it once more, without building anything.
+        match self.text.as_deref().map(serde_json::from_str::<&RawValue>) {
+            Some(Ok(raw)) => raw.serialize(serializer),
+            _ => self.value().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Body {
+    /// Kept as text when it is an object body ([`Body::from_text`]), else parsed.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let text: Box<str> = raw.into();
+        match Body::from_text(&*text) {
+            Ok(body) => Ok(body),
+            Err(_) => serde_json::from_str(&text)
+                .map(Body::from_value)
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// Parses an object body from JSON text, leaving out `metadata.managedFields`.
@@ -60,8 +496,8 @@ pub fn parse_object_body(text: &str) -> serde_json::Result<Value> {
 
 /// The fields of an object body (`metadata: false`) or of its metadata (`true`, which leaves out
 /// `managedFields`).
-struct ObjectFields {
-    metadata: bool,
+pub(crate) struct ObjectFields {
+    pub(crate) metadata: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectFields {
@@ -128,6 +564,78 @@ mod tests {
         }
         let without_metadata = parse_object_body(r#"{"kind":"Status"}"#).unwrap();
         assert_eq!(without_metadata, json!({"kind": "Status"}));
+    }
+
+    #[test]
+    fn a_body_from_text_answers_as_its_parsed_value_does() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/recorded/deployment-lifecycle/audit.log"
+        ))
+        .unwrap();
+        let mut bodies = 0;
+        for line in text.lines() {
+            let event: Value = serde_json::from_str(line).unwrap();
+            let Some(body) = event
+                .get("responseObject")
+                .filter(|b| b.get("metadata").is_some())
+            else {
+                continue;
+            };
+            let from_text = Body::from_text(body.to_string()).unwrap();
+            let raw: Box<RawValue> = serde_json::from_str(&body.to_string()).unwrap();
+            let from_raw = Body::from_raw(raw).unwrap();
+            let parsed = Body::from_value(body.clone());
+            for lazy in [&from_text, &from_raw] {
+                assert_eq!(lazy.kind(), parsed.kind());
+                assert_eq!(lazy.has_metadata(), parsed.has_metadata());
+                for field in [
+                    "name",
+                    "namespace",
+                    "uid",
+                    "resourceVersion",
+                    "generateName",
+                    "missing",
+                ] {
+                    assert_eq!(
+                        metadata_str(lazy, field),
+                        metadata_str(&parsed, field),
+                        "{field}"
+                    );
+                }
+                let labels = metadata_value(&parsed, "labels").and_then(Value::as_object);
+                for label in labels.into_iter().flat_map(|l| l.keys()) {
+                    assert!(lazy.has_label(label), "{label}");
+                }
+                assert!(!lazy.has_label("no/such-label"));
+                assert!(
+                    !lazy.is_parsed(),
+                    "answering the metadata parsed the whole body"
+                );
+            }
+            assert_eq!(
+                from_text.value(),
+                &parse_object_body(&body.to_string()).unwrap()
+            );
+            bodies += 1;
+        }
+        assert!(bodies > 50, "only {bodies} bodies");
+    }
+
+    #[test]
+    fn escapes_and_odd_metadata_are_answered_from_the_parsed_metadata() {
+        let body = Body::from_text(
+            r#"{"kind":"P\u006fd","metadata":{"name":"a\"b","uid":7,"labels":{"x\/y":"1"},"namespace":"n","namespace":"m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(body.kind(), Some("Pod"));
+        assert_eq!(metadata_str(&body, "name"), Some("a\"b"));
+        assert_eq!(metadata_str(&body, "uid"), None);
+        assert_eq!(metadata_str(&body, "namespace"), Some("m"));
+        assert!(body.has_label("x/y"));
+        for text in ["[]", r#"{"metadata":[]}"#, r#"{"metadata":{}"#, "{} x"] {
+            assert!(Body::from_text(text).is_err(), "{text}");
+        }
     }
 
     #[test]

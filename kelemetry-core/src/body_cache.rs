@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use lru::LruCache;
 use serde_json::Value;
 
+use crate::body::{Body, BodyMetadata};
 use crate::key::{ObjectKey, ObjectRef};
 use crate::link::ObjectLookup;
 
@@ -61,7 +62,7 @@ pub fn approximate_size(value: &Value) -> usize {
 /// let cache = BodyCache::new(100);
 /// let key = ObjectKey::new("c", "apps", "deployments", "ns", "web");
 /// for rv in ["12", "10", "11"] {
-///     cache.insert(key.clone(), Arc::new(json!({"metadata": {"resourceVersion": rv}})));
+///     cache.insert(key.clone(), Arc::new(json!({"metadata": {"resourceVersion": rv}}).into()));
 /// }
 /// assert_eq!(cache.get(&key).unwrap()["metadata"]["resourceVersion"], "12");
 /// assert_eq!(cache.before(&key, Some("12")).unwrap()["metadata"]["resourceVersion"], "11");
@@ -77,32 +78,24 @@ pub struct BodyCache {
     misses: AtomicU64,
 }
 
-/// Versions of one object, oldest first: resource version, body, estimated size.
-type Versions = VecDeque<(Option<u64>, Held, usize)>;
+/// Versions of one object, oldest first: resource version, body, estimated size. The newest version is kept as
+/// it came (the next write's diff and the linkers read it); older ones only as their text (see [`Body::text_only`]):
+/// a parsed Kubernetes body takes about five times the memory of its text, in hundreds of small blocks, and freeing
+/// such a tree long after it was last touched costs a cache miss per block.
+type Versions = VecDeque<(Option<u64>, Arc<Body>, usize)>;
 
-/// One cached version of a body. The newest version of an object is kept parsed: the next write's diff and the
-/// linkers read it. Older versions are kept as compact JSON text and parsed again only when asked for (a record
-/// that arrived out of order): a parsed Kubernetes body takes about five times the memory of its text, in hundreds
-/// of small blocks, and freeing such a tree long after it was last touched costs a cache miss per block.
-#[derive(Clone, Debug)]
-enum Held {
-    Parsed(Arc<Value>),
-    Text(Box<str>),
+/// Whether an older version should be kept as text only: it has been parsed whole, or has no text. (Its parsed
+/// `metadata` alone is kept: it is small, and the resource version read from it orders the versions.)
+fn worth_keeping_as_text(body: &Body) -> bool {
+    body.text().is_none() || body.is_parsed()
 }
 
-impl Held {
-    /// The body; `None` only if its text no longer parses (it was written by `serde_json`, so it does).
-    fn body(&self) -> Option<Arc<Value>> {
-        match self {
-            Self::Parsed(body) => Some(Arc::clone(body)),
-            Self::Text(text) => serde_json::from_str(text).ok().map(Arc::new),
-        }
-    }
-}
-
-/// The estimated memory of a body kept as text.
-fn text_size(text: &str) -> usize {
-    32 + text.len()
+/// `body` as text only: its own text, or for a body without one (made from a value) the value written as JSON.
+fn text_only(body: &Body) -> Option<Body> {
+    body.text_only().or_else(|| {
+        let text = serde_json::to_string(body.value()).ok()?;
+        Body::from_text(text).ok()
+    })
 }
 
 /// The cached objects and the estimated bytes of their bodies.
@@ -126,7 +119,7 @@ fn size_of(versions: &Versions) -> usize {
 }
 
 /// The numeric resource version of a body, if it has one.
-pub fn numeric_resource_version(body: &Value) -> Option<u64> {
+pub fn numeric_resource_version<B: BodyMetadata + ?Sized>(body: &B) -> Option<u64> {
     crate::body::metadata_str(body, "resourceVersion").and_then(|rv| rv.parse().ok())
 }
 
@@ -168,20 +161,19 @@ impl BodyCache {
     }
 
     /// The newest body of `key`, if cached.
-    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Body>> {
         let found = self.inner.lock().ok().and_then(|mut c| {
             c.objects
                 .get(key)
-                .and_then(|v| v.back().map(|(_, held, _)| held.clone()))
+                .and_then(|v| v.back().map(|(_, body, _)| Arc::clone(body)))
         });
-        let found = found.and_then(|held| held.body());
         self.count(found.is_some());
         found
     }
 
     /// The newest body of `key` older than `resource_version`: the version a change to `resource_version` was
     /// made from. Without a numeric `resource_version` (or with no numeric versions cached), the newest body.
-    pub fn before(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<Arc<Value>> {
+    pub fn before(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<Arc<Body>> {
         let target = resource_version.and_then(|rv| rv.parse::<u64>().ok());
         let found = self.inner.lock().ok().and_then(|mut c| {
             let versions = c.objects.get(key)?;
@@ -190,38 +182,36 @@ impl BodyCache {
                     .iter()
                     .rev()
                     .find(|(rv, _, _)| rv.is_some_and(|rv| rv < target))
-                    .map(|(_, held, _)| held.clone()),
-                None => versions.back().map(|(_, held, _)| held.clone()),
+                    .map(|(_, body, _)| Arc::clone(body)),
+                None => versions.back().map(|(_, body, _)| Arc::clone(body)),
             }
         });
-        // Text is parsed outside the lock.
-        let found = found.and_then(|held| held.body());
         self.count(found.is_some());
         found
     }
 
     /// Stores `body` as a version of `key`, in resource-version order. A version already held is not stored twice.
     /// Then forgets least recently used objects while the bodies are over the byte bound.
-    pub fn insert(&self, key: ObjectKey, body: Arc<Value>) {
+    pub fn insert(&self, key: ObjectKey, body: Arc<Body>) {
         let rv = numeric_resource_version(&body);
-        let size = approximate_size(&body);
-        // Written as text outside the lock, then swapped in if the cache still holds it.
-        if let Some(older) = self.insert_parsed(&key, rv, body, size)
-            && let Ok(text) = serde_json::to_string(&*older)
+        let size = body.approximate_size();
+        // The text-only copy is made outside the lock, then swapped in if the cache still holds the version.
+        if let Some(older) = self.insert_newest(&key, rv, body, size)
+            && let Some(text_only) = text_only(&older)
         {
-            self.keep_as_text(&key, &older, text.into_boxed_str());
+            self.keep_as_text(&key, &older, text_only);
         }
     }
 
-    /// Stores `body` parsed, and returns a version of the object that is parsed but no longer the newest (the one
-    /// this body displaced, or this body when it arrived after a newer one), to be kept as text.
-    fn insert_parsed(
+    /// Stores `body`, and returns a version of the object that is no longer the newest (the one this body
+    /// displaced, or this body when it arrived after a newer one) if it holds more than its text.
+    fn insert_newest(
         &self,
         key: &ObjectKey,
         rv: Option<u64>,
-        body: Arc<Value>,
+        body: Arc<Body>,
         size: usize,
-    ) -> Option<Arc<Value>> {
+    ) -> Option<Arc<Body>> {
         let mut cache = self.inner.lock().ok()?;
         if !cache.objects.contains(key)
             && let Some((_, evicted)) = cache.objects.push(key.clone(), VecDeque::new())
@@ -242,7 +232,7 @@ impl BodyCache {
             }
             None => versions.len(),
         };
-        versions.insert(position, (rv, Held::Parsed(body), size));
+        versions.insert(position, (rv, body, size));
         let mut freed = 0;
         while versions.len() > self.versions_per_object {
             freed += versions.pop_front().map_or(0, |(_, _, size)| size);
@@ -251,10 +241,8 @@ impl BodyCache {
             .iter()
             .rev()
             .skip(1)
-            .find_map(|(_, held, _)| match held {
-                Held::Parsed(body) => Some(Arc::clone(body)),
-                Held::Text(_) => None,
-            });
+            .find(|(_, body, _)| worth_keeping_as_text(body))
+            .map(|(_, body, _)| Arc::clone(body));
         cache.bytes = (cache.bytes + size).saturating_sub(freed);
         while cache.bytes > self.max_bytes && cache.objects.len() > 1 {
             cache.evict_one();
@@ -262,8 +250,8 @@ impl BodyCache {
         older
     }
 
-    /// Replaces the parsed version `older` of `key` with its `text`, if the cache still holds it.
-    fn keep_as_text(&self, key: &ObjectKey, older: &Arc<Value>, text: Box<str>) {
+    /// Replaces the version `older` of `key` with `text_only`, if the cache still holds it.
+    fn keep_as_text(&self, key: &ObjectKey, older: &Arc<Body>, text_only: Body) {
         let Ok(mut cache) = self.inner.lock() else {
             return;
         };
@@ -272,13 +260,13 @@ impl BodyCache {
         };
         let Some((_, held, size)) = versions
             .iter_mut()
-            .find(|(_, held, _)| matches!(held, Held::Parsed(body) if Arc::ptr_eq(body, older)))
+            .find(|(_, held, _)| Arc::ptr_eq(held, older))
         else {
             return;
         };
         let was = *size;
-        *size = text_size(&text);
-        *held = Held::Text(text);
+        *size = text_only.approximate_size();
+        *held = Arc::new(text_only);
         let now = *size;
         cache.bytes = cache.bytes.saturating_sub(was) + now;
     }
@@ -306,7 +294,7 @@ impl BodyCache {
 
 #[async_trait]
 impl ObjectLookup for BodyCache {
-    async fn body(&self, object: &ObjectRef) -> Option<Arc<Value>> {
+    async fn body(&self, object: &ObjectRef) -> Option<Arc<Body>> {
         self.get(&object.key)
     }
 }
@@ -320,15 +308,15 @@ mod tests {
         ObjectKey::new("c", "", "pods", "ns", name)
     }
 
-    fn body(rv: &str) -> Arc<Value> {
-        Arc::new(json!({"metadata": {"resourceVersion": rv}}))
+    fn body(rv: &str) -> Arc<Body> {
+        Arc::new(json!({"metadata": {"resourceVersion": rv}}).into())
     }
 
     #[test]
     fn keeps_at_most_capacity_objects() {
         let cache = BodyCache::new(2);
         for name in ["a", "b", "c"] {
-            cache.insert(key(name), Arc::new(json!({"n": name})));
+            cache.insert(key(name), Arc::new(json!({"n": name}).into()));
         }
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&key("a")).is_none());
@@ -338,8 +326,8 @@ mod tests {
 
     #[test]
     fn keeps_at_most_max_bytes_of_bodies() {
-        let big = |name: &str| Arc::new(json!({"n": name, "data": "x".repeat(1000)}));
-        let one = approximate_size(&big("a"));
+        let big = |name: &str| Arc::new(Body::from(json!({"n": name, "data": "x".repeat(1000)})));
+        let one = big("a").approximate_size();
         let cache = BodyCache::with_limits(100, 3, 3 * one);
         for name in ["a", "b", "c", "d", "e"] {
             cache.insert(key(name), big(name));
@@ -367,11 +355,13 @@ mod tests {
     #[test]
     fn older_versions_are_kept_as_text_and_counted_as_such() {
         let version = |rv: &str| {
-            Arc::new(
+            Arc::new(Body::from(
                 json!({"metadata": {"resourceVersion": rv, "labels": {"a": "b"}}, "spec": {"n": [1, 2]}}),
-            )
+            ))
         };
-        let text = |rv: &str| text_size(&serde_json::to_string(&*version(rv)).unwrap());
+        let text = |rv: &str| {
+            std::mem::size_of::<Body>() + serde_json::to_string(version(rv).value()).unwrap().len()
+        };
         let cache = BodyCache::with_versions(10, 3);
         for rv in ["1", "2", "4"] {
             cache.insert(key("p"), version(rv));
@@ -379,13 +369,13 @@ mod tests {
         // The newest parsed, the two before it as text.
         assert_eq!(
             cache.bytes(),
-            approximate_size(&version("4")) + text("1") + text("2")
+            version("4").approximate_size() + text("1") + text("2")
         );
         // A version that arrives late is kept as text at its place.
         cache.insert(key("p"), version("3"));
         assert_eq!(
             cache.bytes(),
-            approximate_size(&version("4")) + text("2") + text("3")
+            version("4").approximate_size() + text("2") + text("3")
         );
         assert_eq!(cache.before(&key("p"), Some("4")), Some(version("3")));
         assert_eq!(cache.before(&key("p"), Some("3")), Some(version("2")));
@@ -398,7 +388,7 @@ mod tests {
         for rv in ["5", "3", "4", "3", "6"] {
             cache.insert(key("p"), body(rv));
         }
-        let rv = |b: Option<Arc<Value>>| {
+        let rv = |b: Option<Arc<Body>>| {
             b.map(|b| {
                 b["metadata"]["resourceVersion"]
                     .as_str()

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::activity::{Activity, ChangeKind, LogKind, LogLine};
 use crate::body::resource_version;
 use crate::body_cache::BodyCache;
-use crate::diff::audit_diff_with;
+use crate::diff::audit_diff_bodies;
 use crate::list_keys::{ListKeys, SharedListKeys};
 use crate::redact::is_redacted_whole;
 use crate::vocabulary;
@@ -179,15 +179,8 @@ fn decorate_with_keys(activity: &mut Activity, bodies: &BodyCache, keys: &ListKe
                     .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
                 return;
             }
-            let mut text = String::new();
             let key = activity.object.key();
-            for entry in audit_diff_with(keys, &key.group, &key.resource, &previous, &body) {
-                use std::fmt::Write as _;
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                let _ = write!(text, "{entry}");
-            }
+            let text = audit_diff_bodies(keys, &key.group, &key.resource, &previous, &body);
             if !text.is_empty() {
                 activity.logs.push(LogLine::new(LogKind::ObjectDiff, text));
             }
@@ -329,7 +322,7 @@ mod tests {
     #[test]
     fn update_is_diffed_against_the_previous_body() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2)));
+        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
         let mut a = write(ChangeKind::Update, Some("1"), Some(deployment("5", 4)), 200);
         run(&mut a, &bodies);
         assert_eq!(
@@ -362,7 +355,7 @@ mod tests {
         let decorator = DiffDecoratorWithKeys::new(Arc::clone(&keys));
         let diff_with = |decorate: &dyn Fn(&mut Activity, &BodyCache)| {
             let bodies = BodyCache::new(4);
-            bodies.insert(key(), Arc::new(old.clone()));
+            bodies.insert(key(), Arc::new(old.clone().into()));
             let mut a = write(ChangeKind::Update, Some("1"), Some(new.clone()), 200);
             decorate(&mut a, &bodies);
             logs(&a)
@@ -396,7 +389,7 @@ mod tests {
     #[test]
     fn decorating_twice_is_decorating_once() {
         let warm = BodyCache::new(4);
-        warm.insert(key(), Arc::new(deployment("1", 2)));
+        warm.insert(key(), Arc::new(deployment("1", 2).into()));
         let cases = [
             write(ChangeKind::Update, Some("1"), Some(deployment("5", 4)), 200),
             write(ChangeKind::Update, Some("7"), Some(deployment("7", 9)), 200),
@@ -416,7 +409,7 @@ mod tests {
     #[test]
     fn update_that_changed_nothing_is_a_no_op() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2)));
+        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
         let mut a = write(ChangeKind::Update, Some("7"), Some(deployment("7", 9)), 200);
         run(&mut a, &bodies);
         assert_eq!(
@@ -439,7 +432,7 @@ mod tests {
         let bodies = BodyCache::new(4);
         let mut old = deployment("1", 2);
         old["metadata"]["managedFields"] = json!([]);
-        bodies.insert(key(), Arc::new(old));
+        bodies.insert(key(), Arc::new(old.into()));
         let mut a = write(ChangeKind::Update, Some("1"), Some(deployment("2", 2)), 200);
         run(&mut a, &bodies);
         assert!(a.logs.is_empty());
@@ -448,7 +441,7 @@ mod tests {
     #[test]
     fn failed_requests_get_no_diff_or_snapshot() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2)));
+        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
         for kind in [ChangeKind::Create, ChangeKind::Update, ChangeKind::Delete] {
             let mut a = write(kind, Some("1"), Some(deployment("2", 3)), 409);
             run(&mut a, &bodies);
@@ -459,7 +452,7 @@ mod tests {
     #[test]
     fn delete_snapshots_the_response_or_else_the_previous_body() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("3", 2)));
+        bodies.insert(key(), Arc::new(deployment("3", 2).into()));
         let mut with_status = write(ChangeKind::Delete, None, None, 200);
         run(&mut with_status, &bodies);
         assert_eq!(with_status.logs[0].kind, LogKind::ObjectSnapshot);
@@ -486,7 +479,7 @@ mod tests {
         let mut secret_deploy = deployment("2", 3);
         secret_deploy["metadata"]["labels"] = json!({REDACTED_LABEL: "true"});
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2)));
+        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
         let mut update = write(
             ChangeKind::Update,
             Some("1"),

@@ -39,12 +39,17 @@
 //! assert_eq!(lines, [r#"status.conditions[Available].status "False" -> "True""#]);
 //! ```
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::OnceLock;
 
+use serde::de::DeserializeSeed as _;
 use serde_json::{Map, Value};
+
+use crate::body::{Body, ObjectFields};
+use crate::json_scan;
 
 use crate::list_keys::{ListKeys, ListMatching, ResourceListKeys};
 
@@ -583,6 +588,220 @@ impl<'v> Walk<'_, '_, 'v> {
     }
 }
 
+/// [`audit_diff_with`] of two bodies, rendered: one line per entry (as [`DiffEntry`] displays it), joined by
+/// `\n`; empty when nothing differs.
+///
+/// When both bodies have their JSON text ([`Body::text`]), the text is compared field by field and only what
+/// differs is parsed: an object is read as its field names and the raw text of each value, a field whose text is
+/// the same on both sides is skipped (the same text is the same value), one that differs is compared again one
+/// level down, and where a side is not an object the two values are parsed and compared as [`keyed_diff`] does.
+/// A body whose text changed in few places (a status update) is so diffed without building either tree. Bodies
+/// without text are compared as values. Either way the lines are those of [`audit_diff_with`] on the values.
+///
+/// ```
+/// use kelemetry_core::body::Body;
+/// use kelemetry_core::diff::audit_diff_bodies;
+/// use kelemetry_core::ListKeys;
+///
+/// let old = Body::from_text(r#"{"metadata":{"name":"web","resourceVersion":"1"},"spec":{"replicas":2,"x":[1]}}"#).unwrap();
+/// let new = Body::from_text(r#"{"metadata":{"name":"web","resourceVersion":"2"},"spec":{"replicas":3,"x":[1]}}"#).unwrap();
+/// assert_eq!(audit_diff_bodies(ListKeys::builtin(), "apps", "deployments", &old, &new), "spec.replicas 2 -> 3");
+/// assert!(!old.is_parsed() && !new.is_parsed());
+/// ```
+pub fn audit_diff_bodies(
+    keys: &ListKeys,
+    group: &str,
+    resource: &str,
+    old: &Body,
+    new: &Body,
+) -> String {
+    let lists = keys.for_resource(group, resource);
+    if let (Some(old), Some(new)) = (old.text(), new.text()) {
+        let mut walk = TextWalk {
+            excluded: AUDIT_EXCLUDED_FIELDS,
+            lists,
+            track_lists: lists.has_rules(),
+            sorted_maps: map_keys_sorted(),
+            out: String::new(),
+        };
+        // Texts of bodies were checked when the bodies were made; should one not read, the values decide.
+        if walk.root(old, new).is_ok() {
+            return walk.out;
+        }
+    }
+    let mut out = String::new();
+    for entry in keyed_diff(old, new, lists, AUDIT_EXCLUDED_FIELDS) {
+        push_line(&mut out, &entry);
+    }
+    out
+}
+
+/// Appends `entry` to `out` as a line of [`audit_diff_bodies`].
+fn push_line(out: &mut String, entry: &DiffEntry<'_>) {
+    use fmt::Write as _;
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let _ = write!(out, "{entry}");
+}
+
+/// The fields of the object `text`, sorted by name, a name that repeats holding its last value (as in a parsed
+/// `Map`); `None` when `text` is another value.
+fn sorted_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    let mut fields: Vec<(Cow<'_, str>, &str)> = json_scan::object_fields(text)?
+        .into_iter()
+        .map(|field| Some((field.name, text.get(field.value)?)))
+        .collect::<Option<_>>()?;
+    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(fields.len());
+    for field in fields {
+        match kept.last_mut() {
+            Some(last) if last.0 == field.0 => *last = field,
+            _ => kept.push(field),
+        }
+    }
+    Some(kept)
+}
+
+/// The walk of [`audit_diff_bodies`] over two texts; where a side is not an object it hands over to [`Walk`].
+struct TextWalk<'e, 'k> {
+    excluded: &'e [&'e [&'e str]],
+    lists: ResourceListKeys<'k>,
+    track_lists: bool,
+    sorted_maps: bool,
+    out: String,
+}
+
+impl TextWalk<'_, '_> {
+    fn root(&mut self, old: &str, new: &str) -> serde_json::Result<()> {
+        let mut path = String::new();
+        let mut list_path = String::new();
+        let mut fields = (!self.excluded.is_empty()).then(Vec::new);
+        self.value(old, new, &mut path, &mut list_path, &mut fields)
+    }
+
+    /// Compares two raw values at `path` (the arguments as in [`Walk::value`], field names owned).
+    fn value(
+        &mut self,
+        old: &str,
+        new: &str,
+        path: &mut String,
+        list_path: &mut String,
+        fields: &mut Option<Vec<String>>,
+    ) -> serde_json::Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let (Some(old_fields), Some(new_fields)) = (sorted_fields(old), sorted_fields(new)) else {
+            let old: Value = serde_json::from_str(old)?;
+            let new: Value = serde_json::from_str(new)?;
+            let mut walk = Walk {
+                excluded: self.excluded,
+                lists: self.lists,
+                track_lists: self.track_lists,
+                sorted_maps: self.sorted_maps,
+                out: Vec::new(),
+            };
+            // Not two objects, so no field below is named from the root: nothing can be excluded.
+            walk.value(&old, &new, path, list_path, &mut None);
+            for entry in &walk.out {
+                push_line(&mut self.out, entry);
+            }
+            return Ok(());
+        };
+        let mut old_entries = old_fields.iter().peekable();
+        let mut new_entries = new_fields.iter().peekable();
+        loop {
+            let order = match (old_entries.peek(), new_entries.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+            };
+            let (name, a, b) = match order {
+                Ordering::Less => match old_entries.next() {
+                    Some((name, a)) => (name, Some(*a), None),
+                    None => break,
+                },
+                Ordering::Greater => match new_entries.next() {
+                    Some((name, b)) => (name, None, Some(*b)),
+                    None => break,
+                },
+                Ordering::Equal => match (old_entries.next(), new_entries.next()) {
+                    (Some((name, a)), Some((_, b))) => (name, Some(*a), Some(*b)),
+                    _ => break,
+                },
+            };
+            self.field(name, a, b, path, list_path, fields)?;
+        }
+        Ok(())
+    }
+
+    /// Compares field `name` of two objects, either side possibly absent.
+    fn field(
+        &mut self,
+        name: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        path: &mut String,
+        list_path: &mut String,
+        fields: &mut Option<Vec<String>>,
+    ) -> serde_json::Result<()> {
+        if let Some(list) = fields.as_mut() {
+            list.push(name.to_owned());
+            let excluded = self.excluded.iter().any(|excluded| {
+                excluded.len() == list.len()
+                    && excluded.iter().zip(list.iter()).all(|(a, b)| a == b)
+            });
+            if excluded {
+                list.pop();
+                return Ok(());
+            }
+        }
+        let base = path.len();
+        let list_base = list_path.len();
+        push_field(path, name);
+        if self.track_lists {
+            push_field(list_path, name);
+        }
+        let result = match (old, new) {
+            (Some(a), Some(b)) => self.value(a, b, path, list_path, fields),
+            (a, b) => {
+                // A whole `metadata` is shown as its parsed value would be: without `managedFields`.
+                let top_metadata = fields.as_deref().is_some_and(|f| f == ["metadata"]);
+                let parse = |raw: Option<&str>| -> serde_json::Result<Option<Value>> {
+                    raw.map(|raw| {
+                        if top_metadata {
+                            let mut deserializer = serde_json::Deserializer::from_str(raw);
+                            ObjectFields { metadata: true }.deserialize(&mut deserializer)
+                        } else {
+                            serde_json::from_str(raw)
+                        }
+                    })
+                    .transpose()
+                };
+                let (a, b) = (parse(a)?, parse(b)?);
+                push_line(
+                    &mut self.out,
+                    &DiffEntry {
+                        path: path.clone(),
+                        old: a.as_ref(),
+                        new: b.as_ref(),
+                    },
+                );
+                Ok(())
+            }
+        };
+        path.truncate(base);
+        list_path.truncate(list_base);
+        if let Some(list) = fields.as_mut() {
+            list.pop();
+        }
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -996,6 +1215,156 @@ mod tests {
                     walk_diff(&old, &new, lists, excluded, true).iter().map(ToString::to_string).collect();
                 prop_assert_eq!(by_key_set, side_by_side);
             }
+        }
+    }
+
+    mod text_walk {
+        use super::*;
+        use crate::body::parse_object_body;
+        use proptest::prelude::*;
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                (0..4i64).prop_map(Value::from),
+                Just(json!(1.5)),
+                "[ab\"\\\\é]{0,2}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                    proptest::collection::btree_map(
+                        "[a-e]|name|type|metadata|managedFields|resourceVersion|a\\.b",
+                        inner,
+                        0..5
+                    )
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Object bodies: a few fields, `metadata` an object when present.
+        fn body() -> impl Strategy<Value = Value> {
+            (
+                proptest::collection::btree_map("[a-e]|spec|status", json(), 0..4),
+                proptest::option::of(proptest::collection::btree_map(
+                    "[a-c]|name|managedFields|resourceVersion|labels",
+                    json(),
+                    0..4,
+                )),
+            )
+                .prop_map(|(fields, metadata)| {
+                    let mut map: Map<String, Value> = fields.into_iter().collect();
+                    if let Some(metadata) = metadata {
+                        map.insert(
+                            "metadata".to_owned(),
+                            Value::Object(metadata.into_iter().collect()),
+                        );
+                    }
+                    Value::Object(map)
+                })
+        }
+
+        /// `value` as JSON with every object's fields in reverse order and spaces around: other text, same value.
+        fn reversed(value: &Value) -> String {
+            match value {
+                Value::Object(map) => {
+                    let fields: Vec<String> = map
+                        .iter()
+                        .rev()
+                        .map(|(k, v)| format!("{} : {}", Value::from(k.as_str()), reversed(v)))
+                        .collect();
+                    format!("{{ {} }}", fields.join(" , "))
+                }
+                Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(reversed).collect();
+                    format!("[ {} ]", items.join(", "))
+                }
+                other => other.to_string(),
+            }
+        }
+
+        fn by_values(old: &Value, new: &Value) -> String {
+            let old = parse_object_body(&old.to_string()).unwrap();
+            let new = parse_object_body(&new.to_string()).unwrap();
+            audit_diff_with(ListKeys::builtin(), "apps", "deployments", &old, &new)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+
+        fn by_text(old: &str, new: &str) -> String {
+            let old = Body::from_text(old).unwrap();
+            let new = Body::from_text(new).unwrap();
+            audit_diff_bodies(ListKeys::builtin(), "apps", "deployments", &old, &new)
+        }
+
+        proptest! {
+            #[test]
+            fn the_text_walk_finds_what_the_value_walk_finds(old in body(), new in body()) {
+                let expected = by_values(&old, &new);
+                prop_assert_eq!(&by_text(&old.to_string(), &new.to_string()), &expected);
+                prop_assert_eq!(&by_text(&old.to_string(), &reversed(&new)), &expected);
+                prop_assert_eq!(&by_text(&reversed(&old), &old.to_string()), "");
+            }
+
+            #[test]
+            fn one_changed_field_in_equal_bodies(old in body(), field in "[a-e]|spec|status", value in json()) {
+                let mut new = old.clone();
+                if let Some(map) = new.as_object_mut() {
+                    map.insert(field, value);
+                }
+                prop_assert_eq!(by_text(&old.to_string(), &new.to_string()), by_values(&old, &new));
+            }
+        }
+
+        #[test]
+        fn recorded_versions_diff_the_same_by_text_and_by_value() {
+            let text = std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../fixtures/recorded/deployment-lifecycle/audit.log"
+            ))
+            .unwrap();
+            let mut latest: HashMap<String, String> = HashMap::new();
+            let (mut pairs, mut with_lines) = (0, 0);
+            for line in text.lines() {
+                let event: Value = serde_json::from_str(line).unwrap();
+                let Some(body) = event.get("responseObject").filter(|b| {
+                    b.get("metadata").is_some_and(Value::is_object)
+                        && b.get("kind") != Some(&json!("Status"))
+                }) else {
+                    continue;
+                };
+                let resource = event["objectRef"]["resource"].as_str().unwrap_or_default();
+                let name = body["metadata"]["name"].as_str().unwrap_or_default();
+                let namespace = body["metadata"]["namespace"].as_str().unwrap_or_default();
+                let object = format!("{resource}/{namespace}/{name}");
+                let body_text = body.to_string();
+                if let Some(previous) = latest.insert(object, body_text.clone()) {
+                    let old = Body::from_text(previous.as_str()).unwrap();
+                    let new = Body::from_text(body_text.as_str()).unwrap();
+                    let by_text = audit_diff_bodies(ListKeys::builtin(), "", resource, &old, &new);
+                    let expected: Vec<String> = audit_diff_with(
+                        ListKeys::builtin(),
+                        "",
+                        resource,
+                        old.value(),
+                        new.value(),
+                    )
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                    assert_eq!(by_text, expected.join("\n"));
+                    pairs += 1;
+                    with_lines += usize::from(!by_text.is_empty());
+                }
+            }
+            assert!(
+                pairs > 30 && with_lines > 20,
+                "{pairs} pairs, {with_lines} with lines"
+            );
         }
     }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::body::{Body, IntoBody};
+
 /// Identity of one Kubernetes object: cluster, API group, resource, namespace and name.
 ///
 /// The group is `""` for the core group, the resource is the lowercase plural (`deployments`), the namespace is
@@ -167,8 +169,8 @@ impl ObjectRef {
 pub struct Object {
     /// Which object.
     pub object_ref: ObjectRef,
-    /// The full object as JSON, when the source had it.
-    pub body: Option<Arc<serde_json::Value>>,
+    /// The full object, when the source had it.
+    pub body: Option<Arc<Body>>,
 }
 
 impl Object {
@@ -180,11 +182,11 @@ impl Object {
         }
     }
 
-    /// An object with a body.
-    pub fn with_body(object_ref: ObjectRef, body: Arc<serde_json::Value>) -> Self {
+    /// An object with a body: a [`Body`] or a parsed `serde_json::Value`, either possibly in an `Arc`.
+    pub fn with_body(object_ref: ObjectRef, body: impl IntoBody) -> Self {
         Self {
             object_ref,
-            body: Some(body),
+            body: Some(body.into_body()),
         }
     }
 

@@ -60,6 +60,7 @@ pub mod filter;
 pub mod forward;
 pub mod histogram;
 pub mod ids;
+mod json_scan;
 pub mod key;
 pub mod kube_event;
 pub mod ledger;

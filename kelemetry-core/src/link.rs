@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::BoxError;
+use crate::body::Body;
 use crate::key::{Object, ObjectRef};
 
 /// The role of the *other* object of a link, relative to the object the linker was given.
@@ -145,7 +146,7 @@ impl LinkError {
 #[async_trait]
 pub trait ObjectLookup: Send + Sync {
     /// The latest body known for `object`, if any.
-    async fn body(&self, object: &ObjectRef) -> Option<Arc<serde_json::Value>>;
+    async fn body(&self, object: &ObjectRef) -> Option<Arc<Body>>;
 }
 
 /// The body of `object`: the one it carries, else the one `lookup` finds (the pipeline's body cache, then any
@@ -157,11 +158,11 @@ pub trait ObjectLookup: Send + Sync {
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let key = ObjectKey::new("c", "", "pods", "ns", "p");
-/// let object = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(serde_json::json!({"spec": {}})));
+/// let object = Object::with_body(ObjectRef::new(key, "v1", None), serde_json::json!({"spec": {}}));
 /// assert!(body_of(&object, &NoLookup).await.is_some());
 /// # });
 /// ```
-pub async fn body_of(object: &Object, lookup: &dyn ObjectLookup) -> Option<Arc<serde_json::Value>> {
+pub async fn body_of(object: &Object, lookup: &dyn ObjectLookup) -> Option<Arc<Body>> {
     match &object.body {
         Some(body) => Some(body.clone()),
         None => lookup.body(&object.object_ref).await,
@@ -174,7 +175,7 @@ pub struct NoLookup;
 
 #[async_trait]
 impl ObjectLookup for NoLookup {
-    async fn body(&self, _object: &ObjectRef) -> Option<Arc<serde_json::Value>> {
+    async fn body(&self, _object: &ObjectRef) -> Option<Arc<Body>> {
         None
     }
 }

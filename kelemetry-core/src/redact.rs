@@ -24,6 +24,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::body::BodyMetadata;
 use crate::key::ObjectKey;
 
 /// What replaces a redacted value.
@@ -125,7 +126,7 @@ impl Redactor {
 
     /// Whether [`Redactor::redact`] could change `body` of `key`: a rule names its group and resource, or the body
     /// carries [`REDACTED_LABEL`]. Cheap (no walk of the body), so callers can skip cloning shared bodies.
-    pub fn applies_to(&self, key: &ObjectKey, body: &Value) -> bool {
+    pub fn applies_to<B: BodyMetadata + ?Sized>(&self, key: &ObjectKey, body: &B) -> bool {
         self.rules.iter().any(|r| r.matches(key)) || is_redacted_whole(body)
     }
 
@@ -143,10 +144,8 @@ impl Redactor {
 }
 
 /// Whether `body` carries [`REDACTED_LABEL`], i.e. only its `apiVersion`, `kind` and `metadata` may be shown.
-pub fn is_redacted_whole(body: &Value) -> bool {
-    crate::body::metadata_value(body, "labels")
-        .and_then(Value::as_object)
-        .is_some_and(|labels| labels.contains_key(REDACTED_LABEL))
+pub fn is_redacted_whole<B: BodyMetadata + ?Sized>(body: &B) -> bool {
+    body.has_label(REDACTED_LABEL)
 }
 
 fn secret_rules() -> Vec<Rule> {

@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::activity::{
     Activity, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind,
 };
+use crate::body::Body;
 use crate::key::{Object, ObjectKey, ObjectRef};
 
 /// The version of the wire format this release writes and reads.
@@ -165,7 +166,7 @@ struct WireRecord<'a> {
     #[serde(borrow)]
     object: WireObject<'a>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    body: Option<Arc<serde_json::Value>>,
+    body: Option<Arc<Body>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     time: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,9 +372,12 @@ mod tests {
     fn floats_in_bodies_survive_to_the_last_bit() {
         let mut record = sample();
         if let Record::Activity(activity) = &mut record {
-            activity.object.body = Some(Arc::new(serde_json::json!({
-                "spec": {"ratio": 2.2222222222222226e122, "small": 5e-324, "third": 1.0 / 3.0, "big": u64::MAX}
-            })));
+            activity.object.body = Some(Arc::new(
+                serde_json::json!({
+                    "spec": {"ratio": 2.2222222222222226e122, "small": 5e-324, "third": 1.0 / 3.0, "big": u64::MAX}
+                })
+                .into(),
+            ));
         }
         assert_eq!(decode(&encode(&record)).unwrap(), record);
     }

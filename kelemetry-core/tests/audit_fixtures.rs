@@ -100,7 +100,7 @@ fn process(activity: &mut Activity, redactor: &Redactor, bodies: &BodyCache) {
     if let Some(body) = activity.object.body.as_mut() {
         let key = activity.object.object_ref.key.clone();
         if redactor.applies_to(&key, body) {
-            redactor.redact(&key, Arc::make_mut(body));
+            redactor.redact(&key, Arc::make_mut(body).make_mut());
         }
     }
     DiffDecorator.decorate_now(activity, bodies);

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use kelemetry_core::body::Body;
 use kelemetry_core::{ObjectKey, ObjectLookup, ObjectRef};
 use lru::LruCache;
-use serde_json::Value;
 
 /// What a [`CachingLookup`] did so far.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct CachingLookup<L> {
 }
 
 struct Entry {
-    body: Option<Arc<Value>>,
+    body: Option<Arc<Body>>,
     fetched: Instant,
 }
 
@@ -109,7 +109,7 @@ impl<L> CachingLookup<L> {
     }
 
     /// The cached answer for `key`, if fresh: `Some(None)` is a remembered absence.
-    fn cached(&self, key: &ObjectKey) -> Option<Option<Arc<Value>>> {
+    fn cached(&self, key: &ObjectKey) -> Option<Option<Arc<Body>>> {
         let mut entries = self.entries.lock().ok()?;
         let entry = entries.get(key)?;
         if entry.fetched.elapsed() <= self.max_age {
@@ -122,7 +122,7 @@ impl<L> CachingLookup<L> {
 
 #[async_trait]
 impl<L: ObjectLookup> ObjectLookup for CachingLookup<L> {
-    async fn body(&self, object: &ObjectRef) -> Option<Arc<Value>> {
+    async fn body(&self, object: &ObjectRef) -> Option<Arc<Body>> {
         if let Some(answer) = self.cached(&object.key) {
             self.hits.fetch_add(1, Relaxed);
             return answer;
@@ -158,9 +158,10 @@ mod tests {
 
     #[async_trait]
     impl ObjectLookup for CountingLookup {
-        async fn body(&self, object: &ObjectRef) -> Option<Arc<Value>> {
+        async fn body(&self, object: &ObjectRef) -> Option<Arc<Body>> {
             self.asked.fetch_add(1, Relaxed);
-            (object.key.resource == "pods").then(|| Arc::new(json!({"name": object.key.name})))
+            (object.key.resource == "pods")
+                .then(|| Arc::new(json!({"name": object.key.name}).into()))
         }
     }
 

@@ -54,22 +54,29 @@ impl ObjectVersions {
         let time = if timed {
             time
         } else {
-            let earliest = previous.as_deref().and_then(version_time).unwrap_or(time);
+            let earliest = previous
+                .as_deref()
+                .and_then(|body| version_time(body))
+                .unwrap_or(time);
             version_time(&body).unwrap_or(time).max(earliest)
         };
         if deleted {
-            let change = self
-                .store
-                .deleted(object.object_ref, Arc::unwrap_or_clone(body), time);
+            let change = self.store.deleted(
+                object.object_ref,
+                Arc::unwrap_or_clone(body).into_value(),
+                time,
+            );
             return change.to_activity(None).into();
         }
         let object_ref = object.object_ref.clone();
         // A first version is filed like a watch's initial list: kept, no change.
         let phase = WatchPhase::InitialList;
-        match self
-            .store
-            .seen(object_ref, Arc::unwrap_or_clone(body), phase, time)
-        {
+        match self.store.seen(
+            object_ref,
+            Arc::unwrap_or_clone(body).into_value(),
+            phase,
+            time,
+        ) {
             Some(change) => change.to_activity(self.store.body(&key)).into(),
             // A first version, or the same resource version again: an observation with the (redacted) body kept.
             _ => {

@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::activity::{Activity, ChangeKind, LogKind, LogLine, SourceKind};
+use kelemetry_core::body::Body;
 use kelemetry_core::decorate::{Decorator, REDACTED_MESSAGE};
 use kelemetry_core::diff::audit_diff_of;
 use kelemetry_core::redact::{Redactor, is_redacted_whole};
@@ -85,7 +86,7 @@ impl WatchedChange {
     /// The change as a watch activity (docs/behaviour/watch.md): source `watch`, titled `watch create|update|delete`,
     /// the diff or snapshot as its log, dedup key `watch:<uid>:<resourceVersion>` (`:delete` added for a deletion),
     /// carrying `body` when given. The object watch sends these when asked to; recorded object files always do.
-    pub fn to_activity(&self, body: Option<Arc<Value>>) -> Activity {
+    pub fn to_activity(&self, body: Option<Arc<Body>>) -> Activity {
         let verb = match self.kind {
             ChangeKind::Create => "create",
             ChangeKind::Update => "update",
@@ -248,7 +249,7 @@ struct Counters {
 }
 
 struct Bodies {
-    entries: LruCache<ObjectKey, (Arc<Value>, usize)>,
+    entries: LruCache<ObjectKey, (Arc<Body>, usize)>,
     bytes: usize,
 }
 
@@ -403,7 +404,7 @@ impl WatchStore {
     }
 
     /// The latest body seen of `key` (redacted).
-    pub fn body(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+    pub fn body(&self, key: &ObjectKey) -> Option<Arc<Body>> {
         lock(&self.bodies)
             .entries
             .get(key)
@@ -431,7 +432,7 @@ impl WatchStore {
         if self.redactor.applies_to(&object.key, &body) {
             self.redactor.redact(&object.key, &mut body);
         }
-        let body = Arc::new(body);
+        let body = Arc::new(Body::from_value(body));
         let size = approximate_size(&body);
         let previous = self.remember(object.key.clone(), body.clone(), size);
         let new_rv = resource_version(&body).map(str::to_owned);
@@ -507,7 +508,7 @@ impl WatchStore {
         listed: &HashSet<ObjectKey>,
         now: Timestamp,
     ) -> Vec<Arc<WatchedChange>> {
-        let gone: Vec<(ObjectKey, Arc<Value>)> = lock(&self.bodies)
+        let gone: Vec<(ObjectKey, Arc<Body>)> = lock(&self.bodies)
             .entries
             .iter()
             .filter(|(key, _)| {
@@ -526,13 +527,13 @@ impl WatchStore {
                     .pointer("/metadata/uid")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                let last = Arc::unwrap_or_clone(body);
+                let last = Arc::unwrap_or_clone(body).into_value();
                 self.deleted(ObjectRef::new(key, version, uid), last, now)
             })
             .collect()
     }
 
-    fn remember(&self, key: ObjectKey, body: Arc<Value>, size: usize) -> Option<Arc<Value>> {
+    fn remember(&self, key: ObjectKey, body: Arc<Body>, size: usize) -> Option<Arc<Body>> {
         let mut bodies = lock(&self.bodies);
         let previous = match bodies.entries.push(key.clone(), (body, size)) {
             Some((old_key, (old_body, old_size))) => {
@@ -643,7 +644,7 @@ fn snapshot_content(body: &Value) -> ChangeContent {
 
 #[async_trait]
 impl ObjectLookup for WatchStore {
-    async fn body(&self, object: &ObjectRef) -> Option<Arc<Value>> {
+    async fn body(&self, object: &ObjectRef) -> Option<Arc<Body>> {
         WatchStore::body(self, &object.key)
     }
 }

@@ -303,7 +303,7 @@ async fn the_first_write_seen_gets_the_watched_diff_by_new_version_after_the_cor
     let bodies = BodyCache::new(10);
     // Level RequestResponse, but the pipeline never saw an earlier body: core's decorator adds no diff.
     let mut activity = write("web", ChangeKind::Update, Some("12"), Some("status"));
-    activity.object.body = Some(Arc::new(deployment("web", "13", 2, Some(2))));
+    activity.object.body = Some(Arc::new(deployment("web", "13", 2, Some(2)).into()));
     DiffDecorator.decorate(&mut activity, &bodies).await;
     assert!(activity.logs.is_empty());
     WatchDiffDecorator::new(store, quick())

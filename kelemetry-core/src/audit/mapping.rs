@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
-use crate::body::{metadata_str, parse_object_body};
+use crate::body::{Body, BodyMetadata, metadata_str};
 use crate::key::{Object, ObjectKey, ObjectRef};
 use crate::vocabulary;
 
@@ -236,12 +236,12 @@ impl AuditMapping {
 
         let code = event.response_status.as_ref().and_then(|s| s.code);
         let failed = code.is_some_and(|c| c >= 300);
-        // Only writes get here, so the response body of one that succeeded is worth parsing now; its
-        // `metadata.managedFields` is left out (see `parse_object_body`).
-        let response: Option<Value> = event
+        // Only writes get here, so the response body of one that succeeded is kept, as its text: what the stages
+        // read of it is parsed when they read it (see `Body`).
+        let response: Option<Body> = event
             .response_object
             .filter(|_| !failed)
-            .and_then(|raw| parse_object_body(raw.get()).ok())
+            .and_then(Body::from_raw)
             .filter(is_object_body);
         let target = Target::resolve(resource, object_ref, change_kind, response.as_ref())?;
         let (object, change) = target.into_object(cluster, response);
@@ -370,7 +370,7 @@ impl Target {
         resource: String,
         object_ref: AuditObjectRef,
         change_kind: ChangeKind,
-        response: Option<&Value>,
+        response: Option<&Body>,
     ) -> Result<Self, NoActivity> {
         let mut namespace = nonempty(object_ref.namespace).unwrap_or_default();
         let mut change = Change {
@@ -407,7 +407,7 @@ impl Target {
 
     /// The traced object of `cluster`, with the response body when it is the object itself (whose uid then
     /// wins over the `objectRef`'s), and the change.
-    fn into_object(self, cluster: &str, response: Option<Value>) -> (Object, Change) {
+    fn into_object(self, cluster: &str, response: Option<Body>) -> (Object, Change) {
         // The response is the object itself only for the main resource and `status`; other subresources
         // (`scale`, `token`, `eviction`...) answer with other kinds.
         let body = response.filter(|body| {
@@ -431,7 +431,7 @@ impl Target {
         };
         let object_ref = ObjectRef::new(key, self.version.unwrap_or_default(), uid);
         let object = match body {
-            Some(body) => Object::with_body(object_ref, Arc::new(body)),
+            Some(body) => Object::with_body(object_ref, body),
             None => Object::new(object_ref),
         };
         (object, self.change)
@@ -439,8 +439,8 @@ impl Target {
 }
 
 /// The name (non-empty) and namespace of a created object, from the response body's metadata.
-fn created_name(body: &Value) -> Option<(String, Option<String>)> {
-    let metadata = body.get("metadata")?;
+fn created_name(body: &Body) -> Option<(String, Option<String>)> {
+    let metadata = body.metadata()?;
     let name = metadata.get("name")?.as_str().filter(|n| !n.is_empty())?;
     let ns = metadata.get("namespace").and_then(Value::as_str);
     Some((name.to_owned(), ns.map(str::to_owned)))
@@ -506,7 +506,6 @@ fn failure_text(reason: Option<String>, message: Option<String>, code: Option<i3
 
 /// Whether a response body is an object (rather than a `Status` or a list): it has `metadata` and is not a
 /// `Status`.
-fn is_object_body(body: &Value) -> bool {
-    body.get("kind").and_then(Value::as_str) != Some("Status")
-        && body.get("metadata").is_some_and(Value::is_object)
+fn is_object_body(body: &Body) -> bool {
+    body.kind() != Some("Status") && body.has_metadata()
 }

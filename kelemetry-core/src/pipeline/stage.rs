@@ -31,7 +31,7 @@ pub(super) struct CachedLookup {
 
 #[async_trait]
 impl ObjectLookup for CachedLookup {
-    async fn body(&self, object: &crate::ObjectRef) -> Option<Arc<serde_json::Value>> {
+    async fn body(&self, object: &crate::ObjectRef) -> Option<Arc<crate::body::Body>> {
         if let Some(body) = self.bodies.get(&object.key) {
             return Some(body);
         }
@@ -96,10 +96,10 @@ impl Stage {
 
     pub(super) fn redact(&self, object: &mut Object) {
         if let Some(body) = &mut object.body
-            && self.redactor.applies_to(&object.object_ref.key, body)
+            && self.redactor.applies_to(&object.object_ref.key, &**body)
         {
             let key = object.object_ref.key.clone();
-            self.redactor.redact(&key, Arc::make_mut(body));
+            self.redactor.redact(&key, Arc::make_mut(body).make_mut());
         }
     }
 
