@@ -123,6 +123,10 @@ pub struct Body {
     skimmed: [Skimmed; 4],
     /// Where `metadata.labels` is in `text`, when it is an object.
     labels_at: Option<Range<usize>>,
+    /// The top-level fields in `text`, sorted by name (for the diff); `None` if a name has escapes.
+    top_fields: Option<Arc<[FieldSpan]>>,
+    /// The fields of `metadata` likewise.
+    metadata_fields: Option<Arc<[FieldSpan]>>,
     /// The whole body, parsed on first use (or given).
     value: OnceLock<Value>,
     /// `metadata` alone, parsed on first use while `value` is not.
@@ -166,6 +170,7 @@ impl Body {
     /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].
     fn from_checked(text: Arc<str>) -> Option<Self> {
         let fields = json_scan::object_fields(&text)?;
+        let top_fields = sorted_field_spans(&text, &text, &fields);
         let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
         for field in fields {
             match &*field.name {
@@ -186,9 +191,12 @@ impl Body {
         }
         let mut skimmed: [Skimmed; 4] = Default::default();
         let mut labels_at = None;
+        let mut metadata_fields = None;
         if let Some(range) = &metadata_at {
             let metadata = text.get(range.clone())?;
-            for field in json_scan::object_fields(metadata)? {
+            let fields = json_scan::object_fields(metadata)?;
+            metadata_fields = sorted_field_spans(&text, metadata, &fields);
+            for field in fields {
                 if field.name == "labels" {
                     let labels = metadata.get(field.value.clone())?;
                     labels_at = labels
@@ -212,6 +220,8 @@ impl Body {
             kind_at,
             skimmed,
             labels_at,
+            top_fields,
+            metadata_fields,
             value: OnceLock::new(),
             metadata: OnceLock::new(),
         })
@@ -295,6 +305,8 @@ impl Body {
             kind_at: self.kind_at.clone(),
             skimmed: self.skimmed.clone(),
             labels_at: self.labels_at.clone(),
+            top_fields: self.top_fields.clone(),
+            metadata_fields: self.metadata_fields.clone(),
             value: OnceLock::new(),
             metadata: OnceLock::new(),
         })
@@ -368,6 +380,84 @@ impl BodyMetadata for Body {
             .and_then(Value::as_object)
             .is_some_and(|labels| labels.contains_key(key))
     }
+}
+
+/// One field of an object in a body's text: where its name (without quotes) and its value are.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FieldSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The fields of `object` (a slice of `text`) as [`FieldSpan`]s of `text`, sorted by name, a repeated name keeping
+/// its last value; `None` when a name has escapes or the text is too long for the spans.
+fn sorted_field_spans(
+    text: &str,
+    object: &str,
+    fields: &[json_scan::Field<'_>],
+) -> Option<Arc<[FieldSpan]>> {
+    let base = content_range(text, object).start;
+    let span = |range: Range<usize>| {
+        Some((
+            u32::try_from(range.start).ok()?,
+            u32::try_from(range.end).ok()?,
+        ))
+    };
+    let mut spans = Vec::with_capacity(fields.len());
+    for field in fields {
+        let std::borrow::Cow::Borrowed(name) = &field.name else {
+            return None;
+        };
+        let value = base + field.value.start..base + field.value.end;
+        spans.push((
+            *name,
+            FieldSpan {
+                name: span(content_range(text, name))?,
+                value: span(value)?,
+            },
+        ));
+    }
+    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
+    spans.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept: Vec<FieldSpan> = Vec::with_capacity(spans.len());
+    let mut last_name: Option<&str> = None;
+    for (name, span) in spans {
+        match kept.last_mut() {
+            Some(last) if last_name == Some(name) => *last = span,
+            _ => kept.push(span),
+        }
+        last_name = Some(name);
+    }
+    Some(kept.into())
+}
+
+impl Body {
+    /// The top-level fields, sorted by name, as (name, raw value) slices of the text; `None` without text or
+    /// when a name has escapes.
+    pub(crate) fn sorted_top_fields(&self) -> Option<Vec<(std::borrow::Cow<'_, str>, &str)>> {
+        resolve_spans(self.text.as_deref()?, self.top_fields.as_deref()?)
+    }
+
+    /// The fields of `metadata` likewise.
+    pub(crate) fn sorted_metadata_fields(&self) -> Option<Vec<(std::borrow::Cow<'_, str>, &str)>> {
+        resolve_spans(self.text.as_deref()?, self.metadata_fields.as_deref()?)
+    }
+}
+
+fn resolve_spans<'t>(
+    text: &'t str,
+    spans: &[FieldSpan],
+) -> Option<Vec<(std::borrow::Cow<'t, str>, &'t str)>> {
+    let slice = |(start, end): (u32, u32)| text.get(start as usize..end as usize);
+    spans
+        .iter()
+        .map(|span| {
+            Some((
+                std::borrow::Cow::Borrowed(slice(span.name)?),
+                slice(span.value)?,
+            ))
+        })
+        .collect()
 }
 
 /// Where `part`, a slice of `text`, is in it.

@@ -616,13 +616,14 @@ pub fn audit_diff_bodies(
     new: &Body,
 ) -> String {
     let lists = keys.for_resource(group, resource);
-    if let (Some(old), Some(new)) = (old.text(), new.text()) {
+    if old.text().is_some() && new.text().is_some() {
         let mut walk = TextWalk {
             excluded: AUDIT_EXCLUDED_FIELDS,
             lists,
             track_lists: lists.has_rules(),
             sorted_maps: map_keys_sorted(),
             out: String::new(),
+            metadata_fields: None,
         };
         // Texts of bodies were checked when the bodies were made; should one not read, the values decide.
         if walk.root(old, new).is_ok() {
@@ -664,28 +665,72 @@ fn sorted_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     Some(kept)
 }
 
+/// Whether `raw` (valid JSON) is written the way `serde_json` would write its value back: `true`, `false`,
+/// `null`, a string without escapes, or a non-negative integer of at most 18 digits.
+fn is_plain_scalar(raw: &str) -> bool {
+    matches!(raw, "true" | "false" | "null")
+        || (raw.starts_with('"') && !raw.contains('\\'))
+        || (!raw.is_empty()
+            && raw.len() <= 18
+            && raw.bytes().all(|b| b.is_ascii_digit())
+            && (raw.len() == 1 || !raw.starts_with('0')))
+}
+
+/// Appends a line of [`audit_diff_bodies`] for two values written as they are (see [`is_plain_scalar`]).
+fn push_raw_line(out: &mut String, path: &str, old: Option<&str>, new: Option<&str>) {
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(path);
+    out.push(' ');
+    out.push_str(old.unwrap_or("null"));
+    out.push_str(" -> ");
+    out.push_str(new.unwrap_or("null"));
+}
+
 /// The walk of [`audit_diff_bodies`] over two texts; where a side is not an object it hands over to [`Walk`].
-struct TextWalk<'e, 'k> {
+struct TextWalk<'e, 'k, 't> {
     excluded: &'e [&'e [&'e str]],
     lists: ResourceListKeys<'k>,
     track_lists: bool,
     sorted_maps: bool,
     out: String,
+    /// The fields of both bodies' `metadata`, as the bodies found them, for when the walk gets there.
+    metadata_fields: Option<SidesFields<'t>>,
 }
 
-impl TextWalk<'_, '_> {
-    fn root(&mut self, old: &str, new: &str) -> serde_json::Result<()> {
+/// The sorted fields of the old and the new object (see [`sorted_fields`]).
+type SidesFields<'t> = (Vec<(Cow<'t, str>, &'t str)>, Vec<(Cow<'t, str>, &'t str)>);
+
+impl<'t> TextWalk<'_, '_, 't> {
+    fn root(&mut self, old: &'t Body, new: &'t Body) -> serde_json::Result<()> {
+        let (Some(old_text), Some(new_text)) = (old.text(), new.text()) else {
+            return Err(serde::de::Error::custom("a body without text"));
+        };
         let mut path = String::new();
         let mut list_path = String::new();
         let mut fields = (!self.excluded.is_empty()).then(Vec::new);
-        self.value(old, new, &mut path, &mut list_path, &mut fields)
+        self.metadata_fields = old
+            .sorted_metadata_fields()
+            .zip(new.sorted_metadata_fields());
+        let known = old.sorted_top_fields().zip(new.sorted_top_fields());
+        self.value(
+            old_text,
+            new_text,
+            known,
+            &mut path,
+            &mut list_path,
+            &mut fields,
+        )
     }
 
-    /// Compares two raw values at `path` (the arguments as in [`Walk::value`], field names owned).
+    /// Compares two raw values at `path` (the arguments as in [`Walk::value`], field names owned), with the
+    /// sorted fields of both when `known`.
     fn value(
         &mut self,
-        old: &str,
-        new: &str,
+        old: &'t str,
+        new: &'t str,
+        known: Option<SidesFields<'t>>,
         path: &mut String,
         list_path: &mut String,
         fields: &mut Option<Vec<String>>,
@@ -693,7 +738,12 @@ impl TextWalk<'_, '_> {
         if old == new {
             return Ok(());
         }
-        let (Some(old_fields), Some(new_fields)) = (sorted_fields(old), sorted_fields(new)) else {
+        if is_plain_scalar(old) && is_plain_scalar(new) {
+            push_raw_line(&mut self.out, path, Some(old), Some(new));
+            return Ok(());
+        }
+        let sides = known.or_else(|| sorted_fields(old).zip(sorted_fields(new)));
+        let Some((old_fields, new_fields)) = sides else {
             let old: Value = serde_json::from_str(old)?;
             let new: Value = serde_json::from_str(new)?;
             let mut walk = Walk {
@@ -742,8 +792,8 @@ impl TextWalk<'_, '_> {
     fn field(
         &mut self,
         name: &str,
-        old: Option<&str>,
-        new: Option<&str>,
+        old: Option<&'t str>,
+        new: Option<&'t str>,
         path: &mut String,
         list_path: &mut String,
         fields: &mut Option<Vec<String>>,
@@ -766,7 +816,18 @@ impl TextWalk<'_, '_> {
             push_field(list_path, name);
         }
         let result = match (old, new) {
-            (Some(a), Some(b)) => self.value(a, b, path, list_path, fields),
+            (Some(a), Some(b)) => {
+                let known = if fields.as_deref().is_some_and(|f| f == ["metadata"]) {
+                    self.metadata_fields.take()
+                } else {
+                    None
+                };
+                self.value(a, b, known, path, list_path, fields)
+            }
+            (a, b) if a.is_none_or(is_plain_scalar) && b.is_none_or(is_plain_scalar) => {
+                push_raw_line(&mut self.out, path, a, b);
+                Ok(())
+            }
             (a, b) => {
                 // A whole `metadata` is shown as its parsed value would be: without `managedFields`.
                 let top_metadata = fields.as_deref().is_some_and(|f| f == ["metadata"]);
@@ -1317,6 +1378,29 @@ mod tests {
                     map.insert(field, value);
                 }
                 prop_assert_eq!(by_text(&old.to_string(), &new.to_string()), by_values(&old, &new));
+            }
+        }
+
+        #[test]
+        fn numbers_and_strings_written_otherwise_diff_as_their_values() {
+            let cases = [
+                (
+                    r#"{"a":1.0,"b":1e3,"c":-0,"d":"x\u0041","e":12345678901234567890}"#,
+                    r#"{"a":1,"b":1000.0,"c":0,"d":"xA","e":12345678901234567891}"#,
+                ),
+                (
+                    r#"{"a":[1,2],"b":"\/","c":{"x":1}}"#,
+                    r#"{"a":[1,3],"b":"/","c":{"x":1.5}}"#,
+                ),
+                (r#"{"a":true}"#, r#"{"b":null}"#),
+            ];
+            for (old, new) in cases {
+                let values = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+                assert_eq!(
+                    by_text(old, new),
+                    by_values(&values(old), &values(new)),
+                    "{old} {new}"
+                );
             }
         }
 
