@@ -114,7 +114,7 @@ pub fn resource_version<B: BodyMetadata + ?Sized>(body: &B) -> Option<&str> {
 #[derive(Clone, Debug, Default)]
 pub struct Body {
     /// The JSON text, `None` for a body made from a value or changed in place ([`Body::make_mut`]).
-    text: Option<Arc<str>>,
+    text: Option<Box<str>>,
     /// Where the value of the top-level `metadata` field is in `text`.
     metadata_at: Option<Range<usize>>,
     /// The top-level `kind` as found in `text`.
@@ -151,8 +151,8 @@ enum Skimmed {
 impl Body {
     /// A body from JSON text, which must be an object whose `metadata`, if present, is an object. The text is
     /// checked whole (so that parsing it later cannot fail) but nothing is built from it.
-    pub fn from_text(text: impl Into<Arc<str>>) -> serde_json::Result<Self> {
-        let text: Arc<str> = text.into();
+    pub fn from_text(text: impl Into<Box<str>>) -> serde_json::Result<Self> {
+        let text: Box<str> = text.into();
         serde_json::from_str::<IgnoredAny>(&text)?;
         Self::from_checked(text).ok_or_else(|| {
             serde::de::Error::custom(
@@ -164,11 +164,11 @@ impl Body {
     /// A body from a raw value `serde_json` has read (so checked already): `None` if it is not an object body.
     pub fn from_raw(raw: Box<RawValue>) -> Option<Self> {
         let text: Box<str> = raw.into();
-        Self::from_checked(Arc::from(text))
+        Self::from_checked(text)
     }
 
     /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].
-    fn from_checked(text: Arc<str>) -> Option<Self> {
+    fn from_checked(text: Box<str>) -> Option<Self> {
         let fields = json_scan::object_fields(&text)?;
         let top_fields = sorted_field_spans(&text, &text, &fields);
         let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
@@ -300,7 +300,7 @@ impl Body {
     /// newest. `None` for a body without text.
     pub fn text_only(&self) -> Option<Self> {
         Some(Self {
-            text: Some(Arc::clone(self.text.as_ref()?)),
+            text: Some(self.text.clone()?),
             metadata_at: self.metadata_at.clone(),
             kind_at: self.kind_at.clone(),
             skimmed: self.skimmed.clone(),
