@@ -182,8 +182,10 @@ async fn attack_300_idle_connections_do_not_stop_the_webhook() {
     let closed = count_closed(&mut held, Duration::from_millis(20)).await;
     drop(held);
     let summary = kelemetry.stop();
-    // 64 places per client: 300 - 64 made room, then the batch's connection one more.
-    assert_eq!(closed, 237, "{summary}");
+    // 64 places per client: each connection past them made room, the batch's included (and the health check's,
+    // when it did not get the batch's connection back from the client's pool in time: 237 or 238).
+    assert_eq!(closed, connections_accepted(&summary) - 64, "{summary}");
+    assert!((237..=238).contains(&closed), "{summary}");
 
     // From 300 other addresses, to a webhook that wants a token.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -203,8 +205,13 @@ async fn attack_300_idle_connections_do_not_stop_the_webhook() {
     let spread_closed = count_closed(&mut spread, Duration::from_millis(20)).await;
     drop(spread);
     let summary = kelemetry.stop();
-    // 256 places in all: 300 - 256 made room, then the batch's connection one more.
-    assert_eq!(spread_closed, 45, "{summary}");
+    // 256 places in all: each connection past them made room, the batch's (and the health check's) included.
+    assert_eq!(
+        spread_closed,
+        connections_accepted(&summary) - 256,
+        "{summary}"
+    );
+    assert!((45..=46).contains(&spread_closed), "{summary}");
     fault_line(
         "webhook 300 idle connections",
         &format!(
@@ -216,6 +223,20 @@ async fn attack_300_idle_connections_do_not_stop_the_webhook() {
             spread_health.as_millis()
         ),
     );
+}
+
+/// The connections the webhook accepted, from the summary `kelemetry run` printed ("N connections accepted").
+fn connections_accepted(summary: &str) -> usize {
+    summary
+        .split("connections accepted")
+        .next()
+        .and_then(|before| {
+            before
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .find(|w| !w.is_empty())
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection count in the summary: {summary}"))
 }
 
 /// Sends bodies at 1 byte/s, one request after another, until `stop`; counts the answers by status.

@@ -38,8 +38,8 @@ use kelemetry_sources::{AuditFileSource, ReadReport};
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator::new();
 
-/// Targets of the issue.
-const TARGET_RATIO: f64 = 0.5;
+/// Targets of the issues: the ratio is issue 17's (0.6 at full size), the others an earlier issue's.
+const TARGET_RATIO: f64 = 0.6;
 const TARGET_EVENTS_PER_SEC: f64 = 150_000.0;
 const TARGET_BYTES_PER_WINDOW: f64 = 300.0;
 
@@ -277,7 +277,7 @@ fn compare(runs: u32, parse: &Measured, pipeline: &Measured) -> Vec<String> {
     println!("  ratio pipeline / plain parse: {ratio:.2}");
     vec![
         verdict(
-            "pipeline at least half as fast as plain parsing",
+            "pipeline at least 0.6 times as fast as plain parsing",
             ratio >= TARGET_RATIO,
             format!("{ratio:.2} (target >= {TARGET_RATIO})"),
         ),
