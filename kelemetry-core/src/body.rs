@@ -312,11 +312,18 @@ impl Body {
         })
     }
 
-    /// An estimate of the memory the body takes: its text, and what of it has been parsed (see
-    /// [`crate::body_cache::approximate_size`]).
+    /// An estimate of the memory the body takes: its text and the field positions found in it, and what of it
+    /// has been parsed (see [`crate::body_cache::approximate_size`]).
     pub fn approximate_size(&self) -> usize {
         const BODY: usize = std::mem::size_of::<Body>();
+        let spans = |spans: &Option<Arc<[FieldSpan]>>| {
+            spans
+                .as_ref()
+                .map_or(0, |spans| 16 + std::mem::size_of_val(&**spans))
+        };
         BODY + self.text.as_ref().map_or(0, |text| text.len())
+            + spans(&self.top_fields)
+            + spans(&self.metadata_fields)
             + self
                 .value
                 .get()
