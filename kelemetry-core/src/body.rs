@@ -663,22 +663,27 @@ mod tests {
         assert_eq!(without_metadata, json!({"kind": "Status"}));
     }
 
-    #[test]
-    fn a_body_from_text_answers_as_its_parsed_value_does() {
+    /// The response bodies with `metadata` of the recorded deployment scenario.
+    fn recorded_response_bodies() -> Vec<Value> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../fixtures/recorded/deployment-lifecycle/audit.log"
         ))
         .unwrap();
+        text.lines()
+            .filter_map(|line| {
+                let mut event: Value = serde_json::from_str(line).unwrap();
+                Some(event.get_mut("responseObject")?.take())
+                    .filter(|body| body.get("metadata").is_some())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_body_from_text_answers_as_its_parsed_value_does() {
         let mut bodies = 0;
-        for line in text.lines() {
-            let event: Value = serde_json::from_str(line).unwrap();
-            let Some(body) = event
-                .get("responseObject")
-                .filter(|b| b.get("metadata").is_some())
-            else {
-                continue;
-            };
+        for body in recorded_response_bodies() {
+            let body = &body;
             let from_text = Body::from_text(body.to_string()).unwrap();
             let raw: Box<RawValue> = serde_json::from_str(&body.to_string()).unwrap();
             let from_raw = Body::from_raw(raw).unwrap();
@@ -737,20 +742,9 @@ mod tests {
 
     #[test]
     fn any_body_parses_as_serde_json_would_apart_from_managed_fields() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fixtures/recorded/deployment-lifecycle/audit.log"
-        ))
-        .unwrap();
         let mut bodies = 0;
-        for line in text.lines() {
-            let event: Value = serde_json::from_str(line).unwrap();
-            let Some(body) = event
-                .get("responseObject")
-                .filter(|b| b.get("metadata").is_some())
-            else {
-                continue;
-            };
+        for body in recorded_response_bodies() {
+            let body = &body;
             let mut expected = body.clone();
             if let Some(metadata) = expected["metadata"].as_object_mut() {
                 metadata.remove("managedFields");
