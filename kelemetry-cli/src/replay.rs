@@ -15,7 +15,10 @@ use kelemetry_query::{DisplayMode, FindQuery, TraceQuery};
 use kelemetry_sources::{
     AuditFileSource, ObjectFileSource, ReadCounters, ReadReport, TimeOrderedSources,
 };
-use kelemetry_store::{SpanStore, ViewLimits, WriteDurability};
+use kelemetry_store::{SpanStore, StoreOptions, ViewLimits, WriteDurability};
+
+/// The page cache of the store a replay writes.
+const REPLAY_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 use crate::inputs::{self, InputKind, SkippedEntry};
 use crate::show::{self, ShowArgs};
@@ -198,7 +201,14 @@ pub(crate) async fn run_replay_with_rules(
         .filter_map(|p| std::fs::metadata(&p.path).ok())
         .map(|m| m.len())
         .sum();
-    let store = SpanStore::create(store_dir).map_err(|source| CliError::Store {
+    // A replay writes; the page cache serves reads. Held deferred writes (up to 32 MiB) and a 64 MiB cache keep
+    // a replay's memory where it was before writes were held (389 MiB at 1M events against 613-805 MiB with the
+    // default 256 MiB), at a few percent of its speed.
+    let options = StoreOptions {
+        cache_bytes: REPLAY_STORE_CACHE_BYTES,
+        ..StoreOptions::default()
+    };
+    let store = SpanStore::create_with(store_dir, &options).map_err(|source| CliError::Store {
         path: store_dir.to_owned(),
         source,
     })?;

@@ -7,8 +7,9 @@
 //! - [`SpanStore`]: a store directory holding one redb file, [`STORE_FILE_NAME`]. The spans of a trace are kept
 //!   in zstd-compressed chunks ordered by span id (layout version [`LAYOUT_VERSION`]; a store of another layout
 //!   is refused); an index maps each object to its windows and traces, filled from object spans; writes are
-//!   idempotent and batched in one transaction ([`PreparedBatch`], [`WriteDurability`]); a bulk load is
-//!   compacted when it is made durable ([`SpanStore::sync`], [`SpanStore::compact`]).
+//!   idempotent and batched in one transaction ([`PreparedBatch`], [`WriteDurability`]); deferred writes (a bulk
+//!   load) are held in memory, up to a bound, and written together; a bulk load is compacted when it is made
+//!   durable ([`SpanStore::sync`], [`SpanStore::compact`]).
 //! - Reads: [`SpanStore::spans_of_trace`], [`SpanStore::windows_of`] ([`StoredWindow`]),
 //!   [`SpanStore::find_objects`] (by [`kelemetry_core::ObjectSelector`]), counts, and every span
 //!   through [`SpanStore::spans`] ([`AllSpans`]).

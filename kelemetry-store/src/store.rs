@@ -77,6 +77,11 @@ pub enum WriteDurability {
     /// Visible to readers at once, on disk at the next [`SpanStore::sync`] or `Immediate` write. A crash may
     /// lose deferred writes, never corrupt the store. For bulk loads such as a replay. Acts as `Immediate` in a
     /// store opened with [`StoreOptions::shared_with_readers`].
+    ///
+    /// Deferred writes are held in memory (up to 32 MiB of encoded spans) and written to the file together, when
+    /// that is full or at the next sync, `Immediate` write or read of this store (which sees them at once), or
+    /// when the store's last handle is dropped. A write that fails is not held; what was held before it stays
+    /// held and is written by a later write or the sync, which fails while it cannot be written.
     Deferred,
 }
 
@@ -125,6 +130,52 @@ impl PreparedBatch {
         }
     }
 
+    /// Appends the spans and index entries of `other` (this batch is then no longer sorted: see
+    /// [`PreparedBatch::sorted_spans`]).
+    fn append(&mut self, other: &PreparedBatch) {
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.spans.extend(
+            other.spans.iter().map(|(trace, span, range)| {
+                (*trace, *span, range.start + offset..range.end + offset)
+            }),
+        );
+        self.windows.extend_from_slice(&other.windows);
+    }
+
+    /// Where the batch ends now, to [`PreparedBatch::truncate`] back to.
+    fn mark(&self) -> (usize, usize, usize) {
+        (self.bytes.len(), self.spans.len(), self.windows.len())
+    }
+
+    /// Empties the batch, keeping its buffers for the next spans.
+    fn clear(&mut self) {
+        self.truncate((0, 0, 0));
+    }
+
+    /// Drops everything appended after `mark` was taken.
+    fn truncate(&mut self, (bytes, spans, windows): (usize, usize, usize)) {
+        self.bytes.truncate(bytes);
+        self.spans.truncate(spans);
+        self.windows.truncate(windows);
+    }
+
+    /// The span entries sorted by key; a stable sort, so of two copies of a span the one appended later stays last.
+    fn sorted_spans(&self) -> Vec<(u128, u64, Range<usize>)> {
+        let mut spans = self.spans.clone();
+        spans.sort_by_key(|(trace, span, _)| (*trace, *span));
+        spans
+    }
+
+    /// The batch as written, its entries in the order they are (sorted for a batch made by [`PreparedBatch::new`]).
+    fn as_write(&self) -> BatchToWrite<'_> {
+        BatchToWrite {
+            bytes: &self.bytes,
+            spans: &self.spans,
+            windows: &self.windows,
+        }
+    }
+
     /// How many spans the batch holds.
     pub fn len(&self) -> usize {
         self.spans.len()
@@ -140,6 +191,22 @@ impl PreparedBatch {
         self.spans.is_empty()
     }
 }
+
+/// What one write transaction writes: encoded spans with their entries sorted by key, and index entries.
+struct BatchToWrite<'a> {
+    bytes: &'a [u8],
+    spans: &'a [(u128, u64, Range<usize>)],
+    windows: &'a [(ObjectKey, i64, u128, u64)],
+}
+
+/// Deferred writes are held in memory and written together once they hold this many bytes of encoded spans (or at
+/// the next sync, `Immediate` write or read). Writing a trace's chunk costs a decompression and a compression of
+/// the whole chunk, so a span written alone costs as much as the chunk it joins; held together, the spans a bulk
+/// load brings to a trace join its chunk in one rewrite, and each B-tree page is copied once per write instead of
+/// once per batch (benches/README.md, "Replay into the store"). What is held costs this much memory plus 40 bytes
+/// per span (and the index entries of its object spans), twice that while it is written; 32 MiB is as fast as 64 on
+/// the corpus of one million events and holds less.
+const HELD_BYTES: usize = 32 * 1024 * 1024;
 
 /// One window of an object, as the index knows it: when it starts and ends, and the trace that holds it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -241,6 +308,10 @@ struct Inner {
     io_failed: AtomicBool,
     /// Deferred writes were made since the last [`SpanStore::sync`]: a bulk load, which the sync compacts.
     deferred_since_sync: AtomicBool,
+    /// Deferred writes not in the file yet. Locked after `compression`, never before it.
+    held: Mutex<PreparedBatch>,
+    /// Held deferred writes are written once they hold this many bytes of encoded spans ([`HELD_BYTES`]).
+    held_bytes: usize,
     /// How long the last open took when it had to repair the store.
     repaired_on_open: Mutex<Option<Duration>>,
 }
@@ -266,6 +337,18 @@ impl std::fmt::Debug for SpanStore {
             .field("path", &self.inner.path)
             .field("read_only", &matches!(*self.handle(), Handle::ReadOnly(_)))
             .finish()
+    }
+}
+
+impl Drop for SpanStore {
+    /// The last handle of a store writes the deferred writes it still holds in memory into the file, where closing
+    /// the database makes them durable, as it does the deferred writes already in the file. (Two last handles
+    /// dropped at the same moment on two threads may both leave that to the other: deferred writes are only
+    /// promised to be durable after [`SpanStore::sync`].) An error here has no one to go to and is dropped.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.inner) == 1 {
+            let _ = self.write_held();
+        }
     }
 }
 
@@ -391,6 +474,8 @@ impl SpanStore {
                 options,
                 io_failed: AtomicBool::new(false),
                 deferred_since_sync: AtomicBool::new(false),
+                held: Mutex::new(PreparedBatch::default()),
+                held_bytes: HELD_BYTES,
                 repaired_on_open: Mutex::new(None),
             }),
         };
@@ -421,6 +506,8 @@ impl SpanStore {
                 options: options.clone(),
                 io_failed: AtomicBool::new(false),
                 deferred_since_sync: AtomicBool::new(false),
+                held: Mutex::new(PreparedBatch::default()),
+                held_bytes: HELD_BYTES,
                 repaired_on_open: Mutex::new(repaired_on_open),
             }),
         };
@@ -474,6 +561,21 @@ impl SpanStore {
             objects: store.object_count()?,
             took: started.elapsed(),
         })
+    }
+
+    /// A store that holds at most `bytes` of deferred writes in memory, for tests of what happens beyond the bound.
+    #[cfg(test)]
+    pub(crate) fn with_held_bytes(mut self, bytes: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.held_bytes = bytes;
+        }
+        self
+    }
+
+    /// Bytes of encoded spans held in memory now (deferred writes not in the file yet).
+    #[cfg(test)]
+    pub(crate) fn held_now(&self) -> usize {
+        self.held().encoded_bytes()
     }
 
     /// How long this store's open took, when the open had to repair it (its last writer stopped in the middle of
@@ -618,6 +720,8 @@ impl SpanStore {
     }
 
     fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        // Deferred writes are visible to reads at once: what is held in memory is written first.
+        self.write_held()?;
         let txn = match &*self.handle() {
             Handle::Writable(db) => db.begin_read(),
             Handle::ReadOnly(db) => db.begin_read(),
@@ -657,15 +761,94 @@ impl SpanStore {
     ) -> Result<(), StoreError> {
         let mut compression = self.compression();
         compression.collect(batch);
+        let deferred =
+            durability == WriteDurability::Deferred && !self.inner.options.shared_with_readers;
+        let mut held = self.held();
+        if held.is_empty() && !deferred {
+            return self.commit(db, &mut compression, batch.as_write(), durability);
+        }
+        // Held deferred writes are written before this batch (in the same transaction): of two copies of a span,
+        // the later written stays.
+        let mark = held.mark();
+        held.append(batch);
+        if deferred {
+            self.inner
+                .deferred_since_sync
+                .store(true, Ordering::Relaxed);
+            if held.encoded_bytes() < self.inner.held_bytes {
+                return Ok(());
+            }
+        }
+        match self.commit_held(db, &mut compression, &held, durability) {
+            Ok(()) => {
+                // The buffers are kept for the next deferred writes (growing them again would cost as much as
+                // the copy into them), and freed by the next sync.
+                held.clear();
+                Ok(())
+            }
+            Err(err) => {
+                // This batch failed and is not kept; what was held before it stays held for the next write.
+                held.truncate(mark);
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes the held deferred writes, sorted, in one transaction.
+    fn commit_held(
+        &self,
+        db: &Database,
+        compression: &mut Compression,
+        held: &PreparedBatch,
+        durability: WriteDurability,
+    ) -> Result<(), StoreError> {
+        let spans = held.sorted_spans();
+        let batch = BatchToWrite {
+            spans: &spans,
+            ..held.as_write()
+        };
+        self.commit(db, compression, batch, durability)
+    }
+
+    /// Writes what deferred writes hold in memory into the file (without making it durable), so that a read sees
+    /// it. Nothing to do in a store that holds none (a read-only one never does).
+    fn write_held(&self) -> Result<(), StoreError> {
+        if self.held().is_empty() {
+            return Ok(());
+        }
+        self.with_writer(|db| {
+            let mut compression = self.compression();
+            let mut held = self.held();
+            if held.is_empty() {
+                return Ok(());
+            }
+            self.commit_held(db, &mut compression, &held, WriteDurability::Deferred)?;
+            held.clear();
+            Ok(())
+        })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, PreparedBatch> {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `batch` (its span entries sorted by key) in one transaction.
+    fn commit(
+        &self,
+        db: &Database,
+        compression: &mut Compression,
+        batch: BatchToWrite<'_>,
+        durability: WriteDurability,
+    ) -> Result<(), StoreError> {
         let mut txn = db
             .begin_write()
             .map_err(|e| self.storage("begin a write", e))?;
         if durability == WriteDurability::Deferred && !self.inner.options.shared_with_readers {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| self.storage("defer durability", e))?;
-            self.inner
-                .deferred_since_sync
-                .store(true, Ordering::Relaxed);
         }
         let committed_dictionary = {
             let mut dictionaries = txn
@@ -696,7 +879,7 @@ impl SpanStore {
                 added_spans: 0,
                 added_traces: 0,
             };
-            let mut rest = batch.spans.as_slice();
+            let mut rest = batch.spans;
             while let Some((trace, _, _)) = rest.first() {
                 let len = rest.partition_point(|(t, _, _)| t == trace);
                 let (same, others) = rest.split_at(len);
@@ -736,7 +919,7 @@ impl SpanStore {
             let mut objects = txn
                 .open_table(OBJECTS)
                 .map_err(|e| self.storage("open the objects table", e))?;
-            for (key, start, trace, length) in &batch.windows {
+            for (key, start, trace, length) in batch.windows {
                 let [cluster, group, resource, namespace, name] = key.fields();
                 windows
                     .insert(
@@ -852,10 +1035,20 @@ impl SpanStore {
     /// a replay), also compacts the store ([`SpanStore::compact`]): a bulk load leaves much of the file free.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.with_writer(|db| {
-            let txn = db
-                .begin_write()
-                .map_err(|e| self.storage("begin a write", e))?;
-            txn.commit().map_err(|e| self.storage("commit", e))
+            let mut compression = self.compression();
+            let mut held = self.held();
+            if held.is_empty() {
+                let txn = db
+                    .begin_write()
+                    .map_err(|e| self.storage("begin a write", e))?;
+                txn.commit().map_err(|e| self.storage("commit", e))?;
+            } else {
+                // On failure, what is held stays held: the next sync tries again.
+                self.commit_held(db, &mut compression, &held, WriteDurability::Immediate)?;
+            }
+            // The held buffers are freed until the next deferred writes.
+            *held = PreparedBatch::default();
+            Ok(())
         })?;
         if self
             .inner

@@ -867,6 +867,9 @@ fn the_sync_after_deferred_writes_compacts_the_store() {
         store
             .write(&PreparedBatch::new(&batch), WriteDurability::Deferred)
             .unwrap();
+        // A read writes what deferred writes hold in memory into the file: one transaction per batch, as a bulk
+        // load larger than that memory writes, leaving free pages behind.
+        assert!(store.span_count().unwrap() > 0);
         written.extend(batch);
     }
     let before = std::fs::metadata(store.path()).unwrap().len();
@@ -895,4 +898,156 @@ fn the_sync_after_deferred_writes_compacts_the_store() {
     );
     drop(store);
     assert_eq!(all(&SpanStore::open(dir.path()).unwrap()), expected);
+}
+
+/// Deferred writes are held in memory and written together: reads see them at once, the file holds them after
+/// the sync, and after the store is dropped without one (as closing the database makes deferred commits durable).
+#[test]
+fn held_deferred_writes_are_read_at_once_and_kept_by_a_sync_or_a_drop() {
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let spans = trace_of(&nginx, "2024-05-01T12:00:00Z");
+    for end in ["sync", "drop"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::create(dir.path()).unwrap();
+        let file_before = std::fs::metadata(store.path()).unwrap().len();
+        store
+            .write(&PreparedBatch::new(&spans), WriteDurability::Deferred)
+            .unwrap();
+        // Held, not written: the file has not grown.
+        assert_eq!(std::fs::metadata(store.path()).unwrap().len(), file_before);
+        let reader = store.clone();
+        assert_eq!(reader.span_count().unwrap(), 4, "{end}");
+        assert_eq!(
+            reader.spans_of_trace(spans[0].trace_id).unwrap(),
+            sorted(spans.clone())
+        );
+        store
+            .write(
+                &PreparedBatch::new(&trace_of(&nginx, "2024-05-01T13:00:00Z")),
+                WriteDurability::Deferred,
+            )
+            .unwrap();
+        if end == "sync" {
+            store.sync().unwrap();
+        }
+        drop((store, reader));
+        let store = SpanStore::open(dir.path()).unwrap();
+        assert_eq!(store.span_count().unwrap(), 8, "{end}");
+        assert_eq!(store.trace_count().unwrap(), 2, "{end}");
+        assert_eq!(
+            store
+                .windows_of(
+                    &nginx.key,
+                    at("2024-05-01T00:00:00Z"),
+                    at("2024-05-02T00:00:00Z")
+                )
+                .unwrap()
+                .len(),
+            2,
+            "{end}"
+        );
+    }
+}
+
+/// Of two copies of a span, the later written stays whether either of them was held: an `Immediate` write after a
+/// held one, and a held one after an `Immediate` one.
+#[test]
+fn of_a_held_copy_and_a_written_copy_the_later_stays() {
+    let deployment = object("prod", "apps", "deployments", "default", "nginx");
+    let copy = |user: &str| {
+        let activity = Activity::new(
+            Object::new(deployment.clone()),
+            SourceKind::Audit,
+            at("2024-05-01T12:00:00Z"),
+            format!("{user} create"),
+            "audit id 1",
+        );
+        activity_span(&activity, window("2024-05-01T12:00:00Z"))
+    };
+    let (first, later) = (copy("some-user"), copy("system:anonymous"));
+    assert_eq!(first.span_id, later.span_id);
+    for order in [
+        [WriteDurability::Deferred, WriteDurability::Immediate],
+        [WriteDurability::Immediate, WriteDurability::Deferred],
+        [WriteDurability::Deferred, WriteDurability::Deferred],
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SpanStore::create(dir.path()).unwrap();
+        store
+            .write(&PreparedBatch::new(std::slice::from_ref(&first)), order[0])
+            .unwrap();
+        store
+            .write(&PreparedBatch::new(std::slice::from_ref(&later)), order[1])
+            .unwrap();
+        assert_eq!(all(&store), vec![later.clone()], "{order:?}");
+        store.sync().unwrap();
+        drop(store);
+        assert_eq!(
+            all(&SpanStore::open(dir.path()).unwrap()),
+            vec![later.clone()],
+            "{order:?}"
+        );
+    }
+}
+
+/// Deferred writes beyond the memory bound are written in pieces as they come (each piece sorted and merged into
+/// the chunks the earlier pieces wrote), and the store holds every span once, as one write of everything would.
+#[test]
+fn a_bulk_load_beyond_the_held_bound_is_written_in_pieces() {
+    let make_batches = || {
+        (0..30).map(|round| {
+            let mut batch = Vec::new();
+            for i in 0..20 {
+                let pod = object(
+                    "prod",
+                    "",
+                    "pods",
+                    "default",
+                    &format!("web-{}", (i * 7 + round) % 25),
+                );
+                batch.extend(trace_of(
+                    &pod,
+                    &format!("2024-05-01T12:{:02}:00Z", round % 3),
+                ));
+            }
+            batch
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // About 3 batches of encoded spans held at most: 10 or so pieces.
+    let store = SpanStore::create(dir.path())
+        .unwrap()
+        .with_held_bytes(60_000);
+    let mut written = Vec::new();
+    let mut pieces = 0;
+    for batch in make_batches() {
+        let prepared = PreparedBatch::new(&batch);
+        let held_before = store.held_now();
+        store.write(&prepared, WriteDurability::Deferred).unwrap();
+        let held = store.held_now();
+        if held == 0 {
+            pieces += 1;
+        } else {
+            assert_eq!(held, held_before + prepared.encoded_bytes());
+            assert!(held < 60_000, "{held} bytes held");
+        }
+        written.extend(batch);
+    }
+    assert!(pieces >= 5, "written in {pieces} pieces");
+    store.sync().unwrap();
+    assert_eq!(store.held_now(), 0);
+    let expected = {
+        let mut unique = sorted(written.clone());
+        unique.dedup_by_key(|s| (s.trace_id, s.span_id));
+        unique
+    };
+    assert_eq!(all(&store), expected);
+    assert_eq!(store.span_count().unwrap(), expected.len() as u64);
+    // The same spans written in one batch, durably, make the same store contents.
+    let one_dir = tempfile::tempdir().unwrap();
+    let one = SpanStore::create(one_dir.path()).unwrap();
+    one.write_spans(&written).unwrap();
+    assert_eq!(all(&one), expected);
+    assert_eq!(one.trace_count().unwrap(), store.trace_count().unwrap());
+    assert_eq!(one.object_count().unwrap(), store.object_count().unwrap());
 }
