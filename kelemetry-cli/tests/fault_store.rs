@@ -136,14 +136,23 @@ fn a_store_whose_writer_was_killed_is_refused_with_a_hint_then_repaired() {
     let store_arg = store.to_string_lossy().into_owned();
     let config = follower_config(dir.path());
 
-    // kill -9 of a writer in the middle of its writes: 20,000 events to follow, killed once it stored some.
+    // kill -9 of a writer in the middle of its writes: 20,000 events to follow, killed once it stored the first
+    // object (the shards export independently: other objects' spans may reach the store before its own).
     append_audit(&log, 0..20_000);
     let run = start_run(&binary, &config);
-    let stored_before_kill = wait_until("run stores spans", Duration::from_secs(60), || {
-        Ok(checked_spans(&binary, &store)
-            .ok()
-            .filter(|&spans| spans > 0))
-    })
+    let stored_before_kill = wait_until(
+        "run stores the first object's spans",
+        Duration::from_secs(60),
+        || {
+            let shown = command(&binary, &["show", &object_of(0), "--store", &store_arg]);
+            if !shown.status.success() {
+                return Ok(None);
+            }
+            Ok(checked_spans(&binary, &store)
+                .ok()
+                .filter(|&spans| spans > 0))
+        },
+    )
     .unwrap();
     run.kill_9();
 
