@@ -167,7 +167,7 @@ async fn idle_connections_make_room_and_a_batch_gets_through_at_once() {
     }
     assert_eq!(closed, 32);
 
-    // One client: the health check goes over the batch's connection, which took the place of one more idle one.
+    // One client: the batch's connection takes the place of one more idle one.
     let client = client();
     let started = Instant::now();
     let url = format!("http://{}/audit", running.address);
@@ -186,7 +186,12 @@ async fn idle_connections_make_room_and_a_batch_gets_through_at_once() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(running.connections().peer_limit_closed_idle, 33);
+    // Each of the client's connections made room: the batch's, and the health check's when the client's pool had
+    // not got the batch's connection back in time (seen on a loaded machine).
+    let counts = running.connections();
+    let own = counts.accepted - 40;
+    assert!((1..=2).contains(&own), "{counts:?}");
+    assert_eq!(counts.peer_limit_closed_idle, 32 + own, "{counts:?}");
     assert_eq!(running.counts().batches_accepted, 1);
     drop(idle);
     let sink = running.stop().await;
