@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 
 use crate::json_scan;
 
-/// What has an object's `metadata`: a parsed [`Value`], a [`Body`], or an `Arc` of either. The
+/// What has an object's `metadata`: a parsed [`Value`], a [`Body`], or a reference or `Arc` of either. The
 /// functions of this module take any of them, so that a [`Body`] answers from its metadata alone.
 pub trait BodyMetadata {
     /// The body's `metadata`, if present.
@@ -56,6 +56,20 @@ pub trait BodyMetadata {
 impl BodyMetadata for Value {
     fn metadata(&self) -> Option<&Value> {
         self.get("metadata")
+    }
+}
+
+impl<T: BodyMetadata + ?Sized> BodyMetadata for &T {
+    fn metadata(&self) -> Option<&Value> {
+        (**self).metadata()
+    }
+
+    fn metadata_string(&self, field: &str) -> Option<&str> {
+        (**self).metadata_string(field)
+    }
+
+    fn has_label(&self, key: &str) -> bool {
+        (**self).has_label(key)
     }
 }
 
@@ -155,7 +169,7 @@ impl Body {
 
     /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].
     fn from_checked(text: Box<str>) -> Option<Self> {
-        let fields = json_scan::sorted_object_fields(&text)?;
+        let fields = json_scan::object_fields(&text)?;
         let top_fields = sorted_field_spans(&text, &text, &fields);
         let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
         for field in fields {
@@ -180,7 +194,7 @@ impl Body {
         let mut metadata_fields = None;
         if let Some(range) = &metadata_at {
             let metadata = text.get(range.clone())?;
-            let fields = json_scan::sorted_object_fields(metadata)?;
+            let fields = json_scan::object_fields(metadata)?;
             metadata_fields = sorted_field_spans(&text, metadata, &fields);
             for field in fields {
                 if field.name == "labels" {
@@ -382,8 +396,8 @@ pub(crate) struct FieldSpan {
     value: (u32, u32),
 }
 
-/// The `fields` of `object` (a slice of `text`; as [`json_scan::sorted_object_fields`] gives them) as
-/// [`FieldSpan`]s of `text`; `None` when a name has escapes or the text is too long for the spans.
+/// The fields of `object` (a slice of `text`) as [`FieldSpan`]s of `text`, sorted by name, a repeated name keeping
+/// its last value; `None` when a name has escapes or the text is too long for the spans.
 fn sorted_field_spans(
     text: &str,
     object: &str,
@@ -402,12 +416,26 @@ fn sorted_field_spans(
             return None;
         };
         let value = base + field.value.start..base + field.value.end;
-        spans.push(FieldSpan {
-            name: span(content_range(text, name))?,
-            value: span(value)?,
-        });
+        spans.push((
+            *name,
+            FieldSpan {
+                name: span(content_range(text, name))?,
+                value: span(value)?,
+            },
+        ));
     }
-    Some(spans.into())
+    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
+    spans.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept: Vec<FieldSpan> = Vec::with_capacity(spans.len());
+    let mut last_name: Option<&str> = None;
+    for (name, span) in spans {
+        match kept.last_mut() {
+            Some(last) if last_name == Some(name) => *last = span,
+            _ => kept.push(span),
+        }
+        last_name = Some(name);
+    }
+    Some(kept.into())
 }
 
 impl Body {

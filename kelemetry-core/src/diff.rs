@@ -649,10 +649,20 @@ fn push_line(out: &mut String, entry: &DiffEntry<'_>) {
 /// The fields of the object `text`, sorted by name, a name that repeats holding its last value (as in a parsed
 /// `Map`); `None` when `text` is another value.
 fn sorted_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
-    json_scan::sorted_object_fields(text)?
+    let mut fields: Vec<(Cow<'_, str>, &str)> = json_scan::object_fields(text)?
         .into_iter()
         .map(|field| Some((field.name, text.get(field.value)?)))
-        .collect()
+        .collect::<Option<_>>()?;
+    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(fields.len());
+    for field in fields {
+        match kept.last_mut() {
+            Some(last) if last.0 == field.0 => *last = field,
+            _ => kept.push(field),
+        }
+    }
+    Some(kept)
 }
 
 /// Whether `raw` (valid JSON) is written the way `serde_json` would write its value back: `true`, `false`,

@@ -47,22 +47,6 @@ pub(crate) fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
     }
 }
 
-/// The fields of `text` sorted by name, as a parsed `Map` holds them: of the fields with one name, only the last
-/// in the text; `None` if `text` is not an object.
-pub(crate) fn sorted_object_fields(text: &str) -> Option<Vec<Field<'_>>> {
-    let mut fields = object_fields(text)?;
-    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
-    fields.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut kept: Vec<Field<'_>> = Vec::with_capacity(fields.len());
-    for field in fields {
-        match kept.last_mut() {
-            Some(last) if last.name == field.name => *last = field,
-            _ => kept.push(field),
-        }
-    }
-    Some(kept)
-}
-
 /// The content of a JSON string literal (`"..."`) without its quotes, if it holds no escape.
 pub(crate) fn plain_string(literal: &str) -> Option<&str> {
     let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
