@@ -1,18 +1,22 @@
 //! Object bodies kept as text (`Body::from_text`) and the diff of two of them on their text: the input is two
-//! bodies separated by a `0xFF` byte (never part of UTF-8 text). Checks: a body from text answers its metadata,
+//! bodies separated by a `0xFF` byte (never part of UTF-8 text). Checks: text accepted as a body parses (as
+//! `parse_object_body`, which is how the body parses when read whole); a body from text answers its metadata,
 //! kind and labels as the same body parsed does, and the text diff of two bodies gives the lines of the diff of
 //! their parsed values.
 
 #![no_main]
 
 use kelemetry_core::ListKeys;
-use kelemetry_core::body::{Body, BodyMetadata, metadata_str, metadata_value};
+use kelemetry_core::body::{Body, BodyMetadata, metadata_str, metadata_value, parse_object_body};
 use kelemetry_core::diff::{AUDIT_EXCLUDED_FIELDS, audit_diff_bodies, keyed_diff};
 use libfuzzer_sys::fuzz_target;
 
 fn body(bytes: &[u8]) -> Option<Body> {
     let text = std::str::from_utf8(bytes).ok()?;
     let body = Body::from_text(text).ok()?;
+    if let Err(error) = parse_object_body(text) {
+        panic!("a body accepted from text does not parse: {error}");
+    }
     let parsed = Body::from_value(body.value().clone());
     assert_eq!(body.kind(), parsed.kind(), "kind");
     assert_eq!(body.has_metadata(), parsed.has_metadata(), "has_metadata");

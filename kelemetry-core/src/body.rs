@@ -663,6 +663,51 @@ mod tests {
         assert_eq!(without_metadata, json!({"kind": "Status"}));
     }
 
+    /// Found by fuzzing (fuzz/regressions/object_body/number-out-of-range): `serde_json` checks a number beyond
+    /// the range of `f64` without complaint but will not read it into a `Value`, so a body holding one was taken
+    /// as text and then parsed to nothing, and its text and its value answered differently. Such text, and the
+    /// other text `serde_json` checks but does not read (half a surrogate pair, nesting past its limit), is now
+    /// refused as a body, from text and from a raw value alike.
+    #[test]
+    fn text_that_checks_but_does_not_parse_is_refused() {
+        let regression = include_bytes!("../../fuzz/regressions/object_body/number-out-of-range");
+        let second = regression.iter().position(|&b| b == 0xFF).unwrap() + 1;
+        let deep = format!(
+            r#"{{"metadata":{{}},"spec":{}{}}}"#,
+            "[".repeat(127),
+            "]".repeat(127)
+        );
+        for text in [
+            std::str::from_utf8(&regression[second..]).unwrap(),
+            r#"{"metadata":{"name":"a"},"spec":{"x":1e999}}"#,
+            r#"{"metadata":{"name":"\ud800"}}"#,
+            &deep,
+        ] {
+            serde_json::from_str::<IgnoredAny>(text).unwrap();
+            assert!(parse_object_body(text).is_err(), "{text}");
+            assert!(Body::from_text(text).is_err(), "{text}");
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            assert!(Body::from_raw(raw).is_none(), "{text}");
+        }
+    }
+
+    /// Found by fuzzing (fuzz/regressions/object_body/repeated-metadata): `metadata` twice, first a string and then
+    /// an object. `serde_json` keeps the last of a repeated field but refuses the body (each `metadata` is read as
+    /// an object); so must a body from text.
+    #[test]
+    fn a_repeated_metadata_must_be_an_object_each_time() {
+        let regression = include_bytes!("../../fuzz/regressions/object_body/repeated-metadata");
+        let end = regression.iter().position(|&b| b == 0xFF).unwrap();
+        let text = std::str::from_utf8(&regression[..end]).unwrap();
+        assert!(parse_object_body(text).is_err());
+        assert!(Body::from_text(text).is_err());
+        let last_is_text = r#"{"metadata":{"name":"a"},"metadata":"b"}"#;
+        assert!(Body::from_text(last_is_text).is_err());
+        let twice =
+            Body::from_text(r#"{"metadata":{"name":"a"},"metadata":{"name":"b"}}"#).unwrap();
+        assert_eq!(twice.metadata_string("name"), Some("b"));
+    }
+
     /// The response bodies with `metadata` of the recorded deployment scenario.
     fn recorded_response_bodies() -> Vec<Value> {
         let text = std::fs::read_to_string(concat!(

@@ -2,6 +2,10 @@
 //! without parsing it: where each field of an object is, where a value ends. Strings are skipped with `memchr`
 //! (most of a Kubernetes body is strings), everything else by counting brackets. What the scan cannot make sense of
 //! gives `None`, never a panic, so that text that was not checked after all is refused rather than misread.
+//!
+//! Text that `serde_json` checks without building anything (`IgnoredAny`, `RawValue`) may still be text it will not
+//! read into a `Value`: a number beyond the range of `f64`, a `\u` escape of half a surrogate pair, nesting deeper
+//! than its recursion limit. The scan refuses those too (`None`), so that a body it accepted always parses.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -71,7 +75,8 @@ fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// The index just past the string literal that starts at `at` (on its opening quote).
+/// The index just past the string literal that starts at `at` (on its opening quote); `None` also for a `\u`
+/// escape `serde_json` refuses to read: half a surrogate pair.
 fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'"') {
         return None;
@@ -82,12 +87,34 @@ fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
         match bytes[found] {
             b'"' => return Some(found + 1),
             // An escape: the next byte is escaped (`\"`, `\\`, `\u`...), never the end.
+            _ if bytes.get(found + 1) == Some(&b'u') => at = unicode_escape_end(bytes, found)?,
             _ => at = found + 2,
         }
     }
 }
 
-/// The index just past the value that starts at `at`.
+/// The index just past the `\uXXXX` escape at `at`, or past the pair of them that encodes one character beyond
+/// the Basic Multilingual Plane; `None` for half a pair (a surrogate not in one), which `serde_json` refuses.
+fn unicode_escape_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let unit = |at: usize| {
+        let digits = std::str::from_utf8(bytes.get(at + 2..at + 6)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    match unit(at)? {
+        0xD800..=0xDBFF if bytes.get(at + 6..at + 8) == Some(b"\\u") => (0xDC00..=0xDFFF)
+            .contains(&unit(at + 6)?)
+            .then_some(at + 12),
+        0xD800..=0xDFFF => None,
+        _ => Some(at + 6),
+    }
+}
+
+/// How deep arrays and objects may nest in the value of a field: `serde_json` reads at most 127 levels into a
+/// `Value`, one of them the object the field is in.
+const MAX_FIELD_VALUE_DEPTH: usize = 126;
+
+/// The index just past the value that starts at `at`; `None` for one `serde_json` reads no `Value` from (see the
+/// module's documentation).
 pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => string_end(bytes, at),
@@ -100,7 +127,17 @@ pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
                         at = string_end(bytes, at)?;
                         continue;
                     }
-                    b'{' | b'[' => depth += 1,
+                    // Outside strings only a number has digits (and may start with `-`).
+                    b'-' | b'0'..=b'9' => {
+                        at = scalar_end(bytes, at)?;
+                        continue;
+                    }
+                    b'{' | b'[' => {
+                        depth += 1;
+                        if depth > MAX_FIELD_VALUE_DEPTH {
+                            return None;
+                        }
+                    }
                     b'}' | b']' => {
                         depth = depth.checked_sub(1)?;
                         if depth == 0 {
@@ -112,17 +149,28 @@ pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
                 at += 1;
             }
         }
-        _ => {
-            let mut end = at;
-            while bytes
-                .get(end)
-                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-            {
-                end += 1;
-            }
-            (end > at).then_some(end)
-        }
+        _ => scalar_end(bytes, at),
     }
+}
+
+/// The index just past the number, `true`, `false` or `null` at `at`; `None` for a number beyond the range of
+/// `f64`, which `serde_json` refuses to read.
+fn scalar_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut end = at;
+    while bytes
+        .get(end)
+        .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        end += 1;
+    }
+    let literal = bytes.get(at..end).filter(|literal| !literal.is_empty())?;
+    // Only a number with an exponent or more than 300 digits can leave the range (about 1.8e308); those
+    // `serde_json` itself reads, since where it rounds to infinity differs from the standard library.
+    let number = matches!(literal[0], b'-' | b'0'..=b'9');
+    if number && (literal.len() > 300 || literal.iter().any(|b| matches!(b, b'e' | b'E'))) {
+        serde_json::from_slice::<serde_json::Value>(literal).ok()?;
+    }
+    Some(end)
 }
 
 #[cfg(test)]
@@ -175,6 +223,40 @@ mod tests {
             "{\"a\":1]}",
         ] {
             assert!(object_fields(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn values_serde_json_reads_no_value_from_give_none() {
+        let deep = |depth: usize| format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+        for text in [
+            r#"{"a":1e400}"#,
+            r#"{"a":[-1E+309]}"#,
+            r#"{"a":{"b":1.7976931348623159e308}}"#,
+            &format!(r#"{{"a":[{}]}}"#, "9".repeat(400)),
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":["x\uDC00"]}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\ud800x"}"#,
+            &deep(127),
+        ] {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_err(),
+                "{text}"
+            );
+            assert!(object_fields(text).is_none(), "{text}");
+        }
+        for text in [
+            r#"{"a":1e308,"b":-1e-400,"c":[1.5E3,true,false,null]}"#,
+            &format!(r#"{{"a":[{}]}}"#, "9".repeat(300)),
+            r#"{"a":"\ud83d\ude00 \u00e9 \u0041"}"#,
+            &deep(126),
+        ] {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(text).is_ok(),
+                "{text}"
+            );
+            assert!(object_fields(text).is_some(), "{text}");
         }
     }
 
