@@ -169,20 +169,16 @@ impl Body {
 
     /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].
     fn from_checked(text: Box<str>) -> Option<Self> {
-        let fields = json_scan::object_fields(&text)?;
-        let top_fields = sorted_field_spans(&text, &text, &fields);
+        // One pass finds the top-level fields and those of `metadata`.
+        let (fields, metadata) = json_scan::object_and_nested_fields(&text, "metadata")?;
+        let top_fields = sorted_field_spans(&text, &fields);
         let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
         for field in fields {
             match &*field.name {
-                "metadata" => {
-                    if !text.get(field.value.clone())?.starts_with('{') {
-                        return None;
-                    }
-                    metadata_at = Some(field.value);
-                }
+                "metadata" => metadata_at = Some(field.value),
                 "kind" => {
                     kind_at = match json_scan::plain_string(text.get(field.value.clone())?) {
-                        Some(kind) => Skimmed::Plain(content_range(&text, kind)),
+                        Some(_) => Skimmed::Plain(field.value.start + 1..field.value.end - 1),
                         None => Skimmed::Other,
                     };
                 }
@@ -192,24 +188,19 @@ impl Body {
         let mut skimmed: [Skimmed; 4] = Default::default();
         let mut labels_at = None;
         let mut metadata_fields = None;
-        if let Some(range) = &metadata_at {
-            let metadata = text.get(range.clone())?;
-            let fields = json_scan::object_fields(metadata)?;
-            metadata_fields = sorted_field_spans(&text, metadata, &fields);
+        if let Some(fields) = metadata {
+            metadata_fields = sorted_field_spans(&text, &fields);
             for field in fields {
+                let literal = text.get(field.value.clone())?;
                 if field.name == "labels" {
-                    let labels = metadata.get(field.value.clone())?;
-                    labels_at = labels
-                        .starts_with('{')
-                        .then(|| content_range(&text, labels));
+                    labels_at = literal.starts_with('{').then_some(field.value);
                     continue;
                 }
                 let Some(i) = SKIMMED_FIELDS.iter().position(|name| *name == field.name) else {
                     continue;
                 };
-                let literal = metadata.get(field.value)?;
                 skimmed[i] = match json_scan::plain_string(literal) {
-                    Some(content) => Skimmed::Plain(content_range(&text, content)),
+                    Some(_) => Skimmed::Plain(field.value.start + 1..field.value.end - 1),
                     None => Skimmed::Other,
                 };
             }
@@ -396,14 +387,9 @@ pub(crate) struct FieldSpan {
     value: (u32, u32),
 }
 
-/// The fields of `object` (a slice of `text`) as [`FieldSpan`]s of `text`, sorted by name, a repeated name keeping
-/// its last value; `None` when a name has escapes or the text is too long for the spans.
-fn sorted_field_spans(
-    text: &str,
-    object: &str,
-    fields: &[json_scan::Field<'_>],
-) -> Option<Arc<[FieldSpan]>> {
-    let base = content_range(text, object).start;
+/// `fields` (of an object in `text`, their ranges of `text`) as [`FieldSpan`]s, sorted by name, a repeated name
+/// keeping its last value; `None` when a name has escapes or the text is too long for the spans.
+fn sorted_field_spans(text: &str, fields: &[json_scan::Field<'_>]) -> Option<Arc<[FieldSpan]>> {
     let span = |range: Range<usize>| {
         Some((
             u32::try_from(range.start).ok()?,
@@ -415,12 +401,11 @@ fn sorted_field_spans(
         let std::borrow::Cow::Borrowed(name) = &field.name else {
             return None;
         };
-        let value = base + field.value.start..base + field.value.end;
         spans.push((
             *name,
             FieldSpan {
                 name: span(content_range(text, name))?,
-                value: span(value)?,
+                value: span(field.value.clone())?,
             },
         ));
     }
@@ -677,11 +662,28 @@ mod tests {
             "[".repeat(127),
             "]".repeat(127)
         );
+        let nest = |depth: usize| {
+            format!(
+                r#"{{"metadata":{{"name":"a","labels":{}1{}}}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let deep_in_metadata = nest(126);
+        let deepest_accepted = nest(125);
+        parse_object_body(&deepest_accepted).unwrap();
+        assert_eq!(
+            Body::from_text(deepest_accepted)
+                .unwrap()
+                .metadata_string("name"),
+            Some("a")
+        );
         for text in [
             std::str::from_utf8(&regression[second..]).unwrap(),
             r#"{"metadata":{"name":"a"},"spec":{"x":1e999}}"#,
             r#"{"metadata":{"name":"\ud800"}}"#,
             &deep,
+            &deep_in_metadata,
         ] {
             serde_json::from_str::<IgnoredAny>(text).unwrap();
             assert!(parse_object_body(text).is_err(), "{text}");

@@ -798,6 +798,25 @@ impl<'t> TextWalk<'_, '_, 't> {
         list_path: &mut String,
         fields: &mut Option<Vec<String>>,
     ) -> serde_json::Result<()> {
+        // Most fields of two versions are the same text: nothing to do, not even the path.
+        if let (Some(a), Some(b)) = (old, new)
+            && a == b
+        {
+            return Ok(());
+        }
+        // The names from the root are kept only as deep as an excluded path goes.
+        let mut below_excluded = None;
+        let fields = match fields {
+            Some(list)
+                if !self
+                    .excluded
+                    .iter()
+                    .any(|excluded| excluded.len() > list.len()) =>
+            {
+                &mut below_excluded
+            }
+            fields => fields,
+        };
         if let Some(list) = fields.as_mut() {
             list.push(name.to_owned());
             let excluded = self.excluded.iter().any(|excluded| {

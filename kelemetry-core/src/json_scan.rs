@@ -1,6 +1,7 @@
 //! Finding the parts of JSON text that is already known to be valid (checked by `serde_json` when it was read),
-//! without parsing it: where each field of an object is, where a value ends. Strings are skipped with `memchr`
-//! (most of a Kubernetes body is strings), everything else by counting brackets. What the scan cannot make sense of
+//! without parsing it: where each field of an object is, where a value ends. Strings are skipped byte by byte
+//! while short and with `memchr` beyond (most of a Kubernetes body is strings), everything else by counting
+//! brackets. What the scan cannot make sense of
 //! gives `None`, never a panic, so that text that was not checked after all is refused rather than misread.
 //!
 //! Text that `serde_json` checks without building anything (`IgnoredAny`, `RawValue`) may still be text it will not
@@ -19,15 +20,50 @@ pub(crate) struct Field<'t> {
 
 /// The fields of `text` in their order, if it is a JSON object; `None` if it is another value (or not JSON).
 pub(crate) fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
+    let at = skip_whitespace(text.as_bytes(), 0);
+    Some(scan_object(text, at, None, MAX_FIELD_VALUE_DEPTH)?.fields)
+}
+
+/// The fields of `text` as [`object_fields`], and the fields of the object that is the value of the field named
+/// `nested` (of the last, if the name repeats), found in the same pass, their ranges of `text` too. `None` if
+/// `text` is not an object or a field named `nested` is not one.
+pub(crate) fn object_and_nested_fields<'t>(
+    text: &'t str,
+    nested: &str,
+) -> Option<(Vec<Field<'t>>, Option<Vec<Field<'t>>>)> {
+    let at = skip_whitespace(text.as_bytes(), 0);
+    let scanned = scan_object(text, at, Some(nested), MAX_FIELD_VALUE_DEPTH)?;
+    Some((scanned.fields, scanned.nested))
+}
+
+/// What [`scan_object`] found.
+struct ScannedObject<'t> {
+    fields: Vec<Field<'t>>,
+    nested: Option<Vec<Field<'t>>>,
+    /// Just past the closing brace.
+    end: usize,
+}
+
+/// The object at `at` in `text`: its fields (ranges of `text`), those of its field `nested` when asked, and its
+/// end. Its fields' values may nest `depth` levels of arrays and objects.
+fn scan_object<'t>(
+    text: &'t str,
+    at: usize,
+    nested: Option<&str>,
+    depth: usize,
+) -> Option<ScannedObject<'t>> {
     let bytes = text.as_bytes();
-    let mut at = skip_whitespace(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return None;
     }
-    at = skip_whitespace(bytes, at + 1);
-    let mut fields = Vec::new();
+    let mut at = skip_whitespace(bytes, at + 1);
+    let mut scanned = ScannedObject {
+        fields: Vec::new(),
+        nested: None,
+        end: at + 1,
+    };
     if bytes.get(at) == Some(&b'}') {
-        return Some(fields);
+        return Some(scanned);
     }
     loop {
         let name_end = string_end(bytes, at)?;
@@ -37,15 +73,25 @@ pub(crate) fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
             return None;
         }
         let start = skip_whitespace(bytes, at + 1);
-        let end = value_end(bytes, start)?;
-        fields.push(Field {
+        let end = if nested.is_some_and(|nested| name == nested) {
+            // The nested object's own fields are one level deeper.
+            let inner = scan_object(text, start, None, depth.checked_sub(1)?)?;
+            scanned.nested = Some(inner.fields);
+            inner.end
+        } else {
+            value_end_within(bytes, start, depth)?
+        };
+        scanned.fields.push(Field {
             name,
             value: start..end,
         });
         at = skip_whitespace(bytes, end);
         match bytes.get(at) {
             Some(b',') => at = skip_whitespace(bytes, at + 1),
-            Some(b'}') => return Some(fields),
+            Some(b'}') => {
+                scanned.end = at + 1;
+                return Some(scanned);
+            }
             _ => return None,
         }
     }
@@ -82,6 +128,20 @@ fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
         return None;
     }
     let mut at = at + 1;
+    // Most strings of a Kubernetes body are short: a plain loop finds their end sooner than setting up a search.
+    let short_end = bytes.len().min(at + 24);
+    while at < short_end {
+        match bytes[at] {
+            b'"' => return Some(at + 1),
+            b'\\' => return escaped_string_end(bytes, at),
+            _ => at += 1,
+        }
+    }
+    escaped_string_end(bytes, at)
+}
+
+/// The rest of [`string_end`] from `at`, inside the string, with `memchr` (escapes included).
+fn escaped_string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let found = at + memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
         match bytes[found] {
@@ -113,9 +173,9 @@ fn unicode_escape_end(bytes: &[u8], at: usize) -> Option<usize> {
 /// `Value`, one of them the object the field is in.
 const MAX_FIELD_VALUE_DEPTH: usize = 126;
 
-/// The index just past the value that starts at `at`; `None` for one `serde_json` reads no `Value` from (see the
-/// module's documentation).
-pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+/// The index just past the value that starts at `at`, which may nest `max_depth` levels of arrays and objects;
+/// `None` for one `serde_json` reads no `Value` from (see the module's documentation).
+fn value_end_within(bytes: &[u8], at: usize, max_depth: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => string_end(bytes, at),
         b'{' | b'[' => {
@@ -134,7 +194,7 @@ pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
                     }
                     b'{' | b'[' => {
                         depth += 1;
-                        if depth > MAX_FIELD_VALUE_DEPTH {
+                        if depth > max_depth {
                             return None;
                         }
                     }

@@ -525,7 +525,7 @@ impl AuditLogFollower {
             if chunk.is_empty() {
                 return Ok(Flow::Continue);
             }
-            let (content, used, complete) = match chunk.iter().position(|&b| b == b'\n') {
+            let (content, used, complete) = match memchr::memchr(b'\n', chunk) {
                 Some(end) => (&chunk[..end], end + 1, true),
                 None => (chunk, chunk.len(), false),
             };

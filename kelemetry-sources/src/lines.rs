@@ -56,7 +56,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 }
                 break;
             }
-            let (content, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            let (content, used, done) = match memchr::memchr(b'\n', chunk) {
                 Some(end) => (&chunk[..end], end + 1, true),
                 None => (chunk, chunk.len(), false),
             };
