@@ -1,13 +1,16 @@
-//! OTLP/gRPC: the `TraceService/Export` call over tonic, with TLS, headers as metadata and gzip.
+//! OTLP/gRPC: the `TraceService/Export` call over tonic, with TLS, headers as metadata and gzip. A request is
+//! encoded once, when it is made; a retry sends the same bytes.
 
 use std::time::Duration;
 
 use kelemetry_core::otlp::export_request;
 use kelemetry_core::{ExportError, SpanRecord};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
-};
-use tonic::codec::CompressionEncoding;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use prost::bytes::{BufMut, Bytes};
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -16,9 +19,12 @@ use super::transport::{
     UNPAIRED_CLIENT_CERTIFICATE, endpoint_error, header_error, rejected_spans, tls_error,
 };
 
+/// The method OTLP/gRPC exports traces with.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 /// A lazily connected gRPC client of one endpoint.
 pub(super) struct GrpcTransport {
-    client: TraceServiceClient<Channel>,
+    client: Grpc<Channel>,
     headers: MetadataMap,
     timeout: Duration,
     resource_attributes: Vec<(String, String)>,
@@ -37,8 +43,8 @@ impl GrpcTransport {
                 .tls_config(grpc_tls(endpoint, config.tls.as_ref())?)
                 .map_err(|e| tls_error(endpoint, e))?;
         }
-        let mut client = TraceServiceClient::new(channel.connect_lazy())
-            .max_decoding_message_size(4 * 1024 * 1024);
+        let mut client =
+            Grpc::new(channel.connect_lazy()).max_decoding_message_size(4 * 1024 * 1024);
         if config.gzip {
             client = client
                 .send_compressed(CompressionEncoding::Gzip)
@@ -60,25 +66,62 @@ impl GrpcTransport {
         })
     }
 
-    pub(super) fn request(&self, batch: &[SpanRecord]) -> ExportTraceServiceRequest {
-        export_request(batch, &self.resource_attributes)
+    /// The `ExportTraceServiceRequest` of `batch`, encoded.
+    pub(super) fn request(&self, batch: &[SpanRecord]) -> Bytes {
+        Bytes::from(export_request(batch, &self.resource_attributes).encode_to_vec())
     }
 
-    /// Sends one request; `Ok` carries how many spans the endpoint rejected.
-    pub(super) async fn send(
-        &self,
-        message: ExportTraceServiceRequest,
-    ) -> Result<u64, ExportError> {
+    /// Sends one encoded request; `Ok` carries how many spans the endpoint rejected.
+    pub(super) async fn send(&self, message: Bytes) -> Result<u64, ExportError> {
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = self.headers.clone();
         request.set_timeout(self.timeout);
-        let response = self
-            .client
-            .clone()
-            .export(request)
+        let mut client = self.client.clone();
+        client.ready().await.map_err(|error| {
+            grpc_error(&tonic::Status::unavailable(format!(
+                "the channel is not ready: {error}"
+            )))
+        })?;
+        let response = client
+            .unary(
+                request,
+                PathAndQuery::from_static(EXPORT_PATH),
+                EncodedCodec,
+            )
             .await
             .map_err(|status| grpc_error(&status))?;
         Ok(rejected_spans(response.get_ref()))
+    }
+}
+
+/// The codec of an export: the request goes as the bytes it was encoded to, the answer is decoded by prost.
+struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedEncoder;
+    type Decoder = tonic_prost::ProstDecoder<ExportTraceServiceResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+/// Writes a message already encoded.
+struct EncodedEncoder;
+
+impl Encoder for EncodedEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
     }
 }
 

@@ -1,20 +1,19 @@
 //! How a request travels: [`Transport`] over gRPC ([`super::grpc`]) or HTTP/protobuf ([`super::http`]).
 
 use kelemetry_core::{ExportError, SpanRecord};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use tracing::warn;
 
 use super::config::{OtlpConfig, OtlpConfigError, OtlpProtocol};
 use super::grpc::GrpcTransport;
 use super::http::HttpTransport;
 
-/// A prepared request, cheap to send again.
+/// A prepared request, cheap to send again: encoded, shared between retries (cloning it copies no bytes).
 #[derive(Clone)]
 pub(super) enum Prepared {
-    Grpc(ExportTraceServiceRequest),
-    /// The encoded (and maybe compressed) body, shared between retries (cloning it copies no bytes).
+    /// The encoded message (tonic compresses it when asked).
+    Grpc(prost::bytes::Bytes),
+    /// The encoded (and maybe compressed) body.
     Http(prost::bytes::Bytes),
 }
 
