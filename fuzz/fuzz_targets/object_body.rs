@@ -1,7 +1,8 @@
 //! Object bodies kept as text (`Body::from_text`) and the diff of two of them on their text: the input is two
 //! bodies separated by a `0xFF` byte (never part of UTF-8 text). Checks: text accepted as a body parses (as
 //! `parse_object_body`, which is how the body parses when read whole); a body from text answers its metadata,
-//! kind and labels as the same body parsed does, and the text diff of two bodies gives the lines of the diff of
+//! kind and labels as the same body parsed does, its text without `metadata.managedFields` parses to its value,
+//! and the text diff of two bodies gives the lines of the diff of
 //! their parsed values.
 
 #![no_main]
@@ -29,6 +30,10 @@ fn body(bytes: &[u8]) -> Option<Body> {
         assert!(body.has_label(label), "label {label}");
     }
     assert!(!body.has_label("\u{0}not-a-label"));
+    if let Some(cut) = body.text_without_managed_fields() {
+        let value: serde_json::Value = serde_json::from_str(&cut).expect("the cut text parses");
+        assert_eq!(&value, body.value(), "the text without managedFields");
+    }
     Some(Body::from_text(text).ok()?)
 }
 

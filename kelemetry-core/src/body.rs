@@ -434,6 +434,68 @@ impl Body {
     pub(crate) fn sorted_metadata_fields(&self) -> Option<Vec<(std::borrow::Cow<'_, str>, &str)>> {
         resolve_spans(self.text.as_deref()?, self.metadata_fields.as_deref()?)
     }
+
+    /// The body as JSON text without `metadata.managedFields` (the same value as [`Body::value`]), cut from its
+    /// text: the text itself, or the text less that one field. `None` for a body without text, and for text this
+    /// does not cut: written over several lines, a field name with escapes, `managedFields` more than once.
+    ///
+    /// ```
+    /// use kelemetry_core::body::Body;
+    ///
+    /// let body = Body::from_text(r#"{"kind":"Pod","metadata":{"name":"web","managedFields":[{"manager":"k"}]}}"#)
+    ///     .unwrap();
+    /// assert_eq!(body.text_without_managed_fields().unwrap(), r#"{"kind":"Pod","metadata":{"name":"web"}}"#);
+    /// ```
+    pub fn text_without_managed_fields(&self) -> Option<std::borrow::Cow<'_, str>> {
+        const NAME: &str = "managedFields";
+        let text = self.text.as_deref()?;
+        let spans = self.metadata_fields.as_deref().unwrap_or_default();
+        if memchr::memchr(b'\n', text.as_bytes()).is_some()
+            || (self.metadata_at.is_some() && self.metadata_fields.is_none())
+        {
+            return None;
+        }
+        let name_of = |span: &FieldSpan| text.get(span.name.0 as usize..span.name.1 as usize);
+        let Ok(at) = spans.binary_search_by(|span| name_of(span).unwrap_or_default().cmp(NAME))
+        else {
+            return Some(std::borrow::Cow::Borrowed(text));
+        };
+        if memchr::memmem::find_iter(text.as_bytes(), NAME)
+            .nth(1)
+            .is_some()
+        {
+            // Perhaps a second `managedFields` field, of which the spans keep only the last.
+            return None;
+        }
+        let bytes = text.as_bytes();
+        let field = spans.get(at)?;
+        // From the name's opening quote to the end of the value, with the comma on one side of it.
+        let start = (field.name.0 as usize).checked_sub(1)?;
+        let end = field.value.1 as usize;
+        let after = end
+            + bytes
+                .get(end..)?
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        let (cut_start, cut_end) = if bytes.get(after) == Some(&b',') {
+            (start, after + 1)
+        } else {
+            let before = bytes
+                .get(..start)?
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())?;
+            if bytes.get(before) == Some(&b',') {
+                (before, end)
+            } else {
+                (start, end)
+            }
+        };
+        let mut cut = String::with_capacity(text.len() - (cut_end - cut_start));
+        cut.push_str(text.get(..cut_start)?);
+        cut.push_str(text.get(cut_end..)?);
+        Some(std::borrow::Cow::Owned(cut))
+    }
 }
 
 fn resolve_spans<'t>(
@@ -708,6 +770,64 @@ mod tests {
         let twice =
             Body::from_text(r#"{"metadata":{"name":"a"},"metadata":{"name":"b"}}"#).unwrap();
         assert_eq!(twice.metadata_string("name"), Some("b"));
+    }
+
+    #[test]
+    fn the_text_without_managed_fields_is_the_parsed_value() {
+        let cases = [
+            r#"{"metadata":{"managedFields":[{"m":"a"}],"name":"a"},"spec":{}}"#,
+            r#"{"metadata":{"name":"a","managedFields":[{"m":"a"}]},"spec":{}}"#,
+            r#"{"metadata":{"name":"a","managedFields":[],"uid":"u"}}"#,
+            r#"{"metadata":{"managedFields":{"x":1}}}"#,
+            r#"{ "metadata" : { "name" : "a" , "managedFields" : [ 1 ] } , "spec" : { } }"#,
+            r#"{"metadata":{"name":"a"},"spec":{"managedFields":[1]},"managedFields":2}"#,
+            r#"{"kind":"Status"}"#,
+        ];
+        for text in cases {
+            let body = Body::from_text(text).unwrap();
+            let cut = body.text_without_managed_fields().unwrap();
+            let value: Value = serde_json::from_str(&cut).unwrap();
+            assert_eq!(&value, body.value(), "{text} -> {cut}");
+            assert!(
+                !cut.contains("managedFields\":[{") && !cut.contains(r#""managedFields":{"x""#),
+                "{cut}"
+            );
+        }
+        for (text, why) in [
+            (
+                "{\"metadata\":{\"name\":\"a\",\n\"managedFields\":[]}}",
+                "lines",
+            ),
+            (
+                r#"{"metadata":{"n\u0061me":"a","managedFields":[]}}"#,
+                "escapes",
+            ),
+            (
+                r#"{"metadata":{"managedFields":[1],"managedFields":[2]}}"#,
+                "twice",
+            ),
+        ] {
+            let body = Body::from_text(text).unwrap();
+            assert!(body.text_without_managed_fields().is_none(), "{why}");
+        }
+        assert!(
+            Body::from_value(json!({}))
+                .text_without_managed_fields()
+                .is_none()
+        );
+        let mut recorded = 0;
+        for body in recorded_response_bodies() {
+            let text = serde_json::to_string(&body).unwrap();
+            let from_text = Body::from_text(text).unwrap();
+            let cut = from_text.text_without_managed_fields().unwrap();
+            let value: Value = serde_json::from_str(&cut).unwrap();
+            assert_eq!(&value, from_text.value());
+            recorded += usize::from(body["metadata"].get("managedFields").is_some());
+        }
+        assert!(
+            recorded > 10,
+            "the recorded bodies have managedFields: {recorded}"
+        );
     }
 
     /// The response bodies with `metadata` of the recorded deployment scenario.

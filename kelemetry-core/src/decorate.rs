@@ -7,7 +7,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 use crate::activity::{Activity, ChangeKind, LogKind, LogLine};
-use crate::body::resource_version;
+use crate::body::{Body, resource_version};
 use crate::body_cache::BodyCache;
 use crate::diff::audit_diff_bodies;
 use crate::list_keys::{ListKeys, SharedListKeys};
@@ -195,14 +195,19 @@ fn failed(activity: &Activity) -> bool {
         .is_some_and(|code| code >= 300)
 }
 
-fn push_snapshot(activity: &mut Activity, body: &Value) {
+fn push_snapshot(activity: &mut Activity, body: &Body) {
     if is_redacted_whole(body) {
         activity
             .logs
             .push(LogLine::new(LogKind::KelemetryError, REDACTED_MESSAGE));
         return;
     }
-    match serde_json::to_string(&WithoutManagedFields(body)) {
+    // A body kept as text is its own snapshot, cut rather than parsed and written again.
+    let text = match body.text_without_managed_fields() {
+        Some(text) => Ok(text.into_owned()),
+        None => serde_json::to_string(&WithoutManagedFields(body.value())),
+    };
+    match text {
         Ok(text) => activity
             .logs
             .push(LogLine::new(LogKind::ObjectSnapshot, text)),

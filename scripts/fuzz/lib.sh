@@ -59,7 +59,7 @@ fuzz_dict_of() {
   case "$1" in
     audit_document | webhook_body) echo "$FUZZ_DIR/dict/audit.dict" ;;
     audit_envelope) echo "$FUZZ_DIR/dict/envelopes.dict" ;;
-    kube_event | object_stream) echo "$FUZZ_DIR/dict/objects.dict" ;;
+    kube_event | object_stream | object_body) echo "$FUZZ_DIR/dict/objects.dict" ;;
     rules) echo "$FUZZ_DIR/dict/rules.dict" ;;
     id_codec | query_params) echo "$FUZZ_DIR/dict/query.dict" ;;
     *) echo "" ;;
