@@ -147,17 +147,33 @@ pub fn export_request(
     spans: &[SpanRecord],
     extra_resource_attributes: &[(String, String)],
 ) -> ExportTraceServiceRequest {
-    let mut groups: Vec<(&str, Vec<Span>)> = Vec::new();
-    for record in spans {
-        let service = record.service_name();
-        match groups.iter_mut().find(|(name, _)| *name == service) {
-            Some((_, group)) => group.push(otlp_span(record)),
-            None => groups.push((service, vec![otlp_span(record)])),
+    export_request_of(
+        spans
+            .iter()
+            .map(|record| (record.service_name(), otlp_span(record))),
+        extra_resource_attributes,
+    )
+}
+
+/// [`export_request`] of spans already converted ([`otlp_span`]), each with its service name: what an exporter
+/// that converts spans as they arrive sends later.
+pub fn export_request_of<S: AsRef<str>>(
+    spans: impl IntoIterator<Item = (S, Span)>,
+    extra_resource_attributes: &[(String, String)],
+) -> ExportTraceServiceRequest {
+    let mut groups: Vec<(S, Vec<Span>)> = Vec::new();
+    for (service, span) in spans {
+        match groups
+            .iter_mut()
+            .find(|(name, _)| name.as_ref() == service.as_ref())
+        {
+            Some((_, group)) => group.push(span),
+            None => groups.push((service, vec![span])),
         }
     }
     let resource_spans = groups
         .into_iter()
-        .map(|(service, spans)| resource_spans(service, extra_resource_attributes, spans))
+        .map(|(service, spans)| resource_spans(service.as_ref(), extra_resource_attributes, spans))
         .collect();
     ExportTraceServiceRequest { resource_spans }
 }

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kelemetry_core::SpanRecord;
+use kelemetry_core::otlp::otlp_span;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::{Notify, oneshot};
 
 use super::stats::OtlpStats;
@@ -13,7 +15,7 @@ use super::stats::OtlpStats;
 /// The spans waiting for delivery.
 #[derive(Debug, Default)]
 pub(super) struct Buffer {
-    pub(super) spans: VecDeque<SpanRecord>,
+    pub(super) spans: VecDeque<BufferedSpan>,
     /// Spans taken by the delivery task and not yet delivered or dropped.
     pub(super) in_flight: usize,
     /// A batch was refused since the buffer last had room (for logging the transitions only).
@@ -26,6 +28,35 @@ pub(super) struct Buffer {
     pub(super) taken: u64,
     /// Exports waiting for their spans' outcome, oldest first.
     pub(super) tickets: VecDeque<Ticket>,
+}
+
+/// A span waiting in the buffer, converted already (so the buffer holds no copy of the pipeline's records), with
+/// the service it is exported under.
+#[derive(Debug)]
+pub(super) struct BufferedSpan {
+    pub(super) service: Arc<str>,
+    pub(super) span: Span,
+}
+
+impl BufferedSpan {
+    /// `batch` converted, consecutive spans of one service sharing its name.
+    pub(super) fn convert(batch: &[SpanRecord]) -> Vec<Self> {
+        let mut last: Option<Arc<str>> = None;
+        batch
+            .iter()
+            .map(|record| {
+                let name = record.service_name();
+                let service = match &last {
+                    Some(service) if &**service == name => service.clone(),
+                    _ => last.insert(Arc::from(name)).clone(),
+                };
+                Self {
+                    service,
+                    span: otlp_span(record),
+                }
+            })
+            .collect()
+    }
 }
 
 /// An export waiting until the spans `start..end` (numbered as [`Buffer::pushed`] counts them) are delivered.
@@ -121,13 +152,13 @@ impl Shared {
     /// Takes at most `max` spans for one request and marks them in flight; `None` once the buffer is closed and
     /// empty. Waits for spans to arrive.
     /// The second value is the number of the batch's first span (see [`Buffer::pushed`]).
-    pub(super) async fn next_batch(&self, max: usize) -> Option<(Vec<SpanRecord>, u64)> {
+    pub(super) async fn next_batch(&self, max: usize) -> Option<(Vec<BufferedSpan>, u64)> {
         loop {
             {
                 let mut buffer = self.lock();
                 if !buffer.spans.is_empty() {
                     let take = buffer.spans.len().min(max);
-                    let batch: Vec<SpanRecord> = buffer.spans.drain(..take).collect();
+                    let batch: Vec<BufferedSpan> = buffer.spans.drain(..take).collect();
                     buffer.in_flight = batch.len();
                     let first = buffer.taken;
                     buffer.taken += batch.len() as u64;

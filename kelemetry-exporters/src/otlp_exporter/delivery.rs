@@ -20,10 +20,9 @@ pub(super) async fn deliver(
 ) {
     while let Some((batch, first)) = shared.next_batch(max_batch).await {
         shared.abandon.store(false, Relaxed);
-        let request = transport.request(&batch);
         let spans = batch.len() as u64;
         // Only the encoded request waits through retries, not the spans it was made of.
-        drop(batch);
+        let request = transport.request(batch);
         let delivered = deliver_one(&shared, &transport, &request, spans, retry).await;
         shared.request_finished(first, first + spans, delivered);
     }

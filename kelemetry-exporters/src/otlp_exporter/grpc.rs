@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use kelemetry_core::otlp::export_request;
-use kelemetry_core::{ExportError, SpanRecord};
+use kelemetry_core::ExportError;
+use kelemetry_core::otlp::export_request_of;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use prost::bytes::{BufMut, Bytes};
@@ -14,6 +14,7 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use super::buffer::BufferedSpan;
 use super::config::{OtlpConfig, OtlpConfigError, OtlpTls};
 use super::transport::{
     UNPAIRED_CLIENT_CERTIFICATE, endpoint_error, header_error, rejected_spans, tls_error,
@@ -67,8 +68,11 @@ impl GrpcTransport {
     }
 
     /// The `ExportTraceServiceRequest` of `batch`, encoded.
-    pub(super) fn request(&self, batch: &[SpanRecord]) -> Bytes {
-        Bytes::from(export_request(batch, &self.resource_attributes).encode_to_vec())
+    pub(super) fn request(&self, batch: Vec<BufferedSpan>) -> Bytes {
+        let spans = batch
+            .into_iter()
+            .map(|buffered| (buffered.service, buffered.span));
+        Bytes::from(export_request_of(spans, &self.resource_attributes).encode_to_vec())
     }
 
     /// Sends one encoded request; `Ok` carries how many spans the endpoint rejected.

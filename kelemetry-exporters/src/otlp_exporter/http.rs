@@ -2,10 +2,11 @@
 
 use prost::bytes::Bytes;
 
-use kelemetry_core::otlp::export_request;
-use kelemetry_core::{ExportError, SpanRecord};
+use kelemetry_core::ExportError;
+use kelemetry_core::otlp::export_request_of;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
+use super::buffer::BufferedSpan;
 use super::config::{OtlpConfig, OtlpConfigError, OtlpTls};
 use super::transport::{
     UNPAIRED_CLIENT_CERTIFICATE, endpoint_error, header_error, rejected_spans, tls_error,
@@ -49,8 +50,12 @@ impl HttpTransport {
     }
 
     /// The encoded (and maybe compressed) body carrying `batch`.
-    pub(super) fn request(&self, batch: &[SpanRecord]) -> Bytes {
-        let body = prost::Message::encode_to_vec(&export_request(batch, &self.resource_attributes));
+    pub(super) fn request(&self, batch: Vec<BufferedSpan>) -> Bytes {
+        let spans = batch
+            .into_iter()
+            .map(|buffered| (buffered.service, buffered.span));
+        let body =
+            prost::Message::encode_to_vec(&export_request_of(spans, &self.resource_attributes));
         Bytes::from(if self.gzip { gzip_bytes(&body) } else { body })
     }
 

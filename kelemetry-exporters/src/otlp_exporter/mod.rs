@@ -152,6 +152,8 @@ impl OtlpExporter {
         &self,
         batch: &[SpanRecord],
     ) -> Result<Option<tokio::sync::oneshot::Receiver<bool>>, ExportError> {
+        // Converted before the lock is taken, so that the delivery task does not wait on it.
+        let converted = buffer::BufferedSpan::convert(batch);
         let mut buffer = self.shared.lock();
         if buffer.waiting() + batch.len() > self.capacity {
             return Err(self.refuse(&mut buffer, batch.len()));
@@ -164,7 +166,7 @@ impl OtlpExporter {
                 "OTLP buffer has room again"
             );
         }
-        buffer.spans.extend(batch.iter().cloned());
+        buffer.spans.extend(converted);
         let start = buffer.pushed;
         let end = start + batch.len() as u64;
         buffer.pushed = end;

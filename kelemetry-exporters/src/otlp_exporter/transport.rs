@@ -1,9 +1,10 @@
 //! How a request travels: [`Transport`] over gRPC ([`super::grpc`]) or HTTP/protobuf ([`super::http`]).
 
-use kelemetry_core::{ExportError, SpanRecord};
+use kelemetry_core::ExportError;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use tracing::warn;
 
+use super::buffer::BufferedSpan;
 use super::config::{OtlpConfig, OtlpConfigError, OtlpProtocol};
 use super::grpc::GrpcTransport;
 use super::http::HttpTransport;
@@ -41,7 +42,7 @@ impl Transport {
     }
 
     /// The request that carries `batch`.
-    pub(super) fn request(&self, batch: &[SpanRecord]) -> Prepared {
+    pub(super) fn request(&self, batch: Vec<BufferedSpan>) -> Prepared {
         match self {
             Self::Grpc(grpc) => Prepared::Grpc(grpc.request(batch)),
             Self::Http(http) => Prepared::Http(http.request(batch)),
