@@ -1,13 +1,13 @@
 //! Assembly of a [`TraceView`]: an object's windows merged, links followed through a [`LinkSelector`], clipped to a
 //! time range, nested into one tree (docs/behaviour/assembly.md).
 
-use std::collections::{HashMap, HashSet};
-
 use jiff::Timestamp;
 use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, TraceId, vocabulary as v};
 
-use crate::reader::{ReadError, Reader};
+// foldhash: assembly's maps (object keys, span ids, index pairs) hash a tenth of a large view with SipHash.
+use crate::reader::{ReadError, Reader, TraceParts};
 use crate::selector::{Direction, LinkSelector, PathState};
+use foldhash::{HashMap as FastMap, HashSet as FastSet};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// What to assemble.
@@ -113,6 +113,18 @@ pub struct LinkRef {
     pub role: LinkRole,
     /// Class of the relation (may be empty).
     pub class: String,
+}
+
+impl LinkRef {
+    /// The relation a link span stores; `None` when the span lacks the other object's identity
+    /// ([`SpanRecord::linked_key`]) or a valid role ([`SpanRecord::link_role`]).
+    pub fn of_span(span: &SpanRecord) -> Option<Self> {
+        Some(Self {
+            other: span.linked_key()?,
+            role: span.link_role()?,
+            class: span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned(),
+        })
+    }
 }
 
 /// One object's windows merged: its identity, its activities in the range, its links.
@@ -221,11 +233,15 @@ pub async fn read_histories(
 ) -> Result<Vec<Option<ObjectHistory>>, ReadError> {
     let windows = reader.object_traces_many(keys, from, to).await?;
     let all: Vec<TraceId> = windows.iter().flatten().copied().collect();
-    let mut spans = reader.traces(&all).await?.into_iter();
+    let mut parts = reader.trace_parts(&all).await?.into_iter();
     let mut out = Vec::with_capacity(keys.len());
     for (key, traces) in keys.iter().zip(&windows) {
-        let traces: Vec<Vec<SpanRecord>> = spans.by_ref().take(traces.len()).collect();
-        out.push(merge_history(key, traces, from, to));
+        out.push(merge_history(
+            key,
+            parts.by_ref().take(traces.len()),
+            from,
+            to,
+        ));
     }
     Ok(out)
 }
@@ -233,7 +249,7 @@ pub async fn read_histories(
 /// Merges the spans of an object's windows (docs/behaviour/assembly.md#merging-windows).
 fn merge_history(
     key: &ObjectKey,
-    traces: Vec<Vec<SpanRecord>>,
+    traces: impl Iterator<Item = TraceParts>,
     from: Timestamp,
     to: Timestamp,
 ) -> Option<ObjectHistory> {
@@ -244,26 +260,27 @@ fn merge_history(
         links: Vec::new(),
     };
     let mut links = Vec::new();
-    let mut seen_activities = HashSet::new();
-    for span in traces.into_iter().flatten() {
-        match &span.kind {
-            SpanKind::Object => history.object_spans.push(span),
-            SpanKind::Link => {
-                let (Some(other), Some(role)) = (span.linked_key(), span.link_role()) else {
-                    continue;
-                };
-                let class = span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned();
-                links.push(LinkRef { other, role, class });
-            }
-            SpanKind::Activity(_) => {
-                if span.start >= from && span.start <= to && seen_activities.insert(span.span_id) {
-                    history.activities.push(span);
+    let mut seen_activities = FastSet::default();
+    for trace in traces {
+        links.extend(trace.links);
+        for span in trace.spans {
+            match &span.kind {
+                SpanKind::Object => history.object_spans.push(span),
+                // A reader's parts hold no link spans; one that did is read as its link.
+                SpanKind::Link => links.extend(LinkRef::of_span(&span)),
+                SpanKind::Activity(_) => {
+                    if span.start >= from
+                        && span.start <= to
+                        && seen_activities.insert(span.span_id)
+                    {
+                        history.activities.push(span);
+                    }
                 }
             }
         }
     }
     // Without duplicates, in the order first seen (compared in place: no link is copied).
-    let mut seen = HashSet::with_capacity(links.len());
+    let mut seen = FastSet::with_capacity_and_hasher(links.len(), Default::default());
     let first_seen: Vec<bool> = links.iter().map(|link| seen.insert(link)).collect();
     drop(seen);
     history.links = links
@@ -284,7 +301,7 @@ fn merge_history(
 
 /// The objects reached from some starting objects, with their histories.
 struct Reached {
-    known: HashMap<ObjectKey, ObjectHistory>,
+    known: FastMap<ObjectKey, ObjectHistory>,
     truncated: usize,
 }
 
@@ -299,7 +316,7 @@ async fn reach(
     selector: &LinkSelector,
     budget: usize,
 ) -> Result<Reached, ReadError> {
-    let mut known: HashMap<ObjectKey, ObjectHistory> = HashMap::new();
+    let mut known: FastMap<ObjectKey, ObjectHistory> = FastMap::default();
     let mut unique_starts: Vec<ObjectKey> = Vec::new();
     for start in starts {
         if !unique_starts.contains(start) {
@@ -318,11 +335,11 @@ async fn reach(
     }
     let mut budget = budget;
     let mut truncated = 0;
-    let mut refused: HashSet<ObjectKey> = HashSet::new();
+    let mut refused: FastSet<ObjectKey> = FastSet::default();
     // Breadth first, one batched read per level.
     while !frontier.is_empty() {
         let mut next: Vec<(ObjectKey, PathState)> = Vec::new();
-        let mut wanted: HashSet<ObjectKey> = HashSet::new();
+        let mut wanted: FastSet<ObjectKey> = FastSet::default();
         for (key, state) in &frontier {
             let Some(history) = known.get(key) else {
                 continue;
@@ -378,13 +395,7 @@ pub async fn assemble(
             to,
         });
     }
-    let (root, placed) = build_tree(&request.root, &mut reached.known);
-    let also_queried = request
-        .also_queried
-        .iter()
-        .filter(|key| placed.contains(*key))
-        .cloned()
-        .collect();
+    let (root, also_queried) = build_tree(&request.root, &request.also_queried, &mut reached.known);
     Ok(TraceView {
         queried: request.root.clone(),
         also_queried,
@@ -416,12 +427,7 @@ pub async fn assemble_components(
         if !reached.known.contains_key(start) {
             continue;
         }
-        let (root, placed) = build_tree(start, &mut reached.known);
-        let also_queried = found[index + 1..]
-            .iter()
-            .filter(|key| placed.contains(*key))
-            .cloned()
-            .collect();
+        let (root, also_queried) = build_tree(start, &found[index + 1..], &mut reached.known);
         views.push(TraceView {
             queried: start.clone(),
             also_queried,
@@ -437,49 +443,78 @@ pub async fn assemble_components(
 /// Nests the connected component of `queried` among the `known` objects, taking their histories out of `known`:
 /// from the top ancestor of `queried` (following ownership first), children by links, each object placed once.
 /// Objects only reachable against the direction of their links (a Node that is the parent of a Pod in the tree)
-/// are placed under the object they link to, so every object of the component appears. Returns the tree and the
-/// objects placed.
+/// are placed under the object they link to, so every object of the component appears. Returns the tree and
+/// those of `also` that it holds (in their order).
 fn build_tree(
     queried: &ObjectKey,
-    known: &mut HashMap<ObjectKey, ObjectHistory>,
-) -> (ViewNode, HashSet<ObjectKey>) {
-    let mut keys: Vec<ObjectKey> = known.keys().cloned().collect();
-    keys.sort();
-    let index: HashMap<&ObjectKey, usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
-    let Some(&start) = index.get(queried) else {
-        return (empty_node(queried.clone(), None), HashSet::new());
+    also: &[ObjectKey],
+    known: &mut FastMap<ObjectKey, ObjectHistory>,
+) -> (ViewNode, Vec<ObjectKey>) {
+    if !known.contains_key(queried) {
+        return (empty_node(queried.clone(), None), Vec::new());
+    }
+    // The objects by key, taken out of `known`; the ones not placed go back.
+    let mut entries: Vec<(ObjectKey, ObjectHistory)> = known.drain().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let (order, assigned, classes, also_placed) = {
+        let index: FastMap<&ObjectKey, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _))| (key, i))
+            .collect();
+        let start = index.get(queried).copied().unwrap_or_default();
+        let edges = Edges::of(&entries, &index);
+        let (order, assigned) = edges.placement(edges.top_of(start));
+        let mut placed = vec![false; entries.len()];
+        for &i in &order {
+            placed[i] = true;
+        }
+        let also_placed: Vec<ObjectKey> = also
+            .iter()
+            .filter(|key| index.get(key).is_some_and(|&i| placed[i]))
+            .cloned()
+            .collect();
+        (order, assigned, edges.classes, also_placed)
     };
-    let edges = Edges::of(&keys, &index, known);
-    let (order, assigned) = edges.placement(edges.top_of(start));
-    nest_nodes(queried, &keys, order, assigned, known)
+    let mut slots: Vec<Option<ObjectHistory>> = entries
+        .into_iter()
+        .map(|(_, history)| Some(history))
+        .collect();
+    let root = nest_nodes(&order, &assigned, &classes, &mut slots);
+    known.extend(
+        slots
+            .into_iter()
+            .flatten()
+            .map(|history| (history.key.clone(), history)),
+    );
+    (root, also_placed)
 }
 
-/// Which child edges are `(other end, class)`: `(child, class)` of each parent and `(parent, class)` of each
-/// child, by index into the sorted keys.
-type EdgeLists = Vec<Vec<(usize, String)>>;
+/// Per object, the other ends of its child (or parent) edges: `(other end, class)`, the class an index into
+/// [`Edges::classes`], objects by index into the sorted keys.
+type EdgeLists = Vec<Vec<(usize, usize)>>;
 
 /// The links between the known objects, from the link spans of either side, without duplicates.
 struct Edges {
     children_of: EdgeLists,
     parents_of: EdgeLists,
+    /// The link classes, each once.
+    classes: Vec<String>,
+    /// The index of [`OWNERSHIP_CLASS`] in `classes`.
+    ownership: usize,
 }
 
 impl Edges {
-    fn of(
-        keys: &[ObjectKey],
-        index: &HashMap<&ObjectKey, usize>,
-        known: &HashMap<ObjectKey, ObjectHistory>,
-    ) -> Self {
-        let count = keys.len();
+    fn of(entries: &[(ObjectKey, ObjectHistory)], index: &FastMap<&ObjectKey, usize>) -> Self {
+        let count = entries.len();
         let mut edges = Self {
             children_of: vec![Vec::new(); count],
             parents_of: vec![Vec::new(); count],
+            classes: vec![OWNERSHIP_CLASS.to_owned()],
+            ownership: 0,
         };
-        let mut seen = HashSet::new();
-        for (i, key) in keys.iter().enumerate() {
-            let Some(history) = known.get(key) else {
-                continue;
-            };
+        let mut seen = FastSet::default();
+        for (i, (_, history)) in entries.iter().enumerate() {
             for link in &history.links {
                 let Some(&j) = index.get(&link.other) else {
                     continue;
@@ -489,8 +524,9 @@ impl Edges {
                     LinkRole::Child => (i, j),
                 };
                 if seen.insert((parent, child)) {
-                    edges.children_of[parent].push((child, link.class.clone()));
-                    edges.parents_of[child].push((parent, link.class.clone()));
+                    let class = edges.class_index(&link.class);
+                    edges.children_of[parent].push((child, class));
+                    edges.parents_of[child].push((parent, class));
                 } else if link.class == OWNERSHIP_CLASS {
                     // One relation per pair, whatever order the spans came in: ownership wins (a mirror Pod
                     // linked to its Node both as owned and as `node` by stores written before the pod-node
@@ -502,16 +538,28 @@ impl Edges {
         edges
     }
 
+    /// The index of `class` in [`Edges::classes`], added when new.
+    fn class_index(&mut self, class: &str) -> usize {
+        match self.classes.iter().position(|known| known == class) {
+            Some(index) => index,
+            None => {
+                self.classes.push(class.to_owned());
+                self.classes.len() - 1
+            }
+        }
+    }
+
     /// Makes the edge from `parent` to `child` one of ownership.
     fn own(&mut self, parent: usize, child: usize) {
+        let ownership = self.ownership;
         for (other, class) in &mut self.children_of[parent] {
             if *other == child {
-                OWNERSHIP_CLASS.clone_into(class);
+                *class = ownership;
             }
         }
         for (other, class) in &mut self.parents_of[child] {
             if *other == parent {
-                OWNERSHIP_CLASS.clone_into(class);
+                *class = ownership;
             }
         }
     }
@@ -522,12 +570,13 @@ impl Edges {
             let parents = &self.parents_of[child];
             parents
                 .iter()
-                .find(|(_, class)| class == OWNERSHIP_CLASS)
+                .find(|(_, class)| *class == self.ownership)
                 .or_else(|| parents.first())
                 .map(|(parent, _)| *parent)
         };
         let mut top = start;
-        let mut visited = HashSet::from([top]);
+        let mut visited = FastSet::default();
+        visited.insert(top);
         while let Some(parent) = parent_of(top) {
             if !visited.insert(parent) {
                 break;
@@ -539,9 +588,9 @@ impl Edges {
 
     /// Breadth first from `top` along child edges; then what is left is attached to a placed neighbour. Returns
     /// the objects in placement order and the parent (and link class) each was placed under.
-    fn placement(&self, top: usize) -> (Vec<usize>, Vec<Option<(usize, String)>>) {
+    fn placement(&self, top: usize) -> (Vec<usize>, Vec<Option<(usize, usize)>>) {
         let count = self.children_of.len();
-        let mut assigned: Vec<Option<(usize, String)>> = vec![None; count];
+        let mut assigned: Vec<Option<(usize, usize)>> = vec![None; count];
         let mut placed = vec![false; count];
         let mut order = vec![top];
         placed[top] = true;
@@ -550,11 +599,11 @@ impl Edges {
             while next < order.len() {
                 let parent = order[next];
                 next += 1;
-                for (child, class) in &self.children_of[parent] {
-                    if !placed[*child] {
-                        placed[*child] = true;
-                        assigned[*child] = Some((parent, class.clone()));
-                        order.push(*child);
+                for &(child, class) in &self.children_of[parent] {
+                    if !placed[child] {
+                        placed[child] = true;
+                        assigned[child] = Some((parent, class));
+                        order.push(child);
                     }
                 }
             }
@@ -565,7 +614,7 @@ impl Edges {
                 self.children_of[i]
                     .iter()
                     .find(|(child, _)| placed[*child])
-                    .map(|(child, class)| (i, *child, class.clone()))
+                    .map(|&(child, class)| (i, child, class))
             });
             let Some((i, under, class)) = attach else {
                 return (order, assigned);
@@ -577,46 +626,39 @@ impl Edges {
     }
 }
 
-/// Builds the nodes children first, in reverse placement order, moving each history out of `known`.
+/// Builds the nodes children first, in reverse placement order, moving each history out of `slots` (by index
+/// into the sorted keys). Returns the node of `order[0]`, the top.
 fn nest_nodes(
-    queried: &ObjectKey,
-    keys: &[ObjectKey],
-    order: Vec<usize>,
-    mut assigned: Vec<Option<(usize, String)>>,
-    known: &mut HashMap<ObjectKey, ObjectHistory>,
-) -> (ViewNode, HashSet<ObjectKey>) {
-    let mut nodes: Vec<Option<ViewNode>> = vec![None; keys.len()];
-    let mut placed_keys = HashSet::with_capacity(order.len());
+    order: &[usize],
+    assigned: &[Option<(usize, usize)>],
+    classes: &[String],
+    slots: &mut [Option<ObjectHistory>],
+) -> ViewNode {
+    let mut children: Vec<Vec<ViewNode>> = vec![Vec::new(); slots.len()];
+    let mut top = None;
     for &i in order.iter().rev() {
-        let key = &keys[i];
-        let history = known.remove(key);
-        let mut node = match nodes[i].take() {
-            Some(mut node) => {
-                if let Some(history) = history {
-                    node.history = history;
-                }
-                node
-            }
-            None => empty_node(key.clone(), history),
+        let Some(history) = slots[i].take() else {
+            continue;
         };
-        placed_keys.insert(key.clone());
+        let mut node = ViewNode {
+            history,
+            class: String::new(),
+            children: std::mem::take(&mut children[i]),
+        };
         node.children.sort_by(|a, b| {
             first_time(a)
                 .cmp(&first_time(b))
                 .then(a.history.key.cmp(&b.history.key))
         });
-        match assigned[i].take() {
+        match assigned[i] {
             Some((parent, class)) => {
-                node.class = class;
-                nodes[parent]
-                    .get_or_insert_with(|| empty_node(keys[parent].clone(), None))
-                    .children
-                    .push(node);
+                node.class.clone_from(&classes[class]);
+                children[parent].push(node);
             }
-            None => return (node, placed_keys),
+            None => top = Some(node),
         }
     }
-    (empty_node(queried.clone(), None), placed_keys)
+    top.unwrap_or_else(|| empty_node(ObjectKey::default(), None))
 }
 
 /// The link class of ownership, preferred when an object has several parents.

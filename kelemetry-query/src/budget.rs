@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
 
-use crate::reader::{ReadError, Reader};
+use crate::reader::{ReadError, Reader, TraceParts};
 
 /// Traces read at once inside a budget: the budget is checked between chunks, so one chunk is what a query may
 /// read past it.
@@ -209,6 +209,16 @@ impl Reader for BudgetedReader {
             out.extend(traces);
         }
         Ok(out)
+    }
+
+    /// Outside a budget, what the inner reader answers; inside one, the spans as [`BudgetedReader::traces`] reads
+    /// and charges them, then split (so a budget counts every span in full, as before).
+    async fn trace_parts(&self, ids: &[TraceId]) -> Result<Vec<TraceParts>, ReadError> {
+        if BUDGET.try_with(|_| ()).is_err() {
+            return self.inner.trace_parts(ids).await;
+        }
+        let traces = self.traces(ids).await?;
+        Ok(traces.into_iter().map(TraceParts::of_spans).collect())
     }
 
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {

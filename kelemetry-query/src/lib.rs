@@ -53,7 +53,7 @@ pub use assemble::{
 pub use display::{
     BaseMode, DisplayKind, DisplayMode, DisplaySpan, DisplayTrace, Modifier, display,
 };
-pub use reader::{ReadError, Reader};
+pub use reader::{ReadError, Reader, TraceParts};
 pub use selector::LinkSelector;
 pub use show::{ShowError, Shown, show};
 pub use trace_query::{FindQuery, QueryError, RedirectTarget, TraceQuery, search_selector};

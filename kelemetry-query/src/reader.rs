@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kelemetry_core::{BoxError, ObjectKey, ObjectSelector, SpanRecord, TraceId};
+use kelemetry_core::{BoxError, ObjectKey, ObjectSelector, SpanKind, SpanRecord, TraceId};
+
+use crate::assemble::LinkRef;
 
 /// Reading failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +84,48 @@ pub trait Reader: Send + Sync {
         Ok(out)
     }
 
+    /// [`Reader::traces`] as assembly reads them: each trace's object and activity spans, and its link spans as
+    /// the links they stand for ([`TraceParts::of_spans`]). A reader that can read a link span's link without the
+    /// rest of the span (the embedded store) answers this with less work than [`Reader::traces`]; the default
+    /// splits what [`Reader::traces`] returns.
+    async fn trace_parts(&self, ids: &[TraceId]) -> Result<Vec<TraceParts>, ReadError> {
+        let traces = self.traces(ids).await?;
+        Ok(traces.into_iter().map(TraceParts::of_spans).collect())
+    }
+
     /// The clusters the reader holds objects of; empty when it cannot tell.
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {
         Ok(Vec::new())
+    }
+}
+
+/// One trace as assembly reads it ([`Reader::trace_parts`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TraceParts {
+    /// The object and activity spans, in the order of [`Reader::trace`].
+    pub spans: Vec<SpanRecord>,
+    /// The links of the link spans, in the same order; a link span without the other object's identity or a
+    /// valid role stands for no link.
+    pub links: Vec<LinkRef>,
+}
+
+impl TraceParts {
+    /// Object and activity spans and links.
+    pub fn new(spans: Vec<SpanRecord>, links: Vec<LinkRef>) -> Self {
+        Self { spans, links }
+    }
+
+    /// Splits the spans of a trace: link spans become links, the others are kept.
+    pub fn of_spans(spans: Vec<SpanRecord>) -> Self {
+        let mut parts = Self::default();
+        for span in spans {
+            if span.kind == SpanKind::Link {
+                parts.links.extend(LinkRef::of_span(&span));
+            } else {
+                parts.spans.push(span);
+            }
+        }
+        parts
     }
 }

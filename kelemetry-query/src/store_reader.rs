@@ -26,7 +26,8 @@ use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
 use kelemetry_store::{SpanStore, StoreError};
 
-use crate::reader::{ReadError, Reader};
+use crate::assemble::LinkRef;
+use crate::reader::{ReadError, Reader, TraceParts};
 
 fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
     let what = what.into();
@@ -99,6 +100,30 @@ impl Reader for SpanStore {
         let ids = ids.to_vec();
         let what = format!("{} traces", ids.len());
         blocking(what, move || store.spans_of_traces(&ids)).await
+    }
+
+    /// One blocking task for all the traces; link spans are decoded only as far as their links
+    /// ([`SpanStore::contents_of_traces`]).
+    async fn trace_parts(&self, ids: &[TraceId]) -> Result<Vec<TraceParts>, ReadError> {
+        let store = self.clone();
+        let ids = ids.to_vec();
+        let what = format!("{} traces", ids.len());
+        let contents = blocking(what, move || store.contents_of_traces(&ids)).await?;
+        Ok(contents
+            .into_iter()
+            .map(|contents| {
+                let links = contents
+                    .links
+                    .into_iter()
+                    .map(|link| LinkRef {
+                        other: link.other,
+                        role: link.role,
+                        class: link.class,
+                    })
+                    .collect();
+                TraceParts::new(contents.spans, links)
+            })
+            .collect())
     }
 
     /// Read from the object index: one entry per object, so this is a scan of every object.

@@ -18,11 +18,17 @@
 //! An attribute name is a `varint` code: `0` followed by a `text`, or `n > 0` for entry `n - 1` of
 //! [`ATTRIBUTE_NAMES`], the vocabulary that nearly every span repeats. That table is part of the format: entries
 //! may be appended in a new version, never reordered or removed.
+//!
+//! [`decode_span_or_link`] reads the same bytes but keeps of a link span only what the read side follows links
+//! by ([`StoredLink`]): it checks every byte as [`decode_span`] does, without copying the other strings.
 
 use std::borrow::Cow;
 
 use jiff::Timestamp;
-use kelemetry_core::{Attributes, SpanId, SpanKind, SpanLog, SpanRecord, TraceId};
+use kelemetry_core::{
+    Attributes, LinkRole, ObjectKey, SpanId, SpanKind, SpanLog, SpanRecord, TraceId,
+    vocabulary as v,
+};
 
 /// The format version written in front of every stored span.
 pub const FORMAT_VERSION: u8 = 1;
@@ -225,11 +231,14 @@ impl<'a> Cursor<'a> {
     }
 
     fn text(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        self.text_ref(field).map(str::to_owned)
+    }
+
+    /// A `text`, borrowed from the bytes.
+    fn text_ref(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.count(field, 1)?;
         let bytes = self.take(len, field)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::Invalid { field })
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid { field })
     }
 
     fn time(&mut self, field: &'static str) -> Result<Timestamp, DecodeError> {
@@ -242,22 +251,166 @@ impl<'a> Cursor<'a> {
         let count = self.count("attribute count", 2)?;
         let mut attributes = Vec::with_capacity(count);
         for _ in 0..count {
-            let code = self.varint("attribute name")?;
-            let name = if code == 0 {
-                Cow::Owned(self.text("attribute name")?)
-            } else {
-                let known = usize::try_from(code - 1)
-                    .ok()
-                    .and_then(|index| ATTRIBUTE_NAMES.get(index))
-                    .ok_or(DecodeError::Invalid {
-                        field: "attribute name code",
-                    })?;
-                Cow::Borrowed(*known)
+            let name = match self.attribute_name()? {
+                AttributeName::Known(known) => Cow::Borrowed(known),
+                AttributeName::Text(text) => Cow::Owned(text.to_owned()),
             };
             attributes.push((name, self.text("attribute value")?));
         }
         Ok(attributes)
     }
+
+    fn attribute_name(&mut self) -> Result<AttributeName<'a>, DecodeError> {
+        let code = self.varint("attribute name")?;
+        if code == 0 {
+            return self.text_ref("attribute name").map(AttributeName::Text);
+        }
+        usize::try_from(code - 1)
+            .ok()
+            .and_then(|index| ATTRIBUTE_NAMES.get(index))
+            .copied()
+            .map(AttributeName::Known)
+            .ok_or(DecodeError::Invalid {
+                field: "attribute name code",
+            })
+    }
+
+    /// Attributes, checked and borrowed: each `(name, value)` goes to `visit`.
+    fn visit_attributes(
+        &mut self,
+        mut visit: impl FnMut(&str, &'a str),
+    ) -> Result<(), DecodeError> {
+        let count = self.count("attribute count", 2)?;
+        for _ in 0..count {
+            let name = match self.attribute_name()? {
+                AttributeName::Known(known) => known,
+                AttributeName::Text(text) => text,
+            };
+            visit(name, self.text_ref("attribute value")?);
+        }
+        Ok(())
+    }
+
+    /// The logs of a span, checked and skipped.
+    fn skip_logs(&mut self) -> Result<(), DecodeError> {
+        let log_count = self.count("log count", 14)?;
+        for _ in 0..log_count {
+            self.time("log time")?;
+            self.text_ref("log message")?;
+            self.visit_attributes(|_, _| ())?;
+        }
+        Ok(())
+    }
+
+    /// The end of a span: nothing may follow it.
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes(self.bytes.len()))
+        }
+    }
+}
+
+/// An attribute name as stored: from the vocabulary or spelled out.
+enum AttributeName<'a> {
+    Known(&'static str),
+    Text(&'a str),
+}
+
+/// What the read side follows links by, read from a link span's attributes (the first of each name, as
+/// [`SpanRecord::attribute`] reads them): the other object, its role and the class of the relation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StoredLink {
+    /// The other object ([`SpanRecord::linked_key`]).
+    pub other: ObjectKey,
+    /// The role of the other object ([`SpanRecord::link_role`]).
+    pub role: LinkRole,
+    /// The class of the relation, empty when the span has none.
+    pub class: String,
+}
+
+impl StoredLink {
+    /// The link a link span stands for; `None` when the span lacks the other object's identity or a valid role
+    /// (such a span is not followed).
+    pub fn of_span(span: &SpanRecord) -> Option<Self> {
+        Some(Self {
+            other: span.linked_key()?,
+            role: span.link_role()?,
+            class: span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// A stored span as [`decode_span_or_link`] reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DecodedSpan {
+    /// An object or activity span, in full.
+    Span(SpanRecord),
+    /// A link span, as the link it stands for; `None` when it lacks the fields of one ([`StoredLink::of_span`]).
+    Link(Option<StoredLink>),
+}
+
+/// The attributes of a link span that [`StoredLink`] is made of, borrowed; each the first of its name.
+#[derive(Default)]
+struct LinkAttributes<'a> {
+    /// Cluster, group, resource, namespace, name of the other object.
+    key: [Option<&'a str>; 5],
+    role: Option<&'a str>,
+    class: Option<&'a str>,
+}
+
+impl<'a> LinkAttributes<'a> {
+    fn visit(&mut self, name: &str, value: &'a str) {
+        let slot = match name {
+            v::LINKED_CLUSTER => &mut self.key[0],
+            v::LINKED_GROUP => &mut self.key[1],
+            v::LINKED_RESOURCE => &mut self.key[2],
+            v::LINKED_NAMESPACE => &mut self.key[3],
+            v::LINKED_NAME => &mut self.key[4],
+            v::LINK_ROLE => &mut self.role,
+            v::LINK_CLASS => &mut self.class,
+            _ => return,
+        };
+        slot.get_or_insert(value);
+    }
+
+    fn link(&self) -> Option<StoredLink> {
+        let [
+            Some(cluster),
+            Some(group),
+            Some(resource),
+            Some(namespace),
+            Some(name),
+        ] = self.key
+        else {
+            return None;
+        };
+        Some(StoredLink {
+            other: ObjectKey::new(cluster, group, resource, namespace, name),
+            role: LinkRole::from_name(self.role?)?,
+            class: self.class.unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// The part of a stored span before its kind's fields.
+struct Head {
+    parent_span_id: Option<SpanId>,
+    kind: u8,
+}
+
+fn decode_head(cursor: &mut Cursor<'_>) -> Result<Head, DecodeError> {
+    let version = cursor.byte("format version")?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::UnknownVersion { found: version });
+    }
+    let parent_span_id = SpanId::from_u64(u64::from_le_bytes(cursor.array("parent span id")?));
+    let kind = cursor.byte("kind")?;
+    Ok(Head {
+        parent_span_id,
+        kind,
+    })
 }
 
 /// Reads a span stored by [`encode_span`] under the key (`trace_id`, `span_id`).
@@ -267,12 +420,41 @@ pub fn decode_span(
     bytes: &[u8],
 ) -> Result<SpanRecord, DecodeError> {
     let mut cursor = Cursor { bytes };
-    let version = cursor.byte("format version")?;
-    if version != FORMAT_VERSION {
-        return Err(DecodeError::UnknownVersion { found: version });
+    let head = decode_head(&mut cursor)?;
+    decode_rest(&mut cursor, trace_id, span_id, head)
+}
+
+/// Reads a span stored by [`encode_span`], a link span only as far as the link it stands for: what
+/// [`decode_span`] and then [`StoredLink::of_span`] give for a link span, with the same checks of the bytes, at
+/// the cost of the link's strings only. Other spans are read in full.
+pub fn decode_span_or_link(
+    trace_id: TraceId,
+    span_id: SpanId,
+    bytes: &[u8],
+) -> Result<DecodedSpan, DecodeError> {
+    let mut cursor = Cursor { bytes };
+    let head = decode_head(&mut cursor)?;
+    if head.kind != 1 {
+        return decode_rest(&mut cursor, trace_id, span_id, head).map(DecodedSpan::Span);
     }
-    let parent_span_id = SpanId::from_u64(u64::from_le_bytes(cursor.array("parent span id")?));
-    let kind = match cursor.byte("kind")? {
+    cursor.text_ref("name")?;
+    cursor.time("start")?;
+    cursor.time("end")?;
+    let mut link = LinkAttributes::default();
+    cursor.visit_attributes(|name, value| link.visit(name, value))?;
+    cursor.skip_logs()?;
+    cursor.finish()?;
+    Ok(DecodedSpan::Link(link.link()))
+}
+
+/// The fields after the head of a span.
+fn decode_rest(
+    cursor: &mut Cursor<'_>,
+    trace_id: TraceId,
+    span_id: SpanId,
+    head: Head,
+) -> Result<SpanRecord, DecodeError> {
+    let kind = match head.kind {
         0 => SpanKind::Object,
         1 => SpanKind::Link,
         2 => SpanKind::Activity(cursor.text("activity source")?),
@@ -294,13 +476,11 @@ pub fn decode_span(
             attributes,
         });
     }
-    if !cursor.bytes.is_empty() {
-        return Err(DecodeError::TrailingBytes(cursor.bytes.len()));
-    }
+    cursor.finish()?;
     Ok(SpanRecord {
         trace_id,
         span_id,
-        parent_span_id,
+        parent_span_id: head.parent_span_id,
         kind,
         name,
         start,
@@ -382,5 +562,233 @@ mod tests {
         for (i, name) in ATTRIBUTE_NAMES.iter().enumerate() {
             assert_eq!(attribute_code(name), Some(i as u64 + 1), "{name}");
         }
+    }
+
+    /// A link span of `attributes` (names in the vocabulary are coded as the encoder codes them).
+    fn link_with(attributes: &[(&'static str, &str)]) -> SpanRecord {
+        SpanRecord {
+            kind: SpanKind::Link,
+            attributes: attributes
+                .iter()
+                .map(|(name, value)| (Cow::Borrowed(*name), (*value).to_owned()))
+                .collect(),
+            logs: Vec::new(),
+            ..sample()
+        }
+    }
+
+    const LINKED: [(&str, &str); 7] = [
+        (v::LINKED_CLUSTER, "prod"),
+        (v::LINKED_GROUP, "apps"),
+        (v::LINKED_RESOURCE, "replicasets"),
+        (v::LINKED_NAMESPACE, "default"),
+        (v::LINKED_NAME, "web-1"),
+        (v::LINK_ROLE, "parent"),
+        (v::LINK_CLASS, "children"),
+    ];
+
+    /// What `decode_span_or_link` must give: `decode_span`, then the link of a link span.
+    fn expected(span: &SpanRecord, bytes: &[u8]) -> Result<DecodedSpan, DecodeError> {
+        decode_span(span.trace_id, span.span_id, bytes).map(|decoded| {
+            if decoded.kind == SpanKind::Link {
+                DecodedSpan::Link(StoredLink::of_span(&decoded))
+            } else {
+                DecodedSpan::Span(decoded)
+            }
+        })
+    }
+
+    fn check_span_or_link(span: &SpanRecord) -> Result<DecodedSpan, DecodeError> {
+        let mut bytes = Vec::new();
+        encode_span(span, &mut bytes);
+        let decoded = decode_span_or_link(span.trace_id, span.span_id, &bytes);
+        assert_eq!(decoded, expected(span, &bytes), "{span:?}");
+        decoded
+    }
+
+    #[test]
+    fn a_link_span_is_read_as_its_link() {
+        let mut attributes = vec![(v::CLUSTER, "prod"), ("custom.attr", "x")];
+        attributes.extend(LINKED);
+        let decoded = check_span_or_link(&link_with(&attributes));
+        assert_eq!(
+            decoded,
+            Ok(DecodedSpan::Link(Some(StoredLink {
+                other: ObjectKey::new("prod", "apps", "replicasets", "default", "web-1"),
+                role: LinkRole::Parent,
+                class: "children".into(),
+            })))
+        );
+        // Other spans are read in full.
+        let span = sample();
+        assert_eq!(check_span_or_link(&span), Ok(DecodedSpan::Span(span)));
+    }
+
+    #[test]
+    fn a_link_span_without_a_link_reads_as_none() {
+        for (missing, (name, _)) in LINKED.iter().enumerate().take(6) {
+            let mut attributes = LINKED.to_vec();
+            attributes.remove(missing);
+            assert_eq!(
+                check_span_or_link(&link_with(&attributes)),
+                Ok(DecodedSpan::Link(None)),
+                "without {name}"
+            );
+        }
+        let mut attributes = LINKED.to_vec();
+        attributes[5].1 = "sibling";
+        assert_eq!(
+            check_span_or_link(&link_with(&attributes)),
+            Ok(DecodedSpan::Link(None))
+        );
+        // Without a class, the class is empty.
+        let decoded = check_span_or_link(&link_with(&LINKED[..6]));
+        assert!(matches!(decoded, Ok(DecodedSpan::Link(Some(link))) if link.class.is_empty()));
+    }
+
+    #[test]
+    fn the_first_attribute_of_a_name_counts_and_spelled_out_names_too() {
+        let mut attributes = LINKED.to_vec();
+        attributes.push((v::LINK_CLASS, "second"));
+        attributes.insert(0, (v::LINKED_NAME, "first"));
+        let decoded = check_span_or_link(&link_with(&attributes));
+        assert!(
+            matches!(&decoded, Ok(DecodedSpan::Link(Some(link))) if link.class == "children" && link.other.name == "first"),
+            "{decoded:?}"
+        );
+        // The same attributes with every name spelled out (code 0) rather than coded.
+        let span = link_with(&LINKED);
+        let mut bytes = Vec::new();
+        encode_span(&link_with(&[]), &mut bytes);
+        // The empty attribute list and the empty log list end the bytes: put the spelled-out list there.
+        bytes.truncate(bytes.len() - 2);
+        put_varint(&mut bytes, LINKED.len() as u64);
+        for (name, value) in LINKED {
+            put_varint(&mut bytes, 0);
+            put_text(&mut bytes, name);
+            put_text(&mut bytes, value);
+        }
+        put_varint(&mut bytes, 0);
+        let decoded = decode_span_or_link(span.trace_id, span.span_id, &bytes);
+        assert_eq!(decoded, expected(&span, &bytes));
+        assert!(
+            matches!(decoded, Ok(DecodedSpan::Link(Some(_)))),
+            "{decoded:?}"
+        );
+    }
+
+    #[test]
+    fn a_link_span_is_checked_as_fully_as_any_span() {
+        let mut span = link_with(&LINKED);
+        span.logs = sample().logs;
+        let mut bytes = Vec::new();
+        encode_span(&span, &mut bytes);
+        for len in 0..bytes.len() {
+            let decoded = decode_span_or_link(span.trace_id, span.span_id, &bytes[..len]);
+            assert!(decoded.is_err(), "prefix {len}");
+            assert_eq!(decoded, expected(&span, &bytes[..len]), "prefix {len}");
+        }
+        // Bytes that are not UTF-8, in an attribute the link does not read.
+        let mut bad = link_with(&LINKED);
+        bad.attributes
+            .push((Cow::Borrowed(v::LINKER), "\u{7f}".into()));
+        let mut bytes = Vec::new();
+        encode_span(&bad, &mut bytes);
+        let at = bytes.iter().rposition(|b| *b == 0x7f).unwrap();
+        bytes[at] = 0xff;
+        assert_eq!(
+            decode_span_or_link(bad.trace_id, bad.span_id, &bytes),
+            Err(DecodeError::Invalid {
+                field: "attribute value"
+            })
+        );
+        bytes.push(0);
+        bytes[at] = b'x';
+        assert_eq!(
+            decode_span_or_link(bad.trace_id, bad.span_id, &bytes),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    /// A small deterministic generator for the randomised round trip.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn text(&mut self) -> String {
+            const PIECES: [&str; 6] = ["", "a", "web-1", "ü", "children", "parent"];
+            (0..self.below(3))
+                .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn random_spans_read_the_same_either_way() {
+        let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
+        let names: Vec<&'static str> = ATTRIBUTE_NAMES
+            .iter()
+            .copied()
+            .chain(["custom", "linkedName2"])
+            .collect();
+        let mut links = 0;
+        for _ in 0..3_000 {
+            let attributes = |random: &mut Xorshift| -> Attributes {
+                (0..random.below(12))
+                    .map(|_| {
+                        // Mostly the link attributes, so that many spans hold a whole link.
+                        let name = if random.below(3) == 0 {
+                            names[random.below(names.len() as u64) as usize]
+                        } else {
+                            LINKED[random.below(LINKED.len() as u64) as usize].0
+                        };
+                        let value = match name {
+                            v::LINK_ROLE => {
+                                ["parent", "child", "other"][random.below(3) as usize].to_owned()
+                            }
+                            _ => random.text(),
+                        };
+                        (Cow::Borrowed(name), value)
+                    })
+                    .collect()
+            };
+            let mut span = sample();
+            span.kind = match random.below(4) {
+                0 => SpanKind::Object,
+                1 => SpanKind::Activity(random.text()),
+                _ => SpanKind::Link,
+            };
+            span.name = random.text();
+            span.attributes = attributes(&mut random);
+            if random.below(2) == 0 {
+                // A whole link, at random places among the others.
+                for (name, value) in LINKED {
+                    let at = random.below(span.attributes.len() as u64 + 1) as usize;
+                    span.attributes
+                        .insert(at, (Cow::Borrowed(name), value.to_owned()));
+                }
+            }
+            span.logs = (0..random.below(3))
+                .map(|_| SpanLog {
+                    time: Timestamp::new(random.below(1 << 37) as i64, 0).unwrap(),
+                    message: random.text(),
+                    attributes: attributes(&mut random),
+                })
+                .collect();
+            if let Ok(DecodedSpan::Link(Some(_))) = check_span_or_link(&span) {
+                links += 1;
+            }
+        }
+        assert!(links > 50, "only {links} spans held a whole link");
     }
 }

@@ -16,7 +16,9 @@ use redb::{
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
 use crate::chunk::{ChunkReader, ChunkWriter, Decoders, piece_lengths, with_thread_reader};
-use crate::codec::{DecodeError, decode_span, encode_span};
+use crate::codec::{
+    DecodeError, DecodedSpan, StoredLink, decode_span, decode_span_or_link, encode_span,
+};
 use crate::error::StoreError;
 
 /// The name of the store file inside the store directory.
@@ -207,6 +209,22 @@ struct BatchToWrite<'a> {
 /// per span (and the index entries of its object spans), twice that while it is written; 32 MiB is as fast as 64 on
 /// the corpus of one million events and holds less.
 const HELD_BYTES: usize = 32 * 1024 * 1024;
+
+/// The spans of one trace with its link spans read as links, from [`SpanStore::contents_of_traces`].
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TraceContents {
+    /// The object and activity spans, by span id.
+    pub spans: Vec<SpanRecord>,
+    /// The links of the link spans, by span id.
+    pub links: Vec<StoredLink>,
+    /// How many link spans lack the fields of a link ([`StoredLink::of_span`]).
+    pub unusable_links: usize,
+}
+
+/// Entries of other traces a sweep of the chunks table ([`SpanStore::contents_of_traces`]) reads past before it
+/// seeks to the next trace it wants instead.
+const SWEEP_SKIPS: usize = 8;
 
 /// One window of an object, as the index knows it: when it starts and ends, and the trace that holds it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -1126,6 +1144,118 @@ impl SpanStore {
         })
     }
 
+    /// [`SpanStore::spans_of_traces`] with the link spans read as links: what the read side needs to merge an
+    /// object's windows and follow its links. A link span costs the strings of its link only, where
+    /// [`SpanStore::spans_of_traces`] copies its ten or more attributes.
+    pub fn contents_of_traces(&self, traces: &[TraceId]) -> Result<Vec<TraceContents>, StoreError> {
+        let txn = self.begin_read()?;
+        let decoders = self.decoders(&txn)?;
+        let table = txn
+            .open_table(CHUNKS)
+            .map_err(|e| self.storage("open the span chunks table", e))?;
+        // The traces in id order, each read once, by one cursor that sweeps the table and seeks again only past
+        // a run of other traces' chunks: a seek costs as much as reading a few dozen entries.
+        let mut order: Vec<usize> = (0..traces.len()).collect();
+        order.sort_by_key(|&i| traces[i]);
+        let mut all: Vec<Option<TraceContents>> = vec![None; traces.len()];
+        with_thread_reader(|reader| {
+            let mut sweep = None;
+            let mut previous: Option<(TraceId, usize)> = None;
+            for &i in &order {
+                let trace = traces[i];
+                if let Some((same, at)) = previous
+                    && same == trace
+                {
+                    all[i] = all[at].clone();
+                    continue;
+                }
+                let t = trace.to_u128();
+                let mut contents = TraceContents::default();
+                let mut skipped = 0;
+                loop {
+                    let range = match &mut sweep {
+                        Some(range) => range,
+                        None => sweep.insert(
+                            table
+                                .range((t, 0u64)..)
+                                .map_err(|e| self.storage("read spans", e))?
+                                .peekable(),
+                        ),
+                    };
+                    let next_trace = match range.peek() {
+                        None => break,
+                        Some(Ok((key, _))) => key.value().0,
+                        Some(Err(_)) => match range.next() {
+                            Some(Err(e)) => return Err(self.storage("read spans", e)),
+                            _ => break,
+                        },
+                    };
+                    if next_trace > t {
+                        break;
+                    }
+                    if next_trace < t {
+                        skipped += 1;
+                        if skipped > SWEEP_SKIPS {
+                            // Seek: the next range starts at this trace.
+                            sweep = None;
+                            skipped = 0;
+                        } else {
+                            range.next();
+                        }
+                        continue;
+                    }
+                    let Some(entry) = range.next() else {
+                        break;
+                    };
+                    let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
+                    let (_, first) = key.value();
+                    self.decode_contents(
+                        reader,
+                        &decoders,
+                        (t, first),
+                        value.value(),
+                        &mut contents,
+                    )?;
+                }
+                all[i] = Some(contents);
+                previous = Some((trace, i));
+            }
+            Ok(all.into_iter().map(Option::unwrap_or_default).collect())
+        })
+    }
+
+    /// Decodes the chunk `value` (of `trace`, from span `first` on) into `contents`, link spans as links.
+    fn decode_contents(
+        &self,
+        reader: &mut ChunkReader,
+        decoders: &Decoders,
+        (trace, first): (u128, u64),
+        value: &[u8],
+        contents: &mut TraceContents,
+    ) -> Result<(), StoreError> {
+        reader
+            .load(value, decoders)
+            .map_err(|source| self.corrupt_chunk(trace, first, source))?;
+        for entry in reader.spans() {
+            let (span, bytes) = entry.map_err(|source| self.corrupt_chunk(trace, first, source))?;
+            let (trace_id, span_id) = self.ids(trace, span)?;
+            let decoded = decode_span_or_link(trace_id, span_id, bytes).map_err(|source| {
+                StoreError::Corrupt {
+                    path: self.inner.path.clone(),
+                    trace_id,
+                    span_id,
+                    source,
+                }
+            })?;
+            match decoded {
+                DecodedSpan::Span(span) => contents.spans.push(span),
+                DecodedSpan::Link(Some(link)) => contents.links.push(link),
+                DecodedSpan::Link(None) => contents.unusable_links += 1,
+            }
+        }
+        Ok(())
+    }
+
     /// One span, if stored.
     pub fn span(&self, trace: TraceId, span: SpanId) -> Result<Option<SpanRecord>, StoreError> {
         let txn = self.begin_read()?;
@@ -1158,14 +1288,19 @@ impl SpanStore {
         })
     }
 
-    fn decode(&self, trace: u128, span: u64, bytes: &[u8]) -> Result<SpanRecord, StoreError> {
-        let (Some(trace_id), Some(span_id)) = (TraceId::from_u128(trace), SpanId::from_u64(span))
-        else {
-            return Err(StoreError::ZeroId {
+    /// The ids of a stored span, which are never zero.
+    fn ids(&self, trace: u128, span: u64) -> Result<(TraceId, SpanId), StoreError> {
+        match (TraceId::from_u128(trace), SpanId::from_u64(span)) {
+            (Some(trace_id), Some(span_id)) => Ok((trace_id, span_id)),
+            _ => Err(StoreError::ZeroId {
                 path: self.inner.path.clone(),
                 table: "spans",
-            });
-        };
+            }),
+        }
+    }
+
+    fn decode(&self, trace: u128, span: u64, bytes: &[u8]) -> Result<SpanRecord, StoreError> {
+        let (trace_id, span_id) = self.ids(trace, span)?;
         decode_span(trace_id, span_id, bytes).map_err(|source| StoreError::Corrupt {
             path: self.inner.path.clone(),
             trace_id,
@@ -1203,11 +1338,89 @@ impl SpanStore {
         let table = txn
             .open_table(WINDOWS)
             .map_err(|e| self.storage("open the windows table", e))?;
-        keys.iter()
-            .map(|key| self.windows_in(&table, key, from, to))
-            .collect()
+        // The objects in index order, each read once, by one cursor that sweeps the index and seeks again (walking
+        // back from `to`, as `windows_in` does) only past a run of entries it does not want.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|&a, &b| keys[a].fields().cmp(&keys[b].fields()));
+        let upper = floor_secs(to);
+        let mut all: Vec<Vec<StoredWindow>> = vec![Vec::new(); keys.len()];
+        let mut sweep = None;
+        let mut previous: Option<usize> = None;
+        for &i in &order {
+            let key = &keys[i];
+            if let Some(at) = previous
+                && keys[at] == *key
+            {
+                all[i] = all[at].clone();
+                continue;
+            }
+            previous = Some(i);
+            let fields = key.fields();
+            // (start secs, trace, length) of the windows that start by `to`, oldest first.
+            let mut found: Vec<(i64, u128, u64)> = Vec::new();
+            let mut skipped = 0;
+            let mut sought = false;
+            loop {
+                let range = match &mut sweep {
+                    Some(range) => range,
+                    None => {
+                        let [cluster, group, resource, namespace, name] = fields;
+                        sweep.insert(
+                            table
+                                .range((cluster, group, resource, namespace, name, i64::MIN)..)
+                                .map_err(|e| self.storage("read windows", e))?
+                                .peekable(),
+                        )
+                    }
+                };
+                let (relation, start_secs, trace, length) = match range.peek() {
+                    None => break,
+                    Some(Ok((entry_key, value))) => {
+                        let (cluster, group, resource, namespace, name, start) = entry_key.value();
+                        let relation = [cluster, group, resource, namespace, name].cmp(&fields);
+                        let (trace, length) = value.value();
+                        (relation, start, trace, length)
+                    }
+                    Some(Err(_)) => match range.next() {
+                        Some(Err(e)) => return Err(self.storage("read windows", e)),
+                        _ => break,
+                    },
+                };
+                if relation == std::cmp::Ordering::Greater {
+                    break;
+                }
+                let wanted = relation == std::cmp::Ordering::Equal && start_secs <= upper;
+                if wanted {
+                    found.push((start_secs, trace, length));
+                }
+                if !wanted || window_end(start_secs, length) <= from {
+                    skipped += 1;
+                }
+                if skipped > SWEEP_SKIPS {
+                    sought = true;
+                    sweep = None;
+                    break;
+                }
+                range.next();
+            }
+            all[i] = if sought {
+                self.windows_in(&table, key, from, to)?
+            } else {
+                let mut windows = Vec::new();
+                for &(start_secs, trace, length) in found.iter().rev() {
+                    let Some(window) = self.window_entry(start_secs, trace, length, from)? else {
+                        break;
+                    };
+                    windows.push(window);
+                }
+                windows.reverse();
+                windows
+            };
+        }
+        Ok(all)
     }
 
+    /// The windows of `key` that overlap `[from, to]`, walking back from `to` in the index.
     fn windows_in(
         &self,
         table: &redb::ReadOnlyTable<WindowKey<'static>, (u128, u64)>,
@@ -1224,29 +1437,38 @@ impl SpanStore {
         let mut out = Vec::new();
         for entry in range.rev() {
             let (key, value) = entry.map_err(|e| self.storage("read windows", e))?;
-            let start_secs = key.value().5;
             let (trace, length) = value.value();
-            let start = Timestamp::from_second(start_secs).unwrap_or(Timestamp::MIN);
-            let end = i64::try_from(length)
-                .ok()
-                .and_then(|length| start_secs.checked_add(length))
-                .and_then(|end| Timestamp::from_second(end).ok())
-                .unwrap_or(Timestamp::MAX);
-            if end <= from {
+            let Some(window) = self.window_entry(key.value().5, trace, length, from)? else {
                 break;
-            }
-            let trace_id = TraceId::from_u128(trace).ok_or_else(|| StoreError::ZeroId {
-                path: self.inner.path.clone(),
-                table: "object_windows",
-            })?;
-            out.push(StoredWindow {
-                start,
-                end,
-                trace_id,
-            });
+            };
+            out.push(window);
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// The window of an index entry; `None` when it ended by `from`.
+    fn window_entry(
+        &self,
+        start_secs: i64,
+        trace: u128,
+        length: u64,
+        from: Timestamp,
+    ) -> Result<Option<StoredWindow>, StoreError> {
+        let start = Timestamp::from_second(start_secs).unwrap_or(Timestamp::MIN);
+        let end = window_end(start_secs, length);
+        if end <= from {
+            return Ok(None);
+        }
+        let trace_id = TraceId::from_u128(trace).ok_or_else(|| StoreError::ZeroId {
+            path: self.inner.path.clone(),
+            table: "object_windows",
+        })?;
+        Ok(Some(StoredWindow {
+            start,
+            end,
+            trace_id,
+        }))
     }
 
     /// Up to `limit` objects that `selector` selects, in index order (resource, namespace, name, cluster, group).
@@ -1521,6 +1743,15 @@ fn existing_file(dir: &Path) -> Result<PathBuf, StoreError> {
             source,
         }),
     }
+}
+
+/// The end of a window that starts at `start_secs` and lasts `length` seconds (the latest time when out of range).
+fn window_end(start_secs: i64, length: u64) -> Timestamp {
+    i64::try_from(length)
+        .ok()
+        .and_then(|length| start_secs.checked_add(length))
+        .and_then(|end| Timestamp::from_second(end).ok())
+        .unwrap_or(Timestamp::MAX)
 }
 
 /// Whole Unix seconds at or before `t`.

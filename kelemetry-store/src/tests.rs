@@ -180,6 +180,60 @@ fn windows_of_returns_overlapping_windows_oldest_first() {
     assert_eq!(found[0].end.to_string(), "2024-05-01T14:30:00Z");
 }
 
+/// `windows_of_many` sweeps the index in key order: the same windows as asking for each key alone, in the order
+/// asked, whether it reads past other entries or seeks (an object with many windows before the range), for
+/// repeated and unknown keys too.
+#[test]
+fn windows_of_many_answers_each_key_as_windows_of_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let first = at("2024-05-01T00:10:00Z");
+    let half_hour = jiff::SignedDuration::from_mins(30);
+    let long_lived = object("prod", "apps", "deployments", "default", "long");
+    let mut spans = Vec::new();
+    let mut starts: Vec<(ObjectKey, Timestamp)> = Vec::new();
+    for k in 0..40 {
+        let w = Windowing::default().window_of(first + half_hour * k);
+        spans.push(object_span(&long_lived, w));
+        starts.push((long_lived.key.clone(), w.start()));
+    }
+    let mut keys = vec![long_lived.key.clone()];
+    for i in 0..30 {
+        let pod = object("prod", "", "pods", "default", &format!("long-{i:02}"));
+        for k in [3, 4, 20] {
+            let w = Windowing::default().window_of(first + half_hour * k);
+            spans.push(object_span(&pod, w));
+            starts.push((pod.key.clone(), w.start()));
+        }
+        if i % 7 == 0 {
+            keys.push(pod.key.clone());
+        }
+    }
+    store.write_spans(&spans).unwrap();
+    keys.insert(1, ObjectKey::new("prod", "", "pods", "default", "unknown"));
+    keys.push(long_lived.key.clone());
+    keys.reverse();
+    for (from, to) in [
+        (Timestamp::MIN, Timestamp::MAX),
+        (first + half_hour * 3, first + half_hour * 4),
+        (first + half_hour * 19, first + half_hour * 21),
+        (first + half_hour * 39, first + half_hour * 45),
+    ] {
+        let many = store.windows_of_many(&keys, from, to).unwrap();
+        assert_eq!(many.len(), keys.len());
+        for (key, windows) in keys.iter().zip(&many) {
+            let expected: Vec<Timestamp> = starts
+                .iter()
+                .filter(|(k, start)| k == key && *start <= to && *start + half_hour > from)
+                .map(|(_, start)| *start)
+                .collect();
+            let found: Vec<Timestamp> = windows.iter().map(|w| w.start).collect();
+            assert_eq!(found, expected, "{key} between {from} and {to}");
+            assert_eq!(store.windows_of(key, from, to).unwrap(), *windows);
+        }
+    }
+}
+
 #[test]
 fn find_objects_without_group_or_cluster() {
     let dir = tempfile::tempdir().unwrap();
@@ -325,6 +379,8 @@ fn corrupt_chunk_and_wrong_layout_are_reported_with_the_path() {
             ),
             "{err}"
         );
+        let parts_err = store.contents_of_traces(&[spans[0].trace_id]).unwrap_err();
+        assert_eq!(parts_err.to_string(), err.to_string());
         assert!(
             err.to_string().contains(&path.display().to_string()),
             "{err}"
@@ -530,6 +586,74 @@ fn a_large_trace_is_split_into_chunks_and_grows_in_place() {
     use redb::ReadableTableMetadata;
     let count = txn.open_table(chunks).unwrap().len().unwrap();
     assert!((8..=40).contains(&count), "{count} chunks for 1,000 spans");
+}
+
+/// `contents_of_traces` gives what `spans_of_traces` gives, its link spans read as links: over several traces, one
+/// of several chunks, an unknown one, and link spans that stand for no link.
+#[test]
+fn contents_of_traces_are_the_spans_of_traces_with_links_read_as_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let nginx = object("prod", "apps", "deployments", "default", "nginx");
+    let w = window("2024-05-01T12:00:00Z");
+    let mut spans = trace_of(&nginx, "2024-05-01T12:00:00Z");
+    spans.extend(trace_of(&nginx, "2024-05-01T13:00:00Z"));
+    for i in 0..300 {
+        let pod = object("prod", "", "pods", "default", &format!("nginx-{i}"));
+        let link = Link::child(pod.clone()).with_class(if i % 2 == 0 { "children" } else { "" });
+        let mut span = link_span(&nginx, w, &link);
+        if i % 50 == 7 {
+            // No role: a link span that stands for no link.
+            span.attributes.retain(|(name, _)| name != "linkRole");
+        }
+        spans.push(span);
+        spans.push(object_span(&pod, w));
+    }
+    store.write_spans(&spans).unwrap();
+    let mut traces: Vec<TraceId> = spans.iter().map(|s| s.trace_id).collect();
+    traces.sort();
+    traces.dedup();
+    traces.insert(1, TraceId::from_u128(12345).unwrap());
+    let whole = store.spans_of_traces(&traces).unwrap();
+    let parts = store.contents_of_traces(&traces).unwrap();
+    assert_eq!(parts.len(), traces.len());
+    let mut links = 0;
+    for (spans, parts) in whole.into_iter().zip(parts) {
+        let mut expected = crate::TraceContents::default();
+        for span in spans {
+            if span.kind == kelemetry_core::SpanKind::Link {
+                match crate::codec::StoredLink::of_span(&span) {
+                    Some(link) => expected.links.push(link),
+                    None => expected.unusable_links += 1,
+                }
+            } else {
+                expected.spans.push(span);
+            }
+        }
+        links += expected.links.len();
+        assert_eq!(parts, expected);
+    }
+    assert_eq!(links, 2 + 300 - 6);
+    // Some of them, out of order and one twice: the sweep reads past the others (gaps of 2) or seeks (gaps of 12).
+    for step in [3, 13] {
+        let some: Vec<TraceId> = traces
+            .iter()
+            .rev()
+            .step_by(step)
+            .copied()
+            .chain([traces[5], traces[5]])
+            .collect();
+        let one_by_one: Vec<crate::TraceContents> = some
+            .iter()
+            .map(|trace| store.contents_of_traces(&[*trace]).unwrap().remove(0))
+            .collect();
+        assert_eq!(store.contents_of_traces(&some).unwrap(), one_by_one);
+        assert!(
+            one_by_one
+                .iter()
+                .all(|c| !c.spans.is_empty() || c.links.is_empty())
+        );
+    }
 }
 
 #[test]
