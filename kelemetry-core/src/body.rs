@@ -34,8 +34,8 @@ use serde_json::{Map, Value};
 
 use crate::json_scan;
 
-/// What has an object's `metadata`: a parsed [`Value`], a [`Body`], or a reference or `Arc` of either. The
-/// functions of this module take any of them, so that a [`Body`] answers from its metadata alone.
+/// What has an object's `metadata`: a parsed [`Value`], a [`Body`], or an `Arc` of either. The functions of this
+/// module take a reference to any of them, so that a [`Body`] answers from its metadata alone.
 pub trait BodyMetadata {
     /// The body's `metadata`, if present.
     fn metadata(&self) -> Option<&Value>;
@@ -56,20 +56,6 @@ pub trait BodyMetadata {
 impl BodyMetadata for Value {
     fn metadata(&self) -> Option<&Value> {
         self.get("metadata")
-    }
-}
-
-impl<T: BodyMetadata + ?Sized> BodyMetadata for &T {
-    fn metadata(&self) -> Option<&Value> {
-        (**self).metadata()
-    }
-
-    fn metadata_string(&self, field: &str) -> Option<&str> {
-        (**self).metadata_string(field)
-    }
-
-    fn has_label(&self, key: &str) -> bool {
-        (**self).has_label(key)
     }
 }
 
@@ -409,18 +395,8 @@ fn sorted_field_spans(text: &str, fields: &[json_scan::Field<'_>]) -> Option<Arc
             },
         ));
     }
-    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
-    spans.sort_by(|a, b| a.0.cmp(b.0));
-    let mut kept: Vec<FieldSpan> = Vec::with_capacity(spans.len());
-    let mut last_name: Option<&str> = None;
-    for (name, span) in spans {
-        match kept.last_mut() {
-            Some(last) if last_name == Some(name) => *last = span,
-            _ => kept.push(span),
-        }
-        last_name = Some(name);
-    }
-    Some(kept.into())
+    json_scan::sort_keeping_last(&mut spans);
+    Some(spans.into_iter().map(|(_, span)| span).collect())
 }
 
 impl Body {

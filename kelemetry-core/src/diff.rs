@@ -653,16 +653,8 @@ fn sorted_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
         .into_iter()
         .map(|field| Some((field.name, text.get(field.value)?)))
         .collect::<Option<_>>()?;
-    // Stable: of the fields with one name, the last in the text comes last, and is the one kept.
-    fields.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kept: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(fields.len());
-    for field in fields {
-        match kept.last_mut() {
-            Some(last) if last.0 == field.0 => *last = field,
-            _ => kept.push(field),
-        }
-    }
-    Some(kept)
+    json_scan::sort_keeping_last(&mut fields);
+    Some(fields)
 }
 
 /// Whether `raw` (valid JSON) is written the way `serde_json` would write its value back: `true`, `false`,

@@ -97,6 +97,20 @@ fn scan_object<'t>(
     }
 }
 
+/// Sorts `fields` by name and keeps the last of each name, as `serde_json` keeps the last of a repeated field.
+pub(crate) fn sort_keeping_last<N: Ord, V>(fields: &mut Vec<(N, V)>) {
+    // Stable: of the fields with one name, the last in the text comes last.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    // `dedup_by` keeps the first of a run: each later field's value is swapped into the one kept.
+    fields.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+}
+
 /// The content of a JSON string literal (`"..."`) without its quotes, if it holds no escape.
 pub(crate) fn plain_string(literal: &str) -> Option<&str> {
     let inner = literal.strip_prefix('"')?.strip_suffix('"')?;
@@ -351,6 +365,16 @@ mod tests {
         let word = u64::from_le_bytes([0xff, 0x22, 0x80, 0x00, b'a', b'b', b'c', b'd']);
         assert_eq!(bytes_equal_to(word, b'"').trailing_zeros() / 8, 1);
         assert_eq!(bytes_equal_to(word, 0).trailing_zeros() / 8, 3);
+    }
+
+    #[test]
+    fn a_repeated_name_keeps_its_last_value() {
+        let mut fields = vec![("b", 1), ("a", 2), ("b", 3), ("c", 4), ("b", 5), ("a", 6)];
+        sort_keeping_last(&mut fields);
+        assert_eq!(fields, [("a", 6), ("b", 5), ("c", 4)]);
+        let mut none: Vec<(&str, u8)> = Vec::new();
+        sort_keeping_last(&mut none);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! time range, nested into one tree (docs/behaviour/assembly.md).
 
 use jiff::Timestamp;
-use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, TraceId, vocabulary as v};
+use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, TraceId};
 
 // foldhash: assembly's maps (object keys, span ids, index pairs) hash a tenth of a large view with SipHash.
 use crate::reader::{ReadError, Reader, TraceParts};
@@ -104,28 +104,9 @@ pub enum AssembleError {
     Read(#[from] ReadError),
 }
 
-/// A relation as stored in a link span.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct LinkRef {
-    /// The other object.
-    pub other: ObjectKey,
-    /// Role of the other object.
-    pub role: LinkRole,
-    /// Class of the relation (may be empty).
-    pub class: String,
-}
-
-impl LinkRef {
-    /// The relation a link span stores; `None` when the span lacks the other object's identity
-    /// ([`SpanRecord::linked_key`]) or a valid role ([`SpanRecord::link_role`]).
-    pub fn of_span(span: &SpanRecord) -> Option<Self> {
-        Some(Self {
-            other: span.linked_key()?,
-            role: span.link_role()?,
-            class: span.attribute(v::LINK_CLASS).unwrap_or_default().to_owned(),
-        })
-    }
-}
+/// A relation as stored in a link span: the store's [`StoredLink`](kelemetry_store::codec::StoredLink), which
+/// every reader gives assembly ([`crate::TraceParts`]).
+pub use kelemetry_store::codec::StoredLink as LinkRef;
 
 /// One object's windows merged: its identity, its activities in the range, its links.
 #[derive(Clone, Debug, PartialEq)]

@@ -26,7 +26,6 @@ use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
 use kelemetry_store::{SpanStore, StoreError};
 
-use crate::assemble::LinkRef;
 use crate::reader::{ReadError, Reader, TraceParts};
 
 fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
@@ -111,18 +110,7 @@ impl Reader for SpanStore {
         let contents = blocking(what, move || store.contents_of_traces(&ids)).await?;
         Ok(contents
             .into_iter()
-            .map(|contents| {
-                let links = contents
-                    .links
-                    .into_iter()
-                    .map(|link| LinkRef {
-                        other: link.other,
-                        role: link.role,
-                        class: link.class,
-                    })
-                    .collect();
-                TraceParts::new(contents.spans, links)
-            })
+            .map(|contents| TraceParts::new(contents.spans, contents.links))
             .collect())
     }
 
