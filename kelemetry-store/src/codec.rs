@@ -85,15 +85,22 @@ fn attribute_code(name: &str) -> Option<u64> {
         .map(|index| index as u64 + 1)
 }
 
+/// The byte that stores an object span's kind.
+const KIND_OBJECT: u8 = 0;
+/// The byte of a link span.
+const KIND_LINK: u8 = 1;
+/// The byte of an activity span (its source follows).
+const KIND_ACTIVITY: u8 = 2;
+
 /// Appends the stored form of `span` (without its ids) to `out`.
 pub fn encode_span(span: &SpanRecord, out: &mut Vec<u8>) {
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&span.parent_span_id.map_or(0, SpanId::to_u64).to_le_bytes());
     match &span.kind {
-        SpanKind::Object => out.push(0),
-        SpanKind::Link => out.push(1),
+        SpanKind::Object => out.push(KIND_OBJECT),
+        SpanKind::Link => out.push(KIND_LINK),
         SpanKind::Activity(source) => {
-            out.push(2);
+            out.push(KIND_ACTIVITY);
             put_text(out, source);
         }
     }
@@ -434,7 +441,7 @@ pub fn decode_span_or_link(
 ) -> Result<DecodedSpan, DecodeError> {
     let mut cursor = Cursor { bytes };
     let head = decode_head(&mut cursor)?;
-    if head.kind != 1 {
+    if head.kind != KIND_LINK {
         return decode_rest(&mut cursor, trace_id, span_id, head).map(DecodedSpan::Span);
     }
     cursor.text_ref("name")?;
@@ -455,9 +462,9 @@ fn decode_rest(
     head: Head,
 ) -> Result<SpanRecord, DecodeError> {
     let kind = match head.kind {
-        0 => SpanKind::Object,
-        1 => SpanKind::Link,
-        2 => SpanKind::Activity(cursor.text("activity source")?),
+        KIND_OBJECT => SpanKind::Object,
+        KIND_LINK => SpanKind::Link,
+        KIND_ACTIVITY => SpanKind::Activity(cursor.text("activity source")?),
         _ => return Err(DecodeError::Invalid { field: "kind" }),
     };
     let name = cursor.text("name")?;

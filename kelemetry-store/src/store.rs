@@ -1035,18 +1035,53 @@ impl SpanStore {
         &self,
         reader: &mut ChunkReader,
         decoders: &Decoders,
-        (trace, first): (u128, u64),
+        chunk: (u128, u64),
         value: &[u8],
         out: &mut Vec<SpanRecord>,
+    ) -> Result<(), StoreError> {
+        self.each_span_of_chunk(
+            reader,
+            decoders,
+            chunk,
+            value,
+            |trace_id, span_id, bytes| {
+                let span = decode_span(trace_id, span_id, bytes)
+                    .map_err(|source| self.corrupt_span(trace_id, span_id, source))?;
+                out.push(span);
+                Ok(())
+            },
+        )
+    }
+
+    /// Opens the chunk `value` (of `trace`, from span `first` on) and hands each of its spans, with its ids, to
+    /// `each`.
+    fn each_span_of_chunk(
+        &self,
+        reader: &mut ChunkReader,
+        decoders: &Decoders,
+        (trace, first): (u128, u64),
+        value: &[u8],
+        mut each: impl FnMut(TraceId, SpanId, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         reader
             .load(value, decoders)
             .map_err(|source| self.corrupt_chunk(trace, first, source))?;
         for entry in reader.spans() {
             let (span, bytes) = entry.map_err(|source| self.corrupt_chunk(trace, first, source))?;
-            out.push(self.decode(trace, span, bytes)?);
+            let (trace_id, span_id) = self.ids(trace, span)?;
+            each(trace_id, span_id, bytes)?;
         }
         Ok(())
+    }
+
+    /// A span whose bytes do not decode.
+    fn corrupt_span(&self, trace_id: TraceId, span_id: SpanId, source: DecodeError) -> StoreError {
+        StoreError::Corrupt {
+            path: self.inner.path.clone(),
+            trace_id,
+            span_id,
+            source,
+        }
     }
 
     /// Makes every write so far durable (the deferred ones included). After deferred writes (a bulk load such as
@@ -1229,31 +1264,26 @@ impl SpanStore {
         &self,
         reader: &mut ChunkReader,
         decoders: &Decoders,
-        (trace, first): (u128, u64),
+        chunk: (u128, u64),
         value: &[u8],
         contents: &mut TraceContents,
     ) -> Result<(), StoreError> {
-        reader
-            .load(value, decoders)
-            .map_err(|source| self.corrupt_chunk(trace, first, source))?;
-        for entry in reader.spans() {
-            let (span, bytes) = entry.map_err(|source| self.corrupt_chunk(trace, first, source))?;
-            let (trace_id, span_id) = self.ids(trace, span)?;
-            let decoded = decode_span_or_link(trace_id, span_id, bytes).map_err(|source| {
-                StoreError::Corrupt {
-                    path: self.inner.path.clone(),
-                    trace_id,
-                    span_id,
-                    source,
+        self.each_span_of_chunk(
+            reader,
+            decoders,
+            chunk,
+            value,
+            |trace_id, span_id, bytes| {
+                let decoded = decode_span_or_link(trace_id, span_id, bytes)
+                    .map_err(|source| self.corrupt_span(trace_id, span_id, source))?;
+                match decoded {
+                    DecodedSpan::Span(span) => contents.spans.push(span),
+                    DecodedSpan::Link(Some(link)) => contents.links.push(link),
+                    DecodedSpan::Link(None) => contents.unusable_links += 1,
                 }
-            })?;
-            match decoded {
-                DecodedSpan::Span(span) => contents.spans.push(span),
-                DecodedSpan::Link(Some(link)) => contents.links.push(link),
-                DecodedSpan::Link(None) => contents.unusable_links += 1,
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
     }
 
     /// One span, if stored.
@@ -1301,12 +1331,8 @@ impl SpanStore {
 
     fn decode(&self, trace: u128, span: u64, bytes: &[u8]) -> Result<SpanRecord, StoreError> {
         let (trace_id, span_id) = self.ids(trace, span)?;
-        decode_span(trace_id, span_id, bytes).map_err(|source| StoreError::Corrupt {
-            path: self.inner.path.clone(),
-            trace_id,
-            span_id,
-            source,
-        })
+        decode_span(trace_id, span_id, bytes)
+            .map_err(|source| self.corrupt_span(trace_id, span_id, source))
     }
 
     /// The windows of `key` that overlap `[from, to]` and the trace of each, oldest first.
