@@ -1,14 +1,16 @@
 //! Object bodies kept as text (`Body::from_text`) and the diff of two of them on their text: the input is two
 //! bodies separated by a `0xFF` byte (never part of UTF-8 text). Checks: text accepted as a body parses (as
 //! `parse_object_body`, which is how the body parses when read whole); a body from text answers its metadata,
-//! kind and labels as the same body parsed does, its text without `metadata.managedFields` parses to its value,
+//! kind, labels and any one metadata field as the same body parsed does, its text without `metadata.managedFields` parses to its value,
 //! and the text diff of two bodies gives the lines of the diff of
 //! their parsed values.
 
 #![no_main]
 
 use kelemetry_core::ListKeys;
-use kelemetry_core::body::{Body, BodyMetadata, metadata_str, metadata_value, parse_object_body};
+use kelemetry_core::body::{
+    Body, BodyMetadata, metadata_field, metadata_str, metadata_value, parse_object_body,
+};
 use kelemetry_core::diff::{AUDIT_EXCLUDED_FIELDS, audit_diff_bodies, keyed_diff};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +20,16 @@ fn body(bytes: &[u8]) -> Option<Body> {
     if let Err(error) = parse_object_body(text) {
         panic!("a body accepted from text does not parse: {error}");
     }
+    // One field of the metadata read alone, before anything parses the body or its metadata.
+    let fresh = Body::from_text(text).ok()?;
     let parsed = Body::from_value(body.value().clone());
+    for field in ["ownerReferences", "labels", "name", "managedFields"] {
+        assert_eq!(
+            metadata_field(&fresh, field).as_deref(),
+            metadata_value(&parsed, field),
+            "{field} alone"
+        );
+    }
     assert_eq!(body.kind(), parsed.kind(), "kind");
     assert_eq!(body.has_metadata(), parsed.has_metadata(), "has_metadata");
     for field in ["name", "namespace", "uid", "resourceVersion", "labels"] {

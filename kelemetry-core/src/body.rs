@@ -23,6 +23,7 @@
 //! assert_eq!(body["spec"], json!({}));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Deref, Range};
 use std::sync::{Arc, OnceLock};
@@ -51,6 +52,12 @@ pub trait BodyMetadata {
             .and_then(Value::as_object)
             .is_some_and(|labels| labels.contains_key(key))
     }
+
+    /// `metadata.<field>`, if present: borrowed from the parsed `metadata`, or (a [`Body`] whose `metadata` is
+    /// not parsed yet) that one field's value parsed alone, leaving the rest of `metadata` unparsed.
+    fn metadata_field(&self, field: &str) -> Option<Cow<'_, Value>> {
+        self.metadata()?.get(field).map(Cow::Borrowed)
+    }
 }
 
 impl BodyMetadata for Value {
@@ -71,11 +78,35 @@ impl<T: BodyMetadata + ?Sized> BodyMetadata for Arc<T> {
     fn has_label(&self, key: &str) -> bool {
         (**self).has_label(key)
     }
+
+    fn metadata_field(&self, field: &str) -> Option<Cow<'_, Value>> {
+        (**self).metadata_field(field)
+    }
 }
 
-/// `body.metadata.<field>`, if present.
+/// `body.metadata.<field>`, if present. This parses the whole of a [`Body`]'s `metadata` on first use (and keeps
+/// it); to read one field of it, [`metadata_field`] parses that field alone.
 pub fn metadata_value<'a, B: BodyMetadata + ?Sized>(body: &'a B, field: &str) -> Option<&'a Value> {
     body.metadata()?.get(field)
+}
+
+/// `body.metadata.<field>`, if present; of a [`Body`] whose `metadata` is not parsed yet, that field's value is
+/// parsed alone and not kept (see [`BodyMetadata::metadata_field`]).
+///
+/// ```
+/// use kelemetry_core::body::{Body, metadata_field};
+/// use serde_json::json;
+///
+/// let body = Body::from_text(r#"{"metadata":{"name":"web","ownerReferences":[{"kind":"ReplicaSet"}]}}"#).unwrap();
+/// let owners = metadata_field(&body, "ownerReferences").unwrap();
+/// assert_eq!(*owners, json!([{"kind": "ReplicaSet"}]));
+/// assert!(metadata_field(&body, "labels").is_none());
+/// ```
+pub fn metadata_field<'a, B: BodyMetadata + ?Sized>(
+    body: &'a B,
+    field: &str,
+) -> Option<Cow<'a, Value>> {
+    body.metadata_field(field)
 }
 
 /// `body.metadata.<field>`, if it is a string.
@@ -118,6 +149,9 @@ pub struct Body {
     /// `metadata` alone, parsed on first use while `value` is not.
     metadata: OnceLock<Value>,
 }
+
+/// The field of `metadata` a parsed body leaves out: field ownership, often most of a body's bytes.
+const MANAGED_FIELDS: &str = "managedFields";
 
 /// The fields of `metadata` a body answers from its text.
 const SKIMMED_FIELDS: [&str; 4] = ["name", "namespace", "uid", "resourceVersion"];
@@ -357,12 +391,37 @@ impl BodyMetadata for Body {
             let Some(labels) = self.labels_at.clone().and_then(|range| text.get(range)) else {
                 return false;
             };
-            return json_scan::object_fields(labels)
-                .is_some_and(|fields| fields.iter().any(|field| field.name == key));
+            return json_scan::object_has_field(labels, key).unwrap_or(false);
         }
         metadata_value(self, "labels")
             .and_then(Value::as_object)
             .is_some_and(|labels| labels.contains_key(key))
+    }
+
+    fn metadata_field(&self, field: &str) -> Option<Cow<'_, Value>> {
+        if let (Some(text), Some(spans), None, None) = (
+            &self.text,
+            self.metadata_fields.as_deref(),
+            self.value.get(),
+            self.metadata.get(),
+        ) && field != MANAGED_FIELDS
+        {
+            let name_of = |span: &FieldSpan| text.get(span.name.0 as usize..span.name.1 as usize);
+            let Ok(at) =
+                spans.binary_search_by(|span| name_of(span).unwrap_or_default().cmp(field))
+            else {
+                return None;
+            };
+            let span = spans[at].value;
+            // The text was checked when the body was made; should this field not parse, the whole metadata answers.
+            if let Some(value) = text
+                .get(span.0 as usize..span.1 as usize)
+                .and_then(|raw| serde_json::from_str(raw).ok())
+            {
+                return Some(Cow::Owned(value));
+            }
+        }
+        self.metadata()?.get(field).map(Cow::Borrowed)
     }
 }
 
@@ -423,7 +482,7 @@ impl Body {
     /// assert_eq!(body.text_without_managed_fields().unwrap(), r#"{"kind":"Pod","metadata":{"name":"web"}}"#);
     /// ```
     pub fn text_without_managed_fields(&self) -> Option<std::borrow::Cow<'_, str>> {
-        const NAME: &str = "managedFields";
+        const NAME: &str = MANAGED_FIELDS;
         let text = self.text.as_deref()?;
         let spans = self.metadata_fields.as_deref().unwrap_or_default();
         if memchr::memchr(b'\n', text.as_bytes()).is_some()
@@ -479,15 +538,15 @@ fn resolve_spans<'t>(
     spans: &[FieldSpan],
 ) -> Option<Vec<(std::borrow::Cow<'t, str>, &'t str)>> {
     let slice = |(start, end): (u32, u32)| text.get(start as usize..end as usize);
-    spans
-        .iter()
-        .map(|span| {
-            Some((
-                std::borrow::Cow::Borrowed(slice(span.name)?),
-                slice(span.value)?,
-            ))
-        })
-        .collect()
+    // Sized once: collecting into `Option<Vec<_>>` does not know the length and grows the vector.
+    let mut fields = Vec::with_capacity(spans.len());
+    for span in spans {
+        fields.push((
+            std::borrow::Cow::Borrowed(slice(span.name)?),
+            slice(span.value)?,
+        ));
+    }
+    Some(fields)
 }
 
 /// Where `part`, a slice of `text`, is in it.
@@ -644,7 +703,7 @@ impl<'de> Visitor<'de> for ObjectFields {
         while let Some(key) = fields.next_key::<String>()? {
             let value = match (self.metadata, key.as_str()) {
                 (false, "metadata") => fields.next_value_seed(ObjectFields { metadata: true })?,
-                (true, "managedFields") => {
+                (true, MANAGED_FIELDS) => {
                     fields.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -853,6 +912,22 @@ mod tests {
                     assert!(lazy.has_label(label), "{label}");
                 }
                 assert!(!lazy.has_label("no/such-label"));
+                // As the body reads when parsed: without `metadata.managedFields`.
+                let stripped = Body::from_value(parse_object_body(&body.to_string()).unwrap());
+                for field in parsed
+                    .metadata()
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .map(String::as_str)
+                    .chain(["managedFields", "missing"])
+                {
+                    assert_eq!(
+                        metadata_field(lazy, field).as_deref(),
+                        metadata_value(&stripped, field),
+                        "{field}"
+                    );
+                }
                 assert!(
                     !lazy.is_parsed(),
                     "answering the metadata parsed the whole body"
@@ -878,6 +953,29 @@ mod tests {
         assert_eq!(metadata_str(&body, "uid"), None);
         assert_eq!(metadata_str(&body, "namespace"), Some("m"));
         assert!(body.has_label("x/y"));
+        assert_eq!(
+            metadata_field(&body, "namespace").as_deref(),
+            Some(&json!("m"))
+        );
+        let with_owned = Body::from_text(
+            r#"{"metadata":{"ownerReferences":[{"kind":"ReplicaSet","name":"r"}],"managedFields":[{"manager":"m"}]}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            metadata_field(&with_owned, "ownerReferences"),
+            Some(Cow::Owned(_))
+        ));
+        assert_eq!(
+            metadata_field(&with_owned, "managedFields"),
+            None,
+            "left out, as when parsed"
+        );
+        // Once the metadata is parsed, it answers.
+        assert!(metadata_value(&with_owned, "ownerReferences").is_some());
+        assert!(matches!(
+            metadata_field(&with_owned, "ownerReferences"),
+            Some(Cow::Borrowed(_))
+        ));
         for text in ["[]", r#"{"metadata":[]}"#, r#"{"metadata":{}"#, "{} x"] {
             assert!(Body::from_text(text).is_err(), "{text}");
         }

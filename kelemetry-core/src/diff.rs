@@ -649,10 +649,11 @@ fn push_line(out: &mut String, entry: &DiffEntry<'_>) {
 /// The fields of the object `text`, sorted by name, a name that repeats holding its last value (as in a parsed
 /// `Map`); `None` when `text` is another value.
 fn sorted_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
-    let mut fields: Vec<(Cow<'_, str>, &str)> = json_scan::object_fields(text)?
-        .into_iter()
-        .map(|field| Some((field.name, text.get(field.value)?)))
-        .collect::<Option<_>>()?;
+    let scanned = json_scan::object_fields(text)?;
+    let mut fields: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(scanned.len());
+    for field in scanned {
+        fields.push((field.name, text.get(field.value)?));
+    }
     json_scan::sort_keeping_last(&mut fields);
     Some(fields)
 }

@@ -19,6 +19,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
 use crate::key::ObjectKey;
@@ -26,6 +27,10 @@ use crate::window::Window;
 
 const TRACE_DOMAIN: &[u8] = b"kelemetry.trace.v1";
 const SPAN_DOMAIN: &[u8] = b"kelemetry.span.v1";
+
+/// The bytes an id is hashed from, on the stack unless they are long (ids are computed several times per
+/// record, and a heap buffer each time showed in profiles).
+type HashInput = SmallVec<[u8; 256]>;
 
 /// A 128-bit trace id, never zero. Printed as 32 lowercase hex digits.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,7 +43,7 @@ pub struct SpanId(u64);
 impl TraceId {
     /// The trace of `key` in `window`: the trace whose root is the object span of that window.
     pub fn for_object(key: &ObjectKey, window: Window) -> Self {
-        let mut buf = Vec::with_capacity(96);
+        let mut buf = HashInput::new();
         buf.extend_from_slice(TRACE_DOMAIN);
         for field in key.fields() {
             push_field(&mut buf, field.as_bytes());
@@ -70,10 +75,16 @@ impl TraceId {
 
     /// The id of a link span in this trace: written by the linker `dedup_id` and pointing at `other`.
     pub fn link_span(self, dedup_id: &str, other: &ObjectKey) -> SpanId {
-        let mut discriminator = Vec::with_capacity(64);
+        // `dedup_id`, a newline and the canonical text of `other` (its five fields joined by `/`).
+        let mut discriminator = HashInput::new();
         discriminator.extend_from_slice(dedup_id.as_bytes());
         discriminator.push(b'\n');
-        discriminator.extend_from_slice(other.to_string().as_bytes());
+        for (i, field) in other.fields().into_iter().enumerate() {
+            if i > 0 {
+                discriminator.push(b'/');
+            }
+            discriminator.extend_from_slice(field.as_bytes());
+        }
         self.span_id("link", &discriminator)
     }
 
@@ -89,8 +100,7 @@ impl TraceId {
     }
 
     fn span_id(self, kind: &str, discriminator: &[u8]) -> SpanId {
-        let mut buf =
-            Vec::with_capacity(SPAN_DOMAIN.len() + 16 + 8 + kind.len() + discriminator.len());
+        let mut buf = HashInput::new();
         buf.extend_from_slice(SPAN_DOMAIN);
         buf.extend_from_slice(&self.0.to_be_bytes());
         push_field(&mut buf, kind.as_bytes());
@@ -116,7 +126,7 @@ impl SpanId {
     }
 }
 
-fn push_field(buf: &mut Vec<u8>, bytes: &[u8]) {
+fn push_field(buf: &mut HashInput, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(bytes);

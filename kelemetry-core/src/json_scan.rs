@@ -24,6 +24,37 @@ pub(crate) fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
     Some(scan_object(text, at, None, MAX_FIELD_VALUE_DEPTH)?.fields)
 }
 
+/// Whether the object `text` has a field named `name`, found without collecting its fields; `None` if `text` is
+/// another value (or not JSON).
+pub(crate) fn object_has_field(text: &str, name: &str) -> Option<bool> {
+    let bytes = text.as_bytes();
+    let at = skip_whitespace(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut at = skip_whitespace(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return Some(false);
+    }
+    loop {
+        let name_end = string_end(bytes, at)?;
+        if field_name(text.get(at..name_end)?)? == name {
+            return Some(true);
+        }
+        at = skip_whitespace(bytes, name_end);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let end = value_end_within(bytes, skip_whitespace(bytes, at + 1), MAX_FIELD_VALUE_DEPTH)?;
+        at = skip_whitespace(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_whitespace(bytes, at + 1),
+            Some(b'}') => return Some(false),
+            _ => return None,
+        }
+    }
+}
+
 /// The fields of `text` as [`object_fields`], and the fields of the object that is the value of the field named
 /// `nested` (of the last, if the name repeats), found in the same pass, their ranges of `text` too. `None` if
 /// `text` is not an object or a field named `nested` is not one.
@@ -290,6 +321,15 @@ mod tests {
             assert_eq!((name.as_str(), value.as_str()), (want_name, want_value));
         }
         assert_eq!(fields("{}").unwrap().len(), 0);
+        for (name, _) in expected {
+            assert_eq!(object_has_field(text, name), Some(true), "{name}");
+        }
+        assert_eq!(
+            object_has_field(text, "x"),
+            Some(false),
+            "a field of a nested object"
+        );
+        assert_eq!(object_has_field(" { } ", "a"), Some(false));
     }
 
     #[test]
@@ -310,6 +350,7 @@ mod tests {
             "{\"a\":1]}",
         ] {
             assert!(object_fields(text).is_none(), "{text}");
+            assert_eq!(object_has_field(text, "b"), None, "{text}");
         }
     }
 
@@ -332,6 +373,7 @@ mod tests {
                 "{text}"
             );
             assert!(object_fields(text).is_none(), "{text}");
+            assert_eq!(object_has_field(text, "b"), None, "{text}");
         }
         for text in [
             r#"{"a":1e308,"b":-1e-400,"c":[1.5E3,true,false,null]}"#,

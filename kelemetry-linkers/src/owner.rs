@@ -53,7 +53,8 @@ impl Linker for OwnerLinker {
                 None => return Ok(Vec::new()),
             },
         };
-        let Some(owners) = kelemetry_core::body::metadata_value(&body, "ownerReferences") else {
+        // Only this field of the metadata is parsed (and not kept with the body, which the body cache holds).
+        let Some(owners) = kelemetry_core::body::metadata_field(&body, "ownerReferences") else {
             return Ok(Vec::new());
         };
         let Some(owners) = owners.as_array() else {
