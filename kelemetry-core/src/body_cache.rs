@@ -63,7 +63,7 @@ pub fn approximate_size(value: &Value) -> usize {
 /// let cache = BodyCache::new(100);
 /// let key = ObjectKey::new("c", "apps", "deployments", "ns", "web");
 /// for rv in ["12", "10", "11"] {
-///     cache.insert(key.clone(), Arc::new(json!({"metadata": {"resourceVersion": rv}}).into()));
+///     cache.insert(&key, Arc::new(json!({"metadata": {"resourceVersion": rv}}).into()));
 /// }
 /// assert_eq!(cache.get(&key).unwrap()["metadata"]["resourceVersion"], "12");
 /// assert_eq!(cache.before(&key, Some("12")).unwrap()["metadata"]["resourceVersion"], "11");
@@ -193,14 +193,15 @@ impl BodyCache {
 
     /// Stores `body` as a version of `key`, in resource-version order. A version already held is not stored twice.
     /// Then forgets least recently used objects while the bodies are over the byte bound.
-    pub fn insert(&self, key: ObjectKey, body: Arc<Body>) {
+    /// The key is cloned only for an object the cache does not hold yet.
+    pub fn insert(&self, key: &ObjectKey, body: Arc<Body>) {
         let rv = numeric_resource_version(&body);
         let size = body.approximate_size();
         // The text-only copy is made outside the lock, then swapped in if the cache still holds the version.
-        if let Some(older) = self.insert_newest(&key, rv, body, size)
+        if let Some(older) = self.insert_newest(key, rv, body, size)
             && let Some(text_only) = text_only(&older)
         {
-            self.keep_as_text(&key, &older, text_only);
+            self.keep_as_text(key, &older, text_only);
         }
     }
 
@@ -317,7 +318,7 @@ mod tests {
     fn keeps_at_most_capacity_objects() {
         let cache = BodyCache::new(2);
         for name in ["a", "b", "c"] {
-            cache.insert(key(name), Arc::new(json!({"n": name}).into()));
+            cache.insert(&key(name), Arc::new(json!({"n": name}).into()));
         }
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&key("a")).is_none());
@@ -331,7 +332,7 @@ mod tests {
         let one = big("a").approximate_size();
         let cache = BodyCache::with_limits(100, 3, 3 * one);
         for name in ["a", "b", "c", "d", "e"] {
-            cache.insert(key(name), big(name));
+            cache.insert(&key(name), big(name));
         }
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.bytes(), 3 * one);
@@ -339,16 +340,16 @@ mod tests {
         assert!(cache.get(&key("c")).is_some());
         // Versions pushed out of an object free their bytes; an object over the bound alone is still kept.
         let cache = BodyCache::with_limits(100, 1, one / 2);
-        cache.insert(key("a"), big("a"));
-        cache.insert(key("a"), big("b"));
+        cache.insert(&key("a"), big("a"));
+        cache.insert(&key("a"), big("b"));
         assert_eq!((cache.len(), cache.bytes()), (1, one));
-        cache.insert(key("b"), big("b"));
+        cache.insert(&key("b"), big("b"));
         assert_eq!((cache.len(), cache.bytes()), (1, one));
         assert!(cache.get(&key("b")).is_some());
         // Objects pushed out by the count bound free their bytes too.
         let cache = BodyCache::with_limits(2, 3, usize::MAX);
         for name in ["a", "b", "c"] {
-            cache.insert(key(name), big(name));
+            cache.insert(&key(name), big(name));
         }
         assert_eq!((cache.len(), cache.bytes()), (2, 2 * one));
     }
@@ -367,7 +368,7 @@ mod tests {
         };
         let cache = BodyCache::with_versions(10, 3);
         for rv in ["1", "2", "4"] {
-            cache.insert(key("p"), version(rv));
+            cache.insert(&key("p"), version(rv));
         }
         // The newest parsed, the two before it as text.
         assert_eq!(
@@ -375,7 +376,7 @@ mod tests {
             version("4").approximate_size() + text("1") + text("2")
         );
         // A version that arrives late is kept as text at its place.
-        cache.insert(key("p"), version("3"));
+        cache.insert(&key("p"), version("3"));
         assert_eq!(
             cache.bytes(),
             version("4").approximate_size() + text("2") + text("3")
@@ -389,7 +390,7 @@ mod tests {
     fn keeps_a_bounded_ordered_history() {
         let cache = BodyCache::with_versions(10, 3);
         for rv in ["5", "3", "4", "3", "6"] {
-            cache.insert(key("p"), body(rv));
+            cache.insert(&key("p"), body(rv));
         }
         let rv = |b: Option<Arc<Body>>| {
             b.map(|b| {

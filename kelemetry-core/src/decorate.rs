@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn update_is_diffed_against_the_previous_body() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
+        bodies.insert(&key(), Arc::new(deployment("1", 2).into()));
         let mut a = write(ChangeKind::Update, Some("1"), Some(deployment("5", 4)), 200);
         run(&mut a, &bodies);
         assert_eq!(
@@ -360,7 +360,7 @@ mod tests {
         let decorator = DiffDecoratorWithKeys::new(Arc::clone(&keys));
         let diff_with = |decorate: &dyn Fn(&mut Activity, &BodyCache)| {
             let bodies = BodyCache::new(4);
-            bodies.insert(key(), Arc::new(old.clone().into()));
+            bodies.insert(&key(), Arc::new(old.clone().into()));
             let mut a = write(ChangeKind::Update, Some("1"), Some(new.clone()), 200);
             decorate(&mut a, &bodies);
             logs(&a)
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn decorating_twice_is_decorating_once() {
         let warm = BodyCache::new(4);
-        warm.insert(key(), Arc::new(deployment("1", 2).into()));
+        warm.insert(&key(), Arc::new(deployment("1", 2).into()));
         let cases = [
             write(ChangeKind::Update, Some("1"), Some(deployment("5", 4)), 200),
             write(ChangeKind::Update, Some("7"), Some(deployment("7", 9)), 200),
@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn update_that_changed_nothing_is_a_no_op() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
+        bodies.insert(&key(), Arc::new(deployment("1", 2).into()));
         let mut a = write(ChangeKind::Update, Some("7"), Some(deployment("7", 9)), 200);
         run(&mut a, &bodies);
         assert_eq!(
@@ -437,7 +437,7 @@ mod tests {
         let bodies = BodyCache::new(4);
         let mut old = deployment("1", 2);
         old["metadata"]["managedFields"] = json!([]);
-        bodies.insert(key(), Arc::new(old.into()));
+        bodies.insert(&key(), Arc::new(old.into()));
         let mut a = write(ChangeKind::Update, Some("1"), Some(deployment("2", 2)), 200);
         run(&mut a, &bodies);
         assert!(a.logs.is_empty());
@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn failed_requests_get_no_diff_or_snapshot() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
+        bodies.insert(&key(), Arc::new(deployment("1", 2).into()));
         for kind in [ChangeKind::Create, ChangeKind::Update, ChangeKind::Delete] {
             let mut a = write(kind, Some("1"), Some(deployment("2", 3)), 409);
             run(&mut a, &bodies);
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn delete_snapshots_the_response_or_else_the_previous_body() {
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("3", 2).into()));
+        bodies.insert(&key(), Arc::new(deployment("3", 2).into()));
         let mut with_status = write(ChangeKind::Delete, None, None, 200);
         run(&mut with_status, &bodies);
         assert_eq!(with_status.logs[0].kind, LogKind::ObjectSnapshot);
@@ -484,7 +484,7 @@ mod tests {
         let mut secret_deploy = deployment("2", 3);
         secret_deploy["metadata"]["labels"] = json!({REDACTED_LABEL: "true"});
         let bodies = BodyCache::new(4);
-        bodies.insert(key(), Arc::new(deployment("1", 2).into()));
+        bodies.insert(&key(), Arc::new(deployment("1", 2).into()));
         let mut update = write(
             ChangeKind::Update,
             Some("1"),

@@ -196,6 +196,10 @@ fn walk_diff<'a>(
     walk.out
 }
 
+/// The bytes a diff's path buffers start with: a path such as
+/// `spec.template.spec.containers[name="app"].resources.limits.memory` fits.
+const PATH_CAPACITY: usize = 96;
+
 /// Appends the rendering of object field `name` to `path`.
 pub fn push_field(path: &mut String, name: &str) {
     let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -213,6 +217,13 @@ pub fn push_field(path: &mut String, name: &str) {
 
 /// Appends `text` as a JSON string.
 fn push_json_string(out: &mut String, text: &str) {
+    // Most names need no escape (`app.kubernetes.io/name`): quoted as they are, without a string of their own.
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     // Serialising a string to JSON cannot fail; fall back to a plain quote just in case.
     match serde_json::to_string(text) {
         Ok(quoted) => out.push_str(&quoted),
@@ -700,8 +711,9 @@ impl<'t> TextWalk<'_, '_, 't> {
         let (Some(old_text), Some(new_text)) = (old.text(), new.text()) else {
             return Err(serde::de::Error::custom("a body without text"));
         };
-        let mut path = String::new();
-        let mut list_path = String::new();
+        // Room for most paths at once, rather than growing from nothing on every diff.
+        let mut path = String::with_capacity(PATH_CAPACITY);
+        let mut list_path = String::with_capacity(if self.track_lists { PATH_CAPACITY } else { 0 });
         let mut fields = (!self.excluded.is_empty()).then(Vec::new);
         self.metadata_fields = old
             .sorted_metadata_fields()
@@ -726,7 +738,7 @@ impl<'t> TextWalk<'_, '_, 't> {
         known: Option<SidesFields<'t>>,
         path: &mut String,
         list_path: &mut String,
-        fields: &mut Option<Vec<String>>,
+        fields: &mut Option<Vec<Cow<'t, str>>>,
     ) -> serde_json::Result<()> {
         if old == new {
             return Ok(());
@@ -784,12 +796,12 @@ impl<'t> TextWalk<'_, '_, 't> {
     /// Compares field `name` of two objects, either side possibly absent.
     fn field(
         &mut self,
-        name: &str,
+        name: &Cow<'t, str>,
         old: Option<&'t str>,
         new: Option<&'t str>,
         path: &mut String,
         list_path: &mut String,
-        fields: &mut Option<Vec<String>>,
+        fields: &mut Option<Vec<Cow<'t, str>>>,
     ) -> serde_json::Result<()> {
         // Most fields of two versions are the same text: nothing to do, not even the path.
         if let (Some(a), Some(b)) = (old, new)
@@ -811,7 +823,7 @@ impl<'t> TextWalk<'_, '_, 't> {
             fields => fields,
         };
         if let Some(list) = fields.as_mut() {
-            list.push(name.to_owned());
+            list.push(name.clone());
             let excluded = self.excluded.iter().any(|excluded| {
                 excluded.len() == list.len()
                     && excluded.iter().zip(list.iter()).all(|(a, b)| a == b)

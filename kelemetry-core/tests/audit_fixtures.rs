@@ -105,7 +105,7 @@ fn process(activity: &mut Activity, redactor: &Redactor, bodies: &BodyCache) {
     }
     DiffDecorator.decorate_now(activity, bodies);
     if let Some(body) = &activity.object.body {
-        bodies.insert(activity.object.key().clone(), Arc::clone(body));
+        bodies.insert(activity.object.key(), Arc::clone(body));
     }
 }
 

@@ -73,7 +73,7 @@ fn deployment_writes() -> Vec<Write> {
                 });
             }
             if let Some(body) = &activity.object.body {
-                bodies.insert(key, body.clone());
+                bodies.insert(&key, body.clone());
             }
         }
     }

@@ -4,6 +4,7 @@
 //! [`SpanLedger`] and [`BodyCache`]. So every shard runs records through the same `Stage`, several at once, and
 //! each record's spans come back to the caller to be batched.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -74,8 +75,7 @@ impl Stage {
                 let window = self.windowing.window_of(activity.start);
                 self.ensure_object(&activity.object, window, out).await;
                 if let Some(body) = &activity.object.body {
-                    self.bodies
-                        .insert(activity.object.key().clone(), body.clone());
+                    self.bodies.insert(activity.object.key(), body.clone());
                 }
                 out.push(span::activity_into_span(*activity, window));
                 self.stats.activity_spans.fetch_add(1, Relaxed);
@@ -85,8 +85,7 @@ impl Stage {
                 self.redact(&mut observation.object);
                 self.stats.observations.fetch_add(1, Relaxed);
                 if let Some(body) = &observation.object.body {
-                    self.bodies
-                        .insert(observation.object.key().clone(), body.clone());
+                    self.bodies.insert(observation.object.key(), body.clone());
                 }
                 let window = self.windowing.window_of(observation.time);
                 self.ensure_object(&observation.object, window, out).await;
@@ -115,22 +114,23 @@ impl Stage {
         if self.linkers.is_empty() {
             return;
         }
-        let body = match &object.body {
-            Some(body) => Some(body.clone()),
-            None if new_span => self.lookup.body(&object.object_ref).await,
-            None => None,
-        };
-        let first_with_body = body.is_some() && self.ledger.first_sighting(trace.body_marker());
-        if new_span || first_with_body {
-            let object = Object {
+        // The linkers see the object as it came when it has a body (no copy of it), else with the body looked up.
+        let object = match &object.body {
+            Some(_) => Cow::Borrowed(object),
+            None if new_span => Cow::Owned(Object {
                 object_ref: object.object_ref.clone(),
-                body,
-            };
+                body: self.lookup.body(&object.object_ref).await,
+            }),
+            None => Cow::Borrowed(object),
+        };
+        let first_with_body =
+            object.body.is_some() && self.ledger.first_sighting(trace.body_marker());
+        if new_span || first_with_body {
             self.link(object, window, out).await;
         }
     }
 
-    async fn link(&self, object: Object, window: Window, out: &mut Vec<SpanRecord>) {
+    async fn link(&self, object: Cow<'_, Object>, window: Window, out: &mut Vec<SpanRecord>) {
         let mut work = vec![(object, 0usize)];
         while let Some((object, depth)) = work.pop() {
             for linker in &self.linkers {
@@ -169,10 +169,10 @@ impl Stage {
                             self.ledger.first_sighting(linked_trace.body_marker());
                         }
                         work.push((
-                            Object {
+                            Cow::Owned(Object {
                                 object_ref: link.object,
                                 body,
-                            },
+                            }),
                             depth + 1,
                         ));
                     }
