@@ -788,7 +788,8 @@ impl<'t> TextWalk<'_, '_, 't> {
                     _ => break,
                 },
             };
-            self.field(name, a, b, path, list_path, fields)?;
+            // Cheap: a name borrowed from the text is a pointer; only names with escapes are owned.
+            self.field(name.clone(), a, b, path, list_path, fields)?;
         }
         Ok(())
     }
@@ -796,7 +797,7 @@ impl<'t> TextWalk<'_, '_, 't> {
     /// Compares field `name` of two objects, either side possibly absent.
     fn field(
         &mut self,
-        name: &Cow<'t, str>,
+        name: Cow<'t, str>,
         old: Option<&'t str>,
         new: Option<&'t str>,
         path: &mut String,
@@ -835,9 +836,9 @@ impl<'t> TextWalk<'_, '_, 't> {
         }
         let base = path.len();
         let list_base = list_path.len();
-        push_field(path, name);
+        push_field(path, &name);
         if self.track_lists {
-            push_field(list_path, name);
+            push_field(list_path, &name);
         }
         let result = match (old, new) {
             (Some(a), Some(b)) => {
