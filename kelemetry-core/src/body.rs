@@ -406,13 +406,7 @@ impl BodyMetadata for Body {
             self.metadata.get(),
         ) && field != MANAGED_FIELDS
         {
-            let name_of = |span: &FieldSpan| text.get(span.name.0 as usize..span.name.1 as usize);
-            let Ok(at) =
-                spans.binary_search_by(|span| name_of(span).unwrap_or_default().cmp(field))
-            else {
-                return None;
-            };
-            let span = spans[at].value;
+            let span = find_span(text, spans, field)?.value;
             // The text was checked when the body was made; should this field not parse, the whole metadata answers.
             if let Some(value) = text
                 .get(span.0 as usize..span.1 as usize)
@@ -482,7 +476,6 @@ impl Body {
     /// assert_eq!(body.text_without_managed_fields().unwrap(), r#"{"kind":"Pod","metadata":{"name":"web"}}"#);
     /// ```
     pub fn text_without_managed_fields(&self) -> Option<std::borrow::Cow<'_, str>> {
-        const NAME: &str = MANAGED_FIELDS;
         let text = self.text.as_deref()?;
         let spans = self.metadata_fields.as_deref().unwrap_or_default();
         if memchr::memchr(b'\n', text.as_bytes()).is_some()
@@ -490,12 +483,10 @@ impl Body {
         {
             return None;
         }
-        let name_of = |span: &FieldSpan| text.get(span.name.0 as usize..span.name.1 as usize);
-        let Ok(at) = spans.binary_search_by(|span| name_of(span).unwrap_or_default().cmp(NAME))
-        else {
+        let Some(field) = find_span(text, spans, MANAGED_FIELDS) else {
             return Some(std::borrow::Cow::Borrowed(text));
         };
-        if memchr::memmem::find_iter(text.as_bytes(), NAME)
+        if memchr::memmem::find_iter(text.as_bytes(), MANAGED_FIELDS)
             .nth(1)
             .is_some()
         {
@@ -503,7 +494,6 @@ impl Body {
             return None;
         }
         let bytes = text.as_bytes();
-        let field = spans.get(at)?;
         // From the name's opening quote to the end of the value, with the comma on one side of it.
         let start = (field.name.0 as usize).checked_sub(1)?;
         let end = field.value.1 as usize;
@@ -531,6 +521,15 @@ impl Body {
         cut.push_str(text.get(cut_end..)?);
         Some(std::borrow::Cow::Owned(cut))
     }
+}
+
+/// The field `name` among `spans`, fields of `text` sorted by name.
+fn find_span(text: &str, spans: &[FieldSpan], name: &str) -> Option<FieldSpan> {
+    let name_of = |span: &FieldSpan| text.get(span.name.0 as usize..span.name.1 as usize);
+    let at = spans
+        .binary_search_by(|span| name_of(span).unwrap_or_default().cmp(name))
+        .ok()?;
+    spans.get(at).copied()
 }
 
 fn resolve_spans<'t>(

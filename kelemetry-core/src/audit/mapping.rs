@@ -448,11 +448,11 @@ fn created_name(body: &Body) -> Option<(String, Option<String>)> {
     Some((name.to_owned(), ns.map(str::to_owned)))
 }
 
-/// The audit id, the acting user and, if impersonated, the one who authenticated.
 /// The most attributes the mapping gives an activity: audit id, user, impersonator, user agent, response code,
 /// resource version, source address, proxies, subresource and verb.
 const AUDIT_ATTRIBUTES: usize = 10;
 
+/// The audit id, the acting user and, if impersonated, the one who authenticated.
 fn attribute_actor(
     activity: &mut Activity,
     audit_id: String,
