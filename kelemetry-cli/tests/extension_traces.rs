@@ -220,6 +220,36 @@ async fn apiserver_spans_are_grafted_under_their_audit_requests() {
     );
     assert!(ok, "replay failed:\n{out}\n{err}");
 
+    // The controllers go on requesting and the apiserver exports in batches, so the spans under the replayed audit
+    // requests would keep growing between the views compared below. Stop the cluster, then wait until Jaeger's count
+    // of apiserver spans holds still: every view reads the same spans.
+    cluster.stop().unwrap();
+    let everything = format!(
+        "{}/api/traces?service=apiserver&lookback=1h&limit=100000",
+        traces.query_http()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_count = None;
+    loop {
+        let answer = get_json(&everything).await;
+        let count: usize = answer["data"].as_array().map_or(0, |traces| {
+            traces
+                .iter()
+                .map(|trace| trace["spans"].as_array().map_or(0, Vec::len))
+                .sum()
+        });
+        if last_count == Some(count) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the apiserver's spans in Jaeger did not settle ({count}):\n{}",
+            traces.log_tail()
+        );
+        last_count = Some(count);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_address = dead.local_addr().unwrap();
     drop(dead);
