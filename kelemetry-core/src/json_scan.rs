@@ -28,31 +28,17 @@ pub(crate) fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
 /// another value (or not JSON).
 pub(crate) fn object_has_field(text: &str, name: &str) -> Option<bool> {
     let bytes = text.as_bytes();
-    let at = skip_whitespace(bytes, 0);
-    if bytes.get(at) != Some(&b'{') {
-        return None;
-    }
-    let mut at = skip_whitespace(bytes, at + 1);
-    if bytes.get(at) == Some(&b'}') {
-        return Some(false);
-    }
-    loop {
-        let name_end = string_end(bytes, at)?;
-        if field_name(text.get(at..name_end)?)? == name {
-            return Some(true);
+    let walked = walk_fields(text, skip_whitespace(bytes, 0), |field, start| {
+        if field == name {
+            return Some(Step::Stop);
         }
-        at = skip_whitespace(bytes, name_end);
-        if bytes.get(at) != Some(&b':') {
-            return None;
-        }
-        let end = value_end_within(bytes, skip_whitespace(bytes, at + 1), MAX_FIELD_VALUE_DEPTH)?;
-        at = skip_whitespace(bytes, end);
-        match bytes.get(at) {
-            Some(b',') => at = skip_whitespace(bytes, at + 1),
-            Some(b'}') => return Some(false),
-            _ => return None,
-        }
-    }
+        Some(Step::Next(value_end_within(
+            bytes,
+            start,
+            MAX_FIELD_VALUE_DEPTH,
+        )?))
+    })?;
+    Some(walked.is_none())
 }
 
 /// The fields of `text` as [`object_fields`], and the fields of the object that is the value of the field named
@@ -83,18 +69,55 @@ fn scan_object<'t>(
     nested: Option<&str>,
     depth: usize,
 ) -> Option<ScannedObject<'t>> {
+    let mut fields = Vec::new();
+    let mut nested_fields = None;
+    let end = walk_fields(text, at, |name, start| {
+        let end = if nested.is_some_and(|nested| name == nested) {
+            // The nested object's own fields are one level deeper.
+            let inner = scan_object(text, start, None, depth.checked_sub(1)?)?;
+            nested_fields = Some(inner.fields);
+            inner.end
+        } else {
+            value_end_within(text.as_bytes(), start, depth)?
+        };
+        fields.push(Field {
+            name,
+            value: start..end,
+        });
+        Some(Step::Next(end))
+    })?;
+    Some(ScannedObject {
+        fields,
+        nested: nested_fields,
+        // `visit` never stops this walk.
+        end: end?,
+    })
+}
+
+/// What the visitor of [`walk_fields`] says after a field.
+enum Step {
+    /// Go on after the field's value, which ends here.
+    Next(usize),
+    /// Stop the walk.
+    Stop,
+}
+
+/// Walks the fields of the object whose opening brace is at `at`, in their order, handing `visit` each name and
+/// where its value starts. Returns `Some(Some(end))`, just past the closing brace, once every field was visited;
+/// `Some(None)` when `visit` stopped the walk; `None` when there is no object at `at`, its text does not scan, or
+/// `visit` returned `None`.
+fn walk_fields<'t>(
+    text: &'t str,
+    at: usize,
+    mut visit: impl FnMut(Cow<'t, str>, usize) -> Option<Step>,
+) -> Option<Option<usize>> {
     let bytes = text.as_bytes();
     if bytes.get(at) != Some(&b'{') {
         return None;
     }
     let mut at = skip_whitespace(bytes, at + 1);
-    let mut scanned = ScannedObject {
-        fields: Vec::new(),
-        nested: None,
-        end: at + 1,
-    };
     if bytes.get(at) == Some(&b'}') {
-        return Some(scanned);
+        return Some(Some(at + 1));
     }
     loop {
         let name_end = string_end(bytes, at)?;
@@ -103,26 +126,14 @@ fn scan_object<'t>(
         if bytes.get(at) != Some(&b':') {
             return None;
         }
-        let start = skip_whitespace(bytes, at + 1);
-        let end = if nested.is_some_and(|nested| name == nested) {
-            // The nested object's own fields are one level deeper.
-            let inner = scan_object(text, start, None, depth.checked_sub(1)?)?;
-            scanned.nested = Some(inner.fields);
-            inner.end
-        } else {
-            value_end_within(bytes, start, depth)?
+        let end = match visit(name, skip_whitespace(bytes, at + 1))? {
+            Step::Next(end) => end,
+            Step::Stop => return Some(None),
         };
-        scanned.fields.push(Field {
-            name,
-            value: start..end,
-        });
         at = skip_whitespace(bytes, end);
         match bytes.get(at) {
             Some(b',') => at = skip_whitespace(bytes, at + 1),
-            Some(b'}') => {
-                scanned.end = at + 1;
-                return Some(scanned);
-            }
+            Some(b'}') => return Some(Some(at + 1)),
             _ => return None,
         }
     }
