@@ -232,8 +232,8 @@ async fn apiserver_spans_are_grafted_under_their_audit_requests() {
     let mut last_count = None;
     loop {
         let answer = get_json(&everything).await;
-        let count: usize = answer["data"].as_array().map_or(0, |traces| {
-            traces
+        let count: usize = answer["data"].as_array().map_or(0, |found| {
+            found
                 .iter()
                 .map(|trace| trace["spans"].as_array().map_or(0, Vec::len))
                 .sum()
