@@ -50,6 +50,20 @@ cluster_bin() {
   fi
 }
 
+# True while the process of pids/NAME.pid exists and has not exited (a zombie has): what `up` checks of what it has
+# just started. It does not read the command line as cluster_running_pid does: that is the script's own until the
+# background job has executed setsid, and may read empty while a program is being executed.
+cluster_pid_alive() {
+  local pid_file="$CLUSTER_RUN_DIR/pids/$1.pid" pid stat state
+  [[ -f "$pid_file" ]] || return 1
+  pid="$(cat "$pid_file")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  state="${stat##*) }"
+  state="${state%% *}"
+  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
 # Pid of a component started by `up`, if its pid file exists and that process still runs and is that component
 # (its command line names it, so a pid reused by an unrelated process is never taken for it).
 cluster_running_pid() {
