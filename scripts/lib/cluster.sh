@@ -52,7 +52,7 @@ cluster_bin() {
 
 # True while the process of pids/NAME.pid exists and has not exited (a zombie has): what `up` checks of what it has
 # just started. It does not read the command line as cluster_running_pid does: that is the script's own until the
-# background job has executed setsid, and may read empty while a program is being executed.
+# background job has executed setsid.
 cluster_pid_alive() {
   local pid_file="$CLUSTER_RUN_DIR/pids/$1.pid" pid stat state
   [[ -f "$pid_file" ]] || return 1
