@@ -67,10 +67,9 @@ cluster_pid_alive() {
 # Pid of a component started by `up`, if its pid file exists and that process still runs and is that component
 # (its command line names it, so a pid reused by an unrelated process is never taken for it).
 cluster_running_pid() {
-  local pid_file="$CLUSTER_RUN_DIR/pids/$1.pid" pid
-  [[ -f "$pid_file" ]] || return 1
-  pid="$(cat "$pid_file")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  local pid
+  cluster_pid_alive "$1" || return 1
+  pid="$(cat "$CLUSTER_RUN_DIR/pids/$1.pid")"
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1" || return 1
   printf '%s\n' "$pid"
 }
