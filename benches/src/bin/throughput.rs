@@ -75,6 +75,14 @@ struct Args {
     /// The recorded fixtures (default: $KELEMETRY_FIXTURES, else ../shared/fixtures beside the workspace).
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// The pipeline's channel: records held between the source and the batches (default: the pipeline's,
+    /// `PipelineLimits::channel`). For measuring what the records in flight cost; the run then says that its
+    /// verdicts are not for the default limits.
+    #[arg(long)]
+    channel: Option<usize>,
+    /// Spans per batch handed to the exporter (default: the pipeline's, `PipelineLimits::batch_size`).
+    #[arg(long)]
+    batch_size: Option<usize>,
 }
 
 /// One side of the throughput comparison.
@@ -222,6 +230,17 @@ fn time_runs(
     path: &Path,
     summary: &CorpusSummary,
 ) -> Result<(Option<Measured>, Option<Measured>), HarnessError> {
+    if args.channel.is_some() || args.batch_size.is_some() {
+        let defaults = kelemetry_core::PipelineLimits::default();
+        println!(
+            "pipeline limits: channel {}, batch size {} (the defaults are {} and {}; the verdicts below are for \
+             these limits, not the defaults)",
+            args.channel.unwrap_or(defaults.channel),
+            args.batch_size.unwrap_or(defaults.batch_size),
+            defaults.channel,
+            defaults.batch_size
+        );
+    }
     let mut best_parse: Option<Measured> = None;
     let mut best_pipeline: Option<Measured> = None;
     let mut last_report = None;
@@ -239,7 +258,7 @@ fn time_runs(
         if args.only == Some(Side::Baseline) {
             continue;
         }
-        let (pipeline, report, read) = runtime.block_on(pipeline_throughput(path))?;
+        let (pipeline, report, read) = runtime.block_on(pipeline_throughput(path, args))?;
         println!("run {run}: full pipeline      {}", pipeline.describe());
         if read.records != summary.events {
             return Err(HarnessError::Incomplete {
@@ -401,15 +420,19 @@ fn parse_baseline(path: &Path) -> Result<Measured, HarnessError> {
 /// `DiscardExporter`, composed as `kelemetry replay` composes it.
 async fn pipeline_throughput(
     path: &Path,
+    args: &Args,
 ) -> Result<(Measured, PipelineReport, ReadReport), HarnessError> {
     let start = Instant::now();
     let source = AuditFileSource::new(path, "bench");
     let counters = source.counters();
+    let defaults = kelemetry_core::PipelineLimits::default();
     let pipeline = Pipeline::builder()
         .decorator(Arc::new(DiffDecorator))
         .linker(Arc::new(OwnerLinker::new(Arc::new(ResourceMap::builtin()))))
         .exporter(Arc::new(DiscardExporter))
         .source(Box::new(source))
+        .channel_capacity(args.channel.unwrap_or(defaults.channel))
+        .batch_size(args.batch_size.unwrap_or(defaults.batch_size))
         .build();
     let shutdown = CancellationToken::new();
     let report = pipeline.run(shutdown).await;
