@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tracing::{debug, error, warn};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{Instrument, debug, error, warn};
 
 use crate::activity::Record;
 use crate::body_cache::BodyCache;
@@ -861,7 +862,39 @@ impl Pipeline {
     /// Like [`Pipeline::run`], and when `hard_stop` is cancelled (e.g. a second Ctrl-C) the sources are aborted
     /// and what is still queued is abandoned (counted in [`PipelineReport::abandoned`]); the spans already made
     /// are still handed to the exporters and flushed.
+    ///
+    /// The run loop, which takes every record from the intake channel and hands it to its shard, runs as a task of
+    /// its own, whatever awaits this future: awaited in `Runtime::block_on` it would run on the thread that
+    /// blocks, outside the runtime's workers, and every record would cross between threads twice (from its
+    /// source to the loop, then to its shard), each crossing a wake-up through the kernel. Dropping this future
+    /// aborts that task.
     pub async fn run_until(
+        self,
+        shutdown: CancellationToken,
+        hard_stop: CancellationToken,
+    ) -> PipelineReport {
+        let stats = Arc::clone(&self.stats);
+        let run = AbortOnDropHandle::new(tokio::spawn(
+            self.drive(shutdown, hard_stop).in_current_span(),
+        ));
+        match run.await {
+            Ok(report) => report,
+            Err(join) => match join.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: the runtime shut down under a caller that still waits (dropping this future
+                // aborts the task, but then nothing waits for it).
+                Err(join) => {
+                    error!(%join, "the pipeline stopped: its runtime shut down");
+                    let mut report = stats.report();
+                    report.stop = StopCause::HardStop;
+                    report
+                }
+            },
+        }
+    }
+
+    /// The body of [`Pipeline::run_until`], on a task of its own.
+    async fn drive(
         self,
         shutdown: CancellationToken,
         hard_stop: CancellationToken,

@@ -3,13 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use kelemetry_core::{
-    Activity, ActivitySink, CancellationToken, MemoryExporter, Object, ObjectKey, ObjectRef,
-    Pipeline, Record, Source, SourceError, SourceKind, StopCause,
+    Activity, ActivitySink, BodyCache, CancellationToken, Decorator, MemoryExporter, Object,
+    ObjectKey, ObjectRef, Pipeline, Record, Source, SourceError, SourceKind, StopCause,
 };
 
 fn activity(n: u32) -> Record {
@@ -258,4 +260,99 @@ async fn when_every_sink_is_gone_the_sources_still_running_are_told_to_stop() {
     assert_eq!(report.stop, StopCause::InputEnded);
     assert!(report.source_errors.is_empty(), "{report:?}");
     assert_eq!(report.activities, 1);
+}
+
+/// Sends one record, then returns.
+struct OneRecord;
+
+#[async_trait]
+impl Source for OneRecord {
+    fn name(&self) -> &str {
+        "one record"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        sink: Arc<dyn ActivitySink>,
+        _shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        sink.send(activity(0))
+            .await
+            .map_err(|e| SourceError::other("one record", e))
+    }
+}
+
+/// Panics on every activity.
+struct PanickingDecorator;
+
+#[async_trait]
+impl Decorator for PanickingDecorator {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+
+    async fn decorate(&self, _activity: &mut Activity, _bodies: &BodyCache) {
+        panic!("the decorator failed on purpose");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_stage_reaches_whoever_awaits_run() {
+    let pipeline = Pipeline::builder()
+        .source(Box::new(OneRecord))
+        .decorator(Arc::new(PanickingDecorator))
+        .exporter(Arc::new(MemoryExporter::new(1_000)))
+        .build();
+    let outcome = AssertUnwindSafe(pipeline.run(CancellationToken::new()))
+        .catch_unwind()
+        .await;
+    let Err(panic) = outcome else {
+        panic!("the pipeline returned a report");
+    };
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"the decorator failed on purpose")
+    );
+}
+
+/// Never returns; its `dropped` sender goes when its task is dropped.
+struct Endless {
+    dropped: tokio::sync::oneshot::Sender<()>,
+}
+
+#[async_trait]
+impl Source for Endless {
+    fn name(&self) -> &str {
+        "endless"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        _sink: Arc<dyn ActivitySink>,
+        _shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let _held = self.dropped;
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_future_of_run_stops_the_pipeline_and_its_sources() {
+    let (dropped, source_gone) = tokio::sync::oneshot::channel();
+    let pipeline = Pipeline::builder()
+        .source(Box::new(Endless { dropped }))
+        .exporter(Arc::new(MemoryExporter::new(1_000)))
+        .build();
+    let run = pipeline.run(CancellationToken::new());
+    // The run loop is a task of its own: dropping what awaits it must not leave it (and its sources) running.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), run)
+            .await
+            .is_err()
+    );
+    let gone = tokio::time::timeout(Duration::from_secs(5), source_gone).await;
+    assert!(
+        matches!(gone, Ok(Err(_))),
+        "the source still runs after the future of run was dropped"
+    );
 }
