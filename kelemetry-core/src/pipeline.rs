@@ -867,7 +867,8 @@ impl Pipeline {
     /// its own, whatever awaits this future: awaited in `Runtime::block_on` it would run on the thread that
     /// blocks, outside the runtime's workers, and every record would cross between threads twice (from its
     /// source to the loop, then to its shard), each crossing a wake-up through the kernel. Dropping this future
-    /// aborts that task.
+    /// aborts that task, and with it the sources; the abort takes effect when the runtime next runs the task, so
+    /// until then a source or a holder of [`Pipeline::sink`] may still hand over records, which are dropped.
     pub async fn run_until(
         self,
         shutdown: CancellationToken,
@@ -882,11 +883,17 @@ impl Pipeline {
             Err(join) => match join.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 // Cancelled: the runtime shut down under a caller that still waits (dropping this future
-                // aborts the task, but then nothing waits for it).
+                // aborts the task, but then nothing waits for it). What was queued is counted as abandoned;
+                // spans in the shards' partial batches were not exported either, and are not counted.
                 Err(join) => {
-                    error!(%join, "the pipeline stopped: its runtime shut down");
                     let mut report = stats.report();
                     report.stop = StopCause::HardStop;
+                    report.abandoned = stats.queued_records.load(Relaxed);
+                    error!(
+                        %join,
+                        abandoned = report.abandoned,
+                        "the pipeline stopped: its runtime shut down; queued records and unexported spans are lost"
+                    );
                     report
                 }
             },

@@ -29,7 +29,8 @@ use kelemetry_benches::corpus::{
 use kelemetry_benches::counting_alloc::CountingAllocator;
 use kelemetry_core::decorate::DiffDecorator;
 use kelemetry_core::{
-    BoundedLedger, CancellationToken, DiscardExporter, Pipeline, PipelineReport, ResourceMap,
+    BoundedLedger, CancellationToken, DiscardExporter, Pipeline, PipelineLimits, PipelineReport,
+    ResourceMap,
 };
 use kelemetry_linkers::OwnerLinker;
 use kelemetry_sources::{AuditFileSource, ReadReport};
@@ -85,6 +86,18 @@ struct Args {
     batch_size: Option<usize>,
 }
 
+impl Args {
+    /// The pipeline's limits for the throughput runs: the defaults, with `--channel` and `--batch-size`.
+    fn pipeline_limits(&self) -> PipelineLimits {
+        let defaults = PipelineLimits::default();
+        PipelineLimits {
+            channel: self.channel.unwrap_or(defaults.channel),
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+            ..defaults
+        }
+    }
+}
+
 /// One side of the throughput comparison.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Side {
@@ -118,12 +131,12 @@ enum HarnessError {
 
 /// The pipeline's default body cache size, the one the memory figures are for.
 fn default_body_cache() -> usize {
-    kelemetry_core::PipelineLimits::default().body_cache_objects
+    PipelineLimits::default().body_cache_objects
 }
 
 /// The pipeline's default ledger capacity.
 fn default_ledger_capacity() -> usize {
-    kelemetry_core::PipelineLimits::default().ledger_ids
+    PipelineLimits::default().ledger_ids
 }
 
 fn main() -> ExitCode {
@@ -231,14 +244,12 @@ fn time_runs(
     summary: &CorpusSummary,
 ) -> Result<(Option<Measured>, Option<Measured>), HarnessError> {
     if args.channel.is_some() || args.batch_size.is_some() {
-        let defaults = kelemetry_core::PipelineLimits::default();
+        let defaults = PipelineLimits::default();
+        let limits = args.pipeline_limits();
         println!(
-            "pipeline limits: channel {}, batch size {} (the defaults are {} and {}; the verdicts below are for \
-             these limits, not the defaults)",
-            args.channel.unwrap_or(defaults.channel),
-            args.batch_size.unwrap_or(defaults.batch_size),
-            defaults.channel,
-            defaults.batch_size
+            "pipeline limits: channel {}, batch size {} (the defaults are {} and {}; the throughput figures and \
+             verdicts below are for these limits, not the defaults; the memory measurement keeps the defaults)",
+            limits.channel, limits.batch_size, defaults.channel, defaults.batch_size
         );
     }
     let mut best_parse: Option<Measured> = None;
@@ -425,14 +436,12 @@ async fn pipeline_throughput(
     let start = Instant::now();
     let source = AuditFileSource::new(path, "bench");
     let counters = source.counters();
-    let defaults = kelemetry_core::PipelineLimits::default();
     let pipeline = Pipeline::builder()
         .decorator(Arc::new(DiffDecorator))
         .linker(Arc::new(OwnerLinker::new(Arc::new(ResourceMap::builtin()))))
         .exporter(Arc::new(DiscardExporter))
         .source(Box::new(source))
-        .channel_capacity(args.channel.unwrap_or(defaults.channel))
-        .batch_size(args.batch_size.unwrap_or(defaults.batch_size))
+        .limits(args.pipeline_limits())
         .build();
     let shutdown = CancellationToken::new();
     let report = pipeline.run(shutdown).await;
