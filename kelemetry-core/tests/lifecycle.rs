@@ -262,26 +262,6 @@ async fn when_every_sink_is_gone_the_sources_still_running_are_told_to_stop() {
     assert_eq!(report.activities, 1);
 }
 
-/// Sends one record, then returns.
-struct OneRecord;
-
-#[async_trait]
-impl Source for OneRecord {
-    fn name(&self) -> &str {
-        "one record"
-    }
-
-    async fn run(
-        self: Box<Self>,
-        sink: Arc<dyn ActivitySink>,
-        _shutdown: CancellationToken,
-    ) -> Result<(), SourceError> {
-        sink.send(activity(0))
-            .await
-            .map_err(|e| SourceError::other("one record", e))
-    }
-}
-
 /// Panics on every activity.
 struct PanickingDecorator;
 
@@ -299,7 +279,7 @@ impl Decorator for PanickingDecorator {
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_stage_reaches_whoever_awaits_run() {
     let pipeline = Pipeline::builder()
-        .source(Box::new(OneRecord))
+        .source(Box::new(DropsItsSink))
         .decorator(Arc::new(PanickingDecorator))
         .exporter(Arc::new(MemoryExporter::new(1_000)))
         .build();
