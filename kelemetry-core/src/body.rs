@@ -181,9 +181,13 @@ impl Body {
         })
     }
 
-    /// A body from a raw value `serde_json` has read (so checked already): `None` if it is not an object body.
-    pub fn from_raw(raw: Box<RawValue>) -> Option<Self> {
-        let text: Box<str> = raw.into();
+    /// A body from a raw value `serde_json` has read (so checked already), borrowed from its input (then copied)
+    /// or owned: `None` if it is not an object body.
+    pub fn from_raw(raw: Cow<'_, RawValue>) -> Option<Self> {
+        let text: Box<str> = match raw {
+            Cow::Borrowed(raw) => raw.get().into(),
+            Cow::Owned(raw) => raw.into(),
+        };
         Self::from_checked(text)
     }
 
@@ -785,7 +789,7 @@ mod tests {
             assert!(parse_object_body(text).is_err(), "{text}");
             assert!(Body::from_text(text).is_err(), "{text}");
             let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
-            assert!(Body::from_raw(raw).is_none(), "{text}");
+            assert!(Body::from_raw(Cow::Owned(raw)).is_none(), "{text}");
         }
     }
 
@@ -887,7 +891,7 @@ mod tests {
             let body = &body;
             let from_text = Body::from_text(body.to_string()).unwrap();
             let raw: Box<RawValue> = serde_json::from_str(&body.to_string()).unwrap();
-            let from_raw = Body::from_raw(raw).unwrap();
+            let from_raw = Body::from_raw(Cow::Owned(raw)).unwrap();
             let parsed = Body::from_value(body.clone());
             for lazy in [&from_text, &from_raw] {
                 assert_eq!(lazy.kind(), parsed.kind());

@@ -512,7 +512,7 @@ fn secret_values_never_reach_an_activity() {
 fn impersonated_metadata_level_reads_name_the_impersonated_user() {
     let Some(dir) = fixtures() else { return };
     let text = std::fs::read_to_string(dir.join("audit2rbac-2017/demo.log")).expect("demo.log");
-    let mut events: Vec<AuditEvent> = Vec::new();
+    let mut events: Vec<AuditEvent<'_>> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         events.extend(parse_document(line.as_bytes()).expect("demo.log line parses"));
     }
@@ -522,11 +522,11 @@ fn impersonated_metadata_level_reads_name_the_impersonated_user() {
         let impersonated = event
             .impersonated_user
             .as_ref()
-            .map(|u| u.username.as_str())
+            .map(|u| &*u.username)
             .expect("every demo request impersonates");
         assert_eq!(event.acting_user(), Some(impersonated));
         assert_eq!(
-            event.user.as_ref().map(|u| u.username.as_str()),
+            event.user.as_ref().map(|u| &*u.username),
             Some("system:admin")
         );
         let subresource = event
@@ -558,9 +558,8 @@ fn impersonated_metadata_level_reads_name_the_impersonated_user() {
     let mut write: Value = serde_json::from_str(first).expect("JSON");
     write["verb"] = json!("delete");
     write["objectRef"]["name"] = json!("web-0");
-    let event = parse_document(write.to_string().as_bytes())
-        .expect("parses")
-        .remove(0);
+    let write = write.to_string();
+    let event = parse_document(write.as_bytes()).expect("parses").remove(0);
     let AuditOutcome::Activity(activity) = map_event(event, CLUSTER).expect("maps") else {
         panic!("a delete is traced");
     };

@@ -112,20 +112,27 @@ impl AuditLabel {
         }
     }
 
-    fn value(self, event: &AuditEvent, cluster: &str) -> String {
+    fn value(self, event: &AuditEvent<'_>, cluster: &str) -> String {
         let object = event.object_ref.as_ref();
         match self {
             Self::Cluster => cluster.to_owned(),
-            Self::Verb => event.verb.clone(),
-            Self::Resource => object.and_then(|o| o.resource.clone()).unwrap_or_default(),
+            Self::Verb => event.verb.as_ref().to_owned(),
+            Self::Resource => object
+                .and_then(|o| o.resource.as_deref())
+                .unwrap_or_default()
+                .to_owned(),
             Self::Subresource => object
-                .and_then(|o| o.subresource.clone())
-                .unwrap_or_default(),
-            Self::Namespace => object.and_then(|o| o.namespace.clone()).unwrap_or_default(),
+                .and_then(|o| o.subresource.as_deref())
+                .unwrap_or_default()
+                .to_owned(),
+            Self::Namespace => object
+                .and_then(|o| o.namespace.as_deref())
+                .unwrap_or_default()
+                .to_owned(),
             Self::User => event
                 .user
                 .as_ref()
-                .map(|u| u.username.clone())
+                .map(|u| u.username.as_ref().to_owned())
                 .unwrap_or_default(),
             Self::Code => event
                 .response_status
@@ -311,7 +318,7 @@ impl AuditRequests {
 }
 
 impl AuditObserver for AuditRequests {
-    fn observe(&self, event: &AuditEvent, cluster: &str) {
+    fn observe(&self, event: &AuditEvent<'_>, cluster: &str) {
         if !matches!(event.stage, Some(Stage::ResponseComplete | Stage::Panic)) {
             return;
         }

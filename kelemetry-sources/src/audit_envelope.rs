@@ -182,29 +182,30 @@ impl EnvelopeLimits {
 /// One entry of a document: what it holds, the envelope it came in and the cluster that envelope names.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct Enveloped {
+pub struct Enveloped<'a> {
     /// The envelope.
     pub envelope: Envelope,
     /// The cluster the envelope names (GKE's `cluster_name`, AKS's `resourceId`, EKS's log group), if any.
     pub cluster: Option<Arc<str>>,
     /// An event, a skip or a rejection.
-    pub content: EnvelopedContent,
+    pub content: EnvelopedContent<'a>,
 }
 
 /// What an entry of a document holds.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub enum EnvelopedContent {
-    /// An audit event, native or translated from the envelope.
-    Event(Box<AuditEvent>),
+pub enum EnvelopedContent<'a> {
+    /// An audit event, native or translated from the envelope: borrowed from the document when it is a native
+    /// one, else owned.
+    Event(Box<AuditEvent<'a>>),
     /// A record deliberately not read.
     Skipped(EnvelopeSkip),
     /// A record that cannot be read (the rest of the document still is).
     Rejected(RecordRejection),
 }
 
-impl Enveloped {
-    fn event(envelope: Envelope, cluster: Option<Arc<str>>, event: AuditEvent) -> Self {
+impl<'a> Enveloped<'a> {
+    fn event(envelope: Envelope, cluster: Option<Arc<str>>, event: AuditEvent<'a>) -> Self {
         Self {
             envelope,
             cluster,
@@ -229,7 +230,7 @@ impl Enveloped {
     }
 
     /// The entries of native events.
-    pub(crate) fn native(events: Vec<AuditEvent>) -> impl ExactSizeIterator<Item = Self> {
+    pub(crate) fn native(events: Vec<AuditEvent<'a>>) -> impl ExactSizeIterator<Item = Self> {
         events
             .into_iter()
             .map(|event| Self::event(Envelope::Native, None, event))
@@ -239,23 +240,35 @@ impl Enveloped {
 /// Reads one document: a native `Event`/`EventList`, or any envelope of the [module](self) table, possibly
 /// compressed and encoded. Returns its entries in order, or the rejection of the whole document when nothing in
 /// it can be read (not JSON, no known shape, an envelope missing a field it needs, over a limit).
-pub fn unwrap_document(
-    document: &[u8],
+///
+/// The events of a native document borrow their strings and bodies from it; those found inside an envelope or
+/// encoded data own theirs.
+pub fn unwrap_document<'a>(
+    document: &'a [u8],
     limits: &EnvelopeLimits,
-) -> Result<Vec<Enveloped>, RecordRejection> {
+) -> Result<Vec<Enveloped<'a>>, RecordRejection> {
     let mut reader = Unwrapper {
         limits,
         out: Vec::new(),
         overflow: None,
     };
+    let trimmed = document.trim_ascii();
+    // A JSON document: what `bytes` would do with it, with the events of a native one borrowed from it.
+    if !layers::is_gzip(document) && looks_like_json(trimmed) {
+        match parse_document(trimmed) {
+            Ok(events) => reader.native(events)?,
+            Err(error) => reader.not_native(trimmed, 0, &error)?,
+        }
+        return Ok(reader.out);
+    }
     reader.bytes(document, 0, None)?;
     Ok(reader.out)
 }
 
 /// The state of one [`unwrap_document`].
-struct Unwrapper<'l> {
+struct Unwrapper<'l, 'a> {
     limits: &'l EnvelopeLimits,
-    out: Vec<Enveloped>,
+    out: Vec<Enveloped<'a>>,
     /// The document holds more entries than the limit: it is rejected whole, whatever the level that noticed.
     overflow: Option<RecordRejection>,
 }
@@ -294,7 +307,7 @@ fn rejection_in(
     }
 }
 
-impl Unwrapper<'_> {
+impl<'a> Unwrapper<'_, 'a> {
     /// Room for `more` entries, else the rejection of the whole document.
     fn make_room(&mut self, more: usize, what: &str) -> Result<(), RecordRejection> {
         let limit = self.limits.entries_per_document;
@@ -319,7 +332,7 @@ impl Unwrapper<'_> {
         Ok(())
     }
 
-    fn push_all(&mut self, entries: Vec<Enveloped>) -> Result<(), RecordRejection> {
+    fn push_all(&mut self, entries: Vec<Enveloped<'a>>) -> Result<(), RecordRejection> {
         self.make_room(entries.len(), "the document")?;
         self.out.extend(entries);
         Ok(())
@@ -402,17 +415,30 @@ impl Unwrapper<'_> {
         Ok(())
     }
 
-    /// One JSON document: native first (the common case, parsed in one pass), then the envelopes by shape.
+    /// One JSON document inside other data: native first (the common case, parsed in one pass), then the
+    /// envelopes by shape. Its events own their strings, as the data they were found in is not kept.
     fn document(&mut self, text: &[u8], depth: usize) -> Result<(), RecordRejection> {
-        let native_error = match parse_document(text) {
-            Ok(events) => {
-                self.make_room(events.len(), "the EventList")?;
-                self.out.extend(Enveloped::native(events));
-                return Ok(());
-            }
-            Err(error) => error,
-        };
-        let native_rejection = || native_rejection(&native_error, text);
+        match parse_document(text) {
+            Ok(events) => self.native(events.into_iter().map(AuditEvent::into_owned).collect()),
+            Err(error) => self.not_native(text, depth, &error),
+        }
+    }
+
+    /// The events of a native document.
+    fn native(&mut self, events: Vec<AuditEvent<'a>>) -> Result<(), RecordRejection> {
+        self.make_room(events.len(), "the EventList")?;
+        self.out.extend(Enveloped::native(events));
+        Ok(())
+    }
+
+    /// A JSON document that is not a native one (`native_error` says why): the envelopes by shape.
+    fn not_native(
+        &mut self,
+        text: &[u8],
+        depth: usize,
+        native_error: &AuditParseError,
+    ) -> Result<(), RecordRejection> {
+        let native_rejection = || native_rejection(native_error, text);
         let Ok(value) = serde_json::from_slice::<Value>(text) else {
             return Err(native_rejection());
         };
@@ -636,18 +662,19 @@ fn embedded_events(
     envelope: Envelope,
     field: &str,
     text: &[u8],
-) -> Result<Vec<AuditEvent>, RecordRejection> {
-    parse_document(text).map_err(|error| {
+) -> Result<Vec<AuditEvent<'static>>, RecordRejection> {
+    let events = parse_document(text).map_err(|error| {
         RecordRejection::new(
             RejectReason::of_parse_error(&error, text),
             format!("{field}: {error}"),
         )
         .in_envelope(envelope)
-    })
+    })?;
+    Ok(events.into_iter().map(AuditEvent::into_owned).collect())
 }
 
 /// `event`, with `time` as its stage timestamp when it has no timestamp of its own.
-fn with_fallback_time(mut event: AuditEvent, time: Option<jiff::Timestamp>) -> AuditEvent {
+fn with_fallback_time(mut event: AuditEvent<'_>, time: Option<jiff::Timestamp>) -> AuditEvent<'_> {
     if event.start_time().is_none() {
         event.stage_timestamp = time;
     }

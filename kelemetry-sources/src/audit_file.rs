@@ -265,10 +265,18 @@ impl AuditFileSource {
                     continue;
                 }
             };
-            let taken = json
-                .map_err(|error| RecordRejection::new(RejectReason::InvalidYaml, error.to_string()))
-                .and_then(|json| self.intake.take(&json, &self.cluster));
-            match taken {
+            let json = match json {
+                Ok(json) => json,
+                Err(error) => {
+                    outlet.found();
+                    outlet.reject_record(
+                        line,
+                        RecordRejection::new(RejectReason::InvalidYaml, error.to_string()),
+                    );
+                    continue;
+                }
+            };
+            match self.intake.take(&json, &self.cluster) {
                 Ok(items) => {
                     if outlet.deliver_audit(line, items).await == Flow::Stop {
                         return Flow::Stop;
@@ -289,21 +297,21 @@ impl AuditFileSource {
             if outlet.stopping() {
                 return Flow::Stop;
             }
-            let taken = piece
-                .into_document(self.document_limit)
-                .and_then(|(line, text)| {
-                    let items = self.intake.take(&text, &self.cluster);
-                    items
-                        .map(|items| (line, items))
-                        .map_err(|rejection| (line, rejection))
-                });
-            match taken {
-                Ok((line, items)) => {
+            let (line, text) = match piece.into_document(self.document_limit) {
+                Ok(document) => document,
+                Err((line, rejection)) => {
+                    outlet.found();
+                    outlet.reject_record(line, rejection);
+                    continue;
+                }
+            };
+            match self.intake.take(&text, &self.cluster) {
+                Ok(items) => {
                     if outlet.deliver_audit(line, items).await == Flow::Stop {
                         return Flow::Stop;
                     }
                 }
-                Err((line, rejection)) => {
+                Err(rejection) => {
                     outlet.found();
                     outlet.reject_record(line, rejection);
                 }
@@ -314,7 +322,7 @@ impl AuditFileSource {
 
     /// The events of `line` when it holds exactly one complete JSON document that parses as audit events; `None`
     /// sends the line through the splitter, which finds and reports whatever is wrong with it.
-    fn one_line_document(&self, line: &[u8]) -> Option<AuditItems<'_>> {
+    fn one_line_document<'a>(&'a self, line: &'a [u8]) -> Option<AuditItems<'a>> {
         let trimmed = line.trim_ascii();
         if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
             return None;

@@ -260,7 +260,7 @@ impl AuditIntake {
     /// document is rejected.
     pub fn take<'a>(
         &'a self,
-        document: &[u8],
+        document: &'a [u8],
         cluster: &'a str,
     ) -> Result<AuditItems<'a>, RecordRejection> {
         let entries = unwrap_document(document, &self.limits)?;
@@ -272,7 +272,7 @@ impl AuditIntake {
     }
 
     /// Native events already parsed, mapped for `cluster` one at a time as the items are taken.
-    pub fn items<'a>(&'a self, events: Vec<AuditEvent>, cluster: &'a str) -> AuditItems<'a> {
+    pub fn items<'a>(&'a self, events: Vec<AuditEvent<'a>>, cluster: &'a str) -> AuditItems<'a> {
         AuditItems {
             entries: Enveloped::native(events).collect::<Vec<_>>().into_iter(),
             mapping: &self.mapping,
@@ -285,7 +285,7 @@ impl AuditIntake {
 /// document's order. [`AuditItems::next_enveloped`] also says which envelope each came in.
 #[derive(Debug)]
 pub struct AuditItems<'a> {
-    entries: std::vec::IntoIter<Enveloped>,
+    entries: std::vec::IntoIter<Enveloped<'a>>,
     mapping: &'a AuditMapping,
     cluster: &'a str,
 }

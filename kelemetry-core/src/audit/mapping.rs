@@ -1,6 +1,7 @@
 //! From an [`AuditEvent`] to an [`Activity`] (docs/behaviour/audit.md; the error logs of failed requests:
 //! docs/behaviour/audit.md#failed-requests).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -120,7 +121,7 @@ impl Default for AuditMapping {
 /// request metrics are made this way. It must be quick: it runs on the source's task, once per event.
 pub trait AuditObserver: Send + Sync + fmt::Debug {
     /// One event, of `cluster`.
-    fn observe(&self, event: &AuditEvent, cluster: &str);
+    fn observe(&self, event: &AuditEvent<'_>, cluster: &str);
 }
 
 impl AuditMapping {
@@ -132,7 +133,7 @@ impl AuditMapping {
 }
 
 /// Maps one audit event of `cluster` with the default [`AuditMapping`].
-pub fn map_event(event: AuditEvent, cluster: &str) -> Result<AuditOutcome, AuditMappingError> {
+pub fn map_event(event: AuditEvent<'_>, cluster: &str) -> Result<AuditOutcome, AuditMappingError> {
     AuditMapping::default().map(event, cluster)
 }
 
@@ -201,7 +202,11 @@ pub fn activity_title(
 
 impl AuditMapping {
     /// Maps one audit event of `cluster`: an activity, a normal skip, or an error for a malformed event.
-    pub fn map(&self, event: AuditEvent, cluster: &str) -> Result<AuditOutcome, AuditMappingError> {
+    pub fn map(
+        &self,
+        event: AuditEvent<'_>,
+        cluster: &str,
+    ) -> Result<AuditOutcome, AuditMappingError> {
         if let Some(observer) = &self.observer {
             observer.observe(&event, cluster);
         }
@@ -214,7 +219,7 @@ impl AuditMapping {
 
     /// The activity of one audit event, or why there is none; the checks run in a fixed order, so an event with
     /// several faults is always reported by the same one.
-    fn activity(&self, event: AuditEvent, cluster: &str) -> Result<Activity, NoActivity> {
+    fn activity(&self, event: AuditEvent<'_>, cluster: &str) -> Result<Activity, NoActivity> {
         if event.audit_id.is_empty() {
             return Err(AuditMappingError::MissingAuditId.into());
         }
@@ -226,10 +231,16 @@ impl AuditMapping {
             return Err(SkipReason::NoObjectRef.into());
         };
         let Some(resource) = nonempty(object_ref.resource.take()) else {
-            return Err(AuditMappingError::MissingResource { audit_id }.into());
+            return Err(AuditMappingError::MissingResource {
+                audit_id: audit_id.into_owned(),
+            }
+            .into());
         };
         let Some(start) = start else {
-            return Err(AuditMappingError::MissingTimestamp { audit_id }.into());
+            return Err(AuditMappingError::MissingTimestamp {
+                audit_id: audit_id.into_owned(),
+            }
+            .into());
         };
         let (username, impersonated_by) =
             self.actor(event.user, event.impersonated_user, &audit_id)?;
@@ -283,8 +294,8 @@ impl AuditMapping {
     /// The acting user's name and, when it is an impersonated user, the name of the one who authenticated.
     fn actor(
         &self,
-        user: Option<UserInfo>,
-        impersonated_user: Option<UserInfo>,
+        user: Option<UserInfo<'_>>,
+        impersonated_user: Option<UserInfo<'_>>,
         audit_id: &str,
     ) -> Result<(String, Option<String>), NoActivity> {
         let authenticated = user.map(|u| u.username).filter(|u| !u.is_empty());
@@ -292,8 +303,8 @@ impl AuditMapping {
             .map(|u| u.username)
             .filter(|u| !u.is_empty() && self.use_impersonated_user);
         match (impersonated, authenticated) {
-            (Some(acting), real) => Ok((acting, real)),
-            (None, Some(real)) => Ok((real, None)),
+            (Some(acting), real) => Ok((acting.into_owned(), real.map(Cow::into_owned))),
+            (None, Some(real)) => Ok((real.into_owned(), None)),
             (None, None) => Err(AuditMappingError::MissingUser {
                 audit_id: audit_id.to_owned(),
             }
@@ -349,36 +360,36 @@ fn check_stage(stage: Option<Stage>, audit_id: &str) -> Result<(), NoActivity> {
 }
 
 /// `Some` of a non-empty string.
-fn nonempty(s: Option<String>) -> Option<String> {
+fn nonempty(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     s.filter(|s| !s.is_empty())
 }
 
 /// The object a write was about, and the change the request made to it.
-struct Target {
-    resource: String,
-    name: String,
-    namespace: String,
+struct Target<'e> {
+    resource: Cow<'e, str>,
+    name: Cow<'e, str>,
+    namespace: Cow<'e, str>,
     /// The rest of the event's `objectRef`.
-    group: Option<String>,
-    version: Option<String>,
-    uid: Option<String>,
+    group: Option<Cow<'e, str>>,
+    version: Option<Cow<'e, str>>,
+    uid: Option<Cow<'e, str>>,
     change: Change,
 }
 
-impl Target {
+impl<'e> Target<'e> {
     /// Reads the target from the event's `objectRef` (whose `resource` was already taken); a `create` with no
     /// name (`generateName`) takes the name and namespace the response body gives.
     fn resolve(
-        resource: String,
-        object_ref: AuditObjectRef,
+        resource: Cow<'e, str>,
+        object_ref: AuditObjectRef<'e>,
         change_kind: ChangeKind,
         response: Option<&Body>,
     ) -> Result<Self, NoActivity> {
         let mut namespace = nonempty(object_ref.namespace).unwrap_or_default();
         let mut change = Change {
             kind: change_kind,
-            old_resource_version: nonempty(object_ref.resource_version),
-            subresource: nonempty(object_ref.subresource),
+            old_resource_version: nonempty(object_ref.resource_version).map(Cow::into_owned),
+            subresource: nonempty(object_ref.subresource).map(Cow::into_owned),
         };
         let name = match nonempty(object_ref.name) {
             Some(name) => name,
@@ -387,12 +398,12 @@ impl Target {
                     return Err(SkipReason::UnnamedCreate.into());
                 };
                 if let Some(ns) = ns {
-                    namespace = ns;
+                    namespace = Cow::Owned(ns);
                 }
                 // As the original: the request named no version, and wrote no subresource of a known object.
                 change.old_resource_version = None;
                 change.subresource = None;
-                name
+                Cow::Owned(name)
             }
             None => return Err(SkipReason::NoObjectName.into()),
         };
@@ -417,21 +428,25 @@ impl Target {
                 .subresource
                 .as_deref()
                 .is_none_or(|s| s == "status")
-                && metadata_str(body, "name") == Some(self.name.as_str())
+                && metadata_str(body, "name") == Some(&*self.name)
         });
         let uid = body
             .as_ref()
             .and_then(|b| metadata_str(b, "uid"))
             .map(str::to_owned)
-            .or_else(|| nonempty(self.uid));
+            .or_else(|| nonempty(self.uid).map(Cow::into_owned));
         let key = ObjectKey {
             cluster: cluster.to_owned(),
-            group: self.group.unwrap_or_default(),
-            resource: self.resource,
-            namespace: self.namespace,
-            name: self.name,
+            group: self.group.map(Cow::into_owned).unwrap_or_default(),
+            resource: self.resource.into_owned(),
+            namespace: self.namespace.into_owned(),
+            name: self.name.into_owned(),
         };
-        let object_ref = ObjectRef::new(key, self.version.unwrap_or_default(), uid);
+        let object_ref = ObjectRef::new(
+            key,
+            self.version.map(Cow::into_owned).unwrap_or_default(),
+            uid,
+        );
         let object = match body {
             Some(body) => Object::with_body(object_ref, body),
             None => Object::new(object_ref),
@@ -455,7 +470,7 @@ const AUDIT_ATTRIBUTES: usize = 10;
 /// The audit id, the acting user and, if impersonated, the one who authenticated.
 fn attribute_actor(
     activity: &mut Activity,
-    audit_id: String,
+    audit_id: Cow<'_, str>,
     username: String,
     impersonated_by: Option<String>,
 ) {
@@ -467,11 +482,9 @@ fn attribute_actor(
 }
 
 /// The client address, then the proxies it came through (comma-separated), when recorded.
-fn attribute_source_ips(activity: &mut Activity, source_ips: Vec<String>) {
-    let mut ips = source_ips.into_iter();
-    if let Some(first) = ips.next() {
-        activity.attribute(vocabulary::SOURCE_IP, first);
-        let proxies: Vec<String> = ips.collect();
+fn attribute_source_ips(activity: &mut Activity, source_ips: Vec<Cow<'_, str>>) {
+    if let Some((first, proxies)) = source_ips.split_first() {
+        activity.attribute(vocabulary::SOURCE_IP, &**first);
         if !proxies.is_empty() {
             activity.attribute(vocabulary::PROXY, proxies.join(","));
         }
@@ -479,7 +492,7 @@ fn attribute_source_ips(activity: &mut Activity, source_ips: Vec<String>) {
 }
 
 /// The error logs of a failed request: the status's reason and message, then one line per cause.
-fn push_failure_logs(logs: &mut Vec<LogLine>, status: ResponseStatus, code: Option<i32>) {
+fn push_failure_logs(logs: &mut Vec<LogLine>, status: ResponseStatus<'_>, code: Option<i32>) {
     logs.push(LogLine::new(
         LogKind::RealError,
         failure_text(status.reason, status.message, code),
@@ -487,8 +500,8 @@ fn push_failure_logs(logs: &mut Vec<LogLine>, status: ResponseStatus, code: Opti
     for cause in status.details.map(|d| d.causes).unwrap_or_default() {
         let text = match (cause.reason.filter(|r| !r.is_empty()), cause.message) {
             (Some(kind), Some(message)) => format!("{kind}: {message}"),
-            (Some(kind), None) => kind,
-            (None, Some(message)) => message,
+            (Some(kind), None) => kind.into_owned(),
+            (None, Some(message)) => message.into_owned(),
             (None, None) => continue,
         };
         logs.push(LogLine::new(LogKind::RealError, text));
@@ -496,14 +509,18 @@ fn push_failure_logs(logs: &mut Vec<LogLine>, status: ResponseStatus, code: Opti
 }
 
 /// `<reason>: <message>`, leaving out what is missing; the status text when both are.
-fn failure_text(reason: Option<String>, message: Option<String>, code: Option<i32>) -> String {
+fn failure_text(
+    reason: Option<Cow<'_, str>>,
+    message: Option<Cow<'_, str>>,
+    code: Option<i32>,
+) -> String {
     match (
         reason.filter(|r| !r.is_empty()),
         message.filter(|m| !m.is_empty()),
     ) {
         (Some(reason), Some(message)) => format!("{reason}: {message}"),
-        (Some(reason), None) => reason,
-        (None, Some(message)) => message,
+        (Some(reason), None) => reason.into_owned(),
+        (None, Some(message)) => message.into_owned(),
         (None, None) => code
             .map(|c| status_text(c).map_or_else(|| format!("HTTP {c}"), str::to_owned))
             .unwrap_or_default(),

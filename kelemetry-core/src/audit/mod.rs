@@ -2,8 +2,10 @@
 //! ([`parse_document`]), and the mapping of an event to an [`Activity`](crate::Activity) ([`AuditMapping`]).
 //!
 //! Both `audit.k8s.io/v1` and `v1beta1` parse into the same [`AuditEvent`] (`v1beta1` only adds `timestamp`).
-//! Unknown fields are ignored, and every field Kubernetes may leave out is optional. The request and response
-//! bodies are kept as raw JSON and only parsed when the event is a write that becomes an activity.
+//! Unknown fields are ignored, and every field Kubernetes may leave out is optional. An event borrows its strings
+//! and its request and response bodies (raw JSON, parsed only when the event is a write that becomes an
+//! activity) from the document it was parsed from, so that what the mapping drops is never copied;
+//! [`AuditEvent::into_owned`] keeps one beyond its document.
 //!
 //! ```
 //! use kelemetry_core::audit::{AuditOutcome, map_event, parse_document};
@@ -24,7 +26,9 @@
 //! ```
 
 mod mapping;
+mod text;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -76,67 +80,67 @@ pub enum Stage {
 /// An authenticated or impersonated user (`user`, `impersonatedUser`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UserInfo {
+pub struct UserInfo<'a> {
     /// The user name.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub username: String,
+    #[serde(default, borrow, deserialize_with = "text::or_empty")]
+    pub username: Cow<'a, str>,
     /// The user's uid, when the authenticator gives one.
-    #[serde(default)]
-    pub uid: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub uid: Option<Cow<'a, str>>,
     /// Groups the user belongs to.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub groups: Vec<String>,
+    #[serde(default, borrow, deserialize_with = "text::list")]
+    pub groups: Vec<Cow<'a, str>>,
     /// Further authenticator-provided information.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub extra: BTreeMap<String, Vec<String>>,
+    #[serde(default, borrow, deserialize_with = "text::map_of_lists")]
+    pub extra: BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
 }
 
 /// The object a request was about (`objectRef`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditObjectRef {
+pub struct AuditObjectRef<'a> {
     /// Plural resource, e.g. `deployments`.
-    #[serde(default)]
-    pub resource: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub resource: Option<Cow<'a, str>>,
     /// Namespace; absent for cluster-scoped objects.
-    #[serde(default)]
-    pub namespace: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub namespace: Option<Cow<'a, str>>,
     /// Object name; absent for collections and for creates with `generateName`.
-    #[serde(default)]
-    pub name: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub name: Option<Cow<'a, str>>,
     /// Object uid as given in the request.
-    #[serde(default)]
-    pub uid: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub uid: Option<Cow<'a, str>>,
     /// API group; absent for the core group.
-    #[serde(default)]
-    pub api_group: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub api_group: Option<Cow<'a, str>>,
     /// API version without the group, e.g. `v1`.
-    #[serde(default)]
-    pub api_version: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub api_version: Option<Cow<'a, str>>,
     /// The resource version the request named (the version it was based on).
-    #[serde(default)]
-    pub resource_version: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub resource_version: Option<Cow<'a, str>>,
     /// Subresource, e.g. `status`, `scale`, `exec`.
-    #[serde(default)]
-    pub subresource: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub subresource: Option<Cow<'a, str>>,
 }
 
 /// The outcome of a request (`responseStatus`, a `metav1.Status`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ResponseStatus {
+pub struct ResponseStatus<'a> {
     /// `Success` or `Failure`, often absent on success.
-    #[serde(default)]
-    pub status: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub status: Option<Cow<'a, str>>,
     /// Human-readable description of the failure.
-    #[serde(default)]
-    pub message: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub message: Option<Cow<'a, str>>,
     /// Machine-readable reason, e.g. `NotFound`, `Conflict`, `Forbidden`.
-    #[serde(default)]
-    pub reason: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub reason: Option<Cow<'a, str>>,
     /// More about the failure.
-    #[serde(default)]
-    pub details: Option<StatusDetails>,
+    #[serde(default, borrow)]
+    pub details: Option<StatusDetails<'a>>,
     /// The HTTP status code.
     #[serde(default)]
     pub code: Option<i32>,
@@ -145,59 +149,62 @@ pub struct ResponseStatus {
 /// `responseStatus.details`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StatusDetails {
+pub struct StatusDetails<'a> {
     /// Name of the object concerned.
-    #[serde(default)]
-    pub name: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub name: Option<Cow<'a, str>>,
     /// Group of the object concerned.
-    #[serde(default)]
-    pub group: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub group: Option<Cow<'a, str>>,
     /// Kind (or resource) of the object concerned.
-    #[serde(default)]
-    pub kind: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub kind: Option<Cow<'a, str>>,
     /// Individual causes, e.g. one per invalid field.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub causes: Vec<StatusCause>,
+    #[serde(default, borrow, deserialize_with = "null_as_default")]
+    pub causes: Vec<StatusCause<'a>>,
 }
 
 /// One cause of a failure (`responseStatus.details.causes[]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StatusCause {
+pub struct StatusCause<'a> {
     /// The cause type, e.g. `FieldValueInvalid` (written `reason` in JSON).
-    #[serde(default, alias = "type")]
-    pub reason: Option<String>,
+    #[serde(default, alias = "type", borrow, deserialize_with = "text::optional")]
+    pub reason: Option<Cow<'a, str>>,
     /// Human-readable description.
-    #[serde(default)]
-    pub message: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub message: Option<Cow<'a, str>>,
     /// The field concerned, e.g. `spec.replicas`.
-    #[serde(default)]
-    pub field: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    pub field: Option<Cow<'a, str>>,
 }
 
 /// Declares [`AuditEvent`] and the private document type that also accepts an `EventList`, from one field list,
 /// so a document is parsed in a single pass whatever its kind.
 macro_rules! audit_event_types {
     ($( $(#[$field_meta:meta])* $field:ident : $ty:ty, )*) => {
-        /// One apiserver audit event (`audit.k8s.io/v1` or `v1beta1` `Event`).
+        /// One apiserver audit event (`audit.k8s.io/v1` or `v1beta1` `Event`). Parsed by [`parse_document`], its
+        /// strings (those without escapes) and bodies borrow from the input; [`AuditEvent::into_owned`] makes one that
+        /// owns them. It deserialises from borrowed input only (`serde_json::from_slice` or `from_str`), as its
+        /// bodies are raw JSON text of the input.
         #[derive(Clone, Debug, Default, Deserialize)]
         #[serde(rename_all = "camelCase")]
-        pub struct AuditEvent {
+        pub struct AuditEvent<'a> {
             $( $(#[$field_meta])* pub $field: $ty, )*
         }
 
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
-        struct Document {
+        struct Document<'a> {
             #[serde(default)]
             kind: DocumentKind,
-            #[serde(default)]
-            items: Option<Vec<AuditEvent>>,
+            #[serde(default, borrow)]
+            items: Option<Vec<AuditEvent<'a>>>,
             $( $(#[$field_meta])* $field: $ty, )*
         }
 
-        impl Document {
-            fn into_event(self) -> AuditEvent {
+        impl<'a> Document<'a> {
+            fn into_event(self) -> AuditEvent<'a> {
                 AuditEvent { $( $field: self.$field, )* }
             }
         }
@@ -206,47 +213,47 @@ macro_rules! audit_event_types {
 
 audit_event_types! {
     /// `audit.k8s.io/v1` or `audit.k8s.io/v1beta1`; absent in some recordings.
-    #[serde(default)]
-    api_version: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    api_version: Option<Cow<'a, str>>,
     /// How much was recorded.
     #[serde(default)]
     level: Option<Level>,
     /// Unique per request; the same id appears once per stage.
-    #[serde(rename = "auditID", default, deserialize_with = "null_as_default")]
-    audit_id: String,
+    #[serde(rename = "auditID", default, borrow, deserialize_with = "text::or_empty")]
+    audit_id: Cow<'a, str>,
     /// The stage the event was written at.
     #[serde(default)]
     stage: Option<Stage>,
     /// The request URI.
-    #[serde(rename = "requestURI", default)]
-    request_uri: Option<String>,
+    #[serde(rename = "requestURI", default, borrow, deserialize_with = "text::optional")]
+    request_uri: Option<Cow<'a, str>>,
     /// The Kubernetes verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`...
-    #[serde(default, deserialize_with = "null_as_default")]
-    verb: String,
+    #[serde(default, borrow, deserialize_with = "text::or_empty")]
+    verb: Cow<'a, str>,
     /// The authenticated user.
-    #[serde(default)]
-    user: Option<UserInfo>,
+    #[serde(default, borrow)]
+    user: Option<UserInfo<'a>>,
     /// The user impersonated by `user`, if any.
-    #[serde(default)]
-    impersonated_user: Option<UserInfo>,
+    #[serde(default, borrow)]
+    impersonated_user: Option<UserInfo<'a>>,
     /// Client address first, then the proxies it came through.
-    #[serde(rename = "sourceIPs", default, deserialize_with = "null_as_default")]
-    source_ips: Vec<String>,
+    #[serde(rename = "sourceIPs", default, borrow, deserialize_with = "text::list")]
+    source_ips: Vec<Cow<'a, str>>,
     /// The client's user agent.
-    #[serde(default)]
-    user_agent: Option<String>,
+    #[serde(default, borrow, deserialize_with = "text::optional")]
+    user_agent: Option<Cow<'a, str>>,
     /// The object the request was about; absent for non-resource URLs.
-    #[serde(default)]
-    object_ref: Option<AuditObjectRef>,
+    #[serde(default, borrow)]
+    object_ref: Option<AuditObjectRef<'a>>,
     /// The outcome.
-    #[serde(default)]
-    response_status: Option<ResponseStatus>,
+    #[serde(default, borrow)]
+    response_status: Option<ResponseStatus<'a>>,
     /// The request body (level Request and above), unparsed.
-    #[serde(default)]
-    request_object: Option<Box<RawValue>>,
+    #[serde(default, borrow, deserialize_with = "text::raw")]
+    request_object: Option<Cow<'a, RawValue>>,
     /// The response body (level RequestResponse), unparsed: the object itself, or a `Status`.
-    #[serde(default)]
-    response_object: Option<Box<RawValue>>,
+    #[serde(default, borrow, deserialize_with = "text::raw")]
+    response_object: Option<Cow<'a, RawValue>>,
     /// When the apiserver received the request.
     #[serde(default)]
     request_received_timestamp: Option<Timestamp>,
@@ -257,16 +264,16 @@ audit_event_types! {
     #[serde(default)]
     timestamp: Option<Timestamp>,
     /// Annotations added by admission and authorization, e.g. `authorization.k8s.io/decision`.
-    #[serde(default, deserialize_with = "null_as_default")]
-    annotations: BTreeMap<String, String>,
+    #[serde(default, borrow, deserialize_with = "text::map")]
+    annotations: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
 }
 
-impl AuditEvent {
+impl AuditEvent<'_> {
     /// The user the request acted as: the impersonated user when there is one, else the authenticated user.
     pub fn acting_user(&self) -> Option<&str> {
-        fn named(user: &Option<UserInfo>) -> Option<&str> {
+        fn named<'e>(user: &'e Option<UserInfo<'_>>) -> Option<&'e str> {
             user.as_ref()
-                .map(|u| u.username.as_str())
+                .map(|u| u.username.as_ref())
                 .filter(|name| !name.is_empty())
         }
         named(&self.impersonated_user).or_else(|| named(&self.user))
@@ -282,6 +289,102 @@ impl AuditEvent {
         self.request_received_timestamp
             .or(self.stage_timestamp)
             .or(self.timestamp)
+    }
+}
+
+impl UserInfo<'_> {
+    /// The same user, owning its strings.
+    pub fn into_owned(self) -> UserInfo<'static> {
+        UserInfo {
+            username: text::owned(self.username),
+            uid: text::owned_optional(self.uid),
+            groups: text::owned_list(self.groups),
+            extra: self
+                .extra
+                .into_iter()
+                .map(|(key, values)| (text::owned(key), text::owned_list(values)))
+                .collect(),
+        }
+    }
+}
+
+impl AuditObjectRef<'_> {
+    /// The same reference, owning its strings.
+    pub fn into_owned(self) -> AuditObjectRef<'static> {
+        AuditObjectRef {
+            resource: text::owned_optional(self.resource),
+            namespace: text::owned_optional(self.namespace),
+            name: text::owned_optional(self.name),
+            uid: text::owned_optional(self.uid),
+            api_group: text::owned_optional(self.api_group),
+            api_version: text::owned_optional(self.api_version),
+            resource_version: text::owned_optional(self.resource_version),
+            subresource: text::owned_optional(self.subresource),
+        }
+    }
+}
+
+impl ResponseStatus<'_> {
+    /// The same status, owning its strings.
+    pub fn into_owned(self) -> ResponseStatus<'static> {
+        ResponseStatus {
+            status: text::owned_optional(self.status),
+            message: text::owned_optional(self.message),
+            reason: text::owned_optional(self.reason),
+            details: self.details.map(StatusDetails::into_owned),
+            code: self.code,
+        }
+    }
+}
+
+impl StatusDetails<'_> {
+    /// The same details, owning their strings.
+    pub fn into_owned(self) -> StatusDetails<'static> {
+        StatusDetails {
+            name: text::owned_optional(self.name),
+            group: text::owned_optional(self.group),
+            kind: text::owned_optional(self.kind),
+            causes: self
+                .causes
+                .into_iter()
+                .map(|cause| StatusCause {
+                    reason: text::owned_optional(cause.reason),
+                    message: text::owned_optional(cause.message),
+                    field: text::owned_optional(cause.field),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl AuditEvent<'_> {
+    /// The same event, owning its strings and bodies: to keep it beyond the input it was parsed from.
+    pub fn into_owned(self) -> AuditEvent<'static> {
+        let raw = |raw: Option<Cow<'_, RawValue>>| raw.map(|raw| Cow::Owned(raw.into_owned()));
+        AuditEvent {
+            api_version: text::owned_optional(self.api_version),
+            level: self.level,
+            audit_id: text::owned(self.audit_id),
+            stage: self.stage,
+            request_uri: text::owned_optional(self.request_uri),
+            verb: text::owned(self.verb),
+            user: self.user.map(UserInfo::into_owned),
+            impersonated_user: self.impersonated_user.map(UserInfo::into_owned),
+            source_ips: text::owned_list(self.source_ips),
+            user_agent: text::owned_optional(self.user_agent),
+            object_ref: self.object_ref.map(AuditObjectRef::into_owned),
+            response_status: self.response_status.map(ResponseStatus::into_owned),
+            request_object: raw(self.request_object),
+            response_object: raw(self.response_object),
+            request_received_timestamp: self.request_received_timestamp,
+            stage_timestamp: self.stage_timestamp,
+            timestamp: self.timestamp,
+            annotations: self
+                .annotations
+                .into_iter()
+                .map(|(key, value)| (text::owned(key), text::owned(value)))
+                .collect(),
+        }
     }
 }
 
@@ -323,10 +426,10 @@ pub enum AuditParseError {
 /// let list = br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"a","verb":"get"}]}"#;
 /// assert_eq!(parse_document(list).unwrap()[0].audit_id, "a");
 /// ```
-pub fn parse_document(input: &[u8]) -> Result<Vec<AuditEvent>, AuditParseError> {
+pub fn parse_document(input: &[u8]) -> Result<Vec<AuditEvent<'_>>, AuditParseError> {
     // Checked as UTF-8 once, the text is parsed without the per-string and per-raw-body checks that parsing bytes
     // makes (a tenth of the parse). Bytes that are not UTF-8 are parsed as bytes, for serde_json's error.
-    let document: Document = match std::str::from_utf8(input) {
+    let document: Document<'_> = match std::str::from_utf8(input) {
         Ok(text) => serde_json::from_str(text)?,
         Err(_) => serde_json::from_slice(input)?,
     };
@@ -336,7 +439,7 @@ pub fn parse_document(input: &[u8]) -> Result<Vec<AuditEvent>, AuditParseError> 
             .is_some_and(|(group, _)| group == AUDIT_GROUP);
         if !in_group {
             return Err(AuditParseError::UnexpectedApiVersion {
-                api_version: api_version.clone(),
+                api_version: api_version.clone().into_owned(),
             });
         }
     }

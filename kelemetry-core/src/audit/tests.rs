@@ -4,11 +4,11 @@ use super::*;
 use crate::activity::{Activity, ChangeKind, LogKind, SourceKind};
 use crate::vocabulary;
 
-fn event(value: Value) -> AuditEvent {
+fn event(value: Value) -> AuditEvent<'static> {
     let text = value.to_string();
     let mut events = parse_document(text.as_bytes()).expect("test event parses");
     assert_eq!(events.len(), 1);
-    events.remove(0)
+    events.remove(0).into_owned()
 }
 
 fn base() -> Value {
@@ -78,12 +78,10 @@ fn parses_both_versions_into_one_type() {
 fn parses_an_event_list() {
     let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {},
                       "items": [base(), {"auditID": "id-2", "verb": "get", "stage": "ResponseComplete"}]});
-    let events = parse_document(list.to_string().as_bytes()).unwrap();
+    let text = list.to_string();
+    let events = parse_document(text.as_bytes()).unwrap();
     assert_eq!(
-        events
-            .iter()
-            .map(|e| e.audit_id.as_str())
-            .collect::<Vec<_>>(),
+        events.iter().map(|e| &*e.audit_id).collect::<Vec<_>>(),
         ["id-1", "id-2"]
     );
     let empty =

@@ -52,7 +52,9 @@ pub(super) fn cluster_of(resource_id: &str) -> Option<Arc<str>> {
 
 /// The entries of one AKS record: its audit events, a skip for another category, or the rejection naming the
 /// missing field.
-pub(super) fn entries(object: &Map<String, Value>) -> Result<Vec<Enveloped>, RecordRejection> {
+pub(super) fn entries(
+    object: &Map<String, Value>,
+) -> Result<Vec<Enveloped<'static>>, RecordRejection> {
     let cluster = first(object, &["resourceId", "ResourceId", "_ResourceId"])
         .and_then(Value::as_str)
         .and_then(cluster_of);

@@ -72,7 +72,7 @@ fn event_entries(
     cluster: Option<Arc<str>>,
     stream: Option<&str>,
     field: &str,
-) -> Result<Vec<Enveloped>, RecordRejection> {
+) -> Result<Vec<Enveloped<'static>>, RecordRejection> {
     if stream.is_some_and(|stream| !stream.starts_with(AUDIT_STREAM)) {
         return Ok(vec![Enveloped::skipped(
             envelope,
@@ -100,7 +100,7 @@ fn event_entries(
 /// The entries of one CloudWatch Logs event read on its own (not in a subscription record).
 pub(super) fn cloudwatch_entries(
     event: &Map<String, Value>,
-) -> Result<Vec<Enveloped>, RecordRejection> {
+) -> Result<Vec<Enveloped<'static>>, RecordRejection> {
     let cluster = text(event, &["logGroup", "logGroupName", "@log"]).and_then(cluster_of);
     let stream = text(event, &["logStreamName", "logStream", "@logStream"]);
     event_entries(Envelope::EksCloudWatch, event, cluster, stream, "")
@@ -111,7 +111,7 @@ pub(super) fn cloudwatch_entries(
 pub(super) fn subscription_entries(
     record: &Map<String, Value>,
     max_events: usize,
-) -> Result<Vec<Enveloped>, RecordRejection> {
+) -> Result<Vec<Enveloped<'static>>, RecordRejection> {
     const SUBSCRIPTION: Envelope = Envelope::EksSubscription;
     let cluster = text(record, &["logGroup"]).and_then(cluster_of);
     match text(record, &["messageType"]).unwrap_or_default() {

@@ -21,6 +21,7 @@
 //! when `timestamp` is missing, never as the end of the request. The level is `RequestResponse` with a response
 //! body, `Request` with only a request body, else `Metadata`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use jiff::Timestamp;
 use kelemetry_core::audit::{
     AuditEvent, AuditObjectRef, Level, ResponseStatus, Stage, StatusDetails, UserInfo,
 };
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -81,7 +83,7 @@ pub(super) fn http_code(rpc_code: i64, verb: &str) -> i32 {
 
 /// The entry of one GKE `LogEntry`: its audit event, a skip (an audit entry of another Google service, e.g.
 /// `container.googleapis.com`), or the rejection naming the missing field.
-pub(super) fn entry(mut object: Map<String, Value>) -> Result<Enveloped, RecordRejection> {
+pub(super) fn entry(mut object: Map<String, Value>) -> Result<Enveloped<'static>, RecordRejection> {
     let cluster: Option<Arc<str>> = object
         .get("resource")
         .and_then(|resource| resource.pointer("/labels/cluster_name"))
@@ -149,7 +151,7 @@ pub(super) fn entry(mut object: Map<String, Value>) -> Result<Enveloped, RecordR
             .and_then(|metadata| metadata.pointer(pointer))
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-            .map(str::to_owned)
+            .map(|t| Cow::Owned(t.to_owned()))
     };
     let user = payload
         .get("authenticationInfo")
@@ -157,14 +159,14 @@ pub(super) fn entry(mut object: Map<String, Value>) -> Result<Enveloped, RecordR
         .and_then(Value::as_str)
         .filter(|name| !name.is_empty())
         .map(|name| UserInfo {
-            username: name.to_owned(),
+            username: Cow::Owned(name.to_owned()),
             ..UserInfo::default()
         });
     let event = AuditEvent {
         level: Some(level),
-        audit_id,
+        audit_id: Cow::Owned(audit_id),
         stage: Some(stage(&object)),
-        verb: method.verb.clone(),
+        verb: Cow::Owned(method.verb.clone()),
         user,
         source_ips: text("/callerIp").into_iter().collect(),
         user_agent: text("/callerSuppliedUserAgent"),
@@ -229,14 +231,17 @@ fn stage(object: &Map<String, Value>) -> Stage {
 }
 
 /// The entry's string `labels`, which GKE fills with the audit event's annotations.
-fn labels(object: &Map<String, Value>) -> BTreeMap<String, String> {
+fn labels(object: &Map<String, Value>) -> BTreeMap<Cow<'static, str>, Cow<'static, str>> {
     object
         .get("labels")
         .and_then(Value::as_object)
         .map(|labels| {
             labels
                 .iter()
-                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                .filter_map(|(key, value)| {
+                    let value = value.as_str()?.to_owned();
+                    Some((Cow::Owned(key.clone()), Cow::Owned(value)))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -254,8 +259,8 @@ fn body(value: Value) -> Option<Value> {
     }
 }
 
-fn raw(value: Value) -> Option<Box<RawValue>> {
-    serde_json::value::to_raw_value(&value).ok()
+fn raw(value: Value) -> Option<Cow<'static, RawValue>> {
+    serde_json::value::to_raw_value(&value).ok().map(Cow::Owned)
 }
 
 /// The response status: the Kubernetes `Status` the response holds when it is one, else the HTTP code of
@@ -264,12 +269,12 @@ fn response_status(
     payload: &Map<String, Value>,
     response: Option<&Value>,
     verb: &str,
-) -> ResponseStatus {
+) -> ResponseStatus<'static> {
     let text = |value: Option<&Value>| {
         value
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
-            .map(str::to_owned)
+            .map(|t| Cow::Owned(t.to_owned()))
     };
     if let Some(status) =
         response.filter(|r| r.get("kind").and_then(Value::as_str) == Some("Status"))
@@ -284,7 +289,8 @@ fn response_status(
             reason: text(status.get("reason")),
             details: status
                 .get("details")
-                .and_then(|details| serde_json::from_value::<StatusDetails>(details.clone()).ok()),
+                .and_then(|details| StatusDetails::deserialize(details).ok())
+                .map(StatusDetails::into_owned),
             code: Some(code),
         };
     }
@@ -364,13 +370,13 @@ impl Method {
     }
 
     /// The object reference the method alone gives (no namespace, no name).
-    fn object_ref(&self) -> Option<AuditObjectRef> {
+    fn object_ref(&self) -> Option<AuditObjectRef<'static>> {
         let (group, version, resource, subresource) = self.target.clone()?;
         Some(AuditObjectRef {
-            resource: Some(resource),
-            api_group: Some(group),
-            api_version: Some(version),
-            subresource,
+            resource: Some(Cow::Owned(resource)),
+            api_group: Some(Cow::Owned(group)),
+            api_version: Some(Cow::Owned(version)),
+            subresource: subresource.map(Cow::Owned),
             ..AuditObjectRef::default()
         })
     }
@@ -420,21 +426,24 @@ impl ResourcePath {
     }
 
     /// The object reference, the method filling in what the path leaves out.
-    fn object_ref(self, method: &Method) -> AuditObjectRef {
+    fn object_ref(self, method: &Method) -> AuditObjectRef<'static> {
         let from_method = method.target.as_ref();
         AuditObjectRef {
-            resource: Some(self.resource),
-            namespace: self.namespace,
-            name: self.name,
+            resource: Some(Cow::Owned(self.resource)),
+            namespace: self.namespace.map(Cow::Owned),
+            name: self.name.map(Cow::Owned),
             api_group: self
                 .group
-                .or_else(|| from_method.map(|(group, ..)| group.clone())),
+                .or_else(|| from_method.map(|(group, ..)| group.clone()))
+                .map(Cow::Owned),
             api_version: self
                 .version
-                .or_else(|| from_method.map(|(_, version, ..)| version.clone())),
+                .or_else(|| from_method.map(|(_, version, ..)| version.clone()))
+                .map(Cow::Owned),
             subresource: self
                 .subresource
-                .or_else(|| from_method.and_then(|(.., sub)| sub.clone())),
+                .or_else(|| from_method.and_then(|(.., sub)| sub.clone()))
+                .map(Cow::Owned),
             ..AuditObjectRef::default()
         }
     }

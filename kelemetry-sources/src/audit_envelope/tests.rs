@@ -688,7 +688,8 @@ fn hostile_subscription_records() {
             "eks-subscription: logEvents holds 10001 log events, more than the limit of 10000"
         )
     );
-    let entries = unwrap_document(tiny(10_000).as_bytes(), &limits).unwrap();
+    let document = tiny(10_000);
+    let entries = unwrap_document(document.as_bytes(), &limits).unwrap();
     assert_eq!(entries.len(), 10_000);
     // Two records of 6,000 each in one Firehose batch: over the limit of the document together.
     let half = b64(&gzip(tiny(6_000).as_bytes()));
