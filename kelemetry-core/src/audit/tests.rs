@@ -407,3 +407,62 @@ fn an_activity_at_the_earliest_time_is_in_its_window() {
         crate::TraceId::for_object(a.object.key(), window)
     );
 }
+
+#[test]
+fn strings_and_bodies_borrow_from_the_document_unless_escaped() {
+    let text = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","verb":"create",
+        "user":{"username":"al\"ice","groups":["g"],"extra":{"scope":["x","y\n"]}},"sourceIPs":null,
+        "annotations":{"k":"v","e\u00e9":"w"},"responseObject":{"kind":"Pod","metadata":{"name":"p"}}}"#;
+    let event = parse_document(text.as_bytes()).unwrap().remove(0);
+    assert!(matches!(event.audit_id, Cow::Borrowed("a")));
+    assert!(matches!(event.verb, Cow::Borrowed("create")));
+    let user = event.user.as_ref().unwrap();
+    assert!(matches!(&user.username, Cow::Owned(name) if name == "al\"ice"));
+    assert!(matches!(user.groups[..], [Cow::Borrowed("g")]));
+    assert!(matches!(
+        user.extra["scope"][..],
+        [Cow::Borrowed("x"), Cow::Owned(_)]
+    ));
+    assert!(event.source_ips.is_empty());
+    assert!(matches!(
+        event.annotations.get("k"),
+        Some(Cow::Borrowed("v"))
+    ));
+    assert!(matches!(
+        event.annotations.get("eé"),
+        Some(Cow::Borrowed("w"))
+    ));
+    let Some(Cow::Borrowed(body)) = &event.response_object else {
+        panic!("the body is borrowed: {:?}", event.response_object);
+    };
+    assert_eq!(body.get(), r#"{"kind":"Pod","metadata":{"name":"p"}}"#);
+
+    // The owned event holds the same, and maps the same.
+    let owned: AuditEvent<'static> = event.clone().into_owned();
+    assert!(matches!(owned.audit_id, Cow::Owned(_)));
+    assert_eq!(owned.user, event.user);
+    assert_eq!(owned.annotations, event.annotations);
+    assert_eq!(
+        owned.response_object.as_deref().map(RawValue::get),
+        Some(body.get())
+    );
+    assert_eq!(
+        map_event(owned, "c").map_err(|e| e.to_string()),
+        map_event(event, "c").map_err(|e| e.to_string())
+    );
+}
+
+#[test]
+fn string_maps_and_lists_refuse_other_values() {
+    for bad in [
+        r#""annotations":{"k":1}"#,
+        r#""annotations":["k"]"#,
+        r#""sourceIPs":[1]"#,
+        r#""user":{"username":"u","extra":{"k":"v"}}"#,
+    ] {
+        let text =
+            format!(r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a",{bad}}}"#);
+        let error = parse_document(text.as_bytes()).unwrap_err();
+        assert!(matches!(error, AuditParseError::Json(_)), "{bad}: {error}");
+    }
+}
