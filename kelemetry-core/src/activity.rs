@@ -5,11 +5,14 @@ use std::fmt;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+pub use smol_str::SmolStr;
 
 use crate::key::Object;
 
-/// Span attributes: a name and a text value. Names are usually static.
-pub type Attributes = Vec<(Cow<'static, str>, String)>;
+/// Span attributes: a name and a text value. Names are usually static; values are [`SmolStr`]s, kept inline up to
+/// 23 bytes and shared beyond, so that the identity every span of an object repeats (cluster, group, version,
+/// resource, namespace) costs no allocation per span.
+pub type Attributes = Vec<(Cow<'static, str>, SmolStr)>;
 
 /// Where an activity came from. Becomes the `service.name` of its span and the value of `zzz-traceSource`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -185,7 +188,7 @@ impl Activity {
     }
 
     /// Adds an attribute.
-    pub fn attribute(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+    pub fn attribute(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<SmolStr>) {
         self.attributes.push((name.into(), value.into()));
     }
 

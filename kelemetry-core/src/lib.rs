@@ -80,7 +80,8 @@ pub mod window;
 pub mod wire;
 
 pub use activity::{
-    Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind,
+    Activity, Attributes, Change, ChangeKind, LogKind, LogLine, Observation, Record, SmolStr,
+    SourceKind,
 };
 pub use audit::{AuditEvent, AuditMapping, AuditOutcome};
 pub use body_cache::BodyCache;

@@ -231,7 +231,7 @@ fn attributes_of(attributes: &[KeyValue]) -> Attributes {
         .map(|kv| {
             (
                 Cow::Owned(kv.key.clone()),
-                attribute_text(kv.value.as_ref()),
+                attribute_text(kv.value.as_ref()).into(),
             )
         })
         .collect()

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use smol_str::{SmolStr, format_smolstr};
 
 use crate::activity::{Activity, Attributes};
 use crate::ids::{SpanId, TraceId};
@@ -126,12 +127,12 @@ pub const DEFAULT_ACTIVITY_DURATION: SignedDuration = SignedDuration::from_secs(
 fn identity_attributes(object: &ObjectRef, capacity: usize) -> Attributes {
     let key = &object.key;
     let mut attrs: Attributes = Vec::with_capacity(capacity + 8);
-    attrs.push((Cow::Borrowed(v::CLUSTER), key.cluster.clone()));
-    attrs.push((Cow::Borrowed(v::GROUP), key.group.clone()));
-    attrs.push((Cow::Borrowed(v::VERSION), object.version.clone()));
-    attrs.push((Cow::Borrowed(v::RESOURCE), key.resource.clone()));
-    attrs.push((Cow::Borrowed(v::NAMESPACE), key.namespace.clone()));
-    attrs.push((Cow::Borrowed(v::NAME), key.name.clone()));
+    attrs.push((Cow::Borrowed(v::CLUSTER), SmolStr::new(&key.cluster)));
+    attrs.push((Cow::Borrowed(v::GROUP), SmolStr::new(&key.group)));
+    attrs.push((Cow::Borrowed(v::VERSION), SmolStr::new(&object.version)));
+    attrs.push((Cow::Borrowed(v::RESOURCE), SmolStr::new(&key.resource)));
+    attrs.push((Cow::Borrowed(v::NAMESPACE), SmolStr::new(&key.namespace)));
+    attrs.push((Cow::Borrowed(v::NAME), SmolStr::new(&key.name)));
     attrs
 }
 
@@ -139,30 +140,38 @@ fn identity_attributes(object: &ObjectRef, capacity: usize) -> Attributes {
 pub fn object_span(object: &ObjectRef, window: Window) -> SpanRecord {
     let trace_id = TraceId::for_object(&object.key, window);
     let mut attributes = identity_attributes(object, 8);
-    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), v::OBJECT.to_owned()));
-    attributes.push((Cow::Borrowed(v::PSEUDO_TYPE), v::OBJECT.to_owned()));
-    attributes.push((Cow::Borrowed(v::TIME_STAMP), window.start().to_string()));
+    attributes.push((
+        Cow::Borrowed(v::TRACE_SOURCE),
+        SmolStr::new_static(v::OBJECT),
+    ));
+    attributes.push((
+        Cow::Borrowed(v::PSEUDO_TYPE),
+        SmolStr::new_static(v::OBJECT),
+    ));
+    attributes.push((
+        Cow::Borrowed(v::TIME_STAMP),
+        format_smolstr!("{}", window.start()),
+    ));
     attributes.push((
         Cow::Borrowed(v::K8S_CLUSTER_NAME),
-        object.key.cluster.clone(),
+        SmolStr::new(&object.key.cluster),
     ));
     if !object.key.namespace.is_empty() {
         attributes.push((
             Cow::Borrowed(v::K8S_NAMESPACE_NAME),
-            object.key.namespace.clone(),
+            SmolStr::new(&object.key.namespace),
         ));
     }
-    let kind = semconv_kind(&object.key.resource);
-    if let Some(kind) = kind {
-        attributes.push((
-            Cow::Owned(format!("k8s.{kind}.name")),
-            object.key.name.clone(),
-        ));
+    let semconv = semconv_attributes(&object.key.resource);
+    if let Some((name, _)) = semconv {
+        attributes.push((Cow::Borrowed(name), SmolStr::new(&object.key.name)));
     }
     if let Some(uid) = &object.uid {
+        // One allocation for a uid (36 bytes), shared by both attributes.
+        let uid = SmolStr::new(uid);
         attributes.push((Cow::Borrowed(v::UID), uid.clone()));
-        if let Some(kind) = kind {
-            attributes.push((Cow::Owned(format!("k8s.{kind}.uid")), uid.clone()));
+        if let Some((_, uid_name)) = semconv {
+            attributes.push((Cow::Borrowed(uid_name), uid));
         }
     }
     SpanRecord {
@@ -178,18 +187,18 @@ pub fn object_span(object: &ObjectRef, window: Window) -> SpanRecord {
     }
 }
 
-/// The OpenTelemetry semantic-convention name of the kinds it covers (`k8s.<kind>.name`).
-fn semconv_kind(resource: &str) -> Option<&'static str> {
+/// The OpenTelemetry semantic-convention attributes of the kinds it covers: `k8s.<kind>.name` and `k8s.<kind>.uid`.
+fn semconv_attributes(resource: &str) -> Option<(&'static str, &'static str)> {
     Some(match resource {
-        "pods" => "pod",
-        "deployments" => "deployment",
-        "replicasets" => "replicaset",
-        "statefulsets" => "statefulset",
-        "daemonsets" => "daemonset",
-        "jobs" => "job",
-        "cronjobs" => "cronjob",
-        "nodes" => "node",
-        "namespaces" => "namespace",
+        "pods" => ("k8s.pod.name", "k8s.pod.uid"),
+        "deployments" => ("k8s.deployment.name", "k8s.deployment.uid"),
+        "replicasets" => ("k8s.replicaset.name", "k8s.replicaset.uid"),
+        "statefulsets" => ("k8s.statefulset.name", "k8s.statefulset.uid"),
+        "daemonsets" => ("k8s.daemonset.name", "k8s.daemonset.uid"),
+        "jobs" => ("k8s.job.name", "k8s.job.uid"),
+        "cronjobs" => ("k8s.cronjob.name", "k8s.cronjob.uid"),
+        "nodes" => ("k8s.node.name", "k8s.node.uid"),
+        "namespaces" => ("k8s.namespace.name", "k8s.namespace.uid"),
         _ => return None,
     })
 }
@@ -199,17 +208,35 @@ pub fn link_span(owner: &ObjectRef, window: Window, link: &Link) -> SpanRecord {
     let trace_id = TraceId::for_object(&owner.key, window);
     let other = &link.object.key;
     let mut attributes = identity_attributes(owner, 12);
-    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), v::OBJECT.to_owned()));
-    attributes.push((Cow::Borrowed(v::PSEUDO_TYPE), v::LINK.to_owned()));
-    attributes.push((Cow::Borrowed(v::TIME_STAMP), window.start().to_string()));
-    attributes.push((Cow::Borrowed(v::LINKED_CLUSTER), other.cluster.clone()));
-    attributes.push((Cow::Borrowed(v::LINKED_GROUP), other.group.clone()));
-    attributes.push((Cow::Borrowed(v::LINKED_RESOURCE), other.resource.clone()));
-    attributes.push((Cow::Borrowed(v::LINKED_NAMESPACE), other.namespace.clone()));
-    attributes.push((Cow::Borrowed(v::LINKED_NAME), other.name.clone()));
-    attributes.push((Cow::Borrowed(v::LINK_ROLE), link.role.as_str().to_owned()));
-    attributes.push((Cow::Borrowed(v::LINK_CLASS), link.class.clone()));
-    attributes.push((Cow::Borrowed(v::LINKER), link.dedup_id.clone()));
+    attributes.push((
+        Cow::Borrowed(v::TRACE_SOURCE),
+        SmolStr::new_static(v::OBJECT),
+    ));
+    attributes.push((Cow::Borrowed(v::PSEUDO_TYPE), SmolStr::new_static(v::LINK)));
+    attributes.push((
+        Cow::Borrowed(v::TIME_STAMP),
+        format_smolstr!("{}", window.start()),
+    ));
+    attributes.push((
+        Cow::Borrowed(v::LINKED_CLUSTER),
+        SmolStr::new(&other.cluster),
+    ));
+    attributes.push((Cow::Borrowed(v::LINKED_GROUP), SmolStr::new(&other.group)));
+    attributes.push((
+        Cow::Borrowed(v::LINKED_RESOURCE),
+        SmolStr::new(&other.resource),
+    ));
+    attributes.push((
+        Cow::Borrowed(v::LINKED_NAMESPACE),
+        SmolStr::new(&other.namespace),
+    ));
+    attributes.push((Cow::Borrowed(v::LINKED_NAME), SmolStr::new(&other.name)));
+    attributes.push((
+        Cow::Borrowed(v::LINK_ROLE),
+        SmolStr::new_static(link.role.as_str()),
+    ));
+    attributes.push((Cow::Borrowed(v::LINK_CLASS), SmolStr::new(&link.class)));
+    attributes.push((Cow::Borrowed(v::LINKER), SmolStr::new(&link.dedup_id)));
     SpanRecord {
         trace_id,
         span_id: trace_id.link_span(&link.dedup_id, other),
@@ -233,10 +260,13 @@ pub fn activity_into_span(activity: Activity, window: Window) -> SpanRecord {
     let object = &activity.object.object_ref;
     let trace_id = TraceId::for_object(&object.key, window);
     let mut attributes = identity_attributes(object, activity.attributes.len() + 2);
-    attributes.push((Cow::Borrowed(v::NOT_PSEUDO), v::NOT_PSEUDO.to_owned()));
+    attributes.push((
+        Cow::Borrowed(v::NOT_PSEUDO),
+        SmolStr::new_static(v::NOT_PSEUDO),
+    ));
     attributes.push((
         Cow::Borrowed(v::TRACE_SOURCE),
-        activity.source.as_str().to_owned(),
+        SmolStr::new(activity.source.as_str()),
     ));
     attributes.extend(activity.attributes);
     let start = activity.start;
@@ -246,7 +276,10 @@ pub fn activity_into_span(activity: Activity, window: Window) -> SpanRecord {
         .map(|log| SpanLog {
             time: start,
             message: log.message,
-            attributes: vec![(Cow::Borrowed(v::LOG_TYPE), log.kind.as_str().to_owned())],
+            attributes: vec![(
+                Cow::Borrowed(v::LOG_TYPE),
+                SmolStr::new_static(log.kind.as_str()),
+            )],
         })
         .collect();
     let end = activity.end.filter(|end| *end >= start).unwrap_or_else(|| {

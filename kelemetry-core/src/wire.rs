@@ -44,6 +44,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::activity::{
     Activity, Change, ChangeKind, LogKind, LogLine, Observation, Record, SourceKind,
@@ -292,7 +293,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, WireError> {
                 attributes: wire
                     .attributes
                     .into_iter()
-                    .map(|(name, value)| (Cow::Owned(name.into_owned()), value.into_owned()))
+                    .map(|(name, value)| (Cow::Owned(name.into_owned()), SmolStr::from(value)))
                     .collect(),
                 logs,
                 change: wire.change.map(|change| Change {

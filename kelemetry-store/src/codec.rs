@@ -26,7 +26,7 @@ use std::borrow::Cow;
 
 use jiff::Timestamp;
 use kelemetry_core::{
-    Attributes, LinkRole, ObjectKey, SpanId, SpanKind, SpanLog, SpanRecord, TraceId,
+    Attributes, LinkRole, ObjectKey, SmolStr, SpanId, SpanKind, SpanLog, SpanRecord, TraceId,
     vocabulary as v,
 };
 
@@ -262,7 +262,7 @@ impl<'a> Cursor<'a> {
                 AttributeName::Known(known) => Cow::Borrowed(known),
                 AttributeName::Text(text) => Cow::Owned(text.to_owned()),
             };
-            attributes.push((name, self.text("attribute value")?));
+            attributes.push((name, SmolStr::new(self.text_ref("attribute value")?)));
         }
         Ok(attributes)
     }
@@ -513,7 +513,7 @@ mod tests {
             end: Timestamp::new(1_700_000_001, 0).unwrap(),
             attributes: vec![
                 (Cow::Borrowed("cluster"), "prod".into()),
-                (Cow::Owned("custom.attr".into()), "x".repeat(300)),
+                (Cow::Owned("custom.attr".into()), "x".repeat(300).into()),
             ],
             logs: vec![SpanLog {
                 time: Timestamp::new(-5, 1).unwrap(),
@@ -577,7 +577,7 @@ mod tests {
             kind: SpanKind::Link,
             attributes: attributes
                 .iter()
-                .map(|(name, value)| (Cow::Borrowed(*name), (*value).to_owned()))
+                .map(|(name, value)| (Cow::Borrowed(*name), SmolStr::new(value)))
                 .collect(),
             logs: Vec::new(),
             ..sample()
@@ -765,7 +765,7 @@ mod tests {
                             }
                             _ => random.text(),
                         };
-                        (Cow::Borrowed(name), value)
+                        (Cow::Borrowed(name), SmolStr::from(value))
                     })
                     .collect()
             };
@@ -782,7 +782,7 @@ mod tests {
                 for (name, value) in LINKED {
                     let at = random.below(span.attributes.len() as u64 + 1) as usize;
                     span.attributes
-                        .insert(at, (Cow::Borrowed(name), value.to_owned()));
+                        .insert(at, (Cow::Borrowed(name), SmolStr::new(value)));
                 }
             }
             span.logs = (0..random.below(3))

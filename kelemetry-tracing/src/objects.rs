@@ -9,7 +9,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kelemetry_core::context::{ObjectRefError, object_ref_of};
 use kelemetry_core::{
-    Activity, Object, ObjectKey, ObjectRef, ObjectSpanContext, SourceKind, Windowing,
+    Activity, Object, ObjectKey, ObjectRef, ObjectSpanContext, SmolStr, SourceKind, Windowing,
 };
 use kube_core::Resource;
 use tracing::Instrument;
@@ -355,7 +355,7 @@ impl ObjectTracing {
         K::DynamicType: Default,
         I: IntoIterator<Item = (N, V)>,
         N: Into<Cow<'static, str>>,
-        V: Into<String>,
+        V: Into<SmolStr>,
     {
         let mut activity = self.activity(object, title)?;
         for (name, value) in attributes {

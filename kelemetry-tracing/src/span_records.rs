@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use jiff::Timestamp;
 use kelemetry_core::{
-    Attributes, Exporter, SpanId, SpanKind, SpanLog, SpanRecord, TraceId, vocabulary as v,
+    Attributes, Exporter, SmolStr, SpanId, SpanKind, SpanLog, SpanRecord, TraceId, vocabulary as v,
 };
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::Resource;
@@ -104,40 +104,48 @@ pub fn span_record(data: &SpanData, service: &str) -> Option<SpanRecord> {
     let span_id = SpanId::from_u64(u64::from_be_bytes(data.span_context.span_id().to_bytes()))?;
     let parent_span_id = SpanId::from_u64(u64::from_be_bytes(data.parent_span_id.to_bytes()));
     let mut attributes: Attributes = Vec::with_capacity(data.attributes.len() + 6);
-    attributes.push((Cow::Borrowed(v::NOT_PSEUDO), v::NOT_PSEUDO.to_owned()));
-    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), service.to_owned()));
+    attributes.push((
+        Cow::Borrowed(v::NOT_PSEUDO),
+        SmolStr::new_static(v::NOT_PSEUDO),
+    ));
+    attributes.push((Cow::Borrowed(v::TRACE_SOURCE), SmolStr::new(service)));
     for kv in &data.attributes {
         attributes.push((
             Cow::Owned(kv.key.to_string()),
-            kv.value.as_str().into_owned(),
+            SmolStr::from(kv.value.as_str()),
         ));
     }
     match &data.status {
         Status::Unset => {}
-        Status::Ok => attributes.push((Cow::Borrowed("otel.status_code"), "OK".to_owned())),
+        Status::Ok => {
+            attributes.push((Cow::Borrowed("otel.status_code"), SmolStr::new_static("OK")))
+        }
         Status::Error { description } => {
-            attributes.push((Cow::Borrowed("otel.status_code"), "ERROR".to_owned()));
-            attributes.push((Cow::Borrowed("error"), "true".to_owned()));
+            attributes.push((
+                Cow::Borrowed("otel.status_code"),
+                SmolStr::new_static("ERROR"),
+            ));
+            attributes.push((Cow::Borrowed("error"), SmolStr::new_static("true")));
             if !description.is_empty() {
                 attributes.push((
                     Cow::Borrowed("otel.status_description"),
-                    description.to_string(),
+                    SmolStr::new(description),
                 ));
             }
         }
     }
     let scope = data.instrumentation_scope.name();
     if !scope.is_empty() {
-        attributes.push((Cow::Borrowed("otel.scope.name"), scope.to_owned()));
+        attributes.push((Cow::Borrowed("otel.scope.name"), SmolStr::new(scope)));
     }
     for (n, link) in data.links.iter().enumerate() {
         attributes.push((
             Cow::Owned(format!("link.{n}")),
-            format!(
+            SmolStr::from(format!(
                 "{}-{}",
                 link.span_context.trace_id(),
                 link.span_context.span_id()
-            ),
+            )),
         ));
     }
     let logs = data
@@ -152,7 +160,7 @@ pub fn span_record(data: &SpanData, service: &str) -> Option<SpanRecord> {
                 .map(|kv| {
                     (
                         Cow::Owned(kv.key.to_string()),
-                        kv.value.as_str().into_owned(),
+                        SmolStr::from(kv.value.as_str()),
                     )
                 })
                 .collect(),

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde_json::Value;
+use smol_str::format_smolstr;
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
@@ -273,14 +274,14 @@ impl AuditMapping {
             activity.attribute(vocabulary::USER_AGENT, agent);
         }
         if let Some(code) = code {
-            activity.attribute(vocabulary::RESPONSE_CODE, code.to_string());
+            activity.attribute(vocabulary::RESPONSE_CODE, format_smolstr!("{code}"));
         }
         if let Some(rv) = &change.old_resource_version {
-            activity.attribute(vocabulary::RESOURCE_VERSION, rv.clone());
+            activity.attribute(vocabulary::RESOURCE_VERSION, rv.as_str());
         }
         attribute_source_ips(&mut activity, event.source_ips);
         if let Some(sub) = &change.subresource {
-            activity.attribute(vocabulary::SUBRESOURCE, sub.clone());
+            activity.attribute(vocabulary::SUBRESOURCE, sub.as_str());
         }
         activity.attribute(vocabulary::TAG, event.verb);
 
@@ -292,19 +293,19 @@ impl AuditMapping {
     }
 
     /// The acting user's name and, when it is an impersonated user, the name of the one who authenticated.
-    fn actor(
+    fn actor<'e>(
         &self,
-        user: Option<UserInfo<'_>>,
-        impersonated_user: Option<UserInfo<'_>>,
+        user: Option<UserInfo<'e>>,
+        impersonated_user: Option<UserInfo<'e>>,
         audit_id: &str,
-    ) -> Result<(String, Option<String>), NoActivity> {
+    ) -> Result<(Cow<'e, str>, Option<Cow<'e, str>>), NoActivity> {
         let authenticated = user.map(|u| u.username).filter(|u| !u.is_empty());
         let impersonated = impersonated_user
             .map(|u| u.username)
             .filter(|u| !u.is_empty() && self.use_impersonated_user);
         match (impersonated, authenticated) {
-            (Some(acting), real) => Ok((acting.into_owned(), real.map(Cow::into_owned))),
-            (None, Some(real)) => Ok((real.into_owned(), None)),
+            (Some(acting), real) => Ok((acting, real)),
+            (None, Some(real)) => Ok((real, None)),
             (None, None) => Err(AuditMappingError::MissingUser {
                 audit_id: audit_id.to_owned(),
             }
@@ -471,8 +472,8 @@ const AUDIT_ATTRIBUTES: usize = 10;
 fn attribute_actor(
     activity: &mut Activity,
     audit_id: Cow<'_, str>,
-    username: String,
-    impersonated_by: Option<String>,
+    username: Cow<'_, str>,
+    impersonated_by: Option<Cow<'_, str>>,
 ) {
     activity.attribute(vocabulary::AUDIT_ID, audit_id);
     activity.attribute(vocabulary::USERNAME, username);

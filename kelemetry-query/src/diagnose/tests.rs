@@ -279,10 +279,7 @@ fn creates_every_five_minutes_are_named_as_the_expectations_timeout() {
     create.logs.push(kelemetry_core::SpanLog {
         time: at(0),
         message: r#"{"spec":{"replicas":1},"status":{"replicas":0}}"#.to_owned(),
-        attributes: vec![(
-            v::LOG_TYPE.into(),
-            LogKind::ObjectSnapshot.as_str().to_owned(),
-        )],
+        attributes: vec![(v::LOG_TYPE.into(), LogKind::ObjectSnapshot.as_str().into())],
     });
     let mut activities = vec![create];
     for n in 0..5 {

@@ -397,7 +397,7 @@ fn activity_node(activity: &SpanRecord, retried: &HashSet<SpanId>) -> Node {
         .attributes
         .iter()
         .filter(|(k, _)| !k.starts_with(v::INTERNAL_PREFIX))
-        .map(|(k, value)| (k.to_string(), value.clone()))
+        .map(|(k, value)| (k.to_string(), value.to_string()))
         .collect();
     if retried.contains(&activity.span_id) {
         tags.push((OUTCOME.to_owned(), CONFLICT_RETRIED.to_owned()));

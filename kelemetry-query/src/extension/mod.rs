@@ -398,7 +398,7 @@ fn targets(view: &TraceView, shown: &HashSet<u64>) -> Vec<ExtensionTarget> {
             let mut fields = object_fields.clone();
             for (name, value) in &activity.attributes {
                 if !name.starts_with(v::INTERNAL_PREFIX) {
-                    fields.insert(name.to_string(), value.clone());
+                    fields.insert(name.to_string(), value.to_string());
                 }
             }
             // An Event's `source` attribute is the component that reported it; `source` here is the activity's.
