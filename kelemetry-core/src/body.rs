@@ -32,6 +32,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 use crate::json_scan;
 
@@ -193,9 +194,16 @@ impl Body {
 
     /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].
     fn from_checked(text: Box<str>) -> Option<Self> {
+        let mut body = Self::scanned(&text)?;
+        body.text = Some(text);
+        Some(body)
+    }
+
+    /// What [`Body::from_checked`] finds in `text`, all but the text itself.
+    fn scanned(text: &str) -> Option<Self> {
         // One pass finds the top-level fields and those of `metadata`.
-        let (fields, metadata) = json_scan::object_and_nested_fields(&text, "metadata")?;
-        let top_fields = sorted_field_spans(&text, &fields);
+        let (fields, metadata) = json_scan::object_and_nested_fields(text, "metadata")?;
+        let top_fields = sorted_field_spans(text, &fields);
         let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
         for field in fields {
             match &*field.name {
@@ -213,7 +221,7 @@ impl Body {
         let mut labels_at = None;
         let mut metadata_fields = None;
         if let Some(fields) = metadata {
-            metadata_fields = sorted_field_spans(&text, &fields);
+            metadata_fields = sorted_field_spans(text, &fields);
             for field in fields {
                 let literal = text.get(field.value.clone())?;
                 if field.name == "labels" {
@@ -230,7 +238,7 @@ impl Body {
             }
         }
         Some(Self {
-            text: Some(text),
+            text: None,
             metadata_at,
             kind_at,
             skimmed,
@@ -439,7 +447,7 @@ fn sorted_field_spans(text: &str, fields: &[json_scan::Field<'_>]) -> Option<Arc
             u32::try_from(range.end).ok()?,
         ))
     };
-    let mut spans = Vec::with_capacity(fields.len());
+    let mut spans: SmallVec<[(&str, FieldSpan); 16]> = SmallVec::with_capacity(fields.len());
     for field in fields {
         let std::borrow::Cow::Borrowed(name) = &field.name else {
             return None;
@@ -452,19 +460,19 @@ fn sorted_field_spans(text: &str, fields: &[json_scan::Field<'_>]) -> Option<Arc
             },
         ));
     }
-    json_scan::sort_keeping_last(&mut spans);
-    Some(spans.into_iter().map(|(_, span)| span).collect())
+    let kept = json_scan::sort_keeping_last(&mut spans);
+    Some(spans[..kept].iter().map(|(_, span)| *span).collect())
 }
 
 impl Body {
     /// The top-level fields, sorted by name, as (name, raw value) slices of the text; `None` without text or
     /// when a name has escapes.
-    pub(crate) fn sorted_top_fields(&self) -> Option<Vec<(std::borrow::Cow<'_, str>, &str)>> {
+    pub(crate) fn sorted_top_fields(&self) -> Option<json_scan::SortedFields<'_>> {
         resolve_spans(self.text.as_deref()?, self.top_fields.as_deref()?)
     }
 
     /// The fields of `metadata` likewise.
-    pub(crate) fn sorted_metadata_fields(&self) -> Option<Vec<(std::borrow::Cow<'_, str>, &str)>> {
+    pub(crate) fn sorted_metadata_fields(&self) -> Option<json_scan::SortedFields<'_>> {
         resolve_spans(self.text.as_deref()?, self.metadata_fields.as_deref()?)
     }
 
@@ -536,13 +544,10 @@ fn find_span(text: &str, spans: &[FieldSpan], name: &str) -> Option<FieldSpan> {
     spans.get(at).copied()
 }
 
-fn resolve_spans<'t>(
-    text: &'t str,
-    spans: &[FieldSpan],
-) -> Option<Vec<(std::borrow::Cow<'t, str>, &'t str)>> {
+fn resolve_spans<'t>(text: &'t str, spans: &[FieldSpan]) -> Option<json_scan::SortedFields<'t>> {
     let slice = |(start, end): (u32, u32)| text.get(start as usize..end as usize);
-    // Sized once: collecting into `Option<Vec<_>>` does not know the length and grows the vector.
-    let mut fields = Vec::with_capacity(spans.len());
+    // Sized once: collecting into an `Option` does not know the length.
+    let mut fields = json_scan::SortedFields::with_capacity(spans.len());
     for span in spans {
         fields.push((
             std::borrow::Cow::Borrowed(slice(span.name)?),

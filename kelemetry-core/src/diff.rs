@@ -659,13 +659,14 @@ fn push_line(out: &mut String, entry: &DiffEntry<'_>) {
 
 /// The fields of the object `text`, sorted by name, a name that repeats holding its last value (as in a parsed
 /// `Map`); `None` when `text` is another value.
-fn sorted_fields(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+fn sorted_fields(text: &str) -> Option<json_scan::SortedFields<'_>> {
     let scanned = json_scan::object_fields(text)?;
-    let mut fields: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(scanned.len());
+    let mut fields = json_scan::SortedFields::with_capacity(scanned.len());
     for field in scanned {
         fields.push((field.name, text.get(field.value)?));
     }
-    json_scan::sort_keeping_last(&mut fields);
+    let kept = json_scan::sort_keeping_last(&mut fields);
+    fields.truncate(kept);
     Some(fields)
 }
 
@@ -704,7 +705,7 @@ struct TextWalk<'e, 'k, 't> {
 }
 
 /// The sorted fields of the old and the new object (see [`sorted_fields`]).
-type SidesFields<'t> = (Vec<(Cow<'t, str>, &'t str)>, Vec<(Cow<'t, str>, &'t str)>);
+type SidesFields<'t> = (json_scan::SortedFields<'t>, json_scan::SortedFields<'t>);
 
 impl<'t> TextWalk<'_, '_, 't> {
     fn root(&mut self, old: &'t Body, new: &'t Body) -> serde_json::Result<()> {

@@ -18,6 +18,9 @@ pub(crate) struct Field<'t> {
     pub(crate) value: Range<usize>,
 }
 
+/// An object's fields sorted by name, as (name, raw value text) slices of its text: what the diff walks.
+pub(crate) type SortedFields<'t> = Vec<(Cow<'t, str>, &'t str)>;
+
 /// The fields of `text` in their order, if it is a JSON object; `None` if it is another value (or not JSON).
 pub(crate) fn object_fields(text: &str) -> Option<Vec<Field<'_>>> {
     let at = skip_whitespace(text.as_bytes(), 0);
@@ -69,7 +72,9 @@ fn scan_object<'t>(
     nested: Option<&str>,
     depth: usize,
 ) -> Option<ScannedObject<'t>> {
-    let mut fields = Vec::new();
+    // Room for the fields of most Kubernetes objects and of their `metadata` at once, rather than growing the
+    // list three or four times.
+    let mut fields = Vec::with_capacity(16);
     let mut nested_fields = None;
     let end = walk_fields(text, at, |name, start| {
         let end = if nested.is_some_and(|nested| name == nested) {
@@ -139,18 +144,22 @@ fn walk_fields<'t>(
     }
 }
 
-/// Sorts `fields` by name and keeps the last of each name, as `serde_json` keeps the last of a repeated field.
-pub(crate) fn sort_keeping_last<N: Ord, V>(fields: &mut Vec<(N, V)>) {
+/// Sorts `fields` by name and keeps the last of each name, as `serde_json` keeps the last of a repeated field:
+/// the kept fields are the first ones, their count is returned (for the caller to truncate to).
+pub(crate) fn sort_keeping_last<N: Ord, V>(fields: &mut [(N, V)]) -> usize {
     // Stable: of the fields with one name, the last in the text comes last.
     fields.sort_by(|a, b| a.0.cmp(&b.0));
-    // `dedup_by` keeps the first of a run: each later field's value is swapped into the one kept.
-    fields.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            std::mem::swap(later, kept);
+    let mut kept = 0;
+    for at in 0..fields.len() {
+        if kept > 0 && fields[kept - 1].0 == fields[at].0 {
+            // A later field of the same name: its value replaces the one kept.
+            fields.swap(kept - 1, at);
+        } else {
+            fields.swap(kept, at);
+            kept += 1;
         }
-        same
-    });
+    }
+    kept
 }
 
 /// The content of a JSON string literal (`"..."`) without its quotes, if it holds no escape.
@@ -422,11 +431,14 @@ mod tests {
 
     #[test]
     fn a_repeated_name_keeps_its_last_value() {
-        let mut fields = vec![("b", 1), ("a", 2), ("b", 3), ("c", 4), ("b", 5), ("a", 6)];
-        sort_keeping_last(&mut fields);
-        assert_eq!(fields, [("a", 6), ("b", 5), ("c", 4)]);
-        let mut none: Vec<(&str, u8)> = Vec::new();
-        sort_keeping_last(&mut none);
+        let mut fields = [("b", 1), ("a", 2), ("b", 3), ("c", 4), ("b", 5), ("a", 6)];
+        let kept = sort_keeping_last(&mut fields);
+        assert_eq!(fields[..kept], [("a", 6), ("b", 5), ("c", 4)]);
+        let mut once = [("z", 1), ("y", 2)];
+        assert_eq!(sort_keeping_last(&mut once), 2);
+        assert_eq!(once, [("y", 2), ("z", 1)]);
+        let mut none: [(&str, u8); 0] = [];
+        assert_eq!(sort_keeping_last(&mut none), 0);
         assert!(none.is_empty());
     }
 

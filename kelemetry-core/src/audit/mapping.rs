@@ -2,15 +2,14 @@
 //! docs/behaviour/audit.md#failed-requests).
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use serde_json::Value;
 use smol_str::format_smolstr;
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
-use crate::body::{Body, BodyMetadata, metadata_str};
+use crate::body::{Body, metadata_str};
 use crate::key::{Object, ObjectKey, ObjectRef};
 use crate::vocabulary;
 
@@ -187,16 +186,26 @@ pub fn activity_title(
     subresource: Option<&str>,
     code: Option<i32>,
 ) -> String {
-    let mut title = format!("{user} {verb}");
-    if let Some(subresource) = subresource.filter(|s| !s.is_empty()) {
+    let subresource = subresource.filter(|s| !s.is_empty());
+    // Sized once: the user, the verb, the subresource and a status text such as ` (Service Unavailable)`.
+    let mut title =
+        String::with_capacity(user.len() + verb.len() + subresource.map_or(0, str::len) + 32);
+    title.push_str(user);
+    title.push(' ');
+    title.push_str(verb);
+    if let Some(subresource) = subresource {
         title.push(' ');
         title.push_str(subresource);
     }
     if let Some(code) = code.filter(|c| *c >= 300) {
+        title.push_str(" (");
         match status_text(code) {
-            Some(text) => title.push_str(&format!(" ({text})")),
-            None => title.push_str(&format!(" ({code})")),
+            Some(text) => title.push_str(text),
+            None => {
+                let _ = write!(title, "{code}");
+            }
         }
+        title.push(')');
     }
     title
 }
@@ -458,9 +467,9 @@ impl<'e> Target<'e> {
 
 /// The name (non-empty) and namespace of a created object, from the response body's metadata.
 fn created_name(body: &Body) -> Option<(String, Option<String>)> {
-    let metadata = body.metadata()?;
-    let name = metadata.get("name")?.as_str().filter(|n| !n.is_empty())?;
-    let ns = metadata.get("namespace").and_then(Value::as_str);
+    // Read from the text (`metadata_str`), without parsing the whole `metadata` (which the body would keep).
+    let name = metadata_str(body, "name").filter(|n| !n.is_empty())?;
+    let ns = metadata_str(body, "namespace");
     Some((name.to_owned(), ns.map(str::to_owned)))
 }
 
