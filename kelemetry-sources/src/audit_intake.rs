@@ -265,7 +265,7 @@ impl AuditIntake {
     ) -> Result<AuditItems<'a>, RecordRejection> {
         let entries = unwrap_document(document, &self.limits)?;
         Ok(AuditItems {
-            entries: entries.into_iter(),
+            entries: Entries::Unwrapped(entries.into_iter()),
             mapping: &self.mapping,
             cluster,
         })
@@ -274,7 +274,7 @@ impl AuditIntake {
     /// Native events already parsed, mapped for `cluster` one at a time as the items are taken.
     pub fn items<'a>(&'a self, events: Vec<AuditEvent<'a>>, cluster: &'a str) -> AuditItems<'a> {
         AuditItems {
-            entries: Enveloped::native(events).collect::<Vec<_>>().into_iter(),
+            entries: Entries::Native(events.into_iter()),
             mapping: &self.mapping,
             cluster,
         }
@@ -285,29 +285,57 @@ impl AuditIntake {
 /// document's order. [`AuditItems::next_enveloped`] also says which envelope each came in.
 #[derive(Debug)]
 pub struct AuditItems<'a> {
-    entries: std::vec::IntoIter<Enveloped<'a>>,
+    entries: Entries<'a>,
     mapping: &'a AuditMapping,
     cluster: &'a str,
+}
+
+/// The entries of a document: native events as they were parsed (no envelope to record for each), or what
+/// unwrapping the document found.
+#[derive(Debug)]
+enum Entries<'a> {
+    Native(std::vec::IntoIter<AuditEvent<'a>>),
+    Unwrapped(std::vec::IntoIter<Enveloped<'a>>),
 }
 
 impl AuditItems<'_> {
     /// The next item and the envelope it came in.
     pub fn next_enveloped(&mut self) -> Option<(Envelope, AuditItem)> {
-        let entry = self.entries.next()?;
+        let (mapping, cluster) = (self.mapping, self.cluster);
+        let entry = match &mut self.entries {
+            Entries::Native(events) => {
+                let event = events.next()?;
+                return Some((
+                    Envelope::Native,
+                    mapped(mapping, Envelope::Native, event, cluster),
+                ));
+            }
+            Entries::Unwrapped(entries) => entries.next()?,
+        };
         let envelope = entry.envelope;
         let item = match entry.content {
             EnvelopedContent::Event(event) => {
-                let cluster = entry.cluster.as_deref().unwrap_or(self.cluster);
-                match self.mapping.map(*event, cluster) {
-                    Ok(AuditOutcome::Activity(activity)) => AuditItem::Activity(activity),
-                    Ok(AuditOutcome::Skipped(reason)) => AuditItem::Skipped(reason.into()),
-                    Err(error) => AuditItem::Rejected(mapping_rejection(envelope, &error)),
-                }
+                let cluster = entry.cluster.as_deref().unwrap_or(cluster);
+                mapped(mapping, envelope, *event, cluster)
             }
             EnvelopedContent::Skipped(skip) => AuditItem::Skipped(SkipCause::Envelope(skip)),
             EnvelopedContent::Rejected(rejection) => AuditItem::Rejected(rejection),
         };
         Some((envelope, item))
+    }
+}
+
+/// The item of an event of `cluster` that came in `envelope`.
+fn mapped(
+    mapping: &AuditMapping,
+    envelope: Envelope,
+    event: AuditEvent<'_>,
+    cluster: &str,
+) -> AuditItem {
+    match mapping.map(event, cluster) {
+        Ok(AuditOutcome::Activity(activity)) => AuditItem::Activity(activity),
+        Ok(AuditOutcome::Skipped(reason)) => AuditItem::Skipped(reason.into()),
+        Err(error) => AuditItem::Rejected(mapping_rejection(envelope, &error)),
     }
 }
 
@@ -336,7 +364,10 @@ impl Iterator for AuditItems<'_> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.entries.size_hint()
+        match &self.entries {
+            Entries::Native(events) => events.size_hint(),
+            Entries::Unwrapped(entries) => entries.size_hint(),
+        }
     }
 }
 
