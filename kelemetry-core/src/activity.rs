@@ -9,9 +9,10 @@ pub use smol_str::SmolStr;
 
 use crate::key::Object;
 
-/// Span attributes: a name and a text value. Names are usually static; values are [`SmolStr`]s, kept inline up to
-/// 23 bytes and shared beyond, so that the identity every span of an object repeats (cluster, group, version,
-/// resource, namespace) costs no allocation per span.
+/// Span attributes: a name and a text value. Names are usually static; values are [`SmolStr`]s: one of up to 23
+/// bytes is held inline, without an allocation, and a longer one is allocated once and shared by its clones. So the
+/// identity every span of an object repeats (cluster, group, version, resource, namespace, and most names) costs no
+/// allocation per span.
 pub type Attributes = Vec<(Cow<'static, str>, SmolStr)>;
 
 /// Where an activity came from. Becomes the `service.name` of its span and the value of `zzz-traceSource`.

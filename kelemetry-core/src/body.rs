@@ -185,11 +185,15 @@ impl Body {
     /// A body from a raw value `serde_json` has read (so checked already), borrowed from its input (then copied)
     /// or owned: `None` if it is not an object body.
     pub fn from_raw(raw: Cow<'_, RawValue>) -> Option<Self> {
-        let text: Box<str> = match raw {
-            Cow::Borrowed(raw) => raw.get().into(),
-            Cow::Owned(raw) => raw.into(),
-        };
-        Self::from_checked(text)
+        match raw {
+            // Scanned where it is, copied only when it is an object body.
+            Cow::Borrowed(raw) => {
+                let mut body = Self::scanned(raw.get())?;
+                body.text = Some(raw.get().into());
+                Some(body)
+            }
+            Cow::Owned(raw) => Self::from_checked(raw.into()),
+        }
     }
 
     /// A body from text known to be JSON: finds `metadata`, `kind` and the [`SKIMMED_FIELDS`].

@@ -162,7 +162,7 @@ fn decorate_with_keys(activity: &mut Activity, bodies: &BodyCache, keys: &ListKe
                     .attribute_value(vocabulary::NEW_RESOURCE_VERSION)
                     .is_none()
             {
-                activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv.to_owned());
+                activity.attribute(vocabulary::NEW_RESOURCE_VERSION, rv);
             }
             let Some(previous) = bodies.before(activity.object.key(), new_rv) else {
                 return;

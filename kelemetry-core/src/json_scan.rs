@@ -72,9 +72,7 @@ fn scan_object<'t>(
     nested: Option<&str>,
     depth: usize,
 ) -> Option<ScannedObject<'t>> {
-    // Room for the fields of most Kubernetes objects and of their `metadata` at once, rather than growing the
-    // list three or four times.
-    let mut fields = Vec::with_capacity(16);
+    let mut fields = Vec::new();
     let mut nested_fields = None;
     let end = walk_fields(text, at, |name, start| {
         let end = if nested.is_some_and(|nested| name == nested) {
@@ -85,6 +83,11 @@ fn scan_object<'t>(
         } else {
             value_end_within(text.as_bytes(), start, depth)?
         };
+        if fields.is_empty() {
+            // Room for the fields of most Kubernetes objects and of their `metadata` at once, rather than growing
+            // the list three or four times; an empty object (or not an object) allocates nothing.
+            fields.reserve(16);
+        }
         fields.push(Field {
             name,
             value: start..end,
@@ -434,6 +437,9 @@ mod tests {
         let mut fields = [("b", 1), ("a", 2), ("b", 3), ("c", 4), ("b", 5), ("a", 6)];
         let kept = sort_keeping_last(&mut fields);
         assert_eq!(fields[..kept], [("a", 6), ("b", 5), ("c", 4)]);
+        let mut three = [("x", 1), ("w", 0), ("x", 2), ("x", 3)];
+        let kept = sort_keeping_last(&mut three);
+        assert_eq!(three[..kept], [("w", 0), ("x", 3)]);
         let mut once = [("z", 1), ("y", 2)];
         assert_eq!(sort_keeping_last(&mut once), 2);
         assert_eq!(once, [("y", 2), ("z", 1)]);

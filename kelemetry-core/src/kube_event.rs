@@ -384,7 +384,10 @@ fn build_activity(
         activity.attribute(vocabulary::EVENT_TYPE, event_type);
     }
     if let Some(count) = fields.count {
-        activity.attribute(vocabulary::EVENT_COUNT, count.to_string());
+        activity.attribute(
+            vocabulary::EVENT_COUNT,
+            smol_str::format_smolstr!("{count}"),
+        );
     }
     if !fields.name.is_empty() {
         activity.attribute(vocabulary::EVENT_NAME, fields.name);

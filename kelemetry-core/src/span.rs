@@ -124,6 +124,11 @@ impl SpanRecord {
 /// The duration written for an activity whose end is unknown (the original's `DummyDuration`).
 pub const DEFAULT_ACTIVITY_DURATION: SignedDuration = SignedDuration::from_secs(1);
 
+/// Where [`identity_attributes`] puts the values an object span repeats under the OpenTelemetry names.
+const IDENTITY_CLUSTER: usize = 0;
+const IDENTITY_NAMESPACE: usize = 4;
+const IDENTITY_NAME: usize = 5;
+
 fn identity_attributes(object: &ObjectRef, capacity: usize) -> Attributes {
     let key = &object.key;
     let mut attrs: Attributes = Vec::with_capacity(capacity + 8);
@@ -152,19 +157,17 @@ pub fn object_span(object: &ObjectRef, window: Window) -> SpanRecord {
         Cow::Borrowed(v::TIME_STAMP),
         format_smolstr!("{}", window.start()),
     ));
-    attributes.push((
-        Cow::Borrowed(v::K8S_CLUSTER_NAME),
-        SmolStr::new(&object.key.cluster),
-    ));
+    // The identity's values again, shared (a clone of a value over 23 bytes is not a copy).
+    let cluster = attributes[IDENTITY_CLUSTER].1.clone();
+    attributes.push((Cow::Borrowed(v::K8S_CLUSTER_NAME), cluster));
     if !object.key.namespace.is_empty() {
-        attributes.push((
-            Cow::Borrowed(v::K8S_NAMESPACE_NAME),
-            SmolStr::new(&object.key.namespace),
-        ));
+        let namespace = attributes[IDENTITY_NAMESPACE].1.clone();
+        attributes.push((Cow::Borrowed(v::K8S_NAMESPACE_NAME), namespace));
     }
     let semconv = semconv_attributes(&object.key.resource);
     if let Some((name, _)) = semconv {
-        attributes.push((Cow::Borrowed(name), SmolStr::new(&object.key.name)));
+        let value = attributes[IDENTITY_NAME].1.clone();
+        attributes.push((Cow::Borrowed(name), value));
     }
     if let Some(uid) = &object.uid {
         // One allocation for a uid (36 bytes), shared by both attributes.

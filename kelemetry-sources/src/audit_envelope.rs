@@ -195,8 +195,8 @@ pub struct Enveloped<'a> {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum EnvelopedContent<'a> {
-    /// An audit event, native or translated from the envelope: borrowed from the document when it is a native
-    /// one, else owned.
+    /// An audit event, native or translated from the envelope: borrowed from the document when the document
+    /// itself is a native `Event` or `EventList` (JSON, not an array, not compressed or encoded), else owned.
     Event(Box<AuditEvent<'a>>),
     /// A record deliberately not read.
     Skipped(EnvelopeSkip),
@@ -241,8 +241,8 @@ impl<'a> Enveloped<'a> {
 /// compressed and encoded. Returns its entries in order, or the rejection of the whole document when nothing in
 /// it can be read (not JSON, no known shape, an envelope missing a field it needs, over a limit).
 ///
-/// The events of a native document borrow their strings and bodies from it; those found inside an envelope or
-/// encoded data own theirs.
+/// The events of a document that is itself a native `Event` or `EventList` borrow their strings and bodies from
+/// it; those found anywhere else (a top-level array, an envelope, compressed or encoded data) own theirs.
 pub fn unwrap_document<'a>(
     document: &'a [u8],
     limits: &EnvelopeLimits,
@@ -415,8 +415,9 @@ impl<'a> Unwrapper<'_, 'a> {
         Ok(())
     }
 
-    /// One JSON document inside other data: native first (the common case, parsed in one pass), then the
-    /// envelopes by shape. Its events own their strings, as the data they were found in is not kept.
+    /// One JSON document (other than a top-level one, which `unwrap_document` reads first), or input that is not
+    /// JSON (for the native parser's error): native first (the common case, parsed in one pass), then the envelopes
+    /// by shape. Its events own their strings, as the data they were found in is not kept.
     fn document(&mut self, text: &[u8], depth: usize) -> Result<(), RecordRejection> {
         match parse_document(text) {
             Ok(events) => self.native(events.into_iter().map(AuditEvent::into_owned).collect()),

@@ -459,6 +459,7 @@ fn string_maps_and_lists_refuse_other_values() {
         r#""annotations":["k"]"#,
         r#""sourceIPs":[1]"#,
         r#""user":{"username":"u","extra":{"k":"v"}}"#,
+        r#""user":{"username":"u","extra":{"k":null}}"#,
     ] {
         let text =
             format!(r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a",{bad}}}"#);

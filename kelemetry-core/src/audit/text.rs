@@ -47,7 +47,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// A list of strings; `null` is an empty list.
+/// A list of strings as a field's value, where `null` is an empty list.
 struct TextList<'a>(Vec<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for TextList<'a> {
@@ -86,11 +86,12 @@ pub(super) fn map<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer.deserialize_option(MapVisitor::<'a, Text<'a>>(PhantomData))
 }
 
-/// A map of strings to lists of strings where `null` means empty (a user's `extra`).
+/// A map of strings to lists of strings where `null` means empty (a user's `extra`); a value that is `null`
+/// rather than a list is refused.
 pub(super) fn map_of_lists<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<TextMap<'a, Vec<Cow<'a, str>>>, D::Error> {
-    deserializer.deserialize_option(MapVisitor::<'a, TextList<'a>>(PhantomData))
+    deserializer.deserialize_option(MapVisitor::<'a, Vec<Text<'a>>>(PhantomData))
 }
 
 /// A body, borrowed as its raw JSON text.
@@ -113,10 +114,11 @@ impl<'a> MapValue<'a> for Text<'a> {
     }
 }
 
-impl<'a> MapValue<'a> for TextList<'a> {
+impl<'a> MapValue<'a> for Vec<Text<'a>> {
     type Value = Vec<Cow<'a, str>>;
     fn into_value(self) -> Vec<Cow<'a, str>> {
-        self.0
+        // The same layout, so this reuses the vector.
+        self.into_iter().map(|text| text.0).collect()
     }
 }
 
