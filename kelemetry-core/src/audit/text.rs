@@ -47,17 +47,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// A list of strings as a field's value, where `null` is an empty list.
-struct TextList<'a>(Vec<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for TextList<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let texts = Option::<Vec<Text<'a>>>::deserialize(deserializer)?.unwrap_or_default();
-        // The same layout, so this reuses the vector.
-        Ok(TextList(texts.into_iter().map(|text| text.0).collect()))
-    }
-}
-
 /// A string field that may be absent or `null`: `None` then.
 pub(super) fn optional<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer: D,
@@ -76,7 +65,8 @@ pub(super) fn or_empty<'de: 'a, 'a, D: Deserializer<'de>>(
 pub(super) fn list<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<Cow<'a, str>>, D::Error> {
-    Ok(TextList::deserialize(deserializer)?.0)
+    let texts = Option::<Vec<Text<'a>>>::deserialize(deserializer)?.unwrap_or_default();
+    Ok(texts.into_value())
 }
 
 /// A map of strings to strings where `null` means empty.
