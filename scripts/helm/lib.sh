@@ -7,7 +7,8 @@
 # Environment a caller may set:
 #   KELEMETRY_CACHE  root of the build cache (default ~/.cache/kelemetry). The binary goes to
 #                    $KELEMETRY_CACHE/helm-$HELM_MODULE_VERSION/bin/helm; Go's module and build caches to
-#                    $KELEMETRY_CACHE/helm-$HELM_MODULE_VERSION/go, so a version's whole build is one folder.
+#                    $KELEMETRY_CACHE/helm-$HELM_MODULE_VERSION/go, so a version's whole build is one folder;
+#                    the Go caches are removed once the binary is in (scripts/lib/go.sh).
 
 HELM_MODULE_VERSION="v4.3.2"
 

@@ -10,7 +10,8 @@
 # Environment a caller may set:
 #   KELEMETRY_CACHE  root of the build cache (default ~/.cache/kelemetry). The binary goes to
 #                    $KELEMETRY_CACHE/jaeger-$JAEGER_MODULE_VERSION/bin/jaeger; Go's module and build caches to
-#                    $KELEMETRY_CACHE/jaeger-$JAEGER_MODULE_VERSION/go, so a version's whole build is one folder.
+#                    $KELEMETRY_CACHE/jaeger-$JAEGER_MODULE_VERSION/go, so a version's whole build is one folder;
+#                    the Go caches are removed once the binary is in (scripts/lib/go.sh).
 #   KELEMETRY_JAEGER_RUN  run dir of one Jaeger: config, logs, pid, ports (default /tmp/kelemetry-jaeger)
 
 # shellcheck source-path=SCRIPTDIR source=../lib/ports.sh

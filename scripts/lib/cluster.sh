@@ -10,6 +10,7 @@
 # Environment a caller may set:
 #   KELEMETRY_CACHE  root of the build cache (default ~/.cache/kelemetry); binaries go to
 #                    $KELEMETRY_CACHE/k8s-$KUBE_VERSION/bin, Go's module and build caches to $KELEMETRY_CACHE/go
+#                    (removed once the binaries are in; see go_caches_drop in scripts/lib/go.sh)
 #   KELEMETRY_RUN    run dir of one cluster: certs, configs, data, logs, pids (default /tmp/kelemetry-cluster)
 
 # shellcheck source-path=SCRIPTDIR source=ports.sh

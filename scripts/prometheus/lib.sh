@@ -13,7 +13,8 @@
 # Environment a caller may set:
 #   KELEMETRY_CACHE  root of the build cache (default ~/.cache/kelemetry). The binaries go to
 #                    $KELEMETRY_CACHE/prometheus-$PROMETHEUS_MODULE_VERSION/bin/{prometheus,promtool}; Go's module and
-#                    build caches to .../go, so a version's whole build is one folder.
+#                    build caches to .../go, so a version's whole build is one folder;
+#                    the Go caches are removed once the binary is in (scripts/lib/go.sh).
 #   KELEMETRY_PROMETHEUS_RUN  run dir of one Prometheus: config, data, log, pid, ports
 #                    (default /tmp/kelemetry-prometheus; `--name NAME` appends -NAME)
 
