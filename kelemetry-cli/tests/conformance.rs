@@ -31,7 +31,7 @@ fn replay(files: &[PathBuf], store: &Path) -> String {
 fn names(node: &ViewNode) -> Vec<String> {
     node.children
         .iter()
-        .map(|c| c.history.key.name.clone())
+        .map(|c| c.history.key.name.to_string())
         .collect()
 }
 

@@ -125,7 +125,7 @@ async fn a_pods_full_tree_reaches_its_node_and_the_node_lists_its_pods() {
         .iter()
         .map(|c| {
             assert_eq!(c.class, "node");
-            c.history.key.name.clone()
+            c.history.key.name.to_string()
         })
         .collect();
     assert_eq!(
@@ -293,7 +293,7 @@ async fn an_annotation_chain_across_two_clusters_is_one_tree() {
         .into_iter()
         .map(|(depth, node)| {
             let key = &node.history.key;
-            (depth, key.cluster.clone(), key.resource.clone())
+            (depth, key.cluster.to_string(), key.resource.to_string())
         })
         .collect();
     assert_eq!(

@@ -162,7 +162,7 @@ pub fn object_ref_of_dynamic<K: kube_core::Resource>(
     Ok(crate::ObjectRef::new(
         key,
         K::version(dynamic_type),
-        meta.uid.clone(),
+        meta.uid.as_deref().map(smol_str::SmolStr::new),
     ))
 }
 

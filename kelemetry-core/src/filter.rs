@@ -43,7 +43,7 @@ impl Filter {
                     Some((resource, group)) => resource == key.resource && group == key.group,
                     None => *excluded == key.resource,
                 });
-        !resource_excluded && !self.exclude_namespaces.contains(&key.namespace)
+        !resource_excluded && !self.exclude_namespaces.iter().any(|n| *n == key.namespace)
     }
 
     /// Whether `record` may pass.

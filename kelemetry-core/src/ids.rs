@@ -323,11 +323,11 @@ mod tests {
             let mut other = key.clone();
             let mut other_window = w;
             match field {
-                0 => other.cluster.push('x'),
-                1 => other.group.push('x'),
-                2 => other.resource.push('x'),
-                3 => other.namespace.push('x'),
-                4 => other.name.push('x'),
+                0 => other.cluster = format!("{}x", other.cluster).into(),
+                1 => other.group = format!("{}x", other.group).into(),
+                2 => other.resource = format!("{}x", other.resource).into(),
+                3 => other.namespace = format!("{}x", other.namespace).into(),
+                4 => other.name = format!("{}x", other.name).into(),
                 _ => other_window = w.next(),
             }
             let a = TraceId::for_object(&key, w);

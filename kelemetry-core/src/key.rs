@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::body::{Body, IntoBody};
 
@@ -11,6 +12,9 @@ use crate::body::{Body, IntoBody};
 ///
 /// The group is `""` for the core group, the resource is the lowercase plural (`deployments`), the namespace is
 /// `""` for cluster-scoped objects. The API version is not part of the identity (see [`ObjectRef`]).
+///
+/// The fields are [`SmolStr`]s: a field of up to 23 bytes is stored inline and one longer is shared, so cloning a
+/// key (which the pipeline does for every span of an object) never allocates.
 ///
 /// The canonical text is `cluster/group/resource/namespace/name`, always five fields:
 ///
@@ -23,25 +27,25 @@ use crate::body::{Body, IntoBody};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 pub struct ObjectKey {
     /// Name of the cluster the object lives in.
-    pub cluster: String,
+    pub cluster: SmolStr,
     /// API group, `""` for the core group.
-    pub group: String,
+    pub group: SmolStr,
     /// Lowercase plural resource name, e.g. `pods`.
-    pub resource: String,
+    pub resource: SmolStr,
     /// Namespace, `""` for cluster-scoped objects.
-    pub namespace: String,
+    pub namespace: SmolStr,
     /// Object name.
-    pub name: String,
+    pub name: SmolStr,
 }
 
 impl ObjectKey {
     /// A key from its five fields.
     pub fn new(
-        cluster: impl Into<String>,
-        group: impl Into<String>,
-        resource: impl Into<String>,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
+        cluster: impl Into<SmolStr>,
+        group: impl Into<SmolStr>,
+        resource: impl Into<SmolStr>,
+        namespace: impl Into<SmolStr>,
+        name: impl Into<SmolStr>,
     ) -> Self {
         Self {
             cluster: cluster.into(),
@@ -56,11 +60,17 @@ impl ObjectKey {
     /// `ingress.sibling("", "services", "web")`.
     pub fn sibling(
         &self,
-        group: impl Into<String>,
-        resource: impl Into<String>,
-        name: impl Into<String>,
+        group: impl Into<SmolStr>,
+        resource: impl Into<SmolStr>,
+        name: impl Into<SmolStr>,
     ) -> Self {
-        Self::new(&self.cluster, group, resource, &self.namespace, name)
+        Self::new(
+            self.cluster.clone(),
+            group,
+            resource,
+            self.namespace.clone(),
+            name,
+        )
     }
 
     /// Whether the object is of this group and resource.
@@ -87,7 +97,7 @@ impl ObjectKey {
     /// `resource.group` (or just `resource` for the core group), as kubectl prints it.
     pub fn group_resource(&self) -> String {
         if self.group.is_empty() {
-            self.resource.clone()
+            self.resource.to_string()
         } else {
             format!("{}.{}", self.resource, self.group)
         }
@@ -139,14 +149,14 @@ pub struct ObjectRef {
     /// The identity.
     pub key: ObjectKey,
     /// API version without the group, e.g. `v1`; may be empty when unknown.
-    pub version: String,
+    pub version: SmolStr,
     /// The object's uid when known.
-    pub uid: Option<String>,
+    pub uid: Option<SmolStr>,
 }
 
 impl ObjectRef {
     /// A reference from a key, a version and an optional uid.
-    pub fn new(key: ObjectKey, version: impl Into<String>, uid: Option<String>) -> Self {
+    pub fn new(key: ObjectKey, version: impl Into<SmolStr>, uid: Option<SmolStr>) -> Self {
         Self {
             key,
             version: version.into(),
@@ -157,7 +167,7 @@ impl ObjectRef {
     /// `group/version`, or just `version` for the core group.
     pub fn api_version(&self) -> String {
         if self.key.group.is_empty() {
-            self.version.clone()
+            self.version.to_string()
         } else {
             format!("{}/{}", self.key.group, self.version)
         }

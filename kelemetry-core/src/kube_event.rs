@@ -34,6 +34,7 @@
 
 use jiff::Timestamp;
 use serde::Deserialize;
+use smol_str::SmolStr;
 
 use crate::activity::{Activity, LogKind, LogLine, SourceKind};
 use crate::key::{Object, ObjectRef, split_api_version};
@@ -360,7 +361,11 @@ fn build_activity(
         "" => info.version.clone(),
         version => version.to_owned(),
     };
-    let object = Object::new(ObjectRef::new(key, version, non_empty(fields.object.uid)));
+    let object = Object::new(ObjectRef::new(
+        key,
+        version,
+        non_empty(fields.object.uid).map(SmolStr::from),
+    ));
 
     let identity = non_empty(fields.uid).unwrap_or_else(|| display_name.to_owned());
     let dedup_key = format!(

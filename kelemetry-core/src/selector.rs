@@ -75,11 +75,11 @@ impl ObjectSelector {
     /// Exactly the object `key`.
     pub fn object(key: &ObjectKey) -> Self {
         Self {
-            cluster: Some(key.cluster.clone()),
-            group: Some(key.group.clone()),
-            resource: Some(key.resource.clone()),
-            namespace: Some(key.namespace.clone()),
-            name: Some(key.name.clone()),
+            cluster: Some(key.cluster.to_string()),
+            group: Some(key.group.to_string()),
+            resource: Some(key.resource.to_string()),
+            namespace: Some(key.namespace.to_string()),
+            name: Some(key.name.to_string()),
         }
     }
 

@@ -124,20 +124,15 @@ impl SpanRecord {
 /// The duration written for an activity whose end is unknown (the original's `DummyDuration`).
 pub const DEFAULT_ACTIVITY_DURATION: SignedDuration = SignedDuration::from_secs(1);
 
-/// Where [`identity_attributes`] puts the values an object span repeats under the OpenTelemetry names.
-const IDENTITY_CLUSTER: usize = 0;
-const IDENTITY_NAMESPACE: usize = 4;
-const IDENTITY_NAME: usize = 5;
-
 fn identity_attributes(object: &ObjectRef, capacity: usize) -> Attributes {
     let key = &object.key;
     let mut attrs: Attributes = Vec::with_capacity(capacity + 8);
-    attrs.push((Cow::Borrowed(v::CLUSTER), SmolStr::new(&key.cluster)));
-    attrs.push((Cow::Borrowed(v::GROUP), SmolStr::new(&key.group)));
-    attrs.push((Cow::Borrowed(v::VERSION), SmolStr::new(&object.version)));
-    attrs.push((Cow::Borrowed(v::RESOURCE), SmolStr::new(&key.resource)));
-    attrs.push((Cow::Borrowed(v::NAMESPACE), SmolStr::new(&key.namespace)));
-    attrs.push((Cow::Borrowed(v::NAME), SmolStr::new(&key.name)));
+    attrs.push((Cow::Borrowed(v::CLUSTER), key.cluster.clone()));
+    attrs.push((Cow::Borrowed(v::GROUP), key.group.clone()));
+    attrs.push((Cow::Borrowed(v::VERSION), object.version.clone()));
+    attrs.push((Cow::Borrowed(v::RESOURCE), key.resource.clone()));
+    attrs.push((Cow::Borrowed(v::NAMESPACE), key.namespace.clone()));
+    attrs.push((Cow::Borrowed(v::NAME), key.name.clone()));
     attrs
 }
 
@@ -157,21 +152,19 @@ pub fn object_span(object: &ObjectRef, window: Window) -> SpanRecord {
         Cow::Borrowed(v::TIME_STAMP),
         format_smolstr!("{}", window.start()),
     ));
-    // The identity's values again, shared (a clone of a value over 23 bytes is not a copy).
-    let cluster = attributes[IDENTITY_CLUSTER].1.clone();
-    attributes.push((Cow::Borrowed(v::K8S_CLUSTER_NAME), cluster));
-    if !object.key.namespace.is_empty() {
-        let namespace = attributes[IDENTITY_NAMESPACE].1.clone();
-        attributes.push((Cow::Borrowed(v::K8S_NAMESPACE_NAME), namespace));
+    // The identity's values again, under the OpenTelemetry names (the key's values are shared, not copied).
+    let key = &object.key;
+    attributes.push((Cow::Borrowed(v::K8S_CLUSTER_NAME), key.cluster.clone()));
+    if !key.namespace.is_empty() {
+        attributes.push((Cow::Borrowed(v::K8S_NAMESPACE_NAME), key.namespace.clone()));
     }
-    let semconv = semconv_attributes(&object.key.resource);
+    let semconv = semconv_attributes(&key.resource);
     if let Some((name, _)) = semconv {
-        let value = attributes[IDENTITY_NAME].1.clone();
-        attributes.push((Cow::Borrowed(name), value));
+        attributes.push((Cow::Borrowed(name), key.name.clone()));
     }
     if let Some(uid) = &object.uid {
-        // One allocation for a uid (36 bytes), shared by both attributes.
-        let uid = SmolStr::new(uid);
+        // The reference's uid, shared by both attributes (a uid of 36 bytes is allocated once, by the source).
+        let uid = uid.clone();
         attributes.push((Cow::Borrowed(v::UID), uid.clone()));
         if let Some((_, uid_name)) = semconv {
             attributes.push((Cow::Borrowed(uid_name), uid));
@@ -220,20 +213,11 @@ pub fn link_span(owner: &ObjectRef, window: Window, link: &Link) -> SpanRecord {
         Cow::Borrowed(v::TIME_STAMP),
         format_smolstr!("{}", window.start()),
     ));
-    attributes.push((
-        Cow::Borrowed(v::LINKED_CLUSTER),
-        SmolStr::new(&other.cluster),
-    ));
-    attributes.push((Cow::Borrowed(v::LINKED_GROUP), SmolStr::new(&other.group)));
-    attributes.push((
-        Cow::Borrowed(v::LINKED_RESOURCE),
-        SmolStr::new(&other.resource),
-    ));
-    attributes.push((
-        Cow::Borrowed(v::LINKED_NAMESPACE),
-        SmolStr::new(&other.namespace),
-    ));
-    attributes.push((Cow::Borrowed(v::LINKED_NAME), SmolStr::new(&other.name)));
+    attributes.push((Cow::Borrowed(v::LINKED_CLUSTER), other.cluster.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_GROUP), other.group.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_RESOURCE), other.resource.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_NAMESPACE), other.namespace.clone()));
+    attributes.push((Cow::Borrowed(v::LINKED_NAME), other.name.clone()));
     attributes.push((
         Cow::Borrowed(v::LINK_ROLE),
         SmolStr::new_static(link.role.as_str()),

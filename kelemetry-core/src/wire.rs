@@ -93,8 +93,8 @@ struct WireObject<'a> {
     name: Cow<'a, str>,
     #[serde(borrow, default)]
     version: Cow<'a, str>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    uid: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    uid: Option<Cow<'a, str>>,
 }
 
 impl<'a> WireObject<'a> {
@@ -107,7 +107,7 @@ impl<'a> WireObject<'a> {
             namespace: Cow::Borrowed(&key.namespace),
             name: Cow::Borrowed(&key.name),
             version: Cow::Borrowed(&object.version),
-            uid: object.uid.clone(),
+            uid: object.uid.as_deref().map(Cow::Borrowed),
         }
     }
 
@@ -121,7 +121,7 @@ impl<'a> WireObject<'a> {
                 self.name,
             ),
             self.version,
-            self.uid,
+            self.uid.map(SmolStr::from),
         )
     }
 }

@@ -13,7 +13,8 @@ use kelemetry_core::audit::{AuditOutcome, map_event, parse_document};
 use kelemetry_core::{
     Activity, BodyCache, CancellationToken, Decorator, Delivery, DiffDecorator, Link, LinkError,
     Linker, MemoryExporter, NotDelivered, Object, ObjectKey, ObjectLookup, ObjectRef, Observation,
-    Pipeline, PipelineReport, Record, ResourceMap, SourceKind, SpanKind, SpanRecord, StopCause,
+    Pipeline, PipelineReport, Record, ResourceMap, SmolStr, SourceKind, SpanKind, SpanRecord,
+    StopCause,
 };
 use serde_json::Value;
 
@@ -248,7 +249,7 @@ impl Linker for OwnerReferences {
                 let name = owner.get("name")?.as_str()?;
                 let info = self.resources.resolve(api_version, kind);
                 let owner_key = info.object_key(&key.cluster, &key.namespace, name);
-                let uid = owner.get("uid").and_then(Value::as_str).map(str::to_owned);
+                let uid = owner.get("uid").and_then(Value::as_str).map(SmolStr::new);
                 Some(
                     Link::parent(ObjectRef::new(owner_key, info.version, uid))
                         .with_class("children"),
@@ -298,7 +299,7 @@ fn recorded_records() -> Vec<Record> {
             metadata["namespace"].as_str().unwrap_or(""),
             metadata["name"].as_str().unwrap(),
         );
-        let uid = metadata["uid"].as_str().map(str::to_owned);
+        let uid = metadata["uid"].as_str().map(SmolStr::new);
         let object_ref = ObjectRef::new(key, info.version, uid);
         let time = seen_at.take().unwrap();
         let observation = Observation {

@@ -21,7 +21,7 @@ fn spans_of(name: &str) -> Vec<SpanRecord> {
     let key = ObjectKey::new("test", "apps", "deployments", "default", name);
     let at: jiff::Timestamp = "2021-05-19T09:42:58.123456789Z".parse().unwrap();
     let window = Windowing::default().window_of(at);
-    let object = ObjectRef::new(key, "v1", Some(format!("uid-{name}")));
+    let object = ObjectRef::new(key, "v1", Some(format!("uid-{name}").into()));
     let link = kelemetry_core::Link::child(ObjectRef::new(
         ObjectKey::new(
             "test",

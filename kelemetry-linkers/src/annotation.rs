@@ -2,7 +2,9 @@
 //! cluster (docs/behaviour/linking.md#parent-link-annotation).
 
 use async_trait::async_trait;
-use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
+use kelemetry_core::{
+    Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef, SmolStr,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{annotation_of, body_of};
@@ -155,7 +157,7 @@ impl Linker for AnnotationLinker {
             ));
         }
         let key = parent.key(&object.key().cluster);
-        let uid = (!parent.uid.is_empty()).then(|| parent.uid.clone());
+        let uid = (!parent.uid.is_empty()).then(|| SmolStr::new(&parent.uid));
         Ok(vec![
             Link::parent(ObjectRef::new(key, parent.version, uid))
                 .with_dedup_id(ANNOTATION_DEDUP_ID),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kelemetry_core::resource_map::ResourceMap;
-use kelemetry_core::{Link, LinkError, Linker, Object, ObjectLookup, ObjectRef};
+use kelemetry_core::{Link, LinkError, Linker, Object, ObjectLookup, ObjectRef, SmolStr};
 use serde_json::Value;
 
 /// The class of owner links: the tree views group an owner's children under it.
@@ -86,7 +86,7 @@ impl Linker for OwnerLinker {
                 Link::parent(ObjectRef::new(
                     parent,
                     info.version.clone(),
-                    field("uid").map(str::to_owned),
+                    field("uid").map(SmolStr::new),
                 ))
                 .with_class(OWNER_CLASS)
                 .with_dedup_id(OWNER_DEDUP_ID),

@@ -67,7 +67,7 @@ fn view_low_half(root: &ObjectKey, also: &[ObjectKey], from: Timestamp, to: Time
 /// takes, see [`kelemetry_core::ObjectSelector`]).
 pub(crate) fn object_text(key: &ObjectKey) -> String {
     let name = if key.namespace.is_empty() {
-        key.name.clone()
+        key.name.to_string()
     } else {
         format!("{}/{}", key.namespace, key.name)
     };

@@ -121,7 +121,7 @@ impl Reader for SpanStore {
             store.find_objects(&ObjectSelector::any(), usize::MAX)
         })
         .await?;
-        let mut clusters: Vec<String> = objects.into_iter().map(|key| key.cluster).collect();
+        let mut clusters: Vec<String> = objects.into_iter().map(|key| key.cluster.into()).collect();
         clusters.sort();
         clusters.dedup();
         Ok(clusters)

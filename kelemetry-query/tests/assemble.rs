@@ -135,7 +135,7 @@ fn request(root: ObjectKey, selector: LinkSelector) -> ViewRequest {
 fn all_keys(node: &ViewNode) -> BTreeSet<String> {
     node.walk()
         .into_iter()
-        .map(|(_, n)| n.history.key.name.clone())
+        .map(|(_, n)| n.history.key.name.to_string())
         .collect()
 }
 

@@ -181,7 +181,7 @@ async fn a_replay_exported_over_otlp_reads_back_as_the_same_views() {
             .root
             .walk()
             .iter()
-            .map(|(_, n)| n.history.key.resource.clone())
+            .map(|(_, n)| n.history.key.resource.to_string())
             .collect();
         assert_eq!(
             below,

@@ -92,7 +92,7 @@ async fn ownership_wins_over_another_class_for_the_same_pair() {
         .root
         .children
         .iter()
-        .map(|child| (child.history.key.name.clone(), child.class.clone()))
+        .map(|child| (child.history.key.name.to_string(), child.class.clone()))
         .collect();
     classes.sort();
     assert_eq!(

@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use kelemetry_core::body::metadata_str;
 use kelemetry_core::kube_event::{event_api, event_to_activity};
 use kelemetry_core::{
-    ActivitySink, CancellationToken, Object, ObjectRef, Observation, Record, ResourceMap, Source,
-    SourceError,
+    ActivitySink, CancellationToken, Object, ObjectRef, Observation, Record, ResourceMap, SmolStr,
+    Source, SourceError,
 };
 use serde_json::Value;
 use tokio::io::AsyncBufRead;
@@ -547,7 +547,7 @@ impl ObjectConverter {
         let key = info.object_key(&self.cluster, namespace, name);
         let uid = metadata_str(&value, "uid")
             .filter(|uid| !uid.is_empty())
-            .map(str::to_owned);
+            .map(SmolStr::new);
         let object = Object::with_body(ObjectRef::new(key, info.version, uid), Arc::new(value));
         Outcome::Version {
             observation: Observation { object, time },

@@ -32,7 +32,9 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use jiff::Timestamp;
 use kelemetry_core::activity::ChangeKind;
-use kelemetry_core::{ActivitySink, CancellationToken, ObjectKey, ObjectRef, Source, SourceError};
+use kelemetry_core::{
+    ActivitySink, CancellationToken, ObjectKey, ObjectRef, SmolStr, Source, SourceError,
+};
 use kube::api::{Api, DynamicObject};
 use kube::core::TypeMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -333,7 +335,7 @@ impl Watched {
                 object.name_any(),
             ),
             self.resource.api.version.clone(),
-            object.uid(),
+            object.uid().map(SmolStr::from),
         )
     }
 }

@@ -37,7 +37,7 @@ use kelemetry_core::body::Body;
 use kelemetry_core::decorate::{Decorator, REDACTED_MESSAGE};
 use kelemetry_core::diff::audit_diff_of;
 use kelemetry_core::redact::{Redactor, is_redacted_whole};
-use kelemetry_core::{BodyCache, Object, ObjectKey, ObjectLookup, ObjectRef, vocabulary};
+use kelemetry_core::{BodyCache, Object, ObjectKey, ObjectLookup, ObjectRef, SmolStr, vocabulary};
 use lru::LruCache;
 use serde_json::Value;
 
@@ -95,8 +95,8 @@ impl WatchedChange {
         let identity = self
             .object
             .uid
-            .clone()
-            .unwrap_or_else(|| self.object.key.to_string());
+            .as_ref()
+            .map_or_else(|| self.object.key.to_string(), SmolStr::to_string);
         let rv = self.resource_version.clone().unwrap_or_default();
         let dedup_key = match self.kind {
             ChangeKind::Delete => format!("watch:{identity}:{rv}:delete"),
@@ -279,7 +279,7 @@ pub struct WatchStore {
     bodies: Mutex<Bodies>,
     changes: Mutex<Changes>,
     /// (group, resource) → how far its watch is.
-    resources: RwLock<HashMap<(String, String), ResourceWatch>>,
+    resources: RwLock<HashMap<(SmolStr, SmolStr), ResourceWatch>>,
     counters: Counters,
 }
 
@@ -349,7 +349,7 @@ impl WatchStore {
         self.resources
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry((group.to_owned(), resource.to_owned()))
+            .entry((SmolStr::new(group), SmolStr::new(resource)))
             .or_default();
     }
 
@@ -371,7 +371,7 @@ impl WatchStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let watch = resources
-            .entry((group.to_owned(), resource.to_owned()))
+            .entry((SmolStr::new(group), SmolStr::new(resource)))
             .or_default();
         watch.listed = true;
         watch.since.get_or_insert(at);
@@ -526,7 +526,7 @@ impl WatchStore {
                 let uid = body
                     .pointer("/metadata/uid")
                     .and_then(Value::as_str)
-                    .map(str::to_owned);
+                    .map(SmolStr::new);
                 let last = Arc::unwrap_or_clone(body).into_value();
                 self.deleted(ObjectRef::new(key, version, uid), last, now)
             })

@@ -53,7 +53,7 @@ fn object_ref(object: &Value) -> ObjectRef {
             metadata["name"].as_str().unwrap(),
         ),
         version,
-        metadata["uid"].as_str().map(str::to_owned),
+        metadata["uid"].as_str().map(Into::into),
     )
 }
 

@@ -22,7 +22,7 @@ fn key(name: &str) -> ObjectKey {
 }
 
 fn object(name: &str) -> ObjectRef {
-    ObjectRef::new(key(name), "v1", Some(format!("uid-{name}")))
+    ObjectRef::new(key(name), "v1", Some(format!("uid-{name}").into()))
 }
 
 fn deployment(name: &str, rv: &str, generation: u32, observed: Option<u32>) -> Value {

@@ -314,8 +314,8 @@ impl ObjectTracing {
             self.inner.source,
             object_ref
                 .uid
-                .clone()
-                .unwrap_or_else(|| object_ref.key.to_string()),
+                .as_ref()
+                .map_or_else(|| object_ref.key.to_string(), ToString::to_string),
             start.as_nanosecond(),
             title
         );

@@ -16,7 +16,7 @@
 //! ```
 
 use kelemetry::link::body_of;
-use kelemetry::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef, async_trait};
+use kelemetry::{Link, LinkError, Linker, Object, ObjectLookup, ObjectRef, async_trait};
 use serde_json::Value;
 
 /// Where a Rollout names a Service, and the Service's part (the link class and dedup id).
@@ -60,7 +60,7 @@ impl Linker for RolloutServiceLinker {
                     return Err(LinkError::new(self.name(), object.key(), message));
                 }
             };
-            let service = ObjectKey::new(&key.cluster, "", "services", &key.namespace, name);
+            let service = key.sibling("", "services", name.as_str());
             links.push(
                 Link::child(ObjectRef::new(service, "v1", None))
                     .with_class(part)

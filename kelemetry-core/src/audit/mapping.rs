@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use smol_str::format_smolstr;
+use smol_str::{SmolStr, format_smolstr};
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
@@ -443,18 +443,18 @@ impl<'e> Target<'e> {
         let uid = body
             .as_ref()
             .and_then(|b| metadata_str(b, "uid"))
-            .map(str::to_owned)
-            .or_else(|| nonempty(self.uid).map(Cow::into_owned));
+            .map(SmolStr::new)
+            .or_else(|| nonempty(self.uid).map(SmolStr::from));
         let key = ObjectKey {
-            cluster: cluster.to_owned(),
-            group: self.group.map(Cow::into_owned).unwrap_or_default(),
-            resource: self.resource.into_owned(),
-            namespace: self.namespace.into_owned(),
-            name: self.name.into_owned(),
+            cluster: cluster.into(),
+            group: self.group.map(SmolStr::from).unwrap_or_default(),
+            resource: self.resource.into(),
+            namespace: self.namespace.into(),
+            name: self.name.into(),
         };
         let object_ref = ObjectRef::new(
             key,
-            self.version.map(Cow::into_owned).unwrap_or_default(),
+            self.version.map(SmolStr::from).unwrap_or_default(),
             uid,
         );
         let object = match body {

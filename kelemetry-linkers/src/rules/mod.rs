@@ -54,7 +54,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kelemetry_core::resource_map::{ResourceMap, ResourceScope};
 use kelemetry_core::{
-    Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef,
+    Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef, SmolStr,
 };
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -355,7 +355,7 @@ impl Rule {
                     links.push(self.link(ObjectRef::new(
                         target_key,
                         info.version.clone(),
-                        target.uid.map(str::to_owned),
+                        target.uid.map(SmolStr::new),
                     )));
                 }
             }

@@ -357,13 +357,9 @@ impl Diagnosis {
 
 /// An object as findings name it: `configmaps default/stuck` (with the group and the cluster when they say more).
 pub(crate) fn object_name(key: &ObjectKey) -> String {
-    let resource = if key.group.is_empty() {
-        key.resource.clone()
-    } else {
-        format!("{}.{}", key.resource, key.group)
-    };
+    let resource = key.group_resource();
     let name = if key.namespace.is_empty() {
-        key.name.clone()
+        key.name.to_string()
     } else {
         format!("{}/{}", key.namespace, key.name)
     };

@@ -107,7 +107,7 @@ fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
     let key = &history.key;
     let span_id = object_display_span_id(history);
     let operation = if key.namespace.is_empty() || key.namespace == "default" {
-        key.name.clone()
+        key.name.to_string()
     } else {
         format!("{} {}", key.namespace, key.name)
     };
@@ -141,7 +141,7 @@ fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
         span_id,
         parent: None,
         kind: DisplayKind::Object,
-        service: key.resource.clone(),
+        service: key.resource.to_string(),
         operation,
         start,
         end,

@@ -346,7 +346,7 @@ fn gke_in_pubsub_messages_arrays_and_two_clusters() {
     );
     let clusters: Vec<String> = take(pull.as_bytes())
         .iter()
-        .map(|item| activity_of(item).object.key().cluster.clone())
+        .map(|item| activity_of(item).object.key().cluster.to_string())
         .collect();
     assert_eq!(clusters, ["east", "west"]);
     // What `gcloud logging read --format=json` prints: an array, here with one bad element.
