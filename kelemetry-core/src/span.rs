@@ -21,8 +21,9 @@ pub enum SpanKind {
     Object,
     /// A relation to another object, under an object span.
     Link,
-    /// An activity, under an object span; the value is its source (`audit`, `event`, ...).
-    Activity(String),
+    /// An activity, under an object span; the value is its source (`audit`, `event`, ...), held inline when it is
+    /// up to 23 bytes long.
+    Activity(SmolStr),
 }
 
 impl SpanKind {
@@ -40,7 +41,7 @@ impl SpanKind {
         match service {
             "object" => Self::Object,
             "link" => Self::Link,
-            source => Self::Activity(source.to_owned()),
+            source => Self::Activity(SmolStr::new(source)),
         }
     }
 }
@@ -278,7 +279,7 @@ pub fn activity_into_span(activity: Activity, window: Window) -> SpanRecord {
         trace_id,
         span_id: trace_id.activity_span(&activity.dedup_key),
         parent_span_id: Some(trace_id.object_span()),
-        kind: SpanKind::Activity(activity.source.as_str().to_owned()),
+        kind: SpanKind::Activity(SmolStr::new(activity.source.as_str())),
         name: activity.title,
         start,
         end,

@@ -464,7 +464,7 @@ fn decode_rest(
     let kind = match head.kind {
         KIND_OBJECT => SpanKind::Object,
         KIND_LINK => SpanKind::Link,
-        KIND_ACTIVITY => SpanKind::Activity(cursor.text("activity source")?),
+        KIND_ACTIVITY => SpanKind::Activity(cursor.text_ref("activity source")?.into()),
         _ => return Err(DecodeError::Invalid { field: "kind" }),
     };
     let name = cursor.text("name")?;
@@ -772,7 +772,7 @@ mod tests {
             let mut span = sample();
             span.kind = match random.below(4) {
                 0 => SpanKind::Object,
-                1 => SpanKind::Activity(random.text()),
+                1 => SpanKind::Activity(random.text().into()),
                 _ => SpanKind::Link,
             };
             span.name = random.text();

@@ -171,7 +171,7 @@ pub fn span_record(data: &SpanData, service: &str) -> Option<SpanRecord> {
         trace_id,
         span_id,
         parent_span_id,
-        kind: SpanKind::Activity(service.to_owned()),
+        kind: SpanKind::Activity(service.into()),
         name: data.name.to_string(),
         start,
         end: timestamp(data.end_time).max(start),
