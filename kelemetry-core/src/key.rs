@@ -41,18 +41,18 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// A key from its five fields.
     pub fn new(
-        cluster: impl Into<SmolStr>,
-        group: impl Into<SmolStr>,
-        resource: impl Into<SmolStr>,
-        namespace: impl Into<SmolStr>,
-        name: impl Into<SmolStr>,
+        cluster: impl AsRef<str>,
+        group: impl AsRef<str>,
+        resource: impl AsRef<str>,
+        namespace: impl AsRef<str>,
+        name: impl AsRef<str>,
     ) -> Self {
         Self {
-            cluster: cluster.into(),
-            group: group.into(),
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
+            cluster: SmolStr::new(cluster),
+            group: SmolStr::new(group),
+            resource: SmolStr::new(resource),
+            namespace: SmolStr::new(namespace),
+            name: SmolStr::new(name),
         }
     }
 
@@ -60,17 +60,17 @@ impl ObjectKey {
     /// `ingress.sibling("", "services", "web")`.
     pub fn sibling(
         &self,
-        group: impl Into<SmolStr>,
-        resource: impl Into<SmolStr>,
-        name: impl Into<SmolStr>,
+        group: impl AsRef<str>,
+        resource: impl AsRef<str>,
+        name: impl AsRef<str>,
     ) -> Self {
-        Self::new(
-            self.cluster.clone(),
-            group,
-            resource,
-            self.namespace.clone(),
-            name,
-        )
+        Self {
+            cluster: self.cluster.clone(),
+            group: SmolStr::new(group),
+            resource: SmolStr::new(resource),
+            namespace: self.namespace.clone(),
+            name: SmolStr::new(name),
+        }
     }
 
     /// Whether the object is of this group and resource.

@@ -44,13 +44,7 @@ impl Linker for LabelLinker {
         let (resource, name) = owner.split_once('/').unwrap_or(("", owner));
         Ok(vec![
             Link::parent(ObjectRef::new(
-                ObjectKey::new(
-                    key.cluster.clone(),
-                    "apps",
-                    resource,
-                    key.namespace.clone(),
-                    name,
-                ),
+                ObjectKey::new(&key.cluster, "apps", resource, &key.namespace, name),
                 "v1",
                 None,
             ))

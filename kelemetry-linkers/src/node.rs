@@ -60,7 +60,7 @@ impl Linker for PodNodeLinker {
         if owned_by_node(&body, node) {
             return Ok(Vec::new());
         }
-        let node = ObjectKey::new(key.cluster.clone(), "", "nodes", "", node);
+        let node = ObjectKey::new(&key.cluster, "", "nodes", "", node);
         Ok(vec![
             Link::parent(ObjectRef::new(node, "v1", None))
                 .with_class(NODE_CLASS)
