@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
                 );
                 assert!(activity.dedup_key.starts_with("audit:"));
                 // The shared checks are written for CLUSTER.
-                activity.object.object_ref.key.cluster = CLUSTER.to_owned();
+                activity.object.object_ref.key.cluster = CLUSTER.into();
                 check_activity(&activity, &SourceKind::Audit);
             }
             AuditItem::Skipped(cause) => assert!(!cause.as_str().is_empty()),
