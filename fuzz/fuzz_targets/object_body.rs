@@ -33,8 +33,16 @@ fn body(bytes: &[u8]) -> Option<Body> {
     assert_eq!(body.kind(), parsed.kind(), "kind");
     assert_eq!(body.has_metadata(), parsed.has_metadata(), "has_metadata");
     for field in ["name", "namespace", "uid", "resourceVersion", "labels"] {
-        assert_eq!(metadata_str(&body, field), metadata_str(&parsed, field), "{field}");
-        assert_eq!(metadata_value(&body, field), metadata_value(&parsed, field), "{field}");
+        assert_eq!(
+            metadata_str(&body, field),
+            metadata_str(&parsed, field),
+            "{field}"
+        );
+        assert_eq!(
+            metadata_value(&body, field),
+            metadata_value(&parsed, field),
+            "{field}"
+        );
     }
     let labels = metadata_value(&parsed, "labels").and_then(|l| l.as_object());
     for label in labels.into_iter().flat_map(|l| l.keys()) {
