@@ -1,19 +1,119 @@
 //! Reading a file line by line with a bound on what one line may hold in memory.
 
+use std::future::Future;
+use std::io::{self, Read};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use kelemetry_core::SourceError;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, ReadBuf};
+use tokio::task::JoinHandle;
 
-/// Opens the file at `path` for reading in 64 KiB chunks; also returns its name as rejections and errors give
-/// it.
-pub(crate) async fn open_buffered(
-    path: &Path,
-) -> Result<(BufReader<tokio::fs::File>, String), SourceError> {
+/// Bytes read from a file at once: one trip to a blocking thread per this many bytes.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Opens the file at `path` for reading in chunks of [`CHUNK_BYTES`]; also returns its name as rejections and
+/// errors give it.
+pub(crate) async fn open_buffered(path: &Path) -> Result<(FileChunks, String), SourceError> {
     let origin = path.display().to_string();
-    match tokio::fs::File::open(path).await {
-        Ok(file) => Ok((BufReader::with_capacity(64 * 1024, file), origin)),
-        Err(error) => Err(SourceError::io(origin, error)),
+    let opened = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || std::fs::File::open(path)).await
+    };
+    match opened {
+        Ok(Ok(file)) => Ok((FileChunks::new(file, CHUNK_BYTES), origin)),
+        Ok(Err(error)) => Err(SourceError::io(origin, error)),
+        Err(join) => Err(SourceError::io(origin, io::Error::other(join))),
+    }
+}
+
+/// What a read on a blocking thread hands back: the file, the buffer, and how many bytes it read into it.
+type ChunkRead = (std::fs::File, Vec<u8>, io::Result<usize>);
+
+/// A file read on tokio's blocking threads in large chunks, straight into the buffer that [`AsyncBufRead`] lends
+/// out. (`tokio::fs::File` reads into a buffer of its own and copies from there into the caller's: a second copy
+/// of every byte, and one blocking trip per caller's buffer.)
+pub(crate) struct FileChunks {
+    /// The file and the buffer while no read is under way.
+    idle: Option<(std::fs::File, Vec<u8>)>,
+    /// The read under way.
+    reading: Option<JoinHandle<ChunkRead>>,
+    /// What of the buffer is read: `buffer[consumed..filled]` is not consumed yet.
+    consumed: usize,
+    filled: usize,
+}
+
+impl FileChunks {
+    /// Reads `file` in chunks of `chunk` bytes (at least one).
+    pub(crate) fn new(file: std::fs::File, chunk: usize) -> Self {
+        Self {
+            idle: Some((file, vec![0; chunk.max(1)])),
+            reading: None,
+            consumed: 0,
+            filled: 0,
+        }
+    }
+}
+
+/// Reads once into `buffer`, again if interrupted by a signal.
+fn read_chunk(file: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match file.read(buffer) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            read => return read,
+        }
+    }
+}
+
+impl AsyncBufRead for FileChunks {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.consumed >= this.filled && this.reading.is_none() {
+            let Some((mut file, mut buffer)) = this.idle.take() else {
+                return Poll::Ready(Err(io::Error::other(
+                    "an earlier read of this file was lost",
+                )));
+            };
+            this.reading = Some(tokio::task::spawn_blocking(move || {
+                let read = read_chunk(&mut file, &mut buffer);
+                (file, buffer, read)
+            }));
+        }
+        if let Some(reading) = &mut this.reading {
+            let joined = ready!(Pin::new(reading).poll(cx));
+            this.reading = None;
+            let (file, buffer, read) = joined.map_err(io::Error::other)?;
+            this.idle = Some((file, buffer));
+            this.consumed = 0;
+            this.filled = 0;
+            this.filled = read?;
+        }
+        match &this.idle {
+            Some((_, buffer)) => Poll::Ready(Ok(&buffer[this.consumed..this.filled])),
+            None => Poll::Ready(Err(io::Error::other(
+                "an earlier read of this file was lost",
+            ))),
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        let this = self.get_mut();
+        this.consumed = (this.consumed + amount).min(this.filled);
+    }
+}
+
+impl AsyncRead for FileChunks {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let available = ready!(self.as_mut().poll_fill_buf(cx))?;
+        let taken = available.len().min(out.remaining());
+        out.put_slice(&available[..taken]);
+        self.consume(taken);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -86,6 +186,55 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every line of a file read in chunks smaller than its lines, and the end of the file.
+    #[tokio::test]
+    async fn lines_span_chunks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("lines");
+        let lines: Vec<String> = (0..50)
+            .map(|n| format!("line {n} {}", "x".repeat(n)))
+            .collect();
+        std::fs::write(&path, lines.join("\n")).expect("writes");
+        let file = std::fs::File::open(&path).expect("opens");
+        let mut reader = LineReader::new(FileChunks::new(file, 7));
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        while let Some(info) = reader.next_line(&mut line, 1000).await.expect("reads") {
+            assert!(!info.overflow);
+            seen.push(String::from_utf8(line.clone()).expect("utf-8"));
+        }
+        assert_eq!(seen, lines);
+        assert!(
+            reader
+                .next_line(&mut line, 1000)
+                .await
+                .expect("reads")
+                .is_none()
+        );
+    }
+
+    /// A failed read is an error (a folder opens as a file but cannot be read), and stays one.
+    #[tokio::test]
+    async fn a_failed_read_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (chunks, origin) = open_buffered(dir.path()).await.expect("a folder opens");
+        assert_eq!(origin, dir.path().display().to_string());
+        let mut reader = LineReader::new(chunks);
+        let mut line = Vec::new();
+        assert!(reader.next_line(&mut line, 1000).await.is_err());
+        assert!(reader.next_line(&mut line, 1000).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("missing.log");
+        let Err(error) = open_buffered(&missing).await else {
+            panic!("a missing file opened");
+        };
+        assert!(error.to_string().contains("missing.log"), "{error}");
+    }
 
     #[tokio::test]
     async fn lines_are_numbered_and_bounded() {
