@@ -407,6 +407,12 @@ impl BodyMetadata for Body {
             let Some(labels) = self.labels_at.clone().and_then(|range| text.get(range)) else {
                 return false;
             };
+            // Without a backslash in the labels every name is written as it is, so a name that does not occur
+            // in their text is not there (nearly every lookup: the redaction label on an object without it).
+            let written_plainly = memchr::memchr(b'\\', labels.as_bytes()).is_none();
+            if written_plainly && !occurs_in(labels.as_bytes(), key.as_bytes()) {
+                return false;
+            }
             return json_scan::object_has_field(labels, key).unwrap_or(false);
         }
         metadata_value(self, "labels")
@@ -537,6 +543,19 @@ impl Body {
         cut.push_str(text.get(cut_end..)?);
         Some(std::borrow::Cow::Owned(cut))
     }
+}
+
+/// Whether `needle` occurs in `haystack`: a short search (a few hundred bytes of labels), without the set-up of a
+/// general substring finder.
+fn occurs_in(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    memchr::memchr_iter(first, haystack).any(|at| {
+        haystack
+            .get(at + 1..)
+            .is_some_and(|after| after.starts_with(rest))
+    })
 }
 
 /// The field `name` among `spans`, fields of `text` sorted by name.
@@ -952,6 +971,19 @@ mod tests {
             bodies += 1;
         }
         assert!(bodies > 50, "only {bodies} bodies");
+    }
+
+    #[test]
+    fn a_label_is_found_by_its_name_not_by_text_that_holds_it() {
+        let body = Body::from_text(
+            r#"{"metadata":{"labels":{"app":"team/redact","team/redact-not":"x"},"annotations":{"team/redact":"1"}}}"#,
+        )
+        .unwrap();
+        assert!(!body.has_label("team/redact"));
+        assert!(body.has_label("team/redact-not"));
+        assert!(body.has_label("app"));
+        assert!(!body.has_label("ap"));
+        assert!(!body.is_parsed());
     }
 
     #[test]
