@@ -17,14 +17,9 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// errors give it.
 pub(crate) async fn open_buffered(path: &Path) -> Result<(FileChunks, String), SourceError> {
     let origin = path.display().to_string();
-    let opened = {
-        let path = path.to_owned();
-        tokio::task::spawn_blocking(move || std::fs::File::open(path)).await
-    };
-    match opened {
-        Ok(Ok(file)) => Ok((FileChunks::new(file, CHUNK_BYTES), origin)),
-        Ok(Err(error)) => Err(SourceError::io(origin, error)),
-        Err(join) => Err(SourceError::io(origin, io::Error::other(join))),
+    match tokio::fs::File::open(path).await {
+        Ok(file) => Ok((FileChunks::new(file.into_std().await, CHUNK_BYTES), origin)),
+        Err(error) => Err(SourceError::io(origin, error)),
     }
 }
 
@@ -35,21 +30,27 @@ type ChunkRead = (std::fs::File, Vec<u8>, io::Result<usize>);
 /// out. (`tokio::fs::File` reads into a buffer of its own and copies from there into the caller's: a second copy
 /// of every byte, and one blocking trip per caller's buffer.)
 pub(crate) struct FileChunks {
-    /// The file and the buffer while no read is under way.
-    idle: Option<(std::fs::File, Vec<u8>)>,
-    /// The read under way.
-    reading: Option<JoinHandle<ChunkRead>>,
+    state: ChunkState,
     /// What of the buffer is read: `buffer[consumed..filled]` is not consumed yet.
     consumed: usize,
     filled: usize,
+}
+
+/// Where the file and its buffer are.
+enum ChunkState {
+    /// Here: no read is under way.
+    Idle(std::fs::File, Vec<u8>),
+    /// With a read under way on a blocking thread.
+    Reading(JoinHandle<ChunkRead>),
+    /// Gone with a blocking thread that did not finish its read (it panicked, or the runtime shut down).
+    Lost,
 }
 
 impl FileChunks {
     /// Reads `file` in chunks of `chunk` bytes (at least one).
     pub(crate) fn new(file: std::fs::File, chunk: usize) -> Self {
         Self {
-            idle: Some((file, vec![0; chunk.max(1)])),
-            reading: None,
+            state: ChunkState::Idle(file, vec![0; chunk.max(1)]),
             consumed: 0,
             filled: 0,
         }
@@ -69,29 +70,36 @@ fn read_chunk(file: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<usize> 
 impl AsyncBufRead for FileChunks {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
-        if this.consumed >= this.filled && this.reading.is_none() {
-            let Some((mut file, mut buffer)) = this.idle.take() else {
-                return Poll::Ready(Err(io::Error::other(
-                    "an earlier read of this file was lost",
-                )));
+        if this.consumed >= this.filled {
+            // All read is consumed: start reading the next chunk, unless a read is under way (or lost) already.
+            this.state = match std::mem::replace(&mut this.state, ChunkState::Lost) {
+                ChunkState::Idle(mut file, mut buffer) => {
+                    ChunkState::Reading(tokio::task::spawn_blocking(move || {
+                        let read = read_chunk(&mut file, &mut buffer);
+                        (file, buffer, read)
+                    }))
+                }
+                other => other,
             };
-            this.reading = Some(tokio::task::spawn_blocking(move || {
-                let read = read_chunk(&mut file, &mut buffer);
-                (file, buffer, read)
-            }));
         }
-        if let Some(reading) = &mut this.reading {
+        if let ChunkState::Reading(reading) = &mut this.state {
             let joined = ready!(Pin::new(reading).poll(cx));
-            this.reading = None;
-            let (file, buffer, read) = joined.map_err(io::Error::other)?;
-            this.idle = Some((file, buffer));
             this.consumed = 0;
             this.filled = 0;
+            let (file, buffer, read) = match joined {
+                Ok(parts) => parts,
+                Err(join) => {
+                    this.state = ChunkState::Lost;
+                    return Poll::Ready(Err(io::Error::other(join)));
+                }
+            };
+            this.state = ChunkState::Idle(file, buffer);
             this.filled = read?;
         }
-        match &this.idle {
-            Some((_, buffer)) => Poll::Ready(Ok(&buffer[this.consumed..this.filled])),
-            None => Poll::Ready(Err(io::Error::other(
+        match &this.state {
+            ChunkState::Idle(_, buffer) => Poll::Ready(Ok(&buffer[this.consumed..this.filled])),
+            // A read under way was waited for above, so only a lost one comes here.
+            ChunkState::Reading(_) | ChunkState::Lost => Poll::Ready(Err(io::Error::other(
                 "an earlier read of this file was lost",
             ))),
         }
