@@ -1024,6 +1024,62 @@ fn the_sync_after_deferred_writes_compacts_the_store() {
     assert_eq!(all(&SpanStore::open(dir.path()).unwrap()), expected);
 }
 
+/// A store opened with a small page cache compacts on the store opened again with a larger one, and is its own
+/// writable self after; while a snapshot of this process is open ([`AllSpans`]) nothing is closed under it and no
+/// compaction runs.
+#[test]
+fn a_store_with_a_small_cache_compacts_and_stays_writable_but_not_under_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        cache_bytes: 1024 * 1024,
+        ..StoreOptions::default()
+    };
+    let store = SpanStore::create_with(dir.path(), &options).unwrap();
+    let mut written = Vec::new();
+    for round in 0..30 {
+        let mut batch = Vec::new();
+        for i in 0..40 {
+            let pod = object("prod", "", "pods", "default", &format!("web-{i}"));
+            batch.extend(trace_of(&pod, &format!("2024-05-01T12:{round:02}:{i:02}Z")));
+        }
+        store
+            .write(&PreparedBatch::new(&batch), WriteDurability::Deferred)
+            .unwrap();
+        assert!(store.span_count().unwrap() > 0);
+        written.extend(batch);
+    }
+    let mut expected = sorted(written);
+    expected.dedup_by_key(|s| (s.trace_id, s.span_id));
+
+    let snapshot = store.spans().unwrap();
+    assert!(!store.compact().unwrap(), "compacted under a snapshot");
+    let read: Vec<_> = snapshot.map(Result::unwrap).collect();
+    assert_eq!(read, expected);
+
+    let before = std::fs::metadata(store.path()).unwrap().len();
+    assert!(store.compact().unwrap());
+    let after = std::fs::metadata(store.path()).unwrap().len();
+    assert!(
+        after < before,
+        "{after} bytes after the compaction, {before} before"
+    );
+    assert_eq!(all(&store), expected);
+    // Open again with its own options: writes go on, durably, and a second open of the file is refused as before.
+    let later = trace_of(
+        &object("prod", "", "pods", "default", "late"),
+        "2024-05-01T13:00:00Z",
+    );
+    store.write_spans(&later).unwrap();
+    assert!(matches!(
+        SpanStore::open(dir.path()),
+        Err(StoreError::InUse { .. })
+    ));
+    drop(store);
+    let mut expected_after = [expected, later].concat();
+    expected_after = sorted(expected_after);
+    assert_eq!(all(&SpanStore::open(dir.path()).unwrap()), expected_after);
+}
+
 /// Deferred writes are held in memory and written together: reads see them at once, the file holds them after
 /// the sync, and after the store is dropped without one (as closing the database makes deferred commits durable).
 #[test]
