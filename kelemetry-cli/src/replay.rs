@@ -20,6 +20,12 @@ use kelemetry_store::{SpanStore, StoreOptions, ViewLimits, WriteDurability};
 /// The page cache of the store a replay writes.
 const REPLAY_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Batches of spans queued for the store (the pipeline's default is 16). Every 32 MiB of held writes the store
+/// writes them to the file; a queue of 16 batches filled while it did and the stages stood still, through 128
+/// (65,536 spans) they go on. A 1,000,000-line replay on two cores: 35.9-36.6 s against 41.2-42.1 s, peak
+/// resident memory 20-55 MiB higher.
+const REPLAY_EXPORTER_QUEUE_BATCHES: usize = 128;
+
 use crate::inputs::{self, InputKind, SkippedEntry};
 use crate::show::{self, ShowArgs};
 use crate::{CliError, DEFAULT_STORE};
@@ -214,6 +220,7 @@ pub(crate) async fn run_replay_with_rules(
     })?;
     crate::store_cmd::announce_repair(&store);
     let mut builder = Pipeline::builder()
+        .exporter_queue(REPLAY_EXPORTER_QUEUE_BATCHES)
         .decorator(Arc::new(DiffDecorator))
         .exporter(Arc::new(
             // A replay can be repeated: batches reach the disk together when the pipeline flushes at the end.
