@@ -975,14 +975,11 @@ fn of_two_copies_of_a_span_the_later_stays_in_one_batch_as_in_two() {
     }
 }
 
-/// A bulk load (deferred writes) ends, at its sync, with a compaction that gives the free pages back: the file
-/// shrinks and every span reads back.
-#[test]
-fn the_sync_after_deferred_writes_compacts_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SpanStore::create(dir.path()).unwrap();
+/// Writes `rounds` batches of 40 Pod traces as deferred writes, each written to the file by a read (one transaction
+/// per batch, as a bulk load larger than the held memory writes, leaving free pages behind); what was written.
+fn bulk_load(store: &SpanStore, rounds: usize) -> Vec<SpanRecord> {
     let mut written = Vec::new();
-    for round in 0..60 {
+    for round in 0..rounds {
         let mut batch = Vec::new();
         for i in 0..40 {
             let pod = object("prod", "", "pods", "default", &format!("web-{i}"));
@@ -991,11 +988,19 @@ fn the_sync_after_deferred_writes_compacts_the_store() {
         store
             .write(&PreparedBatch::new(&batch), WriteDurability::Deferred)
             .unwrap();
-        // A read writes what deferred writes hold in memory into the file: one transaction per batch, as a bulk
-        // load larger than that memory writes, leaving free pages behind.
         assert!(store.span_count().unwrap() > 0);
         written.extend(batch);
     }
+    written
+}
+
+/// A bulk load (deferred writes) ends, at its sync, with a compaction that gives the free pages back: the file
+/// shrinks and every span reads back.
+#[test]
+fn the_sync_after_deferred_writes_compacts_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SpanStore::create(dir.path()).unwrap();
+    let written = bulk_load(&store, 60);
     let before = std::fs::metadata(store.path()).unwrap().len();
     store.sync().unwrap();
     let after = std::fs::metadata(store.path()).unwrap().len();
@@ -1035,19 +1040,7 @@ fn a_store_with_a_small_cache_compacts_and_stays_writable_but_not_under_a_snapsh
         ..StoreOptions::default()
     };
     let store = SpanStore::create_with(dir.path(), &options).unwrap();
-    let mut written = Vec::new();
-    for round in 0..30 {
-        let mut batch = Vec::new();
-        for i in 0..40 {
-            let pod = object("prod", "", "pods", "default", &format!("web-{i}"));
-            batch.extend(trace_of(&pod, &format!("2024-05-01T12:{round:02}:{i:02}Z")));
-        }
-        store
-            .write(&PreparedBatch::new(&batch), WriteDurability::Deferred)
-            .unwrap();
-        assert!(store.span_count().unwrap() > 0);
-        written.extend(batch);
-    }
+    let written = bulk_load(&store, 30);
     let mut expected = sorted(written);
     expected.dedup_by_key(|s| (s.trace_id, s.span_id));
 
