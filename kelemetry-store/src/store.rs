@@ -749,10 +749,7 @@ impl SpanStore {
         }
         // Closes the failed database first: its file locks go with it.
         *handle = Handle::Closed;
-        let (db, repaired) =
-            open_writable(&self.inner.path, &self.inner.options, |builder, path| {
-                builder.open(path)
-            })?;
+        let (db, repaired) = self.open_existing(&self.inner.options)?;
         *handle = Handle::Writable(db);
         self.inner.io_failed.store(false, Ordering::Relaxed);
         *self
@@ -761,6 +758,16 @@ impl SpanStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = repaired;
         Ok(())
+    }
+
+    /// This store's file opened for writing once more, with `options` (see [`open_writable`]).
+    fn open_existing(
+        &self,
+        options: &StoreOptions,
+    ) -> Result<(Database, Option<Duration>), StoreError> {
+        open_writable(&self.inner.path, options, |builder, path| {
+            builder.open(path)
+        })
     }
 
     fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
@@ -1157,45 +1164,37 @@ impl SpanStore {
             .handle
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let Handle::Writable(db) = &mut *handle else {
+            return Ok(false);
+        };
         // A snapshot of this process in the way: redb would refuse, and the database must not be closed under it.
-        if !matches!(*handle, Handle::Writable(_))
-            || self.inner.open_snapshots.load(Ordering::SeqCst) > 0
-        {
+        if self.inner.open_snapshots.load(Ordering::SeqCst) > 0 {
             return Ok(false);
         }
-        let options = &self.inner.options;
-        let compacted = if options.cache_bytes >= COMPACTION_CACHE_BYTES {
-            let Handle::Writable(db) = &mut *handle else {
-                return Ok(false);
-            };
-            self.compact_database(db)
-        } else {
-            // The compaction reads every page several times; through a small cache most of those reads go to the
-            // file again. It runs on the store opened with a larger cache, which is opened with its own afterwards.
-            // Should an open fail, the store stays closed, and the next write opens it again.
-            *handle = Handle::Closed;
-            self.inner.io_failed.store(true, Ordering::Relaxed);
-            let larger = StoreOptions {
-                cache_bytes: COMPACTION_CACHE_BYTES,
-                ..options.clone()
-            };
-            let (mut db, _) = open_writable(&self.inner.path, &larger, |builder, path| {
-                builder.open(path)
-            })?;
-            let compacted = self.compact_database(&mut db);
-            drop(db);
-            let (db, _) = open_writable(&self.inner.path, options, |builder, path| {
-                builder.open(path)
-            })?;
-            *handle = Handle::Writable(db);
-            self.inner.io_failed.store(false, Ordering::Relaxed);
-            compacted
-        };
-        if let Err(err) = &compacted
-            && err.is_io_failure()
-        {
-            self.inner.io_failed.store(true, Ordering::Relaxed);
+        if self.inner.options.cache_bytes >= COMPACTION_CACHE_BYTES {
+            let compacted = self.compact_database(db);
+            if let Err(err) = &compacted
+                && err.is_io_failure()
+            {
+                self.inner.io_failed.store(true, Ordering::Relaxed);
+            }
+            return compacted;
         }
+        // Through a small cache most of the compaction's reads go to the file again: it runs on the store opened
+        // with a larger cache. Until the store is open with its own again, it is closed as after an I/O error, so
+        // that should an open fail the next write opens it (and a failed compaction goes with its database).
+        *handle = Handle::Closed;
+        self.inner.io_failed.store(true, Ordering::Relaxed);
+        let larger = StoreOptions {
+            cache_bytes: COMPACTION_CACHE_BYTES,
+            ..self.inner.options.clone()
+        };
+        let (mut larger_db, _) = self.open_existing(&larger)?;
+        let compacted = self.compact_database(&mut larger_db);
+        drop(larger_db);
+        let (db, _) = self.open_existing(&self.inner.options)?;
+        *handle = Handle::Writable(db);
+        self.inner.io_failed.store(false, Ordering::Relaxed);
         compacted
     }
 

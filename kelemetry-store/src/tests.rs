@@ -1068,9 +1068,10 @@ fn a_store_with_a_small_cache_compacts_and_stays_writable_but_not_under_a_snapsh
         Err(StoreError::InUse { .. })
     ));
     drop(store);
-    let mut expected_after = [expected, later].concat();
-    expected_after = sorted(expected_after);
-    assert_eq!(all(&SpanStore::open(dir.path()).unwrap()), expected_after);
+    assert_eq!(
+        all(&SpanStore::open(dir.path()).unwrap()),
+        sorted([expected, later].concat())
+    );
 }
 
 /// Deferred writes are held in memory and written together: reads see them at once, the file holds them after
