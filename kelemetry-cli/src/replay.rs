@@ -26,6 +26,11 @@ const REPLAY_STORE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// resident memory 20-55 MiB higher.
 const REPLAY_EXPORTER_QUEUE_BATCHES: usize = 128;
 
+/// ... and at most this many bytes of their spans, by the pipeline's estimate: what bounds the queue's memory
+/// whatever the spans' size. The recorded-shape corpus estimates about 1,400 bytes a span, so 128 batches of it
+/// take about 90 MiB and the batch count is what binds; spans with large diffs fill it with fewer batches.
+const REPLAY_EXPORTER_QUEUE_BYTES: usize = 128 * 1024 * 1024;
+
 use crate::inputs::{self, InputKind, SkippedEntry};
 use crate::show::{self, ShowArgs};
 use crate::{CliError, DEFAULT_STORE};
@@ -221,6 +226,7 @@ pub(crate) async fn run_replay_with_rules(
     crate::store_cmd::announce_repair(&store);
     let mut builder = Pipeline::builder()
         .exporter_queue(REPLAY_EXPORTER_QUEUE_BATCHES)
+        .exporter_queue_bytes(REPLAY_EXPORTER_QUEUE_BYTES)
         .decorator(Arc::new(DiffDecorator))
         .exporter(Arc::new(
             // A replay can be repeated: batches reach the disk together when the pipeline flushes at the end.

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, error, warn};
 
@@ -118,6 +118,9 @@ pub struct ExporterStats {
     pub retries: AtomicU64,
     /// Batches waiting in the exporter's queue now (a gauge).
     pub queued_batches: AtomicU64,
+    /// The estimated bytes of the spans queued for the exporter or being exported now (a gauge; see
+    /// [`PipelineLimits::exporter_queue_bytes`]).
+    pub queued_bytes: AtomicU64,
     /// How long the exporter took to take a batch, retries included (batches it took only).
     pub export_duration: DurationHistogram,
 }
@@ -508,6 +511,12 @@ pub struct PipelineLimits {
     pub batch_size: usize,
     /// Batches buffered per exporter.
     pub exporter_queue: usize,
+    /// Bytes of spans (estimated by [`SpanRecord::approximate_size`]) that may wait for each exporter or be in its
+    /// export, whatever the batch count: a shard waits while its next batch does not fit. A shard hands on a batch
+    /// once it holds this share of them (`exporter_queue_bytes / exporter_queue`), whatever its span count; one
+    /// larger than all of them (a record's spans are never split) goes alone, once the queue is empty.
+    #[cfg_attr(feature = "config", serde(with = "crate::config::size"))]
+    pub exporter_queue_bytes: usize,
     /// Objects whose latest body is kept for diffs and linkers.
     pub body_cache_objects: usize,
     /// Bytes of bodies (estimated) kept for diffs and linkers, whatever their count.
@@ -526,6 +535,9 @@ pub struct PipelineLimits {
     pub shutdown_grace: Duration,
 }
 
+/// The default of [`PipelineLimits::exporter_queue_bytes`]: 64 MiB.
+pub const DEFAULT_EXPORTER_QUEUE_BYTES: usize = 64 << 20;
+
 impl Default for PipelineLimits {
     fn default() -> Self {
         Self {
@@ -533,6 +545,7 @@ impl Default for PipelineLimits {
             shards: 0,
             batch_size: 512,
             exporter_queue: 16,
+            exporter_queue_bytes: DEFAULT_EXPORTER_QUEUE_BYTES,
             body_cache_objects: 10_000,
             body_cache_bytes: crate::body_cache::DEFAULT_BODY_BYTES,
             ledger_ids: 1_000_000,
@@ -661,6 +674,13 @@ impl PipelineBuilder {
     /// Batches buffered per exporter (default 16).
     pub fn exporter_queue(mut self, batches: usize) -> Self {
         self.limits.exporter_queue = batches;
+        self
+    }
+
+    /// Bytes of spans that may wait for each exporter or be in its export (default 64 MiB; see
+    /// [`PipelineLimits::exporter_queue_bytes`]).
+    pub fn exporter_queue_bytes(mut self, bytes: usize) -> Self {
+        self.limits.exporter_queue_bytes = bytes;
         self
     }
 
@@ -923,7 +943,15 @@ impl Pipeline {
         let stop_sources = shutdown.child_token();
         let mut running = RunningSources::start(sources, &sender, &stats, &stop_sources);
         drop(sender);
-        let exports = ExportWorkers::start(exporters, limits.exporter_queue.max(1), &stats, retry);
+        let exports = ExportWorkers::start(
+            exporters,
+            QueueBounds {
+                batches: limits.exporter_queue.max(1),
+                bytes: limits.exporter_queue_bytes,
+            },
+            &stats,
+            retry,
+        );
         let (_, budget) = shard::split_channel(limits.channel, shard_count);
         let shards = match forwarder {
             Some(forwarder) => Processing::Forward(Forwarding::start(
@@ -939,6 +967,7 @@ impl Pipeline {
                     count: shard_count,
                     budget,
                     batch_size: limits.batch_size.max(1),
+                    batch_bytes: limits.exporter_queue_bytes / limits.exporter_queue.max(1),
                     flush_interval: limits.flush_interval,
                 },
                 &stage,
@@ -1311,7 +1340,6 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// One worker per exporter, each behind its own bounded queue of batches.
 /// One batch on its way to every exporter, with the tracked records whose spans it holds (or which made no span
 /// and were processed since the previous batch). The records are delivered when the last exporter has exported the
 /// batch; if any exporter gave up on it, they are dropped undelivered and their deliveries report the loss.
@@ -1346,34 +1374,82 @@ impl Drop for ExportBatch {
     }
 }
 
+/// One worker per exporter, each behind its own queue, bounded in batches and in bytes.
 struct ExportWorkers {
     /// Shared by the shards; the workers end once every clone is gone.
     queues: Arc<ExportQueues>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// The queue of each exporter's worker, with the exporter's counters.
+/// How much may wait for one exporter ([`PipelineLimits::exporter_queue`] and
+/// [`PipelineLimits::exporter_queue_bytes`]).
+#[derive(Clone, Copy)]
+struct QueueBounds {
+    batches: usize,
+    bytes: usize,
+}
+
+/// The queue of each exporter's worker.
 struct ExportQueues {
-    queues: Vec<(mpsc::Sender<Arc<ExportBatch>>, Arc<ExporterStats>)>,
+    queues: Vec<ExportQueue>,
+}
+
+/// One exporter's queue: its worker's channel, its counters, and the bytes its batches may hold until exported.
+struct ExportQueue {
+    sender: mpsc::Sender<QueuedBatch>,
+    counters: Arc<ExporterStats>,
+    /// One permit per byte of [`QueueBounds::bytes`]; a batch holds its bytes' worth until exported.
+    room: Arc<Semaphore>,
+    /// The permits `room` started with: no batch takes more.
+    budget: usize,
+}
+
+/// A batch in one exporter's queue, with its share of the queue's byte budget.
+struct QueuedBatch {
+    batch: Arc<ExportBatch>,
+    held: HeldBytes,
+}
+
+/// A batch's bytes in one exporter's queue: released, and taken off the gauge, when dropped after its export.
+struct HeldBytes {
+    _permit: OwnedSemaphorePermit,
+    bytes: u64,
+    counters: Arc<ExporterStats>,
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        let bytes = self.bytes;
+        let _ = self
+            .counters
+            .queued_bytes
+            .fetch_update(Relaxed, Relaxed, |now| Some(now.saturating_sub(bytes)));
+    }
 }
 
 impl ExportWorkers {
     fn start(
         exporters: Vec<Arc<dyn Exporter>>,
-        queue: usize,
+        bounds: QueueBounds,
         stats: &Arc<PipelineStats>,
         retry: RetryPolicy,
     ) -> Self {
+        let budget = bounds.bytes.clamp(1, Semaphore::MAX_PERMITS);
         let mut queues = Vec::with_capacity(exporters.len());
         let mut workers = Vec::with_capacity(exporters.len());
         for (index, exporter) in exporters.into_iter().enumerate() {
-            let (sender, batches) = mpsc::channel::<Arc<ExportBatch>>(queue);
+            let (sender, batches) = mpsc::channel::<QueuedBatch>(bounds.batches);
             let counters = stats
                 .exporters()
                 .get(index)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(ExporterStats::new(exporter.name())));
-            queues.push((sender, Arc::clone(&counters)));
+            queues.push(ExportQueue {
+                sender,
+                counters: Arc::clone(&counters),
+                room: Arc::new(Semaphore::new(budget)),
+                budget,
+            });
             workers.push(tokio::spawn(export_worker(
                 exporter,
                 batches,
@@ -1407,18 +1483,34 @@ impl ExportQueues {
             return;
         }
         let capacity = batch.spans.capacity();
+        let spans = std::mem::replace(&mut batch.spans, Vec::with_capacity(capacity));
+        let bytes = std::mem::take(&mut batch.bytes);
         let export = Arc::new(ExportBatch {
-            spans: std::mem::replace(&mut batch.spans, Vec::with_capacity(capacity)),
+            spans,
             pending: Mutex::new(std::mem::take(&mut batch.pending)),
             arrivals: std::mem::take(&mut batch.arrivals),
             exported_by: AtomicU64::new(0),
             exporters: self.queues.len() as u64,
         });
-        for (queue, counters) in &self.queues {
-            // A closed queue means its worker died; it already counted and logged why.
-            if let Ok(room) = queue.reserve().await {
-                counters.queued_batches.fetch_add(1, Relaxed);
-                room.send(export.clone());
+        for queue in &self.queues {
+            // A batch larger than the whole budget takes all of it, and so goes alone.
+            let permits = u32::try_from(bytes.min(queue.budget)).unwrap_or(u32::MAX);
+            // The semaphore is never closed; a closed channel means its worker died, and it already counted and
+            // logged why.
+            let Ok(permit) = Arc::clone(&queue.room).acquire_many_owned(permits).await else {
+                continue;
+            };
+            if let Ok(slot) = queue.sender.reserve().await {
+                queue.counters.queued_batches.fetch_add(1, Relaxed);
+                queue.counters.queued_bytes.fetch_add(bytes as u64, Relaxed);
+                slot.send(QueuedBatch {
+                    batch: export.clone(),
+                    held: HeldBytes {
+                        _permit: permit,
+                        bytes: bytes as u64,
+                        counters: Arc::clone(&queue.counters),
+                    },
+                });
             }
         }
     }
@@ -1426,13 +1518,13 @@ impl ExportQueues {
 
 async fn export_worker(
     exporter: Arc<dyn Exporter>,
-    mut batches: mpsc::Receiver<Arc<ExportBatch>>,
+    mut batches: mpsc::Receiver<QueuedBatch>,
     stats: Arc<PipelineStats>,
     counters: Arc<ExporterStats>,
     retry: RetryPolicy,
 ) {
     let mut since_flush = 0u64;
-    while let Some(batch) = batches.recv().await {
+    while let Some(QueuedBatch { batch, held }) = batches.recv().await {
         decrement(&counters.queued_batches);
         if batch.spans.is_empty() {
             batch.exported();
@@ -1449,6 +1541,8 @@ async fn export_worker(
             }
             since_flush += batch.spans.len() as u64;
         }
+        // Only now is the batch's room in the queue free: while it is exported, its spans are still held.
+        drop(held);
     }
     if let Err(err) = exporter.flush().await {
         // What was exported since the last flush may not have been written.

@@ -81,6 +81,21 @@ pub struct SpanRecord {
 }
 
 impl SpanRecord {
+    /// An estimate of the memory this span holds, in bytes: the record itself, its text and its attributes' and
+    /// logs' storage. A value shared with other spans (an object's name, a long uid) is counted in each of them,
+    /// so the estimate errs high; what bounds queues by bytes relies on that.
+    pub fn approximate_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.name.capacity()
+            + attributes_size(&self.attributes)
+            + self.logs.capacity() * std::mem::size_of::<SpanLog>()
+            + self
+                .logs
+                .iter()
+                .map(|log| log.message.capacity() + attributes_size(&log.attributes))
+                .sum::<usize>()
+    }
+
     /// The OpenTelemetry service name.
     pub fn service_name(&self) -> &str {
         self.kind.service_name()
@@ -120,6 +135,26 @@ impl SpanRecord {
     pub fn link_role(&self) -> Option<LinkRole> {
         LinkRole::from_name(self.attribute(v::LINK_ROLE)?)
     }
+}
+
+/// The bytes of `attributes`' storage and of the text they own (see [`SpanRecord::approximate_size`]).
+fn attributes_size(attributes: &Attributes) -> usize {
+    let text: usize = attributes
+        .iter()
+        .map(|(key, value)| {
+            let key = match key {
+                Cow::Borrowed(_) => 0,
+                Cow::Owned(owned) => owned.capacity(),
+            };
+            let value = if value.is_heap_allocated() {
+                value.len()
+            } else {
+                0
+            };
+            key + value
+        })
+        .sum();
+    attributes.capacity() * std::mem::size_of::<(Cow<'static, str>, SmolStr)>() + text
 }
 
 /// The duration written for an activity whose end is unknown (the original's `DummyDuration`).
@@ -285,5 +320,36 @@ pub fn activity_into_span(activity: Activity, window: Window) -> SpanRecord {
         end,
         attributes,
         logs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Windowing;
+
+    #[test]
+    fn the_size_estimate_counts_owned_text_and_not_static_text() {
+        let object = ObjectRef::new(
+            ObjectKey::new("c", "apps", "deployments", "ns", "web"),
+            "v1",
+            None,
+        );
+        let window = Windowing::new(1800)
+            .expect("a window")
+            .window_of(Timestamp::UNIX_EPOCH);
+        let mut span = object_span(&object, window);
+        let before = span.approximate_size();
+        assert!(before >= std::mem::size_of::<SpanRecord>() + span.name.len());
+        span.attributes.shrink_to_fit();
+        let shrunk = span.approximate_size();
+        span.attributes
+            .push((Cow::Borrowed("static"), SmolStr::new_static("x")));
+        let grown = span.approximate_size();
+        span.attributes
+            .push((Cow::Owned("diff".into()), SmolStr::new("y".repeat(100_000))));
+        let large = span.approximate_size();
+        assert!(grown >= shrunk, "{grown} {shrunk}");
+        assert!(large >= grown + 100_004, "{large} {grown}");
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -203,4 +204,134 @@ fn futures_poll<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Out
         std::task::Poll::Ready(output) => Some(output),
         std::task::Poll::Pending => None,
     }
+}
+
+/// Sends `records` activities of distinct objects (two spans each) and waits until the stage has handed on what it
+/// can: the gated exporter holds the first batch in its export.
+async fn fill_a_held_exporter(
+    bytes: usize,
+    records: u32,
+) -> (
+    Arc<GatedExporter>,
+    Arc<kelemetry_core::pipeline::PipelineStats>,
+    tokio::task::JoinHandle<kelemetry_core::pipeline::PipelineReport>,
+    kelemetry_core::Receipt,
+) {
+    let gated = Arc::new(GatedExporter::new(10_000));
+    let pipeline = Pipeline::builder()
+        .exporter(gated.clone())
+        .channel_capacity(1000)
+        .batch_size(1)
+        .exporter_queue(1000)
+        .exporter_queue_bytes(bytes)
+        .build();
+    let stats = pipeline.stats();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+    let (delivery, receipt) = Delivery::new();
+    for n in 0..records {
+        sink.send_tracked(activity("pods", n), &delivery)
+            .await
+            .unwrap();
+    }
+    drop(delivery);
+    drop(sink);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    (gated, stats, running, receipt)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exporters_queue_holds_at_most_its_bytes_whatever_its_batch_count() {
+    const BUDGET: usize = 8 * 1024;
+    let (gated, stats, running, receipt) = fill_a_held_exporter(BUDGET, 200).await;
+    let exporter = &stats.exporters()[0];
+    let (batches, bytes) = (
+        exporter.queued_batches.load(Relaxed),
+        exporter.queued_bytes.load(Relaxed),
+    );
+    // 400 one-span batches would fit the queue's batch count; the bytes stop it long before.
+    assert!(bytes > 0 && bytes <= BUDGET as u64, "{bytes} bytes queued");
+    assert!((1..50).contains(&batches), "{batches} batches queued");
+
+    gated.open(10_000);
+    assert_eq!(receipt.await, Ok(()));
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 0);
+    assert_eq!(gated.spans().len(), 400);
+    assert_eq!(exporter.queued_bytes.load(Relaxed), 0);
+    assert_eq!(exporter.queued_batches.load(Relaxed), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_larger_than_the_queues_bytes_goes_alone() {
+    let (gated, stats, running, receipt) = fill_a_held_exporter(1, 20).await;
+    let exporter = &stats.exporters()[0];
+    // The batch in the export holds the whole budget; no other may wait.
+    assert_eq!(exporter.queued_batches.load(Relaxed), 0);
+    let held = exporter.queued_bytes.load(Relaxed);
+    assert!(held > 1, "{held}");
+
+    gated.open(10_000);
+    assert_eq!(receipt.await, Ok(()));
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 0);
+    let spans = gated.spans();
+    assert_eq!(spans.len(), 40);
+    // The gauge counted the first batch's span by the same estimate, with the room its vectors had reserved (the
+    // exporter keeps a copy without it).
+    assert!(held >= spans[0].approximate_size() as u64, "{held}");
+}
+
+/// Keeps the span count and estimated bytes of every batch it is handed.
+#[derive(Default)]
+struct BatchShapes {
+    batches: std::sync::Mutex<Vec<(usize, usize)>>,
+}
+
+#[async_trait]
+impl Exporter for BatchShapes {
+    fn name(&self) -> &str {
+        "shapes"
+    }
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        let bytes = batch.iter().map(SpanRecord::approximate_size).sum();
+        self.batches.lock().unwrap().push((batch.len(), bytes));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shard_hands_on_its_batch_at_its_share_of_the_queues_bytes() {
+    let shapes = Arc::new(BatchShapes::default());
+    // 4 batches and 16 KiB: a batch is handed on at 4 KiB however few spans it holds.
+    let pipeline = Pipeline::builder()
+        .exporter(shapes.clone())
+        .shards(1)
+        .batch_size(512)
+        .exporter_queue(4)
+        .exporter_queue_bytes(4 * 4096)
+        .build();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+    for n in 0..100 {
+        sink.send(activity("pods", n)).await.unwrap();
+    }
+    drop(sink);
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 0);
+    let batches = shapes.batches.lock().unwrap().clone();
+    assert_eq!(batches.iter().map(|(spans, _)| spans).sum::<usize>(), 200);
+    // A record makes two spans of several hundred bytes each (the exported copies estimate at least 500): a batch
+    // ends within one record of 4 KiB, where 512 spans would make one batch of everything.
+    let smallest = batches
+        .iter()
+        .map(|&(spans, bytes)| bytes / spans)
+        .min()
+        .unwrap();
+    assert!(smallest >= 500, "{batches:?}");
+    assert!(batches.len() >= 25, "{batches:?}");
+    assert!(
+        batches.iter().all(|&(spans, _)| spans <= 4096 / 500 + 2),
+        "{batches:?}"
+    );
 }

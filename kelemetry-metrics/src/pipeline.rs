@@ -203,6 +203,18 @@ impl PipelineCollector {
             "The most batches that can wait in each exporter's queue (limits.exporterQueue).",
             self.limits.exporter_queue as u64,
         )?;
+        encode::gauges(
+            e,
+            "kelemetry_exporter_queue_bytes",
+            "Estimated bytes of the spans waiting in an exporter's queue or in its export.",
+            per_exporter(|s| s.queued_bytes.load(Relaxed)),
+        )?;
+        encode::gauge(
+            e,
+            "kelemetry_exporter_queue_capacity_bytes",
+            "The most bytes of spans that can wait for each exporter (limits.exporterQueueBytes).",
+            self.limits.exporter_queue_bytes as u64,
+        )?;
         encode::histograms(
             e,
             "kelemetry_exporter_export_seconds",

@@ -467,6 +467,21 @@ async fn held_refused_and_flaky_exporters_show_their_queue_drops_and_retries() {
         value(&scrape, "kelemetry_exporter_queue_capacity_batches", &[]),
         4.0
     );
+    // Three batches of two spans are held: one in the export, two queued.
+    let held = stats.exporters()[0].queued_bytes.load(Relaxed);
+    assert!(held > 6 * 100, "{held}");
+    assert_eq!(
+        value(
+            &scrape,
+            "kelemetry_exporter_queue_bytes",
+            &[("exporter", "gated")]
+        ),
+        held as f64
+    );
+    assert_eq!(
+        value(&scrape, "kelemetry_exporter_queue_capacity_bytes", &[]),
+        limits.exporter_queue_bytes as f64
+    );
     // The held batch goes through; the two queued ones are refused (permanently: no retries) and dropped.
     gated.refuse(true);
     gated.open(1);
@@ -479,6 +494,7 @@ async fn held_refused_and_flaky_exporters_show_their_queue_drops_and_retries() {
     assert_eq!(gated_value("kelemetry_exporter_spans_dropped_total"), 4.0);
     assert_eq!(gated_value("kelemetry_exporter_retries_total"), 0.0);
     assert_eq!(gated_value("kelemetry_exporter_queue_batches"), 0.0);
+    assert_eq!(gated_value("kelemetry_exporter_queue_bytes"), 0.0);
     let flaky_value = |name: &str| value(&scrape, name, &[("exporter", "flaky")]);
     assert_eq!(flaky_value("kelemetry_exporter_batches_total"), 3.0);
     assert_eq!(flaky_value("kelemetry_exporter_retries_total"), 2.0);

@@ -93,6 +93,8 @@ pub(super) struct Batch {
     pub(super) pending: Vec<PendingRecord>,
     /// When the records that made the spans of `spans` arrived: at most one per span.
     pub(super) arrivals: Vec<Instant>,
+    /// The spans' [`SpanRecord::approximate_size`], summed.
+    pub(super) bytes: usize,
 }
 
 /// How the shards are sized and flushed.
@@ -101,6 +103,8 @@ pub(super) struct ShardSettings {
     /// Records one shard may hold at once.
     pub(super) budget: usize,
     pub(super) batch_size: usize,
+    /// Estimated bytes of spans at which a batch is handed on, whatever its span count.
+    pub(super) batch_bytes: usize,
     pub(super) flush_interval: Duration,
 }
 
@@ -141,6 +145,7 @@ impl Shards {
                 inbox: receiver,
                 room: room.clone(),
                 batch_size: settings.batch_size.max(1),
+                batch_bytes: settings.batch_bytes.max(1),
                 batch: Batch {
                     spans: Vec::with_capacity(settings.batch_size.max(1)),
                     ..Batch::default()
@@ -228,6 +233,7 @@ struct Shard {
     inbox: mpsc::UnboundedReceiver<Routed>,
     room: Arc<Semaphore>,
     batch_size: usize,
+    batch_bytes: usize,
     batch: Batch,
     /// One record per object at most.
     in_progress: FuturesUnordered<Work>,
@@ -285,7 +291,9 @@ impl Shard {
 
     /// Whether the batch is due to be handed on.
     fn batch_full(&self) -> bool {
-        self.batch.spans.len() >= self.batch_size || self.batch.pending.len() >= self.batch_size
+        self.batch.spans.len() >= self.batch_size
+            || self.batch.pending.len() >= self.batch_size
+            || self.batch.bytes >= self.batch_bytes
     }
 
     /// Admits what is already in the inbox, up to [`RECORDS_PER_WAKE_UP`] records or a full batch.
@@ -359,6 +367,10 @@ impl Shard {
             ..
         } = done;
         if !spans.is_empty() {
+            self.batch.bytes += spans
+                .iter()
+                .map(SpanRecord::approximate_size)
+                .sum::<usize>();
             self.batch.arrivals.push(arrived);
             self.batch.spans.append(&mut spans);
         }
