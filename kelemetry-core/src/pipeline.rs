@@ -513,8 +513,8 @@ pub struct PipelineLimits {
     pub exporter_queue: usize,
     /// Bytes of spans (estimated by [`SpanRecord::approximate_size`]) that may wait for each exporter or be in its
     /// export, whatever the batch count: a shard waits while its next batch does not fit. A shard hands on a batch
-    /// once it holds this share of them (`exporter_queue_bytes / exporter_queue`), whatever its span count; one
-    /// larger than all of them (a record's spans are never split) goes alone, once the queue is empty.
+    /// once it holds a quarter of them, whatever its span count; one larger than all of them (a record's spans are
+    /// never split) goes alone, once the queue is empty.
     #[cfg_attr(feature = "config", serde(with = "crate::config::size"))]
     pub exporter_queue_bytes: usize,
     /// Objects whose latest body is kept for diffs and linkers.
@@ -534,6 +534,12 @@ pub struct PipelineLimits {
     #[cfg_attr(feature = "config", serde(with = "crate::config::duration"))]
     pub shutdown_grace: Duration,
 }
+
+/// A shard hands on its batch once it holds this fraction of [`PipelineLimits::exporter_queue_bytes`]: so at least
+/// that many batches fit in each queue, and one is built while the others wait or are exported. A smaller share cut
+/// batches of large spans into many small ones, which cost the store a transaction each and compress worse (the
+/// spans of one trace are compressed together).
+const BATCHES_IN_QUEUE_BYTES: usize = 4;
 
 /// The default of [`PipelineLimits::exporter_queue_bytes`]: 64 MiB.
 pub const DEFAULT_EXPORTER_QUEUE_BYTES: usize = 64 << 20;
@@ -967,7 +973,7 @@ impl Pipeline {
                     count: shard_count,
                     budget,
                     batch_size: limits.batch_size.max(1),
-                    batch_bytes: limits.exporter_queue_bytes / limits.exporter_queue.max(1),
+                    batch_bytes: limits.exporter_queue_bytes / BATCHES_IN_QUEUE_BYTES,
                     flush_interval: limits.flush_interval,
                 },
                 &stage,

@@ -303,12 +303,11 @@ impl Exporter for BatchShapes {
 #[tokio::test(start_paused = true)]
 async fn a_shard_hands_on_its_batch_at_its_share_of_the_queues_bytes() {
     let shapes = Arc::new(BatchShapes::default());
-    // 4 batches and 16 KiB: a batch is handed on at 4 KiB however few spans it holds.
+    // 16 KiB for the queue: a batch is handed on at 4 KiB however few spans it holds.
     let pipeline = Pipeline::builder()
         .exporter(shapes.clone())
         .shards(1)
         .batch_size(512)
-        .exporter_queue(4)
         .exporter_queue_bytes(4 * 4096)
         .build();
     let sink = pipeline.sink();
