@@ -31,6 +31,10 @@ const REPLAY_EXPORTER_QUEUE_BATCHES: usize = 128;
 /// take about 90 MiB and the batch count is what binds; spans with large diffs fill it with fewer batches.
 const REPLAY_EXPORTER_QUEUE_BYTES: usize = 128 * 1024 * 1024;
 
+/// Bytes of records between the file readers and the pipeline's stage (the pipeline's default is 256 MiB): the
+/// recorded-shape corpus holds a few MiB in its 4,096 records, a log of large objects fills this first.
+const REPLAY_CHANNEL_BYTES: usize = 64 * 1024 * 1024;
+
 use crate::inputs::{self, InputKind, SkippedEntry};
 use crate::show::{self, ShowArgs};
 use crate::{CliError, DEFAULT_STORE};
@@ -227,6 +231,7 @@ pub(crate) async fn run_replay_with_rules(
     let mut builder = Pipeline::builder()
         .exporter_queue(REPLAY_EXPORTER_QUEUE_BATCHES)
         .exporter_queue_bytes(REPLAY_EXPORTER_QUEUE_BYTES)
+        .channel_bytes(REPLAY_CHANNEL_BYTES)
         .decorator(Arc::new(DiffDecorator))
         .exporter(Arc::new(
             // A replay can be repeated: batches reach the disk together when the pipeline flushes at the end.

@@ -222,6 +222,37 @@ pub enum Record {
 }
 
 impl Record {
+    /// An estimate of the memory the record holds, in bytes: its body ([`Body::approximate_size`]), text,
+    /// attributes and logs. A body shared with another holder (the body cache) is counted in full, so the estimate
+    /// errs high; what bounds queues by bytes relies on that.
+    ///
+    /// [`Body::approximate_size`]: crate::body::Body::approximate_size
+    pub fn approximate_size(&self) -> usize {
+        let object = |object: &Object| {
+            object
+                .body
+                .as_ref()
+                .map_or(0, |body| body.approximate_size())
+        };
+        match self {
+            Self::Activity(activity) => {
+                std::mem::size_of::<Activity>()
+                    + object(&activity.object)
+                    + activity.title.capacity()
+                    + activity.dedup_key.capacity()
+                    + attributes_size(&activity.attributes)
+                    + activity
+                        .logs
+                        .iter()
+                        .map(|log| std::mem::size_of::<LogLine>() + log.message.capacity())
+                        .sum::<usize>()
+            }
+            Self::Observation(observation) => {
+                std::mem::size_of::<Observation>() + object(&observation.object)
+            }
+        }
+    }
+
     /// The object the record is about.
     pub fn object(&self) -> &Object {
         match self {
@@ -237,6 +268,26 @@ impl Record {
             Self::Observation(observation) => &mut observation.object,
         }
     }
+}
+
+/// The bytes of `attributes`' storage and of the text they own (see [`crate::SpanRecord::approximate_size`]).
+pub(crate) fn attributes_size(attributes: &Attributes) -> usize {
+    let text: usize = attributes
+        .iter()
+        .map(|(key, value)| {
+            let key = match key {
+                Cow::Borrowed(_) => 0,
+                Cow::Owned(owned) => owned.capacity(),
+            };
+            let value = if value.is_heap_allocated() {
+                value.len()
+            } else {
+                0
+            };
+            key + value
+        })
+        .sum();
+    attributes.capacity() * std::mem::size_of::<(Cow<'static, str>, SmolStr)>() + text
 }
 
 impl From<Activity> for Record {

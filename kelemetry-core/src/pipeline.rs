@@ -89,6 +89,9 @@ pub struct PipelineStats {
     /// Records taken from the sources and not yet handled now (a gauge): in the intake channel, in a shard's
     /// queue, or in progress. At most about [`PipelineLimits::channel`] (see there).
     pub queued_records: AtomicU64,
+    /// The estimated bytes of those records ([`Record::approximate_size`]; a gauge). At most
+    /// [`PipelineLimits::channel_bytes`], and one record more.
+    pub queued_record_bytes: AtomicU64,
     /// Of those, the records a shard has started on and is waiting for now, a decorator or a lookup being slow
     /// (a gauge). Later records of the same objects wait behind them; other objects' records do not.
     pub in_progress_records: AtomicU64,
@@ -502,6 +505,11 @@ pub struct PipelineLimits {
     /// to, the other half split evenly over the shards (at least one record each). A source's `send` waits while
     /// the intake is full; the intake waits while the shard of its next record is full.
     pub channel: usize,
+    /// Bytes of the records (estimated by [`Record::approximate_size`]) taken from the sources and not yet handled,
+    /// whatever their count: a source's `send` also waits while its record does not fit. A record larger than this
+    /// goes alone, once the others are handled.
+    #[cfg_attr(feature = "config", serde(with = "crate::config::size"))]
+    pub channel_bytes: usize,
     /// Shards of the stage: records are routed by their object's key, so the records of one object stay in order
     /// on one shard, and shards run on as many cores. `0` (the default) takes the cores this process may use.
     /// Inside a shard, a record waiting on a slow decorator or lookup holds back only its own object's later
@@ -541,6 +549,9 @@ pub struct PipelineLimits {
 /// spans of one trace are compressed together).
 const BATCHES_IN_QUEUE_BYTES: usize = 4;
 
+/// The default of [`PipelineLimits::channel_bytes`]: 256 MiB.
+pub const DEFAULT_CHANNEL_BYTES: usize = 256 << 20;
+
 /// The default of [`PipelineLimits::exporter_queue_bytes`]: 64 MiB.
 pub const DEFAULT_EXPORTER_QUEUE_BYTES: usize = 64 << 20;
 
@@ -548,6 +559,7 @@ impl Default for PipelineLimits {
     fn default() -> Self {
         Self {
             channel: 4096,
+            channel_bytes: DEFAULT_CHANNEL_BYTES,
             shards: 0,
             batch_size: 512,
             exporter_queue: 16,
@@ -677,6 +689,13 @@ impl PipelineBuilder {
         self
     }
 
+    /// Bytes of records between the sources and the stage (default 256 MiB; see
+    /// [`PipelineLimits::channel_bytes`]).
+    pub fn channel_bytes(mut self, bytes: usize) -> Self {
+        self.limits.channel_bytes = bytes;
+        self
+    }
+
     /// Batches buffered per exporter (default 16).
     pub fn exporter_queue(mut self, batches: usize) -> Self {
         self.limits.exporter_queue = batches;
@@ -759,6 +778,12 @@ impl PipelineBuilder {
         let shards = shard::shard_count(limits.shards);
         let (intake, _) = shard::split_channel(limits.channel, shards);
         let (sender, receiver) = mpsc::channel(intake);
+        let budget = limits.channel_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let intake = Intake {
+            sender,
+            room: Arc::new(Semaphore::new(budget)),
+            budget,
+        };
         let stats = Arc::new(PipelineStats::default());
         let exporter_stats = self
             .exporters
@@ -796,7 +821,7 @@ impl PipelineBuilder {
             sources: self.sources,
             exporters: self.exporters,
             forwarder: self.forwarder,
-            sender,
+            intake,
             receiver,
             stats,
             limits,
@@ -821,7 +846,7 @@ pub struct Pipeline {
     sources: Vec<Box<dyn Source>>,
     exporters: Vec<Arc<dyn Exporter>>,
     forwarder: Option<Arc<dyn RecordForwarder>>,
-    sender: mpsc::Sender<Tracked>,
+    intake: Intake,
     receiver: mpsc::Receiver<Tracked>,
     stats: Arc<PipelineStats>,
     limits: PipelineLimits,
@@ -873,7 +898,7 @@ impl Pipeline {
     /// [`SinkClosed`].
     pub fn sink(&self) -> Arc<dyn ActivitySink> {
         Arc::new(ChannelSink {
-            sender: self.sender.clone(),
+            intake: self.intake.clone(),
             stats: self.stats.clone(),
             source: Arc::from(SINK_SOURCE_NAME),
         })
@@ -938,7 +963,7 @@ impl Pipeline {
             sources,
             exporters,
             forwarder,
-            sender,
+            intake,
             mut receiver,
             stats,
             limits,
@@ -947,8 +972,8 @@ impl Pipeline {
         } = self;
 
         let stop_sources = shutdown.child_token();
-        let mut running = RunningSources::start(sources, &sender, &stats, &stop_sources);
-        drop(sender);
+        let mut running = RunningSources::start(sources, &intake, &stats, &stop_sources);
+        drop(intake);
         let exports = ExportWorkers::start(
             exporters,
             QueueBounds {
@@ -1262,7 +1287,7 @@ struct RunningSources {
 impl RunningSources {
     fn start(
         sources: Vec<Box<dyn Source>>,
-        sender: &mpsc::Sender<Tracked>,
+        intake: &Intake,
         stats: &Arc<PipelineStats>,
         stop: &CancellationToken,
     ) -> Self {
@@ -1271,7 +1296,7 @@ impl RunningSources {
         for source in sources {
             let name = source.name().to_owned();
             let sink: Arc<dyn ActivitySink> = Arc::new(ChannelSink {
-                sender: sender.clone(),
+                intake: intake.clone(),
                 stats: stats.clone(),
                 source: Arc::from(name.as_str()),
             });
@@ -1413,22 +1438,41 @@ struct ExportQueue {
 /// A batch in one exporter's queue, with its share of the queue's byte budget.
 struct QueuedBatch {
     batch: Arc<ExportBatch>,
-    held: HeldBytes,
+    held: HeldBytes<ExporterStats>,
 }
 
-/// A batch's bytes in one exporter's queue: released, and taken off the gauge, when dropped after its export.
-struct HeldBytes {
+/// Bytes held in a queue bounded by bytes (a batch in an exporter's queue, a record on its way to the stage):
+/// released, and taken off the queue's gauge, when dropped.
+struct HeldBytes<S: 'static> {
     _permit: OwnedSemaphorePermit,
     bytes: u64,
-    counters: Arc<ExporterStats>,
+    stats: Arc<S>,
+    gauge: fn(&S) -> &AtomicU64,
 }
 
-impl Drop for HeldBytes {
+impl<S> HeldBytes<S> {
+    /// Holds `permit` for `bytes`, counted on `gauge` of `stats` until dropped.
+    fn new(
+        permit: OwnedSemaphorePermit,
+        bytes: usize,
+        stats: &Arc<S>,
+        gauge: fn(&S) -> &AtomicU64,
+    ) -> Self {
+        let bytes = bytes as u64;
+        gauge(stats).fetch_add(bytes, Relaxed);
+        Self {
+            _permit: permit,
+            bytes,
+            stats: Arc::clone(stats),
+            gauge,
+        }
+    }
+}
+
+impl<S> Drop for HeldBytes<S> {
     fn drop(&mut self) {
         let bytes = self.bytes;
-        let _ = self
-            .counters
-            .queued_bytes
+        let _ = (self.gauge)(&self.stats)
             .fetch_update(Relaxed, Relaxed, |now| Some(now.saturating_sub(bytes)));
     }
 }
@@ -1508,14 +1552,11 @@ impl ExportQueues {
             };
             if let Ok(slot) = queue.sender.reserve().await {
                 queue.counters.queued_batches.fetch_add(1, Relaxed);
-                queue.counters.queued_bytes.fetch_add(bytes as u64, Relaxed);
                 slot.send(QueuedBatch {
                     batch: export.clone(),
-                    held: HeldBytes {
-                        _permit: permit,
-                        bytes: bytes as u64,
-                        counters: Arc::clone(&queue.counters),
-                    },
+                    held: HeldBytes::new(permit, bytes, &queue.counters, |counters| {
+                        &counters.queued_bytes
+                    }),
                 });
             }
         }
@@ -1605,10 +1646,49 @@ struct Tracked {
     pending: Option<PendingRecord>,
     /// When the sink took it.
     arrived: Instant,
+    /// Its share of [`PipelineLimits::channel_bytes`], held until the stage has handled it.
+    held: HeldBytes<PipelineStats>,
+}
+
+/// The sinks' way into the intake channel, bounded in records (the channel) and in bytes.
+#[derive(Clone)]
+struct Intake {
+    sender: mpsc::Sender<Tracked>,
+    /// One permit per byte of [`PipelineLimits::channel_bytes`].
+    room: Arc<Semaphore>,
+    /// The permits `room` started with: no record takes more.
+    budget: usize,
+}
+
+impl Intake {
+    /// Waits for room for `record`, by bytes and then in the channel, and sends it. A send cancelled while waiting
+    /// takes nothing.
+    async fn send(
+        &self,
+        record: Record,
+        pending: impl FnOnce() -> Option<PendingRecord>,
+        stats: &Arc<PipelineStats>,
+    ) -> Result<(), SinkClosed> {
+        let bytes = record.approximate_size();
+        let permits = u32::try_from(bytes.min(self.budget)).unwrap_or(u32::MAX);
+        let permit = Arc::clone(&self.room)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| SinkClosed)?;
+        let slot = self.sender.reserve().await.map_err(|_| SinkClosed)?;
+        stats.queued_records.fetch_add(1, Relaxed);
+        slot.send(Tracked {
+            record,
+            pending: pending(),
+            arrived: Instant::now(),
+            held: HeldBytes::new(permit, bytes, stats, |stats| &stats.queued_record_bytes),
+        });
+        Ok(())
+    }
 }
 
 struct ChannelSink {
-    sender: mpsc::Sender<Tracked>,
+    intake: Intake,
     stats: Arc<PipelineStats>,
     /// The source's name, for counting its rejections.
     source: Arc<str>,
@@ -1618,26 +1698,15 @@ struct ChannelSink {
 impl ActivitySink for ChannelSink {
     async fn send(&self, record: Record) -> Result<(), SinkClosed> {
         self.stats.records.fetch_add(1, Relaxed);
-        let room = self.sender.reserve().await.map_err(|_| SinkClosed)?;
-        self.stats.queued_records.fetch_add(1, Relaxed);
-        room.send(Tracked {
-            record,
-            pending: None,
-            arrived: Instant::now(),
-        });
-        Ok(())
+        self.intake.send(record, || None, &self.stats).await
     }
 
     async fn send_tracked(&self, record: Record, delivery: &Delivery) -> Result<(), SinkClosed> {
         // Room first: a send cancelled while waiting takes nothing, so it leaves the delivery as it was.
-        let room = self.sender.reserve().await.map_err(|_| SinkClosed)?;
+        self.intake
+            .send(record, || Some(delivery.pending()), &self.stats)
+            .await?;
         self.stats.records.fetch_add(1, Relaxed);
-        self.stats.queued_records.fetch_add(1, Relaxed);
-        room.send(Tracked {
-            record,
-            pending: Some(delivery.pending()),
-            arrived: Instant::now(),
-        });
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use smol_str::{SmolStr, format_smolstr};
 
-use crate::activity::{Activity, Attributes};
+use crate::activity::{Activity, Attributes, attributes_size};
 use crate::ids::{SpanId, TraceId};
 use crate::key::{ObjectKey, ObjectRef};
 use crate::link::{Link, LinkRole};
@@ -135,26 +135,6 @@ impl SpanRecord {
     pub fn link_role(&self) -> Option<LinkRole> {
         LinkRole::from_name(self.attribute(v::LINK_ROLE)?)
     }
-}
-
-/// The bytes of `attributes`' storage and of the text they own (see [`SpanRecord::approximate_size`]).
-fn attributes_size(attributes: &Attributes) -> usize {
-    let text: usize = attributes
-        .iter()
-        .map(|(key, value)| {
-            let key = match key {
-                Cow::Borrowed(_) => 0,
-                Cow::Owned(owned) => owned.capacity(),
-            };
-            let value = if value.is_heap_allocated() {
-                value.len()
-            } else {
-                0
-            };
-            key + value
-        })
-        .sum();
-    attributes.capacity() * std::mem::size_of::<(Cow<'static, str>, SmolStr)>() + text
 }
 
 /// The duration written for an activity whose end is unknown (the original's `DummyDuration`).

@@ -334,3 +334,79 @@ async fn a_shard_hands_on_its_batch_at_its_share_of_the_queues_bytes() {
         "{batches:?}"
     );
 }
+
+/// An activity whose object carries a body of about `bytes` bytes.
+fn activity_with_body(n: u32, bytes: usize) -> Record {
+    let key = ObjectKey::new("c", "", "configmaps", "ns", format!("o{n}"));
+    let body = serde_json::json!({"metadata": {"name": format!("o{n}")}, "data": {"blob": "x".repeat(bytes)}});
+    Activity::new(
+        Object::with_body(ObjectRef::new(key, "v1", None), body),
+        SourceKind::Audit,
+        "2024-05-01T12:00:00Z".parse().unwrap(),
+        "alice update",
+        format!("audit-{n}"),
+    )
+    .into()
+}
+
+/// Sends 100 records of bodies of `body` bytes from a task into a pipeline whose exporter is held, with
+/// `channel_bytes` of intake; returns the records the pipeline took while held, then lets everything through and
+/// checks nothing was lost.
+async fn records_taken_while_held(channel_bytes: usize, body: usize) -> u64 {
+    let gated = Arc::new(GatedExporter::new(10_000));
+    let pipeline = Pipeline::builder()
+        .exporter(gated.clone())
+        .shards(1)
+        .batch_size(1)
+        .exporter_queue(1)
+        .channel_bytes(channel_bytes)
+        .build();
+    let stats = pipeline.stats();
+    let sink = pipeline.sink();
+    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+    let (delivery, receipt) = Delivery::new();
+    let sending = tokio::spawn(async move {
+        for n in 0..100 {
+            sink.send_tracked(activity_with_body(n, body), &delivery)
+                .await
+                .unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let taken = stats.records.load(Relaxed);
+    let (queued, bytes) = (
+        stats.queued_records.load(Relaxed),
+        stats.queued_record_bytes.load(Relaxed),
+    );
+    assert!(
+        bytes <= channel_bytes.max(body * 2) as u64,
+        "{bytes} bytes in {queued} queued records"
+    );
+
+    gated.open(10_000);
+    sending.await.unwrap();
+    assert_eq!(receipt.await, Ok(()));
+    let report = running.await.unwrap();
+    assert_eq!(report.spans_dropped, 0);
+    assert_eq!(gated.spans().len(), 200);
+    assert_eq!(stats.queued_record_bytes.load(Relaxed), 0);
+    taken
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_intake_holds_at_most_its_bytes_of_records_whatever_their_count() {
+    // Bodies of 16 KiB and 128 KiB of intake: a handful of records wait, where the channel has room for 4,096.
+    let taken = records_taken_while_held(128 * 1024, 16 * 1024).await;
+    assert!((2..=16).contains(&taken), "{taken} records taken");
+    // The same records with the default bytes: the channel's count is what stops them.
+    let taken =
+        records_taken_while_held(kelemetry_core::pipeline::DEFAULT_CHANNEL_BYTES, 16 * 1024).await;
+    assert_eq!(taken, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_larger_than_the_intakes_bytes_goes_alone() {
+    let taken = records_taken_while_held(1024, 16 * 1024).await;
+    // One in the exporter's queue or export, one waiting for it in the shard, one in the intake.
+    assert!((1..=4).contains(&taken), "{taken} records taken");
+}

@@ -121,6 +121,18 @@ impl Collector for PipelineCollector {
             "The most records that can wait between the sources and the pipeline (limits.channel).",
             self.limits.channel as u64,
         )?;
+        encode::gauge(
+            e,
+            "kelemetry_pipeline_queue_bytes",
+            "Estimated bytes of the records between the sources and the pipeline.",
+            load(&stats.queued_record_bytes),
+        )?;
+        encode::gauge(
+            e,
+            "kelemetry_pipeline_queue_capacity_bytes",
+            "The most bytes of records that can wait between the sources and the pipeline (limits.channelBytes).",
+            self.limits.channel_bytes as u64,
+        )?;
         encode::histogram(
             e,
             "kelemetry_pipeline_ingest_to_export_seconds",

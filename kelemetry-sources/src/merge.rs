@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use kelemetry_core::{
     ActivitySink, BoxError, CancellationToken, Record, Rejection, SinkClosed, Source, SourceError,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// How many records each inner source may read ahead of the merge.
 const READ_AHEAD: usize = 256;
@@ -16,13 +16,21 @@ const READ_AHEAD: usize = 256;
 /// one record), so a folder of many files does not hold hundreds of records per file.
 const TOTAL_READ_AHEAD: usize = 4096;
 
+/// How many bytes of records ([`Record::approximate_size`]) each inner source may read ahead of the merge, whatever
+/// their count.
+const READ_AHEAD_BYTES: usize = 16 << 20;
+
+/// How many bytes of records all inner sources together may read ahead. A record larger than its source's share
+/// is read ahead alone, so every source can always offer the merge its next record.
+const TOTAL_READ_AHEAD_BYTES: usize = 64 << 20;
+
 /// Runs several sources of recorded data and hands their records on in time order (activity start, observation
 /// time; ties keep the order of the sources), so a replay sees an audit log, the Events and the watched objects of
 /// the same period interleaved as they happened, the same way every time. Each source must itself yield its records
 /// in time order, as recordings do.
 ///
-/// Each inner source reads at most a few hundred records ahead, and all of them together at most a few thousand
-/// (one each beyond that): the merge waits until every source still running has a record to offer before it hands
+/// Each inner source reads at most a few hundred records (16 MiB of them) ahead, and all of them together at most a
+/// few thousand (64 MiB; one record each beyond that): the merge waits until every source still running has a record to offer before it hands
 /// on the earliest one.
 pub struct TimeOrderedSources {
     sources: Vec<Box<dyn Source>>,
@@ -52,16 +60,32 @@ fn time_of(record: &Record) -> Timestamp {
     }
 }
 
-/// Where an inner source writes: its own bounded channel; rejections and progress go straight through.
+/// A record read ahead, holding its bytes of its lane's budget.
+type ReadAhead = (Record, OwnedSemaphorePermit);
+
+/// Where an inner source writes: its own channel, bounded in records and in bytes; rejections and progress go
+/// straight through.
 struct Lane {
-    records: mpsc::Sender<Record>,
+    records: mpsc::Sender<ReadAhead>,
+    /// One permit per byte the lane may hold.
+    room: Arc<Semaphore>,
+    /// The permits `room` started with: no record takes more.
+    budget: usize,
     outer: Arc<dyn ActivitySink>,
 }
 
 #[async_trait]
 impl ActivitySink for Lane {
     async fn send(&self, record: Record) -> Result<(), SinkClosed> {
-        self.records.send(record).await.map_err(|_| SinkClosed)
+        let bytes = record.approximate_size().min(self.budget);
+        let permit = Arc::clone(&self.room)
+            .acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| SinkClosed)?;
+        self.records
+            .send((record, permit))
+            .await
+            .map_err(|_| SinkClosed)
     }
 
     fn reject(&self, rejection: Rejection) {
@@ -87,10 +111,14 @@ impl Source for TimeOrderedSources {
         let mut lanes = Vec::with_capacity(self.sources.len());
         let mut tasks = Vec::with_capacity(self.sources.len());
         let read_ahead = (TOTAL_READ_AHEAD / self.sources.len().max(1)).clamp(1, READ_AHEAD);
+        let read_ahead_bytes =
+            (TOTAL_READ_AHEAD_BYTES / self.sources.len().max(1)).clamp(1, READ_AHEAD_BYTES);
         for source in self.sources {
             let (records, receiver) = mpsc::channel(read_ahead);
             let lane: Arc<dyn ActivitySink> = Arc::new(Lane {
                 records,
+                room: Arc::new(Semaphore::new(read_ahead_bytes)),
+                budget: read_ahead_bytes,
                 outer: sink.clone(),
             });
             let name = source.name().to_owned();
@@ -99,7 +127,7 @@ impl Source for TimeOrderedSources {
         }
 
         // heads[i]: the next record of source i; open[i]: source i may still send.
-        let mut heads: Vec<Option<Record>> = lanes.iter().map(|_| None).collect();
+        let mut heads: Vec<Option<ReadAhead>> = lanes.iter().map(|_| None).collect();
         let mut open = vec![true; lanes.len()];
         loop {
             for (i, lane) in lanes.iter_mut().enumerate() {
@@ -113,10 +141,13 @@ impl Source for TimeOrderedSources {
             let earliest = heads
                 .iter()
                 .enumerate()
-                .filter_map(|(i, head)| head.as_ref().map(|r| (time_of(r), i)))
+                .filter_map(|(i, head)| head.as_ref().map(|(r, _)| (time_of(r), i)))
                 .min();
             let Some((_, i)) = earliest else { break };
-            let Some(record) = heads[i].take() else { break };
+            // The record's bytes stay held until the pipeline has taken it.
+            let Some((record, _held)) = heads[i].take() else {
+                break;
+            };
             if sink.send(record).await.is_err() {
                 // The pipeline stopped taking records: stop reading.
                 for lane in &mut lanes {
@@ -244,5 +275,113 @@ mod tests {
         let at5: Vec<&String> = seen.iter().filter(|t| minute(t) == 5).collect();
         assert_eq!(at5[0], "audit 5");
         assert_eq!(at5[1], "watch 5");
+    }
+
+    /// Sends `count` activities with bodies of `bytes` bytes, one a minute, counting what it has sent.
+    struct Bodies {
+        count: i64,
+        bytes: usize,
+        sent: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl Source for Bodies {
+        fn name(&self) -> &str {
+            "bodies"
+        }
+        async fn run(
+            self: Box<Self>,
+            sink: Arc<dyn ActivitySink>,
+            _: CancellationToken,
+        ) -> Result<(), SourceError> {
+            for minute in 0..self.count {
+                let at: Timestamp = format!("2024-01-01T10:{minute:02}:00Z").parse().unwrap();
+                let key = ObjectKey::new("c", "", "configmaps", "ns", "big");
+                let body = serde_json::json!({"data": {"blob": "x".repeat(self.bytes)}});
+                let activity = Activity::new(
+                    Object::with_body(ObjectRef::new(key, "v1", None), body),
+                    SourceKind::Audit,
+                    at,
+                    format!("bodies {minute}"),
+                    format!("bodies{minute}"),
+                );
+                sink.send(activity.into())
+                    .await
+                    .map_err(|e| SourceError::other("bodies", e))?;
+                self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    /// Takes records slowly, noting how far the source had read ahead of each.
+    struct Slow {
+        sent: Arc<std::sync::atomic::AtomicUsize>,
+        taken: Mutex<Vec<String>>,
+        most_ahead: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ActivitySink for Slow {
+        async fn send(&self, record: Record) -> Result<(), SinkClosed> {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let mut taken = self.taken.lock().unwrap();
+            if let Record::Activity(a) = record {
+                taken.push(a.title);
+            }
+            let ahead = self
+                .sent
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .saturating_sub(taken.len());
+            self.most_ahead
+                .fetch_max(ahead, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        fn reject(&self, _: Rejection) {}
+    }
+
+    async fn merge_bodies(count: i64, bytes: usize, others: Vec<i64>) -> Arc<Slow> {
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sources: Vec<Box<dyn Source>> = vec![
+            Box::new(Bodies {
+                count,
+                bytes,
+                sent: sent.clone(),
+            }),
+            Box::new(Minutes("audit", others)),
+        ];
+        let sink = Arc::new(Slow {
+            sent,
+            taken: Mutex::new(Vec::new()),
+            most_ahead: 0.into(),
+        });
+        Box::new(TimeOrderedSources::new(sources))
+            .run(sink.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        sink
+    }
+
+    #[tokio::test]
+    async fn a_source_reads_ahead_at_most_its_bytes_of_records() {
+        // 2 MiB records and 16 MiB for each of the two sources: about 8 ahead, where 256 records would fit.
+        let sink = merge_bodies(40, 2 << 20, vec![]).await;
+        assert_eq!(sink.taken.lock().unwrap().len(), 40);
+        let ahead = sink.most_ahead.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=9).contains(&ahead), "{ahead} records read ahead");
+    }
+
+    #[tokio::test]
+    async fn a_record_larger_than_its_sources_bytes_is_read_ahead_alone_and_the_merge_goes_on() {
+        let sink = merge_bodies(3, 20 << 20, vec![0, 1, 2, 3]).await;
+        let taken = sink.taken.lock().unwrap().clone();
+        assert_eq!(
+            taken,
+            [
+                "bodies 0", "audit 0", "bodies 1", "audit 1", "bodies 2", "audit 2", "audit 3"
+            ]
+        );
+        let ahead = sink.most_ahead.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(ahead <= 2, "{ahead} records read ahead");
     }
 }

@@ -118,7 +118,8 @@ async fn run(
                 settle(acknowledged, &stats, forwarder.name());
             }
             tracked = receiver.recv(), if open && in_flight.len() < max_in_flight => {
-                let Some(Tracked { record, pending, arrived }) = tracked else {
+                // The record's bytes are held until the forwarder has taken it.
+                let Some(Tracked { record, pending, arrived, held: _held }) = tracked else {
                     open = false;
                     continue;
                 };

@@ -421,14 +421,18 @@ impl Drop for Shard {
 /// One record through the stage.
 async fn handle(stage: Arc<Stage>, routed: Routed, mut spans: Vec<SpanRecord>) -> Done {
     let Routed {
-        tracked: Tracked {
-            record,
-            pending,
-            arrived,
-        },
+        tracked:
+            Tracked {
+                record,
+                pending,
+                arrived,
+                held,
+            },
         key,
     } = routed;
     stage.process(record, &mut spans).await;
+    // The record is handled: its bytes are free (its spans count in the batch's).
+    drop(held);
     Done {
         key,
         spans,
