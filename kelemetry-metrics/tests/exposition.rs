@@ -370,6 +370,11 @@ async fn a_pipeline_run_shows_in_its_metrics_to_the_count() {
         0.0
     );
     assert_eq!(value(&scrape, "kelemetry_pipeline_queue_records", &[]), 0.0);
+    assert_eq!(value(&scrape, "kelemetry_pipeline_queue_bytes", &[]), 0.0);
+    assert_eq!(
+        value(&scrape, "kelemetry_pipeline_queue_capacity_bytes", &[]),
+        limits.channel_bytes as f64
+    );
     assert_eq!(
         value(
             &scrape,
