@@ -206,45 +206,61 @@ fn futures_poll<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Out
     }
 }
 
-/// Sends `records` activities of distinct objects (two spans each) and waits until the stage has handed on what it
-/// can: the gated exporter holds the first batch in its export.
-async fn fill_a_held_exporter(
-    bytes: usize,
-    records: u32,
-) -> (
-    Arc<GatedExporter>,
-    Arc<kelemetry_core::pipeline::PipelineStats>,
-    tokio::task::JoinHandle<kelemetry_core::pipeline::PipelineReport>,
-    kelemetry_core::Receipt,
-) {
-    let gated = Arc::new(GatedExporter::new(10_000));
-    let pipeline = Pipeline::builder()
-        .exporter(gated.clone())
-        .channel_capacity(1000)
-        .batch_size(1)
-        .exporter_queue(1000)
-        .exporter_queue_bytes(bytes)
-        .build();
-    let stats = pipeline.stats();
-    let sink = pipeline.sink();
-    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
-    let (delivery, receipt) = Delivery::new();
-    for n in 0..records {
-        sink.send_tracked(activity("pods", n), &delivery)
-            .await
-            .unwrap();
+/// A pipeline whose only exporter is held at its gate, with a task sending it records.
+struct Held {
+    gated: Arc<GatedExporter>,
+    stats: Arc<kelemetry_core::pipeline::PipelineStats>,
+    running: tokio::task::JoinHandle<kelemetry_core::pipeline::PipelineReport>,
+    sending: tokio::task::JoinHandle<()>,
+    receipt: kelemetry_core::Receipt,
+}
+
+impl Held {
+    /// Builds `pipeline` with a held exporter, sends `records` from a task (tracked), and waits until the pipeline
+    /// has taken what it can: the exporter holds the first batch in its export.
+    async fn start(pipeline: kelemetry_core::PipelineBuilder, records: Vec<Record>) -> Self {
+        let gated = Arc::new(GatedExporter::new(10_000));
+        let pipeline = pipeline.exporter(gated.clone()).build();
+        let stats = pipeline.stats();
+        let sink = pipeline.sink();
+        let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+        let (delivery, receipt) = Delivery::new();
+        let sending = tokio::spawn(async move {
+            for record in records {
+                sink.send_tracked(record, &delivery).await.unwrap();
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Self {
+            gated,
+            stats,
+            running,
+            sending,
+            receipt,
+        }
     }
-    drop(delivery);
-    drop(sink);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    (gated, stats, running, receipt)
+
+    /// Opens the gate and checks that every record was delivered and no span dropped; the spans exported.
+    async fn release(self) -> Vec<SpanRecord> {
+        self.gated.open(10_000);
+        self.sending.await.unwrap();
+        assert_eq!(self.receipt.await, Ok(()));
+        let report = self.running.await.unwrap();
+        assert_eq!(report.spans_dropped, 0);
+        self.gated.spans()
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_exporters_queue_holds_at_most_its_bytes_whatever_its_batch_count() {
     const BUDGET: usize = 8 * 1024;
-    let (gated, stats, running, receipt) = fill_a_held_exporter(BUDGET, 200).await;
-    let exporter = &stats.exporters()[0];
+    let pipeline = Pipeline::builder()
+        .channel_capacity(1000)
+        .batch_size(1)
+        .exporter_queue(1000)
+        .exporter_queue_bytes(BUDGET);
+    let held = Held::start(pipeline, (0..200).map(|n| activity("pods", n)).collect()).await;
+    let exporter = held.stats.exporters()[0].clone();
     let (batches, bytes) = (
         exporter.queued_batches.load(Relaxed),
         exporter.queued_bytes.load(Relaxed),
@@ -253,33 +269,33 @@ async fn an_exporters_queue_holds_at_most_its_bytes_whatever_its_batch_count() {
     assert!(bytes > 0 && bytes <= BUDGET as u64, "{bytes} bytes queued");
     assert!((1..50).contains(&batches), "{batches} batches queued");
 
-    gated.open(10_000);
-    assert_eq!(receipt.await, Ok(()));
-    let report = running.await.unwrap();
-    assert_eq!(report.spans_dropped, 0);
-    assert_eq!(gated.spans().len(), 400);
+    assert_eq!(held.release().await.len(), 400);
     assert_eq!(exporter.queued_bytes.load(Relaxed), 0);
     assert_eq!(exporter.queued_batches.load(Relaxed), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_larger_than_the_queues_bytes_goes_alone() {
-    let (gated, stats, running, receipt) = fill_a_held_exporter(1, 20).await;
-    let exporter = &stats.exporters()[0];
+    let pipeline = Pipeline::builder()
+        .channel_capacity(1000)
+        .batch_size(1)
+        .exporter_queue(1000)
+        .exporter_queue_bytes(1);
+    let held = Held::start(pipeline, (0..20).map(|n| activity("pods", n)).collect()).await;
+    let exporter = held.stats.exporters()[0].clone();
     // The batch in the export holds the whole budget; no other may wait.
     assert_eq!(exporter.queued_batches.load(Relaxed), 0);
-    let held = exporter.queued_bytes.load(Relaxed);
-    assert!(held > 1, "{held}");
+    let in_export = exporter.queued_bytes.load(Relaxed);
+    assert!(in_export > 1, "{in_export}");
 
-    gated.open(10_000);
-    assert_eq!(receipt.await, Ok(()));
-    let report = running.await.unwrap();
-    assert_eq!(report.spans_dropped, 0);
-    let spans = gated.spans();
+    let spans = held.release().await;
     assert_eq!(spans.len(), 40);
     // The gauge counted the first batch's span by the same estimate, with the room its vectors had reserved (the
     // exporter keeps a copy without it).
-    assert!(held >= spans[0].approximate_size() as u64, "{held}");
+    assert!(
+        in_export >= spans[0].approximate_size() as u64,
+        "{in_export}"
+    );
 }
 
 /// Keeps the span count and estimated bytes of every batch it is handed.
@@ -349,30 +365,18 @@ fn activity_with_body(n: u32, bytes: usize) -> Record {
     .into()
 }
 
-/// Sends 100 records of bodies of `body` bytes from a task into a pipeline whose exporter is held, with
-/// `channel_bytes` of intake; returns the records the pipeline took while held, then lets everything through and
-/// checks nothing was lost.
+/// Sends 100 records of bodies of `body` bytes into a pipeline whose exporter is held, with `channel_bytes` of
+/// intake; returns the records the pipeline took while held, then lets everything through and checks nothing was
+/// lost.
 async fn records_taken_while_held(channel_bytes: usize, body: usize) -> u64 {
-    let gated = Arc::new(GatedExporter::new(10_000));
     let pipeline = Pipeline::builder()
-        .exporter(gated.clone())
         .shards(1)
         .batch_size(1)
         .exporter_queue(1)
-        .channel_bytes(channel_bytes)
-        .build();
-    let stats = pipeline.stats();
-    let sink = pipeline.sink();
-    let running = tokio::spawn(pipeline.run(CancellationToken::new()));
-    let (delivery, receipt) = Delivery::new();
-    let sending = tokio::spawn(async move {
-        for n in 0..100 {
-            sink.send_tracked(activity_with_body(n, body), &delivery)
-                .await
-                .unwrap();
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+        .channel_bytes(channel_bytes);
+    let records = (0..100).map(|n| activity_with_body(n, body)).collect();
+    let held = Held::start(pipeline, records).await;
+    let stats = held.stats.clone();
     let taken = stats.records.load(Relaxed);
     let (queued, bytes) = (
         stats.queued_records.load(Relaxed),
@@ -383,12 +387,7 @@ async fn records_taken_while_held(channel_bytes: usize, body: usize) -> u64 {
         "{bytes} bytes in {queued} queued records"
     );
 
-    gated.open(10_000);
-    sending.await.unwrap();
-    assert_eq!(receipt.await, Ok(()));
-    let report = running.await.unwrap();
-    assert_eq!(report.spans_dropped, 0);
-    assert_eq!(gated.spans().len(), 200);
+    assert_eq!(held.release().await.len(), 200);
     assert_eq!(stats.queued_record_bytes.load(Relaxed), 0);
     taken
 }
