@@ -18,6 +18,10 @@ pub(super) struct Buffer {
     pub(super) spans: VecDeque<BufferedSpan>,
     /// Spans taken by the delivery task and not yet delivered or dropped.
     pub(super) in_flight: usize,
+    /// The estimated bytes of `spans`.
+    pub(super) queued_bytes: usize,
+    /// The estimated bytes of the spans in flight.
+    pub(super) in_flight_bytes: usize,
     /// A batch was refused since the buffer last had room (for logging the transitions only).
     pub(super) overflowing: bool,
     /// The exporter is gone: the delivery task ends once the buffer is empty.
@@ -36,6 +40,8 @@ pub(super) struct Buffer {
 pub(super) struct BufferedSpan {
     pub(super) service: Arc<str>,
     pub(super) span: Span,
+    /// The record's [`SpanRecord::approximate_size`].
+    pub(super) bytes: usize,
 }
 
 impl BufferedSpan {
@@ -53,6 +59,7 @@ impl BufferedSpan {
                 Self {
                     service,
                     span: otlp_span(record),
+                    bytes: record.approximate_size(),
                 }
             })
             .collect()
@@ -102,6 +109,17 @@ impl Buffer {
     /// Spans queued or being sent.
     pub(super) fn waiting(&self) -> usize {
         self.spans.len() + self.in_flight
+    }
+
+    /// The estimated bytes of the spans queued or being sent.
+    pub(super) fn waiting_bytes(&self) -> usize {
+        self.queued_bytes + self.in_flight_bytes
+    }
+
+    /// Drops every queued span; what is in flight stays counted until its request finishes.
+    pub(super) fn clear_queued(&mut self) {
+        self.spans.clear();
+        self.queued_bytes = 0;
     }
 }
 
@@ -159,7 +177,10 @@ impl Shared {
                 if !buffer.spans.is_empty() {
                     let take = buffer.spans.len().min(max);
                     let batch: Vec<BufferedSpan> = buffer.spans.drain(..take).collect();
+                    let bytes = batch.iter().map(|span| span.bytes).sum::<usize>();
+                    buffer.queued_bytes = buffer.queued_bytes.saturating_sub(bytes);
                     buffer.in_flight = batch.len();
+                    buffer.in_flight_bytes = bytes;
                     let first = buffer.taken;
                     buffer.taken += batch.len() as u64;
                     return Some((batch, first));
@@ -177,6 +198,7 @@ impl Shared {
     pub(super) fn request_finished(&self, start: u64, end: u64, delivered: bool) {
         let mut buffer = self.lock();
         buffer.in_flight = 0;
+        buffer.in_flight_bytes = 0;
         self.set_buffered(&buffer);
         buffer.settle(start, end, delivered);
         drop(buffer);

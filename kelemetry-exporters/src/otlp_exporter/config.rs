@@ -72,6 +72,13 @@ pub struct OtlpConfig {
     pub timeout: Duration,
     /// At most this many spans wait for delivery; a batch that does not fit is dropped and counted.
     pub buffer_spans: usize,
+    /// At most this many bytes of spans (estimated by [`SpanRecord::approximate_size`]) wait for delivery, whatever
+    /// their count; a batch that does not fit is dropped and counted, unless the buffer is empty (so a batch larger
+    /// than this still goes, alone).
+    ///
+    /// [`SpanRecord::approximate_size`]: kelemetry_core::SpanRecord::approximate_size
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
+    pub buffer_bytes: usize,
     /// At most this many spans per request.
     pub max_batch_spans: usize,
     /// First wait after a retryable failure.
@@ -93,8 +100,8 @@ pub struct OtlpConfig {
 }
 
 impl Default for OtlpConfig {
-    /// No endpoint yet, over gRPC: no headers, no gzip, 10 s timeout, a buffer of 65,536 spans, requests of at
-    /// most 512 spans, backoff from 200 ms to 30 s, 30 s to flush, exports confirmed by the endpoint.
+    /// No endpoint yet, over gRPC: no headers, no gzip, 10 s timeout, a buffer of 65,536 spans and 256 MiB,
+    /// requests of at most 512 spans, backoff from 200 ms to 30 s, 30 s to flush, exports confirmed by the endpoint.
     fn default() -> Self {
         Self {
             endpoint: String::new(),
@@ -104,6 +111,7 @@ impl Default for OtlpConfig {
             tls: None,
             timeout: Duration::from_secs(10),
             buffer_spans: 65_536,
+            buffer_bytes: 256 << 20,
             max_batch_spans: 512,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
@@ -171,6 +179,12 @@ impl OtlpConfig {
     /// Keeps at most `spans` spans waiting (at least one).
     pub fn with_buffer_spans(mut self, spans: usize) -> Self {
         self.buffer_spans = spans.max(1);
+        self
+    }
+
+    /// Keeps at most `bytes` bytes of spans waiting (see [`OtlpConfig::buffer_bytes`]).
+    pub fn with_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
         self
     }
 

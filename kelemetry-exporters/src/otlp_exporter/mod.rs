@@ -7,7 +7,8 @@
 //!
 //! # Delivery
 //!
-//! [`Exporter::export`] puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans); one
+//! [`Exporter::export`] puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans and
+//! [`OtlpConfig::buffer_bytes`] bytes of them); one
 //! background task per exporter sends the buffer in requests of at most [`OtlpConfig::max_batch_spans`] spans. By
 //! default ([`OtlpConfig::confirm_delivery`]) `export` then waits until the endpoint confirmed every span of the
 //! batch, so the pipeline acknowledges to its sources only what was delivered; it fails at once, retryably, while
@@ -84,6 +85,7 @@ use transport::Transport;
 pub struct OtlpExporter {
     shared: Arc<Shared>,
     capacity: usize,
+    capacity_bytes: usize,
     flush_timeout: Duration,
     confirm_delivery: bool,
     worker: tokio::task::JoinHandle<()>,
@@ -109,6 +111,7 @@ impl OtlpExporter {
         Ok(Self {
             shared,
             capacity: config.buffer_spans.max(1),
+            capacity_bytes: config.buffer_bytes,
             flush_timeout: config.flush_timeout,
             confirm_delivery: config.confirm_delivery,
             worker,
@@ -128,6 +131,7 @@ impl OtlpExporter {
     /// Counts and logs a batch refused because the buffer is full; the error the pipeline gets.
     fn refuse(&self, buffer: &mut Buffer, batch: usize) -> ExportError {
         let waiting = buffer.waiting();
+        let waiting_bytes = buffer.waiting_bytes();
         self.shared
             .stats
             .spans_dropped_buffer_full
@@ -137,13 +141,16 @@ impl OtlpExporter {
             warn!(
                 destination = %self.shared.destination,
                 waiting,
+                waiting_bytes,
                 capacity = self.capacity,
+                capacity_bytes = self.capacity_bytes,
                 "OTLP buffer full: dropping new batches until it drains"
             );
         }
         ExportError::permanent(format!(
-            "OTLP buffer for {} is full ({waiting} of {} spans waiting): a batch of {batch} spans was dropped",
-            self.shared.destination, self.capacity,
+            "OTLP buffer for {} is full ({waiting} of {} spans, {waiting_bytes} of {} bytes waiting): a batch of \
+             {batch} spans was dropped",
+            self.shared.destination, self.capacity, self.capacity_bytes,
         ))
     }
 
@@ -154,8 +161,11 @@ impl OtlpExporter {
     ) -> Result<Option<tokio::sync::oneshot::Receiver<bool>>, ExportError> {
         // Converted before the lock is taken, so that the delivery task does not wait on it.
         let converted = buffer::BufferedSpan::convert(batch);
+        let bytes = converted.iter().map(|span| span.bytes).sum::<usize>();
         let mut buffer = self.shared.lock();
-        if buffer.waiting() + batch.len() > self.capacity {
+        let over_bytes =
+            buffer.waiting() > 0 && buffer.waiting_bytes() + bytes > self.capacity_bytes;
+        if buffer.waiting() + batch.len() > self.capacity || over_bytes {
             return Err(self.refuse(&mut buffer, batch.len()));
         }
         if buffer.overflowing {
@@ -167,6 +177,7 @@ impl OtlpExporter {
             );
         }
         buffer.spans.extend(converted);
+        buffer.queued_bytes += bytes;
         let start = buffer.pushed;
         let end = start + batch.len() as u64;
         buffer.pushed = end;
@@ -214,7 +225,7 @@ impl OtlpExporter {
         let mut buffer = self.shared.lock();
         let queued = buffer.spans.len();
         let in_flight = buffer.in_flight;
-        buffer.spans.clear();
+        buffer.clear_queued();
         buffer.taken = buffer.pushed;
         buffer.fail_all();
         self.shared.set_buffered(&buffer);
@@ -247,8 +258,9 @@ impl Drop for OtlpExporter {
     fn drop(&mut self) {
         let mut buffer = self.shared.lock();
         let undelivered = buffer.waiting();
-        buffer.spans.clear();
+        buffer.clear_queued();
         buffer.in_flight = 0;
+        buffer.in_flight_bytes = 0;
         buffer.closed = true;
         buffer.fail_all();
         self.shared.set_buffered(&buffer);
@@ -329,6 +341,71 @@ mod tests {
         let err =
             OtlpExporter::new(OtlpConfig::http("https://x.example").with_tls(tls)).unwrap_err();
         assert!(err.to_string().contains("key"), "{err}");
+    }
+
+    /// Spans of `objects` objects, one object span each with a diff-sized attribute of `bytes` bytes.
+    fn large_spans(objects: usize, bytes: usize) -> Vec<SpanRecord> {
+        let window = kelemetry_core::window::Windowing::new(1800)
+            .unwrap()
+            .window_of(jiff::Timestamp::UNIX_EPOCH);
+        (0..objects)
+            .map(|n| {
+                let key =
+                    kelemetry_core::ObjectKey::new("c", "", "configmaps", "ns", format!("o{n}"));
+                let mut span = kelemetry_core::span::object_span(
+                    &kelemetry_core::ObjectRef::new(key, "v1", None),
+                    window,
+                );
+                span.attributes
+                    .push(("blob".into(), "x".repeat(bytes).into()));
+                span
+            })
+            .collect()
+    }
+
+    /// An exporter of unconfirmed spans to a port where nothing listens: every span stays buffered, retried.
+    fn to_nowhere(buffer_bytes: usize) -> OtlpExporter {
+        let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", nowhere.local_addr().unwrap());
+        drop(nowhere);
+        OtlpExporter::new(
+            OtlpConfig::grpc(endpoint)
+                .with_buffer_bytes(buffer_bytes)
+                .with_confirm_delivery(false)
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_buffer_holds_at_most_its_bytes_whatever_its_span_count() {
+        // Batches of 2 spans of about 100 KB, and 1 MB of buffer: the tenth batch does not fit, where the span
+        // count (65,536) would take 32,000 such batches.
+        let exporter = to_nowhere(1_000_000);
+        let mut accepted = 0;
+        let refused = loop {
+            match exporter.export(&large_spans(2, 100_000)).await {
+                Ok(()) => accepted += 1,
+                Err(err) => break err,
+            }
+            assert!(accepted < 100, "a hundred batches of 200 KB were taken");
+        };
+        assert!(!refused.is_retryable());
+        assert!(refused.to_string().contains("full"), "{refused}");
+        assert!(refused.to_string().contains("bytes"), "{refused}");
+        assert!((4..=5).contains(&accepted), "{accepted} batches taken");
+        let report = exporter.stats().report();
+        assert_eq!(report.spans_dropped_buffer_full, 2, "{report:?}");
+        assert_eq!(report.spans_buffered, accepted * 2, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_buffers_bytes_goes_when_the_buffer_is_empty() {
+        let exporter = to_nowhere(1000);
+        exporter.export(&large_spans(2, 10_000)).await.unwrap();
+        let refused = exporter.export(&large_spans(1, 10)).await.unwrap_err();
+        assert!(refused.to_string().contains("full"), "{refused}");
+        assert_eq!(exporter.stats().report().spans_buffered, 2);
     }
 
     #[test]
