@@ -20,6 +20,7 @@
 //! - between processes: [`forward`] ([`RecordForwarder`], where a pipeline in the `ingest` role hands its records
 //!   instead of making spans) and [`wire`], the versioned format those records travel in;
 //! - which objects: [`ObjectSelector`], `RESOURCE[.GROUP]/NAMESPACE/NAME` ([`selector`]);
+//! - for queues bounded by size: [`budget`] ([`budget::ByteBudget`]: estimated bytes an entry waits for and holds);
 //! - for metrics: [`histogram`], durations counted in fixed buckets where they are measured (the pipeline's
 //!   ingest-to-export and export latencies), read when a metrics endpoint is scraped;
 //! - for the servers of other crates: [`connections`], the bookkeeping that keeps one client from taking every
@@ -48,6 +49,7 @@ pub mod activity;
 pub mod audit;
 pub mod body;
 pub mod body_cache;
+pub mod budget;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod connections;

@@ -26,12 +26,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, error, warn};
 
 use crate::activity::Record;
 use crate::body_cache::BodyCache;
+use crate::budget::{ByteBudget, HeldBytes as BudgetBytes};
 use crate::decorate::Decorator;
 use crate::delivery::{Delivery, PendingRecord};
 use crate::exporter::Exporter;
@@ -778,11 +779,9 @@ impl PipelineBuilder {
         let shards = shard::shard_count(limits.shards);
         let (intake, _) = shard::split_channel(limits.channel, shards);
         let (sender, receiver) = mpsc::channel(intake);
-        let budget = limits.channel_bytes.clamp(1, Semaphore::MAX_PERMITS);
         let intake = Intake {
             sender,
-            room: Arc::new(Semaphore::new(budget)),
-            budget,
+            room: ByteBudget::new(limits.channel_bytes),
         };
         let stats = Arc::new(PipelineStats::default());
         let exporter_stats = self
@@ -1429,10 +1428,8 @@ struct ExportQueues {
 struct ExportQueue {
     sender: mpsc::Sender<QueuedBatch>,
     counters: Arc<ExporterStats>,
-    /// One permit per byte of [`QueueBounds::bytes`]; a batch holds its bytes' worth until exported.
-    room: Arc<Semaphore>,
-    /// The permits `room` started with: no batch takes more.
-    budget: usize,
+    /// [`QueueBounds::bytes`]; a batch holds its bytes until exported.
+    room: ByteBudget,
 }
 
 /// A batch in one exporter's queue, with its share of the queue's byte budget.
@@ -1444,24 +1441,19 @@ struct QueuedBatch {
 /// Bytes held in a queue bounded by bytes (a batch in an exporter's queue, a record on its way to the stage):
 /// released, and taken off the queue's gauge, when dropped.
 struct HeldBytes<S: 'static> {
-    _permit: OwnedSemaphorePermit,
+    _held: BudgetBytes,
     bytes: u64,
     stats: Arc<S>,
     gauge: fn(&S) -> &AtomicU64,
 }
 
 impl<S> HeldBytes<S> {
-    /// Holds `permit` for `bytes`, counted on `gauge` of `stats` until dropped.
-    fn new(
-        permit: OwnedSemaphorePermit,
-        bytes: usize,
-        stats: &Arc<S>,
-        gauge: fn(&S) -> &AtomicU64,
-    ) -> Self {
+    /// Keeps `held` for `bytes`, counted on `gauge` of `stats` until dropped.
+    fn new(held: BudgetBytes, bytes: usize, stats: &Arc<S>, gauge: fn(&S) -> &AtomicU64) -> Self {
         let bytes = bytes as u64;
         gauge(stats).fetch_add(bytes, Relaxed);
         Self {
-            _permit: permit,
+            _held: held,
             bytes,
             stats: Arc::clone(stats),
             gauge,
@@ -1484,7 +1476,6 @@ impl ExportWorkers {
         stats: &Arc<PipelineStats>,
         retry: RetryPolicy,
     ) -> Self {
-        let budget = bounds.bytes.clamp(1, Semaphore::MAX_PERMITS);
         let mut queues = Vec::with_capacity(exporters.len());
         let mut workers = Vec::with_capacity(exporters.len());
         for (index, exporter) in exporters.into_iter().enumerate() {
@@ -1497,8 +1488,7 @@ impl ExportWorkers {
             queues.push(ExportQueue {
                 sender,
                 counters: Arc::clone(&counters),
-                room: Arc::new(Semaphore::new(budget)),
-                budget,
+                room: ByteBudget::new(bounds.bytes),
             });
             workers.push(tokio::spawn(export_worker(
                 exporter,
@@ -1543,11 +1533,9 @@ impl ExportQueues {
             exporters: self.queues.len() as u64,
         });
         for queue in &self.queues {
-            // A batch larger than the whole budget takes all of it, and so goes alone.
-            let permits = u32::try_from(bytes.min(queue.budget)).unwrap_or(u32::MAX);
-            // The semaphore is never closed; a closed channel means its worker died, and it already counted and
-            // logged why.
-            let Ok(permit) = Arc::clone(&queue.room).acquire_many_owned(permits).await else {
+            // A batch larger than the whole budget takes all of it, and so goes alone. A budget is never closed; a
+            // closed channel means its worker died, and it already counted and logged why.
+            let Ok(permit) = queue.room.hold(bytes).await else {
                 continue;
             };
             if let Ok(slot) = queue.sender.reserve().await {
@@ -1654,10 +1642,8 @@ struct Tracked {
 #[derive(Clone)]
 struct Intake {
     sender: mpsc::Sender<Tracked>,
-    /// One permit per byte of [`PipelineLimits::channel_bytes`].
-    room: Arc<Semaphore>,
-    /// The permits `room` started with: no record takes more.
-    budget: usize,
+    /// [`PipelineLimits::channel_bytes`].
+    room: ByteBudget,
 }
 
 impl Intake {
@@ -1670,11 +1656,7 @@ impl Intake {
         stats: &Arc<PipelineStats>,
     ) -> Result<(), SinkClosed> {
         let bytes = record.approximate_size();
-        let permits = u32::try_from(bytes.min(self.budget)).unwrap_or(u32::MAX);
-        let permit = Arc::clone(&self.room)
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| SinkClosed)?;
+        let permit = self.room.hold(bytes).await.map_err(|_| SinkClosed)?;
         let slot = self.sender.reserve().await.map_err(|_| SinkClosed)?;
         stats.queued_records.fetch_add(1, Relaxed);
         slot.send(Tracked {

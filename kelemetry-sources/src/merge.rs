@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use kelemetry_core::budget::{ByteBudget, HeldBytes};
 use kelemetry_core::{
     ActivitySink, BoxError, CancellationToken, Record, Rejection, SinkClosed, Source, SourceError,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 /// How many records each inner source may read ahead of the merge.
 const READ_AHEAD: usize = 256;
@@ -30,8 +31,8 @@ const TOTAL_READ_AHEAD_BYTES: usize = 64 << 20;
 /// in time order, as recordings do.
 ///
 /// Each inner source reads at most a few hundred records (16 MiB of them) ahead, and all of them together at most a
-/// few thousand (64 MiB; one record each beyond that): the merge waits until every source still running has a record to offer before it hands
-/// on the earliest one.
+/// few thousand (64 MiB; one record each beyond that): the merge waits until every source still running has a
+/// record to offer before it hands on the earliest one.
 pub struct TimeOrderedSources {
     sources: Vec<Box<dyn Source>>,
 }
@@ -61,25 +62,23 @@ fn time_of(record: &Record) -> Timestamp {
 }
 
 /// A record read ahead, holding its bytes of its lane's budget.
-type ReadAhead = (Record, OwnedSemaphorePermit);
+type ReadAhead = (Record, HeldBytes);
 
 /// Where an inner source writes: its own channel, bounded in records and in bytes; rejections and progress go
 /// straight through.
 struct Lane {
     records: mpsc::Sender<ReadAhead>,
-    /// One permit per byte the lane may hold.
-    room: Arc<Semaphore>,
-    /// The permits `room` started with: no record takes more.
-    budget: usize,
+    /// The bytes the lane may hold.
+    room: ByteBudget,
     outer: Arc<dyn ActivitySink>,
 }
 
 #[async_trait]
 impl ActivitySink for Lane {
     async fn send(&self, record: Record) -> Result<(), SinkClosed> {
-        let bytes = record.approximate_size().min(self.budget);
-        let permit = Arc::clone(&self.room)
-            .acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX))
+        let permit = self
+            .room
+            .hold(record.approximate_size())
             .await
             .map_err(|_| SinkClosed)?;
         self.records
@@ -117,8 +116,7 @@ impl Source for TimeOrderedSources {
             let (records, receiver) = mpsc::channel(read_ahead);
             let lane: Arc<dyn ActivitySink> = Arc::new(Lane {
                 records,
-                room: Arc::new(Semaphore::new(read_ahead_bytes)),
-                budget: read_ahead_bytes,
+                room: ByteBudget::new(read_ahead_bytes),
                 outer: sink.clone(),
             });
             let name = source.name().to_owned();
