@@ -32,7 +32,7 @@ use tracing::{Instrument, debug, error, warn};
 
 use crate::activity::Record;
 use crate::body_cache::BodyCache;
-use crate::budget::{ByteBudget, HeldBytes as BudgetBytes};
+use crate::budget::{ByteBudget, HeldBytes};
 use crate::decorate::Decorator;
 use crate::delivery::{Delivery, PendingRecord};
 use crate::exporter::Exporter;
@@ -1435,21 +1435,21 @@ struct ExportQueue {
 /// A batch in one exporter's queue, with its share of the queue's byte budget.
 struct QueuedBatch {
     batch: Arc<ExportBatch>,
-    held: HeldBytes<ExporterStats>,
+    held: GaugedBytes<ExporterStats>,
 }
 
 /// Bytes held in a queue bounded by bytes (a batch in an exporter's queue, a record on its way to the stage):
 /// released, and taken off the queue's gauge, when dropped.
-struct HeldBytes<S: 'static> {
-    _held: BudgetBytes,
+struct GaugedBytes<S: 'static> {
+    _held: HeldBytes,
     bytes: u64,
     stats: Arc<S>,
     gauge: fn(&S) -> &AtomicU64,
 }
 
-impl<S> HeldBytes<S> {
+impl<S> GaugedBytes<S> {
     /// Keeps `held` for `bytes`, counted on `gauge` of `stats` until dropped.
-    fn new(held: BudgetBytes, bytes: usize, stats: &Arc<S>, gauge: fn(&S) -> &AtomicU64) -> Self {
+    fn new(held: HeldBytes, bytes: usize, stats: &Arc<S>, gauge: fn(&S) -> &AtomicU64) -> Self {
         let bytes = bytes as u64;
         gauge(stats).fetch_add(bytes, Relaxed);
         Self {
@@ -1461,7 +1461,7 @@ impl<S> HeldBytes<S> {
     }
 }
 
-impl<S> Drop for HeldBytes<S> {
+impl<S> Drop for GaugedBytes<S> {
     fn drop(&mut self) {
         let bytes = self.bytes;
         let _ = (self.gauge)(&self.stats)
@@ -1542,7 +1542,7 @@ impl ExportQueues {
                 queue.counters.queued_batches.fetch_add(1, Relaxed);
                 slot.send(QueuedBatch {
                     batch: export.clone(),
-                    held: HeldBytes::new(permit, bytes, &queue.counters, |counters| {
+                    held: GaugedBytes::new(permit, bytes, &queue.counters, |counters| {
                         &counters.queued_bytes
                     }),
                 });
@@ -1635,7 +1635,7 @@ struct Tracked {
     /// When the sink took it.
     arrived: Instant,
     /// Its share of [`PipelineLimits::channel_bytes`], held until the stage has handled it.
-    held: HeldBytes<PipelineStats>,
+    held: GaugedBytes<PipelineStats>,
 }
 
 /// The sinks' way into the intake channel, bounded in records (the channel) and in bytes.
@@ -1663,7 +1663,7 @@ impl Intake {
             record,
             pending: pending(),
             arrived: Instant::now(),
-            held: HeldBytes::new(permit, bytes, stats, |stats| &stats.queued_record_bytes),
+            held: GaugedBytes::new(permit, bytes, stats, |stats| &stats.queued_record_bytes),
         });
         Ok(())
     }
