@@ -241,7 +241,6 @@ fn merge_history(
         links: Vec::new(),
     };
     let mut links = Vec::new();
-    let mut seen_activities = FastSet::default();
     for trace in traces {
         links.extend(trace.links);
         for span in trace.spans {
@@ -250,25 +249,18 @@ fn merge_history(
                 // A reader's parts hold no link spans; one that did is read as its link.
                 SpanKind::Link => links.extend(LinkRef::of_span(&span)),
                 SpanKind::Activity(_) => {
-                    if span.start >= from
-                        && span.start <= to
-                        && seen_activities.insert(span.span_id)
-                    {
+                    if span.start >= from && span.start <= to {
                         history.activities.push(span);
                     }
                 }
             }
         }
     }
-    // Without duplicates, in the order first seen (compared in place: no link is copied).
-    let mut seen = FastSet::with_capacity_and_hasher(links.len(), Default::default());
-    let first_seen: Vec<bool> = links.iter().map(|link| seen.insert(link)).collect();
-    drop(seen);
-    history.links = links
-        .into_iter()
-        .zip(first_seen)
-        .filter_map(|(link, first)| first.then_some(link))
-        .collect();
+    // An activity stored in two windows' traces counts once (the first seen).
+    keep_first_of_each(&mut history.activities, |span| &span.span_id);
+    // Links without duplicates, in the order first seen.
+    keep_first_of_each(&mut links, |link| link);
+    history.links = links;
     if history.object_spans.is_empty() && history.activities.is_empty() && history.links.is_empty()
     {
         return None;
@@ -279,6 +271,39 @@ fn merge_history(
         .sort_by(|a, b| a.start.cmp(&b.start).then(a.name.cmp(&b.name)));
     Some(history)
 }
+
+/// Keeps the first of the items with equal `identity`, in order. Most lists here are short (an object's links and
+/// activities in one or two windows): up to [`LINEAR_DEDUP`] items are compared pairwise, more through a set.
+fn keep_first_of_each<T, K: Eq + std::hash::Hash + ?Sized>(
+    items: &mut Vec<T>,
+    identity: impl Fn(&T) -> &K,
+) {
+    if items.len() < 2 {
+        return;
+    }
+    let first_seen: Vec<bool> = if items.len() <= LINEAR_DEDUP {
+        (0..items.len())
+            .map(|i| {
+                let this = identity(&items[i]);
+                !items[..i].iter().any(|earlier| identity(earlier) == this)
+            })
+            .collect()
+    } else {
+        let mut seen = FastSet::with_capacity_and_hasher(items.len(), Default::default());
+        items
+            .iter()
+            .map(|item| seen.insert(identity(item)))
+            .collect()
+    };
+    if first_seen.iter().all(|&first| first) {
+        return;
+    }
+    let mut first = first_seen.into_iter();
+    items.retain(|_| first.next().unwrap_or(true));
+}
+
+/// Up to this many items, [`keep_first_of_each`] compares them pairwise rather than hashing them.
+const LINEAR_DEDUP: usize = 8;
 
 /// The objects reached from some starting objects, with their histories.
 struct Reached {
@@ -664,4 +689,33 @@ fn first_time(node: &ViewNode) -> Option<Timestamp> {
         .first()
         .map(|a| a.start)
         .or_else(|| node.history.object_spans.first().map(|s| s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_of_each_is_kept_in_order_whether_compared_pairwise_or_hashed() {
+        for len in 0..3 * LINEAR_DEDUP {
+            // Every third item repeats an earlier one.
+            let mut items: Vec<(usize, &str)> = (0..len)
+                .map(|i| {
+                    if i % 3 == 2 {
+                        (i / 2, "again")
+                    } else {
+                        (i, "first")
+                    }
+                })
+                .collect();
+            let mut expected = Vec::new();
+            for item in &items {
+                if !expected.iter().any(|(id, _): &(usize, &str)| *id == item.0) {
+                    expected.push(*item);
+                }
+            }
+            keep_first_of_each(&mut items, |item| &item.0);
+            assert_eq!(items, expected, "{len} items");
+        }
+    }
 }

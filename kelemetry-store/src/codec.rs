@@ -20,7 +20,9 @@
 //! may be appended in a new version, never reordered or removed.
 //!
 //! [`decode_span_or_link`] reads the same bytes but keeps of a link span only what the read side follows links
-//! by ([`StoredLink`]): it checks every byte as [`decode_span`] does, without copying the other strings.
+//! by ([`StoredLink`]). It checks the structure of every byte as [`decode_span`] does (lengths, counts, codes,
+//! times, trailing bytes) and the UTF-8 of the strings it keeps; the strings it skips are not checked for UTF-8, so
+//! a link span damaged only there still gives its link, and fails when read in full.
 
 use std::borrow::Cow;
 
@@ -243,9 +245,13 @@ impl<'a> Cursor<'a> {
 
     /// A `text`, borrowed from the bytes.
     fn text_ref(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.text_bytes(field)?).map_err(|_| DecodeError::Invalid { field })
+    }
+
+    /// A `text`'s bytes, its length checked but not its UTF-8: for a string that is skipped.
+    fn text_bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let len = self.count(field, 1)?;
-        let bytes = self.take(len, field)?;
-        std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid { field })
+        self.take(len, field)
     }
 
     fn time(&mut self, field: &'static str) -> Result<Timestamp, DecodeError> {
@@ -272,39 +278,47 @@ impl<'a> Cursor<'a> {
         if code == 0 {
             return self.text_ref("attribute name").map(AttributeName::Text);
         }
-        usize::try_from(code - 1)
-            .ok()
-            .and_then(|index| ATTRIBUTE_NAMES.get(index))
-            .copied()
-            .map(AttributeName::Known)
-            .ok_or(DecodeError::Invalid {
-                field: "attribute name code",
-            })
+        known_attribute_name(code).map(AttributeName::Known)
     }
 
-    /// Attributes, checked and borrowed: each `(name, value)` goes to `visit`.
-    fn visit_attributes(
-        &mut self,
-        mut visit: impl FnMut(&str, &'a str),
-    ) -> Result<(), DecodeError> {
+    /// The attributes of a link span: the value of each the link keeps is checked and borrowed, the others are
+    /// skipped.
+    fn link_attributes(&mut self) -> Result<LinkAttributes<'a>, DecodeError> {
         let count = self.count("attribute count", 2)?;
+        let mut link = LinkAttributes::default();
         for _ in 0..count {
-            let name = match self.attribute_name()? {
-                AttributeName::Known(known) => known,
-                AttributeName::Text(text) => text,
-            };
-            visit(name, self.text_ref("attribute value")?);
+            let name = self.attribute_name_bytes()?;
+            match link.slot(name) {
+                Some(slot @ None) => *slot = Some(self.text_ref("attribute value")?),
+                _ => {
+                    self.text_bytes("attribute value")?;
+                }
+            }
         }
-        Ok(())
+        Ok(link)
     }
 
-    /// The logs of a span, checked and skipped.
+    /// An attribute name as bytes: [`Cursor::attribute_name`] without the UTF-8 check of a spelled-out name (a
+    /// name a link keeps is compared byte for byte, so it is text if it matches).
+    fn attribute_name_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let code = self.varint("attribute name")?;
+        if code == 0 {
+            return self.text_bytes("attribute name");
+        }
+        known_attribute_name(code).map(str::as_bytes)
+    }
+
+    /// The logs of a span, their structure checked, skipped.
     fn skip_logs(&mut self) -> Result<(), DecodeError> {
         let log_count = self.count("log count", 14)?;
         for _ in 0..log_count {
             self.time("log time")?;
-            self.text_ref("log message")?;
-            self.visit_attributes(|_, _| ())?;
+            self.text_bytes("log message")?;
+            let count = self.count("attribute count", 2)?;
+            for _ in 0..count {
+                self.attribute_name_bytes()?;
+                self.text_bytes("attribute value")?;
+            }
         }
         Ok(())
     }
@@ -323,6 +337,17 @@ impl<'a> Cursor<'a> {
 enum AttributeName<'a> {
     Known(&'static str),
     Text(&'a str),
+}
+
+/// The vocabulary's name of a nonzero name code.
+fn known_attribute_name(code: u64) -> Result<&'static str, DecodeError> {
+    usize::try_from(code - 1)
+        .ok()
+        .and_then(|index| ATTRIBUTE_NAMES.get(index))
+        .copied()
+        .ok_or(DecodeError::Invalid {
+            field: "attribute name code",
+        })
 }
 
 /// What the read side follows links by, read from a link span's attributes (the first of each name, as
@@ -368,18 +393,19 @@ struct LinkAttributes<'a> {
 }
 
 impl<'a> LinkAttributes<'a> {
-    fn visit(&mut self, name: &str, value: &'a str) {
+    /// Where the value of the attribute `name` goes, if the link keeps it.
+    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<&'a str>> {
         let slot = match name {
-            v::LINKED_CLUSTER => &mut self.key[0],
-            v::LINKED_GROUP => &mut self.key[1],
-            v::LINKED_RESOURCE => &mut self.key[2],
-            v::LINKED_NAMESPACE => &mut self.key[3],
-            v::LINKED_NAME => &mut self.key[4],
-            v::LINK_ROLE => &mut self.role,
-            v::LINK_CLASS => &mut self.class,
-            _ => return,
+            n if n == v::LINKED_CLUSTER.as_bytes() => &mut self.key[0],
+            n if n == v::LINKED_GROUP.as_bytes() => &mut self.key[1],
+            n if n == v::LINKED_RESOURCE.as_bytes() => &mut self.key[2],
+            n if n == v::LINKED_NAMESPACE.as_bytes() => &mut self.key[3],
+            n if n == v::LINKED_NAME.as_bytes() => &mut self.key[4],
+            n if n == v::LINK_ROLE.as_bytes() => &mut self.role,
+            n if n == v::LINK_CLASS.as_bytes() => &mut self.class,
+            _ => return None,
         };
-        slot.get_or_insert(value);
+        Some(slot)
     }
 
     fn link(&self) -> Option<StoredLink> {
@@ -444,11 +470,10 @@ pub fn decode_span_or_link(
     if head.kind != KIND_LINK {
         return decode_rest(&mut cursor, trace_id, span_id, head).map(DecodedSpan::Span);
     }
-    cursor.text_ref("name")?;
+    cursor.text_bytes("name")?;
     cursor.time("start")?;
     cursor.time("end")?;
-    let mut link = LinkAttributes::default();
-    cursor.visit_attributes(|name, value| link.visit(name, value))?;
+    let link = cursor.link_attributes()?;
     cursor.skip_logs()?;
     cursor.finish()?;
     Ok(DecodedSpan::Link(link.link()))
@@ -685,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn a_link_span_is_checked_as_fully_as_any_span() {
+    fn a_link_span_is_checked_for_structure_and_its_links_strings_for_utf8() {
         let mut span = link_with(&LINKED);
         span.logs = sample().logs;
         let mut bytes = Vec::new();
@@ -695,7 +720,7 @@ mod tests {
             assert!(decoded.is_err(), "prefix {len}");
             assert_eq!(decoded, expected(&span, &bytes[..len]), "prefix {len}");
         }
-        // Bytes that are not UTF-8, in an attribute the link does not read.
+        // Bytes that are not UTF-8 in an attribute the link does not keep: skipped, read in full they fail.
         let mut bad = link_with(&LINKED);
         bad.attributes
             .push((Cow::Borrowed(v::LINKER), "\u{7f}".into()));
@@ -703,8 +728,15 @@ mod tests {
         encode_span(&bad, &mut bytes);
         let at = bytes.iter().rposition(|b| *b == 0x7f).unwrap();
         bytes[at] = 0xff;
+        assert!(
+            matches!(
+                decode_span_or_link(bad.trace_id, bad.span_id, &bytes),
+                Ok(DecodedSpan::Link(Some(_)))
+            ),
+            "an unkept string is skipped"
+        );
         assert_eq!(
-            decode_span_or_link(bad.trace_id, bad.span_id, &bytes),
+            decode_span(bad.trace_id, bad.span_id, &bytes),
             Err(DecodeError::Invalid {
                 field: "attribute value"
             })
@@ -714,6 +746,20 @@ mod tests {
         assert_eq!(
             decode_span_or_link(bad.trace_id, bad.span_id, &bytes),
             Err(DecodeError::TrailingBytes(1))
+        );
+        // In an attribute the link keeps, they fail.
+        let mut kept = LINKED.to_vec();
+        kept[4].1 = "\u{7f}";
+        let bad = link_with(&kept);
+        let mut bytes = Vec::new();
+        encode_span(&bad, &mut bytes);
+        let at = bytes.iter().rposition(|b| *b == 0x7f).unwrap();
+        bytes[at] = 0xff;
+        assert_eq!(
+            decode_span_or_link(bad.trace_id, bad.span_id, &bytes),
+            Err(DecodeError::Invalid {
+                field: "attribute value"
+            })
         );
     }
 
