@@ -461,7 +461,8 @@ fn build_tree(
     }
     // The objects by key, taken out of `known`; the ones not placed go back.
     let mut entries: Vec<(ObjectKey, ObjectHistory)> = known.drain().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // In the keys' order, compared as bytes once each key is encoded.
+    entries.sort_by_cached_key(|(key, _)| key.ordered_bytes());
     let (order, assigned, classes, also_placed) = {
         let index: FastMap<&ObjectKey, usize> = entries
             .iter()

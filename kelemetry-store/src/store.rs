@@ -1431,7 +1431,8 @@ impl SpanStore {
         // The objects in index order, each read once, by one cursor that sweeps the index and seeks again (walking
         // back from `to`, as `windows_in` does) only past a run of entries it does not want.
         let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_by(|&a, &b| keys[a].fields().cmp(&keys[b].fields()));
+        // The key's order is the index's (cluster, group, resource, namespace, name): one byte comparison each.
+        order.sort_by_cached_key(|&i| keys[i].ordered_bytes());
         let upper = floor_secs(to);
         let mut all: Vec<Vec<StoredWindow>> = vec![Vec::new(); keys.len()];
         let mut sweep = None;
