@@ -116,6 +116,29 @@ impl Buffer {
         self.queued_bytes + self.in_flight_bytes
     }
 
+    /// Queues `spans`, whose estimated bytes are `bytes`.
+    pub(super) fn push(&mut self, spans: Vec<BufferedSpan>, bytes: usize) {
+        self.spans.extend(spans);
+        self.queued_bytes += bytes;
+    }
+
+    /// Takes at most `max` queued spans for one request, and counts them in flight.
+    fn take_in_flight(&mut self, max: usize) -> Vec<BufferedSpan> {
+        let take = self.spans.len().min(max);
+        let batch: Vec<BufferedSpan> = self.spans.drain(..take).collect();
+        let bytes = batch.iter().map(|span| span.bytes).sum::<usize>();
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        self.in_flight = batch.len();
+        self.in_flight_bytes = bytes;
+        batch
+    }
+
+    /// The request in flight is done (or abandoned): its spans no longer wait.
+    pub(super) fn clear_in_flight(&mut self) {
+        self.in_flight = 0;
+        self.in_flight_bytes = 0;
+    }
+
     /// Drops every queued span; what is in flight stays counted until its request finishes.
     pub(super) fn clear_queued(&mut self) {
         self.spans.clear();
@@ -175,12 +198,7 @@ impl Shared {
             {
                 let mut buffer = self.lock();
                 if !buffer.spans.is_empty() {
-                    let take = buffer.spans.len().min(max);
-                    let batch: Vec<BufferedSpan> = buffer.spans.drain(..take).collect();
-                    let bytes = batch.iter().map(|span| span.bytes).sum::<usize>();
-                    buffer.queued_bytes = buffer.queued_bytes.saturating_sub(bytes);
-                    buffer.in_flight = batch.len();
-                    buffer.in_flight_bytes = bytes;
+                    let batch = buffer.take_in_flight(max);
                     let first = buffer.taken;
                     buffer.taken += batch.len() as u64;
                     return Some((batch, first));
@@ -197,8 +215,7 @@ impl Shared {
     /// waiting for it and wakes the flushes.
     pub(super) fn request_finished(&self, start: u64, end: u64, delivered: bool) {
         let mut buffer = self.lock();
-        buffer.in_flight = 0;
-        buffer.in_flight_bytes = 0;
+        buffer.clear_in_flight();
         self.set_buffered(&buffer);
         buffer.settle(start, end, delivered);
         drop(buffer);

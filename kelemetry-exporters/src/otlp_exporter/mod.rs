@@ -8,13 +8,12 @@
 //! # Delivery
 //!
 //! [`Exporter::export`] puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans and
-//! [`OtlpConfig::buffer_bytes`] bytes of them); one
-//! background task per exporter sends the buffer in requests of at most [`OtlpConfig::max_batch_spans`] spans. By
-//! default ([`OtlpConfig::confirm_delivery`]) `export` then waits until the endpoint confirmed every span of the
-//! batch, so the pipeline acknowledges to its sources only what was delivered; it fails at once, retryably, while
-//! the endpoint is failing, so the pipeline's own retries and counts apply rather than a long wait. Without
-//! confirmation, `export` returns once the batch is buffered, and an endpoint that is down for a while does not hold
-//! the pipeline up:
+//! [`OtlpConfig::buffer_bytes`] bytes of them); one background task per exporter sends the buffer in requests of at
+//! most [`OtlpConfig::max_batch_spans`] spans. By default ([`OtlpConfig::confirm_delivery`]) `export` then waits until
+//! the endpoint confirmed every span of the batch, so the pipeline acknowledges to its sources only what was delivered;
+//! it fails at once, retryably, while the endpoint is failing, so the pipeline's own retries and counts apply rather
+//! than a long wait. Without confirmation, `export` returns once the batch is buffered, and an endpoint that is down
+//! for a while does not hold the pipeline up:
 //!
 //! - a retryable failure (the endpoint is unreachable, gRPC `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
 //!   `RESOURCE_EXHAUSTED`..., HTTP 408, 429, 502, 503, 504) is retried with exponential backoff, from
@@ -176,8 +175,7 @@ impl OtlpExporter {
                 "OTLP buffer has room again"
             );
         }
-        buffer.spans.extend(converted);
-        buffer.queued_bytes += bytes;
+        buffer.push(converted, bytes);
         let start = buffer.pushed;
         let end = start + batch.len() as u64;
         buffer.pushed = end;
@@ -259,8 +257,7 @@ impl Drop for OtlpExporter {
         let mut buffer = self.shared.lock();
         let undelivered = buffer.waiting();
         buffer.clear_queued();
-        buffer.in_flight = 0;
-        buffer.in_flight_bytes = 0;
+        buffer.clear_in_flight();
         buffer.closed = true;
         buffer.fail_all();
         self.shared.set_buffered(&buffer);
@@ -379,8 +376,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_buffer_holds_at_most_its_bytes_whatever_its_span_count() {
-        // Batches of 2 spans of about 100 KB, and 1 MB of buffer: the tenth batch does not fit, where the span
-        // count (65,536) would take 32,000 such batches.
+        // Batches of 2 spans of a little over 100 KB each, and 1 MB of buffer: the fifth or sixth batch does not
+        // fit, where the span count (65,536) would take 32,000 such batches.
         let exporter = to_nowhere(1_000_000);
         let mut accepted = 0;
         let refused = loop {
