@@ -120,6 +120,55 @@ pub fn resource_version<B: BodyMetadata + ?Sized>(body: &B) -> Option<&str> {
     metadata_str(body, "resourceVersion").filter(|rv| !rv.is_empty())
 }
 
+/// A body as the JSON text it was written in, checked to be JSON but not read: what an
+/// [`AuditEvent`](crate::audit::AuditEvent) holds of its request and response, borrowed from the document it was
+/// parsed from when it can be. [`Body::from_raw`] reads it as a body.
+///
+/// ```
+/// use kelemetry_core::body::RawBody;
+/// use serde_json::value::RawValue;
+///
+/// let raw: Box<RawValue> = serde_json::from_str(r#"{"kind":"Pod"}"#).unwrap();
+/// let body = RawBody::from(raw);
+/// assert_eq!(body.get(), r#"{"kind":"Pod"}"#);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawBody<'a>(Cow<'a, str>);
+
+impl<'a> RawBody<'a> {
+    /// Text known to be one JSON value.
+    pub(crate) fn checked(text: Cow<'a, str>) -> Self {
+        Self(text)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the text is borrowed from the input rather than owned.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+
+    /// The same body, owning its text.
+    pub fn into_owned(self) -> RawBody<'static> {
+        RawBody(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl<'a> From<&'a RawValue> for RawBody<'a> {
+    fn from(raw: &'a RawValue) -> Self {
+        Self(Cow::Borrowed(raw.get()))
+    }
+}
+
+impl From<Box<RawValue>> for RawBody<'static> {
+    fn from(raw: Box<RawValue>) -> Self {
+        Self(Cow::Owned(String::from(Box::<str>::from(raw))))
+    }
+}
+
 /// An object body as a source received it: compact JSON text, parsed when first read as a [`Value`] (through
 /// [`Deref`], without `metadata.managedFields`, as [`parse_object_body`]); its `metadata` alone is parsed when
 /// only that is asked for ([`BodyMetadata`]), and `metadata.name`, `namespace`, `uid` and `resourceVersion` are
@@ -182,17 +231,17 @@ impl Body {
         })
     }
 
-    /// A body from a raw value `serde_json` has read (so checked already), borrowed from its input (then copied)
-    /// or owned: `None` if it is not an object body.
-    pub fn from_raw(raw: Cow<'_, RawValue>) -> Option<Self> {
-        match raw {
+    /// A body from its checked JSON text (an audit event's body), borrowed from its input (then copied) or owned:
+    /// `None` if it is not an object body.
+    pub fn from_raw(raw: RawBody<'_>) -> Option<Self> {
+        match raw.0 {
             // Scanned where it is, copied only when it is an object body.
-            Cow::Borrowed(raw) => {
-                let mut body = Self::scanned(raw.get())?;
-                body.text = Some(raw.get().into());
+            Cow::Borrowed(text) => {
+                let mut body = Self::scanned(text)?;
+                body.text = Some(text.into());
                 Some(body)
             }
-            Cow::Owned(raw) => Self::from_checked(raw.into()),
+            Cow::Owned(text) => Self::from_checked(text.into()),
         }
     }
 
@@ -817,7 +866,7 @@ mod tests {
             assert!(parse_object_body(text).is_err(), "{text}");
             assert!(Body::from_text(text).is_err(), "{text}");
             let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
-            assert!(Body::from_raw(Cow::Owned(raw)).is_none(), "{text}");
+            assert!(Body::from_raw(RawBody::from(raw)).is_none(), "{text}");
         }
     }
 
@@ -919,7 +968,7 @@ mod tests {
             let body = &body;
             let from_text = Body::from_text(body.to_string()).unwrap();
             let raw: Box<RawValue> = serde_json::from_str(&body.to_string()).unwrap();
-            let from_raw = Body::from_raw(Cow::Owned(raw)).unwrap();
+            let from_raw = Body::from_raw(RawBody::from(raw)).unwrap();
             let parsed = Body::from_value(body.clone());
             for lazy in [&from_text, &from_raw] {
                 assert_eq!(lazy.kind(), parsed.kind());

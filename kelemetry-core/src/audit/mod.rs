@@ -27,6 +27,7 @@
 
 mod mapping;
 mod text;
+mod walk;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -35,8 +36,8 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
+pub use crate::body::RawBody;
 pub use mapping::{
     AuditMapping, AuditMappingError, AuditObserver, AuditOutcome, SkipReason, activity_title,
     map_event, status_text,
@@ -250,10 +251,10 @@ audit_event_types! {
     response_status: Option<ResponseStatus<'a>>,
     /// The request body (level Request and above), unparsed.
     #[serde(default, borrow, deserialize_with = "text::raw")]
-    request_object: Option<Cow<'a, RawValue>>,
+    request_object: Option<RawBody<'a>>,
     /// The response body (level RequestResponse), unparsed: the object itself, or a `Status`.
     #[serde(default, borrow, deserialize_with = "text::raw")]
-    response_object: Option<Cow<'a, RawValue>>,
+    response_object: Option<RawBody<'a>>,
     /// When the apiserver received the request.
     #[serde(default)]
     request_received_timestamp: Option<Timestamp>,
@@ -360,7 +361,7 @@ impl StatusDetails<'_> {
 impl AuditEvent<'_> {
     /// The same event, owning its strings and bodies: to keep it beyond the input it was parsed from.
     pub fn into_owned(self) -> AuditEvent<'static> {
-        let raw = |raw: Option<Cow<'_, RawValue>>| raw.map(|raw| Cow::Owned(raw.into_owned()));
+        let raw = |raw: Option<RawBody<'_>>| raw.map(RawBody::into_owned);
         AuditEvent {
             api_version: text::owned_optional(self.api_version),
             level: self.level,
@@ -429,8 +430,12 @@ pub enum AuditParseError {
 pub fn parse_document(input: &[u8]) -> Result<Vec<AuditEvent<'_>>, AuditParseError> {
     // Checked as UTF-8 once, the text is parsed without the per-string and per-raw-body checks that parsing bytes
     // makes (a tenth of the parse). Bytes that are not UTF-8 are parsed as bytes, for serde_json's error.
+    // The text is walked once (see `walk`); what the walk does not take, serde_json parses, and its answer stands.
     let document: Document<'_> = match std::str::from_utf8(input) {
-        Ok(text) => serde_json::from_str(text)?,
+        Ok(text) => match walked(text) {
+            Some(document) => document,
+            None => serde_json::from_str(text)?,
+        },
         Err(_) => serde_json::from_slice(input)?,
     };
     if let Some(api_version) = &document.api_version {
@@ -461,6 +466,14 @@ pub fn parse_document(input: &[u8]) -> Result<Vec<AuditEvent<'_>>, AuditParseErr
         DocumentKind::Missing => Err(AuditParseError::MissingKind),
         DocumentKind::Other(kind) => Err(AuditParseError::UnexpectedKind { kind }),
     }
+}
+
+/// The document read by the one-pass walk, if it takes it.
+fn walked(text: &str) -> Option<Document<'_>> {
+    let mut walker = walk::Walker::new(text);
+    let document = Document::deserialize(&mut walker).ok()?;
+    walker.end().ok()?;
+    Some(document)
 }
 
 /// The `kind` of a document, accepting any JSON value so a wrong one is reported as such.

@@ -13,6 +13,9 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::walk::BODY;
+use crate::body::RawBody;
+
 /// A map keyed by strings of the input.
 type TextMap<'a, V> = BTreeMap<Cow<'a, str>, V>;
 
@@ -84,11 +87,47 @@ pub(super) fn map_of_lists<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer.deserialize_option(MapVisitor::<'a, Vec<Text<'a>>>(PhantomData))
 }
 
-/// A body, borrowed as its raw JSON text.
+/// A body, borrowed as its raw JSON text. It is asked for as the newtype [`BODY`]: the one-pass walk
+/// ([`super::walk`]) answers with the text it has checked; `serde_json` (as any other deserializer) hands over the
+/// newtype's content, read as a `RawValue`.
 pub(super) fn raw<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Option<Cow<'a, RawValue>>, D::Error> {
-    Ok(Option::<&'a RawValue>::deserialize(deserializer)?.map(Cow::Borrowed))
+) -> Result<Option<RawBody<'a>>, D::Error> {
+    Ok(Option::<Raw<'a>>::deserialize(deserializer)?.map(|raw| raw.0))
+}
+
+/// A body of the input (see [`raw`]).
+struct Raw<'a>(RawBody<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = Raw<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            /// The walk's answer: the value's text, checked.
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Raw<'de>, E> {
+                Ok(Raw(RawBody::checked(Cow::Borrowed(text))))
+            }
+
+            fn visit_newtype_struct<D: Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Raw<'de>, D::Error> {
+                <&'de RawValue>::deserialize(deserializer).map(|raw| Raw(RawBody::from(raw)))
+            }
+        }
+
+        deserializer.deserialize_newtype_struct(BODY, RawVisitor)
+    }
 }
 
 /// What a map's values become.

@@ -27,10 +27,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kelemetry_core::audit::{
-    AuditEvent, AuditObjectRef, Level, ResponseStatus, Stage, StatusDetails, UserInfo,
+    AuditEvent, AuditObjectRef, Level, RawBody, ResponseStatus, Stage, StatusDetails, UserInfo,
 };
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{Envelope, EnvelopeSkip, Enveloped, invalid, missing};
@@ -259,8 +258,10 @@ fn body(value: Value) -> Option<Value> {
     }
 }
 
-fn raw(value: Value) -> Option<Cow<'static, RawValue>> {
-    serde_json::value::to_raw_value(&value).ok().map(Cow::Owned)
+fn raw(value: Value) -> Option<RawBody<'static>> {
+    serde_json::value::to_raw_value(&value)
+        .ok()
+        .map(RawBody::from)
 }
 
 /// The response status: the Kubernetes `Status` the response holds when it is one, else the HTTP code of

@@ -1,0 +1,681 @@
+//! Reading an audit document in one pass over its text: a `serde` [`Deserializer`] that checks the JSON as it
+//! walks it, hands each body over as its text (checked in the same pass, so nothing reads the body again to
+//! validate it) and leaves scalars to `serde_json`.
+//!
+//! Parsing with `serde_json` alone reads every body twice: once as a `RawValue` (which checks it, a pass over
+//! every byte of it) and once more when the mapping scans the response body for its fields. The bodies are most
+//! of an audit event's bytes. This walker checks each byte once; a body's text is then handed over through the
+//! newtype [`BODY`], which `serde_json` (any other deserializer) treats as an ordinary newtype.
+//!
+//! The walk is an optimisation, not a second parser to trust: anything it does not take (text that is not JSON,
+//! a field of the wrong type, an escaped field name it cannot borrow, nesting deeper than [`MAX_DEPTH`]) ends it
+//! with [`Unwalked`], and the caller parses the document again with `serde_json`, whose result and error then
+//! stand. What the walk accepts, `serde_json` accepts too, with the same values (tests check both on the recorded
+//! corpus and on random damage to it).
+
+use std::fmt;
+
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::de::StrRead;
+
+/// The newtype name through which a body asks for its JSON text (see [`crate::body::RawBody`]).
+pub(crate) const BODY: &str = "$kelemetry::RawBody";
+
+/// How deep arrays and objects may nest before the walk gives up (and `serde_json` decides).
+const MAX_DEPTH: usize = 128;
+
+/// The walk stopped: the document is to be parsed by `serde_json`, whose answer stands.
+#[derive(Debug)]
+pub(super) struct Unwalked;
+
+impl fmt::Display for Unwalked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the document is left to serde_json")
+    }
+}
+
+impl std::error::Error for Unwalked {}
+
+impl de::Error for Unwalked {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Unwalked
+    }
+}
+
+/// The walk over one document's text.
+pub(super) struct Walker<'de> {
+    text: &'de str,
+    at: usize,
+}
+
+impl<'de> Walker<'de> {
+    pub(super) fn new(text: &'de str) -> Self {
+        Self { text, at: 0 }
+    }
+
+    /// After the document: only whitespace may follow it.
+    pub(super) fn end(&mut self) -> Result<(), Unwalked> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(Unwalked),
+        }
+    }
+
+    fn bytes(&self) -> &'de [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte that is not whitespace, the cursor moved to it.
+    fn peek(&mut self) -> Option<u8> {
+        let bytes = self.bytes();
+        while let Some(&byte) = bytes.get(self.at) {
+            if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(byte);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// Moves past `byte`, which must come next (after whitespace).
+    fn expect(&mut self, byte: u8) -> Result<(), Unwalked> {
+        if self.peek() != Some(byte) {
+            return Err(Unwalked);
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// The text of the value at the cursor, checked, the cursor moved past it.
+    fn value_text(&mut self) -> Result<&'de str, Unwalked> {
+        self.peek();
+        let start = self.at;
+        self.skip_value()?;
+        self.text.get(start..self.at).ok_or(Unwalked)
+    }
+
+    /// Checks the value at the cursor and moves past it, without recursion: the kinds of the open containers are
+    /// bits of one integer (set for an object).
+    fn skip_value(&mut self) -> Result<(), Unwalked> {
+        let mut objects: u128 = 0;
+        let mut depth = 0usize;
+        'value: loop {
+            match self.peek().ok_or(Unwalked)? {
+                open @ (b'{' | b'[') => {
+                    self.at += 1;
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.at += 1;
+                    } else {
+                        if depth == MAX_DEPTH {
+                            return Err(Unwalked);
+                        }
+                        objects = (objects << 1) | u128::from(open == b'{');
+                        depth += 1;
+                        if open == b'{' {
+                            self.skip_name()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                b'"' => {
+                    self.skip_string()?;
+                }
+                b'-' | b'0'..=b'9' => self.skip_number()?,
+                b't' => self.skip_literal(b"true")?,
+                b'f' => self.skip_literal(b"false")?,
+                b'n' => self.skip_literal(b"null")?,
+                _ => return Err(Unwalked),
+            }
+            // After a value: close containers until one goes on.
+            loop {
+                if depth == 0 {
+                    return Ok(());
+                }
+                let in_object = objects & 1 == 1;
+                match self.peek() {
+                    Some(b',') => {
+                        self.at += 1;
+                        if in_object {
+                            self.skip_name()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b'}') if in_object => {}
+                    Some(b']') if !in_object => {}
+                    _ => return Err(Unwalked),
+                }
+                self.at += 1;
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// A field name and its colon.
+    fn skip_name(&mut self) -> Result<(), Unwalked> {
+        if self.peek() != Some(b'"') {
+            return Err(Unwalked);
+        }
+        self.skip_string()?;
+        self.expect(b':')
+    }
+
+    /// Checks the string at the cursor (on its opening quote) and moves past it; whether it has escapes. Refused:
+    /// control characters, unknown escapes, `\u` without four hex digits (as `serde_json` refuses them).
+    fn skip_string(&mut self) -> Result<bool, Unwalked> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let bytes = self.bytes();
+        let mut at = self.at + 1;
+        let mut escaped = false;
+        loop {
+            // Eight bytes at a time up to a quote, a backslash or a control character. Each mask is exact at its
+            // lowest set byte, which is all that is used.
+            while let Some(word) = bytes.get(at..at + 8) {
+                let mut chunk = [0u8; 8];
+                chunk.copy_from_slice(word);
+                let word = u64::from_le_bytes(chunk);
+                let quote = word ^ (ONES * u64::from(b'"'));
+                let backslash = word ^ (ONES * u64::from(b'\\'));
+                let found = (quote.wrapping_sub(ONES) & !quote)
+                    | (backslash.wrapping_sub(ONES) & !backslash)
+                    | (word.wrapping_sub(ONES * 0x20) & !word);
+                let found = found & HIGH;
+                if found != 0 {
+                    at += (found.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                at += 8;
+            }
+            match bytes.get(at) {
+                Some(b'"') => {
+                    self.at = at + 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match bytes.get(at + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
+                        Some(b'u') => {
+                            let digits = bytes.get(at + 2..at + 6).ok_or(Unwalked)?;
+                            if !digits.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(Unwalked);
+                            }
+                            at += 6;
+                        }
+                        _ => return Err(Unwalked),
+                    }
+                }
+                Some(&byte) if byte < 0x20 => return Err(Unwalked),
+                Some(_) => at += 1,
+                None => return Err(Unwalked),
+            }
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn skip_number(&mut self) -> Result<(), Unwalked> {
+        let bytes = self.bytes();
+        let mut at = self.at;
+        let digits = |at: usize| {
+            bytes.get(at..).map_or(0, |rest| {
+                rest.iter().take_while(|b| b.is_ascii_digit()).count()
+            })
+        };
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => at += digits(at),
+            _ => return Err(Unwalked),
+        }
+        if bytes.get(at) == Some(&b'.') {
+            let fraction = digits(at + 1);
+            if fraction == 0 {
+                return Err(Unwalked);
+            }
+            at += 1 + fraction;
+        }
+        if matches!(bytes.get(at), Some(b'e' | b'E')) {
+            at += 1;
+            if matches!(bytes.get(at), Some(b'+' | b'-')) {
+                at += 1;
+            }
+            let exponent = digits(at);
+            if exponent == 0 {
+                return Err(Unwalked);
+            }
+            at += exponent;
+        }
+        self.at = at;
+        Ok(())
+    }
+
+    fn skip_literal(&mut self, literal: &[u8]) -> Result<(), Unwalked> {
+        if self.bytes().get(self.at..self.at + literal.len()) != Some(literal) {
+            return Err(Unwalked);
+        }
+        self.at += literal.len();
+        Ok(())
+    }
+
+    /// A string at the cursor without escapes, its content borrowed; `None` (the cursor unmoved) otherwise.
+    fn plain_string(&mut self) -> Result<Option<&'de str>, Unwalked> {
+        if self.peek() != Some(b'"') {
+            return Ok(None);
+        }
+        let start = self.at;
+        if self.skip_string()? {
+            self.at = start;
+            return Ok(None);
+        }
+        self.text
+            .get(start + 1..self.at - 1)
+            .ok_or(Unwalked)
+            .map(Some)
+    }
+}
+
+/// Runs `read` on a `serde_json` deserializer of `text` (a value the walk checked), which must read all of it.
+fn with_json<'de, T>(
+    text: &'de str,
+    read: impl FnOnce(&mut serde_json::Deserializer<StrRead<'de>>) -> serde_json::Result<T>,
+) -> Result<T, Unwalked> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = read(&mut deserializer).map_err(|_| Unwalked)?;
+    deserializer.end().map_err(|_| Unwalked)?;
+    Ok(value)
+}
+
+/// Deserializer methods answered by `serde_json` reading the value's text.
+macro_rules! leave_to_json {
+    ($($method:ident $(($($arg:ident: $ty:ty),*))?;)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, $($($arg: $ty,)*)? visitor: V) -> Result<V::Value, Unwalked> {
+                let text = self.value_text()?;
+                with_json(text, |json| json.$method($($($arg,)*)? visitor))
+            }
+        )*
+    };
+}
+
+impl<'de> Deserializer<'de> for &mut Walker<'de> {
+    type Error = Unwalked;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        match self.peek() {
+            Some(b'{') => self.deserialize_map(visitor),
+            Some(b'[') => self.deserialize_seq(visitor),
+            Some(b'"') => self.deserialize_str(visitor),
+            _ => {
+                let text = self.value_text()?;
+                with_json(text, |json| json.deserialize_any(visitor))
+            }
+        }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        match self.plain_string()? {
+            Some(text) => visitor.visit_borrowed_str(text),
+            None => {
+                let text = self.value_text()?;
+                with_json(text, |json| json.deserialize_str(visitor))
+            }
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        if self.peek() == Some(b'n') {
+            self.skip_literal(b"null")?;
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Unwalked> {
+        if name == BODY {
+            let text = self.value_text()?;
+            visitor.visit_borrowed_str(text)
+        } else {
+            visitor.visit_newtype_struct(self)
+        }
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        self.expect(b'[')?;
+        let value = visitor.visit_seq(Items {
+            walker: self,
+            first: true,
+        })?;
+        Ok(value)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        self.expect(b'{')?;
+        visitor.visit_map(Fields {
+            walker: self,
+            first: true,
+        })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Unwalked> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
+        self.skip_value()?;
+        visitor.visit_unit()
+    }
+
+    leave_to_json! {
+        deserialize_bool;
+        deserialize_i8;
+        deserialize_i16;
+        deserialize_i32;
+        deserialize_i64;
+        deserialize_i128;
+        deserialize_u8;
+        deserialize_u16;
+        deserialize_u32;
+        deserialize_u64;
+        deserialize_u128;
+        deserialize_f32;
+        deserialize_f64;
+        deserialize_char;
+        deserialize_bytes;
+        deserialize_byte_buf;
+        deserialize_unit;
+        deserialize_unit_struct(name: &'static str);
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+    }
+}
+
+/// The fields of an object, after its opening brace.
+struct Fields<'w, 'de> {
+    walker: &'w mut Walker<'de>,
+    first: bool,
+}
+
+impl<'de> MapAccess<'de> for Fields<'_, 'de> {
+    type Error = Unwalked;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Unwalked> {
+        let walker = &mut *self.walker;
+        match walker.peek() {
+            Some(b'}') => {
+                walker.at += 1;
+                return Ok(None);
+            }
+            Some(b',') if !self.first => walker.at += 1,
+            Some(b'"') if self.first => {}
+            _ => return Err(Unwalked),
+        }
+        self.first = false;
+        let key = match walker.plain_string()? {
+            Some(name) => seed.deserialize(BorrowedStrDeserializer::<Unwalked>::new(name))?,
+            None => {
+                if walker.peek() != Some(b'"') {
+                    return Err(Unwalked);
+                }
+                let text = walker.value_text()?;
+                with_json(text, |json| seed.deserialize(json))?
+            }
+        };
+        walker.expect(b':')?;
+        Ok(Some(key))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Unwalked> {
+        seed.deserialize(&mut *self.walker)
+    }
+}
+
+/// The items of an array, after its opening bracket.
+struct Items<'w, 'de> {
+    walker: &'w mut Walker<'de>,
+    first: bool,
+}
+
+impl<'de> SeqAccess<'de> for Items<'_, 'de> {
+    type Error = Unwalked;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Unwalked> {
+        let walker = &mut *self.walker;
+        match walker.peek() {
+            Some(b']') => {
+                walker.at += 1;
+                return Ok(None);
+            }
+            Some(b',') if !self.first => walker.at += 1,
+            Some(_) if self.first => {}
+            _ => return Err(Unwalked),
+        }
+        self.first = false;
+        seed.deserialize(walker).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::IgnoredAny;
+
+    use super::super::{AuditEvent, Document, walked};
+
+    /// Every line of the recorded audit logs of the repository.
+    fn recorded_lines() -> Vec<String> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/recorded");
+        let mut lines = Vec::new();
+        let mut folders: Vec<_> = std::fs::read_dir(dir)
+            .expect("the recorded fixtures")
+            .map(|entry| entry.expect("an entry").path())
+            .collect();
+        folders.sort();
+        for folder in folders {
+            let Ok(text) = std::fs::read_to_string(folder.join("audit.log")) else {
+                continue;
+            };
+            lines.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        assert!(lines.len() > 500, "{} recorded lines", lines.len());
+        lines
+    }
+
+    /// A document's events as text, to compare two parses.
+    fn events_of(document: Document<'_>) -> String {
+        let events: Vec<AuditEvent<'_>> = match document.items {
+            Some(items) => items,
+            None => vec![document.into_event()],
+        };
+        format!("{events:?}")
+    }
+
+    /// What `serde_json` alone makes of `text`.
+    fn by_json(text: &str) -> Option<String> {
+        serde_json::from_str::<Document<'_>>(text)
+            .ok()
+            .map(events_of)
+    }
+
+    /// The walk's answer for `text` must be `serde_json`'s whenever the walk gives one; returns whether it did.
+    fn check(text: &str) -> bool {
+        let Some(document) = walked(text) else {
+            return false;
+        };
+        assert!(
+            serde_json::from_str::<IgnoredAny>(text).is_ok(),
+            "the walk took text that is not JSON: {text}"
+        );
+        assert_eq!(Some(events_of(document)), by_json(text), "{text}");
+        true
+    }
+
+    #[test]
+    fn the_walk_reads_every_recorded_line_as_serde_json_does() {
+        let lines = recorded_lines();
+        for line in &lines {
+            assert!(check(line), "the walk gave up on a recorded line: {line}");
+        }
+        // An EventList of them, as a webhook receives it.
+        let list = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
+            lines.join(",")
+        );
+        assert!(check(&list));
+    }
+
+    /// Damage to recorded lines (a byte replaced, removed or repeated, with the bytes JSON gives meaning to): the
+    /// walk either gives up or answers as `serde_json` does, and never takes text that is not JSON.
+    #[test]
+    fn damaged_lines_are_read_as_serde_json_reads_them_or_left_to_it() {
+        let lines = recorded_lines();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = b"{}[]\",:\\ \t\n0123456789-+.eEtrufalsn\x01\x1f\x7fu";
+        let (mut taken, mut given_up) = (0, 0);
+        for round in 0..20_000u64 {
+            let line = &lines[(next() % lines.len() as u64) as usize];
+            let mut bytes = line.as_bytes().to_vec();
+            for _ in 0..=(round % 3) {
+                let at = (next() % bytes.len() as u64) as usize;
+                let special = specials[(next() % specials.len() as u64) as usize];
+                match next() % 3 {
+                    0 => bytes[at] = special,
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, special),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            if check(text) {
+                taken += 1;
+            } else {
+                given_up += 1;
+                // Given up, it is serde_json's to parse: nothing to compare.
+            }
+        }
+        assert!(
+            taken > 1_000 && given_up > 1_000,
+            "{taken} taken, {given_up} left"
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_left_to_serde_json() {
+        let event = |body: &str| {
+            format!(r#"{{"kind":"Event","auditID":"a","verb":"create","responseObject":{body}}}"#)
+        };
+        for body in [
+            r#"{"a":"tab	inside"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":"\u12g4"}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1e+}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":{]}"#,
+            r#"{1:2}"#,
+            r#"{"a":"unterminated}"#,
+        ] {
+            let text = event(body);
+            assert!(walked(&text).is_none(), "{text}");
+            assert!(serde_json::from_str::<IgnoredAny>(&text).is_err(), "{text}");
+        }
+        // Trailing text after the document.
+        assert!(walked(r#"{"kind":"Event","auditID":"a"} x"#).is_none());
+        assert!(walked(" {\"kind\":\"Event\",\"auditID\":\"a\"}\n ").is_some());
+    }
+
+    #[test]
+    fn what_serde_json_accepts_in_a_body_the_walk_takes_or_leaves_alike() {
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        for body in [
+            r#"{"a":"\ud800"}"#.to_owned(),
+            r#"{"a":1e999,"b":-0.0e-5,"c":[true,false,null,"\"\\\/\b\f\n\r\t\u00e9"]}"#.to_owned(),
+            " { \"a\" : [ ] , \"b\" : { } } ".to_owned(),
+            r#"[{"op":"replace","path":"/spec","value":1}]"#.to_owned(),
+            format!(r#"{{"deep":{deep}}}"#),
+        ] {
+            let text = format!(
+                r#"{{"kind":"Event","auditID":"a","verb":"patch","requestObject":{body},"responseObject":{body}}}"#
+            );
+            let events =
+                super::super::parse_document(text.as_bytes()).expect("serde_json takes it");
+            assert_eq!(
+                events[0].request_object.as_ref().map(|b| b.get().trim()),
+                Some(body.trim()),
+                "{text}"
+            );
+            // The deep one is left to serde_json; the others are walked.
+            assert_eq!(walked(&text).is_some(), !body.contains(&deep), "{text}");
+            check(&text);
+        }
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_left_to_serde_json_and_its_error_stands() {
+        for text in [
+            r#"{"kind":"Event","auditID":5}"#,
+            r#"{"kind":"Event","auditID":"a","auditID":"b"}"#,
+            r#"{"kind":"Event","auditID":"a","responseStatus":{"code":"x"}}"#,
+            r#"{"kind":"Event","auditID":"a","stage":7}"#,
+        ] {
+            assert!(walked(text).is_none(), "{text}");
+            let error = super::super::parse_document(text.as_bytes()).unwrap_err();
+            assert!(
+                error.to_string().starts_with("invalid audit JSON"),
+                "{error}"
+            );
+        }
+    }
+}
