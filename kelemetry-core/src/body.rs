@@ -132,40 +132,81 @@ pub fn resource_version<B: BodyMetadata + ?Sized>(body: &B) -> Option<&str> {
 /// let body = RawBody::from(raw);
 /// assert_eq!(body.get(), r#"{"kind":"Pod"}"#);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawBody<'a>(Cow<'a, str>);
+#[derive(Clone)]
+pub struct RawBody<'a> {
+    text: Cow<'a, str>,
+    /// The fields of the object and of its `metadata`, when the parse that checked the text found them on the way
+    /// (as [`json_scan::object_and_nested_fields`] finds them): the body is then not scanned again.
+    fields: Option<FoundFields<'a>>,
+}
+
+/// The fields of a body's object and of its `metadata`, their ranges of the body's text.
+#[derive(Clone, Debug)]
+pub(crate) struct FoundFields<'a> {
+    pub(crate) top: Vec<json_scan::Field<'a>>,
+    pub(crate) metadata: Option<Vec<json_scan::Field<'a>>>,
+}
 
 impl<'a> RawBody<'a> {
     /// Text known to be one JSON value.
     pub(crate) fn checked(text: Cow<'a, str>) -> Self {
-        Self(text)
+        Self { text, fields: None }
+    }
+
+    /// The fields the parse found in the (borrowed) text.
+    pub(crate) fn with_fields(mut self, fields: FoundFields<'a>) -> Self {
+        if self.is_borrowed() {
+            self.fields = Some(fields);
+        }
+        self
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The fields the parse found, if it did.
+    #[cfg(test)]
+    pub(crate) fn found_fields(&self) -> Option<&FoundFields<'a>> {
+        self.fields.as_ref()
     }
 
     /// Whether the text is borrowed from the input rather than owned.
     pub fn is_borrowed(&self) -> bool {
-        matches!(self.0, Cow::Borrowed(_))
+        matches!(self.text, Cow::Borrowed(_))
     }
 
     /// The same body, owning its text.
     pub fn into_owned(self) -> RawBody<'static> {
-        RawBody(Cow::Owned(self.0.into_owned()))
+        RawBody::checked(Cow::Owned(self.text.into_owned()))
     }
 }
 
+impl fmt::Debug for RawBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawBody").field(&self.get()).finish()
+    }
+}
+
+/// Two bodies are equal when their texts are.
+impl PartialEq for RawBody<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for RawBody<'_> {}
+
 impl<'a> From<&'a RawValue> for RawBody<'a> {
     fn from(raw: &'a RawValue) -> Self {
-        Self(Cow::Borrowed(raw.get()))
+        Self::checked(Cow::Borrowed(raw.get()))
     }
 }
 
 impl From<Box<RawValue>> for RawBody<'static> {
     fn from(raw: Box<RawValue>) -> Self {
-        Self(Cow::Owned(String::from(Box::<str>::from(raw))))
+        Self::checked(Cow::Owned(String::from(Box::<str>::from(raw))))
     }
 }
 
@@ -234,10 +275,13 @@ impl Body {
     /// A body from its checked JSON text (an audit event's body), borrowed from its input (then copied) or owned:
     /// `None` if it is not an object body.
     pub fn from_raw(raw: RawBody<'_>) -> Option<Self> {
-        match raw.0 {
-            // Scanned where it is, copied only when it is an object body.
+        match raw.text {
+            // Scanned where it is (unless the parse found its fields already), copied only when it is an object body.
             Cow::Borrowed(text) => {
-                let mut body = Self::scanned(text)?;
+                let mut body = match raw.fields {
+                    Some(found) => Self::of_fields(text, found.top, found.metadata)?,
+                    None => Self::scanned(text)?,
+                };
                 body.text = Some(text.into());
                 Some(body)
             }
@@ -256,6 +300,15 @@ impl Body {
     fn scanned(text: &str) -> Option<Self> {
         // One pass finds the top-level fields and those of `metadata`.
         let (fields, metadata) = json_scan::object_and_nested_fields(text, "metadata")?;
+        Self::of_fields(text, fields, metadata)
+    }
+
+    /// What [`Body::scanned`] makes of the fields of `text` and of its `metadata`, however they were found.
+    fn of_fields(
+        text: &str,
+        fields: Vec<json_scan::Field<'_>>,
+        metadata: Option<Vec<json_scan::Field<'_>>>,
+    ) -> Option<Self> {
         let top_fields = sorted_field_spans(text, &fields);
         let (mut metadata_at, mut kind_at) = (None, Skimmed::Absent);
         for field in fields {

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 /// One field of an object: its name (unescaped) and where its value is, as a range of the object's text.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Field<'t> {
     pub(crate) name: Cow<'t, str>,
     pub(crate) value: Range<usize>,

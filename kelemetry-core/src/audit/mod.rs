@@ -253,7 +253,7 @@ audit_event_types! {
     #[serde(default, borrow, deserialize_with = "text::raw")]
     request_object: Option<RawBody<'a>>,
     /// The response body (level RequestResponse), unparsed: the object itself, or a `Status`.
-    #[serde(default, borrow, deserialize_with = "text::raw")]
+    #[serde(default, borrow, deserialize_with = "text::raw_with_fields")]
     response_object: Option<RawBody<'a>>,
     /// When the apiserver received the request.
     #[serde(default)]
@@ -469,10 +469,36 @@ pub fn parse_document(input: &[u8]) -> Result<Vec<AuditEvent<'_>>, AuditParseErr
 }
 
 /// The document read by the one-pass walk, if it takes it.
-fn walked(text: &str) -> Option<Document<'_>> {
+fn walked<'a>(text: &'a str) -> Option<Document<'a>> {
     let mut walker = walk::Walker::new(text);
-    let document = Document::deserialize(&mut walker).ok()?;
+    let mut document = Document::deserialize(&mut walker).ok()?;
     walker.end().ok()?;
+    let mut found = walker.into_found_fields().into_iter().peekable();
+    if found.peek().is_none() {
+        return Some(document);
+    }
+    // The fields the walk found in each response body, handed to the body (both in the order of the text).
+    let mut attach = |slot: &mut Option<RawBody<'a>>| {
+        let Some(body) = slot.take() else {
+            return;
+        };
+        let at = body
+            .get()
+            .as_ptr()
+            .addr()
+            .wrapping_sub(text.as_ptr().addr());
+        while found.next_if(|(start, _)| *start < at).is_some() {}
+        *slot = Some(match found.next_if(|(start, _)| *start == at) {
+            Some((_, fields)) => body.with_fields(fields),
+            None => body,
+        });
+    };
+    match &mut document.items {
+        Some(items) => items
+            .iter_mut()
+            .for_each(|event| attach(&mut event.response_object)),
+        None => attach(&mut document.response_object),
+    }
     Some(document)
 }
 

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::walk::BODY;
+use super::walk::{BODY, BODY_WITH_FIELDS};
 use crate::body::RawBody;
 
 /// A map keyed by strings of the input.
@@ -93,18 +93,26 @@ pub(super) fn map_of_lists<'de: 'a, 'a, D: Deserializer<'de>>(
 pub(super) fn raw<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<RawBody<'a>>, D::Error> {
-    Ok(Option::<Raw<'a>>::deserialize(deserializer)?.map(|raw| raw.0))
+    Ok(Option::<Raw<'a, false>>::deserialize(deserializer)?.map(|raw| raw.0))
 }
 
-/// A body of the input (see [`raw`]).
-struct Raw<'a>(RawBody<'a>);
+/// A body as [`raw`], whose fields the walk also notes on its way ([`BODY_WITH_FIELDS`]): the response body, which
+/// the mapping reads.
+pub(super) fn raw_with_fields<'de: 'a, 'a, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<RawBody<'a>>, D::Error> {
+    Ok(Option::<Raw<'a, true>>::deserialize(deserializer)?.map(|raw| raw.0))
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+/// A body of the input (see [`raw`]), its fields noted by the walk when `FIELDS`.
+struct Raw<'a, const FIELDS: bool>(RawBody<'a>);
+
+impl<'de: 'a, 'a, const FIELDS: bool> Deserialize<'de> for Raw<'a, FIELDS> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RawVisitor;
+        struct RawVisitor<const FIELDS: bool>;
 
-        impl<'de> Visitor<'de> for RawVisitor {
-            type Value = Raw<'de>;
+        impl<'de, const FIELDS: bool> Visitor<'de> for RawVisitor<FIELDS> {
+            type Value = Raw<'de, FIELDS>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON value")
@@ -114,19 +122,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
             fn visit_borrowed_str<E: serde::de::Error>(
                 self,
                 text: &'de str,
-            ) -> Result<Raw<'de>, E> {
+            ) -> Result<Raw<'de, FIELDS>, E> {
                 Ok(Raw(RawBody::checked(Cow::Borrowed(text))))
             }
 
             fn visit_newtype_struct<D: Deserializer<'de>>(
                 self,
                 deserializer: D,
-            ) -> Result<Raw<'de>, D::Error> {
+            ) -> Result<Raw<'de, FIELDS>, D::Error> {
                 <&'de RawValue>::deserialize(deserializer).map(|raw| Raw(RawBody::from(raw)))
             }
         }
 
-        deserializer.deserialize_newtype_struct(BODY, RawVisitor)
+        let name = if FIELDS { BODY_WITH_FIELDS } else { BODY };
+        deserializer.deserialize_newtype_struct(name, RawVisitor::<FIELDS>)
     }
 }
 

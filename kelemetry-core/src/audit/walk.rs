@@ -19,8 +19,18 @@ use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::de::StrRead;
 
+use crate::body::FoundFields;
+use crate::json_scan::Field;
+
 /// The newtype name through which a body asks for its JSON text (see [`crate::body::RawBody`]).
 pub(crate) const BODY: &str = "$kelemetry::RawBody";
+
+/// The same for a body whose fields the walk also notes (see [`Walker::into_found_fields`]).
+pub(crate) const BODY_WITH_FIELDS: &str = "$kelemetry::RawBody+fields";
+
+/// How deep a body's values may nest for the walk to note its fields: well within the depth at which
+/// [`crate::json_scan`] refuses a body (126), so that a body the walk notes is one it would have scanned alike.
+const MAX_NOTED_DEPTH: usize = 100;
 
 /// How deep arrays and objects may nest before the walk gives up (and `serde_json` decides).
 const MAX_DEPTH: usize = 128;
@@ -47,11 +57,107 @@ impl de::Error for Unwalked {
 pub(super) struct Walker<'de> {
     text: &'de str,
     at: usize,
+    /// The fields of the bodies asked for as [`BODY_WITH_FIELDS`], by where each body starts in the text.
+    found: Vec<(usize, FoundFields<'de>)>,
+    /// Whether the walk met, since this was last cleared, what [`crate::json_scan`] treats on its own terms: a `\u`
+    /// escape of a surrogate, a number with an exponent or of more than 300 characters, nesting deeper than
+    /// [`MAX_NOTED_DEPTH`].
+    unusual: bool,
 }
 
 impl<'de> Walker<'de> {
     pub(super) fn new(text: &'de str) -> Self {
-        Self { text, at: 0 }
+        Self {
+            text,
+            at: 0,
+            found: Vec::new(),
+            unusual: false,
+        }
+    }
+
+    /// The fields noted of the bodies asked for as [`BODY_WITH_FIELDS`], each with where its body starts in the
+    /// text, in the order of the text: what [`crate::json_scan::object_and_nested_fields`] would find of the body and of
+    /// its `metadata`. A body that is not an object, or holds what the scan treats on its own terms (see
+    /// [`Walker::unusual`]) or a field name with escapes, has none: it is scanned when it is read.
+    pub(super) fn into_found_fields(self) -> Vec<(usize, FoundFields<'de>)> {
+        self.found
+    }
+
+    /// The body at the cursor, checked, the cursor moved past it, its fields noted when it is an object without
+    /// anything unusual.
+    fn body_with_fields(&mut self) -> Result<&'de str, Unwalked> {
+        self.peek();
+        let start = self.at;
+        self.unusual = false;
+        let noted = match self.bytes().get(start) {
+            Some(b'{') => self.object_fields(start, true)?,
+            _ => None,
+        };
+        match noted {
+            Some(fields) if !self.unusual => {
+                self.found.push((start, fields));
+                self.text.get(start..self.at).ok_or(Unwalked)
+            }
+            _ => {
+                self.at = start;
+                self.value_text()
+            }
+        }
+    }
+
+    /// The fields of the object at the cursor (on its brace), checked, their ranges counted from `base`; with
+    /// those of its field `metadata` when `nested`. `None` (the walk somewhere inside) when a name has escapes or
+    /// `metadata` is not an object: the caller walks the body again from its start.
+    fn object_fields(
+        &mut self,
+        base: usize,
+        nested: bool,
+    ) -> Result<Option<FoundFields<'de>>, Unwalked> {
+        self.at += 1;
+        let mut top = Vec::new();
+        let mut metadata = None;
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(Some(FoundFields { top, metadata }));
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(Unwalked);
+            }
+            let name_start = self.at;
+            if self.skip_string()? {
+                return Ok(None);
+            }
+            let name = self.text.get(name_start + 1..self.at - 1).ok_or(Unwalked)?;
+            self.expect(b':')?;
+            let value_start = match self.peek() {
+                Some(_) => self.at,
+                None => return Err(Unwalked),
+            };
+            if nested && name == "metadata" {
+                if self.bytes().get(value_start) != Some(&b'{') {
+                    return Ok(None);
+                }
+                match self.object_fields(base, false)? {
+                    Some(inner) => metadata = Some(inner.top),
+                    None => return Ok(None),
+                }
+            } else {
+                self.skip_value()?;
+            }
+            top.push(Field {
+                name: std::borrow::Cow::Borrowed(name),
+                value: value_start - base..self.at - base,
+            });
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(Some(FoundFields { top, metadata }));
+                }
+                _ => return Err(Unwalked),
+            }
+        }
     }
 
     /// After the document: only whitespace may follow it.
@@ -113,6 +219,7 @@ impl<'de> Walker<'de> {
                         }
                         objects = (objects << 1) | u128::from(open == b'{');
                         depth += 1;
+                        self.unusual |= depth > MAX_NOTED_DEPTH;
                         if open == b'{' {
                             self.skip_name()?;
                         }
@@ -203,6 +310,9 @@ impl<'de> Walker<'de> {
                             if !digits.iter().all(u8::is_ascii_hexdigit) {
                                 return Err(Unwalked);
                             }
+                            // `d800` to `dfff`: half of a pair, which the body scan checks itself.
+                            self.unusual |= matches!(digits[0], b'd' | b'D')
+                                && matches!(digits[1], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F');
                             at += 6;
                         }
                         _ => return Err(Unwalked),
@@ -249,7 +359,9 @@ impl<'de> Walker<'de> {
                 return Err(Unwalked);
             }
             at += exponent;
+            self.unusual = true;
         }
+        self.unusual |= at - self.at > 300;
         self.at = at;
         Ok(())
     }
@@ -351,6 +463,9 @@ impl<'de> Deserializer<'de> for &mut Walker<'de> {
     ) -> Result<V::Value, Unwalked> {
         if name == BODY {
             let text = self.value_text()?;
+            visitor.visit_borrowed_str(text)
+        } else if name == BODY_WITH_FIELDS {
+            let text = self.body_with_fields()?;
             visitor.visit_borrowed_str(text)
         } else {
             visitor.visit_newtype_struct(self)
@@ -489,6 +604,7 @@ mod tests {
     use serde::de::IgnoredAny;
 
     use super::super::{AuditEvent, Document, walked};
+    use crate::json_scan;
 
     /// Every line of the recorded audit logs of the repository.
     fn recorded_lines() -> Vec<String> {
@@ -529,31 +645,62 @@ mod tests {
             .map(events_of)
     }
 
-    /// The walk's answer for `text` must be `serde_json`'s whenever the walk gives one; returns whether it did.
-    fn check(text: &str) -> bool {
-        let Some(document) = walked(text) else {
-            return false;
-        };
+    /// The walk's answer for `text` must be `serde_json`'s whenever the walk gives one, and the fields it noted
+    /// of a response body those the body scan finds; returns whether it gave one, and how many bodies it noted.
+    fn check(text: &str) -> Option<usize> {
+        let document = walked(text)?;
         assert!(
             serde_json::from_str::<IgnoredAny>(text).is_ok(),
             "the walk took text that is not JSON: {text}"
         );
+        let events: Vec<&AuditEvent<'_>> = match &document.items {
+            Some(items) => items.iter().collect(),
+            None => Vec::new(),
+        };
+        let single = document
+            .items
+            .is_none()
+            .then_some(&document.response_object);
+        let mut noted = 0;
+        for body in events
+            .iter()
+            .map(|event| &event.response_object)
+            .chain(single)
+            .flatten()
+        {
+            if let Some(found) = body.found_fields() {
+                let scanned = json_scan::object_and_nested_fields(body.get(), "metadata");
+                assert_eq!(
+                    Some((found.top.clone(), found.metadata.clone())),
+                    scanned,
+                    "{text}"
+                );
+                noted += 1;
+            }
+        }
         assert_eq!(Some(events_of(document)), by_json(text), "{text}");
-        true
+        Some(noted)
     }
 
     #[test]
     fn the_walk_reads_every_recorded_line_as_serde_json_does() {
         let lines = recorded_lines();
+        let (mut noted, mut bodies) = (0, 0);
         for line in &lines {
-            assert!(check(line), "the walk gave up on a recorded line: {line}");
+            let Some(found) = check(line) else {
+                panic!("the walk gave up on a recorded line: {line}");
+            };
+            noted += found;
+            bodies += usize::from(line.contains(r#""responseObject":{"#));
         }
+        // Every response body that is an object has its fields noted.
+        assert!(bodies > 100 && noted == bodies, "{noted} of {bodies}");
         // An EventList of them, as a webhook receives it.
         let list = format!(
             r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
             lines.join(",")
         );
-        assert!(check(&list));
+        assert_eq!(check(&list), Some(noted));
     }
 
     /// Damage to recorded lines (a byte replaced, removed or repeated, with the bytes JSON gives meaning to): the
@@ -587,7 +734,7 @@ mod tests {
             let Ok(text) = std::str::from_utf8(&bytes) else {
                 continue;
             };
-            if check(text) {
+            if check(text).is_some() {
                 taken += 1;
             } else {
                 given_up += 1;
