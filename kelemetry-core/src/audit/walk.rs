@@ -474,19 +474,29 @@ impl<'de> Deserializer<'de> for &mut Walker<'de> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
         self.expect(b'[')?;
-        let value = visitor.visit_seq(Items {
+        let mut items = Items {
             walker: self,
             first: true,
-        })?;
-        Ok(value)
+            done: false,
+        };
+        let value = visitor.visit_seq(&mut items)?;
+        // A visitor that stopped before the end would leave the walk inside the array (`serde_json` refuses it).
+        if items.done { Ok(value) } else { Err(Unwalked) }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
         self.expect(b'{')?;
-        visitor.visit_map(Fields {
+        let mut fields = Fields {
             walker: self,
             first: true,
-        })
+            done: false,
+        };
+        let value = visitor.visit_map(&mut fields)?;
+        if fields.done {
+            Ok(value)
+        } else {
+            Err(Unwalked)
+        }
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -532,6 +542,8 @@ impl<'de> Deserializer<'de> for &mut Walker<'de> {
 struct Fields<'w, 'de> {
     walker: &'w mut Walker<'de>,
     first: bool,
+    /// Whether the closing brace was reached.
+    done: bool,
 }
 
 impl<'de> MapAccess<'de> for Fields<'_, 'de> {
@@ -545,6 +557,7 @@ impl<'de> MapAccess<'de> for Fields<'_, 'de> {
         match walker.peek() {
             Some(b'}') => {
                 walker.at += 1;
+                self.done = true;
                 return Ok(None);
             }
             Some(b',') if !self.first => walker.at += 1,
@@ -575,6 +588,8 @@ impl<'de> MapAccess<'de> for Fields<'_, 'de> {
 struct Items<'w, 'de> {
     walker: &'w mut Walker<'de>,
     first: bool,
+    /// Whether the closing bracket was reached.
+    done: bool,
 }
 
 impl<'de> SeqAccess<'de> for Items<'_, 'de> {
@@ -588,6 +603,7 @@ impl<'de> SeqAccess<'de> for Items<'_, 'de> {
         match walker.peek() {
             Some(b']') => {
                 walker.at += 1;
+                self.done = true;
                 return Ok(None);
             }
             Some(b',') if !self.first => walker.at += 1,
@@ -807,6 +823,17 @@ mod tests {
             assert_eq!(walked(&text).is_some(), !body.contains(&deep), "{text}");
             check(&text);
         }
+    }
+
+    /// A visitor that stops before the end of an array or object leaves the walk inside it: refused, as
+    /// `serde_json` refuses it.
+    #[test]
+    fn a_container_not_read_to_its_end_is_refused() {
+        use serde::Deserialize;
+        let read = |text: &str| <(String,)>::deserialize(&mut super::Walker::new(text));
+        assert_eq!(read(r#"["a"]"#).ok(), Some(("a".to_owned(),)));
+        assert!(read(r#"["a","b"]"#).is_err());
+        assert!(serde_json::from_str::<(String,)>(r#"["a","b"]"#).is_err());
     }
 
     #[test]
