@@ -80,6 +80,48 @@ pub const ATTRIBUTE_NAMES: [&str; 41] = [
     "k8s.pod.uid",
 ];
 
+/// The code of `name` in [`ATTRIBUTE_NAMES`], at compile time; a name not in it fails the build.
+const fn known_code(name: &str) -> u64 {
+    let mut index = 0;
+    while index < ATTRIBUTE_NAMES.len() {
+        let known = ATTRIBUTE_NAMES[index].as_bytes();
+        let wanted = name.as_bytes();
+        if known.len() == wanted.len() {
+            let mut at = 0;
+            while at < known.len() && known[at] == wanted[at] {
+                at += 1;
+            }
+            if at == known.len() {
+                return index as u64 + 1;
+            }
+        }
+        index += 1;
+    }
+    panic!("not in ATTRIBUTE_NAMES")
+}
+
+/// The attributes a [`StoredLink`] is made of, in the order of [`LinkAttributes::slot_at`].
+const LINK_NAMES: [&str; 7] = [
+    v::LINKED_CLUSTER,
+    v::LINKED_GROUP,
+    v::LINKED_RESOURCE,
+    v::LINKED_NAMESPACE,
+    v::LINKED_NAME,
+    v::LINK_ROLE,
+    v::LINK_CLASS,
+];
+
+/// Their codes in [`ATTRIBUTE_NAMES`].
+const LINK_CODES: [u64; 7] = {
+    let mut codes = [0; 7];
+    let mut index = 0;
+    while index < LINK_NAMES.len() {
+        codes[index] = known_code(LINK_NAMES[index]);
+        index += 1;
+    }
+    codes
+};
+
 fn attribute_code(name: &str) -> Option<u64> {
     ATTRIBUTE_NAMES
         .iter()
@@ -287,8 +329,15 @@ impl<'a> Cursor<'a> {
         let count = self.count("attribute count", 2)?;
         let mut link = LinkAttributes::default();
         for _ in 0..count {
-            let name = self.attribute_name_bytes()?;
-            match link.slot(name) {
+            // A name from the vocabulary is known by its code; only a spelled-out one is compared as bytes.
+            let code = self.varint("attribute name")?;
+            let slot = if code == 0 {
+                link.slot(self.text_bytes("attribute name")?)
+            } else {
+                known_attribute_name(code)?;
+                link.slot_of_code(code)
+            };
+            match slot {
                 Some(slot @ None) => *slot = Some(self.text_ref("attribute value")?),
                 _ => {
                     self.text_bytes("attribute value")?;
@@ -395,17 +444,25 @@ struct LinkAttributes<'a> {
 impl<'a> LinkAttributes<'a> {
     /// Where the value of the attribute `name` goes, if the link keeps it.
     fn slot(&mut self, name: &[u8]) -> Option<&mut Option<&'a str>> {
-        let slot = match name {
-            n if n == v::LINKED_CLUSTER.as_bytes() => &mut self.key[0],
-            n if n == v::LINKED_GROUP.as_bytes() => &mut self.key[1],
-            n if n == v::LINKED_RESOURCE.as_bytes() => &mut self.key[2],
-            n if n == v::LINKED_NAMESPACE.as_bytes() => &mut self.key[3],
-            n if n == v::LINKED_NAME.as_bytes() => &mut self.key[4],
-            n if n == v::LINK_ROLE.as_bytes() => &mut self.role,
-            n if n == v::LINK_CLASS.as_bytes() => &mut self.class,
-            _ => return None,
-        };
-        Some(slot)
+        let index = LINK_NAMES
+            .iter()
+            .position(|known| known.as_bytes() == name)?;
+        Some(self.slot_at(index))
+    }
+
+    /// [`LinkAttributes::slot`] of the name with the vocabulary code `code`.
+    fn slot_of_code(&mut self, code: u64) -> Option<&mut Option<&'a str>> {
+        let index = LINK_CODES.iter().position(|known| *known == code)?;
+        Some(self.slot_at(index))
+    }
+
+    /// The slot of [`LINK_NAMES`]`[index]`.
+    fn slot_at(&mut self, index: usize) -> &mut Option<&'a str> {
+        match index {
+            0..=4 => &mut self.key[index],
+            5 => &mut self.role,
+            _ => &mut self.class,
+        }
     }
 
     fn link(&self) -> Option<StoredLink> {
