@@ -271,6 +271,7 @@ impl<'de> Walker<'de> {
 
     /// Checks the string at the cursor (on its opening quote) and moves past it; whether it has escapes. Refused:
     /// control characters, unknown escapes, `\u` without four hex digits (as `serde_json` refuses them).
+    #[inline(always)]
     fn skip_string(&mut self) -> Result<bool, Unwalked> {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
