@@ -80,26 +80,6 @@ pub const ATTRIBUTE_NAMES: [&str; 41] = [
     "k8s.pod.uid",
 ];
 
-/// The code of `name` in [`ATTRIBUTE_NAMES`], at compile time; a name not in it fails the build.
-const fn known_code(name: &str) -> u64 {
-    let mut index = 0;
-    while index < ATTRIBUTE_NAMES.len() {
-        let known = ATTRIBUTE_NAMES[index].as_bytes();
-        let wanted = name.as_bytes();
-        if known.len() == wanted.len() {
-            let mut at = 0;
-            while at < known.len() && known[at] == wanted[at] {
-                at += 1;
-            }
-            if at == known.len() {
-                return index as u64 + 1;
-            }
-        }
-        index += 1;
-    }
-    panic!("not in ATTRIBUTE_NAMES")
-}
-
 /// The attributes a [`StoredLink`] is made of, in the order of [`LinkAttributes::slot_at`].
 const LINK_NAMES: [&str; 7] = [
     v::LINKED_CLUSTER,
@@ -116,17 +96,33 @@ const LINK_CODES: [u64; 7] = {
     let mut codes = [0; 7];
     let mut index = 0;
     while index < LINK_NAMES.len() {
-        codes[index] = known_code(LINK_NAMES[index]);
+        codes[index] = match attribute_code(LINK_NAMES[index]) {
+            Some(code) => code,
+            None => panic!("a link's attribute is not in ATTRIBUTE_NAMES"),
+        };
         index += 1;
     }
     codes
 };
 
-fn attribute_code(name: &str) -> Option<u64> {
-    ATTRIBUTE_NAMES
-        .iter()
-        .position(|known| *known == name)
-        .map(|index| index as u64 + 1)
+/// The code of `name` (its index in [`ATTRIBUTE_NAMES`] plus one), if the vocabulary has it; also at compile time.
+const fn attribute_code(name: &str) -> Option<u64> {
+    let wanted = name.as_bytes();
+    let mut index = 0;
+    while index < ATTRIBUTE_NAMES.len() {
+        let known = ATTRIBUTE_NAMES[index].as_bytes();
+        if known.len() == wanted.len() {
+            let mut at = 0;
+            while at < known.len() && known[at] == wanted[at] {
+                at += 1;
+            }
+            if at == known.len() {
+                return Some(index as u64 + 1);
+            }
+        }
+        index += 1;
+    }
+    None
 }
 
 /// The byte that stores an object span's kind.

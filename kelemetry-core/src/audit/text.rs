@@ -89,7 +89,8 @@ pub(super) fn map_of_lists<'de: 'a, 'a, D: Deserializer<'de>>(
 
 /// A body, borrowed as its raw JSON text. It is asked for as the newtype [`BODY`]: the one-pass walk
 /// ([`super::walk`]) answers with the text it has checked; `serde_json` (as any other deserializer) hands over the
-/// newtype's content, read as a `RawValue`.
+/// newtype's content, read as a `RawValue`. A deserializer that answers the newtype with a borrowed string vouches
+/// that the string is one checked JSON value; only the walk does (the names are private to this crate).
 pub(super) fn raw<'de: 'a, 'a, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<RawBody<'a>>, D::Error> {
