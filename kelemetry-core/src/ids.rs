@@ -323,6 +323,14 @@ mod tests {
             out.extend_from_slice(&u32::try_from(bytes.len()).unwrap().to_le_bytes());
             out.extend_from_slice(bytes);
         }
+        // A span id by the formula.
+        let span_id = |trace: TraceId, kind: &str, discriminator: &str| {
+            let mut input = SPAN_DOMAIN.to_vec();
+            input.extend_from_slice(&trace.to_u128().to_be_bytes());
+            field(&mut input, kind.as_bytes());
+            field(&mut input, discriminator.as_bytes());
+            nonzero_u64(xxh3_64(&input))
+        };
         let window = window_at(1_684_000_000);
         for name_len in (1..40).chain(150..260).chain([600, 5_000]) {
             let name = "n".repeat(name_len);
@@ -341,20 +349,11 @@ mod tests {
             );
 
             let dedup = format!("dedup-{name}");
-            let mut span_input = SPAN_DOMAIN.to_vec();
-            span_input.extend_from_slice(&trace.to_u128().to_be_bytes());
-            field(&mut span_input, b"activity");
-            field(&mut span_input, dedup.as_bytes());
-            let expected = nonzero_u64(xxh3_64(&span_input));
+            let expected = span_id(trace, "activity", &dedup);
             assert_eq!(trace.activity_span(&dedup).to_u64(), expected, "{name_len}");
 
             let other = ObjectKey::new("c", "", "pods", "ns", &name);
-            let discriminator = format!("owner\nc//pods/ns/{name}");
-            let mut link_input = SPAN_DOMAIN.to_vec();
-            link_input.extend_from_slice(&trace.to_u128().to_be_bytes());
-            field(&mut link_input, b"link");
-            field(&mut link_input, discriminator.as_bytes());
-            let expected = nonzero_u64(xxh3_64(&link_input));
+            let expected = span_id(trace, "link", &format!("owner\nc//pods/ns/{name}"));
             assert_eq!(
                 trace.link_span("owner", &other).to_u64(),
                 expected,

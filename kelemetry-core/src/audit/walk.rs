@@ -474,30 +474,11 @@ impl<'de> Deserializer<'de> for &mut Walker<'de> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
-        self.expect(b'[')?;
-        let mut items = Items {
-            walker: self,
-            first: true,
-            done: false,
-        };
-        let value = visitor.visit_seq(&mut items)?;
-        // A visitor that stopped before the end would leave the walk inside the array (`serde_json` refuses it).
-        if items.done { Ok(value) } else { Err(Unwalked) }
+        Entries::visit(self, b'[', b']', |items| visitor.visit_seq(items))
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unwalked> {
-        self.expect(b'{')?;
-        let mut fields = Fields {
-            walker: self,
-            first: true,
-            done: false,
-        };
-        let value = visitor.visit_map(&mut fields)?;
-        if fields.done {
-            Ok(value)
-        } else {
-            Err(Unwalked)
-        }
+        Entries::visit(self, b'{', b'}', |fields| visitor.visit_map(fields))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -539,33 +520,73 @@ impl<'de> Deserializer<'de> for &mut Walker<'de> {
     }
 }
 
-/// The fields of an object, after its opening brace.
-struct Fields<'w, 'de> {
+/// The entries of an object (its fields) or of an array (its items), after the opening brace or bracket.
+struct Entries<'w, 'de> {
     walker: &'w mut Walker<'de>,
+    /// The closing brace or bracket.
+    close: u8,
     first: bool,
-    /// Whether the closing brace was reached.
+    /// Whether the closing byte was reached.
     done: bool,
 }
 
-impl<'de> MapAccess<'de> for Fields<'_, 'de> {
+impl<'w, 'de> Entries<'w, 'de> {
+    /// Reads the object or array at the cursor with `visit`, which must read it to its end (a visitor that stops
+    /// before would leave the walk inside it; `serde_json` refuses that too).
+    fn visit<T>(
+        walker: &'w mut Walker<'de>,
+        open: u8,
+        close: u8,
+        visit: impl FnOnce(&mut Self) -> Result<T, Unwalked>,
+    ) -> Result<T, Unwalked> {
+        walker.expect(open)?;
+        let mut entries = Self {
+            walker,
+            close,
+            first: true,
+            done: false,
+        };
+        let value = visit(&mut entries)?;
+        if entries.done {
+            Ok(value)
+        } else {
+            Err(Unwalked)
+        }
+    }
+
+    /// Moves to the next entry (past its comma): `false` once past the closing byte. What follows is not checked
+    /// here: the entry's own read refuses what is not one.
+    fn advance(&mut self) -> Result<bool, Unwalked> {
+        match self.walker.peek() {
+            Some(byte) if byte == self.close => {
+                self.walker.at += 1;
+                self.done = true;
+                Ok(false)
+            }
+            Some(b',') if !self.first => {
+                self.walker.at += 1;
+                Ok(true)
+            }
+            Some(_) if self.first => {
+                self.first = false;
+                Ok(true)
+            }
+            _ => Err(Unwalked),
+        }
+    }
+}
+
+impl<'de> MapAccess<'de> for Entries<'_, 'de> {
     type Error = Unwalked;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Unwalked> {
-        let walker = &mut *self.walker;
-        match walker.peek() {
-            Some(b'}') => {
-                walker.at += 1;
-                self.done = true;
-                return Ok(None);
-            }
-            Some(b',') if !self.first => walker.at += 1,
-            Some(b'"') if self.first => {}
-            _ => return Err(Unwalked),
+        if !self.advance()? {
+            return Ok(None);
         }
-        self.first = false;
+        let walker = &mut *self.walker;
         let key = match walker.plain_string()? {
             Some(name) => seed.deserialize(BorrowedStrDeserializer::<Unwalked>::new(name))?,
             None => {
@@ -585,34 +606,17 @@ impl<'de> MapAccess<'de> for Fields<'_, 'de> {
     }
 }
 
-/// The items of an array, after its opening bracket.
-struct Items<'w, 'de> {
-    walker: &'w mut Walker<'de>,
-    first: bool,
-    /// Whether the closing bracket was reached.
-    done: bool,
-}
-
-impl<'de> SeqAccess<'de> for Items<'_, 'de> {
+impl<'de> SeqAccess<'de> for Entries<'_, 'de> {
     type Error = Unwalked;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Unwalked> {
-        let walker = &mut *self.walker;
-        match walker.peek() {
-            Some(b']') => {
-                walker.at += 1;
-                self.done = true;
-                return Ok(None);
-            }
-            Some(b',') if !self.first => walker.at += 1,
-            Some(_) if self.first => {}
-            _ => return Err(Unwalked),
+        if !self.advance()? {
+            return Ok(None);
         }
-        self.first = false;
-        seed.deserialize(walker).map(Some)
+        seed.deserialize(&mut *self.walker).map(Some)
     }
 }
 
