@@ -386,6 +386,79 @@ impl Body {
         }
     }
 
+    /// The value at `path` in the body, field names from the top (`["spec", "nodeName"]`), if there is one: what
+    /// following those names through [`Body::value`] gives (so never `metadata.managedFields`), at the cost of
+    /// that one value. Of a body read from text and not parsed yet, the objects on the way are scanned and only
+    /// the value found is parsed; otherwise it is borrowed from what is parsed. An empty path, or `["metadata"]`
+    /// alone, is the parsed body or metadata.
+    ///
+    /// ```
+    /// use kelemetry_core::body::Body;
+    /// use serde_json::json;
+    ///
+    /// let body = Body::from_text(r#"{"spec":{"nodeName":"n1","volumes":[{"name":"v"}]},"status":{}}"#).unwrap();
+    /// assert_eq!(*body.field_at(&["spec", "nodeName"]).unwrap(), json!("n1"));
+    /// assert_eq!(*body.field_at(&["spec", "volumes"]).unwrap(), json!([{"name": "v"}]));
+    /// assert!(body.field_at(&["spec", "missing"]).is_none());
+    /// assert!(body.field_at(&["spec", "nodeName", "deeper"]).is_none());
+    /// assert!(!body.is_parsed());
+    /// ```
+    pub fn field_at(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
+        if let Some(found) = self.text_field_at(path) {
+            return found.map(Cow::Owned);
+        }
+        let (mut value, rest) = match (path, self.value.get(), self.metadata.get()) {
+            (["metadata", rest @ ..], None, Some(metadata)) if !rest.is_empty() => (metadata, rest),
+            _ => (self.value(), path),
+        };
+        for name in rest {
+            value = value.get(*name)?;
+        }
+        Some(Cow::Borrowed(value))
+    }
+
+    /// [`Body::field_at`] answered from the text: `Some(None)` when the path is not in the body, `None` when the
+    /// text does not answer (a body made from a value or already parsed, a name with escapes on the way, a value
+    /// the scan leaves to `serde_json`).
+    fn text_field_at(&self, path: &[&str]) -> Option<Option<Value>> {
+        let text = self.text.as_deref()?;
+        if self.value.get().is_some() || self.metadata.get().is_some() {
+            return None;
+        }
+        let (mut range, rest) = match path {
+            ["metadata", MANAGED_FIELDS, ..] => return Some(None),
+            ["metadata", field, rest @ ..] if self.metadata_fields.is_some() => {
+                let spans = self.metadata_fields.as_deref()?;
+                let Some(span) = find_span(text, spans, field) else {
+                    return Some(None);
+                };
+                (span.value, rest)
+            }
+            // `metadata` whole is parsed without `managedFields`: the parse answers.
+            ["metadata"] | [] => return None,
+            [first, rest @ ..] => {
+                let Some(span) = find_span(text, self.top_fields.as_deref()?, first) else {
+                    return Some(None);
+                };
+                (span.value, rest)
+            }
+        };
+        for name in rest {
+            let value = text.get(range.0 as usize..range.1 as usize)?;
+            if !value.starts_with('{') {
+                // Not an object: it has no fields.
+                return Some(None);
+            }
+            let Some(found) = json_scan::object_field(value, name)? else {
+                return Some(None);
+            };
+            let start = range.0 + u32::try_from(found.start).ok()?;
+            range = (start, start + u32::try_from(found.len()).ok()?);
+        }
+        let value = text.get(range.0 as usize..range.1 as usize)?;
+        serde_json::from_str(value).ok().map(Some)
+    }
+
     /// The whole body (without `metadata.managedFields` when made from text), parsed on first use.
     pub fn value(&self) -> &Value {
         self.value.get_or_init(|| self.parsed_text())
@@ -1073,6 +1146,94 @@ mod tests {
             bodies += 1;
         }
         assert!(bodies > 50, "only {bodies} bodies");
+    }
+
+    /// Every path of up to three names in `value` (and one missing name below each), as owned strings.
+    fn paths_of(value: &Value) -> Vec<Vec<String>> {
+        let mut paths = vec![vec!["missing".to_owned()]];
+        let mut level = vec![(Vec::<String>::new(), value)];
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for (path, value) in level {
+                let Some(object) = value.as_object() else {
+                    continue;
+                };
+                for (name, inner) in object {
+                    let mut deeper = path.clone();
+                    deeper.push(name.clone());
+                    let mut missing = deeper.clone();
+                    missing.push("missing".to_owned());
+                    paths.push(missing);
+                    paths.push(deeper.clone());
+                    next.push((deeper, inner));
+                }
+            }
+            level = next;
+        }
+        paths
+    }
+
+    /// `field_at` of a body from `text` against the same path followed through its parsed value.
+    fn check_field_at(text: &str) -> usize {
+        let parsed = parse_object_body(text).unwrap();
+        let mut checked = 0;
+        for path in paths_of(&serde_json::from_str(text).unwrap()) {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            let expected = path
+                .iter()
+                .try_fold(&parsed, |value, name| value.get(*name));
+            let lazy = Body::from_text(text).unwrap();
+            assert_eq!(
+                lazy.field_at(&path).as_deref(),
+                expected,
+                "{path:?} in {text}"
+            );
+            assert_eq!(
+                lazy.is_parsed(),
+                matches!(path.as_slice(), [] | ["metadata"]),
+                "{path:?} parsed the whole body"
+            );
+            // And from what is parsed already: the metadata alone, or the whole body.
+            let metadata_parsed = Body::from_text(text).unwrap();
+            metadata_parsed.metadata();
+            assert_eq!(
+                metadata_parsed.field_at(&path).as_deref(),
+                expected,
+                "{path:?}"
+            );
+            assert_eq!(
+                Body::from_value(parsed.clone()).field_at(&path).as_deref(),
+                expected
+            );
+            checked += 1;
+        }
+        checked
+    }
+
+    #[test]
+    fn a_field_at_a_path_is_the_value_there_in_the_parsed_body() {
+        let mut checked = 0;
+        for body in recorded_response_bodies() {
+            checked += check_field_at(&body.to_string());
+        }
+        assert!(checked > 5_000, "only {checked} paths");
+        // Written unusually: whitespace, escaped names, repeated names (the last counts), values that are not
+        // objects on the way, `managedFields` (left out as the parse leaves it out).
+        let odd: usize = [
+            r#" { "spec" : { "node\u004eame" : "n1" , "a" : [ 1 , { "b" : 2 } ] } , "kind" : "Pod" } "#,
+            r#"{"spec":{"x":1,"x":{"y":2}},"spec":{"x":{"z":3}},"metadata":{"name":"a","name":"b"}}"#,
+            r#"{"metadata":{"na\"me":"q","managedFields":[{"m":1}],"labels":{"a":"b"}},"status":"s"}"#,
+            r#"{"metadata":{"managedFields":[],"uid":"u"},"spec":null,"data":{"k":"\ud83d\ude00"}}"#,
+            r#"{"spec":{"n":1e300,"m":-0.5E-3,"big":123456789012345678901234567890}}"#,
+            r#"{}"#,
+        ]
+        .into_iter()
+        .map(check_field_at)
+        .sum();
+        assert!(odd > 40, "only {odd} paths of the odd bodies");
+        let body = Body::from_text(r#"{"metadata":{"managedFields":[1]}}"#).unwrap();
+        assert!(body.field_at(&["metadata", "managedFields"]).is_none());
+        assert!(body.field_at(&["metadata", "managedFields", "x"]).is_none());
     }
 
     #[test]

@@ -44,6 +44,22 @@ pub(crate) fn object_has_field(text: &str, name: &str) -> Option<bool> {
     Some(walked.is_none())
 }
 
+/// Where the value of the field `name` of the object `text` is, found without collecting its fields: of the last
+/// such field when the name repeats, as `serde_json` keeps the last. `Some(None)` when the object has no such
+/// field; `None` when `text` is another value (or does not scan).
+pub(crate) fn object_field(text: &str, name: &str) -> Option<Option<Range<usize>>> {
+    let bytes = text.as_bytes();
+    let mut found = None;
+    walk_fields(text, skip_whitespace(bytes, 0), |field, start| {
+        let end = value_end_within(bytes, start, MAX_FIELD_VALUE_DEPTH)?;
+        if field == name {
+            found = Some(start..end);
+        }
+        Some(Step::Next(end))
+    })?;
+    Some(found)
+}
+
 /// The fields of `text` as [`object_fields`], and the fields of the object that is the value of the field named
 /// `nested` (of the last, if the name repeats), found in the same pass, their ranges of `text` too. `None` if
 /// `text` is not an object or a field named `nested` is not one.
@@ -353,6 +369,18 @@ mod tests {
             "a field of a nested object"
         );
         assert_eq!(object_has_field(" { } ", "a"), Some(false));
+        for (name, value) in expected {
+            let found = object_field(text, name).unwrap().unwrap();
+            assert_eq!(&text[found], value, "{name}");
+        }
+        assert_eq!(object_field(text, "x"), Some(None));
+        assert_eq!(object_field(" { } ", "a"), Some(None));
+        // A repeated name: the last value, as serde_json keeps it.
+        let repeated = r#"{"a":1,"b":2,"a":[3]}"#;
+        assert_eq!(
+            &repeated[object_field(repeated, "a").unwrap().unwrap()],
+            "[3]"
+        );
     }
 
     #[test]
@@ -374,6 +402,7 @@ mod tests {
         ] {
             assert!(object_fields(text).is_none(), "{text}");
             assert_eq!(object_has_field(text, "b"), None, "{text}");
+            assert_eq!(object_field(text, "b"), None, "{text}");
         }
     }
 

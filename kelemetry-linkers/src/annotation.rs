@@ -7,7 +7,7 @@ use kelemetry_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::body::{annotation_of, body_of};
+use crate::body::body_of;
 use crate::link_error;
 
 /// The annotation that names an object's parent, as the original Kelemetry defines it.
@@ -126,13 +126,12 @@ impl Linker for AnnotationLinker {
         let Some(body) = body_of(object, lookup).await else {
             return Ok(Vec::new());
         };
-        let Some(annotations) = kelemetry_core::body::metadata_value(&body, "annotations") else {
+        // That one annotation, not the whole metadata: nearly every object has none.
+        let Some(value) = body.field_at(&["metadata", "annotations", PARENT_LINK_ANNOTATION])
+        else {
             return Ok(Vec::new());
         };
-        let Some(value) = annotations.get(PARENT_LINK_ANNOTATION) else {
-            return Ok(Vec::new());
-        };
-        let Some(text) = annotation_of(&body, PARENT_LINK_ANNOTATION) else {
+        let Some(text) = value.as_str() else {
             return Err(link_error(
                 self.name(),
                 object,
@@ -171,17 +170,29 @@ mod tests {
 
     use super::*;
     use kelemetry_core::NoLookup;
+    use kelemetry_core::body::{Body, IntoBody};
     use serde_json::{Value, json};
 
-    fn annotated(value: Value) -> Object {
+    fn annotated(body: impl IntoBody) -> Object {
         let key = ObjectKey::new("member", "apps", "deployments", "default", "web");
-        let body =
-            json!({"metadata": {"name": "web", "annotations": {PARENT_LINK_ANNOTATION: value}}});
-        Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(body))
+        Object::with_body(ObjectRef::new(key, "v1", None), body)
     }
 
+    /// The links of an object annotated with `value`, its body read from its text as the pipeline reads it; the
+    /// same as from the parsed body, and without parsing the body.
     async fn link(value: Value) -> Result<Vec<Link>, LinkError> {
-        AnnotationLinker.link(&annotated(value), &NoLookup).await
+        let body = json!({"metadata": {"name": "web", "labels": {"a": "b"},
+            "annotations": {"other": "x", PARENT_LINK_ANNOTATION: value}}, "spec": {"replicas": 1}});
+        let parsed = AnnotationLinker
+            .link(&annotated(Arc::new(body.clone())), &NoLookup)
+            .await;
+        let text = Arc::new(Body::from_text(body.to_string()).unwrap());
+        let links = AnnotationLinker
+            .link(&annotated(text.clone()), &NoLookup)
+            .await;
+        assert_eq!(format!("{links:?}"), format!("{parsed:?}"));
+        assert!(!text.is_parsed());
+        links
     }
 
     #[tokio::test]

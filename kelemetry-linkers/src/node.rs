@@ -1,6 +1,7 @@
 //! [`PodNodeLinker`]: a Pod is a child of the Node it was scheduled to.
 
 use async_trait::async_trait;
+use kelemetry_core::body::Body;
 use kelemetry_core::{Link, LinkError, Linker, Object, ObjectKey, ObjectLookup, ObjectRef};
 
 use crate::body::body_of;
@@ -45,7 +46,9 @@ impl Linker for PodNodeLinker {
         let Some(body) = body_of(object, lookup).await else {
             return Ok(Vec::new());
         };
-        let node = match body.pointer("/spec/nodeName") {
+        // The one field, not the whole body: most Pods are read for nothing else.
+        let node = body.field_at(&["spec", "nodeName"]);
+        let node = match node.as_deref() {
             None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
             Some(serde_json::Value::String(node)) if node.is_empty() => return Ok(Vec::new()),
             Some(serde_json::Value::String(node)) if !node.contains('/') => node,
@@ -70,10 +73,9 @@ impl Linker for PodNodeLinker {
 }
 
 /// Whether `body`'s controller owner reference is core Node `node` (the owner linker's relation for the pair).
-fn owned_by_node(body: &serde_json::Value, node: &str) -> bool {
-    let Some(owners) = kelemetry_core::body::metadata_value(body, "ownerReferences")
-        .and_then(serde_json::Value::as_array)
-    else {
+fn owned_by_node(body: &Body, node: &str) -> bool {
+    let owners = kelemetry_core::body::metadata_field(body, "ownerReferences");
+    let Some(owners) = owners.as_deref().and_then(serde_json::Value::as_array) else {
         return false;
     };
     owners.iter().any(|owner| {
@@ -93,8 +95,10 @@ mod tests {
     use kelemetry_core::NoLookup;
     use serde_json::{Value, json};
 
+    /// An object whose body is read from its text, as the pipeline reads bodies.
     fn object(resource: &str, body: Value) -> Object {
         let key = ObjectKey::new("kind", "", resource, "default", "p");
+        let body = Body::from_text(body.to_string()).unwrap();
         Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(body))
     }
 
@@ -184,8 +188,16 @@ mod tests {
         for item in items {
             let name = item["metadata"]["name"].as_str().unwrap();
             let key = ObjectKey::new("kind", "", "pods", "kube-system", name);
-            let pod = Object::with_body(ObjectRef::new(key, "v1", None), Arc::new(item.clone()));
+            let parsed = Object::with_body(
+                ObjectRef::new(key.clone(), "v1", None),
+                Arc::new(item.clone()),
+            );
+            let body = Arc::new(Body::from_text(item.to_string()).unwrap());
+            let pod = Object::with_body(ObjectRef::new(key, "v1", None), body.clone());
             let links = PodNodeLinker.link(&pod, &NoLookup).await.unwrap();
+            // Read from the text, the two fields the linker needs: the same links, the body left unparsed.
+            assert_eq!(links, PodNodeLinker.link(&parsed, &NoLookup).await.unwrap());
+            assert!(!body.is_parsed(), "{name}");
             for link in &links {
                 assert_eq!(link.object.key.resource, "nodes");
                 assert_eq!(

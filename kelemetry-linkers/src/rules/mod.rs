@@ -52,6 +52,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use kelemetry_core::body::Body;
 use kelemetry_core::resource_map::{ResourceMap, ResourceScope};
 use kelemetry_core::{
     Link, LinkError, LinkRole, Linker, Object, ObjectKey, ObjectLookup, ObjectRef, SmolStr,
@@ -301,6 +302,54 @@ impl Rule {
         self.matcher.applies_to(key)
     }
 
+    /// The parts of a body the rule reads, as paths of field names from the top, none a prefix of another:
+    /// where its JSONPath queries start (their `$.name.name...` before anything else), and the labels and
+    /// annotations its label selector and its label and annotation sources look up. `None` when a query may read
+    /// anywhere (`$..x`, `$.*`, `$['x']`, a `$` not followed by a plain name).
+    fn reads(&self) -> Option<Vec<Vec<String>>> {
+        let mut paths = Vec::new();
+        let add_source = |source: Option<&ValueSource>, paths: &mut Vec<Vec<String>>| {
+            if let Some(source) = source {
+                paths.extend(source_reads(source)?);
+            }
+            Some(())
+        };
+        let matcher = &self.matcher;
+        if let Some(selector) = &matcher.selector {
+            let keys = selector.match_labels.iter().map(|(key, _)| key);
+            let keys = keys.chain(selector.match_expressions.iter().map(|r| &r.key));
+            paths.extend(keys.map(|key| metadata_path("labels", key)));
+        }
+        for query in [&matcher.when, &matcher.unless].into_iter().flatten() {
+            paths.extend(query_starts(&query.text)?);
+        }
+        match &self.target {
+            Target::Named {
+                name,
+                namespace,
+                cluster,
+                ..
+            } => {
+                add_source(Some(name), &mut paths)?;
+                add_source(namespace.as_ref(), &mut paths)?;
+                add_source(cluster.as_ref(), &mut paths)?;
+            }
+            Target::Reference { path, cluster } => {
+                paths.extend(query_starts(&path.text)?);
+                add_source(cluster.as_ref(), &mut paths)?;
+            }
+        }
+        // The shorter of two paths where one starts the other: its value holds the other's.
+        paths.sort_by_key(Vec::len);
+        let mut kept: Vec<Vec<String>> = Vec::new();
+        for path in paths {
+            if !kept.iter().any(|shorter| path.starts_with(shorter)) {
+                kept.push(path);
+            }
+        }
+        Some(kept)
+    }
+
     /// The links of `object`, whose body is `body`, or what is wrong with the body.
     fn links(
         &self,
@@ -412,6 +461,92 @@ impl fmt::Display for Rule {
         }
         Ok(())
     }
+}
+
+/// `metadata.<map>.<key>`, as a path of names.
+fn metadata_path(map: &str, key: &str) -> Vec<String> {
+    vec!["metadata".to_owned(), map.to_owned(), key.to_owned()]
+}
+
+/// Where `source` reads a body (see [`Rule::reads`]).
+fn source_reads(source: &ValueSource) -> Option<Vec<Vec<String>>> {
+    match source {
+        ValueSource::Path(query) => query_starts(&query.text),
+        ValueSource::Label(key) => Some(vec![metadata_path("labels", key)]),
+        ValueSource::Annotation(key) => Some(vec![metadata_path("annotations", key)]),
+    }
+}
+
+/// Where the JSONPath query `text` reads a body: for each `$` in it (the query itself, and any absolute query
+/// in its filters), the field names that follow it in the shorthand `.name` form, up to the first segment of
+/// another kind. The query reads nothing of the body outside the values at those paths. `None` when a `$` is not
+/// followed by at least one such name, or a name runs on into characters beyond ASCII (read as the whole body).
+/// A `$` inside a string literal of a filter counts too, which can only add a path.
+fn query_starts(text: &str) -> Option<Vec<Vec<String>>> {
+    let bytes = text.as_bytes();
+    let mut starts = Vec::new();
+    for (dollar, _) in text.match_indices('$') {
+        let mut at = dollar + 1;
+        let mut path = Vec::new();
+        while bytes.get(at) == Some(&b'.') {
+            let start = at + 1;
+            let first = bytes.get(start);
+            if !first.is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+                // `..`, `.*` or the end: the path stops before it.
+                break;
+            }
+            let mut end = start;
+            while bytes
+                .get(end)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
+                end += 1;
+            }
+            if bytes.get(end).is_some_and(|b| !b.is_ascii()) {
+                return None;
+            }
+            path.push(text.get(start..end)?.to_owned());
+            at = end;
+        }
+        if path.is_empty() {
+            return None;
+        }
+        starts.push(path);
+    }
+    Some(starts)
+}
+
+/// A body holding only the values at `paths` (which [`Rule::reads`] gave) of `body`, each parsed alone: what the
+/// rule's queries find in it is what they find in the whole body.
+fn body_of_paths(body: &Body, paths: &[Vec<String>]) -> Value {
+    let mut root = serde_json::Map::new();
+    for path in paths {
+        let names: Vec<&str> = path.iter().map(String::as_str).collect();
+        let (Some(value), Some((last, parents))) = (body.field_at(&names), path.split_last())
+        else {
+            continue;
+        };
+        // Below a value another path put there, the value is the body's already; where the way is not an
+        // object, the path is not in the body either.
+        if let Some(object) = object_at(&mut root, parents) {
+            object.insert(last.clone(), value.into_owned());
+        }
+    }
+    Value::Object(root)
+}
+
+/// The object at `names` below `object`, made empty where missing; `None` if a value there is not an object.
+fn object_at<'m>(
+    mut object: &'m mut serde_json::Map<String, Value>,
+    names: &[String],
+) -> Option<&'m mut serde_json::Map<String, Value>> {
+    for name in names {
+        object = object
+            .entry(name.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()))
+            .as_object_mut()?;
+    }
+    Some(object)
 }
 
 /// The first value of `source`, else `default`.
@@ -573,16 +708,27 @@ pub struct RuleLinker {
     rule: Arc<Rule>,
     resources: Arc<ResourceMap>,
     label: String,
+    /// What of a body the rule reads ([`Rule::reads`]).
+    reads: Option<Vec<Vec<String>>>,
+    /// What of a body its name source reads, when that is all it needs to find that there is no name.
+    name_reads: Option<Vec<Vec<String>>>,
 }
 
 impl RuleLinker {
     /// The linker of `rule`, resolving kinds of references with `resources`.
     pub fn new(rule: Arc<Rule>, resources: Arc<ResourceMap>) -> Self {
         let label = format!("rule {}", rule.name);
+        let reads = rule.reads();
+        let name_reads = match &rule.target {
+            Target::Named { name, .. } if reads.is_some() => source_reads(name),
+            _ => None,
+        };
         Self {
             rule,
             resources,
             label,
+            reads,
+            name_reads,
         }
     }
 
@@ -609,8 +755,24 @@ impl Linker for RuleLinker {
         let Some(body) = body_of(object, lookup).await else {
             return Ok(Vec::new());
         };
+        // Of a body not parsed yet, only what the rule reads is parsed; and first only where the name is, which
+        // is usually absent (a rule for every resource, looking for one annotation).
+        let partial;
+        let value = match &self.reads {
+            Some(paths) if !body.is_parsed() => {
+                if let (Some(name_paths), Target::Named { name, .. }) =
+                    (&self.name_reads, &self.rule.target)
+                    && matches!(name.values(&body_of_paths(&body, name_paths)), Ok(found) if found.is_empty())
+                {
+                    return Ok(Vec::new());
+                }
+                partial = body_of_paths(&body, paths);
+                &partial
+            }
+            _ => body.value(),
+        };
         self.rule
-            .links(object, &body, &self.resources)
+            .links(object, value, &self.resources)
             .map_err(|message| {
                 link_error(
                     &self.label,

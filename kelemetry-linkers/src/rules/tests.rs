@@ -578,3 +578,171 @@ async fn cluster_and_namespace_from_the_body_and_conditions() {
         )]
     );
 }
+
+#[test]
+fn a_query_reads_from_where_its_leading_names_lead() {
+    let path = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        query_starts("$.spec.volumes[*].persistentVolumeClaim.claimName"),
+        Some(vec![path(&["spec", "volumes"])])
+    );
+    assert_eq!(
+        query_starts(
+            "$.metadata.ownerReferences[?@.kind == 'CronJob' && @.controller != true].name"
+        ),
+        Some(vec![path(&["metadata", "ownerReferences"])])
+    );
+    // An absolute query inside a filter reads the body too.
+    assert_eq!(
+        query_starts("$.spec.x[?@.name == $.metadata.name]"),
+        Some(vec![path(&["spec", "x"]), path(&["metadata", "name"])])
+    );
+    assert_eq!(query_starts("$.spec..name"), Some(vec![path(&["spec"])]));
+    assert_eq!(query_starts("$.a_1.b2.*"), Some(vec![path(&["a_1", "b2"])]));
+    // Anything that may read the whole body, or a name this does not read to its end.
+    for whole in [
+        "$",
+        "$..name",
+        "$.*",
+        "$['spec']",
+        "$.spéc",
+        "$.spec[?@ == '$x']",
+        "$.2x",
+    ] {
+        assert_eq!(query_starts(whole), None, "{whole}");
+    }
+}
+
+/// Bodies for the equivalence test: every object body of the recorded scenarios, recorded Pods and Deployments
+/// when the shared data is there, and bodies written for the rules (labels, annotations, references, odd text).
+fn bodies_for_rules() -> Vec<String> {
+    let mut bodies = Vec::new();
+    let recorded = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/recorded");
+    for scenario in std::fs::read_dir(recorded).unwrap() {
+        let log = scenario.unwrap().path().join("audit.log");
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        for line in text.lines() {
+            let event: Value = serde_json::from_str(line).unwrap();
+            for field in ["requestObject", "responseObject"] {
+                if event[field].is_object() {
+                    bodies.push(event[field].to_string());
+                }
+            }
+        }
+    }
+    for list in ["pod-list.json", "deployment-list.json"] {
+        let relative = format!("apiserver-replays/k8s-openapi-v1-36/{list}");
+        if let Some(list) = crate::fixtures::replay_body(&relative) {
+            bodies.extend(
+                list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(Value::to_string),
+            );
+        }
+    }
+    bodies.extend(
+        [
+            r#"{"metadata":{"name":"s1","labels":{"kubernetes.io/service-name":"web","owner":"helm","name":"r"},
+               "annotations":{"meta.helm.sh/release-name":"rel","meta.helm.sh/release-namespace":"apps"},
+               "ownerReferences":[{"kind":"CronJob","name":"nightly","controller":false}]},
+               "spec":{"volumeName":"pv-1","claimRef":{"kind":"PersistentVolumeClaim","name":"c","namespace":"ns"},
+               "scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},
+               "volumes":[{"persistentVolumeClaim":{"claimName":"data"}},{"emptyDir":{}}],
+               "serviceAccountName":"runner"}}"#,
+            r#" { "metadata" : { "labels" : { "owner" : "helm" , "owner" : "someone" } ,
+               "annotations" : { "meta.helm.sh/release-name" : "a" , "meta.helm.sh/release-name" : "b" } } ,
+               "spec" : { "volumeName" : "x" } , "spec" : { "volumeName" : "y" } } "#,
+            r#"{"metadata":{"lab\u0065ls":{"owner":"helm","name":"esc"},"ownerReferences":[{"controller":true}],
+               "annotations":{"meta.helm.sh/release-name":"r"}},"spec":"not an object"}"#,
+            r#"{"metadata":{"labels":null,"annotations":[]},"spec":{"volumes":null,"scaleTargetRef":{}}}"#,
+            r#"{"metadata":{"name":"cfg"},"spec":{"volumes":[{"name":"cfg","configMap":{"name":"settings"}}]}}"#,
+            r#"{"metadata":{"annotations":{"meta.helm.sh/release-name":3}},"spec":{"volumeName":["a"]}}"#,
+            r#"{"metadata":{"managedFields":[{"manager":"m"}],"name":"n"},"spec":{"serviceAccountName":"a/b"}}"#,
+        ]
+        .map(str::to_owned),
+    );
+    bodies
+}
+
+/// What a linker gave, comparable: the links' keys, roles, classes and uids, or the error's message.
+fn outcome(result: Result<Vec<Link>, LinkError>) -> Result<Vec<String>, String> {
+    result
+        .map(|links| {
+            links
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {:?} {} {:?}",
+                        l.object.key, l.role, l.class, l.object.uid
+                    )
+                })
+                .collect()
+        })
+        .map_err(|err| err.to_string())
+}
+
+/// A rule reads only the parts of a body it names, parsed alone; it must link exactly as it does over the whole
+/// parsed body, on every body and for every rule, the default ones and rules with conditions and filters that
+/// read elsewhere in the body.
+#[tokio::test]
+async fn a_rule_links_the_same_from_what_it_reads_as_from_the_whole_body() {
+    let custom = RuleSet::parse(
+        r#"rules:
+  - name: same-name-volumes
+    match: {group: "", resource: pods, when: "$.spec.volumes[?@.name == $.metadata.name]"}
+    target: {group: "", resource: configmaps, name: "$.spec.volumes[*].configMap.name"}
+    role: child
+  - name: anywhere
+    match: {group: "", resource: pods, unless: "$..hostNetwork"}
+    target: {group: "", resource: serviceaccounts, name: "$.spec.serviceAccountName"}
+    role: parent
+  - name: bracketed
+    match: {resource: "*"}
+    target: {group: "", resource: secrets, name: "$['metadata']['labels']['name']", namespace: {label: owner}}
+    role: parent
+"#,
+        "custom.yaml",
+    )
+    .unwrap();
+    let resources = Arc::new(ResourceMap::builtin());
+    let rules: Vec<Arc<Rule>> = RuleSet::default_rules()
+        .rules
+        .into_iter()
+        .chain(custom.rules)
+        .collect();
+    assert!(rules.iter().filter(|rule| rule.reads().is_some()).count() >= 10);
+    assert!(rules.iter().any(|rule| rule.reads().is_none()));
+    let mut compared = 0;
+    let mut linked = 0;
+    for text in bodies_for_rules() {
+        let value: Value = serde_json::from_str(&text).unwrap();
+        for rule in &rules {
+            let linker = RuleLinker::new(rule.clone(), resources.clone());
+            let group = rule.matcher.group.as_deref().unwrap_or("");
+            let resource = rule.matcher.resource.as_deref().unwrap_or("pods");
+            let key = ObjectKey::new("kind", group, resource, "default", "o");
+            let parsed = Object::with_body(
+                ObjectRef::new(key.clone(), "v1", None),
+                Arc::new(value.clone()),
+            );
+            let body = Arc::new(kelemetry_core::body::Body::from_text(text.as_str()).unwrap());
+            let from_text = Object::with_body(ObjectRef::new(key, "v1", None), body.clone());
+            let expected = outcome(linker.link(&parsed, &NoLookup).await);
+            assert_eq!(
+                outcome(linker.link(&from_text, &NoLookup).await),
+                expected,
+                "{} on {text}",
+                rule.name
+            );
+            assert_eq!(body.is_parsed(), linker.reads.is_none(), "{}", rule.name);
+            compared += 1;
+            linked += usize::from(matches!(&expected, Ok(links) if !links.is_empty()));
+        }
+    }
+    assert!(compared > 3_000, "{compared}");
+    assert!(linked > 20, "{linked}");
+}
