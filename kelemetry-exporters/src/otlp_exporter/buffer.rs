@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kelemetry_core::SpanRecord;
-use kelemetry_core::otlp::otlp_span;
-use opentelemetry_proto::tonic::trace::v1::Span;
+use kelemetry_core::otlp::encode_span;
 use tokio::sync::{Notify, oneshot};
 
 use super::stats::OtlpStats;
@@ -39,13 +38,14 @@ pub(super) struct Buffer {
 #[derive(Debug)]
 pub(super) struct BufferedSpan {
     pub(super) service: Arc<str>,
-    pub(super) span: Span,
-    /// The record's [`SpanRecord::approximate_size`].
+    /// The span in the protobuf encoding ([`encode_span`]): the request is put together from these bytes.
+    pub(super) encoded: Vec<u8>,
+    /// The memory it takes: its encoding and this struct.
     pub(super) bytes: usize,
 }
 
 impl BufferedSpan {
-    /// `batch` converted, consecutive spans of one service sharing its name.
+    /// `batch` encoded, consecutive spans of one service sharing its name.
     pub(super) fn convert(batch: &[SpanRecord]) -> Vec<Self> {
         let mut last: Option<Arc<str>> = None;
         batch
@@ -56,10 +56,11 @@ impl BufferedSpan {
                     Some(service) if &**service == name => service.clone(),
                     _ => last.insert(Arc::from(name)).clone(),
                 };
+                let encoded = encode_span(record);
                 Self {
                     service,
-                    span: otlp_span(record),
-                    bytes: record.approximate_size(),
+                    bytes: encoded.len() + std::mem::size_of::<Self>(),
+                    encoded,
                 }
             })
             .collect()

@@ -72,11 +72,9 @@ pub struct OtlpConfig {
     pub timeout: Duration,
     /// At most this many spans wait for delivery; a batch that does not fit is dropped and counted.
     pub buffer_spans: usize,
-    /// At most this many bytes of spans (estimated by [`SpanRecord::approximate_size`]) wait for delivery, whatever
-    /// their count; a batch that does not fit is dropped and counted, unless the buffer is empty (so a batch larger
-    /// than this still goes, alone).
-    ///
-    /// [`SpanRecord::approximate_size`]: kelemetry_core::SpanRecord::approximate_size
+    /// At most this many bytes of spans wait for delivery, whatever their count: the spans wait encoded, and each
+    /// counts its encoding's length and a few dozen bytes of bookkeeping. A batch that does not fit is dropped
+    /// and counted, unless the buffer is empty (so a batch larger than this still goes, alone).
     #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub buffer_bytes: usize,
     /// At most this many spans per request.

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use kelemetry_core::ExportError;
-use kelemetry_core::otlp::export_request_of;
+use kelemetry_core::otlp::encode_export_request;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
 use prost::bytes::{BufMut, Bytes};
 use tonic::client::Grpc;
 use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
@@ -71,8 +70,8 @@ impl GrpcTransport {
     pub(super) fn request(&self, batch: Vec<BufferedSpan>) -> Bytes {
         let spans = batch
             .into_iter()
-            .map(|buffered| (buffered.service, buffered.span));
-        Bytes::from(export_request_of(spans, &self.resource_attributes).encode_to_vec())
+            .map(|buffered| (buffered.service, buffered.encoded));
+        Bytes::from(encode_export_request(spans, &self.resource_attributes))
     }
 
     /// Sends one encoded request; `Ok` carries how many spans the endpoint rejected.

@@ -3,7 +3,7 @@
 use prost::bytes::Bytes;
 
 use kelemetry_core::ExportError;
-use kelemetry_core::otlp::export_request_of;
+use kelemetry_core::otlp::encode_export_request;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
 use super::buffer::BufferedSpan;
@@ -53,9 +53,8 @@ impl HttpTransport {
     pub(super) fn request(&self, batch: Vec<BufferedSpan>) -> Bytes {
         let spans = batch
             .into_iter()
-            .map(|buffered| (buffered.service, buffered.span));
-        let body =
-            prost::Message::encode_to_vec(&export_request_of(spans, &self.resource_attributes));
+            .map(|buffered| (buffered.service, buffered.encoded));
+        let body = encode_export_request(spans, &self.resource_attributes);
         Bytes::from(if self.gzip { gzip_bytes(&body) } else { body })
     }
 
