@@ -14,6 +14,9 @@
 //!   keys and their meaning are the schema in [`crate::vocabulary`]. Its logs become span events whose name is
 //!   the log's message.
 //!
+//! An exporter that holds spans before it sends them encodes each once ([`encode_span`]) and puts requests together
+//! from those bytes ([`encode_export_request`]): the same bytes as encoding [`export_request`]'s message.
+//!
 //! Reading back ([`span_records`]) inverts this: the service name gives the [`SpanKind`] (`object`, `link`, any
 //! other name is an activity of that source) and non-string attribute values are written as text. Spans written
 //! by [`export_request`] come back equal, ids and nanoseconds included.

@@ -3,7 +3,9 @@
 //!
 //! Spans are built as data: each [`SpanRecord`] becomes an OTLP span through [`kelemetry_core::otlp`], with its
 //! trace id, span id, parent and times exactly as computed, one resource per service name (`object`, `link`,
-//! `audit`, `event`, ...). Nothing goes through a tracer, so nothing is re-timed or re-numbered.
+//! `audit`, `event`, ...). Nothing goes through a tracer, so nothing is re-timed or re-numbered. Each span is encoded
+//! once, as it is buffered ([`kelemetry_core::otlp::encode_span`]), and a request is put together from those bytes
+//! ([`kelemetry_core::otlp::encode_export_request`]).
 //!
 //! # Delivery
 //!
