@@ -18,6 +18,7 @@ use std::fmt;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::de::StrRead;
+use wide::u8x16;
 
 use crate::body::FoundFields;
 use crate::json_scan::Field;
@@ -278,24 +279,42 @@ impl<'de> Walker<'de> {
         let bytes = self.bytes();
         let mut at = self.at + 1;
         let mut escaped = false;
+        let (quote, backslash, control) =
+            (u8x16::splat(b'"'), u8x16::splat(b'\\'), u8x16::splat(0x1f));
         loop {
-            // Eight bytes at a time up to a quote, a backslash or a control character. Each mask is exact at its
-            // lowest set byte, which is all that is used.
-            while let Some(word) = bytes.get(at..at + 8) {
-                let mut chunk = [0u8; 8];
-                chunk.copy_from_slice(word);
-                let word = u64::from_le_bytes(chunk);
-                let quote = word ^ (ONES * u64::from(b'"'));
-                let backslash = word ^ (ONES * u64::from(b'\\'));
-                let found = (quote.wrapping_sub(ONES) & !quote)
-                    | (backslash.wrapping_sub(ONES) & !backslash)
-                    | (word.wrapping_sub(ONES * 0x20) & !word);
-                let found = found & HIGH;
-                if found != 0 {
-                    at += (found.trailing_zeros() / 8) as usize;
-                    break;
+            // Sixteen bytes at a time up to a quote, a backslash or a control character (at most 0x1f), then
+            // eight (each mask is exact at its lowest set byte, which is all that is used), then one.
+            'scan: {
+                while let Some(block) = bytes.get(at..at + 16) {
+                    let mut array = [0u8; 16];
+                    array.copy_from_slice(block);
+                    let block = u8x16::from(array);
+                    let found = (block.simd_eq(quote)
+                        | block.simd_eq(backslash)
+                        | block.max(control).simd_eq(control))
+                    .to_bitmask();
+                    if found != 0 {
+                        at += found.trailing_zeros() as usize;
+                        break 'scan;
+                    }
+                    at += 16;
                 }
-                at += 8;
+                while let Some(word) = bytes.get(at..at + 8) {
+                    let mut chunk = [0u8; 8];
+                    chunk.copy_from_slice(word);
+                    let word = u64::from_le_bytes(chunk);
+                    let quote = word ^ (ONES * u64::from(b'"'));
+                    let backslash = word ^ (ONES * u64::from(b'\\'));
+                    let found = (quote.wrapping_sub(ONES) & !quote)
+                        | (backslash.wrapping_sub(ONES) & !backslash)
+                        | (word.wrapping_sub(ONES * 0x20) & !word);
+                    let found = found & HIGH;
+                    if found != 0 {
+                        at += (found.trailing_zeros() / 8) as usize;
+                        break 'scan;
+                    }
+                    at += 8;
+                }
             }
             match bytes.get(at) {
                 Some(b'"') => {
@@ -798,6 +817,27 @@ mod tests {
             let text = event(body);
             assert!(walked(&text).is_none(), "{text}");
             assert!(serde_json::from_str::<IgnoredAny>(&text).is_err(), "{text}");
+        }
+        // A control character anywhere in a long string (read sixteen bytes, then eight, then one at a time) is
+        // refused; DEL and any character beyond ASCII anywhere are taken.
+        for at in 0..40 {
+            for (inserted, refused) in [
+                ("\u{0}", true),
+                ("\t", true),
+                ("\u{1f}", true),
+                ("\u{7f}", false),
+                ("é", false),
+            ] {
+                let mut long = "x".repeat(40);
+                long.insert_str(at, inserted);
+                let text = event(&format!(r#"{{"name":"{long}","other":"{long}"}}"#));
+                assert_eq!(walked(&text).is_none(), refused, "{inserted:?} at {at}");
+                assert_eq!(
+                    serde_json::from_str::<IgnoredAny>(&text).is_err(),
+                    refused,
+                    "{inserted:?} at {at}"
+                );
+            }
         }
         // Trailing text after the document.
         assert!(walked(r#"{"kind":"Event","auditID":"a"} x"#).is_none());
