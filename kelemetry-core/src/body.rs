@@ -390,7 +390,7 @@ impl Body {
     /// following those names through [`Body::value`] gives (so never `metadata.managedFields`), at the cost of
     /// that one value. Of a body read from text and not parsed yet, the objects on the way are scanned and only
     /// the value found is parsed; otherwise it is borrowed from what is parsed. An empty path, or `["metadata"]`
-    /// alone, is the parsed body or metadata.
+    /// alone, parses the whole body.
     ///
     /// ```
     /// use kelemetry_core::body::Body;

@@ -350,6 +350,7 @@ pub fn encode_export_request<S: AsRef<str>, B: AsRef<[u8]>>(
     let mut out = Vec::with_capacity(span_bytes + groups.len() * 128);
     for (service, spans) in groups {
         // The group's message without its spans (which come last in field order, after the scope), then its spans.
+        // `resource_spans` makes one `ScopeSpans`; the test compares the bytes with the whole message's.
         let head = resource_spans(service.as_ref(), extra_resource_attributes, Vec::new());
         let resource_len = head
             .resource

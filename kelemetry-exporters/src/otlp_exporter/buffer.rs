@@ -59,7 +59,7 @@ impl BufferedSpan {
                 let encoded = encode_span(record);
                 Self {
                     service,
-                    bytes: encoded.len() + std::mem::size_of::<Self>(),
+                    bytes: encoded.capacity() + std::mem::size_of::<Self>(),
                     encoded,
                 }
             })
