@@ -407,8 +407,9 @@ impl Body {
         if let Some(found) = self.text_field_at(path) {
             return found.map(Cow::Owned);
         }
-        let (mut value, rest) = match (path, self.value.get(), self.metadata.get()) {
-            (["metadata", rest @ ..], None, Some(metadata)) if !rest.is_empty() => (metadata, rest),
+        // Below `metadata`, the metadata alone is parsed (or borrowed from the parsed body).
+        let (mut value, rest) = match path {
+            ["metadata", rest @ ..] if !rest.is_empty() => (self.metadata()?, rest),
             _ => (self.value(), path),
         };
         for name in rest {
@@ -596,23 +597,7 @@ impl BodyMetadata for Body {
     }
 
     fn metadata_field(&self, field: &str) -> Option<Cow<'_, Value>> {
-        if let (Some(text), Some(spans), None, None) = (
-            &self.text,
-            self.metadata_fields.as_deref(),
-            self.value.get(),
-            self.metadata.get(),
-        ) && field != MANAGED_FIELDS
-        {
-            let span = find_span(text, spans, field)?.value;
-            // The text was checked when the body was made; should this field not parse, the whole metadata answers.
-            if let Some(value) = text
-                .get(span.0 as usize..span.1 as usize)
-                .and_then(|raw| serde_json::from_str(raw).ok())
-            {
-                return Some(Cow::Owned(value));
-            }
-        }
-        self.metadata()?.get(field).map(Cow::Borrowed)
+        self.field_at(&["metadata", field])
     }
 }
 

@@ -40,11 +40,14 @@ pub(super) struct BufferedSpan {
     pub(super) service: Arc<str>,
     /// The span in the protobuf encoding ([`encode_span`]): the request is put together from these bytes.
     pub(super) encoded: Vec<u8>,
-    /// The memory it takes: its encoding and this struct.
-    pub(super) bytes: usize,
 }
 
 impl BufferedSpan {
+    /// The memory it takes: its encoding and this struct.
+    pub(super) fn bytes(&self) -> usize {
+        self.encoded.capacity() + std::mem::size_of::<Self>()
+    }
+
     /// `batch` encoded, consecutive spans of one service sharing its name.
     pub(super) fn convert(batch: &[SpanRecord]) -> Vec<Self> {
         let mut last: Option<Arc<str>> = None;
@@ -56,11 +59,9 @@ impl BufferedSpan {
                     Some(service) if &**service == name => service.clone(),
                     _ => last.insert(Arc::from(name)).clone(),
                 };
-                let encoded = encode_span(record);
                 Self {
                     service,
-                    bytes: encoded.capacity() + std::mem::size_of::<Self>(),
-                    encoded,
+                    encoded: encode_span(record),
                 }
             })
             .collect()
@@ -127,7 +128,7 @@ impl Buffer {
     fn take_in_flight(&mut self, max: usize) -> Vec<BufferedSpan> {
         let take = self.spans.len().min(max);
         let batch: Vec<BufferedSpan> = self.spans.drain(..take).collect();
-        let bytes = batch.iter().map(|span| span.bytes).sum::<usize>();
+        let bytes = batch.iter().map(BufferedSpan::bytes).sum::<usize>();
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
         self.in_flight = batch.len();
         self.in_flight_bytes = bytes;

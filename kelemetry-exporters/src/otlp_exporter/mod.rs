@@ -162,7 +162,10 @@ impl OtlpExporter {
     ) -> Result<Option<tokio::sync::oneshot::Receiver<bool>>, ExportError> {
         // Converted before the lock is taken, so that the delivery task does not wait on it.
         let converted = buffer::BufferedSpan::convert(batch);
-        let bytes = converted.iter().map(|span| span.bytes).sum::<usize>();
+        let bytes = converted
+            .iter()
+            .map(buffer::BufferedSpan::bytes)
+            .sum::<usize>();
         let mut buffer = self.shared.lock();
         let over_bytes =
             buffer.waiting() > 0 && buffer.waiting_bytes() + bytes > self.capacity_bytes;
