@@ -278,7 +278,7 @@ async fn deployment_and_ancestors_scenarios_through_the_webhook_and_the_watchers
     assert!(
         children[0]
             .tags
-            .contains(&("name".into(), first_replicaset.clone()))
+            .contains(&("name".into(), first_replicaset.as_str().into()))
     );
 }
 

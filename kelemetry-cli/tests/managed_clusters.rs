@@ -58,8 +58,8 @@ async fn activities(store: &Path, key: ObjectKey) -> Vec<(String, String, Option
         .iter()
         .find(|span| {
             span.tags
-                .contains(&("resource".into(), key.resource.to_string()))
-                && span.tags.contains(&("name".into(), key.name.to_string()))
+                .contains(&("resource".into(), key.resource.clone()))
+                && span.tags.contains(&("name".into(), key.name.clone()))
         })
         .unwrap_or_else(|| panic!("no span of {key:?} in {trace:#?}"));
     let mut logs: Vec<&DisplayLog> = span

@@ -268,7 +268,7 @@ impl From<&DisplayTrace> for Trace {
                 tags: span
                     .tags
                     .iter()
-                    .map(|(k, value)| KeyValue::string(k, value))
+                    .map(|(k, value)| KeyValue::string(k.as_str(), value.as_str()))
                     .collect(),
                 logs: span
                     .logs
@@ -278,7 +278,7 @@ impl From<&DisplayTrace> for Trace {
                         fields: log
                             .fields
                             .iter()
-                            .map(|(k, value)| KeyValue::string(k, value))
+                            .map(|(k, value)| KeyValue::string(k.as_str(), value.as_str()))
                             .collect(),
                     })
                     .collect(),

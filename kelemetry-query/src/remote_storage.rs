@@ -181,7 +181,7 @@ fn display_span(display: &DisplaySpan, trace_id: Vec<u8>) -> Span {
     let mut attributes: Vec<OtlpKeyValue> = display
         .tags
         .iter()
-        .map(|(k, val)| otlp::string_attribute(k, val))
+        .map(|(k, val)| otlp::string_attribute(k.as_str(), val.as_str()))
         .collect();
     if !display.warnings.is_empty() {
         let warnings = display
@@ -210,7 +210,7 @@ fn display_span(display: &DisplaySpan, trace_id: Vec<u8>) -> Span {
             attributes: log
                 .fields
                 .iter()
-                .map(|(k, val)| otlp::string_attribute(k, val))
+                .map(|(k, val)| otlp::string_attribute(k.as_str(), val.as_str()))
                 .collect(),
             dropped_attributes_count: 0,
         })

@@ -113,12 +113,12 @@ fn render_log(log: &DisplayLog, prefix: &str, options: TextOptions, out: &mut St
                     let cut: String = value.chars().take(options.max_snapshot_chars).collect();
                     format!("{cut}… ({chars} chars)")
                 } else {
-                    value.clone()
+                    value.to_string()
                 };
                 rest.push(("snapshot", shown));
             }
-            "" => rest.push(("note", value.clone())),
-            other => rest.push((other, value.clone())),
+            "" => rest.push(("note", value.to_string())),
+            other => rest.push((other, value.to_string())),
         }
     }
     let _ = writeln!(out, "{head}");

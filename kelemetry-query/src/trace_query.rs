@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{ObjectKey, ObjectSelector, vocabulary as v};
+use kelemetry_core::{ObjectKey, ObjectSelector, SmolStr, vocabulary as v};
 use kelemetry_store::{StoreError, StoredView, ViewStore};
 
 use crate::assemble::{AssembleError, TraceView, ViewRequest, assemble, assemble_components};
@@ -434,7 +434,7 @@ fn placeholder(
         (v::NAME, name),
     ]
     .into_iter()
-    .map(|(k, value)| (k.to_owned(), value.to_owned()))
+    .map(|(k, value)| (SmolStr::new_static(k), SmolStr::new(value)))
     .collect();
     DisplayTrace {
         trace_id: mode.trace_id(low),

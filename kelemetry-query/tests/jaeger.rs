@@ -333,7 +333,7 @@ async fn jaeger_query_on_our_remote_storage_shows_every_display_mode() {
             for (key, value) in &span.tags {
                 assert_eq!(
                     shown.tag(&sid, key),
-                    Some(Value::String(value.clone()).to_string()),
+                    Some(Value::String(value.to_string()).to_string()),
                     "{mode}: {key}"
                 );
             }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{LogKind, SpanId, SpanLog, SpanRecord, vocabulary as v};
+use kelemetry_core::{LogKind, SmolStr, SpanId, SpanLog, SpanRecord, vocabulary as v};
 
 use super::trace::{DisplayLog, Field};
 
@@ -69,10 +69,13 @@ pub(super) fn log_fields(log: &SpanLog) -> Vec<Field> {
             }
             let mut fields = Vec::new();
             if !diff.is_empty() {
-                fields.push(("diff".to_owned(), diff.join("\n")));
+                fields.push((SmolStr::new_static("diff"), diff.join("\n").into()));
             }
             if !verbose.is_empty() {
-                fields.push(("verbose diff".to_owned(), verbose.join("\n")));
+                fields.push((
+                    SmolStr::new_static("verbose diff"),
+                    verbose.join("\n").into(),
+                ));
             }
             return fields;
         }
@@ -83,7 +86,7 @@ pub(super) fn log_fields(log: &SpanLog) -> Vec<Field> {
         Some(LogKind::KelemetryError) => "_debug",
         None => return Vec::new(),
     };
-    vec![(name.to_owned(), log.message.clone())]
+    vec![(SmolStr::new_static(name), SmolStr::new(&log.message))]
 }
 
 /// The field (in `tracing` and `grouped`) or tag (in `tree` and `timeline`) that classifies a failed request
@@ -150,9 +153,9 @@ pub fn retried_conflicts(activities: &[SpanRecord], within: SignedDuration) -> H
 /// the activity is in `retried` (see [`retried_conflicts`]), the diff classes (`diff` before `verbose diff`), the
 /// other log lines by type.
 pub(super) fn collapse(activity: &SpanRecord, retried: &HashSet<SpanId>) -> DisplayLog {
-    let source = activity.service_name().to_owned();
-    let mut fields: Vec<Field> = vec![(source.clone(), activity.name.clone())];
-    let mapped: &[&str] = match source.as_str() {
+    let source = activity.service_name();
+    let mut fields: Vec<Field> = vec![(SmolStr::new(source), SmolStr::new(&activity.name))];
+    let mapped: &[&'static str] = match source {
         "audit" => &[v::USER_AGENT, v::SOURCE_IP, v::RESPONSE_CODE],
         "event" => &[
             v::EVENT_ACTION,
@@ -164,11 +167,14 @@ pub(super) fn collapse(activity: &SpanRecord, retried: &HashSet<SpanId>) -> Disp
     };
     for name in mapped {
         if let Some(value) = activity.attribute(name).filter(|value| !value.is_empty()) {
-            fields.push(((*name).to_owned(), value.to_owned()));
+            fields.push((SmolStr::new_static(name), SmolStr::new(value)));
         }
     }
     if retried.contains(&activity.span_id) {
-        fields.push((OUTCOME.to_owned(), CONFLICT_RETRIED.to_owned()));
+        fields.push((
+            SmolStr::new_static(OUTCOME),
+            SmolStr::new_static(CONFLICT_RETRIED),
+        ));
     }
     let mut diffs: Vec<Field> = Vec::new();
     let mut others: Vec<Field> = Vec::new();
@@ -189,7 +195,7 @@ pub(super) fn collapse(activity: &SpanRecord, retried: &HashSet<SpanId>) -> Disp
             .map(|(_, value)| value.as_str())
             .collect();
         if !lines.is_empty() {
-            fields.push((class.to_owned(), lines.join("\n")));
+            fields.push((SmolStr::new_static(class), lines.join("\n").into()));
         }
     }
     fields.extend(others);

@@ -1,13 +1,28 @@
 //! The displayed trace: a Jaeger-like span tree ([`DisplayTrace`]) of [`DisplaySpan`]s with [`DisplayLog`]s.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use jiff::Timestamp;
+use kelemetry_core::SmolStr;
 
 use super::mode::DisplayMode;
 
-/// One field of a display log or a tag of a display span.
-pub type Field = (String, String);
+/// One field of a display log or a tag of a display span: its name and its value. Both are [`SmolStr`]s, so a tag
+/// copied from a span's attribute shares or inlines its text instead of allocating it again.
+pub type Field = (SmolStr, SmolStr);
+
+/// An attribute's name as a field name: a name from the vocabulary (`'static`) is referenced, not copied.
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `&str` would not say whether the name is `'static`"
+)]
+pub(crate) fn field_name(name: &Cow<'static, str>) -> SmolStr {
+    match name {
+        Cow::Borrowed(name) => SmolStr::new_static(name),
+        Cow::Owned(name) => SmolStr::new(name),
+    }
+}
 
 /// A log on a display span: an activity collapsed into fields, or a log line of an activity span.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,14 +4,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
-use kelemetry_core::{ObjectKey, SpanId, SpanRecord, vocabulary as v};
+use kelemetry_core::{ObjectKey, SmolStr, SpanId, SpanRecord, vocabulary as v};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::diff::{
     CONFLICT_RETRIED, CONFLICT_RETRY_WINDOW, OUTCOME, collapse, log_fields, retried_conflicts,
 };
 use super::mode::{BaseMode, DisplayMode};
-use super::trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field};
+use super::trace::{DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field, field_name};
 use crate::assemble::{ObjectHistory, TraceView, ViewNode};
 
 /// Shows `view` in `mode`. The trace id's low half is [`TraceView::low_half`]: the same question (objects and
@@ -121,8 +121,15 @@ fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
         v::NAME,
         v::UID,
     ] {
-        if let Some(value) = history.attribute(name) {
-            tags.push((name.to_owned(), value.to_owned()));
+        // The value itself (shared or inline), as `ObjectHistory::attribute` finds it: the latest window's.
+        let value = history.object_spans.iter().rev().find_map(|span| {
+            span.attributes
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, value)| value)
+        });
+        if let Some(value) = value {
+            tags.push((SmolStr::new_static(name), value.clone()));
         }
     }
     if tags.is_empty() {
@@ -130,11 +137,14 @@ fn object_span(node: &ViewNode, range: Range) -> DisplaySpan {
             .into_iter()
             .zip(key.fields())
         {
-            tags.push((name.to_owned(), value.to_owned()));
+            tags.push((SmolStr::new_static(name), SmolStr::new(value)));
         }
     }
     if !node.class.is_empty() {
-        tags.push((v::LINK_CLASS.to_owned(), node.class.clone()));
+        tags.push((
+            SmolStr::new_static(v::LINK_CLASS),
+            SmolStr::new(&node.class),
+        ));
     }
     let (start, end) = object_interval(node, range);
     DisplaySpan {
@@ -397,10 +407,13 @@ fn activity_node(activity: &SpanRecord, retried: &HashSet<SpanId>) -> Node {
         .attributes
         .iter()
         .filter(|(k, _)| !k.starts_with(v::INTERNAL_PREFIX))
-        .map(|(k, value)| (k.to_string(), value.to_string()))
+        .map(|(k, value)| (field_name(k), value.clone()))
         .collect();
     if retried.contains(&activity.span_id) {
-        tags.push((OUTCOME.to_owned(), CONFLICT_RETRIED.to_owned()));
+        tags.push((
+            SmolStr::new_static(OUTCOME),
+            SmolStr::new_static(CONFLICT_RETRIED),
+        ));
     }
     let logs = activity
         .logs

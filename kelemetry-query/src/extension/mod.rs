@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use kelemetry_core::vocabulary as v;
+use kelemetry_core::{SmolStr, vocabulary as v};
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use config::{
@@ -38,7 +38,8 @@ pub use template::{Template, TemplateError};
 
 use crate::assemble::{TraceView, ViewNode};
 use crate::display::{
-    DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, object_display_span_id, object_window,
+    DisplayKind, DisplayLog, DisplaySpan, DisplayTrace, Field, object_display_span_id,
+    object_window,
 };
 use crate::jaeger_json;
 
@@ -539,16 +540,16 @@ fn display_span(
     };
     let start = time(span.start_time);
     let end = time(span.start_time.saturating_add(span.duration));
-    let mut tags: Vec<(String, String)> = span
+    let mut tags: Vec<Field> = span
         .tags
         .iter()
-        .map(|kv| (kv.key.clone(), value_text(&kv.value)))
+        .map(|kv| (SmolStr::new(&kv.key), value_text(&kv.value).into()))
         .collect();
-    tags.push((EXTENSION_TAG.to_owned(), provider.to_owned()));
+    tags.push((SmolStr::new_static(EXTENSION_TAG), SmolStr::new(provider)));
     if is_root && target.kind == TargetKind::Activity {
         tags.push((
-            EXTENSION_ACTIVITY_TAG.to_owned(),
-            target.start.as_microsecond().to_string(),
+            SmolStr::new_static(EXTENSION_ACTIVITY_TAG),
+            target.start.as_microsecond().to_string().into(),
         ));
     }
     DisplaySpan {
@@ -572,7 +573,7 @@ fn display_span(
                 fields: log
                     .fields
                     .iter()
-                    .map(|kv| (kv.key.clone(), value_text(&kv.value)))
+                    .map(|kv| (SmolStr::new(&kv.key), value_text(&kv.value).into()))
                     .collect(),
             })
             .collect(),
