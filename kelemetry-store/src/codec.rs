@@ -298,43 +298,56 @@ impl<'a> Cursor<'a> {
         Timestamp::new(secs, nanos).map_err(|_| DecodeError::Invalid { field })
     }
 
-    fn attributes(&mut self) -> Result<Attributes, DecodeError> {
+    fn attributes(&mut self, values: &mut LastValues) -> Result<Attributes, DecodeError> {
         let count = self.count("attribute count", 2)?;
         let mut attributes = Vec::with_capacity(count);
         for _ in 0..count {
-            let name = match self.attribute_name()? {
-                AttributeName::Known(known) => Cow::Borrowed(known),
-                AttributeName::Text(text) => Cow::Owned(text.to_owned()),
-            };
-            attributes.push((name, SmolStr::new(self.text_ref("attribute value")?)));
+            let code = self.varint("attribute name")?;
+            if code == 0 {
+                let name = Cow::Owned(self.text_ref("attribute name")?.to_owned());
+                attributes.push((name, SmolStr::new(self.text_ref("attribute value")?)));
+            } else {
+                let name = known_attribute_name(code)?;
+                let value = values.value(code, self.text_bytes("attribute value")?)?;
+                attributes.push((Cow::Borrowed(name), value));
+            }
         }
         Ok(attributes)
     }
 
-    fn attribute_name(&mut self) -> Result<AttributeName<'a>, DecodeError> {
-        let code = self.varint("attribute name")?;
-        if code == 0 {
-            return self.text_ref("attribute name").map(AttributeName::Text);
-        }
-        known_attribute_name(code).map(AttributeName::Known)
-    }
-
-    /// The attributes of a link span: the value of each the link keeps is checked and borrowed, the others are
-    /// skipped.
-    fn link_attributes(&mut self) -> Result<LinkAttributes<'a>, DecodeError> {
+    /// The attributes of a link span: the value of each the link keeps is checked and kept (the other object's
+    /// identity through `values`), the others are skipped.
+    fn link_attributes(
+        &mut self,
+        values: &mut LastValues,
+    ) -> Result<LinkAttributes<'a>, DecodeError> {
         let count = self.count("attribute count", 2)?;
         let mut link = LinkAttributes::default();
         for _ in 0..count {
             // A name from the vocabulary is known by its code; only a spelled-out one is compared as bytes.
             let code = self.varint("attribute name")?;
-            let slot = if code == 0 {
-                link.slot(self.text_bytes("attribute name")?)
+            let index = if code == 0 {
+                let name = self.text_bytes("attribute name")?;
+                LINK_NAMES.iter().position(|known| known.as_bytes() == name)
             } else {
                 known_attribute_name(code)?;
-                link.slot_of_code(code)
+                LINK_CODES.iter().position(|known| *known == code)
             };
-            match slot {
-                Some(slot @ None) => *slot = Some(self.text_ref("attribute value")?),
+            match index {
+                Some(index @ 0..=4) if link.key[index].is_none() => {
+                    let value = if code == 0 {
+                        SmolStr::new(self.text_ref("attribute value")?)
+                    } else {
+                        values.value(code, self.text_bytes("attribute value")?)?
+                    };
+                    link.key[index] = Some(value);
+                }
+                Some(5) if link.role.is_none() => {
+                    link.role = Some(self.text_ref("attribute value")?)
+                }
+                Some(6) if link.class.is_none() => {
+                    link.class = Some(self.text_ref("attribute value")?);
+                }
                 _ => {
                     self.text_bytes("attribute value")?;
                 }
@@ -378,10 +391,38 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// An attribute name as stored: from the vocabulary or spelled out.
-enum AttributeName<'a> {
-    Known(&'static str),
-    Text(&'a str),
+/// The last value decoded of each name of the vocabulary ([`SpanDecoder`]).
+#[derive(Debug)]
+struct LastValues([Option<SmolStr>; ATTRIBUTE_NAMES.len()]);
+
+impl LastValues {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| None))
+    }
+
+    /// The value `bytes` of the attribute with the vocabulary code `code`: a clone of the last value of that name
+    /// when the bytes are the same (they are then known to be UTF-8), else the bytes checked and kept as the last.
+    fn value(&mut self, code: u64, bytes: &[u8]) -> Result<SmolStr, DecodeError> {
+        let checked = |bytes| {
+            std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid {
+                field: "attribute value",
+            })
+        };
+        let Some(last) = usize::try_from(code - 1)
+            .ok()
+            .and_then(|index| self.0.get_mut(index))
+        else {
+            return checked(bytes).map(SmolStr::new);
+        };
+        if let Some(value) = last
+            && value.as_bytes() == bytes
+        {
+            return Ok(value.clone());
+        }
+        let value = SmolStr::new(checked(bytes)?);
+        *last = Some(value.clone());
+        Ok(value)
+    }
 }
 
 /// The vocabulary's name of a nonzero name code.
@@ -428,40 +469,18 @@ pub enum DecodedSpan {
     Link(Option<StoredLink>),
 }
 
-/// The attributes of a link span that [`StoredLink`] is made of, borrowed; each the first of its name.
+/// The attributes of a link span that [`StoredLink`] is made of, each the first of its name, in the order of
+/// [`LINK_NAMES`].
 #[derive(Default)]
 struct LinkAttributes<'a> {
     /// Cluster, group, resource, namespace, name of the other object.
-    key: [Option<&'a str>; 5],
+    key: [Option<SmolStr>; 5],
     role: Option<&'a str>,
     class: Option<&'a str>,
 }
 
-impl<'a> LinkAttributes<'a> {
-    /// Where the value of the attribute `name` goes, if the link keeps it.
-    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<&'a str>> {
-        let index = LINK_NAMES
-            .iter()
-            .position(|known| known.as_bytes() == name)?;
-        Some(self.slot_at(index))
-    }
-
-    /// [`LinkAttributes::slot`] of the name with the vocabulary code `code`.
-    fn slot_of_code(&mut self, code: u64) -> Option<&mut Option<&'a str>> {
-        let index = LINK_CODES.iter().position(|known| *known == code)?;
-        Some(self.slot_at(index))
-    }
-
-    /// The slot of [`LINK_NAMES`]`[index]`.
-    fn slot_at(&mut self, index: usize) -> &mut Option<&'a str> {
-        match index {
-            0..=4 => &mut self.key[index],
-            5 => &mut self.role,
-            _ => &mut self.class,
-        }
-    }
-
-    fn link(&self) -> Option<StoredLink> {
+impl LinkAttributes<'_> {
+    fn link(self) -> Option<StoredLink> {
         let [
             Some(cluster),
             Some(group),
@@ -473,7 +492,13 @@ impl<'a> LinkAttributes<'a> {
             return None;
         };
         Some(StoredLink {
-            other: ObjectKey::new(cluster, group, resource, namespace, name),
+            other: ObjectKey {
+                cluster,
+                group,
+                resource,
+                namespace,
+                name,
+            },
             role: LinkRole::from_name(self.role?)?,
             class: self.class.unwrap_or_default().to_owned(),
         })
@@ -505,9 +530,7 @@ pub fn decode_span(
     span_id: SpanId,
     bytes: &[u8],
 ) -> Result<SpanRecord, DecodeError> {
-    let mut cursor = Cursor { bytes };
-    let head = decode_head(&mut cursor)?;
-    decode_rest(&mut cursor, trace_id, span_id, head)
+    SpanDecoder::new().decode_span(trace_id, span_id, bytes)
 }
 
 /// Reads a span stored by [`encode_span`], a link span only as far as the link it stands for: what
@@ -518,23 +541,93 @@ pub fn decode_span_or_link(
     span_id: SpanId,
     bytes: &[u8],
 ) -> Result<DecodedSpan, DecodeError> {
-    let mut cursor = Cursor { bytes };
-    let head = decode_head(&mut cursor)?;
-    if head.kind != KIND_LINK {
-        return decode_rest(&mut cursor, trace_id, span_id, head).map(DecodedSpan::Span);
+    SpanDecoder::new().decode_span_or_link(trace_id, span_id, bytes)
+}
+
+/// Reads many stored spans ([`decode_span`], [`decode_span_or_link`]), sharing the attribute values that repeat
+/// from one span to the next.
+///
+/// The spans of one read repeat most of their values: every span of an object names its cluster, resource and
+/// namespace again, a link span names the same kind of object as the last. The decoder keeps the last value of
+/// each attribute name of the vocabulary ([`ATTRIBUTE_NAMES`]). A value whose bytes are the same is a clone of
+/// it (an inline copy, or the same shared text), neither checked for UTF-8 again nor built again; a different
+/// value takes its place. So it holds at most one value per name, and its answers are those of the free
+/// functions, byte for byte and error for error.
+///
+/// ```
+/// use kelemetry_core::{ObjectKey, ObjectRef, Windowing};
+/// use kelemetry_core::span::object_span;
+/// use kelemetry_store::codec::{SpanDecoder, encode_span};
+///
+/// let window = Windowing::default().window_of("2024-05-01T12:00:00Z".parse()?);
+/// let mut decoder = SpanDecoder::new();
+/// for name in ["web-1", "web-2"] {
+///     let pod = ObjectRef::new(ObjectKey::new("prod", "", "pods", "default", name), "v1", None);
+///     let span = object_span(&pod, window);
+///     let mut bytes = Vec::new();
+///     encode_span(&span, &mut bytes);
+///     assert_eq!(decoder.decode_span(span.trace_id, span.span_id, &bytes)?, span);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SpanDecoder {
+    last: LastValues,
+}
+
+impl Default for SpanDecoder {
+    fn default() -> Self {
+        Self::new()
     }
-    cursor.text_bytes("name")?;
-    cursor.time("start")?;
-    cursor.time("end")?;
-    let link = cursor.link_attributes()?;
-    cursor.skip_logs()?;
-    cursor.finish()?;
-    Ok(DecodedSpan::Link(link.link()))
+}
+
+impl SpanDecoder {
+    /// A decoder that has read nothing yet.
+    pub fn new() -> Self {
+        Self {
+            last: LastValues::new(),
+        }
+    }
+
+    /// [`decode_span`], sharing values with the spans read before.
+    pub fn decode_span(
+        &mut self,
+        trace_id: TraceId,
+        span_id: SpanId,
+        bytes: &[u8],
+    ) -> Result<SpanRecord, DecodeError> {
+        let mut cursor = Cursor { bytes };
+        let head = decode_head(&mut cursor)?;
+        decode_rest(&mut cursor, &mut self.last, trace_id, span_id, head)
+    }
+
+    /// [`decode_span_or_link`], sharing values with the spans read before.
+    pub fn decode_span_or_link(
+        &mut self,
+        trace_id: TraceId,
+        span_id: SpanId,
+        bytes: &[u8],
+    ) -> Result<DecodedSpan, DecodeError> {
+        let mut cursor = Cursor { bytes };
+        let head = decode_head(&mut cursor)?;
+        if head.kind != KIND_LINK {
+            return decode_rest(&mut cursor, &mut self.last, trace_id, span_id, head)
+                .map(DecodedSpan::Span);
+        }
+        cursor.text_bytes("name")?;
+        cursor.time("start")?;
+        cursor.time("end")?;
+        let link = cursor.link_attributes(&mut self.last)?;
+        cursor.skip_logs()?;
+        cursor.finish()?;
+        Ok(DecodedSpan::Link(link.link()))
+    }
 }
 
 /// The fields after the head of a span.
 fn decode_rest(
     cursor: &mut Cursor<'_>,
+    values: &mut LastValues,
     trace_id: TraceId,
     span_id: SpanId,
     head: Head,
@@ -548,13 +641,13 @@ fn decode_rest(
     let name = cursor.text("name")?;
     let start = cursor.time("start")?;
     let end = cursor.time("end")?;
-    let attributes = cursor.attributes()?;
+    let attributes = cursor.attributes(values)?;
     let log_count = cursor.count("log count", 14)?;
     let mut logs = Vec::with_capacity(log_count);
     for _ in 0..log_count {
         let time = cursor.time("log time")?;
         let message = cursor.text("log message")?;
-        let attributes = cursor.attributes()?;
+        let attributes = cursor.attributes(values)?;
         logs.push(SpanLog {
             time,
             message,
@@ -896,5 +989,75 @@ mod tests {
             }
         }
         assert!(links > 50, "only {links} spans held a whole link");
+    }
+
+    #[test]
+    fn a_decoder_that_read_other_spans_reads_each_as_a_fresh_one_does() {
+        // Spans whose values repeat, almost repeat (one byte more or less, a different last byte), are empty,
+        // longer than an inline value, or not ASCII; each also damaged at every byte, so that a value the decoder
+        // kept meets bytes that differ from it only where they are no longer UTF-8.
+        let mut random = Xorshift(0x2545_f491_4f6c_dd1d);
+        let long = "a-uid-of-thirty-six-bytes-0123456789";
+        let values = [
+            "", "prod", "prod", "prod2", "pro", "prox", long, long, "ü", "üx", "web-1",
+        ];
+        let mut spans = Vec::new();
+        for _ in 0..200 {
+            let mut attributes: Vec<(&'static str, &str)> = (0..random.below(10))
+                .map(|_| {
+                    let name = ATTRIBUTE_NAMES[random.below(ATTRIBUTE_NAMES.len() as u64) as usize];
+                    (name, values[random.below(values.len() as u64) as usize])
+                })
+                .collect();
+            if random.below(2) == 0 {
+                attributes.extend(LINKED);
+            }
+            let mut span = link_with(&attributes);
+            if random.below(2) == 0 {
+                span.kind = SpanKind::Object;
+            }
+            spans.push(span);
+        }
+        let mut decoder = SpanDecoder::new();
+        let (mut compared, mut shared) = (0, 0);
+        for span in &spans {
+            let mut bytes = Vec::new();
+            encode_span(span, &mut bytes);
+            let mut damaged = vec![bytes.clone()];
+            for at in 0..bytes.len() {
+                let mut copy = bytes.clone();
+                copy[at] = 0xff;
+                damaged.push(copy);
+            }
+            for bytes in &damaged {
+                let (trace_id, span_id) = (span.trace_id, span.span_id);
+                assert_eq!(
+                    decoder.decode_span(trace_id, span_id, bytes),
+                    decode_span(trace_id, span_id, bytes)
+                );
+                assert_eq!(
+                    decoder.decode_span_or_link(trace_id, span_id, bytes),
+                    decode_span_or_link(trace_id, span_id, bytes)
+                );
+                compared += 1;
+            }
+            // A long value read again under the same name is the same text, not a copy of it (when the name
+            // is not used again in between).
+            let first = decoder
+                .decode_span(span.trace_id, span.span_id, &bytes)
+                .unwrap();
+            let again = decoder
+                .decode_span(span.trace_id, span.span_id, &bytes)
+                .unwrap();
+            for ((name, a), (_, b)) in first.attributes.iter().zip(&again.attributes) {
+                let once = first.attributes.iter().filter(|(n, _)| n == name).count() == 1;
+                if a.len() > 23 && once {
+                    assert_eq!(a.as_ptr(), b.as_ptr(), "{a}");
+                    shared += 1;
+                }
+            }
+        }
+        assert!(compared > 10_000, "{compared}");
+        assert!(shared > 50, "{shared}");
     }
 }

@@ -16,9 +16,7 @@ use redb::{
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
 use crate::chunk::{ChunkReader, ChunkWriter, Decoders, piece_lengths, with_thread_reader};
-use crate::codec::{
-    DecodeError, DecodedSpan, StoredLink, decode_span, decode_span_or_link, encode_span,
-};
+use crate::codec::{DecodeError, DecodedSpan, SpanDecoder, StoredLink, decode_span, encode_span};
 use crate::error::StoreError;
 
 /// The name of the store file inside the store directory.
@@ -1068,6 +1066,7 @@ impl SpanStore {
         &self,
         reader: &mut ChunkReader,
         decoders: &Decoders,
+        spans: &mut SpanDecoder,
         chunk: (u128, u64),
         value: &[u8],
         out: &mut Vec<SpanRecord>,
@@ -1078,7 +1077,8 @@ impl SpanStore {
             chunk,
             value,
             |trace_id, span_id, bytes| {
-                let span = decode_span(trace_id, span_id, bytes)
+                let span = spans
+                    .decode_span(trace_id, span_id, bytes)
                     .map_err(|source| self.corrupt_span(trace_id, span_id, source))?;
                 out.push(span);
                 Ok(())
@@ -1226,6 +1226,7 @@ impl SpanStore {
             .open_table(CHUNKS)
             .map_err(|e| self.storage("open the span chunks table", e))?;
         with_thread_reader(|reader| {
+            let mut spans = SpanDecoder::new();
             let mut all = Vec::with_capacity(traces.len());
             for trace in traces {
                 let t = trace.to_u128();
@@ -1235,7 +1236,14 @@ impl SpanStore {
                 let mut out = Vec::new();
                 for entry in range {
                     let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
-                    self.decode_chunk(reader, &decoders, key.value(), value.value(), &mut out)?;
+                    self.decode_chunk(
+                        reader,
+                        &decoders,
+                        &mut spans,
+                        key.value(),
+                        value.value(),
+                        &mut out,
+                    )?;
                 }
                 all.push(out);
             }
@@ -1258,6 +1266,7 @@ impl SpanStore {
         order.sort_by_key(|&i| traces[i]);
         let mut all: Vec<Option<TraceContents>> = vec![None; traces.len()];
         with_thread_reader(|reader| {
+            let mut spans = SpanDecoder::new();
             let mut sweep = None;
             let mut previous: Option<(TraceId, usize)> = None;
             for &i in &order {
@@ -1311,6 +1320,7 @@ impl SpanStore {
                     self.decode_contents(
                         reader,
                         &decoders,
+                        &mut spans,
                         (t, first),
                         value.value(),
                         &mut contents,
@@ -1328,6 +1338,7 @@ impl SpanStore {
         &self,
         reader: &mut ChunkReader,
         decoders: &Decoders,
+        spans: &mut SpanDecoder,
         chunk: (u128, u64),
         value: &[u8],
         contents: &mut TraceContents,
@@ -1338,7 +1349,8 @@ impl SpanStore {
             chunk,
             value,
             |trace_id, span_id, bytes| {
-                let decoded = decode_span_or_link(trace_id, span_id, bytes)
+                let decoded = spans
+                    .decode_span_or_link(trace_id, span_id, bytes)
                     .map_err(|source| self.corrupt_span(trace_id, span_id, source))?;
                 match decoded {
                     DecodedSpan::Span(span) => contents.spans.push(span),
@@ -1653,6 +1665,7 @@ impl SpanStore {
             range,
             decoders,
             reader: ChunkReader::new(),
+            spans: SpanDecoder::new(),
             decoded: Vec::new().into_iter(),
             _counted: counted,
         })
@@ -1786,6 +1799,7 @@ pub struct AllSpans {
     range: redb::OwnedRange<(u128, u64), &'static [u8]>,
     decoders: Arc<Decoders>,
     reader: ChunkReader,
+    spans: SpanDecoder,
     /// The spans of the chunk read last, not returned yet.
     decoded: std::vec::IntoIter<SpanRecord>,
     /// Dropped after `range`, whose snapshot it counts.
@@ -1816,6 +1830,7 @@ impl Iterator for AllSpans {
                     self.store.decode_chunk(
                         &mut self.reader,
                         &self.decoders,
+                        &mut self.spans,
                         key.value(),
                         value.value(),
                         &mut spans,
