@@ -53,7 +53,7 @@ mod views;
 pub use error::StoreError;
 pub use store::{
     AllSpans, CheckReport, LAYOUT_VERSION, PreparedBatch, RepairReport, STORE_FILE_NAME, SpanStore,
-    StoreOptions, StoredWindow, TraceContents, WriteDurability,
+    StoreOptions, StoredWindow, TraceChunks, TraceContents, WriteDurability,
 };
 pub use views::{StoredView, VIEWS_FILE_NAME, ViewLimits, ViewStore};
 

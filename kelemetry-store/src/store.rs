@@ -220,6 +220,109 @@ pub struct TraceContents {
     pub unusable_links: usize,
 }
 
+/// The stored chunks of some traces, not decoded yet ([`SpanStore::chunks_of_traces`]). Holds the chunks'
+/// compressed bytes, and the store's dictionaries of the snapshot they were read from.
+pub struct TraceChunks {
+    store: SpanStore,
+    decoders: Arc<Decoders>,
+    /// The stored values of the chunks, one after the other.
+    bytes: Vec<u8>,
+    /// The chunks, each trace's in a run.
+    chunks: Vec<StoredChunk>,
+    /// Per trace asked for, in the order asked.
+    traces: Vec<TraceSlot>,
+    /// The indices of `traces` in trace id order: a trace asked for twice comes after its first.
+    order: Vec<usize>,
+}
+
+/// A chunk of [`TraceChunks`].
+struct StoredChunk {
+    /// The id of its first span (the second half of its key).
+    first: u64,
+    /// Where its value is in [`TraceChunks::bytes`].
+    bytes: std::ops::Range<usize>,
+}
+
+/// A trace of [`TraceChunks`].
+#[derive(Clone)]
+enum TraceSlot {
+    /// Its chunks (none when nothing is stored).
+    Chunks {
+        trace: u128,
+        chunks: std::ops::Range<usize>,
+    },
+    /// The same trace as the one at this index, asked for before.
+    SameAs(usize),
+}
+
+impl std::fmt::Debug for TraceChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceChunks")
+            .field("traces", &self.traces.len())
+            .field("chunks", &self.chunks.len())
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl TraceChunks {
+    /// The contents of each trace (in the order asked for), link spans read as links: what
+    /// [`SpanStore::contents_of_traces`] answers.
+    pub fn contents(&self) -> Result<Vec<TraceContents>, StoreError> {
+        self.decode(|store, reader, decoder, chunk, value, contents| {
+            store.decode_contents(reader, &self.decoders, decoder, chunk, value, contents)
+        })
+    }
+
+    /// The spans of each trace (in the order asked for): what [`SpanStore::spans_of_traces`] answers.
+    pub fn spans(&self) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
+        self.decode(|store, reader, decoder, chunk, value, spans| {
+            store.decode_chunk(reader, &self.decoders, decoder, chunk, value, spans)
+        })
+    }
+
+    /// Each trace's chunks decoded by `chunk` into one `T`, in the order asked for; a trace asked for twice is
+    /// decoded once.
+    fn decode<T: Clone + Default>(
+        &self,
+        chunk: impl Fn(
+            &SpanStore,
+            &mut ChunkReader,
+            &mut SpanDecoder,
+            (u128, u64),
+            &[u8],
+            &mut T,
+        ) -> Result<(), StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut all: Vec<Option<T>> = vec![None; self.traces.len()];
+        with_thread_reader(|reader| {
+            let mut decoder = SpanDecoder::new();
+            for &i in &self.order {
+                let (trace, chunks) = match &self.traces[i] {
+                    TraceSlot::SameAs(at) => {
+                        all[i] = all[*at].clone();
+                        continue;
+                    }
+                    TraceSlot::Chunks { trace, chunks } => (*trace, chunks.clone()),
+                };
+                let mut out = T::default();
+                for stored in &self.chunks[chunks] {
+                    chunk(
+                        &self.store,
+                        reader,
+                        &mut decoder,
+                        (trace, stored.first),
+                        &self.bytes[stored.bytes.clone()],
+                        &mut out,
+                    )?;
+                }
+                all[i] = Some(out);
+            }
+            Ok(all.into_iter().map(Option::unwrap_or_default).collect())
+        })
+    }
+}
+
 /// Entries of other traces a sweep of the chunks table ([`SpanStore::contents_of_traces`]) reads past before it
 /// seeks to the next trace it wants instead.
 const SWEEP_SKIPS: usize = 8;
@@ -1218,43 +1321,25 @@ impl SpanStore {
     }
 
     /// The spans of each trace of `traces` (in the same order), read from one snapshot in one transaction: what the
-    /// read side asks for when it follows the links of a whole level of a tree.
+    /// read side asks for when it follows the links of a whole level of a tree. The same as
+    /// [`SpanStore::chunks_of_traces`] and then [`TraceChunks::spans`].
     pub fn spans_of_traces(&self, traces: &[TraceId]) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
-        let txn = self.begin_read()?;
-        let decoders = self.decoders(&txn)?;
-        let table = txn
-            .open_table(CHUNKS)
-            .map_err(|e| self.storage("open the span chunks table", e))?;
-        with_thread_reader(|reader| {
-            let mut spans = SpanDecoder::new();
-            let mut all = Vec::with_capacity(traces.len());
-            for trace in traces {
-                let t = trace.to_u128();
-                let range = table
-                    .range((t, 0u64)..=(t, u64::MAX))
-                    .map_err(|e| self.storage("read spans", e))?;
-                let mut out = Vec::new();
-                for entry in range {
-                    let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
-                    self.decode_chunk(
-                        reader,
-                        &decoders,
-                        &mut spans,
-                        key.value(),
-                        value.value(),
-                        &mut out,
-                    )?;
-                }
-                all.push(out);
-            }
-            Ok(all)
-        })
+        self.chunks_of_traces(traces)?.spans()
     }
 
     /// [`SpanStore::spans_of_traces`] with the link spans read as links: what the read side needs to merge an
     /// object's windows and follow its links. A link span costs the strings of its link only, where
-    /// [`SpanStore::spans_of_traces`] copies its ten or more attributes.
+    /// [`SpanStore::spans_of_traces`] copies its ten or more attributes. The same as
+    /// [`SpanStore::chunks_of_traces`] and then [`TraceChunks::contents`].
     pub fn contents_of_traces(&self, traces: &[TraceId]) -> Result<Vec<TraceContents>, StoreError> {
+        self.chunks_of_traces(traces)?.contents()
+    }
+
+    /// The stored chunks of each trace of `traces`, read from one snapshot in one transaction and not decoded yet:
+    /// the part of [`SpanStore::contents_of_traces`] that may wait for the disk. [`TraceChunks::contents`] is the
+    /// rest, work for the processor only; a caller can do each where it fits (the read on a blocking pool, the
+    /// decoding on the thread that goes on to use the spans, so they are made, used and freed by one thread).
+    pub fn chunks_of_traces(&self, traces: &[TraceId]) -> Result<TraceChunks, StoreError> {
         let txn = self.begin_read()?;
         let decoders = self.decoders(&txn)?;
         let table = txn
@@ -1264,73 +1349,77 @@ impl SpanStore {
         // a run of other traces' chunks: a seek costs as much as reading a few dozen entries.
         let mut order: Vec<usize> = (0..traces.len()).collect();
         order.sort_by_key(|&i| traces[i]);
-        let mut all: Vec<Option<TraceContents>> = vec![None; traces.len()];
-        with_thread_reader(|reader| {
-            let mut spans = SpanDecoder::new();
-            let mut sweep = None;
-            let mut previous: Option<(TraceId, usize)> = None;
-            for &i in &order {
-                let trace = traces[i];
-                if let Some((same, at)) = previous
-                    && same == trace
-                {
-                    all[i] = all[at].clone();
+        let mut out = TraceChunks {
+            store: self.clone(),
+            decoders,
+            bytes: Vec::new(),
+            chunks: Vec::new(),
+            traces: vec![TraceSlot::SameAs(0); traces.len()],
+            order,
+        };
+        let mut sweep = None;
+        let mut previous: Option<(TraceId, usize)> = None;
+        for &i in &out.order {
+            let trace = traces[i];
+            if let Some((same, at)) = previous
+                && same == trace
+            {
+                out.traces[i] = TraceSlot::SameAs(at);
+                continue;
+            }
+            let t = trace.to_u128();
+            let first_chunk = out.chunks.len();
+            let mut skipped = 0;
+            loop {
+                let range = match &mut sweep {
+                    Some(range) => range,
+                    None => sweep.insert(
+                        table
+                            .range((t, 0u64)..)
+                            .map_err(|e| self.storage("read spans", e))?
+                            .peekable(),
+                    ),
+                };
+                let next_trace = match range.peek() {
+                    None => break,
+                    Some(Ok((key, _))) => key.value().0,
+                    Some(Err(_)) => match range.next() {
+                        Some(Err(e)) => return Err(self.storage("read spans", e)),
+                        _ => break,
+                    },
+                };
+                if next_trace > t {
+                    break;
+                }
+                if next_trace < t {
+                    skipped += 1;
+                    if skipped > SWEEP_SKIPS {
+                        // Seek: the next range starts at this trace.
+                        sweep = None;
+                        skipped = 0;
+                    } else {
+                        range.next();
+                    }
                     continue;
                 }
-                let t = trace.to_u128();
-                let mut contents = TraceContents::default();
-                let mut skipped = 0;
-                loop {
-                    let range = match &mut sweep {
-                        Some(range) => range,
-                        None => sweep.insert(
-                            table
-                                .range((t, 0u64)..)
-                                .map_err(|e| self.storage("read spans", e))?
-                                .peekable(),
-                        ),
-                    };
-                    let next_trace = match range.peek() {
-                        None => break,
-                        Some(Ok((key, _))) => key.value().0,
-                        Some(Err(_)) => match range.next() {
-                            Some(Err(e)) => return Err(self.storage("read spans", e)),
-                            _ => break,
-                        },
-                    };
-                    if next_trace > t {
-                        break;
-                    }
-                    if next_trace < t {
-                        skipped += 1;
-                        if skipped > SWEEP_SKIPS {
-                            // Seek: the next range starts at this trace.
-                            sweep = None;
-                            skipped = 0;
-                        } else {
-                            range.next();
-                        }
-                        continue;
-                    }
-                    let Some(entry) = range.next() else {
-                        break;
-                    };
-                    let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
-                    let (_, first) = key.value();
-                    self.decode_contents(
-                        reader,
-                        &decoders,
-                        &mut spans,
-                        (t, first),
-                        value.value(),
-                        &mut contents,
-                    )?;
-                }
-                all[i] = Some(contents);
-                previous = Some((trace, i));
+                let Some(entry) = range.next() else {
+                    break;
+                };
+                let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
+                let start = out.bytes.len();
+                out.bytes.extend_from_slice(value.value());
+                out.chunks.push(StoredChunk {
+                    first: key.value().1,
+                    bytes: start..out.bytes.len(),
+                });
             }
-            Ok(all.into_iter().map(Option::unwrap_or_default).collect())
-        })
+            out.traces[i] = TraceSlot::Chunks {
+                trace: t,
+                chunks: first_chunk..out.chunks.len(),
+            };
+            previous = Some((trace, i));
+        }
+        Ok(out)
     }
 
     /// Decodes the chunk `value` (of `trace`, from span `first` on) into `contents`, link spans as links.

@@ -653,6 +653,22 @@ fn contents_of_traces_are_the_spans_of_traces_with_links_read_as_links() {
                 .iter()
                 .all(|c| !c.spans.is_empty() || c.links.is_empty())
         );
+        // The whole spans asked for the same way are the spans the store holds of each trace, as a scan of
+        // every stored span reads them.
+        let mut held: std::collections::HashMap<TraceId, Vec<SpanRecord>> = Default::default();
+        for span in store.spans().unwrap() {
+            let span = span.unwrap();
+            held.entry(span.trace_id).or_default().push(span);
+        }
+        let whole = store.spans_of_traces(&some).unwrap();
+        assert_eq!(whole.len(), some.len());
+        for (trace, spans) in some.iter().zip(whole) {
+            assert_eq!(
+                spans,
+                held.get(trace).cloned().unwrap_or_default(),
+                "{trace}"
+            );
+        }
     }
 }
 
