@@ -2,7 +2,7 @@
 //! time range, nested into one tree (docs/behaviour/assembly.md).
 
 use jiff::Timestamp;
-use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord, TraceId};
+use kelemetry_core::{LinkRole, ObjectKey, SpanKind, SpanRecord};
 
 // foldhash: assembly's maps (object keys, span ids, index pairs) hash a tenth of a large view with SipHash.
 use crate::reader::{ReadError, Reader, TraceParts};
@@ -205,26 +205,20 @@ pub async fn read_history(
     Ok(histories.pop().flatten())
 }
 
-/// [`read_history`] of several objects, in two batched reads (their windows, then the spans of those windows).
+/// [`read_history`] of several objects, in one batched read ([`Reader::object_trace_parts_many`]: their windows and
+/// the spans of those windows).
 pub async fn read_histories(
     reader: &dyn Reader,
     keys: &[ObjectKey],
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Vec<Option<ObjectHistory>>, ReadError> {
-    let windows = reader.object_traces_many(keys, from, to).await?;
-    let all: Vec<TraceId> = windows.iter().flatten().copied().collect();
-    let mut parts = reader.trace_parts(&all).await?.into_iter();
-    let mut out = Vec::with_capacity(keys.len());
-    for (key, traces) in keys.iter().zip(&windows) {
-        out.push(merge_history(
-            key,
-            parts.by_ref().take(traces.len()),
-            from,
-            to,
-        ));
-    }
-    Ok(out)
+    let parts = reader.object_trace_parts_many(keys, from, to).await?;
+    Ok(keys
+        .iter()
+        .zip(parts)
+        .map(|(key, traces)| merge_history(key, traces.into_iter(), from, to))
+        .collect())
 }
 
 /// Merges the spans of an object's windows (docs/behaviour/assembly.md#merging-windows).

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
 
-use crate::reader::{ReadError, Reader, TraceParts};
+use crate::reader::{ReadError, Reader, TraceParts, object_trace_parts_in_turn};
 
 /// Traces read at once inside a budget: the budget is checked between chunks, so one chunk is what a query may
 /// read past it.
@@ -219,6 +219,20 @@ impl Reader for BudgetedReader {
         }
         let traces = self.traces(ids).await?;
         Ok(traces.into_iter().map(TraceParts::of_spans).collect())
+    }
+
+    /// Outside a budget, what the inner reader answers; inside one, the windows and then the parts as
+    /// [`BudgetedReader::trace_parts`] reads and charges them.
+    async fn object_trace_parts_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<TraceParts>>, ReadError> {
+        if BUDGET.try_with(|_| ()).is_err() {
+            return self.inner.object_trace_parts_many(keys, from, to).await;
+        }
+        object_trace_parts_in_turn(self, keys, from, to).await
     }
 
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {

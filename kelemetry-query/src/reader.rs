@@ -93,10 +93,38 @@ pub trait Reader: Send + Sync {
         Ok(traces.into_iter().map(TraceParts::of_spans).collect())
     }
 
+    /// For each of `keys`, the parts of its traces in `[from, to]`, oldest first: [`Reader::object_traces_many`],
+    /// then [`Reader::trace_parts`] of every trace found, which is what this default asks in turn. A reader that
+    /// can answer both at once (the embedded store, in one read of one snapshot) overrides it.
+    async fn object_trace_parts_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<TraceParts>>, ReadError> {
+        object_trace_parts_in_turn(self, keys, from, to).await
+    }
+
     /// The clusters the reader holds objects of; empty when it cannot tell.
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {
         Ok(Vec::new())
     }
+}
+
+/// The default of [`Reader::object_trace_parts_many`]: the windows, then the parts of their traces.
+pub(crate) async fn object_trace_parts_in_turn<R: Reader + ?Sized>(
+    reader: &R,
+    keys: &[ObjectKey],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<Vec<TraceParts>>, ReadError> {
+    let windows = reader.object_traces_many(keys, from, to).await?;
+    let all: Vec<TraceId> = windows.iter().flatten().copied().collect();
+    let mut parts = reader.trace_parts(&all).await?.into_iter();
+    Ok(windows
+        .iter()
+        .map(|traces| parts.by_ref().take(traces.len()).collect())
+        .collect())
 }
 
 /// One trace as assembly reads it ([`Reader::trace_parts`]).

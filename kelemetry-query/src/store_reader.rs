@@ -121,6 +121,33 @@ impl Reader for SpanStore {
             .collect())
     }
 
+    /// One blocking task reads the windows of all the objects and the chunks of their traces, from one snapshot
+    /// ([`SpanStore::windows_and_chunks_of_many`]); the chunks are decoded on the calling thread, as in
+    /// [`Reader::trace_parts`]. One hand-over to the blocking pool and back instead of two.
+    async fn object_trace_parts_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<TraceParts>>, ReadError> {
+        let store = self.clone();
+        let keys = keys.to_vec();
+        let what = format!("windows and spans of {} objects", keys.len());
+        let (windows, chunks) = blocking(what.clone(), move || {
+            store.windows_and_chunks_of_many(&keys, from, to)
+        })
+        .await?;
+        let mut parts = chunks
+            .contents()
+            .map_err(backend(what))?
+            .into_iter()
+            .map(|contents| TraceParts::new(contents.spans, contents.links));
+        Ok(windows
+            .iter()
+            .map(|traces| parts.by_ref().take(traces.len()).collect())
+            .collect())
+    }
+
     /// Read from the object index: one entry per object, so this is a scan of every object.
     async fn clusters(&self) -> Result<Vec<String>, ReadError> {
         let store = self.clone();

@@ -1341,7 +1341,16 @@ impl SpanStore {
     /// decoding on the thread that goes on to use the spans, so they are made, used and freed by one thread).
     pub fn chunks_of_traces(&self, traces: &[TraceId]) -> Result<TraceChunks, StoreError> {
         let txn = self.begin_read()?;
-        let decoders = self.decoders(&txn)?;
+        self.chunks_of_traces_in(&txn, traces)
+    }
+
+    /// [`SpanStore::chunks_of_traces`] in the snapshot of `txn`.
+    fn chunks_of_traces_in(
+        &self,
+        txn: &ReadTransaction,
+        traces: &[TraceId],
+    ) -> Result<TraceChunks, StoreError> {
+        let decoders = self.decoders(txn)?;
         let table = txn
             .open_table(CHUNKS)
             .map_err(|e| self.storage("open the span chunks table", e))?;
@@ -1526,6 +1535,36 @@ impl SpanStore {
             return Ok(vec![Vec::new(); keys.len()]);
         }
         let txn = self.begin_read()?;
+        self.windows_of_many_in(&txn, keys, from, to)
+    }
+
+    /// The windows of each of `keys` in `[from, to]` ([`SpanStore::windows_of_many`]) and the chunks of the traces
+    /// of those windows, in the same order ([`SpanStore::chunks_of_traces`]), from one snapshot: what the read
+    /// side needs of one level of a tree, in one read.
+    pub fn windows_and_chunks_of_many(
+        &self,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(Vec<Vec<StoredWindow>>, TraceChunks), StoreError> {
+        let txn = self.begin_read()?;
+        let windows = self.windows_of_many_in(&txn, keys, from, to)?;
+        let traces: Vec<TraceId> = windows.iter().flatten().map(|w| w.trace_id).collect();
+        let chunks = self.chunks_of_traces_in(&txn, &traces)?;
+        Ok((windows, chunks))
+    }
+
+    /// [`SpanStore::windows_of_many`] in the snapshot of `txn`.
+    fn windows_of_many_in(
+        &self,
+        txn: &ReadTransaction,
+        keys: &[ObjectKey],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Vec<StoredWindow>>, StoreError> {
+        if to < from {
+            return Ok(vec![Vec::new(); keys.len()]);
+        }
         let table = txn
             .open_table(WINDOWS)
             .map_err(|e| self.storage("open the windows table", e))?;

@@ -670,6 +670,24 @@ fn contents_of_traces_are_the_spans_of_traces_with_links_read_as_links() {
             );
         }
     }
+    // The windows and the chunks of several objects at once (one unknown, one twice) are their windows, and the
+    // contents of those windows' traces.
+    let mut keys: Vec<ObjectKey> = (0..300)
+        .step_by(7)
+        .map(|i| object("prod", "", "pods", "default", &format!("nginx-{i}")).key)
+        .collect();
+    keys.push(nginx.key.clone());
+    keys.push(ObjectKey::new("prod", "", "pods", "default", "unknown"));
+    keys.push(keys[3].clone());
+    let (from, to) = (Timestamp::MIN, Timestamp::MAX);
+    let (windows, chunks) = store.windows_and_chunks_of_many(&keys, from, to).unwrap();
+    assert_eq!(windows, store.windows_of_many(&keys, from, to).unwrap());
+    let traces: Vec<TraceId> = windows.iter().flatten().map(|w| w.trace_id).collect();
+    assert_eq!(traces.len(), 43 + 2 + 1, "{windows:?}");
+    assert_eq!(
+        chunks.contents().unwrap(),
+        store.contents_of_traces(&traces).unwrap()
+    );
 }
 
 #[test]
