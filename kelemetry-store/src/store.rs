@@ -225,8 +225,6 @@ pub struct TraceContents {
 pub struct TraceChunks {
     store: SpanStore,
     decoders: Arc<Decoders>,
-    /// The stored values of the chunks, one after the other.
-    bytes: Vec<u8>,
     /// The chunks, each trace's in a run.
     chunks: Vec<StoredChunk>,
     /// Per trace asked for, in the order asked.
@@ -239,8 +237,9 @@ pub struct TraceChunks {
 struct StoredChunk {
     /// The id of its first span (the second half of its key).
     first: u64,
-    /// Where its value is in [`TraceChunks::bytes`].
-    bytes: std::ops::Range<usize>,
+    /// Its stored value (a copy: a chunk of a few hundred bytes allocated alone costs less than the copies of
+    /// one growing buffer).
+    bytes: Box<[u8]>,
 }
 
 /// A trace of [`TraceChunks`].
@@ -260,7 +259,10 @@ impl std::fmt::Debug for TraceChunks {
         f.debug_struct("TraceChunks")
             .field("traces", &self.traces.len())
             .field("chunks", &self.chunks.len())
-            .field("bytes", &self.bytes.len())
+            .field(
+                "bytes",
+                &self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -312,7 +314,7 @@ impl TraceChunks {
                         reader,
                         &mut decoder,
                         (trace, stored.first),
-                        &self.bytes[stored.bytes.clone()],
+                        &stored.bytes,
                         &mut out,
                     )?;
                 }
@@ -1361,7 +1363,6 @@ impl SpanStore {
         let mut out = TraceChunks {
             store: self.clone(),
             decoders,
-            bytes: Vec::new(),
             chunks: Vec::new(),
             traces: vec![TraceSlot::SameAs(0); traces.len()],
             order,
@@ -1415,11 +1416,9 @@ impl SpanStore {
                     break;
                 };
                 let (key, value) = entry.map_err(|e| self.storage("read spans", e))?;
-                let start = out.bytes.len();
-                out.bytes.extend_from_slice(value.value());
                 out.chunks.push(StoredChunk {
                     first: key.value().1,
-                    bytes: start..out.bytes.len(),
+                    bytes: value.value().into(),
                 });
             }
             out.traces[i] = TraceSlot::Chunks {
