@@ -23,6 +23,9 @@
 //! by ([`StoredLink`]). It checks the structure of every byte as [`decode_span`] does (lengths, counts, codes,
 //! times, trailing bytes) and the UTF-8 of the strings it keeps; the strings it skips are not checked for UTF-8, so
 //! a link span damaged only there still gives its link, and fails when read in full.
+//!
+//! [`SpanDecoder`] reads many spans with the answers of those two functions, sharing the attribute values that
+//! repeat from one span to the next instead of building each again.
 
 use std::borrow::Cow;
 

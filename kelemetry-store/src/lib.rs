@@ -12,10 +12,13 @@
 //!   durable ([`SpanStore::sync`], [`SpanStore::compact`]).
 //! - Reads: [`SpanStore::spans_of_trace`], [`SpanStore::windows_of`] ([`StoredWindow`]),
 //!   [`SpanStore::find_objects`] (by [`kelemetry_core::ObjectSelector`]), counts, and every span
-//!   through [`SpanStore::spans`] ([`AllSpans`]).
+//!   through [`SpanStore::spans`] ([`AllSpans`]). Reads of many traces come in two parts, so each can run where
+//!   it fits: finding the chunks, which may wait for the disk ([`SpanStore::chunks_of_traces`],
+//!   [`SpanStore::windows_and_chunks_of_many`]), and decoding them ([`TraceChunks`]).
 //! - [`ViewStore`]: the bounded, persistent map from the view ids in the read side's trace ids to the questions
 //!   they answered ([`StoredView`], [`ViewLimits`]), in its own file beside the spans ([`SpanStore::views`]).
-//! - [`codec`]: the stored, versioned binary form of a span.
+//! - [`codec`]: the stored, versioned binary form of a span; [`codec::SpanDecoder`] decodes many, sharing the values
+//!   that repeat.
 //! - Sharing and repair: one process writes a store; with [`StoreOptions::shared_with_readers`] other processes
 //!   read it at the same time ([`SpanStore::open_read_only`]) and see its commits. A store whose writer stopped
 //!   in the middle of a write is repaired by the next writable open ([`SpanStore::repaired_on_open`] says so) or

@@ -1171,7 +1171,7 @@ impl SpanStore {
         &self,
         reader: &mut ChunkReader,
         decoders: &Decoders,
-        spans: &mut SpanDecoder,
+        decoder: &mut SpanDecoder,
         chunk: (u128, u64),
         value: &[u8],
         out: &mut Vec<SpanRecord>,
@@ -1182,7 +1182,7 @@ impl SpanStore {
             chunk,
             value,
             |trace_id, span_id, bytes| {
-                let span = spans
+                let span = decoder
                     .decode_span(trace_id, span_id, bytes)
                     .map_err(|source| self.corrupt_span(trace_id, span_id, source))?;
                 out.push(span);
@@ -1435,7 +1435,7 @@ impl SpanStore {
         &self,
         reader: &mut ChunkReader,
         decoders: &Decoders,
-        spans: &mut SpanDecoder,
+        decoder: &mut SpanDecoder,
         chunk: (u128, u64),
         value: &[u8],
         contents: &mut TraceContents,
@@ -1446,7 +1446,7 @@ impl SpanStore {
             chunk,
             value,
             |trace_id, span_id, bytes| {
-                let decoded = spans
+                let decoded = decoder
                     .decode_span_or_link(trace_id, span_id, bytes)
                     .map_err(|source| self.corrupt_span(trace_id, span_id, source))?;
                 match decoded {
@@ -1530,9 +1530,6 @@ impl SpanStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<Vec<StoredWindow>>, StoreError> {
-        if to < from {
-            return Ok(vec![Vec::new(); keys.len()]);
-        }
         let txn = self.begin_read()?;
         self.windows_of_many_in(&txn, keys, from, to)
     }
@@ -1792,7 +1789,7 @@ impl SpanStore {
             range,
             decoders,
             reader: ChunkReader::new(),
-            spans: SpanDecoder::new(),
+            decoder: SpanDecoder::new(),
             decoded: Vec::new().into_iter(),
             _counted: counted,
         })
@@ -1926,7 +1923,7 @@ pub struct AllSpans {
     range: redb::OwnedRange<(u128, u64), &'static [u8]>,
     decoders: Arc<Decoders>,
     reader: ChunkReader,
-    spans: SpanDecoder,
+    decoder: SpanDecoder,
     /// The spans of the chunk read last, not returned yet.
     decoded: std::vec::IntoIter<SpanRecord>,
     /// Dropped after `range`, whose snapshot it counts.
@@ -1957,7 +1954,7 @@ impl Iterator for AllSpans {
                     self.store.decode_chunk(
                         &mut self.reader,
                         &self.decoders,
-                        &mut self.spans,
+                        &mut self.decoder,
                         key.value(),
                         value.value(),
                         &mut spans,
