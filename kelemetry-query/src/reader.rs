@@ -120,11 +120,20 @@ pub(crate) async fn object_trace_parts_in_turn<R: Reader + ?Sized>(
 ) -> Result<Vec<Vec<TraceParts>>, ReadError> {
     let windows = reader.object_traces_many(keys, from, to).await?;
     let all: Vec<TraceId> = windows.iter().flatten().copied().collect();
-    let mut parts = reader.trace_parts(&all).await?.into_iter();
-    Ok(windows
-        .iter()
-        .map(|traces| parts.by_ref().take(traces.len()).collect())
-        .collect())
+    let parts = reader.trace_parts(&all).await?;
+    Ok(parts_by_object(windows.iter().map(Vec::len), parts))
+}
+
+/// The parts of every object's traces, read as one list, split back per object: `counts` says how many traces
+/// each object has, in order.
+pub(crate) fn parts_by_object(
+    counts: impl Iterator<Item = usize>,
+    parts: Vec<TraceParts>,
+) -> Vec<Vec<TraceParts>> {
+    let mut parts = parts.into_iter();
+    counts
+        .map(|count| parts.by_ref().take(count).collect())
+        .collect()
 }
 
 /// One trace as assembly reads it ([`Reader::trace_parts`]).

@@ -24,9 +24,9 @@
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kelemetry_core::{ObjectKey, ObjectSelector, SpanRecord, TraceId};
-use kelemetry_store::{SpanStore, StoreError};
+use kelemetry_store::{SpanStore, StoreError, TraceChunks};
 
-use crate::reader::{ReadError, Reader, TraceParts};
+use crate::reader::{ReadError, Reader, TraceParts, parts_by_object};
 
 fn backend(what: impl Into<String>) -> impl FnOnce(StoreError) -> ReadError {
     let what = what.into();
@@ -42,6 +42,15 @@ async fn blocking<T: Send + 'static>(
         Ok(result) => result.map_err(backend(what)),
         Err(err) => Err(ReadError::backend(what, err)),
     }
+}
+
+/// The parts of each trace of `chunks`, decoded on the calling thread.
+fn parts(chunks: &TraceChunks) -> Result<Vec<TraceParts>, StoreError> {
+    Ok(chunks
+        .contents()?
+        .into_iter()
+        .map(|contents| TraceParts::new(contents.spans, contents.links))
+        .collect())
 }
 
 /// Each question is one read on Tokio's blocking pool, over one snapshot of the store; spans are decoded on the
@@ -105,7 +114,7 @@ impl Reader for SpanStore {
     }
 
     /// One blocking task reads the chunks of all the traces ([`SpanStore::chunks_of_traces`]); they are decoded on
-    /// the calling thread, which goes on to use the spans ([`kelemetry_store::TraceChunks::contents`]: link spans
+    /// the calling thread, which goes on to use the spans ([`TraceChunks::contents`]: link spans
     /// only as far as their links). Decoded on the blocking pool, the spans were made by one thread and used and
     /// freed by another, on another core when there is one: the 1,000-Pod view took 13.6 ms that way on two
     /// cores against 10.9 ms now (docs/store.md).
@@ -114,11 +123,7 @@ impl Reader for SpanStore {
         let ids = ids.to_vec();
         let what = format!("{} traces", ids.len());
         let chunks = blocking(what.clone(), move || store.chunks_of_traces(&ids)).await?;
-        let contents = chunks.contents().map_err(backend(what))?;
-        Ok(contents
-            .into_iter()
-            .map(|contents| TraceParts::new(contents.spans, contents.links))
-            .collect())
+        parts(&chunks).map_err(backend(what))
     }
 
     /// One blocking task reads the windows of all the objects and the chunks of their traces, from one snapshot
@@ -137,15 +142,8 @@ impl Reader for SpanStore {
             store.windows_and_chunks_of_many(&keys, from, to)
         })
         .await?;
-        let mut parts = chunks
-            .contents()
-            .map_err(backend(what))?
-            .into_iter()
-            .map(|contents| TraceParts::new(contents.spans, contents.links));
-        Ok(windows
-            .iter()
-            .map(|traces| parts.by_ref().take(traces.len()).collect())
-            .collect())
+        let parts = parts(&chunks).map_err(backend(what))?;
+        Ok(parts_by_object(windows.iter().map(Vec::len), parts))
     }
 
     /// Read from the object index: one entry per object, so this is a scan of every object.

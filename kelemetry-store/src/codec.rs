@@ -301,7 +301,7 @@ impl<'a> Cursor<'a> {
         Timestamp::new(secs, nanos).map_err(|_| DecodeError::Invalid { field })
     }
 
-    fn attributes(&mut self, values: &mut LastValues) -> Result<Attributes, DecodeError> {
+    fn attributes(&mut self, values: &mut SpanDecoder) -> Result<Attributes, DecodeError> {
         let count = self.count("attribute count", 2)?;
         let mut attributes = Vec::with_capacity(count);
         for _ in 0..count {
@@ -322,7 +322,7 @@ impl<'a> Cursor<'a> {
     /// identity through `values`), the others are skipped.
     fn link_attributes(
         &mut self,
-        values: &mut LastValues,
+        values: &mut SpanDecoder,
     ) -> Result<LinkAttributes<'a>, DecodeError> {
         let count = self.count("attribute count", 2)?;
         let mut link = LinkAttributes::default();
@@ -391,40 +391,6 @@ impl<'a> Cursor<'a> {
         } else {
             Err(DecodeError::TrailingBytes(self.bytes.len()))
         }
-    }
-}
-
-/// The last value decoded of each name of the vocabulary ([`SpanDecoder`]).
-#[derive(Debug)]
-struct LastValues([Option<SmolStr>; ATTRIBUTE_NAMES.len()]);
-
-impl LastValues {
-    fn new() -> Self {
-        Self(std::array::from_fn(|_| None))
-    }
-
-    /// The value `bytes` of the attribute with the vocabulary code `code`: a clone of the last value of that name
-    /// when the bytes are the same (they are then known to be UTF-8), else the bytes checked and kept as the last.
-    fn value(&mut self, code: u64, bytes: &[u8]) -> Result<SmolStr, DecodeError> {
-        let checked = |bytes| {
-            std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid {
-                field: "attribute value",
-            })
-        };
-        let Some(last) = usize::try_from(code - 1)
-            .ok()
-            .and_then(|index| self.0.get_mut(index))
-        else {
-            return checked(bytes).map(SmolStr::new);
-        };
-        if let Some(value) = last
-            && value.as_bytes() == bytes
-        {
-            return Ok(value.clone());
-        }
-        let value = SmolStr::new(checked(bytes)?);
-        *last = Some(value.clone());
-        Ok(value)
     }
 }
 
@@ -575,7 +541,8 @@ pub fn decode_span_or_link(
 /// ```
 #[derive(Debug)]
 pub struct SpanDecoder {
-    last: LastValues,
+    /// The last value decoded of each name of the vocabulary, by its code minus one.
+    last: [Option<SmolStr>; ATTRIBUTE_NAMES.len()],
 }
 
 impl Default for SpanDecoder {
@@ -588,8 +555,32 @@ impl SpanDecoder {
     /// A decoder that has read nothing yet.
     pub fn new() -> Self {
         Self {
-            last: LastValues::new(),
+            last: std::array::from_fn(|_| None),
         }
+    }
+
+    /// The value `bytes` of the attribute with the vocabulary code `code`: a clone of the last value of that name
+    /// when the bytes are the same (they are then known to be UTF-8), else the bytes checked and kept as the last.
+    fn value(&mut self, code: u64, bytes: &[u8]) -> Result<SmolStr, DecodeError> {
+        let checked = |bytes| {
+            std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid {
+                field: "attribute value",
+            })
+        };
+        let Some(last) = usize::try_from(code - 1)
+            .ok()
+            .and_then(|index| self.last.get_mut(index))
+        else {
+            return checked(bytes).map(SmolStr::new);
+        };
+        if let Some(value) = last
+            && value.as_bytes() == bytes
+        {
+            return Ok(value.clone());
+        }
+        let value = SmolStr::new(checked(bytes)?);
+        *last = Some(value.clone());
+        Ok(value)
     }
 
     /// [`decode_span`], sharing values with the spans read before.
@@ -601,7 +592,7 @@ impl SpanDecoder {
     ) -> Result<SpanRecord, DecodeError> {
         let mut cursor = Cursor { bytes };
         let head = decode_head(&mut cursor)?;
-        decode_rest(&mut cursor, &mut self.last, trace_id, span_id, head)
+        decode_rest(&mut cursor, self, trace_id, span_id, head)
     }
 
     /// [`decode_span_or_link`], sharing values with the spans read before.
@@ -614,13 +605,12 @@ impl SpanDecoder {
         let mut cursor = Cursor { bytes };
         let head = decode_head(&mut cursor)?;
         if head.kind != KIND_LINK {
-            return decode_rest(&mut cursor, &mut self.last, trace_id, span_id, head)
-                .map(DecodedSpan::Span);
+            return decode_rest(&mut cursor, self, trace_id, span_id, head).map(DecodedSpan::Span);
         }
         cursor.text_bytes("name")?;
         cursor.time("start")?;
         cursor.time("end")?;
-        let link = cursor.link_attributes(&mut self.last)?;
+        let link = cursor.link_attributes(self)?;
         cursor.skip_logs()?;
         cursor.finish()?;
         Ok(DecodedSpan::Link(link.link()))
@@ -630,7 +620,7 @@ impl SpanDecoder {
 /// The fields after the head of a span.
 fn decode_rest(
     cursor: &mut Cursor<'_>,
-    values: &mut LastValues,
+    values: &mut SpanDecoder,
     trace_id: TraceId,
     span_id: SpanId,
     head: Head,

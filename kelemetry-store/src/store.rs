@@ -243,7 +243,6 @@ struct StoredChunk {
 }
 
 /// A trace of [`TraceChunks`].
-#[derive(Clone)]
 enum TraceSlot {
     /// Its chunks (none when nothing is stored).
     Chunks {
@@ -271,15 +270,15 @@ impl TraceChunks {
     /// The contents of each trace (in the order asked for), link spans read as links: what
     /// [`SpanStore::contents_of_traces`] answers.
     pub fn contents(&self) -> Result<Vec<TraceContents>, StoreError> {
-        self.decode(|store, reader, decoder, chunk, value, contents| {
-            store.decode_contents(reader, &self.decoders, decoder, chunk, value, contents)
+        self.decode(|reader, decoder, chunk, value, contents| {
+            (self.store).decode_contents(reader, &self.decoders, decoder, chunk, value, contents)
         })
     }
 
     /// The spans of each trace (in the order asked for): what [`SpanStore::spans_of_traces`] answers.
     pub fn spans(&self) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
-        self.decode(|store, reader, decoder, chunk, value, spans| {
-            store.decode_chunk(reader, &self.decoders, decoder, chunk, value, spans)
+        self.decode(|reader, decoder, chunk, value, spans| {
+            (self.store).decode_chunk(reader, &self.decoders, decoder, chunk, value, spans)
         })
     }
 
@@ -288,7 +287,6 @@ impl TraceChunks {
     fn decode<T: Clone + Default>(
         &self,
         chunk: impl Fn(
-            &SpanStore,
             &mut ChunkReader,
             &mut SpanDecoder,
             (u128, u64),
@@ -310,7 +308,6 @@ impl TraceChunks {
                 let mut out = T::default();
                 for stored in &self.chunks[chunks] {
                     chunk(
-                        &self.store,
                         reader,
                         &mut decoder,
                         (trace, stored.first),
@@ -1364,7 +1361,14 @@ impl SpanStore {
             store: self.clone(),
             decoders,
             chunks: Vec::new(),
-            traces: vec![TraceSlot::SameAs(0); traces.len()],
+            // Each is set as the sweep reaches it; until then, a trace of which nothing is stored.
+            traces: traces
+                .iter()
+                .map(|trace| TraceSlot::Chunks {
+                    trace: trace.to_u128(),
+                    chunks: 0..0,
+                })
+                .collect(),
             order,
         };
         let mut sweep = None;
