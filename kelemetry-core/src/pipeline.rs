@@ -550,6 +550,10 @@ pub struct PipelineLimits {
 /// spans of one trace are compressed together).
 const BATCHES_IN_QUEUE_BYTES: usize = 4;
 
+/// Records the run loop routes to the shards in one turn when they are already waiting in the intake, before it
+/// looks again at what else it waits for (a stop, a deadline, a source that ended).
+const ROUTED_PER_TURN: usize = 64;
+
 /// The default of [`PipelineLimits::channel_bytes`]: 256 MiB.
 pub const DEFAULT_CHANNEL_BYTES: usize = 256 << 20;
 
@@ -1011,7 +1015,7 @@ impl Pipeline {
         let mut unrouted = 0u64;
         let mut stopping =
             Stopping::new(limits.shutdown_grace, stop_sources, stop_when_a_source_ends);
-        loop {
+        'drive: loop {
             tokio::select! {
                 biased;
                 () = hard_stop.cancelled() => {
@@ -1040,13 +1044,25 @@ impl Pipeline {
                         stopping.input_ended();
                         continue;
                     };
-                    if shards.route(tracked).await.is_err() {
-                        // Stopped hard while waiting for room, or a shard's task is gone (its panic is raised
-                        // below): nothing more can be handled.
-                        unrouted += 1;
-                        decrement(&stats.queued_records);
-                        stopping.stop = StopCause::HardStop;
-                        break;
+                    // Then the records already waiting, a bounded run of them, without going round the select
+                    // (and its stop and deadline checks) for each.
+                    let mut next = Some(tracked);
+                    let mut routed = 0;
+                    while let Some(tracked) = next {
+                        if shards.route(tracked).await.is_err() {
+                            // Stopped hard while waiting for room, or a shard's task is gone (its panic is raised
+                            // below): nothing more can be handled.
+                            unrouted += 1;
+                            decrement(&stats.queued_records);
+                            stopping.stop = StopCause::HardStop;
+                            break 'drive;
+                        }
+                        routed += 1;
+                        next = if routed < ROUTED_PER_TURN {
+                            receiver.try_recv().ok()
+                        } else {
+                            None
+                        };
                     }
                 }
             }

@@ -74,7 +74,11 @@ impl Outlet {
                 None => sink.send(record).await,
             }
         };
+        // The send first: when the pipeline has room it completes at once, and the shutdown's future is dropped
+        // without being polled, which would register it with the token and unregister it again (two locks per
+        // record). It is polled only while the send waits.
         tokio::select! {
+            biased;
             sent = sending => match sent {
                 Ok(()) => {
                     self.counters.record_sent();
