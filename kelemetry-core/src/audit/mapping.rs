@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
-use smol_str::{SmolStr, format_smolstr};
+use smol_str::SmolStr;
 
 use super::{AuditEvent, AuditObjectRef, ResponseStatus, Stage, UserInfo};
 use crate::activity::{Activity, Change, ChangeKind, LogKind, LogLine, SourceKind};
@@ -273,7 +273,7 @@ impl AuditMapping {
             SourceKind::Audit,
             start,
             title,
-            format!("audit:{audit_id}"),
+            ["audit:", &audit_id].concat(),
         );
         activity.end = event.stage_timestamp;
         // Room for the attributes below at once, rather than growing the list three times.
@@ -283,7 +283,10 @@ impl AuditMapping {
             activity.attribute(vocabulary::USER_AGENT, agent);
         }
         if let Some(code) = code {
-            activity.attribute(vocabulary::RESPONSE_CODE, format_smolstr!("{code}"));
+            activity.attribute(
+                vocabulary::RESPONSE_CODE,
+                SmolStr::new(itoa::Buffer::new().format(code)),
+            );
         }
         if let Some(rv) = &change.old_resource_version {
             activity.attribute(vocabulary::RESOURCE_VERSION, rv.as_str());
