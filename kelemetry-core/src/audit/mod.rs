@@ -256,13 +256,13 @@ audit_event_types! {
     #[serde(default, borrow, deserialize_with = "text::raw_with_fields")]
     response_object: Option<RawBody<'a>>,
     /// When the apiserver received the request.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::timestamp")]
     request_received_timestamp: Option<Timestamp>,
     /// When the apiserver reached `stage`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::timestamp")]
     stage_timestamp: Option<Timestamp>,
     /// `v1beta1` only: when the event was written (second precision).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text::timestamp")]
     timestamp: Option<Timestamp>,
     /// Annotations added by admission and authorization, e.g. `authorization.k8s.io/decision`.
     #[serde(default, borrow, deserialize_with = "text::map")]
