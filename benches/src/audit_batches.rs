@@ -7,12 +7,18 @@
 //! is a concatenation ([`Templates::write_event`]) and an `EventList` of many is cheap to make
 //! ([`Templates::event_list`]).
 //!
+//! [`Templates::verbatim`] instead posts a log's lines as they are, once each, and tells the events apart by their
+//! own audit ids: to feed a webhook the very lines another harness read (e.g. a log written by `throughput
+//! --write-corpus`).
+//!
 //! [`cpu_seconds`] and [`memory_kib`] read `/proc/PID/stat` and `/proc/PID/status` of another process.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use kelemetry_core::audit::{self, AuditOutcome};
 use serde_json::Value;
 
 /// Placeholders cut out of the serialised template lines (none occurs in a recording).
@@ -51,6 +57,26 @@ pub enum BatchesError {
         /// The line's number, from 1.
         line: usize,
     },
+    /// A line of a log posted verbatim is no audit event this project reads.
+    #[error("{path} line {line}: {source}")]
+    Audit {
+        /// The log's path.
+        path: String,
+        /// The line's number, from 1.
+        line: usize,
+        /// Why it failed.
+        source: audit::AuditParseError,
+    },
+    /// A line of a log posted verbatim is not one event, or has an audit id an earlier line has too.
+    #[error("{path} line {line}: {problem}")]
+    AuditId {
+        /// The log's path.
+        path: String,
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The recording holds no event.
     #[error("{0} holds no audit events")]
     Empty(String),
@@ -69,13 +95,27 @@ enum Piece {
     Copy,
 }
 
-/// The recorded lines, each serialised once with placeholders and cut at them, so a copy is a concatenation.
+/// The recorded lines, each serialised once with placeholders and cut at them, so a copy is a concatenation; or a
+/// log's lines as they are ([`Templates::verbatim`]).
 #[derive(Debug)]
 pub struct Templates {
     /// One entry per recorded line.
     lines: Vec<Vec<Piece>>,
-    /// What every audit id starts with; the event's number follows.
-    audit_id_prefix: String,
+    /// How an audit id names an event.
+    ids: EventIds,
+}
+
+/// How the events' audit ids are made and read back.
+#[derive(Debug)]
+enum EventIds {
+    /// Copies: a prefix, then the event's number.
+    Numbered { prefix: String },
+    /// The lines' own audit ids, each naming its line; `traced[line]` says whether the project's audit mapping
+    /// makes the line an activity (a span is owed for it).
+    Recorded {
+        line_of: HashMap<String, u64>,
+        traced: Vec<bool>,
+    },
 }
 
 impl Templates {
@@ -115,7 +155,60 @@ impl Templates {
         }
         Ok(Self {
             lines,
-            audit_id_prefix: audit_id_prefix.to_owned(),
+            ids: EventIds::Numbered {
+                prefix: audit_id_prefix.to_owned(),
+            },
+        })
+    }
+
+    /// Reads an audit log (one event per line) to post its lines once each, byte for byte: event `n` is line `n`
+    /// (blank lines left out), named by its own audit id, which must be unique in the log. Each line is read
+    /// with the project's audit mapping once here, to know which lines owe a span ([`Templates::traced`]).
+    pub fn verbatim(path: &Path) -> Result<Self, BatchesError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| BatchesError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut lines = Vec::new();
+        let mut line_of = HashMap::new();
+        let mut traced = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let audit_error = |source| BatchesError::Audit {
+                path: shown.clone(),
+                line: number + 1,
+                source,
+            };
+            let id_error = |problem| BatchesError::AuditId {
+                path: shown.clone(),
+                line: number + 1,
+                problem,
+            };
+            let mut events = audit::parse_document(line.as_bytes()).map_err(audit_error)?;
+            let (Some(event), None) = (events.pop(), events.pop()) else {
+                return Err(id_error("not one audit event"));
+            };
+            if line_of
+                .insert(event.audit_id.to_string(), lines.len() as u64)
+                .is_some()
+            {
+                return Err(id_error("an auditID an earlier line has"));
+            }
+            traced.push(matches!(
+                audit::map_event(event, "verbatim"),
+                Ok(AuditOutcome::Activity(_))
+            ));
+            lines.push(vec![Piece::Text(line.to_owned())]);
+        }
+        if lines.is_empty() {
+            return Err(BatchesError::Empty(shown));
+        }
+        Ok(Self {
+            lines,
+            ids: EventIds::Recorded { line_of, traced },
         })
     }
 
@@ -124,10 +217,34 @@ impl Templates {
         self.lines.len()
     }
 
-    /// Event number `event` (line `event % lines` of copy `event / lines`) appended to `out` as JSON.
+    /// The most events these templates make: one copy of a log posted verbatim, no limit for copies.
+    pub fn max_events(&self) -> Option<u64> {
+        match self.ids {
+            EventIds::Numbered { .. } => None,
+            EventIds::Recorded { .. } => Some(self.lines.len() as u64),
+        }
+    }
+
+    /// Whether event `event` owes a span: every copy does; a line posted verbatim does if the project's audit
+    /// mapping makes it an activity (not a read, for example).
+    pub fn traced(&self, event: u64) -> bool {
+        match &self.ids {
+            EventIds::Numbered { .. } => true,
+            EventIds::Recorded { traced, .. } => usize::try_from(event)
+                .ok()
+                .and_then(|line| traced.get(line))
+                .is_some_and(|traced| *traced),
+        }
+    }
+
+    /// Event number `event` (line `event % lines` of copy `event / lines`) appended to `out` as JSON; nothing past
+    /// [`Templates::max_events`].
     pub fn write_event(&self, event: u64, out: &mut String) {
         let count = self.lines.len() as u64;
         let copy = event / count;
+        if self.max_events().is_some_and(|max| event >= max) {
+            return;
+        }
         let Some(pieces) = usize::try_from(event % count)
             .ok()
             .and_then(|line| self.lines.get(line))
@@ -141,18 +258,25 @@ impl Templates {
                     out.push_str(text);
                     Ok(())
                 }
-                Piece::AuditId => write!(out, "{}{event}", self.audit_id_prefix),
+                Piece::AuditId => match &self.ids {
+                    EventIds::Numbered { prefix } => write!(out, "{prefix}{event}"),
+                    EventIds::Recorded { .. } => Ok(()),
+                },
                 Piece::Namespace => write!(out, "bench-{copy}"),
                 Piece::Copy => write!(out, "{copy:012x}"),
             };
         }
     }
 
-    /// The `EventList` (audit.k8s.io/v1) of events `first..first + count`, as the apiserver's webhook posts it.
+    /// The `EventList` (audit.k8s.io/v1) of events `first..first + count`, as the apiserver's webhook posts it
+    /// (for a log posted verbatim, only those up to [`Templates::max_events`]).
     pub fn event_list(&self, first: u64, count: u64) -> String {
         let mut body = String::with_capacity(4096 * count as usize + 64);
         body.push_str(r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#);
-        for event in first..first + count {
+        let end = self
+            .max_events()
+            .map_or(first + count, |max| max.min(first + count));
+        for event in first..end {
             if event > first {
                 body.push(',');
             }
@@ -164,10 +288,10 @@ impl Templates {
 
     /// The event number in an audit id that these templates made.
     pub fn event_of_audit_id(&self, audit_id: &str) -> Option<u64> {
-        audit_id
-            .strip_prefix(self.audit_id_prefix.as_str())?
-            .parse()
-            .ok()
+        match &self.ids {
+            EventIds::Numbered { prefix } => audit_id.strip_prefix(prefix.as_str())?.parse().ok(),
+            EventIds::Recorded { line_of, .. } => line_of.get(audit_id).copied(),
+        }
     }
 }
 
@@ -354,6 +478,60 @@ mod tests {
             .map(|item| item["auditID"].as_str().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(ids, ["side-3", "side-4", "side-5", "side-6"]);
+    }
+
+    /// A create of a ConfigMap, then a read of it, as an apiserver logs them.
+    const WRITE: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"write-1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/configmaps","verb":"create","user":{"username":"admin"},"objectRef":{"resource":"configmaps","namespace":"default","name":"settings","apiVersion":"v1"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.010000Z"}"#;
+    const READ: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"read-1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/configmaps/settings","verb":"get","user":{"username":"admin"},"objectRef":{"resource":"configmaps","namespace":"default","name":"settings","apiVersion":"v1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-01T00:00:01.000000Z","stageTimestamp":"2026-01-01T00:00:01.010000Z"}"#;
+
+    fn write_log(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, text).expect("the log is written");
+        (dir, path)
+    }
+
+    #[test]
+    fn a_log_posted_verbatim_keeps_its_lines_and_ids() {
+        let (_dir, path) = write_log(&format!("{WRITE}\n\n{READ}\n"));
+        let templates = Templates::verbatim(&path).expect("the log loads");
+        assert_eq!(templates.events_per_copy(), 2);
+        assert_eq!(templates.max_events(), Some(2));
+        let list = templates.event_list(0, 50);
+        assert_eq!(
+            list,
+            format!(
+                r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{WRITE},{READ}]}}"#
+            )
+        );
+        assert_eq!(templates.event_of_audit_id("write-1"), Some(0));
+        assert_eq!(templates.event_of_audit_id("read-1"), Some(1));
+        assert_eq!(templates.event_of_audit_id("other"), None);
+        assert!(templates.traced(0), "a create owes a span");
+        assert!(!templates.traced(1), "a read does not");
+        assert!(!templates.traced(2), "past the log nothing is owed");
+        let mut out = String::new();
+        templates.write_event(2, &mut out);
+        assert!(out.is_empty(), "no event past the log");
+    }
+
+    #[test]
+    fn a_log_posted_verbatim_must_name_each_event_once() {
+        let (_dir, path) = write_log(&format!("{WRITE}\n{READ}\n{WRITE}\n"));
+        let err = Templates::verbatim(&path).expect_err("a repeated audit id is refused");
+        assert!(
+            err.to_string()
+                .ends_with("line 3: an auditID an earlier line has"),
+            "{err}"
+        );
+        let (_dir, path) = write_log(&format!("{WRITE}\n{{\"kind\":\"Event\"}}\n"));
+        let err = Templates::verbatim(&path).expect_err("an event without an id is refused");
+        assert!(err.to_string().contains("line 2: "), "{err}");
+        let (_dir, path) = write_log("\n");
+        assert!(matches!(
+            Templates::verbatim(&path),
+            Err(BatchesError::Empty(_))
+        ));
     }
 
     #[test]

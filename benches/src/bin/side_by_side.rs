@@ -21,6 +21,11 @@
 //! as soon as the previous one is answered. A `429` is retried after `--retry-ms` (as the apiserver's webhook
 //! backend retries) and counted; any other answer but `200` is counted and not retried.
 //!
+//! With `--verbatim` the lines of `--fixture` (an audit log, one event per line, such as `throughput --write-corpus`
+//! writes) are posted as they are, once each and in order, and the sink tells the events apart by their own audit
+//! ids: the webhook then reads the very bytes another harness read. A line owes a span if the project's audit
+//! mapping makes it an activity (reads do not).
+//!
 //! Per round it reports: events answered `200`; events per second from the first post to the last span arriving at
 //! the sink (the end is when no span arrived for `--quiet-seconds`); the process's CPU seconds (`/proc/PID/stat`,
 //! user and system, up to the last span) per thousand accepted events; its peak resident memory (`VmHWM` of
@@ -53,6 +58,8 @@ use tokio::net::TcpListener;
 
 /// The audit ids this generator gives its events: this prefix and the event's number.
 const AUDIT_ID_PREFIX: &str = "side-by-side-";
+/// How many lines of the recording the report of events without a span names at most.
+const MISSING_LINES_SHOWN: usize = 20;
 /// An `EventList` without events: what the readiness probe posts.
 const EMPTY_EVENT_LIST: &str = r#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}"#;
 
@@ -103,6 +110,10 @@ struct Args {
     /// fixtures/recorded/deployment-lifecycle/audit.log).
     #[arg(long)]
     fixture: Option<PathBuf>,
+    /// Post the lines of `--fixture` as they are, once each, instead of copies of them (events named by their own
+    /// audit ids; `--events` at most the log's events).
+    #[arg(long)]
+    verbatim: bool,
     /// The name of the target in the printed rows (default: `ours` or `external`).
     #[arg(long)]
     label: Option<String>,
@@ -136,7 +147,24 @@ fn run(args: &Args) -> Result<(), HarnessError> {
         ));
     }
     let fixture = harness::recorded_fixture(args.fixture.as_deref());
-    let templates = Arc::new(Templates::load(&fixture, AUDIT_ID_PREFIX)?);
+    let templates = Arc::new(if args.verbatim {
+        Templates::verbatim(&fixture)?
+    } else {
+        Templates::load(&fixture, AUDIT_ID_PREFIX)?
+    });
+    if let Some(max) = templates.max_events() {
+        if let Some(too_many) = args.events.iter().find(|&&events| events > max) {
+            return Err(HarnessError::Setup(format!(
+                "--events {too_many} is more than the {max} events of {} posted verbatim",
+                fixture.display()
+            )));
+        }
+        if args.target == Target::External && args.rounds * args.events.len() > 1 {
+            return Err(HarnessError::Setup(
+                "--verbatim against an external process posts each line once: one count and one round".to_owned(),
+            ));
+        }
+    }
     let target = match args.target {
         Target::Ours => {
             let binary = harness::kelemetry_binary(args.binary.as_deref())?;
@@ -168,8 +196,13 @@ fn run(args: &Args) -> Result<(), HarnessError> {
     let (sink, sink_address, sink_task) =
         runtime.block_on(Sink::serve(args.sink_listen, Arc::clone(&templates)))?;
     println!(
-        "side_by_side: {} events per copy of {}, batches of {}, {} connections; OTLP/gRPC sink on {sink_address}",
+        "side_by_side: {} events {} {}, batches of {}, {} connections; OTLP/gRPC sink on {sink_address}",
         templates.events_per_copy(),
+        if args.verbatim {
+            "posted verbatim from"
+        } else {
+            "per copy of"
+        },
         fixture.display(),
         args.batch,
         args.connections,
@@ -354,15 +387,17 @@ impl SinkCounts {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Of the events `first..first + count`, how many no span names, by line of the recording (from 1).
-    fn missing_by_line(&self, first: u64, count: u64, lines: u64) -> BTreeMap<u64, u64> {
+    /// Of the events `first..first + count` that owe a span, how many no span names, by line of the recording
+    /// (from 1).
+    fn missing_by_line(&self, first: u64, count: u64, templates: &Templates) -> BTreeMap<u64, u64> {
+        let lines = templates.events_per_copy() as u64;
         let seen = self
             .events_seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut missing = BTreeMap::new();
         for event in first..first + count {
-            if !seen.contains(&event) {
+            if templates.traced(event) && !seen.contains(&event) {
                 *missing.entry(event % lines + 1).or_default() += 1;
             }
         }
@@ -540,6 +575,8 @@ struct Figures {
     peak_rss_kib: u64,
     settled_rss_kib: u64,
     spans: u64,
+    /// Posted events that owe a span (all but those the audit mapping skips, such as reads).
+    traced: u64,
     /// Posted events that a span names by audit id.
     events_with_span: u64,
     /// Whether the drain ended by `--drain-timeout-seconds` rather than quiet.
@@ -630,12 +667,11 @@ async fn measure(
         peak_rss_kib: memory.peak_resident_kib,
         settled_rss_kib: settled.resident_kib,
         spans: sink.spans.load(Ordering::Relaxed),
+        traced: (first_event..first_event + events)
+            .filter(|&event| templates.traced(event))
+            .count() as u64,
         events_with_span: sink.events_seen_in(first_event, events),
-        missing_by_line: sink.missing_by_line(
-            first_event,
-            events,
-            templates.events_per_copy() as u64,
-        ),
+        missing_by_line: sink.missing_by_line(first_event, events, templates),
         timed_out,
     })
 }
@@ -674,17 +710,27 @@ fn print_row(row: &Row) {
         let lines: Vec<String> = figures
             .missing_by_line
             .iter()
+            .take(MISSING_LINES_SHOWN)
             .map(|(line, events)| format!("{line}:{events}"))
             .collect();
+        let more = figures
+            .missing_by_line
+            .len()
+            .saturating_sub(MISSING_LINES_SHOWN);
         println!(
-            "side_by_side: events without a span by line of the recording (line:events): {}",
-            lines.join(" ")
+            "side_by_side: events without a span by line of the recording (line:events): {}{}",
+            lines.join(" "),
+            if more > 0 {
+                format!(" and {more} more lines")
+            } else {
+                String::new()
+            }
         );
     }
     println!(
         "side_by_side: {} {} events round {}: {} accepted in {:.1} s of posting, last span at {:.1} s{}: {:.0} events/s, \
          {:.3} CPU s per 1k events ({:.1} CPU s; generator and sink {:.1} CPU s), peak RSS {:.0} MiB, settled \
-         {:.0} MiB, {} spans, {} events with a span, {} answers 429, other answers {}",
+         {:.0} MiB, {} spans, {} of {} traced events with a span, {} answers 429, other answers {}",
         row.label,
         row.events,
         row.round,
@@ -700,6 +746,7 @@ fn print_row(row: &Row) {
         mib(figures.settled_rss_kib),
         figures.spans,
         figures.events_with_span,
+        figures.traced,
         figures.too_many,
         other_text(&figures.other),
     );
@@ -709,13 +756,13 @@ fn print_table(rows: &[Row]) {
     println!();
     println!(
         "| target | events | round | events/s | posting s | CPU s / 1k events | peak RSS MiB | settled RSS MiB | \
-         spans | events with a span | 429 | other answers |"
+         spans | traced events | with a span | 429 | other answers |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for row in rows {
         let figures = &row.figures;
         println!(
-            "| {} | {} | {} | {:.0}{} | {:.1} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0}{} | {:.1} | {:.3} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
             row.label,
             row.events,
             row.round,
@@ -726,6 +773,7 @@ fn print_table(rows: &[Row]) {
             mib(figures.peak_rss_kib),
             mib(figures.settled_rss_kib),
             figures.spans,
+            figures.traced,
             figures.events_with_span,
             figures.too_many,
             other_text(&figures.other),
