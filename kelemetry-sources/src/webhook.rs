@@ -16,7 +16,9 @@
 //!   503 when some were lost. What was answered 200 survives `kill -9` without a disk;
 //! - answers **429** (`Retry-After: 1`) when the queue has no room for the batch, without keeping the body when it
 //!   is already full or when [`WebhookConfig::memory_pressure`] says so; the apiserver's webhook backend retries
-//!   with backoff. The queue is bounded twice: by
+//!   with backoff. A batch already read and parsed first waits up to [`WebhookConfig::queue_wait`] for room, so
+//!   that a queue a little short of room does not make the client send, and this server parse, the same batch
+//!   again. The queue is bounded twice: by
 //!   activities ([`WebhookConfig::queue_events`]) and by the bytes of the request bodies they came from
 //!   ([`WebhookConfig::queue_bytes`]), an estimate of the memory they hold;
 //! - answers **413** for a body over [`WebhookConfig::body_limit`], **400** for a body that is not an audit
@@ -96,6 +98,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 pub const DEFAULT_QUEUE_EVENTS: usize = 10_000;
 /// Default queue room, in bytes of the request bodies the queued activities came from.
 pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Default longest wait of a batch, read and parsed, for room in the queue.
+pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(1);
 /// Default largest number of open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Default largest number of request bodies read and parsed at the same time.
@@ -151,6 +155,11 @@ pub struct WebhookConfig {
     /// Queue room in bytes of request bodies; a batch that does not fit gets 429.
     #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::size"))]
     pub queue_bytes: usize,
+    /// Longest wait of a batch, once read and parsed, for room in the queue; then 429. Batches wait in the order
+    /// they asked, each holding its read slot ([`WebhookConfig::concurrent_reads`]), so no more of them wait than
+    /// there are slots. Zero answers 429 at once.
+    #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
+    pub queue_wait: Duration,
     /// Open connections at most; a further one takes the place of the connection idle the longest, or is closed
     /// at once ([`ConnectionLimits`]).
     pub max_connections: usize,
@@ -198,6 +207,7 @@ impl Default for WebhookConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             queue_events: DEFAULT_QUEUE_EVENTS,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            queue_wait: DEFAULT_QUEUE_WAIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             concurrent_reads: DEFAULT_CONCURRENT_READS,
             read_timeout: Duration::from_secs(30),

@@ -32,15 +32,16 @@ fn with_webhook_lines(lines: &str) -> String {
 
 #[test]
 fn sizes_and_durations() {
-    let text =
-        with_webhook_lines("    queueBytes: 2GB\n    bodyLimit: 512\n    readTimeout: 250ms\n")
-            + "limits:\n  flushInterval: 2m\n  memory: 16MiB\n  shards: 4\n";
+    let text = with_webhook_lines(
+        "    queueBytes: 2GB\n    bodyLimit: 512\n    readTimeout: 250ms\n    queueWait: 0s\n",
+    ) + "limits:\n  flushInterval: 2m\n  memory: 16MiB\n  shards: 4\n";
     let config = parse(&text).unwrap();
     assert_eq!(config.limits.pipeline.shards, 4);
     let webhook = config.sources.webhook.unwrap();
     assert_eq!(webhook.queue_bytes, 2_000_000_000);
     assert_eq!(webhook.body_limit, 512);
     assert_eq!(webhook.read_timeout, Duration::from_millis(250));
+    assert_eq!(webhook.queue_wait, Duration::ZERO);
     assert_eq!(
         config.limits.pipeline.flush_interval,
         Duration::from_secs(120)

@@ -1,13 +1,15 @@
 //! The webhook's bounded queue: [`BatchQueue::reserve`] holds room for all of a batch (bounded in activities and
-//! in bytes of the bodies they came from) before it is written ahead, [`BatchQueue::push`] queues it into that
+//! in bytes of the bodies they came from; waiting a while for it) before it is written ahead, [`BatchQueue::push`] queues it into that
 //! room, and [`forward`] hands the queued batches to the sink (after what the write-ahead log holds from the
 //! previous run), tracking each batch written ahead until its spans are exported.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use kelemetry_core::{ActivitySink, NotDelivered, Record, Rejection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::WebhookMetrics;
@@ -65,20 +67,28 @@ impl BatchQueue {
         self.event_room.available_permits() == 0 || self.byte_room.available_permits() == 0
     }
 
-    /// Holds room for `count` activities that came from a body of `body_bytes` bytes, if there is room for them
-    /// all.
-    pub(super) fn reserve(&self, count: usize, body_bytes: usize) -> Result<Room, Refusal> {
+    /// Holds room for `count` activities that came from a body of `body_bytes` bytes, waiting up to `wait` for
+    /// room for them all (in the order the batches asked: tokio's semaphores are fair); 429 when there is none
+    /// by then.
+    pub(super) async fn reserve(
+        &self,
+        count: usize,
+        body_bytes: usize,
+        wait: Duration,
+    ) -> Result<Room, Refusal> {
         if count > self.events {
             return Err(Refusal::TooLarge(format!(
                 "batch of {count} activities is larger than the queue ({})",
                 self.events
             )));
         }
+        let deadline = Instant::now() + wait;
         let events_permit = match count {
             0 => None,
-            n => Some(take_room(&self.event_room, n)?),
+            n => Some(take_room(&self.event_room, n, deadline).await?),
         };
-        let bytes_permit = take_room(&self.byte_room, body_bytes.clamp(1, self.bytes))?;
+        let bytes_permit =
+            take_room(&self.byte_room, body_bytes.clamp(1, self.bytes), deadline).await?;
         Ok(Room {
             count,
             _events: events_permit,
@@ -119,10 +129,20 @@ impl BatchQueue {
     }
 }
 
-fn take_room(room: &Arc<Semaphore>, amount: usize) -> Result<OwnedSemaphorePermit, Refusal> {
-    Arc::clone(room)
-        .try_acquire_many_owned(u32::try_from(amount).unwrap_or(u32::MAX))
-        .map_err(|_| Refusal::Throttled("queue full"))
+/// `amount` of `room`, at once when it is free, else once it is freed before `deadline`.
+async fn take_room(
+    room: &Arc<Semaphore>,
+    amount: usize,
+    deadline: Instant,
+) -> Result<OwnedSemaphorePermit, Refusal> {
+    let amount = u32::try_from(amount).unwrap_or(u32::MAX);
+    if let Ok(permit) = Arc::clone(room).try_acquire_many_owned(amount) {
+        return Ok(permit);
+    }
+    match tokio::time::timeout_at(deadline, Arc::clone(room).acquire_many_owned(amount)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) | Err(_) => Err(Refusal::Throttled("queue full")),
+    }
 }
 
 /// Hands queued batches to the sink, in order, until told to stop taking new ones and the queue is empty. With a
@@ -254,52 +274,100 @@ mod tests {
             .collect()
     }
 
-    /// Reserves room for `count` records from `body_bytes` and queues them.
-    fn push(
+    /// Reserves room for `count` records from `body_bytes`, waiting up to `wait`, and queues them.
+    async fn push_within(
+        queue: &BatchQueue,
+        count: usize,
+        body_bytes: usize,
+        wait: Duration,
+        metrics: &WebhookMetrics,
+    ) -> Result<(), Refusal> {
+        let room = queue.reserve(count, body_bytes, wait).await?;
+        queue.push(room, records(count), Vec::new(), None, None, metrics)
+    }
+
+    /// The same without waiting for room.
+    async fn push(
         queue: &BatchQueue,
         count: usize,
         body_bytes: usize,
         metrics: &WebhookMetrics,
     ) -> Result<(), Refusal> {
-        let room = queue.reserve(count, body_bytes)?;
-        queue.push(room, records(count), Vec::new(), None, None, metrics)
+        push_within(queue, count, body_bytes, Duration::ZERO, metrics).await
     }
 
-    #[test]
-    fn a_batch_takes_room_until_delivered() {
+    #[tokio::test]
+    async fn a_batch_takes_room_until_delivered() {
         let metrics = WebhookMetrics::default();
         let (queue, mut receiver) = BatchQueue::new(4, 100);
-        assert_eq!(push(&queue, 3, 10, &metrics), Ok(()));
+        assert_eq!(push(&queue, 3, 10, &metrics).await, Ok(()));
         assert_eq!(metrics.snapshot().queued_events, 3);
         assert_eq!(
-            push(&queue, 2, 10, &metrics),
+            push(&queue, 2, 10, &metrics).await,
             Err(Refusal::Throttled("queue full"))
         );
         assert!(matches!(
-            push(&queue, 5, 10, &metrics),
+            push(&queue, 5, 10, &metrics).await,
             Err(Refusal::TooLarge(_))
         ));
-        assert_eq!(push(&queue, 1, 90, &metrics), Ok(()));
+        assert_eq!(push(&queue, 1, 90, &metrics).await, Ok(()));
         assert!(queue.is_full());
         drop(receiver.try_recv());
         assert!(!queue.is_full());
     }
 
-    #[test]
-    fn room_held_but_not_used_is_given_back() {
+    #[tokio::test]
+    async fn a_batch_waits_for_room_as_long_as_it_may() {
+        let metrics = WebhookMetrics::default();
+        let (queue, mut receiver) = BatchQueue::new(4, 100);
+        assert_eq!(push(&queue, 3, 10, &metrics).await, Ok(()));
+        // No room for two more within the wait: 429, and nothing of the wait is held afterwards.
+        let short = Duration::from_millis(50);
+        assert_eq!(
+            push_within(&queue, 2, 10, short, &metrics).await,
+            Err(Refusal::Throttled("queue full"))
+        );
+        assert_eq!(push(&queue, 1, 10, &metrics).await, Ok(()));
+        // Room freed while a batch waits: it gets it. The same for room in bytes.
+        let take_one = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(receiver.recv().await);
+        };
+        let (pushed, ()) = tokio::join!(
+            push_within(&queue, 3, 10, Duration::from_secs(30), &metrics),
+            take_one
+        );
+        assert_eq!(pushed, Ok(()));
+        assert_eq!(queue.event_room.available_permits(), 0);
+        let take_all = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while receiver.try_recv().is_ok() {}
+        };
+        let (pushed, ()) = tokio::join!(
+            push_within(&queue, 1, 100, Duration::from_secs(30), &metrics),
+            take_all
+        );
+        assert_eq!(pushed, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn room_held_but_not_used_is_given_back() {
         let (queue, _receiver) = BatchQueue::new(4, 100);
-        let room = queue.reserve(4, 100);
+        let room = queue.reserve(4, 100, Duration::ZERO).await;
         assert!(queue.is_full());
         drop(room);
         assert!(!queue.is_full());
     }
 
-    #[test]
-    fn a_closed_queue_means_shutting_down() {
+    #[tokio::test]
+    async fn a_closed_queue_means_shutting_down() {
         let metrics = WebhookMetrics::default();
         let (queue, receiver) = BatchQueue::new(4, 100);
         drop(receiver);
-        assert_eq!(push(&queue, 1, 10, &metrics), Err(Refusal::ShuttingDown));
+        assert_eq!(
+            push(&queue, 1, 10, &metrics).await,
+            Err(Refusal::ShuttingDown)
+        );
         assert_eq!(metrics.snapshot().queued_events, 0);
     }
 }

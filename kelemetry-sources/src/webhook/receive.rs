@@ -35,6 +35,7 @@ pub(super) struct Shared {
     intake: AuditIntake,
     memory_pressure: Option<Arc<AtomicBool>>,
     queue: BatchQueue,
+    queue_wait: Duration,
     wal: Option<WalHandle>,
     acknowledge: Acknowledge,
     reads: Arc<Semaphore>,
@@ -60,6 +61,7 @@ impl Shared {
             intake: AuditIntake::new(config.mapping.clone()),
             memory_pressure: config.memory_pressure.clone(),
             queue,
+            queue_wait: config.queue_wait,
             wal,
             acknowledge: config.acknowledge,
             reads: Arc::new(Semaphore::new(config.concurrent_reads)),
@@ -297,7 +299,10 @@ impl TakenBatch {
         }
         let (count, invalid) = (self.records.len() as u64, self.rejections.len() as u64);
         // Room first: once the body is on disk, the batch must be answered 200.
-        let room = shared.queue.reserve(self.records.len(), body.len())?;
+        let room = shared
+            .queue
+            .reserve(self.records.len(), body.len(), shared.queue_wait)
+            .await?;
         let segment = match &shared.wal {
             Some(wal) if count > 0 => Some(write_ahead(wal, cluster, &body, metrics).await?),
             _ => None,
