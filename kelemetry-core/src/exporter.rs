@@ -46,6 +46,14 @@ pub trait Exporter: Send + Sync {
     /// Exports one batch.
     async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError>;
 
+    /// How many batches the pipeline may have in [`Exporter::export`] at once (read once, when the pipeline is
+    /// built; 0 counts as 1). By default 1: the batches come one at a time, in order. An exporter whose `export`
+    /// waits for a remote endpoint to answer (the OTLP exporter with confirmed delivery) takes more, so that the
+    /// round trips overlap; its batches may then finish in any order.
+    fn concurrent_exports(&self) -> usize {
+        1
+    }
+
     /// Makes everything exported so far durable or delivered. Called at shutdown.
     async fn flush(&self) -> Result<(), ExportError> {
         Ok(())

@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, error, warn};
@@ -1567,6 +1569,8 @@ impl ExportQueues {
     }
 }
 
+/// Hands one exporter its queued batches, up to [`Exporter::concurrent_exports`] at once, until the queue is closed
+/// and every export finished; then flushes it.
 async fn export_worker(
     exporter: Arc<dyn Exporter>,
     mut batches: mpsc::Receiver<QueuedBatch>,
@@ -1574,26 +1578,25 @@ async fn export_worker(
     counters: Arc<ExporterStats>,
     retry: RetryPolicy,
 ) {
+    let limit = exporter.concurrent_exports().max(1);
     let mut since_flush = 0u64;
-    while let Some(QueuedBatch { batch, held }) = batches.recv().await {
-        decrement(&counters.queued_batches);
-        if batch.spans.is_empty() {
-            batch.exported();
-            continue;
+    let mut in_flight = FuturesUnordered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            Some(exported) = in_flight.next(), if !in_flight.is_empty() => since_flush += exported,
+            queued = batches.recv(), if open && in_flight.len() < limit => match queued {
+                Some(queued) => in_flight.push(export_queued(
+                    exporter.as_ref(),
+                    queued,
+                    &stats,
+                    &counters,
+                    retry,
+                )),
+                None => open = false,
+            },
         }
-        if export_with_retries(exporter.as_ref(), &batch.spans, &stats, &counters, retry).await {
-            if batch.exported() {
-                let now = Instant::now();
-                for arrived in &batch.arrivals {
-                    stats
-                        .ingest_to_export
-                        .observe(now.saturating_duration_since(*arrived));
-                }
-            }
-            since_flush += batch.spans.len() as u64;
-        }
-        // Only now is the batch's room in the queue free: while it is exported, its spans are still held.
-        drop(held);
     }
     if let Err(err) = exporter.flush().await {
         // What was exported since the last flush may not have been written.
@@ -1601,6 +1604,36 @@ async fn export_worker(
         counters.spans_dropped.fetch_add(since_flush, Relaxed);
         error!(exporter = exporter.name(), spans = since_flush, error = %error_chain(&err), "flush failed: spans not written");
     }
+}
+
+/// Exports one queued batch, with retries; the spans exported (0 when the exporter gave up on them).
+async fn export_queued(
+    exporter: &dyn Exporter,
+    QueuedBatch { batch, held }: QueuedBatch,
+    stats: &PipelineStats,
+    counters: &ExporterStats,
+    retry: RetryPolicy,
+) -> u64 {
+    decrement(&counters.queued_batches);
+    if batch.spans.is_empty() {
+        batch.exported();
+        return 0;
+    }
+    let mut exported = 0;
+    if export_with_retries(exporter, &batch.spans, stats, counters, retry).await {
+        if batch.exported() {
+            let now = Instant::now();
+            for arrived in &batch.arrivals {
+                stats
+                    .ingest_to_export
+                    .observe(now.saturating_duration_since(*arrived));
+            }
+        }
+        exported = batch.spans.len() as u64;
+    }
+    // Only now is the batch's room in the queue free: while it is exported, its spans are still held.
+    drop(held);
+    exported
 }
 
 /// Exports one batch, retrying what may be retried; `false` when the exporter gave up (the spans are counted as

@@ -320,3 +320,77 @@ async fn shutdown_drains_what_was_accepted() {
         .is_err()
     );
 }
+
+/// Takes up to `concurrent` batches at once ([`Exporter::concurrent_exports`]); each export waits until that many
+/// are in (or a while), as a remote endpoint's round trips would overlap, and notes the most it saw at once.
+struct OverlappingExporter {
+    concurrent: usize,
+    exporting: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+    inner: MemoryExporter,
+}
+
+#[async_trait]
+impl Exporter for OverlappingExporter {
+    fn name(&self) -> &str {
+        "overlapping"
+    }
+
+    fn concurrent_exports(&self) -> usize {
+        self.concurrent
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        let now = self.exporting.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.arrived.notify_waiters();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+        while self.exporting.load(Ordering::SeqCst) < self.concurrent {
+            let arrived = self.arrived.notified();
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                break;
+            }
+        }
+        let result = self.inner.export(batch).await;
+        self.exporting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_gets_as_many_batches_at_once_as_it_takes_and_no_more() {
+    for concurrent in [1, 3] {
+        let exporter = Arc::new(OverlappingExporter {
+            concurrent,
+            exporting: Default::default(),
+            most: Default::default(),
+            arrived: tokio::sync::Notify::new(),
+            inner: MemoryExporter::new(1_000),
+        });
+        let pipeline = Pipeline::builder()
+            .exporter(exporter.clone())
+            .batch_size(1)
+            .build();
+        let sink = pipeline.sink();
+        let running = tokio::spawn(pipeline.run(CancellationToken::new()));
+        for i in 0..12 {
+            sink.send(activity(
+                object("pods", &format!("p{i}"), None),
+                "2024-01-01T10:01:00Z",
+                &format!("a{i}"),
+            ))
+            .await
+            .unwrap();
+        }
+        drop(sink);
+        let report = running.await.unwrap();
+        assert_eq!(report.spans_dropped, 0);
+        assert_eq!(exporter.inner.spans().len(), 24, "every span exported");
+        assert_eq!(
+            exporter.most.load(Ordering::SeqCst),
+            concurrent,
+            "batches in export at once"
+        );
+    }
+}

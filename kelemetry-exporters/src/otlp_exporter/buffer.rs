@@ -2,7 +2,7 @@
 //! the state both share.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kelemetry_core::SpanRecord;
@@ -15,7 +15,7 @@ use super::stats::OtlpStats;
 #[derive(Debug, Default)]
 pub(super) struct Buffer {
     pub(super) spans: VecDeque<BufferedSpan>,
-    /// Spans taken by the delivery task and not yet delivered or dropped.
+    /// Spans taken by the delivery task into requests not yet delivered or dropped.
     pub(super) in_flight: usize,
     /// The estimated bytes of `spans`.
     pub(super) queued_bytes: usize,
@@ -29,7 +29,8 @@ pub(super) struct Buffer {
     pub(super) pushed: u64,
     /// Spans ever taken into requests.
     pub(super) taken: u64,
-    /// Exports waiting for their spans' outcome, oldest first.
+    /// Exports waiting for their spans' outcome, in the order of their spans (contiguous ranges); one that is
+    /// settled leaves the front once every one before it is settled too.
     pub(super) tickets: VecDeque<Ticket>,
 }
 
@@ -73,36 +74,61 @@ impl BufferedSpan {
 pub(super) struct Ticket {
     pub(super) start: u64,
     pub(super) end: u64,
+    /// Its spans whose request has not finished yet.
+    pub(super) unsettled: u64,
     /// Some of its spans were rejected or dropped.
     pub(super) failed: bool,
-    pub(super) done: oneshot::Sender<bool>,
+    /// Told the outcome once every span is settled; `None` once told.
+    pub(super) done: Option<oneshot::Sender<bool>>,
+}
+
+impl Ticket {
+    /// A ticket for the spans `start..end`, telling `done`.
+    pub(super) fn new(start: u64, end: u64, done: oneshot::Sender<bool>) -> Self {
+        Self {
+            start,
+            end,
+            unsettled: end - start,
+            failed: false,
+            done: Some(done),
+        }
+    }
 }
 
 impl Buffer {
-    /// Settles the tickets covered by the finished request of spans `start..end`: delivered when every span of a
-    /// ticket was.
+    /// Settles what the finished request of spans `start..end` covers, whichever requests are still in flight: a
+    /// ticket is told once all its spans are settled, delivered when every one of them was.
     pub(super) fn settle(&mut self, start: u64, end: u64, delivered: bool) {
-        while let Some(ticket) = self.tickets.front_mut() {
+        let first = self.tickets.partition_point(|ticket| ticket.end <= start);
+        for ticket in self.tickets.range_mut(first..) {
             if ticket.start >= end {
-                return;
+                break;
             }
-            if !delivered && ticket.end > start {
-                ticket.failed = true;
-            }
-            if ticket.end > end {
-                return;
-            }
-            if let Some(ticket) = self.tickets.pop_front() {
+            let covered = end.min(ticket.end) - start.max(ticket.start);
+            ticket.unsettled = ticket.unsettled.saturating_sub(covered);
+            ticket.failed |= !delivered;
+            if ticket.unsettled == 0
+                && let Some(done) = ticket.done.take()
+            {
                 // The export may have stopped waiting: nobody to tell.
-                let _ = ticket.done.send(!ticket.failed);
+                let _ = done.send(!ticket.failed);
             }
+        }
+        while self
+            .tickets
+            .front()
+            .is_some_and(|ticket| ticket.done.is_none())
+        {
+            self.tickets.pop_front();
         }
     }
 
     /// Fails every waiting export (the buffer was dropped).
     pub(super) fn fail_all(&mut self) {
         for ticket in self.tickets.drain(..) {
-            let _ = ticket.done.send(false);
+            if let Some(done) = ticket.done {
+                let _ = done.send(false);
+            }
         }
     }
 }
@@ -124,18 +150,24 @@ impl Buffer {
         self.queued_bytes += bytes;
     }
 
-    /// Takes at most `max` queued spans for one request, and counts them in flight.
-    fn take_in_flight(&mut self, max: usize) -> Vec<BufferedSpan> {
+    /// Takes at most `max` queued spans for one request, and counts them in flight; the spans and their bytes.
+    fn take_in_flight(&mut self, max: usize) -> (Vec<BufferedSpan>, usize) {
         let take = self.spans.len().min(max);
         let batch: Vec<BufferedSpan> = self.spans.drain(..take).collect();
         let bytes = batch.iter().map(BufferedSpan::bytes).sum::<usize>();
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
-        self.in_flight = batch.len();
-        self.in_flight_bytes = bytes;
-        batch
+        self.in_flight += batch.len();
+        self.in_flight_bytes += bytes;
+        (batch, bytes)
     }
 
-    /// The request in flight is done (or abandoned): its spans no longer wait.
+    /// A request of `spans` spans of `bytes` bytes is done (or abandoned): its spans no longer wait.
+    fn finish_in_flight(&mut self, spans: usize, bytes: usize) {
+        self.in_flight = self.in_flight.saturating_sub(spans);
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+    }
+
+    /// Forgets every request in flight (the exporter is dropped).
     pub(super) fn clear_in_flight(&mut self) {
         self.in_flight = 0;
         self.in_flight_bytes = 0;
@@ -148,6 +180,18 @@ impl Buffer {
     }
 }
 
+/// Spans taken for one request.
+#[derive(Debug)]
+pub(super) struct Taken {
+    pub(super) spans: Vec<BufferedSpan>,
+    /// The number of the first of them (see [`Buffer::pushed`]).
+    pub(super) first: u64,
+    /// Their bytes, counted in flight.
+    pub(super) bytes: usize,
+    /// [`Shared::abandon`] when they were taken.
+    pub(super) abandon_epoch: u64,
+}
+
 /// What the exporter and its delivery task share.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -158,8 +202,8 @@ pub(super) struct Shared {
     pub(super) progressed: Notify,
     /// The delivery task is retrying a request that failed: the endpoint is not taking spans now.
     pub(super) failing: AtomicBool,
-    /// Tells the delivery task to drop the request it keeps retrying (a flush timed out).
-    pub(super) abandon: AtomicBool,
+    /// How many flushes timed out: a request taken before the last of them is dropped instead of retried.
+    pub(super) abandon: AtomicU64,
     pub(super) abandoned: Notify,
     pub(super) stats: Arc<OtlpStats>,
     /// The endpoint and the protocol, for logs and errors.
@@ -173,7 +217,7 @@ impl Shared {
             arrived: Notify::new(),
             progressed: Notify::new(),
             failing: AtomicBool::new(false),
-            abandon: AtomicBool::new(false),
+            abandon: AtomicU64::new(0),
             abandoned: Notify::new(),
             stats: Arc::new(OtlpStats::default()),
             destination,
@@ -194,16 +238,20 @@ impl Shared {
 
     /// Takes at most `max` spans for one request and marks them in flight; `None` once the buffer is closed and
     /// empty. Waits for spans to arrive.
-    /// The second value is the number of the batch's first span (see [`Buffer::pushed`]).
-    pub(super) async fn next_batch(&self, max: usize) -> Option<(Vec<BufferedSpan>, u64)> {
+    pub(super) async fn next_batch(&self, max: usize) -> Option<Taken> {
         loop {
             {
                 let mut buffer = self.lock();
                 if !buffer.spans.is_empty() {
-                    let batch = buffer.take_in_flight(max);
+                    let (spans, bytes) = buffer.take_in_flight(max);
                     let first = buffer.taken;
-                    buffer.taken += batch.len() as u64;
-                    return Some((batch, first));
+                    buffer.taken += spans.len() as u64;
+                    return Some(Taken {
+                        spans,
+                        first,
+                        bytes,
+                        abandon_epoch: self.abandon.load(Relaxed),
+                    });
                 }
                 if buffer.closed {
                     return None;
@@ -213,11 +261,11 @@ impl Shared {
         }
     }
 
-    /// The request in flight, of spans `start..end`, is done (delivered, rejected or dropped): settles the exports
-    /// waiting for it and wakes the flushes.
-    pub(super) fn request_finished(&self, start: u64, end: u64, delivered: bool) {
+    /// The request of spans `start..end` holding `bytes` is done (delivered, rejected or dropped): settles the
+    /// exports waiting for it and wakes the flushes.
+    pub(super) fn request_finished(&self, start: u64, end: u64, bytes: usize, delivered: bool) {
         let mut buffer = self.lock();
-        buffer.clear_in_flight();
+        buffer.finish_in_flight(usize::try_from(end - start).unwrap_or(usize::MAX), bytes);
         self.set_buffered(&buffer);
         buffer.settle(start, end, delivered);
         drop(buffer);
@@ -231,13 +279,35 @@ mod tests {
 
     fn ticket(buffer: &mut Buffer, start: u64, end: u64) -> oneshot::Receiver<bool> {
         let (done, settled) = oneshot::channel();
-        buffer.tickets.push_back(Ticket {
-            start,
-            end,
-            failed: false,
-            done,
-        });
+        buffer.tickets.push_back(Ticket::new(start, end, done));
         settled
+    }
+
+    #[test]
+    fn requests_that_finish_out_of_order_settle_each_ticket_once_all_its_spans_are_done() {
+        let mut buffer = Buffer::default();
+        let mut a = ticket(&mut buffer, 0, 4);
+        let mut b = ticket(&mut buffer, 4, 10);
+        let mut c = ticket(&mut buffer, 10, 12);
+        // Requests 0..3, 3..7, 7..12 in flight at once; they finish last first.
+        buffer.settle(7, 12, true);
+        assert_eq!(
+            c.try_recv(),
+            Ok(true),
+            "c's spans were all in the last request"
+        );
+        assert!(b.try_recv().is_err(), "b still has spans in 3..7");
+        assert_eq!(
+            buffer.tickets.len(),
+            3,
+            "c stays behind a and b until they settle"
+        );
+        buffer.settle(3, 7, false);
+        assert_eq!(b.try_recv(), Ok(false), "part of b failed");
+        assert!(a.try_recv().is_err(), "a still has spans in 0..3");
+        buffer.settle(0, 3, true);
+        assert_eq!(a.try_recv(), Ok(false), "a's span 3 failed with 3..7");
+        assert!(buffer.tickets.is_empty());
     }
 
     #[test]

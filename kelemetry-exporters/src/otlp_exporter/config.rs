@@ -79,6 +79,11 @@ pub struct OtlpConfig {
     pub buffer_bytes: usize,
     /// At most this many spans per request.
     pub max_batch_spans: usize,
+    /// At most this many requests in flight at once (at least 1), and as many batches in
+    /// [`Exporter::export`](kelemetry_core::Exporter::export) at once: with confirmed delivery each batch waits for
+    /// the endpoint's answer, so one request at a time would bound the spans per second by the round trip.
+    /// Requests may then arrive out of order, which OTLP allows.
+    pub concurrent_requests: usize,
     /// First wait after a retryable failure.
     #[cfg_attr(feature = "config", serde(with = "kelemetry_core::config::duration"))]
     pub initial_backoff: Duration,
@@ -99,7 +104,8 @@ pub struct OtlpConfig {
 
 impl Default for OtlpConfig {
     /// No endpoint yet, over gRPC: no headers, no gzip, 10 s timeout, a buffer of 65,536 spans and 256 MiB,
-    /// requests of at most 512 spans, backoff from 200 ms to 30 s, 30 s to flush, exports confirmed by the endpoint.
+    /// requests of at most 512 spans and 4 of them at once, backoff from 200 ms to 30 s, 30 s to flush, exports
+    /// confirmed by the endpoint.
     fn default() -> Self {
         Self {
             endpoint: String::new(),
@@ -111,6 +117,7 @@ impl Default for OtlpConfig {
             buffer_spans: 65_536,
             buffer_bytes: 256 << 20,
             max_batch_spans: 512,
+            concurrent_requests: 4,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(30),
@@ -142,7 +149,7 @@ impl OtlpConfig {
     }
 
     /// `endpoint` over `protocol` with the [`Default`]s: no headers, no gzip, 10 s timeout, a buffer of 65,536
-    /// spans, requests of at most 512 spans, backoff from 200 ms to 30 s, 30 s to flush.
+    /// spans, requests of at most 512 spans and 4 of them at once, backoff from 200 ms to 30 s, 30 s to flush.
     pub fn new(endpoint: impl Into<String>, protocol: OtlpProtocol) -> Self {
         Self {
             endpoint: endpoint.into(),
@@ -189,6 +196,13 @@ impl OtlpConfig {
     /// Sends at most `spans` spans per request (at least one).
     pub fn with_max_batch_spans(mut self, spans: usize) -> Self {
         self.max_batch_spans = spans.max(1);
+        self
+    }
+
+    /// Keeps at most `requests` requests in flight at once (at least one; see
+    /// [`OtlpConfig::concurrent_requests`]).
+    pub fn with_concurrent_requests(mut self, requests: usize) -> Self {
+        self.concurrent_requests = requests.max(1);
         self
     }
 

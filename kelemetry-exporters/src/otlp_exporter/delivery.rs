@@ -1,41 +1,65 @@
 //! The delivery task: takes requests' worth of spans from the buffer and sends each until it is delivered,
-//! rejected or abandoned, retrying with exponential backoff.
+//! rejected or abandoned, retrying with exponential backoff; up to a number of requests at once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use kelemetry_core::{ExportError, RetryPolicy};
 use tracing::{debug, error, info, warn};
 
-use super::buffer::Shared;
+use super::buffer::{Shared, Taken};
 use super::transport::{Prepared, Transport};
 
-/// Runs until the exporter is dropped (the buffer closed and empty).
+/// Runs until the exporter is dropped (the buffer closed and empty, and every request finished), with at most
+/// `concurrent` requests in flight.
 pub(super) async fn deliver(
     shared: Arc<Shared>,
     transport: Transport,
     retry: RetryPolicy,
     max_batch: usize,
+    concurrent: usize,
 ) {
-    while let Some((batch, first)) = shared.next_batch(max_batch).await {
-        shared.abandon.store(false, Relaxed);
-        let spans = batch.len() as u64;
-        // Only the encoded request waits through retries, not the spans it was made of.
-        let request = transport.request(batch);
-        let delivered = deliver_one(&shared, &transport, &request, spans, retry).await;
-        shared.request_finished(first, first + spans, delivered);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            taken = shared.next_batch(max_batch), if in_flight.len() < concurrent => match taken {
+                Some(taken) => in_flight.push(deliver_taken(&shared, &transport, taken, retry)),
+                None => break,
+            },
+        }
     }
+    while in_flight.next().await.is_some() {}
 }
 
-/// Sends one request until it is delivered, rejected or abandoned, counting the outcome; `true` when every span
-/// of it was delivered.
+/// Makes `taken` into a request, delivers it and settles its spans.
+async fn deliver_taken(shared: &Shared, transport: &Transport, taken: Taken, retry: RetryPolicy) {
+    let Taken {
+        spans,
+        first,
+        bytes,
+        abandon_epoch,
+    } = taken;
+    let count = spans.len() as u64;
+    // Only the encoded request waits through retries, not the spans it was made of.
+    let request = transport.request(spans);
+    let delivered = deliver_one(shared, transport, &request, count, retry, abandon_epoch).await;
+    shared.request_finished(first, first + count, bytes, delivered);
+}
+
+/// Sends one request until it is delivered, rejected or abandoned (a flush gave up after `abandon_epoch`),
+/// counting the outcome; `true` when every span of it was delivered.
 async fn deliver_one(
     shared: &Shared,
     transport: &Transport,
     request: &Prepared,
     spans: u64,
     retry: RetryPolicy,
+    abandon_epoch: u64,
 ) -> bool {
     let stats = &shared.stats;
     let mut delays = retry.delays();
@@ -67,7 +91,7 @@ async fn deliver_one(
         log_retry(shared, failures, spans, &error);
         // The policy is unlimited; the buffer's abandon flag (a flush that timed out) ends the retries.
         let wait = delays.next().unwrap_or(retry.max_backoff);
-        if wait_or_abandon(shared, wait).await {
+        if wait_or_abandon(shared, wait, abandon_epoch).await {
             stats.spans_dropped_undelivered.fetch_add(spans, Relaxed);
             shared.failing.store(false, Relaxed);
             return false;
@@ -83,16 +107,17 @@ fn log_retry(shared: &Shared, failures: u32, spans: u64, error: &ExportError) {
     }
 }
 
-/// Waits `wait` before the next attempt; `true` when a flush that timed out abandoned the request meanwhile.
-async fn wait_or_abandon(shared: &Shared, wait: Duration) -> bool {
+/// Waits `wait` before the next attempt; `true` when a flush that timed out abandoned the request (taken at
+/// `abandon_epoch`), before or meanwhile.
+async fn wait_or_abandon(shared: &Shared, wait: Duration, abandon_epoch: u64) -> bool {
     let abandoned = shared.abandoned.notified();
     tokio::pin!(abandoned);
     abandoned.as_mut().enable();
-    if !shared.abandon.load(Relaxed) {
+    if shared.abandon.load(Relaxed) == abandon_epoch {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = abandoned => {}
         }
     }
-    shared.abandon.swap(false, Relaxed)
+    shared.abandon.load(Relaxed) != abandon_epoch
 }

@@ -11,7 +11,8 @@
 //!
 //! [`Exporter::export`] puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans and
 //! [`OtlpConfig::buffer_bytes`] bytes of them); one background task per exporter sends the buffer in requests of at
-//! most [`OtlpConfig::max_batch_spans`] spans. By default ([`OtlpConfig::confirm_delivery`]) `export` then waits until
+//! most [`OtlpConfig::max_batch_spans`] spans, at most [`OtlpConfig::concurrent_requests`] of them at once (the
+//! pipeline hands the exporter as many batches at once: [`Exporter::concurrent_exports`]). By default ([`OtlpConfig::confirm_delivery`]) `export` then waits until
 //! the endpoint confirmed every span of the batch, so the pipeline acknowledges to its sources only what was delivered;
 //! it fails at once, retryably, while the endpoint is failing, so the pipeline's own retries and counts apply rather
 //! than a long wait. Without confirmation, `export` returns once the batch is buffered, and an endpoint that is down
@@ -89,6 +90,7 @@ pub struct OtlpExporter {
     capacity_bytes: usize,
     flush_timeout: Duration,
     confirm_delivery: bool,
+    concurrent_requests: usize,
     worker: tokio::task::JoinHandle<()>,
 }
 
@@ -108,6 +110,7 @@ impl OtlpExporter {
             transport,
             RetryPolicy::unlimited(config.initial_backoff, config.max_backoff),
             config.max_batch_spans.max(1),
+            config.concurrent_requests.max(1),
         ));
         Ok(Self {
             shared,
@@ -115,6 +118,7 @@ impl OtlpExporter {
             capacity_bytes: config.buffer_bytes,
             flush_timeout: config.flush_timeout,
             confirm_delivery: config.confirm_delivery,
+            concurrent_requests: config.concurrent_requests.max(1),
             worker,
         })
     }
@@ -186,12 +190,9 @@ impl OtlpExporter {
         buffer.pushed = end;
         let confirmed = self.confirm_delivery.then(|| {
             let (done, confirmed) = tokio::sync::oneshot::channel();
-            buffer.tickets.push_back(buffer::Ticket {
-                start,
-                end,
-                failed: false,
-                done,
-            });
+            buffer
+                .tickets
+                .push_back(buffer::Ticket::new(start, end, done));
             confirmed
         });
         self.shared.set_buffered(&buffer);
@@ -238,9 +239,9 @@ impl OtlpExporter {
             .spans_dropped_undelivered
             .fetch_add(queued as u64, Relaxed);
         if in_flight > 0 {
-            // The delivery task counts the request it drops.
-            self.shared.abandon.store(true, Relaxed);
-            self.shared.abandoned.notify_one();
+            // The delivery task counts the requests it drops.
+            self.shared.abandon.fetch_add(1, Relaxed);
+            self.shared.abandoned.notify_waiters();
         }
         error!(
             destination = %self.shared.destination,
@@ -288,6 +289,10 @@ impl Exporter for OtlpExporter {
         "otlp"
     }
 
+    fn concurrent_exports(&self) -> usize {
+        self.concurrent_requests
+    }
+
     async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
         if batch.is_empty() {
             return Ok(());
@@ -325,6 +330,8 @@ impl Exporter for OtlpExporter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
 
     #[tokio::test]
@@ -408,6 +415,103 @@ mod tests {
         let refused = exporter.export(&large_spans(1, 10)).await.unwrap_err();
         assert!(refused.to_string().contains("full"), "{refused}");
         assert_eq!(exporter.stats().report().spans_buffered, 2);
+    }
+
+    /// An OTLP/HTTP endpoint on loopback that holds each request's answer until `hold` requests wait at once (or
+    /// a while has passed), then answers 200 with an empty `ExportTraceServiceResponse`; the most requests it saw
+    /// waiting at once, and the requests it answered. (A real endpoint answers too fast to show overlapping round
+    /// trips on cue.)
+    async fn holding_endpoint(
+        hold: usize,
+    ) -> (String, Arc<(AtomicUsize, AtomicUsize, AtomicUsize)>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // Waiting now, the most waiting at once, answered.
+        let counts = Arc::new((
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        ));
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let shared = Arc::clone(&counts);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (counts, arrived) = (Arc::clone(&shared), Arc::clone(&arrived));
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut length = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if stream.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let waiting = counts.0.fetch_add(1, Relaxed) + 1;
+                        counts.1.fetch_max(waiting, Relaxed);
+                        arrived.notify_waiters();
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                        while counts.0.load(Relaxed) < hold {
+                            if tokio::time::timeout_at(deadline, arrived.notified())
+                                .await
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        counts.0.fetch_sub(1, Relaxed);
+                        counts.2.fetch_add(1, Relaxed);
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), counts)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn confirmed_exports_overlap_up_to_the_concurrent_requests() {
+        for concurrent in [1, 3] {
+            let (endpoint, counts) = holding_endpoint(concurrent).await;
+            let exporter = OtlpExporter::new(
+                OtlpConfig::http(endpoint)
+                    .with_max_batch_spans(2)
+                    .with_concurrent_requests(concurrent),
+            )
+            .unwrap();
+            assert_eq!(exporter.concurrent_exports(), concurrent);
+            // Six batches of two spans, handed over at once as the pipeline does up to `concurrent_exports`.
+            let batches: Vec<_> = (0..6).map(|n| large_spans(2, 10 + n)).collect();
+            let exports = batches.iter().map(|batch| exporter.export(batch));
+            for result in futures::future::join_all(exports).await {
+                result.unwrap();
+            }
+            assert_eq!(
+                counts.1.load(Relaxed),
+                concurrent,
+                "requests waiting at once"
+            );
+            assert_eq!(counts.2.load(Relaxed), 6, "one request per batch");
+            let report = exporter.stats().report();
+            assert_eq!(report.spans_exported, 12, "{report:?}");
+            assert_eq!(report.spans_buffered, 0, "{report:?}");
+        }
     }
 
     #[test]
