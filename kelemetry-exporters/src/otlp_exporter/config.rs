@@ -80,7 +80,7 @@ pub struct OtlpConfig {
     /// At most this many spans per request.
     pub max_batch_spans: usize,
     /// At most this many requests in flight at once (at least 1), and as many batches in
-    /// [`Exporter::export`](kelemetry_core::Exporter::export) at once: with confirmed delivery each batch waits for
+    /// [`Exporter::export`] at once: with confirmed delivery each batch waits for
     /// the endpoint's answer, so one request at a time would bound the spans per second by the round trip.
     /// Requests may then arrive out of order, which OTLP allows.
     pub concurrent_requests: usize,
