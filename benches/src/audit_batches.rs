@@ -123,16 +123,9 @@ impl Templates {
     /// number, every `"namespace": "default"` and `/namespaces/default` in URIs and links become the copy's
     /// namespace, and each 36-character `uid` keeps its first 24 characters and ends in the copy's number.
     pub fn load(path: &Path, audit_id_prefix: &str) -> Result<Self, BatchesError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| BatchesError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let (shown, text) = read_log(path)?;
         let mut lines = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
+        for (number, line) in event_lines(&text) {
             let json_error = |source| BatchesError::Json {
                 path: shown.clone(),
                 line: number + 1,
@@ -165,18 +158,11 @@ impl Templates {
     /// (blank lines left out), named by its own audit id, which must be unique in the log. Each line is read
     /// with the project's audit mapping once here, to know which lines owe a span ([`Templates::traced`]).
     pub fn verbatim(path: &Path) -> Result<Self, BatchesError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| BatchesError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let (shown, text) = read_log(path)?;
         let mut lines = Vec::new();
         let mut line_of = HashMap::new();
         let mut traced = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
+        for (number, line) in event_lines(&text) {
             let audit_error = |source| BatchesError::Audit {
                 path: shown.clone(),
                 line: number + 1,
@@ -293,6 +279,25 @@ impl Templates {
             EventIds::Recorded { line_of, .. } => line_of.get(audit_id).copied(),
         }
     }
+}
+
+/// The path as errors name it, and the text of the file there.
+fn read_log(path: &Path) -> Result<(String, String), BatchesError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((shown, text)),
+        Err(source) => Err(BatchesError::Read {
+            path: shown,
+            source,
+        }),
+    }
+}
+
+/// The lines of a log that are not blank, each with its number from 0.
+fn event_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
 }
 
 /// Puts the placeholders into one event (see [`Templates::load`]).

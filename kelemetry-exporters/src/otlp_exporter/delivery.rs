@@ -89,7 +89,7 @@ async fn deliver_one(
         shared.failing.store(true, Relaxed);
         stats.requests_retried.fetch_add(1, Relaxed);
         log_retry(shared, failures, spans, &error);
-        // The policy is unlimited; the buffer's abandon flag (a flush that timed out) ends the retries.
+        // The policy is unlimited; a flush that timed out after the request was taken ends the retries.
         let wait = delays.next().unwrap_or(retry.max_backoff);
         if wait_or_abandon(shared, wait, abandon_epoch).await {
             stats.spans_dropped_undelivered.fetch_add(spans, Relaxed);
