@@ -322,7 +322,8 @@ async fn a_flush_that_times_out_counts_what_it_drops() {
         err.starts_with("retryable export failure: 3 spans were not delivered to "),
         "{err}"
     );
-    // The queued span is counted by the flush, the two in flight once the delivery task notices the abandon.
+    // Spans still queued are counted by the flush; those in flight (with up to four requests at once, all three,
+    // in two requests) once the delivery task notices the abandon.
     let report = wait_for_report(&exporter, "the 3 spans counted as dropped", |report| {
         report.spans_dropped_undelivered >= 3
     })
