@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, error, warn};
@@ -1578,26 +1577,12 @@ async fn export_worker(
     counters: Arc<ExporterStats>,
     retry: RetryPolicy,
 ) {
-    let limit = exporter.concurrent_exports().max(1);
-    let mut since_flush = 0u64;
-    let mut in_flight = FuturesUnordered::new();
-    let mut open = true;
-    while open || !in_flight.is_empty() {
-        tokio::select! {
-            biased;
-            Some(exported) = in_flight.next(), if !in_flight.is_empty() => since_flush += exported,
-            queued = batches.recv(), if open && in_flight.len() < limit => match queued {
-                Some(queued) => in_flight.push(export_queued(
-                    exporter.as_ref(),
-                    queued,
-                    &stats,
-                    &counters,
-                    retry,
-                )),
-                None => open = false,
-            },
-        }
-    }
+    // A batch is taken from the queue only while fewer than the limit are being exported.
+    let since_flush: u64 = futures::stream::poll_fn(|context| batches.poll_recv(context))
+        .map(|queued| export_queued(exporter.as_ref(), queued, &stats, &counters, retry))
+        .buffer_unordered(exporter.concurrent_exports().max(1))
+        .fold(0, |sum, exported| async move { sum + exported })
+        .await;
     if let Err(err) = exporter.flush().await {
         // What was exported since the last flush may not have been written.
         stats.spans_dropped.fetch_add(since_flush, Relaxed);

@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use kelemetry_core::{ExportError, RetryPolicy};
 use tracing::{debug, error, info, warn};
 
@@ -22,18 +21,14 @@ pub(super) async fn deliver(
     max_batch: usize,
     concurrent: usize,
 ) {
-    let mut in_flight = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            biased;
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            taken = shared.next_batch(max_batch), if in_flight.len() < concurrent => match taken {
-                Some(taken) => in_flight.push(deliver_taken(&shared, &transport, taken, retry)),
-                None => break,
-            },
-        }
-    }
-    while in_flight.next().await.is_some() {}
+    // Spans are taken from the buffer only while fewer than `concurrent` requests are in flight.
+    futures::stream::unfold((), |()| async {
+        shared.next_batch(max_batch).await.map(|taken| (taken, ()))
+    })
+    .for_each_concurrent(concurrent, |taken| {
+        deliver_taken(&shared, &transport, taken, retry)
+    })
+    .await;
 }
 
 /// Makes `taken` into a request, delivers it and settles its spans.

@@ -12,11 +12,12 @@
 //! [`Exporter::export`] puts a batch into a bounded buffer (at most [`OtlpConfig::buffer_spans`] spans and
 //! [`OtlpConfig::buffer_bytes`] bytes of them); one background task per exporter sends the buffer in requests of at
 //! most [`OtlpConfig::max_batch_spans`] spans, at most [`OtlpConfig::concurrent_requests`] of them at once (the
-//! pipeline hands the exporter as many batches at once: [`Exporter::concurrent_exports`]). By default ([`OtlpConfig::confirm_delivery`]) `export` then waits until
-//! the endpoint confirmed every span of the batch, so the pipeline acknowledges to its sources only what was delivered;
-//! it fails at once, retryably, while the endpoint is failing, so the pipeline's own retries and counts apply rather
-//! than a long wait. Without confirmation, `export` returns once the batch is buffered, and an endpoint that is down
-//! for a while does not hold the pipeline up:
+//! pipeline hands the exporter as many batches at once: [`Exporter::concurrent_exports`]). By default
+//! ([`OtlpConfig::confirm_delivery`]) `export` then waits until the endpoint confirmed every span of the batch, so
+//! the pipeline acknowledges to its sources only what was delivered; it fails at once, retryably, while the endpoint
+//! is failing, so the pipeline's own retries and counts apply rather than a long wait. Without confirmation,
+//! `export` returns once the batch is buffered, and an endpoint that is down for a while does not hold the pipeline
+//! up:
 //!
 //! - a retryable failure (the endpoint is unreachable, gRPC `UNAVAILABLE`, `DEADLINE_EXCEEDED`,
 //!   `RESOURCE_EXHAUSTED`..., HTTP 408, 429, 502, 503, 504) is retried with exponential backoff, from
@@ -105,12 +106,13 @@ impl OtlpExporter {
             "{} ({})",
             config.endpoint, config.protocol
         )));
+        let concurrent_requests = config.concurrent_requests.max(1);
         let worker = runtime.spawn(deliver(
             shared.clone(),
             transport,
             RetryPolicy::unlimited(config.initial_backoff, config.max_backoff),
             config.max_batch_spans.max(1),
-            config.concurrent_requests.max(1),
+            concurrent_requests,
         ));
         Ok(Self {
             shared,
@@ -118,7 +120,7 @@ impl OtlpExporter {
             capacity_bytes: config.buffer_bytes,
             flush_timeout: config.flush_timeout,
             confirm_delivery: config.confirm_delivery,
-            concurrent_requests: config.concurrent_requests.max(1),
+            concurrent_requests,
             worker,
         })
     }
@@ -417,22 +419,26 @@ mod tests {
         assert_eq!(exporter.stats().report().spans_buffered, 2);
     }
 
+    /// What [`holding_endpoint`] counts.
+    #[derive(Default)]
+    struct HeldRequests {
+        /// Requests waiting for their answer now.
+        waiting: AtomicUsize,
+        /// The most that waited at once.
+        most: AtomicUsize,
+        /// Requests answered.
+        answered: AtomicUsize,
+    }
+
     /// An OTLP/HTTP endpoint on loopback that holds each request's answer until `hold` requests wait at once (or
     /// a while has passed), then answers 200 with an empty `ExportTraceServiceResponse`; the most requests it saw
     /// waiting at once, and the requests it answered. (A real endpoint answers too fast to show overlapping round
     /// trips on cue.)
-    async fn holding_endpoint(
-        hold: usize,
-    ) -> (String, Arc<(AtomicUsize, AtomicUsize, AtomicUsize)>) {
+    async fn holding_endpoint(hold: usize) -> (String, Arc<HeldRequests>) {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        // Waiting now, the most waiting at once, answered.
-        let counts = Arc::new((
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-        ));
+        let counts = Arc::new(HeldRequests::default());
         let arrived = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::clone(&counts);
         tokio::spawn(async move {
@@ -460,11 +466,11 @@ mod tests {
                         if stream.read_exact(&mut body).await.is_err() {
                             return;
                         }
-                        let waiting = counts.0.fetch_add(1, Relaxed) + 1;
-                        counts.1.fetch_max(waiting, Relaxed);
+                        let waiting = counts.waiting.fetch_add(1, Relaxed) + 1;
+                        counts.most.fetch_max(waiting, Relaxed);
                         arrived.notify_waiters();
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                        while counts.0.load(Relaxed) < hold {
+                        while counts.waiting.load(Relaxed) < hold {
                             if tokio::time::timeout_at(deadline, arrived.notified())
                                 .await
                                 .is_err()
@@ -472,8 +478,8 @@ mod tests {
                                 break;
                             }
                         }
-                        counts.0.fetch_sub(1, Relaxed);
-                        counts.2.fetch_add(1, Relaxed);
+                        counts.waiting.fetch_sub(1, Relaxed);
+                        counts.answered.fetch_add(1, Relaxed);
                         let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
                         if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
                             return;
@@ -503,11 +509,11 @@ mod tests {
                 result.unwrap();
             }
             assert_eq!(
-                counts.1.load(Relaxed),
+                counts.most.load(Relaxed),
                 concurrent,
                 "requests waiting at once"
             );
-            assert_eq!(counts.2.load(Relaxed), 6, "one request per batch");
+            assert_eq!(counts.answered.load(Relaxed), 6, "one request per batch");
             let report = exporter.stats().report();
             assert_eq!(report.spans_exported, 12, "{report:?}");
             assert_eq!(report.spans_buffered, 0, "{report:?}");

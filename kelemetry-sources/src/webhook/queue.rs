@@ -129,16 +129,14 @@ impl BatchQueue {
     }
 }
 
-/// `amount` of `room`, at once when it is free, else once it is freed before `deadline`.
+/// `amount` of `room` once it is free before `deadline`, after the batches that asked before (with a deadline
+/// already past, only if it is free now and nobody waits).
 async fn take_room(
     room: &Arc<Semaphore>,
     amount: usize,
     deadline: Instant,
 ) -> Result<OwnedSemaphorePermit, Refusal> {
     let amount = u32::try_from(amount).unwrap_or(u32::MAX);
-    if let Ok(permit) = Arc::clone(room).try_acquire_many_owned(amount) {
-        return Ok(permit);
-    }
     match tokio::time::timeout_at(deadline, Arc::clone(room).acquire_many_owned(amount)).await {
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) | Err(_) => Err(Refusal::Throttled("queue full")),
